@@ -1,0 +1,92 @@
+# mailcast - one non-recursive GNU Makefile.
+#
+#   make            build ./mailcast
+#   make run        install what is missing, build, start on SQLite
+#   make test       install what is missing, build, run every test (both stores)
+#   make test SANITIZE=1   the same under ASan and UBSan
+#   make bench      benchmarks (see bench/RESULTS.md)
+
+PKGS     := libmicrohttpd jansson sqlite3 libpq libcrypto libidn2
+CC       ?= gcc
+BUILD    ?= build
+WARN     := -Wall -Wextra -Wshadow -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes -Wvla
+CFLAGS   ?= -O2 -g
+CFLAGS   += -std=c11 -D_GNU_SOURCE $(WARN) -Isrc -I$(BUILD)/gen
+ifdef CI
+CFLAGS   += -Werror
+endif
+ifdef SANITIZE
+CFLAGS   += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS  += -fsanitize=address,undefined
+BUILD    := build-san
+endif
+
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+LIBS       = $(PKG_LIBS) -lpthread -lm
+
+CORE_SRC  := $(wildcard src/core/*.c)
+STORE_SRC := $(wildcard src/store/*.c)
+HTTP_SRC  := $(wildcard src/http/*.c)
+CLI_SRC   := $(filter-out src/cli/main.c,$(wildcard src/cli/*.c))
+LIB_SRC   := $(CORE_SRC) $(STORE_SRC) $(HTTP_SRC) $(CLI_SRC)
+LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/migrations_gen.o
+MIGRATIONS := $(sort $(wildcard migrations/sqlite/*.sql migrations/pg/*.sql))
+
+UNIT_SRC  := $(wildcard tests/unit/*/test_*.c)
+UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+
+all: mailcast
+
+mailcast: $(BUILD)/mailcast
+	@cp $< $@
+
+$(BUILD)/mailcast: $(BUILD)/src/cli/main.o $(BUILD)/libmailcast.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/libmailcast.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) -MMD -MP -c -o $@ $<
+
+$(BUILD)/gen/migrations_gen.c: $(MIGRATIONS) scripts/embed_sql.sh
+	@mkdir -p $(dir $@)
+	sh scripts/embed_sql.sh > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/gen/migrations_gen.o: $(BUILD)/gen/migrations_gen.c
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libmailcast.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) -Itests/unit -o $@ $< $(BUILD)/libmailcast.a $(LDFLAGS) $(LIBS) -lcmocka
+
+deps:
+	@bash scripts/deps.sh
+
+deps-test:
+	@bash scripts/deps.sh --test
+
+# `make run` builds after deps in one shell, so pkg-config sees fresh packages.
+run: deps
+	@$(MAKE) --no-print-directory mailcast
+	@mkdir -p var
+	./mailcast serve
+
+unit: $(UNIT_BIN)
+
+test: deps-test
+	@$(MAKE) --no-print-directory mailcast unit
+	@bash tests/run.sh $(BUILD)
+
+bench: mailcast
+	@echo "benchmarks: see bench/README.md"
+
+clean:
+	rm -rf build build-san mailcast
+
+.PHONY: all mailcast deps deps-test run unit test bench clean
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

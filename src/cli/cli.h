@@ -1,0 +1,34 @@
+/*
+ * cli.h - mailcast's subcommands.  Each command gets its own arguments
+ * (after the command words) and the loaded, validated configuration, and
+ * returns the process exit status.
+ */
+#ifndef MC_CLI_H
+#define MC_CLI_H
+
+#include "core/config.h"
+
+#define MAILCAST_VERSION "0.1.0"
+
+struct cli_ctx {
+    struct config cfg;
+    int argc;    /* arguments after the command words */
+    char **argv; /* borrowed */
+};
+
+int cmd_serve(struct cli_ctx *c);
+int cmd_worker(struct cli_ctx *c);
+int cmd_migrate(struct cli_ctx *c);
+int cmd_tenant_create(struct cli_ctx *c);
+int cmd_tenant_list(struct cli_ctx *c);
+int cmd_tenant_show(struct cli_ctx *c);
+int cmd_key_create(struct cli_ctx *c);
+int cmd_key_list(struct cli_ctx *c);
+int cmd_key_revoke(struct cli_ctx *c);
+int cmd_config_check(struct cli_ctx *c);
+
+struct store;
+/* Opens the configured database and migrates it; prints the reason and returns NULL on failure. */
+struct store *cli_open_store(const struct config *cfg);
+
+#endif

@@ -1,0 +1,232 @@
+/*
+ * cmd_admin.c - administrative commands that work on the database directly:
+ * migrate, tenant create|list|show, key create|list|revoke, config check.
+ * Results are printed as JSON, the same objects the API returns.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "core/log.h"
+#include "core/timeutil.h"
+#include "http/http.h"
+#include "store/store.h"
+
+static void
+print_json(json_t *v)
+{
+    char *s = json_dumps(v, JSON_INDENT(2));
+
+    printf("%s\n", s ? s : "null");
+    free(s);
+    json_decref(v);
+}
+
+static int
+fail(const char *what, mc_err err)
+{
+    fprintf(stderr, "mailcast: %s: %s\n", what, mc_err_str(err));
+    return 1;
+}
+
+/* Finds "--name VALUE" in the command's arguments; *present for flags without a value. */
+static const char *
+opt_value(struct cli_ctx *c, const char *name)
+{
+    for (int i = 0; i + 1 < c->argc; i++)
+        if (strcmp(c->argv[i], name) == 0)
+            return c->argv[i + 1];
+    return NULL;
+}
+
+static bool
+opt_flag(struct cli_ctx *c, const char *name)
+{
+    for (int i = 0; i < c->argc; i++)
+        if (strcmp(c->argv[i], name) == 0)
+            return true;
+    return false;
+}
+
+int
+cmd_migrate(struct cli_ctx *c)
+{
+    struct store *st = cli_open_store(&c->cfg);
+    int dbv = 0, binv = 0;
+
+    if (st == NULL)
+        return 1;
+    if (store_schema_version(st, &dbv, &binv) == MC_ERR_OK)
+        printf("database schema version %d (this mailcast knows up to %d)\n", dbv, binv);
+    store_close(st);
+    return 0;
+}
+
+int
+cmd_tenant_create(struct cli_ctx *c)
+{
+    struct tenant t = {0};
+    const char *slug = opt_value(c, "--slug");
+    struct store *st;
+    mc_err err;
+
+    if (c->argc < 1 || c->argv[0][0] == '-') {
+        fprintf(stderr, "usage: mailcast tenant create NAME [--slug SLUG]\n");
+        return 2;
+    }
+    if ((st = cli_open_store(&c->cfg)) == NULL)
+        return 1;
+    t.name = xstrdup(c->argv[0]);
+    t.slug = xstrdup(slug ? slug : c->argv[0]);
+    for (char *p = t.slug; *p; p++)
+        *p = (*p >= 'A' && *p <= 'Z') ? (char)(*p - 'A' + 'a') : (*p == ' ' ? '-' : *p);
+    t.status = TENANT_ACTIVE;
+    err = store_tenant_create(st, &t);
+    if (err == MC_ERR_OK)
+        print_json(tenant_json(&t));
+    tenant_cleanup(&t);
+    store_close(st);
+    return err == MC_ERR_OK ? 0 : fail("tenant create", err);
+}
+
+int
+cmd_tenant_list(struct cli_ctx *c)
+{
+    struct page pg = {.limit = 1000, .offset = 0};
+    struct tenant_list l = {0};
+    struct store *st;
+    json_t *arr;
+    mc_err err;
+
+    if ((st = cli_open_store(&c->cfg)) == NULL)
+        return 1;
+    err = store_tenant_list(st, -1, &pg, &l);
+    if (err == MC_ERR_OK) {
+        arr = json_array();
+        for (int i = 0; i < l.n; i++)
+            json_array_append_new(arr, tenant_json(&l.items[i]));
+        print_json(arr);
+    }
+    tenant_list_cleanup(&l);
+    store_close(st);
+    return err == MC_ERR_OK ? 0 : fail("tenant list", err);
+}
+
+int
+cmd_tenant_show(struct cli_ctx *c)
+{
+    struct tenant t = {0};
+    struct store *st;
+    mc_err err;
+
+    if (c->argc != 1) {
+        fprintf(stderr, "usage: mailcast tenant show TENANT_ID\n");
+        return 2;
+    }
+    if ((st = cli_open_store(&c->cfg)) == NULL)
+        return 1;
+    err = store_tenant_get(st, c->argv[0], &t);
+    if (err == MC_ERR_OK)
+        print_json(tenant_json(&t));
+    tenant_cleanup(&t);
+    store_close(st);
+    return err == MC_ERR_OK ? 0 : fail("tenant show", err);
+}
+
+int
+cmd_key_create(struct cli_ctx *c)
+{
+    const char *name = opt_value(c, "--name"), *exp = opt_value(c, "--expires");
+    struct api_key k = {0};
+    char *secret = NULL;
+    char hash[65];
+    struct store *st;
+    json_t *obj;
+    mc_err err;
+
+    if (c->argc < 1 || c->argv[0][0] == '-') {
+        fprintf(stderr, "usage: mailcast key create TENANT_ID [--name NAME] [--read-only] "
+                        "[--expires RFC3339]\n");
+        return 2;
+    }
+    if (exp && (!time_parse_rfc3339(exp, &k.expires_at) || k.expires_at <= time_now_us())) {
+        fprintf(stderr, "mailcast: --expires must be an RFC 3339 time in the future\n");
+        return 2;
+    }
+    if ((st = cli_open_store(&c->cfg)) == NULL)
+        return 1;
+    snprintf(k.tenant_id, sizeof(k.tenant_id), "%s", c->argv[0]);
+    k.name = xstrdup(name ? name : "default");
+    k.scopes = opt_flag(c, "--read-only") ? KEY_SCOPE_READ : KEY_SCOPE_READ | KEY_SCOPE_WRITE;
+    auth_key_generate(&secret, &k.key_prefix, hash);
+    k.key_hash = xstrdup(hash);
+    err = store_key_create(st, &k);
+    if (err == MC_ERR_OK) {
+        obj = api_key_json(&k);
+        json_object_set_new(obj, "key", json_string(secret));
+        print_json(obj);
+    }
+    free(secret);
+    api_key_cleanup(&k);
+    store_close(st);
+    return err == MC_ERR_OK ? 0 : fail("key create", err);
+}
+
+int
+cmd_key_list(struct cli_ctx *c)
+{
+    struct page pg = {.limit = 1000, .offset = 0};
+    struct api_key_list l = {0};
+    struct store *st;
+    json_t *arr;
+    mc_err err;
+
+    if (c->argc != 1) {
+        fprintf(stderr, "usage: mailcast key list TENANT_ID\n");
+        return 2;
+    }
+    if ((st = cli_open_store(&c->cfg)) == NULL)
+        return 1;
+    err = store_key_list(st, c->argv[0], &pg, &l);
+    if (err == MC_ERR_OK) {
+        arr = json_array();
+        for (int i = 0; i < l.n; i++)
+            json_array_append_new(arr, api_key_json(&l.items[i]));
+        print_json(arr);
+    }
+    api_key_list_cleanup(&l);
+    store_close(st);
+    return err == MC_ERR_OK ? 0 : fail("key list", err);
+}
+
+int
+cmd_key_revoke(struct cli_ctx *c)
+{
+    struct store *st;
+    mc_err err;
+
+    if (c->argc != 2) {
+        fprintf(stderr, "usage: mailcast key revoke TENANT_ID KEY_ID\n");
+        return 2;
+    }
+    if ((st = cli_open_store(&c->cfg)) == NULL)
+        return 1;
+    err = store_key_revoke(st, c->argv[0], c->argv[1]);
+    store_close(st);
+    if (err == MC_ERR_OK)
+        printf("revoked\n");
+    return err == MC_ERR_OK ? 0 : fail("key revoke", err);
+}
+
+int
+cmd_config_check(struct cli_ctx *c)
+{
+    struct buf out;
+
+    buf_init(&out, 0);
+    config_dump(&c->cfg, &out);
+    printf("configuration OK\n%s", out.data ? out.data : "");
+    buf_cleanup(&out);
+    return 0;
+}

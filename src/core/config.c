@@ -1,0 +1,341 @@
+/*
+ * config.c - the option table and its four layers.
+ *
+ * Adding an option is adding a line to opts[] and a field to struct
+ * config.  The file format is deliberately small: "name = value" lines,
+ * '#' comments, blank lines; values may be double-quoted.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "log.h"
+
+enum opt_type { OPT_STR, OPT_INT };
+
+struct opt {
+    const char *name;
+    enum opt_type type;
+    size_t off;
+    const char *def; /* NULL: unset */
+    int64_t min, max;
+    bool secret;
+    const char *help;
+};
+
+#define STR(f) OPT_STR, offsetof(struct config, f)
+#define INT(f) OPT_INT, offsetof(struct config, f)
+
+static const struct opt opts[] = {
+    {"listen", STR(listen), "127.0.0.1:8080", 0, 0, false, "HOST:PORT the API listens on"},
+    {"database", STR(database), "sqlite:./var/mailcast.db", 0, 0, true,
+     "sqlite:PATH or postgres://USER@HOST/DB"},
+    {"operator_key", STR(operator_key), NULL, 0, 0, true,
+     "operator key; generated and printed once when unset"},
+    {"public_url", STR(public_url), "http://127.0.0.1:8080", 0, 0, false,
+     "base URL of links placed in mail"},
+    {"log_level", STR(log_level), "info", 0, 0, false, "debug, info, warn or error"},
+    {"http_threads", INT(http_threads), "4", 1, 256, false, "HTTP worker threads"},
+    {"http_max_body", INT(http_max_body), "1048576", 1024, 1073741824, false,
+     "largest JSON request body, bytes"},
+    {"http_max_connections", INT(http_max_connections), "1024", 1, 65536, false,
+     "concurrent HTTP connections"},
+    {"http_timeout", INT(http_timeout), "60", 1, 3600, false,
+     "seconds an idle HTTP connection is kept"},
+    {"db_pool_size", INT(db_pool_size), "8", 1, 256, false, "database connections"},
+    {"db_busy_timeout_ms", INT(db_busy_timeout_ms), "10000", 0, 600000, false,
+     "SQLite busy timeout, milliseconds"},
+    {"shutdown_timeout", INT(shutdown_timeout), "30", 1, 3600, false,
+     "seconds in-flight work gets on SIGTERM"},
+    {"max_page_size", INT(max_page_size), "1000", 1, 100000, false,
+     "largest page a list endpoint returns"},
+};
+
+#define NOPTS (sizeof(opts) / sizeof(opts[0]))
+
+/* Raw string value of every option while the layers are applied. */
+struct layered {
+    char *val[NOPTS];        /* owned */
+    const char *from[NOPTS]; /* where it came from, for messages */
+};
+
+static const struct opt *
+find_opt(const char *name, size_t len)
+{
+    for (size_t i = 0; i < NOPTS; i++)
+        if (strlen(opts[i].name) == len && strncmp(opts[i].name, name, len) == 0)
+            return &opts[i];
+    return NULL;
+}
+
+static void
+set_raw(struct layered *l, const struct opt *o, const char *v, const char *from)
+{
+    size_t i = (size_t)(o - opts);
+
+    free(l->val[i]);
+    l->val[i] = xstrdup(v);
+    l->from[i] = from;
+}
+
+static char *
+trim(char *s)
+{
+    char *e;
+
+    while (isspace((unsigned char)*s))
+        s++;
+    e = s + strlen(s);
+    while (e > s && isspace((unsigned char)e[-1]))
+        *--e = '\0';
+    return s;
+}
+
+static void
+read_file(struct layered *l, const char *path, struct buf *errors)
+{
+    char line[4096];
+    FILE *fp;
+    int lineno = 0;
+
+    fp = fopen(path, "r");
+    if (fp == NULL) {
+        buf_printf(errors, "config file %s: %s\n", path, strerror(errno));
+        return;
+    }
+    while (fgets(line, sizeof(line), fp) != NULL) {
+        char *s, *eq, *name, *val;
+        const struct opt *o;
+
+        lineno++;
+        if (strchr(line, '\n') == NULL && !feof(fp)) {
+            buf_printf(errors, "%s:%d: line too long\n", path, lineno);
+            break;
+        }
+        s = trim(line);
+        if (*s == '\0' || *s == '#')
+            continue;
+        eq = strchr(s, '=');
+        if (eq == NULL) {
+            buf_printf(errors, "%s:%d: expected \"name = value\"\n", path, lineno);
+            continue;
+        }
+        *eq = '\0';
+        name = trim(s);
+        val = trim(eq + 1);
+        if (*val == '"') {
+            size_t n = strlen(val);
+            if (n < 2 || val[n - 1] != '"') {
+                buf_printf(errors, "%s:%d: unterminated quoted value\n", path, lineno);
+                continue;
+            }
+            val[n - 1] = '\0';
+            val++;
+        }
+        o = find_opt(name, strlen(name));
+        if (o == NULL) {
+            buf_printf(errors, "%s:%d: unknown option \"%s\"\n", path, lineno, name);
+            continue;
+        }
+        set_raw(l, o, val, "config file");
+    }
+    fclose(fp);
+}
+
+static void
+env_name(const struct opt *o, char *out, size_t n)
+{
+    size_t i = 0;
+    const char *p;
+
+    snprintf(out, n, "MAILCAST_");
+    i = strlen(out);
+    for (p = o->name; *p && i + 1 < n; p++)
+        out[i++] = (char)toupper((unsigned char)*p);
+    out[i] = '\0';
+}
+
+const char *
+config_flag_option(const char *flag)
+{
+    char name[64];
+    size_t n;
+
+    if (!str_prefix(flag, "--"))
+        return NULL;
+    flag += 2;
+    n = strcspn(flag, "=");
+    if (n >= sizeof(name))
+        return NULL;
+    for (size_t i = 0; i < n; i++)
+        name[i] = flag[i] == '-' ? '_' : flag[i];
+    name[n] = '\0';
+    const struct opt *o = find_opt(name, n);
+    return o ? o->name : NULL;
+}
+
+static bool
+parse_listen(struct config *cfg)
+{
+    const char *colon = strrchr(cfg->listen, ':');
+    int64_t port;
+    const char *host = cfg->listen;
+    size_t hlen;
+
+    if (colon == NULL || !parse_int64(colon + 1, 1, 65535, &port))
+        return false;
+    hlen = (size_t)(colon - host);
+    if (hlen >= 2 && host[0] == '[' && host[hlen - 1] == ']') {
+        host++;
+        hlen -= 2;
+    }
+    if (hlen == 0)
+        return false;
+    cfg->listen_host = xstrndup(host, hlen);
+    cfg->listen_port = (int)port;
+    return true;
+}
+
+static void
+validate(struct config *cfg, struct layered *l, struct buf *errors)
+{
+    size_t len;
+
+    if (!parse_listen(cfg))
+        buf_printf(errors, "listen: \"%s\" (from %s) is not HOST:PORT with a port 1-65535\n",
+                   cfg->listen, l->from[0]);
+    if (!str_prefix(cfg->database, "sqlite:") && !str_prefix(cfg->database, "postgres://") &&
+        !str_prefix(cfg->database, "postgresql://"))
+        buf_printf(errors, "database: must start with sqlite: or postgres://\n");
+    else if (strcmp(cfg->database, "sqlite:") == 0)
+        buf_printf(errors, "database: sqlite: needs a path\n");
+    if (cfg->operator_key != NULL && strlen(cfg->operator_key) < 24)
+        buf_printf(errors, "operator_key: must be at least 24 characters\n");
+    len = strlen(cfg->public_url);
+    while (len > 0 && cfg->public_url[len - 1] == '/')
+        cfg->public_url[--len] = '\0';
+    if ((!str_prefix(cfg->public_url, "http://") && !str_prefix(cfg->public_url, "https://")) ||
+        strpbrk(cfg->public_url, " \t\r\n\"<>") != NULL || strlen(cfg->public_url) < 9)
+        buf_printf(errors, "public_url: \"%s\" is not an http:// or https:// URL\n",
+                   cfg->public_url);
+    if (log_level_parse(cfg->log_level) < 0)
+        buf_printf(errors, "log_level: \"%s\" is not debug, info, warn or error\n",
+                   cfg->log_level);
+}
+
+mc_err
+config_load(struct config *cfg, const char *path, const struct config_override *ov, int nov,
+            struct buf *errors)
+{
+    struct layered l;
+    size_t before = errors->len;
+
+    memset(cfg, 0, sizeof(*cfg));
+    memset(&l, 0, sizeof(l));
+    for (size_t i = 0; i < NOPTS; i++)
+        if (opts[i].def)
+            set_raw(&l, &opts[i], opts[i].def, "default");
+    if (path)
+        read_file(&l, path, errors);
+    for (size_t i = 0; i < NOPTS; i++) {
+        char name[80];
+        const char *v;
+
+        env_name(&opts[i], name, sizeof(name));
+        v = getenv(name);
+        if (v != NULL)
+            set_raw(&l, &opts[i], v, "environment");
+    }
+    for (int i = 0; i < nov; i++) {
+        const struct opt *o = find_opt(ov[i].name, strlen(ov[i].name));
+        if (o == NULL)
+            buf_printf(errors, "unknown option \"%s\"\n", ov[i].name);
+        else
+            set_raw(&l, o, ov[i].value, "command line");
+    }
+    for (size_t i = 0; i < NOPTS; i++) {
+        const struct opt *o = &opts[i];
+        char *field = (char *)cfg + o->off;
+
+        if (o->type == OPT_STR) {
+            *(char **)field = l.val[i];
+            l.val[i] = NULL;
+            if (*(char **)field != NULL && **(char **)field == '\0' && o->def == NULL) {
+                free(*(char **)field);
+                *(char **)field = NULL;
+            }
+            if (*(char **)field == NULL && o->def != NULL) {
+                buf_printf(errors, "%s: must not be empty\n", o->name);
+                *(char **)field = xstrdup(o->def);
+            }
+        } else {
+            int64_t v;
+            if (!parse_int64(l.val[i], o->min, o->max, &v)) {
+                buf_printf(errors, "%s: \"%s\" (from %s) is not an integer in %lld..%lld\n",
+                           o->name, l.val[i], l.from[i], (long long)o->min,
+                           (long long)o->max);
+                parse_int64(o->def, o->min, o->max, &v);
+            }
+            *(int64_t *)field = v;
+        }
+    }
+    validate(cfg, &l, errors);
+    for (size_t i = 0; i < NOPTS; i++)
+        free(l.val[i]);
+    return errors->len > before ? MC_ERR_CONFIG : MC_ERR_OK;
+}
+
+void
+config_cleanup(struct config *cfg)
+{
+    for (size_t i = 0; i < NOPTS; i++)
+        if (opts[i].type == OPT_STR)
+            free(*(char **)((char *)cfg + opts[i].off));
+    free(cfg->listen_host);
+    memset(cfg, 0, sizeof(*cfg));
+}
+
+void
+config_dump(const struct config *cfg, struct buf *out)
+{
+    for (size_t i = 0; i < NOPTS; i++) {
+        const struct opt *o = &opts[i];
+        const char *field = (const char *)cfg + o->off;
+
+        if (o->type == OPT_INT) {
+            buf_printf(out, "%s = %lld\n", o->name, (long long)*(const int64_t *)field);
+            continue;
+        }
+        const char *v = *(char *const *)field;
+        if (v == NULL)
+            buf_printf(out, "%s = (unset)\n", o->name);
+        else if (o->secret && strcmp(o->name, "database") == 0 && strchr(v, '@') != NULL)
+            buf_printf(out, "%s = (hidden: contains credentials)\n", o->name);
+        else if (o->secret && strcmp(o->name, "database") != 0)
+            buf_printf(out, "%s = (set, hidden)\n", o->name);
+        else
+            buf_printf(out, "%s = %s\n", o->name, v);
+    }
+}
+
+void
+config_help(struct buf *out)
+{
+    for (size_t i = 0; i < NOPTS; i++) {
+        char env[80], flag[64];
+        const struct opt *o = &opts[i];
+        size_t j;
+
+        env_name(o, env, sizeof(env));
+        snprintf(flag, sizeof(flag), "--%s", o->name);
+        for (j = 2; flag[j]; j++)
+            if (flag[j] == '_')
+                flag[j] = '-';
+        buf_printf(out, "  %-24s %-30s %s (default: %s)\n", flag, env, o->help,
+                   o->def ? o->def : "none");
+    }
+}

@@ -1,0 +1,63 @@
+/*
+ * config.h - mailcast's settings: one table of options, four layers.
+ *
+ * Each option has a default, may be set in a config file ("name = value"
+ * lines), overridden by the environment (MAILCAST_NAME) and then by a
+ * command-line flag (--name VALUE).  config_load() applies the layers in
+ * that order and validates every option, reporting every problem at once.
+ */
+#ifndef MC_CONFIG_H
+#define MC_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "err.h"
+#include "util.h"
+
+struct config {
+    char *listen;        /* "HOST:PORT" as given */
+    char *listen_host;   /* derived from listen */
+    int listen_port;     /* derived from listen */
+    char *database;      /* "sqlite:PATH" or "postgres://..." */
+    char *operator_key;  /* NULL: generated and stored on first start */
+    char *public_url;    /* base of links placed in mail, no trailing slash */
+    char *log_level;
+    int64_t http_threads;
+    int64_t http_max_body;        /* bytes of a JSON request body */
+    int64_t http_max_connections;
+    int64_t http_timeout;         /* seconds an idle connection is kept */
+    int64_t db_pool_size;
+    int64_t db_busy_timeout_ms;
+    int64_t shutdown_timeout;     /* seconds in-flight requests get on SIGTERM */
+    int64_t max_page_size;        /* largest "limit" a list endpoint accepts */
+};
+
+/* One command-line override: the option's name (as in the file) and its value. */
+struct config_override {
+    const char *name;  /* borrowed */
+    const char *value; /* borrowed */
+};
+
+/*
+ * Fills cfg from defaults < file (path may be NULL) < environment <
+ * overrides, then validates.  On failure every problem is appended to
+ * errors, one line each, and MC_ERR_CONFIG is returned; cfg is then still
+ * safe to config_cleanup().
+ */
+mc_err config_load(struct config *cfg, const char *path, const struct config_override *ov,
+                   int nov, struct buf *errors);
+void config_cleanup(struct config *cfg);
+
+/*
+ * Looks up a command-line flag ("--listen") and returns the option name
+ * ("listen"), or NULL when the flag is not a config flag.
+ */
+const char *config_flag_option(const char *flag);
+
+/* Writes the effective configuration, one "name = value" per line, secrets hidden. */
+void config_dump(const struct config *cfg, struct buf *out);
+/* Writes the option reference (flags, environment, defaults) for --help. */
+void config_help(struct buf *out);
+
+#endif

@@ -1,0 +1,28 @@
+/*
+ * crypto.h - random bytes, ids, hashing and constant-time comparison, all
+ * on OpenSSL's libcrypto.
+ */
+#ifndef MC_CRYPTO_H
+#define MC_CRYPTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define MC_UUID_LEN 36
+
+/* Fills p with n cryptographically random bytes; aborts if the CSPRNG fails. */
+void crypto_random(void *p, size_t n);
+/* Writes a random (version 4) UUID, lowercase, NUL-terminated, into out[37]. */
+void crypto_uuid(char out[MC_UUID_LEN + 1]);
+/* True when s is a UUID in canonical 8-4-4-4-12 hex form (either case). */
+bool crypto_uuid_valid(const char *s);
+/* Lowercases a valid UUID in place. */
+void crypto_uuid_lower(char *s);
+/* SHA-256 of p[0..n) as 64 lowercase hex digits into out[65]. */
+void crypto_sha256_hex(const void *p, size_t n, char out[65]);
+/* Lowercase hex of p[0..n) into out, which needs 2n+1 bytes. */
+void crypto_hex(const void *p, size_t n, char *out);
+/* Constant-time equality of two buffers of the same length n. */
+bool crypto_equal(const void *a, const void *b, size_t n);
+
+#endif

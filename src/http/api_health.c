@@ -1,0 +1,37 @@
+/*
+ * api_health.c - liveness, readiness and metrics; no API key needed.
+ */
+#include "core/util.h"
+#include "http.h"
+
+void
+api_healthz(struct req *r)
+{
+    reply_json(r, 200, json_pack("{s:s}", "status", "ok"));
+}
+
+void
+api_readyz(struct req *r)
+{
+    mc_err err = store_ping(r->app->st);
+
+    if (err != MC_ERR_OK) {
+        reply_error(r, MC_ERR_DB, "the database is not reachable");
+        return;
+    }
+    reply_json(r, 200,
+               json_pack("{s:s, s:s}", "status", "ready", "database", store_backend(r->app->st)));
+}
+
+void
+api_metrics(struct req *r)
+{
+    struct buf out;
+
+    buf_init(&out, 0);
+    metrics_render(r->app->metrics, &out);
+    r->status = 200;
+    r->resp_body = buf_steal(&out);
+    r->resp_type = "text/plain; version=0.0.4; charset=utf-8";
+    r->answered = true;
+}

@@ -1,0 +1,202 @@
+/*
+ * http.h - the HTTP API: server, router, request helpers and the handlers.
+ *
+ * A handler gets a struct req whose route, path parameters, authenticated
+ * caller and parsed JSON body are ready, and answers exactly once with
+ * reply_json(), reply_empty() or one of the reply_error*() functions.
+ * Handlers never see libmicrohttpd.
+ */
+#ifndef MC_HTTP_H
+#define MC_HTTP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "core/config.h"
+#include "core/err.h"
+#include "core/util.h"
+#include "store/store.h"
+
+struct metrics;
+struct http_server;
+
+/* Process state shared by every request; owned by the serve command. */
+struct app {
+    const struct config *cfg; /* borrowed */
+    struct store *st;         /* borrowed */
+    char operator_hash[65];   /* hex SHA-256 of the operator key */
+    struct metrics *metrics;  /* owned by the server */
+};
+
+/* Route flags. */
+#define R_AUTH_NONE 0x00u
+#define R_AUTH_OPERATOR 0x01u /* operator key only */
+#define R_AUTH_READ 0x02u     /* tenant key with read, or the operator key */
+#define R_AUTH_WRITE 0x04u    /* tenant key with write, or the operator key */
+#define R_BODY 0x10u          /* a JSON object body is required */
+#define R_BODY_OPTIONAL 0x20u /* a JSON object body may be sent */
+
+struct req;
+typedef void (*handler_fn)(struct req *r);
+
+struct route {
+    const char *method;
+    const char *pattern; /* "/api/v1/tenants/{tenant_id}"; {x} matches one segment */
+    handler_fn fn;
+    unsigned flags;
+};
+
+#define REQ_MAX_PARAMS 4
+
+struct req {
+    struct app *app;                /* borrowed */
+    const char *method;             /* borrowed from MHD */
+    const char *path;               /* borrowed from MHD */
+    void *conn;                     /* the MHD connection, for headers and query */
+    const struct route *route;      /* NULL when unmatched */
+    int route_index;
+    char *params[REQ_MAX_PARAMS];   /* owned: path captures in pattern order */
+    int nparams;
+    struct buf body;                /* the raw request body */
+    json_t *json;                   /* owned: the parsed body (R_BODY*), or NULL */
+    char request_id[72];
+    int64_t start_us;               /* monotonic */
+    /* The authenticated caller. */
+    bool is_operator;
+    char tenant_id[MC_UUID_LEN + 1]; /* a tenant key's tenant, else "" */
+    unsigned scopes;
+    /* The response. */
+    int status;
+    char *resp_body;                /* owned */
+    const char *resp_type;          /* static */
+    char *resp_allow;               /* owned: Allow header for 405 */
+    bool answered;
+};
+
+/* ---- router.c ---- */
+
+extern const struct route routes[];
+extern const int nroutes;
+
+/*
+ * Finds the route for method and path.  Returns its index and fills the
+ * captures, or -1 when no pattern matches the path (MC_ERR_NO_ROUTE) and -2
+ * when patterns match but not with this method (*allow gets "GET, POST").
+ */
+int router_match(const char *method, const char *path, char **params, int *nparams,
+                 char **allow);
+
+/* ---- server.c ---- */
+
+/* Starts listening (threads of its own); NULL and logged on failure. */
+struct http_server *http_server_start(struct app *app);
+/* Stops accepting, lets in-flight requests finish within timeout_s, stops. */
+void http_server_stop(struct http_server *srv, int timeout_s);
+
+/* ---- request helpers (reply.c) ---- */
+
+/* Sends obj (stolen) with status. */
+void reply_json(struct req *r, int status, json_t *obj);
+void reply_empty(struct req *r, int status);
+/* An error with the table's status and code and a formatted message. */
+void reply_error(struct req *r, mc_err e, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* 422 naming the field. */
+void reply_invalid(struct req *r, const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Replies for a store error: NOT_FOUND as "<what> not found", others by the table. */
+void reply_store_error(struct req *r, mc_err e, const char *what);
+
+/* The path capture named in the pattern, e.g. "tenant_id"; NULL if absent. */
+const char *req_param(const struct req *r, const char *name);
+/* A query-string argument, or NULL. */
+const char *req_query(const struct req *r, const char *name);
+/* A request header, or NULL. */
+const char *req_header(const struct req *r, const char *name);
+/* Reads limit/offset into pg; on a bad value replies 422 and returns false. */
+bool req_page(struct req *r, struct page *pg);
+
+/* ---- JSON helpers (reply.c) ---- */
+
+/* "2026-11-29T11:13:53Z", or JSON null for 0. */
+json_t *json_time(int64_t us);
+/* A JSON value parsed from stored JSON text, or null. */
+json_t *json_from_text(const char *text);
+/* A string or null. */
+json_t *json_str_or_null(const char *s);
+/* The standard list envelope {"data":items,"total","limit","offset"}; steals items. */
+json_t *json_page(json_t *items, int64_t total, const struct page *pg);
+
+/*
+ * Field readers for request bodies.  Each returns true when the field is
+ * valid or absent (then *present, if not NULL, is false), and false after
+ * replying 422 naming the field.
+ */
+#define F_REQUIRED 0x1u
+#define F_NONEMPTY 0x2u
+#define F_NULLABLE 0x4u /* JSON null is allowed (reported as present with NULL) */
+#define F_ONELINE 0x8u  /* no CR or LF */
+bool field_string(struct req *r, json_t *obj, const char *name, unsigned flags, size_t maxlen,
+                  const char **out, bool *present);
+bool field_int(struct req *r, json_t *obj, const char *name, unsigned flags, int64_t min,
+               int64_t max, int64_t *out, bool *present);
+bool field_bool(struct req *r, json_t *obj, const char *name, unsigned flags, bool *out,
+                bool *present);
+/* An object (or array when want_array), serialised compactly into *out (owned). */
+bool field_json(struct req *r, json_t *obj, const char *name, unsigned flags, bool want_array,
+                char **out, bool *present);
+
+/* ---- auth.c ---- */
+
+/*
+ * Authenticates the request for its route: fills r->is_operator,
+ * r->tenant_id and r->scopes, or replies 401/403/404 and returns false.
+ */
+bool auth_check(struct req *r);
+/*
+ * Makes a new tenant key: *secret (owned) is shown once, prefix and hash
+ * are stored.
+ */
+void auth_key_generate(char **secret, char **prefix, char hash[65]);
+/* Makes a new operator key (owned). */
+char *auth_operator_key_generate(void);
+/*
+ * Sets app->operator_hash from the configured key, or from the database,
+ * generating and storing a key on first start; *generated (owned, may be
+ * NULL) is the new key to show once.
+ */
+mc_err auth_operator_init(struct app *app, char **generated);
+
+/* ---- metrics.c ---- */
+
+struct metrics *metrics_new(int nroutes);
+void metrics_free(struct metrics *m);
+/* Records one request; route -1 for unmatched. */
+void metrics_observe(struct metrics *m, int route, int status, int64_t dur_us);
+/* Prometheus text exposition. */
+void metrics_render(struct metrics *m, struct buf *out);
+
+/* ---- handlers: api_health.c ---- */
+void api_healthz(struct req *r);
+void api_readyz(struct req *r);
+void api_metrics(struct req *r);
+
+/* ---- handlers: api_tenants.c ---- */
+void api_tenant_create(struct req *r);
+void api_tenant_list(struct req *r);
+void api_tenant_get(struct req *r);
+void api_tenant_patch(struct req *r);
+void api_tenant_delete(struct req *r);
+void api_key_create(struct req *r);
+void api_key_list(struct req *r);
+void api_key_revoke(struct req *r);
+void api_rate_limits_get(struct req *r);
+void api_rate_limits_put(struct req *r);
+
+/* Tenant and key as API JSON (shared with the CLI). */
+json_t *tenant_json(const struct tenant *t);
+json_t *api_key_json(const struct api_key *k);
+
+#endif

@@ -1,0 +1,302 @@
+/*
+ * reply.c - building responses and reading request fields.
+ *
+ * Every error leaves as {"error":{"code":"...","message":"..."}} (plus
+ * "field" for a 422), with the status from the error table.
+ */
+#include <microhttpd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/timeutil.h"
+#include "http.h"
+
+static void
+set_body(struct req *r, int status, char *body, const char *type)
+{
+    if (r->answered) /* a handler answered twice: keep the first answer */
+        return;
+    r->status = status;
+    free(r->resp_body);
+    r->resp_body = body;
+    r->resp_type = type;
+    r->answered = true;
+}
+
+void
+reply_json(struct req *r, int status, json_t *obj)
+{
+    char *s = json_dumps(obj, JSON_COMPACT);
+
+    json_decref(obj);
+    if (s == NULL)
+        abort(); /* out of memory inside jansson */
+    set_body(r, status, s, "application/json");
+}
+
+void
+reply_empty(struct req *r, int status)
+{
+    set_body(r, status, NULL, NULL);
+}
+
+static void
+error_v(struct req *r, mc_err e, const char *field, const char *fmt, va_list ap)
+{
+    char msg[512];
+    json_t *err;
+
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    err = json_pack("{s:s, s:s}", "code", mc_err_code(e), "message", msg);
+    if (field)
+        json_object_set_new(err, "field", json_string(field));
+    reply_json(r, mc_err_http(e), json_pack("{s:o}", "error", err));
+}
+
+void
+reply_error(struct req *r, mc_err e, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    error_v(r, e, NULL, fmt, ap);
+    va_end(ap);
+}
+
+void
+reply_invalid(struct req *r, const char *field, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    error_v(r, MC_ERR_INVALID, field, fmt, ap);
+    va_end(ap);
+}
+
+void
+reply_store_error(struct req *r, mc_err e, const char *what)
+{
+    if (e == MC_ERR_NOT_FOUND)
+        reply_error(r, e, "%s not found", what);
+    else if (e == MC_ERR_DB || e == MC_ERR_BUSY)
+        reply_error(r, e, "the database is unavailable; try again");
+    else
+        reply_error(r, e, "%s", mc_err_str(e));
+}
+
+const char *
+req_param(const struct req *r, const char *name)
+{
+    const char *p = r->route ? r->route->pattern : "";
+    size_t nlen = strlen(name);
+    int i = 0;
+
+    while ((p = strchr(p, '{')) != NULL) {
+        if (strncmp(p + 1, name, nlen) == 0 && p[1 + nlen] == '}')
+            return i < r->nparams ? r->params[i] : NULL;
+        i++;
+        p++;
+    }
+    return NULL;
+}
+
+const char *
+req_query(const struct req *r, const char *name)
+{
+    return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+const char *
+req_header(const struct req *r, const char *name)
+{
+    return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+}
+
+bool
+req_page(struct req *r, struct page *pg)
+{
+    const char *l = req_query(r, "limit"), *o = req_query(r, "offset");
+    int64_t max = r->app->cfg->max_page_size;
+
+    pg->limit = max < 50 ? max : 50;
+    pg->offset = 0;
+    if (l != NULL && !parse_int64(l, 1, max, &pg->limit)) {
+        reply_invalid(r, "limit", "limit must be an integer from 1 to %lld", (long long)max);
+        return false;
+    }
+    if (o != NULL && !parse_int64(o, 0, INT64_MAX / 2, &pg->offset)) {
+        reply_invalid(r, "offset", "offset must be a non-negative integer");
+        return false;
+    }
+    return true;
+}
+
+json_t *
+json_time(int64_t us)
+{
+    char s[40];
+
+    if (us == 0)
+        return json_null();
+    time_format_rfc3339(us, s, sizeof(s));
+    return json_string(s);
+}
+
+json_t *
+json_from_text(const char *text)
+{
+    json_t *v;
+
+    if (text == NULL)
+        return json_null();
+    v = json_loads(text, JSON_DECODE_ANY, NULL);
+    return v ? v : json_null();
+}
+
+json_t *
+json_str_or_null(const char *s)
+{
+    return s ? json_string(s) : json_null();
+}
+
+json_t *
+json_page(json_t *items, int64_t total, const struct page *pg)
+{
+    return json_pack("{s:o, s:I, s:I, s:I}", "data", items, "total", (json_int_t)total, "limit",
+                     (json_int_t)pg->limit, "offset", (json_int_t)pg->offset);
+}
+
+/* Looks the field up; false (after replying) when it is required and missing. */
+static bool
+field_get(struct req *r, json_t *obj, const char *name, unsigned flags, json_t **v,
+          bool *present)
+{
+    *v = obj ? json_object_get(obj, name) : NULL;
+    if (present)
+        *present = *v != NULL;
+    if (*v == NULL && (flags & F_REQUIRED)) {
+        reply_invalid(r, name, "%s is required", name);
+        return false;
+    }
+    return true;
+}
+
+static bool
+null_ok(struct req *r, const char *name, unsigned flags)
+{
+    if (flags & F_NULLABLE)
+        return true;
+    reply_invalid(r, name, "%s must not be null", name);
+    return false;
+}
+
+bool
+field_string(struct req *r, json_t *obj, const char *name, unsigned flags, size_t maxlen,
+             const char **out, bool *present)
+{
+    json_t *v;
+    const char *s;
+    size_t len;
+
+    if (!field_get(r, obj, name, flags, &v, present))
+        return false;
+    if (v == NULL)
+        return true;
+    if (json_is_null(v)) {
+        *out = NULL;
+        return null_ok(r, name, flags);
+    }
+    if (!json_is_string(v)) {
+        reply_invalid(r, name, "%s must be a string", name);
+        return false;
+    }
+    s = json_string_value(v);
+    len = json_string_length(v);
+    if ((flags & F_NONEMPTY) && strspn(s, " \t\r\n") == len) {
+        reply_invalid(r, name, "%s must not be empty", name);
+        return false;
+    }
+    if (len > maxlen) {
+        reply_invalid(r, name, "%s must be at most %zu bytes", name, maxlen);
+        return false;
+    }
+    if ((flags & F_ONELINE) && strpbrk(s, "\r\n") != NULL) {
+        reply_invalid(r, name, "%s must not contain line breaks", name);
+        return false;
+    }
+    *out = s;
+    return true;
+}
+
+bool
+field_int(struct req *r, json_t *obj, const char *name, unsigned flags, int64_t min, int64_t max,
+          int64_t *out, bool *present)
+{
+    json_t *v;
+    json_int_t i;
+
+    if (!field_get(r, obj, name, flags, &v, present))
+        return false;
+    if (v == NULL)
+        return true;
+    if (json_is_null(v))
+        return null_ok(r, name, flags);
+    if (!json_is_integer(v)) {
+        reply_invalid(r, name, "%s must be an integer from %lld to %lld", name, (long long)min,
+                      (long long)max);
+        return false;
+    }
+    i = json_integer_value(v);
+    if (i < min || i > max) {
+        reply_invalid(r, name, "%s must be an integer from %lld to %lld", name, (long long)min,
+                      (long long)max);
+        return false;
+    }
+    *out = i;
+    return true;
+}
+
+bool
+field_bool(struct req *r, json_t *obj, const char *name, unsigned flags, bool *out,
+           bool *present)
+{
+    json_t *v;
+
+    if (!field_get(r, obj, name, flags, &v, present))
+        return false;
+    if (v == NULL)
+        return true;
+    if (json_is_null(v))
+        return null_ok(r, name, flags);
+    if (!json_is_boolean(v)) {
+        reply_invalid(r, name, "%s must be true or false", name);
+        return false;
+    }
+    *out = json_is_true(v);
+    return true;
+}
+
+bool
+field_json(struct req *r, json_t *obj, const char *name, unsigned flags, bool want_array,
+           char **out, bool *present)
+{
+    json_t *v;
+
+    *out = NULL;
+    if (!field_get(r, obj, name, flags, &v, present))
+        return false;
+    if (v == NULL)
+        return true;
+    if (json_is_null(v))
+        return null_ok(r, name, flags);
+    if (want_array ? !json_is_array(v) : !json_is_object(v)) {
+        reply_invalid(r, name, "%s must be a JSON %s", name, want_array ? "array" : "object");
+        return false;
+    }
+    *out = json_dumps(v, JSON_COMPACT);
+    if (*out == NULL)
+        abort();
+    return true;
+}

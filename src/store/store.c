@@ -1,0 +1,394 @@
+/*
+ * store.c - the store frontend: backend choice, the connection pool,
+ * migrations, settings and the helpers every store_<entity>.c uses.
+ *
+ * DESIGN
+ * Connections are opened lazily up to pool_size and kept.  A thread borrows
+ * one for the duration of one store call (db_get/db_put), so a store call is
+ * also the unit of a transaction: nothing holds a connection between calls.
+ * Migrations run in one transaction; on PostgreSQL an advisory lock inside
+ * it serialises processes that start at the same time, on SQLite BEGIN
+ * IMMEDIATE does.
+ */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "core/timeutil.h"
+#include "core/util.h"
+#include "migrations.h"
+#include "store_int.h"
+
+struct store {
+    const struct store_ops *ops;
+    char *url; /* owned */
+    struct store_params params;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct db_conn **idle; /* owned, params.pool_size slots */
+    int nidle;
+    int nopen;
+};
+
+mc_err
+store_open(const char *url, const struct store_params *params, struct store **out)
+{
+    const struct store_ops *ops;
+    struct store *st;
+    struct db d;
+    mc_err err;
+
+    if (str_prefix(url, "sqlite:"))
+        ops = &store_sqlite_ops;
+    else if (str_prefix(url, "postgres://") || str_prefix(url, "postgresql://"))
+        ops = &store_pg_ops;
+    else
+        return MC_ERR_CONFIG;
+    st = xcalloc(1, sizeof(*st));
+    st->ops = ops;
+    st->url = xstrdup(url);
+    st->params = *params;
+    if (st->params.pool_size < 1)
+        st->params.pool_size = 1;
+    st->idle = xcalloc((size_t)st->params.pool_size, sizeof(*st->idle));
+    pthread_mutex_init(&st->mu, NULL);
+    pthread_cond_init(&st->cv, NULL);
+    /* Open one connection now so a bad URL fails at start, not at first use. */
+    err = db_get(st, &d);
+    if (err != MC_ERR_OK) {
+        store_close(st);
+        return err;
+    }
+    db_put(&d);
+    *out = st;
+    return MC_ERR_OK;
+}
+
+void
+store_close(struct store *st)
+{
+    if (st == NULL)
+        return;
+    for (int i = 0; i < st->nidle; i++)
+        st->ops->disconnect(st->idle[i]);
+    pthread_mutex_destroy(&st->mu);
+    pthread_cond_destroy(&st->cv);
+    free(st->idle);
+    free(st->url);
+    free(st);
+}
+
+const char *
+store_backend(const struct store *st)
+{
+    return st->ops->name;
+}
+
+mc_err
+db_get(struct store *st, struct db *out)
+{
+    struct db_conn *c = NULL;
+    mc_err err;
+
+    pthread_mutex_lock(&st->mu);
+    while (st->nidle == 0 && st->nopen >= st->params.pool_size)
+        pthread_cond_wait(&st->cv, &st->mu);
+    if (st->nidle > 0) {
+        c = st->idle[--st->nidle];
+        pthread_mutex_unlock(&st->mu);
+    } else {
+        st->nopen++;
+        pthread_mutex_unlock(&st->mu);
+        err = st->ops->connect(st->url, &st->params, &c);
+        if (err != MC_ERR_OK) {
+            pthread_mutex_lock(&st->mu);
+            st->nopen--;
+            pthread_cond_signal(&st->cv);
+            pthread_mutex_unlock(&st->mu);
+            return err;
+        }
+    }
+    out->ops = st->ops;
+    out->conn = c;
+    out->st = st;
+    return MC_ERR_OK;
+}
+
+void
+db_put(struct db *d)
+{
+    struct store *st = d->st;
+
+    if (d->conn == NULL)
+        return;
+    /* A connection left in a transaction is rolled back; a broken one is dropped. */
+    if (!d->ops->reset(d->conn)) {
+        d->ops->disconnect(d->conn);
+        pthread_mutex_lock(&st->mu);
+        st->nopen--;
+        goto out;
+    }
+    pthread_mutex_lock(&st->mu);
+    st->idle[st->nidle++] = d->conn;
+out:
+    pthread_cond_signal(&st->cv);
+    pthread_mutex_unlock(&st->mu);
+    d->conn = NULL;
+}
+
+mc_err
+db_exec(struct db *d, const char *sql, const struct db_param *p, int np, int64_t *changes)
+{
+    return d->ops->exec(d->conn, sql, p, np, changes);
+}
+
+mc_err
+db_query(struct db *d, const char *sql, const struct db_param *p, int np, struct db_res **out)
+{
+    return d->ops->query(d->conn, sql, p, np, out);
+}
+
+mc_err
+db_begin(struct db *d, bool immediate)
+{
+    return d->ops->begin(d->conn, immediate);
+}
+
+mc_err
+db_commit(struct db *d)
+{
+    return d->ops->commit(d->conn);
+}
+
+void
+db_rollback(struct db *d)
+{
+    d->ops->rollback(d->conn);
+}
+
+static mc_err
+one_row(struct db *d, const char *sql, const struct db_param *p, int np, struct db_res **out)
+{
+    struct db_res *r = NULL;
+    bool row = false;
+    mc_err err;
+
+    err = db_query(d, sql, p, np, &r);
+    if (err != MC_ERR_OK)
+        return err;
+    err = d->ops->next(r, &row);
+    if (err == MC_ERR_OK && !row)
+        err = MC_ERR_NOT_FOUND;
+    if (err != MC_ERR_OK) {
+        d->ops->res_free(r);
+        return err;
+    }
+    *out = r;
+    return MC_ERR_OK;
+}
+
+mc_err
+db_one_text(struct db *d, const char *sql, const struct db_param *p, int np, char **out)
+{
+    struct db_res *r;
+    mc_err err = one_row(d, sql, p, np, &r);
+
+    if (err != MC_ERR_OK)
+        return err;
+    *out = xstrdup(d->ops->col_text(r, 0));
+    d->ops->res_free(r);
+    return MC_ERR_OK;
+}
+
+mc_err
+db_one_int(struct db *d, const char *sql, const struct db_param *p, int np, int64_t *out)
+{
+    struct db_res *r;
+    mc_err err = one_row(d, sql, p, np, &r);
+
+    if (err != MC_ERR_OK)
+        return err;
+    *out = d->ops->col_int(r, 0);
+    d->ops->res_free(r);
+    return MC_ERR_OK;
+}
+
+char *
+db_col_dup(struct db *d, struct db_res *r, int col)
+{
+    return xstrdup(d->ops->col_text(r, col));
+}
+
+void
+db_col_uuid(struct db *d, struct db_res *r, int col, char out[MC_UUID_LEN + 1])
+{
+    const char *s = d->ops->col_text(r, col);
+
+    out[0] = '\0';
+    if (s != NULL && strlen(s) == MC_UUID_LEN)
+        memcpy(out, s, MC_UUID_LEN + 1);
+}
+
+bool
+store_id_ok(const char *id)
+{
+    return id != NULL && crypto_uuid_valid(id);
+}
+
+/* ---- migrations ---- */
+
+static void
+migration_set(const struct store *st, const struct migration **m, int *n)
+{
+    if (st->ops->dialect == DB_PG) {
+        *m = mc_migrations_pg;
+        *n = mc_migrations_pg_n;
+    } else {
+        *m = mc_migrations_sqlite;
+        *n = mc_migrations_sqlite_n;
+    }
+}
+
+static const char create_versions[] =
+    "CREATE TABLE IF NOT EXISTS schema_migrations ("
+    " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)";
+
+mc_err
+store_migrate(struct store *st, int *applied_out)
+{
+    const struct migration *m;
+    int n, applied = 0;
+    int64_t cur = 0;
+    struct db d;
+    mc_err err;
+
+    migration_set(st, &m, &n);
+    err = db_get(st, &d);
+    if (err != MC_ERR_OK)
+        return err;
+    err = db_begin(&d, true);
+    if (err != MC_ERR_OK)
+        goto out;
+    if (st->ops->dialect == DB_PG &&
+        (err = db_exec(&d, "SELECT pg_advisory_xact_lock(7461636173)", NULL, 0, NULL)) !=
+            MC_ERR_OK)
+        goto rollback;
+    if ((err = db_exec(&d, create_versions, NULL, 0, NULL)) != MC_ERR_OK)
+        goto rollback;
+    err = db_one_int(&d, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations", NULL, 0,
+                     &cur);
+    if (err != MC_ERR_OK)
+        goto rollback;
+    if (cur > m[n - 1].version) {
+        log_error("event=migrate error=schema_newer db_version=%lld binary_version=%d",
+                  (long long)cur, m[n - 1].version);
+        err = MC_ERR_SCHEMA_NEWER;
+        goto rollback;
+    }
+    for (int i = 0; i < n; i++) {
+        if (m[i].version <= cur)
+            continue;
+        err = st->ops->exec_script(d.conn, m[i].sql);
+        if (err != MC_ERR_OK) {
+            log_error("event=migrate error=failed version=%d name=%s", m[i].version,
+                      m[i].name);
+            goto rollback;
+        }
+        struct db_param p[] = {P_INT(m[i].version), P_TEXT(m[i].name),
+                               P_INT(time_now_us())};
+        err = db_exec(&d,
+                      "INSERT INTO schema_migrations (version, name, applied_at) "
+                      "VALUES ($1, $2, $3)",
+                      p, NPARAMS(p), NULL);
+        if (err != MC_ERR_OK)
+            goto rollback;
+        log_info("event=migrate version=%d name=%s", m[i].version, m[i].name);
+        applied++;
+    }
+    err = db_commit(&d);
+    if (err == MC_ERR_OK && applied_out)
+        *applied_out = applied;
+    goto out;
+rollback:
+    db_rollback(&d);
+out:
+    db_put(&d);
+    return err;
+}
+
+mc_err
+store_schema_version(struct store *st, int *db_version, int *binary_version)
+{
+    const struct migration *m;
+    int n;
+    int64_t v = 0;
+    struct db d;
+    mc_err err;
+
+    migration_set(st, &m, &n);
+    err = db_get(st, &d);
+    if (err != MC_ERR_OK)
+        return err;
+    err = db_exec(&d, create_versions, NULL, 0, NULL);
+    if (err == MC_ERR_OK)
+        err = db_one_int(&d, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations", NULL,
+                         0, &v);
+    db_put(&d);
+    if (err != MC_ERR_OK)
+        return err;
+    *db_version = (int)v;
+    *binary_version = m[n - 1].version;
+    return MC_ERR_OK;
+}
+
+mc_err
+store_ping(struct store *st)
+{
+    struct db d;
+    int64_t one = 0;
+    mc_err err = db_get(st, &d);
+
+    if (err != MC_ERR_OK)
+        return err;
+    err = db_one_int(&d, "SELECT 1", NULL, 0, &one);
+    db_put(&d);
+    return err;
+}
+
+/* ---- settings ---- */
+
+mc_err
+store_setting_get(struct store *st, const char *name, char **out)
+{
+    struct db_param p[] = {P_TEXT(name)};
+    struct db d;
+    mc_err err = db_get(st, &d);
+
+    if (err != MC_ERR_OK)
+        return err;
+    err = db_one_text(&d, "SELECT value FROM server_settings WHERE name = $1", p, NPARAMS(p),
+                      out);
+    db_put(&d);
+    return err;
+}
+
+mc_err
+store_setting_init(struct store *st, const char *name, const char *value)
+{
+    struct db_param p[] = {P_TEXT(name), P_TEXT(value), P_TIME(time_now_us())};
+    int64_t changes = 0;
+    struct db d;
+    mc_err err = db_get(st, &d);
+
+    if (err != MC_ERR_OK)
+        return err;
+    err = db_exec(&d,
+                  "INSERT INTO server_settings (name, value, updated_at) VALUES ($1, $2, $3) "
+                  "ON CONFLICT (name) DO NOTHING",
+                  p, NPARAMS(p), &changes);
+    db_put(&d);
+    if (err == MC_ERR_OK && changes == 0)
+        err = MC_ERR_CONFLICT;
+    return err;
+}

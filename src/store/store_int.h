@@ -1,0 +1,122 @@
+/*
+ * store_int.h - what the store frontend and its backends share.
+ *
+ * A backend is a small SQL driver: connect, run a statement with typed
+ * parameters, walk the rows, transactions.  The frontend writes each query
+ * once with $1..$n placeholders (SQLite binds them by name), and branches on
+ * the dialect only where the two databases really differ.
+ */
+#ifndef MC_STORE_INT_H
+#define MC_STORE_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/err.h"
+#include "store.h"
+
+enum db_dialect { DB_SQLITE, DB_PG };
+
+/*
+ * Parameter types.  DB_TIME is microseconds: SQLite stores an integer,
+ * PostgreSQL a timestamptz.  DB_BOOL: SQLite 0/1, PostgreSQL boolean.
+ */
+enum db_type { DB_NULL, DB_TEXT, DB_INT, DB_BOOL, DB_TIME };
+
+struct db_param {
+    enum db_type type;
+    const char *s; /* borrowed */
+    int64_t i;
+};
+
+static inline struct db_param
+db_text_param(const char *s)
+{
+    return (struct db_param){s ? DB_TEXT : DB_NULL, s, 0};
+}
+
+#define P_TEXT(x) db_text_param(x)
+#define P_INT(x) ((struct db_param){DB_INT, NULL, (x)})
+#define P_BOOL(x) ((struct db_param){DB_BOOL, NULL, (x) ? 1 : 0})
+/* A time; 0 is NULL. */
+#define P_TIME(x) ((struct db_param){(x) ? DB_TIME : DB_NULL, NULL, (x)})
+#define P_NULL ((struct db_param){DB_NULL, NULL, 0})
+
+#define NPARAMS(a) ((int)(sizeof(a) / sizeof((a)[0])))
+
+struct db_conn;
+struct db_res;
+
+struct store_ops {
+    int version; /* 1 */
+    const char *name;
+    enum db_dialect dialect;
+    mc_err (*connect)(const char *url, const struct store_params *p, struct db_conn **out);
+    void (*disconnect)(struct db_conn *c);
+    /* Runs one statement; *changes (may be NULL) gets the rows it changed. */
+    mc_err (*exec)(struct db_conn *c, const char *sql, const struct db_param *p, int np,
+                   int64_t *changes);
+    /* Runs one statement that returns rows; the caller owns *out (res_free). */
+    mc_err (*query)(struct db_conn *c, const char *sql, const struct db_param *p, int np,
+                    struct db_res **out);
+    /* Advances to the next row: *row is false at the end. */
+    mc_err (*next)(struct db_res *r, bool *row);
+    /* Column accessors for the current row; text is NULL for SQL NULL and
+     * valid until the next call of next() or res_free(). */
+    const char *(*col_text)(struct db_res *r, int col);
+    int64_t (*col_int)(struct db_res *r, int col);
+    bool (*col_bool)(struct db_res *r, int col);
+    int64_t (*col_time)(struct db_res *r, int col); /* 0 for NULL */
+    void (*res_free)(struct db_res *r);
+    /* immediate: take the write lock now (SQLite BEGIN IMMEDIATE). */
+    mc_err (*begin)(struct db_conn *c, bool immediate);
+    mc_err (*commit)(struct db_conn *c);
+    mc_err (*rollback)(struct db_conn *c);
+    /* Rolls back an open transaction; false when the connection is broken. */
+    bool (*reset)(struct db_conn *c);
+    /* Runs a script of several statements without parameters (migrations). */
+    mc_err (*exec_script)(struct db_conn *c, const char *sql);
+};
+
+extern const struct store_ops store_sqlite_ops;
+extern const struct store_ops store_pg_ops;
+
+/* A connection borrowed from the pool, with the ops to drive it. */
+struct db {
+    const struct store_ops *ops;
+    struct db_conn *conn;
+    struct store *st;
+};
+
+/* Borrows a connection (blocks while all are in use); db_put returns it. */
+mc_err db_get(struct store *st, struct db *out);
+/* Returns the connection; a connection left inside a transaction is rolled back. */
+void db_put(struct db *d);
+
+/* Shorthands over d->ops. */
+mc_err db_exec(struct db *d, const char *sql, const struct db_param *p, int np,
+               int64_t *changes);
+mc_err db_query(struct db *d, const char *sql, const struct db_param *p, int np,
+                struct db_res **out);
+mc_err db_begin(struct db *d, bool immediate);
+mc_err db_commit(struct db *d);
+void db_rollback(struct db *d);
+
+/*
+ * Runs a query that returns at most one row and copies its first column as
+ * text (*out owned, NULL for SQL NULL) or as an integer.  MC_ERR_NOT_FOUND
+ * when there is no row.
+ */
+mc_err db_one_text(struct db *d, const char *sql, const struct db_param *p, int np, char **out);
+mc_err db_one_int(struct db *d, const char *sql, const struct db_param *p, int np,
+                  int64_t *out);
+
+/* Copies of a column (owned by the caller), NULL for SQL NULL. */
+char *db_col_dup(struct db *d, struct db_res *r, int col);
+/* Copies a UUID column into a fixed buffer. */
+void db_col_uuid(struct db *d, struct db_res *r, int col, char out[MC_UUID_LEN + 1]);
+
+/* True when id is a well-formed UUID (the frontend's guard before any SQL). */
+bool store_id_ok(const char *id);
+
+#endif
