@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Runs every test: cmocka unit tests (store tests on SQLite and on a
+# throwaway PostgreSQL), the Python integration tests on both stores, and
+# the OpenAPI lint.  Ends with one line "N passed, N failed"; exits non-zero
+# when anything failed or nothing ran.
+#
+#   tests/run.sh BUILD_DIR
+set -u
+cd "$(dirname "$0")/.."
+build=${1:-build}
+top=$(pwd)
+passed=0
+failed=0
+
+pgdir=$(mktemp -d /tmp/mailcast-pg.XXXXXX)
+cleanup() { bash tests/pgcluster.sh stop "$pgdir"; }
+trap cleanup EXIT
+if ! MAILCAST_TEST_PG_URL=$(bash tests/pgcluster.sh start "$pgdir"); then
+    echo "tests: cannot start the throwaway PostgreSQL cluster" >&2
+    echo "0 passed, 1 failed"
+    exit 1
+fi
+export MAILCAST_TEST_PG_URL
+export MAILCAST_BIN="$top/mailcast"
+
+echo "== unit tests"
+for t in $(find "$build/tests" -type f -perm -u+x | sort); do
+    out=$("$t" 2>&1)
+    rc=$?
+    echo "$out" | grep -E '^\[  (FAILED|  OK  |PASSED  |ERROR   )' | grep -v '^\[       OK' || true
+    p=$(echo "$out" | sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' | awk '{s+=$1} END {print s+0}')
+    f=$(echo "$out" | sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' | awk '{s+=$1} END {print s+0}')
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+        echo "$out" | tail -n 20
+        echo "unit: $t crashed (exit $rc)"
+        f=1
+    fi
+    [ "$f" -gt 0 ] && echo "$out" | grep -B5 -E 'FAILED|ERROR' | head -n 60
+    passed=$((passed + p))
+    failed=$((failed + f))
+    echo "$(basename "$t"): $p passed, $f failed"
+done
+
+echo "== integration tests"
+xml="$build/pytest.xml"
+rm -f "$xml"
+/usr/bin/python3 -m pytest tests/integration -q -p no:cacheprovider --junitxml="$xml" 2>&1 | tail -n 40
+if [ -f "$xml" ]; then
+    read -r p f < <(/usr/bin/python3 - "$xml" <<'PY'
+import sys, xml.etree.ElementTree as ET
+root = ET.parse(sys.argv[1]).getroot()
+suites = [root] if root.tag == "testsuite" else list(root)
+t = sum(int(s.get("tests", 0)) for s in suites)
+bad = sum(int(s.get("failures", 0)) + int(s.get("errors", 0)) for s in suites)
+skip = sum(int(s.get("skipped", 0)) for s in suites)
+# A skipped test is not a passed one: it counts as failed here.
+print(t - bad - skip, bad + skip)
+PY
+)
+    passed=$((passed + p))
+    failed=$((failed + f))
+else
+    echo "integration: pytest produced no report"
+    failed=$((failed + 1))
+fi
+
+echo "== OpenAPI lint"
+if bash tests/lint_openapi.sh; then
+    passed=$((passed + 1))
+else
+    failed=$((failed + 1))
+fi
+
+[ $((passed + failed)) -eq 0 ] && failed=1
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,590 @@
+/*
+ * test_store.c - the store API on both backends.  Every test runs once on
+ * SQLite and once on a fresh database of the throwaway PostgreSQL cluster
+ * (MAILCAST_TEST_PG_URL, set by tests/run.sh), and each has a two-tenant
+ * check: one tenant never reads or changes the other's rows.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <libpq-fe.h>
+
+#include "mctest.h"
+
+#include "core/crypto.h"
+#include "core/timeutil.h"
+#include "core/util.h"
+#include "store/store.h"
+#include "store/store_int.h"
+
+struct fixture {
+    struct store *st;
+    char *url;
+    char *pg_server; /* server URL to drop the database, PG only */
+    char dbname[40];
+};
+
+static struct store *
+open_store(const char *url)
+{
+    struct store_params sp = {.pool_size = 4, .busy_timeout_ms = 5000};
+    struct store *st = NULL;
+
+    assert_int_equal(store_open(url, &sp, &st), MC_ERR_OK);
+    return st;
+}
+
+static int
+setup_sqlite(void **state)
+{
+    struct fixture *f = xcalloc(1, sizeof(*f));
+
+    f->url = xasprintf("sqlite:/tmp/mc-store-test-%d.db", (int)getpid());
+    unlink(f->url + 7);
+    f->st = open_store(f->url);
+    *state = f;
+    return 0;
+}
+
+static void
+pg_admin(const char *server, const char *sql)
+{
+    PGconn *c = PQconnectdb(server);
+    PGresult *r;
+
+    if (PQstatus(c) != CONNECTION_OK) {
+        fprintf(stderr, "test_store: cannot connect to %s: %s", server, PQerrorMessage(c));
+        abort();
+    }
+    r = PQexec(c, sql);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        fprintf(stderr, "test_store: %s: %s", sql, PQerrorMessage(c));
+        abort();
+    }
+    PQclear(r);
+    PQfinish(c);
+}
+
+static int
+setup_pg(void **state)
+{
+    const char *server = getenv("MAILCAST_TEST_PG_URL");
+    struct fixture *f;
+    unsigned char rnd[6];
+    char hex[13], sql[128];
+    const char *q;
+
+    if (server == NULL || strstr(server, "///postgres") == NULL) {
+        fprintf(stderr, "test_store: MAILCAST_TEST_PG_URL is not set (tests/run.sh sets it); "
+                        "the PostgreSQL half of the store tests cannot run\n");
+        return -1; /* the group fails: a store test must run on both backends */
+    }
+    f = xcalloc(1, sizeof(*f));
+    crypto_random(rnd, sizeof(rnd));
+    crypto_hex(rnd, sizeof(rnd), hex);
+    snprintf(f->dbname, sizeof(f->dbname), "mc_unit_%s", hex);
+    snprintf(sql, sizeof(sql), "CREATE DATABASE %s", f->dbname);
+    pg_admin(server, sql);
+    q = strstr(server, "///postgres") + strlen("///postgres");
+    f->url = xasprintf("%.*s///%s%s", (int)(strstr(server, "///") - server), server, f->dbname,
+                       q);
+    f->pg_server = xstrdup(server);
+    f->st = open_store(f->url);
+    *state = f;
+    return 0;
+}
+
+static int
+teardown(void **state)
+{
+    struct fixture *f = *state;
+    char sql[128];
+
+    if (f == NULL)
+        return 0;
+    store_close(f->st);
+    if (f->pg_server) {
+        snprintf(sql, sizeof(sql), "DROP DATABASE %s WITH (FORCE)", f->dbname);
+        pg_admin(f->pg_server, sql);
+    } else
+        unlink(f->url + 7);
+    free(f->url);
+    free(f->pg_server);
+    free(f);
+    return 0;
+}
+
+static struct store *
+st_of(void **state)
+{
+    return ((struct fixture *)*state)->st;
+}
+
+static void
+make_tenant(struct store *st, const char *slug, struct tenant *t)
+{
+    memset(t, 0, sizeof(*t));
+    t->name = xstrdup(slug);
+    t->slug = xstrdup(slug);
+    t->status = TENANT_ACTIVE;
+    assert_int_equal(store_tenant_create(st, t), MC_ERR_OK);
+}
+
+/* ---- tests ---- */
+
+static void
+test_migrate_idempotent(void **state)
+{
+    struct store *st = st_of(state);
+    int applied = -1, dbv = 0, binv = 0;
+
+    assert_int_equal(store_migrate(st, &applied), MC_ERR_OK);
+    assert_true(applied >= 1);
+    assert_int_equal(store_migrate(st, &applied), MC_ERR_OK);
+    assert_int_equal(applied, 0);
+    assert_int_equal(store_schema_version(st, &dbv, &binv), MC_ERR_OK);
+    assert_int_equal(dbv, binv);
+    assert_int_equal(store_ping(st), MC_ERR_OK);
+}
+
+static void
+test_tenants(void **state)
+{
+    struct store *st = st_of(state);
+    struct tenant a, b, dup, got = {0};
+    struct tenant_list l = {0};
+    struct page pg = {.limit = 10, .offset = 0};
+    struct tenant_patch tp = {.name = "Alpha Renamed"};
+
+    make_tenant(st, "alpha", &a);
+    make_tenant(st, "beta", &b);
+    assert_true(crypto_uuid_valid(a.id));
+    assert_string_not_equal(a.id, b.id);
+
+    memset(&dup, 0, sizeof(dup));
+    dup.name = xstrdup("x");
+    dup.slug = xstrdup("alpha");
+    assert_int_equal(store_tenant_create(st, &dup), MC_ERR_CONFLICT);
+    tenant_cleanup(&dup);
+
+    assert_int_equal(store_tenant_get(st, a.id, &got), MC_ERR_OK);
+    assert_string_equal(got.slug, "alpha");
+    assert_string_equal(got.plan, "free");
+    assert_string_equal(got.settings, "{}");
+    assert_int_equal(got.created_at, a.created_at);
+    tenant_cleanup(&got);
+
+    assert_int_equal(store_tenant_get(st, "not-a-uuid", &got), MC_ERR_NOT_FOUND);
+    assert_int_equal(store_tenant_get(st, "00000000-0000-4000-8000-000000000000", &got),
+                     MC_ERR_NOT_FOUND);
+
+    /* A partial update changes only what it names, and only that tenant. */
+    assert_int_equal(store_tenant_update(st, a.id, &tp, &got), MC_ERR_OK);
+    assert_string_equal(got.name, "Alpha Renamed");
+    assert_string_equal(got.slug, "alpha");
+    assert_int_equal(got.status, TENANT_ACTIVE);
+    tenant_cleanup(&got);
+    assert_int_equal(store_tenant_get(st, b.id, &got), MC_ERR_OK);
+    assert_string_equal(got.name, "beta");
+    tenant_cleanup(&got);
+
+    assert_int_equal(store_tenant_list(st, -1, &pg, &l), MC_ERR_OK);
+    assert_int_equal(l.total, 2);
+    assert_int_equal(l.n, 2);
+    assert_string_equal(l.items[0].id, b.id); /* newest first */
+    tenant_list_cleanup(&l);
+
+    pg.limit = 1;
+    pg.offset = 1;
+    assert_int_equal(store_tenant_list(st, -1, &pg, &l), MC_ERR_OK);
+    assert_int_equal(l.total, 2);
+    assert_int_equal(l.n, 1);
+    assert_string_equal(l.items[0].id, a.id);
+    tenant_list_cleanup(&l);
+
+    struct tenant_patch sus = {.has_status = true, .status = TENANT_SUSPENDED};
+    assert_int_equal(store_tenant_update(st, b.id, &sus, &got), MC_ERR_OK);
+    tenant_cleanup(&got);
+    pg.limit = 10;
+    pg.offset = 0;
+    assert_int_equal(store_tenant_list(st, TENANT_SUSPENDED, &pg, &l), MC_ERR_OK);
+    assert_int_equal(l.total, 1);
+    assert_string_equal(l.items[0].id, b.id);
+    tenant_list_cleanup(&l);
+
+    /* Deleting is soft, hides the tenant, and is not repeatable. */
+    assert_int_equal(store_tenant_delete(st, b.id), MC_ERR_OK);
+    assert_int_equal(store_tenant_get(st, b.id, &got), MC_ERR_NOT_FOUND);
+    assert_int_equal(store_tenant_delete(st, b.id), MC_ERR_NOT_FOUND);
+    assert_int_equal(store_tenant_update(st, b.id, &tp, &got), MC_ERR_NOT_FOUND);
+    assert_int_equal(store_tenant_list(st, -1, &pg, &l), MC_ERR_OK);
+    assert_int_equal(l.total, 1);
+    tenant_list_cleanup(&l);
+
+    tenant_cleanup(&a);
+    tenant_cleanup(&b);
+}
+
+static void
+make_key(struct store *st, const char *tenant_id, unsigned scopes, struct api_key *k)
+{
+    unsigned char rnd[6];
+    char hex[13], hash[65];
+
+    memset(k, 0, sizeof(*k));
+    memcpy(k->tenant_id, tenant_id, MC_UUID_LEN + 1);
+    crypto_random(rnd, sizeof(rnd));
+    crypto_hex(rnd, sizeof(rnd), hex);
+    k->key_prefix = xasprintf("mck_%s", hex);
+    crypto_sha256_hex(hex, 12, hash);
+    k->key_hash = xstrdup(hash);
+    k->name = xstrdup("test");
+    k->scopes = scopes;
+    assert_int_equal(store_key_create(st, k), MC_ERR_OK);
+}
+
+static void
+test_keys_two_tenants(void **state)
+{
+    struct store *st = st_of(state);
+    struct tenant a, b;
+    struct api_key ka, kb, got = {0};
+    struct api_key_list l = {0};
+    struct page pg = {.limit = 50, .offset = 0};
+    int64_t now = time_now_us();
+
+    make_tenant(st, "keys-a", &a);
+    make_tenant(st, "keys-b", &b);
+    make_key(st, a.id, KEY_SCOPE_READ, &ka);
+    make_key(st, b.id, KEY_SCOPE_READ | KEY_SCOPE_WRITE, &kb);
+
+    assert_int_equal(store_key_find(st, ka.key_prefix, &got), MC_ERR_OK);
+    assert_string_equal(got.tenant_id, a.id);
+    assert_string_equal(got.key_hash, ka.key_hash);
+    assert_int_equal(got.scopes, KEY_SCOPE_READ);
+    assert_int_equal(got.tenant_status, TENANT_ACTIVE);
+    api_key_cleanup(&got);
+    assert_int_equal(store_key_find(st, "mck_000000000000", &got), MC_ERR_NOT_FOUND);
+
+    /* Tenant A sees and revokes only its own keys. */
+    assert_int_equal(store_key_list(st, a.id, &pg, &l), MC_ERR_OK);
+    assert_int_equal(l.total, 1);
+    assert_string_equal(l.items[0].id, ka.id);
+    api_key_list_cleanup(&l);
+    assert_int_equal(store_key_get(st, a.id, kb.id, &got), MC_ERR_NOT_FOUND);
+    assert_int_equal(store_key_revoke(st, a.id, kb.id), MC_ERR_NOT_FOUND);
+    assert_int_equal(store_key_get(st, b.id, kb.id, &got), MC_ERR_OK);
+    assert_int_equal(got.revoked_at, 0);
+    assert_int_equal(got.scopes, KEY_SCOPE_READ | KEY_SCOPE_WRITE);
+    api_key_cleanup(&got);
+
+    /* Revoking is stamped once. */
+    assert_int_equal(store_key_revoke(st, a.id, ka.id), MC_ERR_OK);
+    assert_int_equal(store_key_get(st, a.id, ka.id, &got), MC_ERR_OK);
+    int64_t first = got.revoked_at;
+    assert_true(first >= now);
+    api_key_cleanup(&got);
+    assert_int_equal(store_key_revoke(st, a.id, ka.id), MC_ERR_OK);
+    assert_int_equal(store_key_get(st, a.id, ka.id, &got), MC_ERR_OK);
+    assert_int_equal(got.revoked_at, first);
+    api_key_cleanup(&got);
+
+    /* last_used_at is written at most once a minute. */
+    assert_int_equal(store_key_touch(st, kb.id, now), MC_ERR_OK);
+    assert_int_equal(store_key_touch(st, kb.id, now + 1000000), MC_ERR_OK);
+    assert_int_equal(store_key_get(st, b.id, kb.id, &got), MC_ERR_OK);
+    assert_true(got.last_used_at / 1000 == now / 1000);
+    api_key_cleanup(&got);
+    assert_int_equal(store_key_touch(st, kb.id, now + 61000000), MC_ERR_OK);
+    assert_int_equal(store_key_get(st, b.id, kb.id, &got), MC_ERR_OK);
+    assert_true(got.last_used_at / 1000 == (now + 61000000) / 1000);
+    api_key_cleanup(&got);
+
+    /* A deleted tenant's keys cannot be found, and it gets no new ones. */
+    assert_int_equal(store_tenant_delete(st, b.id), MC_ERR_OK);
+    assert_int_equal(store_key_find(st, kb.key_prefix, &got), MC_ERR_NOT_FOUND);
+    struct api_key kc = {0};
+    memcpy(kc.tenant_id, b.id, sizeof(kc.tenant_id));
+    kc.name = xstrdup("late");
+    kc.key_prefix = xstrdup("mck_ffffffffffff");
+    kc.key_hash = xstrdup("00");
+    assert_int_equal(store_key_create(st, &kc), MC_ERR_NOT_FOUND);
+    api_key_cleanup(&kc);
+
+    api_key_cleanup(&ka);
+    api_key_cleanup(&kb);
+    tenant_cleanup(&a);
+    tenant_cleanup(&b);
+}
+
+static void
+test_rate_limits(void **state)
+{
+    struct store *st = st_of(state);
+    struct tenant a, b;
+    struct rate_limits rl, got;
+
+    make_tenant(st, "rl-a", &a);
+    make_tenant(st, "rl-b", &b);
+    assert_int_equal(store_rate_limits_get(st, a.id, &got), MC_ERR_OK);
+    assert_int_equal(got.per_minute, 100);
+    assert_int_equal(got.per_hour, 5000);
+    assert_int_equal(got.per_day, 50000);
+    assert_true(got.enabled);
+    assert_int_equal(got.updated_at, 0);
+
+    rl = (struct rate_limits){.per_minute = 7, .per_hour = 70, .per_day = 700, .enabled = false};
+    assert_int_equal(store_rate_limits_put(st, a.id, &rl), MC_ERR_OK);
+    rl.per_minute = 8; /* the second put updates the same row */
+    assert_int_equal(store_rate_limits_put(st, a.id, &rl), MC_ERR_OK);
+    assert_int_equal(store_rate_limits_get(st, a.id, &got), MC_ERR_OK);
+    assert_int_equal(got.per_minute, 8);
+    assert_int_equal(got.per_hour, 70);
+    assert_int_equal(got.per_day, 700);
+    assert_false(got.enabled);
+    assert_true(got.updated_at > 0);
+
+    /* Tenant B still has the defaults. */
+    assert_int_equal(store_rate_limits_get(st, b.id, &got), MC_ERR_OK);
+    assert_int_equal(got.per_minute, 100);
+    assert_true(got.enabled);
+
+    assert_int_equal(store_rate_limits_put(st, "00000000-0000-4000-8000-000000000000", &rl),
+                     MC_ERR_NOT_FOUND);
+    tenant_cleanup(&a);
+    tenant_cleanup(&b);
+}
+
+static void
+test_settings(void **state)
+{
+    struct store *st = st_of(state);
+    char *v = NULL;
+
+    assert_int_equal(store_setting_get(st, "t.one", &v), MC_ERR_NOT_FOUND);
+    assert_int_equal(store_setting_init(st, "t.one", "first"), MC_ERR_OK);
+    assert_int_equal(store_setting_init(st, "t.one", "second"), MC_ERR_CONFLICT);
+    assert_int_equal(store_setting_get(st, "t.one", &v), MC_ERR_OK);
+    assert_string_equal(v, "first");
+    free(v);
+}
+
+/* ---- counters kept by the schema's triggers ---- */
+
+static void
+exec_sql(struct store *st, const char *sql, const struct db_param *p, int np)
+{
+    struct db d;
+
+    assert_int_equal(db_get(st, &d), MC_ERR_OK);
+    assert_int_equal(db_exec(&d, sql, p, np, NULL), MC_ERR_OK);
+    db_put(&d);
+}
+
+static int64_t
+one_int(struct store *st, const char *sql, const char *id)
+{
+    struct db_param p[] = {P_TEXT(id)};
+    int64_t v = -1;
+    struct db d;
+
+    assert_int_equal(db_get(st, &d), MC_ERR_OK);
+    assert_int_equal(db_one_int(&d, sql, p, 1, &v), MC_ERR_OK);
+    db_put(&d);
+    return v;
+}
+
+static void
+make_list(struct store *st, const char *tenant_id, char id[MC_UUID_LEN + 1])
+{
+    crypto_uuid(id);
+    struct db_param p[] = {P_TEXT(id), P_TEXT(tenant_id), P_TIME(time_now_us())};
+    exec_sql(st,
+             "INSERT INTO recipient_lists (id, tenant_id, name, created_at, updated_at) "
+             "VALUES ($1, $2, 'l', $3, $3)",
+             p, NPARAMS(p));
+}
+
+static void
+add_recipient(struct store *st, const char *tenant_id, const char *list_id, const char *email,
+              const char *status, char id[MC_UUID_LEN + 1])
+{
+    crypto_uuid(id);
+    struct db_param p[] = {P_TEXT(id),     P_TEXT(tenant_id), P_TEXT(list_id),
+                           P_TEXT(email),  P_TEXT(status),    P_TIME(time_now_us()),
+                           P_TEXT(email)};
+    exec_sql(st,
+             "INSERT INTO recipients (id, tenant_id, recipient_list_id, email, email_lc, status, "
+             "subscribed_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $7, $5, $6, "
+             "$6, $6)",
+             p, NPARAMS(p));
+}
+
+#define LIST_COUNT "SELECT recipient_count FROM recipient_lists WHERE id = $1"
+#define LIST_ACTIVE "SELECT active_count FROM recipient_lists WHERE id = $1"
+
+static void
+test_list_counts_two_tenants(void **state)
+{
+    struct store *st = st_of(state);
+    struct tenant a, b;
+    char la[37], lb[37], r1[37], r2[37], r3[37], rb[37];
+
+    make_tenant(st, "cnt-a", &a);
+    make_tenant(st, "cnt-b", &b);
+    make_list(st, a.id, la);
+    make_list(st, b.id, lb);
+    add_recipient(st, a.id, la, "one@example.com", "active", r1);
+    add_recipient(st, a.id, la, "two@example.com", "active", r2);
+    add_recipient(st, a.id, la, "three@example.com", "bounced", r3);
+    add_recipient(st, b.id, lb, "one@example.com", "active", rb);
+    assert_int_equal(one_int(st, LIST_COUNT, la), 3);
+    assert_int_equal(one_int(st, LIST_ACTIVE, la), 2);
+    assert_int_equal(one_int(st, LIST_COUNT, lb), 1);
+
+    /* Case-insensitive uniqueness within a list; other lists unaffected. */
+    {
+        char dup[37];
+        struct db d;
+        crypto_uuid(dup);
+        struct db_param p[] = {P_TEXT(dup), P_TEXT(a.id), P_TEXT(la), P_TIME(time_now_us())};
+        assert_int_equal(db_get(st, &d), MC_ERR_OK);
+        assert_int_equal(db_exec(&d,
+                                 "INSERT INTO recipients (id, tenant_id, recipient_list_id, "
+                                 "email, email_lc, subscribed_at, created_at, updated_at) "
+                                 "VALUES ($1, $2, $3, 'ONE@example.com', 'one@example.com', $4, "
+                                 "$4, $4)",
+                                 p, NPARAMS(p), NULL),
+                         MC_ERR_CONFLICT);
+        db_put(&d);
+    }
+    assert_int_equal(one_int(st, LIST_COUNT, la), 3);
+
+    struct db_param pu[] = {P_TEXT(r1)};
+    exec_sql(st, "UPDATE recipients SET status = 'unsubscribed' WHERE id = $1", pu, 1);
+    assert_int_equal(one_int(st, LIST_COUNT, la), 3);
+    assert_int_equal(one_int(st, LIST_ACTIVE, la), 1);
+    exec_sql(st, "UPDATE recipients SET name = 'renamed' WHERE id = $1", pu, 1);
+    assert_int_equal(one_int(st, LIST_ACTIVE, la), 1);
+
+    /* One statement changing many rows (a bulk path). */
+    struct db_param pl[] = {P_TEXT(la)};
+    exec_sql(st, "UPDATE recipients SET status = 'active' WHERE recipient_list_id = $1", pl, 1);
+    assert_int_equal(one_int(st, LIST_ACTIVE, la), 3);
+    struct db_param pd[] = {P_TEXT(r2)};
+    exec_sql(st, "DELETE FROM recipients WHERE id = $1", pd, 1);
+    assert_int_equal(one_int(st, LIST_COUNT, la), 2);
+    assert_int_equal(one_int(st, LIST_ACTIVE, la), 2);
+
+    /* Tenant B's list never moved. */
+    assert_int_equal(one_int(st, LIST_COUNT, lb), 1);
+    assert_int_equal(one_int(st, LIST_ACTIVE, lb), 1);
+    (void)r3;
+    (void)rb;
+    tenant_cleanup(&a);
+    tenant_cleanup(&b);
+}
+
+static void
+test_campaign_counts(void **state)
+{
+    struct store *st = st_of(state);
+    struct tenant a;
+    char list[37], camp[37], r[4][37];
+    int64_t now = time_now_us();
+
+    make_tenant(st, "camp-a", &a);
+    make_list(st, a.id, list);
+    crypto_uuid(camp);
+    struct db_param pc[] = {P_TEXT(camp), P_TEXT(a.id), P_TEXT(list), P_TIME(now)};
+    exec_sql(st,
+             "INSERT INTO campaigns (id, tenant_id, name, subject, from_address, "
+             "recipient_list_id, created_at, updated_at) "
+             "VALUES ($1, $2, 'c', 's', 'a@example.com', $3, $4, $4)",
+             pc, NPARAMS(pc));
+    for (int i = 0; i < 4; i++) {
+        char email[32];
+        snprintf(email, sizeof(email), "r%d@example.com", i);
+        add_recipient(st, a.id, list, email, "active", r[i]);
+    }
+    /* Materialise with one INSERT ... SELECT, as the campaign engine will. */
+    struct db_param pm[] = {P_TEXT(camp), P_TEXT(list), P_TIME(now)};
+    exec_sql(st,
+             "INSERT INTO scheduled_messages (id, tenant_id, campaign_id, recipient_id, "
+             "to_address, next_attempt_at, created_at, updated_at) "
+             "SELECT r.id, r.tenant_id, $1, r.id, r.email, $3, $3, $3 FROM recipients r "
+             "WHERE r.recipient_list_id = $2",
+             pm, NPARAMS(pm));
+    assert_int_equal(one_int(st, "SELECT pending_count FROM campaigns WHERE id = $1", camp), 4);
+
+    struct db_param p0[] = {P_TEXT(r[0])};
+    exec_sql(st, "UPDATE scheduled_messages SET status = 'sending' WHERE id = $1", p0, 1);
+    exec_sql(st, "UPDATE scheduled_messages SET status = 'sent' WHERE id = $1", p0, 1);
+    struct db_param p1[] = {P_TEXT(r[1])};
+    exec_sql(st, "UPDATE scheduled_messages SET status = 'failed' WHERE id = $1", p1, 1);
+    struct db_param pcx[] = {P_TEXT(camp)};
+    exec_sql(st,
+             "UPDATE scheduled_messages SET status = 'cancelled' "
+             "WHERE campaign_id = $1 AND status = 'pending'",
+             pcx, 1);
+    assert_int_equal(one_int(st, "SELECT pending_count FROM campaigns WHERE id = $1", camp), 0);
+    assert_int_equal(one_int(st, "SELECT sending_count FROM campaigns WHERE id = $1", camp), 0);
+    assert_int_equal(one_int(st, "SELECT sent_count FROM campaigns WHERE id = $1", camp), 1);
+    assert_int_equal(one_int(st, "SELECT failed_count FROM campaigns WHERE id = $1", camp), 1);
+    assert_int_equal(one_int(st, "SELECT cancelled_count FROM campaigns WHERE id = $1", camp), 2);
+
+    /* UNIQUE(campaign_id, recipient_id): a second message for a recipient is refused. */
+    {
+        char dup[37];
+        struct db d;
+        crypto_uuid(dup);
+        struct db_param pdup[] = {P_TEXT(dup), P_TEXT(a.id), P_TEXT(camp), P_TEXT(r[2]),
+                                  P_TIME(now)};
+        assert_int_equal(db_get(st, &d), MC_ERR_OK);
+        assert_int_equal(db_exec(&d,
+                                 "INSERT INTO scheduled_messages (id, tenant_id, campaign_id, "
+                                 "recipient_id, to_address, next_attempt_at, created_at, "
+                                 "updated_at) VALUES ($1, $2, $3, $4, 'x@example.com', $5, $5, $5)",
+                                 pdup, NPARAMS(pdup), NULL),
+                         MC_ERR_CONFLICT);
+        db_put(&d);
+    }
+    assert_int_equal(one_int(st, "SELECT COUNT(*) FROM scheduled_messages WHERE campaign_id = $1",
+                             camp),
+                     4);
+    tenant_cleanup(&a);
+}
+
+static void
+test_schema_newer_is_refused(void **state)
+{
+    struct store *st = st_of(state);
+    struct db_param p[] = {P_INT(9999), P_TEXT("future"), P_INT(0)};
+
+    exec_sql(st, "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+             p, NPARAMS(p));
+    assert_int_equal(store_migrate(st, NULL), MC_ERR_SCHEMA_NEWER);
+}
+
+int
+main(void)
+{
+    /* Order matters: migrate first, the schema-version check last. */
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_migrate_idempotent),
+        cmocka_unit_test(test_tenants),
+        cmocka_unit_test(test_keys_two_tenants),
+        cmocka_unit_test(test_rate_limits),
+        cmocka_unit_test(test_settings),
+        cmocka_unit_test(test_list_counts_two_tenants),
+        cmocka_unit_test(test_campaign_counts),
+        cmocka_unit_test(test_schema_newer_is_refused),
+    };
+    int failed = 0;
+
+    failed += cmocka_run_group_tests_name("store/sqlite", tests, setup_sqlite, teardown);
+    failed += cmocka_run_group_tests_name("store/postgres", tests, setup_pg, teardown);
+    return failed;
+}
