@@ -7,6 +7,7 @@
 #   make bench      benchmarks (see bench/RESULTS.md)
 
 PKGS     := libmicrohttpd jansson sqlite3 libpq libcrypto libidn2
+LIBS_EXTRA := -lcsv
 CC       ?= gcc
 BUILD    ?= build
 WARN     := -Wall -Wextra -Wshadow -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes -Wvla
@@ -23,7 +24,7 @@ endif
 
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
-LIBS       = $(PKG_LIBS) -lpthread -lm
+LIBS       = $(PKG_LIBS) $(LIBS_EXTRA) -lpthread -lm
 
 CORE_SRC  := $(wildcard src/core/*.c)
 STORE_SRC := $(wildcard src/store/*.c)

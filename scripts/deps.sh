@@ -27,6 +27,11 @@ for p in $pkgs; do
     esac
 done
 
+# Debian's nodejs comes without npm (NodeSource's includes it).
+if [ $want_test = 1 ] && ! command -v npm >/dev/null 2>&1; then
+    missing="$missing npm"
+fi
+
 if [ -n "$missing" ]; then
     sudo=""
     [ "$(id -u)" -ne 0 ] && sudo="sudo"
@@ -49,6 +54,6 @@ if [ $want_test = 1 ]; then
         echo "deps: installing @redocly/cli into .tools" >&2
         mkdir -p "$top/.tools"
         (cd "$top/.tools" && [ -f package.json ] || echo '{"private":true}' >package.json)
-        (cd "$top/.tools" && npm install --no-audit --no-fund --silent @redocly/cli@1 >/dev/null)
+        (cd "$top/.tools" && npm install --no-audit --no-fund --silent @redocly/cli@1.34.20 >/dev/null)
     fi
 fi

@@ -85,15 +85,15 @@ presented_key(struct req *r)
 {
     const char *h = req_header(r, "Authorization");
 
-    if (h != NULL) {
-        if (strncasecmp(h, "Bearer ", 7) != 0)
-            return "";
+    /* Another scheme (Basic, from a proxy) does not hide X-API-Key. */
+    if (h != NULL && strncasecmp(h, "Bearer ", 7) == 0) {
         h += 7;
         while (*h == ' ')
             h++;
         return h;
     }
-    return req_header(r, "X-API-Key");
+    h = req_header(r, "X-API-Key");
+    return h ? h : "";
 }
 
 bool

@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <jansson.h>
 
@@ -37,6 +38,7 @@ struct app {
 #define R_AUTH_WRITE 0x04u    /* tenant key with write, or the operator key */
 #define R_BODY 0x10u          /* a JSON object body is required */
 #define R_BODY_OPTIONAL 0x20u /* a JSON object body may be sent */
+#define R_STREAM 0x40u        /* the handler runs on the headers and takes the body itself */
 
 struct req;
 typedef void (*handler_fn)(struct req *r);
@@ -67,6 +69,21 @@ struct req {
     bool is_operator;
     char tenant_id[MC_UUID_LEN + 1]; /* a tenant key's tenant, else "" */
     unsigned scopes;
+    /*
+     * R_STREAM routes: the handler, run when the headers arrive, either
+     * answers at once or sets these; on_data gets each body chunk (and may
+     * answer, after which the rest of the body is drained), on_end runs at
+     * the end and must answer, on_free always runs last.
+     */
+    void (*on_data)(struct req *r, const char *data, size_t len);
+    void (*on_end)(struct req *r);
+    void (*on_free)(struct req *r);
+    void *stream; /* the handler's state, freed by on_free */
+    /* A streamed response (reply_stream). */
+    ssize_t (*resp_reader)(void *cls, uint64_t pos, char *buf, size_t max);
+    void (*resp_reader_free)(void *cls);
+    void *resp_cls;
+    const char *resp_disposition; /* static or owned by resp_cls */
     /* The response. */
     int status;
     char *resp_body;                /* owned */
@@ -100,6 +117,16 @@ void http_server_stop(struct http_server *srv, int timeout_s);
 /* Sends obj (stolen) with status. */
 void reply_json(struct req *r, int status, json_t *obj);
 void reply_empty(struct req *r, int status);
+/*
+ * Answers with a body produced piece by piece: reader fills buf with up to
+ * max bytes and returns how many, REPLY_STREAM_END at the end or
+ * REPLY_STREAM_ERROR to cut the connection; free_fn(cls) runs once after.
+ */
+#define REPLY_STREAM_END ((ssize_t)-1)
+#define REPLY_STREAM_ERROR ((ssize_t)-2)
+void reply_stream(struct req *r, int status, const char *type,
+                  ssize_t (*reader)(void *cls, uint64_t pos, char *buf, size_t max), void *cls,
+                  void (*free_fn)(void *cls));
 /* An error with the table's status and code and a formatted message. */
 void reply_error(struct req *r, mc_err e, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -42,6 +42,21 @@ reply_empty(struct req *r, int status)
     set_body(r, status, NULL, NULL);
 }
 
+void
+reply_stream(struct req *r, int status, const char *type,
+             ssize_t (*reader)(void *cls, uint64_t pos, char *buf, size_t max), void *cls,
+             void (*free_fn)(void *cls))
+{
+    if (r->answered) {
+        free_fn(cls);
+        return;
+    }
+    set_body(r, status, NULL, type);
+    r->resp_reader = reader;
+    r->resp_reader_free = free_fn;
+    r->resp_cls = cls;
+}
+
 static void
 error_v(struct req *r, mc_err e, const char *field, const char *fmt, va_list ap)
 {

@@ -80,7 +80,9 @@ router_match(const char *method, const char *path, char **params, int *nparams, 
 
         if (!match(routes[i].pattern, path, tmp, &ntmp))
             continue;
-        if (strcmp(routes[i].method, method) == 0) {
+        /* HEAD is GET without the body, which libmicrohttpd drops. */
+        if (strcmp(routes[i].method, method) == 0 ||
+            (strcmp(method, "HEAD") == 0 && strcmp(routes[i].method, "GET") == 0)) {
             for (int j = 0; j < ntmp; j++)
                 params[j] = tmp[j];
             *nparams = ntmp;

@@ -44,6 +44,10 @@ req_free(struct req *r)
 {
     if (r == NULL)
         return;
+    if (r->on_free)
+        r->on_free(r);
+    if (r->resp_reader_free && r->resp_cls) /* never handed to MHD */
+        r->resp_reader_free(r->resp_cls);
     for (int i = 0; i < r->nparams; i++)
         free(r->params[i]);
     buf_cleanup(&r->body);
@@ -122,7 +126,13 @@ begin(struct req *r)
     for (int i = 0; i < r->nparams; i++)
         if (crypto_uuid_valid(r->params[i]))
             crypto_uuid_lower(r->params[i]);
-    auth_check(r);
+    if (auth_check(r) && (r->route->flags & R_STREAM)) {
+        r->route->fn(r);
+        if (!r->answered && r->on_end == NULL) {
+            log_error("event=http error=stream_not_set route=\"%s\"", r->route->pattern);
+            reply_error(r, MC_ERR_INTERNAL, "internal error");
+        }
+    }
 }
 
 /* The body is complete: check and parse it, then run the handler. */
@@ -176,10 +186,21 @@ send_reply(struct MHD_Connection *conn, struct req *r)
     enum MHD_Result ret;
     size_t len = r->resp_body ? strlen(r->resp_body) : 0;
 
-    resp = MHD_create_response_from_buffer(len, r->resp_body, MHD_RESPMEM_MUST_FREE);
-    if (resp == NULL)
-        return MHD_NO;
-    r->resp_body = NULL; /* MHD owns it now */
+    if (r->resp_reader) {
+        resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024,
+                                                 r->resp_reader,
+                                                 r->resp_cls, r->resp_reader_free);
+        if (resp == NULL)
+            return MHD_NO;
+        r->resp_cls = NULL; /* MHD owns it now and frees it */
+    } else {
+        resp = MHD_create_response_from_buffer(len, r->resp_body, MHD_RESPMEM_MUST_FREE);
+        if (resp == NULL)
+            return MHD_NO;
+        r->resp_body = NULL; /* MHD owns it now */
+    }
+    if (r->resp_disposition)
+        MHD_add_response_header(resp, "Content-Disposition", r->resp_disposition);
     if (r->resp_type)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r->resp_type);
     MHD_add_response_header(resp, "X-Request-Id", r->request_id);
@@ -214,12 +235,16 @@ access_cb(void *cls, struct MHD_Connection *conn, const char *url, const char *m
         return MHD_YES;
     }
     if (*upload_data_size > 0) {
-        if (!r->answered)
+        if (!r->answered && r->on_data)
+            r->on_data(r, upload_data, *upload_data_size);
+        else if (!r->answered)
             buf_append(&r->body, upload_data, *upload_data_size);
         *upload_data_size = 0;
         return MHD_YES;
     }
-    if (!r->answered)
+    if (!r->answered && r->on_end)
+        r->on_end(r);
+    else if (!r->answered)
         dispatch(r);
     return send_reply(conn, r);
 }

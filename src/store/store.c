@@ -214,6 +214,46 @@ db_one_int(struct db *d, const char *sql, const struct db_param *p, int np, int6
     return MC_ERR_OK;
 }
 
+mc_err
+db_fetch_one(struct db *d, const char *sql, const struct db_param *p, int np, db_row_fn fn,
+             void *out)
+{
+    struct db_res *r;
+    mc_err err = one_row(d, sql, p, np, &r);
+
+    if (err != MC_ERR_OK)
+        return err;
+    fn(d, r, out);
+    d->ops->res_free(r);
+    return MC_ERR_OK;
+}
+
+mc_err
+db_fetch_all(struct db *d, const char *sql, const struct db_param *p, int np, db_row_fn fn,
+             size_t elem, void **items, int *n)
+{
+    struct db_res *r = NULL;
+    bool row = false;
+    int cap = *n;
+    mc_err err;
+
+    err = db_query(d, sql, p, np, &r);
+    if (err != MC_ERR_OK)
+        return err;
+    while ((err = d->ops->next(r, &row)) == MC_ERR_OK && row) {
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 16;
+            *items = xrealloc(*items, (size_t)cap * elem);
+        }
+        char *slot = (char *)*items + (size_t)*n * elem;
+        memset(slot, 0, elem);
+        fn(d, r, slot);
+        (*n)++;
+    }
+    d->ops->res_free(r);
+    return err;
+}
+
 char *
 db_col_dup(struct db *d, struct db_res *r, int col)
 {

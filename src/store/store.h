@@ -179,4 +179,199 @@ mc_err store_rate_limits_get(struct store *st, const char *tenant_id, struct rat
 mc_err store_rate_limits_put(struct store *st, const char *tenant_id,
                              const struct rate_limits *rl);
 
+/* ---- recipient lists ---- */
+
+struct recipient_list {
+    char id[MC_UUID_LEN + 1];
+    char tenant_id[MC_UUID_LEN + 1];
+    char *name;        /* owned */
+    char *description; /* owned, may be NULL */
+    char *metadata;    /* owned, JSON object text */
+    int64_t recipient_count;
+    int64_t active_count;
+    int64_t created_at;
+    int64_t updated_at;
+};
+
+struct recipient_list_vec {
+    struct recipient_list *items; /* owned */
+    int n;
+    int64_t total;
+};
+
+/* A list update: NULL leaves a field; set_description with NULL clears it. */
+struct list_patch {
+    const char *name;
+    bool set_description;
+    const char *description;
+    const char *metadata;
+};
+
+/* Inserts l (tenant_id, name, description, metadata); fills id, counts and times. */
+mc_err store_list_create(struct store *st, struct recipient_list *l);
+mc_err store_list_get(struct store *st, const char *tenant_id, const char *id,
+                      struct recipient_list *out);
+/* Newest first. */
+mc_err store_list_list(struct store *st, const char *tenant_id, const struct page *pg,
+                       struct recipient_list_vec *out);
+mc_err store_list_update(struct store *st, const char *tenant_id, const char *id,
+                         const struct list_patch *p, struct recipient_list *out);
+/* MC_ERR_STATE while a scheduled, sending or paused campaign uses the list. */
+mc_err store_list_delete(struct store *st, const char *tenant_id, const char *id);
+/*
+ * The distinct top-level attribute keys of the list's recipients, sorted,
+ * at most max of them (*n_out receives how many; MC_ERR_TOO_LARGE past max).
+ */
+mc_err store_list_attribute_keys(struct store *st, const char *tenant_id, const char *id,
+                                 int max, char ***keys_out, int *n_out);
+void recipient_list_cleanup(struct recipient_list *l);
+void recipient_list_vec_cleanup(struct recipient_list_vec *v);
+
+/* ---- recipients ---- */
+
+enum recipient_status { RCPT_ACTIVE, RCPT_UNSUBSCRIBED, RCPT_BOUNCED, RCPT_COMPLAINED };
+
+const char *recipient_status_str(enum recipient_status s);
+/* Returns -1 when s is not a recipient status. */
+int recipient_status_parse(const char *s);
+
+struct recipient {
+    char id[MC_UUID_LEN + 1];
+    char list_id[MC_UUID_LEN + 1];
+    char *email;      /* owned: normalised (see core/email.h) */
+    char *email_lc;   /* owned: lowercase twin */
+    char *name;       /* owned, may be NULL */
+    char *first_name; /* owned, may be NULL */
+    char *last_name;  /* owned, may be NULL */
+    char *attributes; /* owned, JSON object text */
+    enum recipient_status status;
+    int64_t subscribed_at;
+    int64_t unsubscribed_at;
+    int64_t created_at;
+    int64_t updated_at;
+};
+
+struct recipient_vec {
+    struct recipient *items; /* owned */
+    int n;
+    int64_t total;
+};
+
+/* A recipient update; set_* with NULL clears a nullable field. */
+struct recipient_patch {
+    bool set_name, set_first_name, set_last_name;
+    const char *name, *first_name, *last_name;
+    const char *attributes; /* NULL: unchanged; replaces the object */
+    bool has_status;
+    enum recipient_status status;
+};
+
+/* Filters for listing: status -1 for any; q matches an email prefix or a substring. */
+struct recipient_filter {
+    int status;
+    const char *q;
+};
+
+/*
+ * Inserts r (email, email_lc, names, attributes) into the tenant's list.
+ * An address on the tenant's suppression list is stored as unsubscribed.
+ * MC_ERR_CONFLICT when the list has the address; NOT_FOUND without the list.
+ */
+mc_err store_recipient_create(struct store *st, const char *tenant_id, const char *list_id,
+                              struct recipient *r);
+mc_err store_recipient_get(struct store *st, const char *tenant_id, const char *list_id,
+                           const char *id, struct recipient *out);
+/*
+ * MC_ERR_STATE when the patch would make a suppressed address active.
+ * A change to unsubscribed stamps unsubscribed_at.
+ */
+mc_err store_recipient_update(struct store *st, const char *tenant_id, const char *list_id,
+                              const char *id, const struct recipient_patch *p,
+                              struct recipient *out);
+mc_err store_recipient_delete(struct store *st, const char *tenant_id, const char *list_id,
+                              const char *id);
+/* Newest first, with the total for the filter. */
+mc_err store_recipient_list(struct store *st, const char *tenant_id, const char *list_id,
+                            const struct recipient_filter *f, const struct page *pg,
+                            struct recipient_vec *out);
+/*
+ * Up to limit recipients with id greater than after (NULL or "" for the
+ * first page), in id order: a keyset walk that streams a list of any size.
+ */
+mc_err store_recipient_after(struct store *st, const char *tenant_id, const char *list_id,
+                             int status, const char *after, int limit, struct recipient_vec *out);
+void recipient_cleanup(struct recipient *r);
+void recipient_vec_cleanup(struct recipient_vec *v);
+
+/* One row of a bulk import; all pointers borrowed. */
+struct import_row {
+    const char *email;
+    const char *email_lc;
+    const char *name, *first_name, *last_name; /* NULL: not given */
+    const char *attributes;                    /* JSON object text, NULL: none */
+};
+
+enum import_mode { IMPORT_SKIP, IMPORT_UPSERT };
+
+struct import_counts {
+    int64_t imported;
+    int64_t updated;
+    int64_t skipped_duplicates;
+    int64_t skipped_suppressed;
+};
+
+/*
+ * Writes one batch in one transaction.  Rows must have distinct email_lc.
+ * Suppressed addresses are skipped; existing addresses are skipped
+ * (IMPORT_SKIP) or get the given names and their attributes merged, the
+ * new top-level keys replacing old ones (IMPORT_UPSERT).  Adds to *acc.
+ */
+mc_err store_recipient_import(struct store *st, const char *tenant_id, const char *list_id,
+                              enum import_mode mode, const struct import_row *rows, int n,
+                              struct import_counts *acc);
+
+/* ---- the tenant's suppression list ---- */
+
+enum unsub_source { UNSUB_MANUAL, UNSUB_LINK, UNSUB_BOUNCE, UNSUB_COMPLAINT, UNSUB_IMPORT };
+
+const char *unsub_source_str(enum unsub_source s);
+int unsub_source_parse(const char *s);
+
+struct unsubscribe {
+    char id[MC_UUID_LEN + 1];
+    char *email; /* owned */
+    enum unsub_source source;
+    char campaign_id[MC_UUID_LEN + 1]; /* "" when none */
+    char *reason; /* owned, may be NULL */
+    int64_t unsubscribed_at;
+};
+
+struct unsubscribe_vec {
+    struct unsubscribe *items; /* owned */
+    int n;
+    int64_t total;
+};
+
+/*
+ * Adds the address (normalised, with its lowercase twin) and, in the same
+ * transaction, marks every active recipient with it in the tenant's lists
+ * unsubscribed.  An address already there keeps its entry (*created false,
+ * the reason updated when one is given).  *out (may be NULL) gets the entry.
+ */
+mc_err store_unsub_add(struct store *st, const char *tenant_id, const char *email,
+                       const char *email_lc, enum unsub_source source, const char *campaign_id,
+                       const char *reason, bool *created, struct unsubscribe *out);
+mc_err store_unsub_get(struct store *st, const char *tenant_id, const char *email_lc,
+                       struct unsubscribe *out);
+/* source -1 for any; q matches an email prefix or substring.  Newest first. */
+mc_err store_unsub_list(struct store *st, const char *tenant_id, int source, const char *q,
+                        const struct page *pg, struct unsubscribe_vec *out);
+/* Removes the entry; recipient rows stay as they are. */
+mc_err store_unsub_delete(struct store *st, const char *tenant_id, const char *email_lc);
+/* One batch of an import (distinct email_lc); adds new entries to *added, others to *dups. */
+mc_err store_unsub_import(struct store *st, const char *tenant_id, const struct import_row *rows,
+                          const char *const *reasons, int n, int64_t *added, int64_t *dups);
+void unsubscribe_cleanup(struct unsubscribe *u);
+void unsubscribe_vec_cleanup(struct unsubscribe_vec *v);
+
 #endif

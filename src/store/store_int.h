@@ -111,6 +111,19 @@ mc_err db_one_text(struct db *d, const char *sql, const struct db_param *p, int 
 mc_err db_one_int(struct db *d, const char *sql, const struct db_param *p, int np,
                   int64_t *out);
 
+/* Fills out (a struct of the caller's) from the current row. */
+typedef void (*db_row_fn)(struct db *d, struct db_res *r, void *out);
+
+/* Runs a query expecting one row and hands it to fn; MC_ERR_NOT_FOUND without a row. */
+mc_err db_fetch_one(struct db *d, const char *sql, const struct db_param *p, int np,
+                    db_row_fn fn, void *out);
+/*
+ * Runs a query and hands every row to fn, into a growing array of elements
+ * of elem bytes: *items (owned by the caller, zeroed elements) and *n.
+ */
+mc_err db_fetch_all(struct db *d, const char *sql, const struct db_param *p, int np,
+                    db_row_fn fn, size_t elem, void **items, int *n);
+
 /* Copies of a column (owned by the caller), NULL for SQL NULL. */
 char *db_col_dup(struct db *d, struct db_res *r, int col);
 /* Copies a UUID column into a fixed buffer. */

@@ -1,0 +1,287 @@
+/*
+ * store_unsubscribes.c - the tenant's suppression list.  Adding an address
+ * marks every active recipient with it, in every list of the tenant,
+ * unsubscribed, in the same transaction; removing it changes no recipient.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "core/timeutil.h"
+#include "core/util.h"
+#include "store_int.h"
+
+static const char *const source_names[] = {"manual", "link", "bounce", "complaint", "import"};
+
+const char *
+unsub_source_str(enum unsub_source s)
+{
+    return source_names[s];
+}
+
+int
+unsub_source_parse(const char *s)
+{
+    for (int i = 0; i < 5; i++)
+        if (strcmp(s, source_names[i]) == 0)
+            return i;
+    return -1;
+}
+
+void
+unsubscribe_cleanup(struct unsubscribe *u)
+{
+    if (u == NULL)
+        return;
+    free(u->email);
+    free(u->reason);
+    memset(u, 0, sizeof(*u));
+}
+
+void
+unsubscribe_vec_cleanup(struct unsubscribe_vec *v)
+{
+    for (int i = 0; i < v->n; i++)
+        unsubscribe_cleanup(&v->items[i]);
+    free(v->items);
+    memset(v, 0, sizeof(*v));
+}
+
+#define UNSUB_COLS "id, email, source, campaign_id, reason, unsubscribed_at"
+
+static void
+unsub_row(struct db *d, struct db_res *r, void *out)
+{
+    struct unsubscribe *u = out;
+    int s;
+
+    db_col_uuid(d, r, 0, u->id);
+    u->email = db_col_dup(d, r, 1);
+    s = unsub_source_parse(d->ops->col_text(r, 2));
+    u->source = s < 0 ? UNSUB_MANUAL : (enum unsub_source)s;
+    db_col_uuid(d, r, 3, u->campaign_id);
+    u->reason = db_col_dup(d, r, 4);
+    u->unsubscribed_at = d->ops->col_time(r, 5);
+}
+
+static mc_err
+unsub_get(struct db *d, const char *tenant_id, const char *email_lc, struct unsubscribe *out)
+{
+    struct db_param p[] = {P_TEXT(tenant_id), P_TEXT(email_lc)};
+
+    return db_fetch_one(d, "SELECT " UNSUB_COLS " FROM unsubscribes "
+                           "WHERE tenant_id = $1 AND email_lc = $2",
+                        p, NPARAMS(p), unsub_row, out);
+}
+
+static const char sql_mark_one[] =
+    "UPDATE recipients SET status = 'unsubscribed', unsubscribed_at = $3, updated_at = $3 "
+    "WHERE tenant_id = $1 AND email_lc = $2 AND status = 'active'";
+
+mc_err
+store_unsub_add(struct store *st, const char *tenant_id, const char *email, const char *email_lc,
+                enum unsub_source source, const char *campaign_id, const char *reason,
+                bool *created, struct unsubscribe *out)
+{
+    char id[MC_UUID_LEN + 1];
+    int64_t now = time_now_us(), changes = 0;
+    struct db d;
+    mc_err err;
+
+    if (!store_id_ok(tenant_id))
+        return MC_ERR_NOT_FOUND;
+    if (campaign_id != NULL && *campaign_id == '\0')
+        campaign_id = NULL;
+    crypto_uuid(id);
+    struct db_param p[] = {P_TEXT(id),
+                           P_TEXT(tenant_id),
+                           P_TEXT(email),
+                           P_TEXT(email_lc),
+                           P_TEXT(unsub_source_str(source)),
+                           P_TEXT(campaign_id),
+                           P_TEXT(reason),
+                           P_TIME(now)};
+    struct db_param pm[] = {P_TEXT(tenant_id), P_TEXT(email_lc), P_TIME(now)};
+    if ((err = db_get(st, &d)) != MC_ERR_OK)
+        return err;
+    if ((err = db_begin(&d, true)) != MC_ERR_OK)
+        goto out;
+    err = db_exec(&d,
+                  "INSERT INTO unsubscribes (id, tenant_id, email, email_lc, source, campaign_id, "
+                  "reason, unsubscribed_at) SELECT $1, id, $3, $4, $5, $6, $7, $8 FROM tenants "
+                  "WHERE id = $2 ON CONFLICT (tenant_id, email_lc) DO NOTHING",
+                  p, NPARAMS(p), &changes);
+    if (err == MC_ERR_OK && changes == 0 && reason != NULL) {
+        struct db_param pr[] = {P_TEXT(tenant_id), P_TEXT(email_lc), P_TEXT(reason)};
+        err = db_exec(&d, "UPDATE unsubscribes SET reason = $3 WHERE tenant_id = $1 AND email_lc = $2",
+                      pr, NPARAMS(pr), NULL);
+    }
+    if (err == MC_ERR_OK)
+        err = db_exec(&d, sql_mark_one, pm, NPARAMS(pm), NULL);
+    if (err == MC_ERR_OK && out)
+        err = unsub_get(&d, tenant_id, email_lc, out);
+    if (err == MC_ERR_OK)
+        err = db_commit(&d);
+    else
+        db_rollback(&d);
+    if (err == MC_ERR_OK && created)
+        *created = changes > 0;
+out:
+    db_put(&d);
+    return err;
+}
+
+mc_err
+store_unsub_get(struct store *st, const char *tenant_id, const char *email_lc,
+                struct unsubscribe *out)
+{
+    struct db d;
+    mc_err err;
+
+    if (!store_id_ok(tenant_id))
+        return MC_ERR_NOT_FOUND;
+    if ((err = db_get(st, &d)) != MC_ERR_OK)
+        return err;
+    err = unsub_get(&d, tenant_id, email_lc, out);
+    db_put(&d);
+    return err;
+}
+
+mc_err
+store_unsub_list(struct store *st, const char *tenant_id, int source, const char *q,
+                 const struct page *pg, struct unsubscribe_vec *out)
+{
+    const char *s = source >= 0 ? unsub_source_str(source) : NULL;
+    struct unsubscribe_vec v = {0};
+    struct buf like;
+    struct db d;
+    mc_err err;
+
+    if (!store_id_ok(tenant_id))
+        return MC_ERR_NOT_FOUND;
+    /* Addresses are matched on their lowercase twin, so LIKE needs no ILIKE here. */
+    buf_init(&like, 0);
+    if (q != NULL) {
+        buf_putc(&like, '%');
+        for (; *q; q++) {
+            if (*q == '%' || *q == '_' || *q == '\\')
+                buf_putc(&like, '\\');
+            buf_putc(&like, (char)((*q >= 'A' && *q <= 'Z') ? *q - 'A' + 'a' : *q));
+        }
+        buf_putc(&like, '%');
+    }
+    struct db_param p[] = {P_TEXT(tenant_id), P_TEXT(s), P_TEXT(like.data), P_INT(pg->limit),
+                           P_INT(pg->offset)};
+#define UNSUB_WHERE                                                                           \
+    " WHERE tenant_id = $1 AND (CAST($2 AS TEXT) IS NULL OR source = $2) AND "               \
+    "(CAST($3 AS TEXT) IS NULL OR email_lc LIKE $3 ESCAPE '\\')"
+    if ((err = db_get(st, &d)) != MC_ERR_OK) {
+        buf_cleanup(&like);
+        return err;
+    }
+    err = db_one_int(&d, "SELECT COUNT(*) FROM unsubscribes" UNSUB_WHERE, p, 3, &v.total);
+    if (err == MC_ERR_OK)
+        err = db_fetch_all(&d,
+                           "SELECT " UNSUB_COLS " FROM unsubscribes" UNSUB_WHERE
+                           " ORDER BY unsubscribed_at DESC, id LIMIT $4 OFFSET $5",
+                           p, NPARAMS(p), unsub_row, sizeof(*v.items), (void **)&v.items, &v.n);
+    db_put(&d);
+    buf_cleanup(&like);
+    if (err == MC_ERR_OK)
+        *out = v;
+    else
+        unsubscribe_vec_cleanup(&v);
+    return err;
+}
+
+mc_err
+store_unsub_delete(struct store *st, const char *tenant_id, const char *email_lc)
+{
+    struct db_param p[] = {P_TEXT(tenant_id), P_TEXT(email_lc)};
+    int64_t changes = 0;
+    struct db d;
+    mc_err err;
+
+    if (!store_id_ok(tenant_id))
+        return MC_ERR_NOT_FOUND;
+    if ((err = db_get(st, &d)) != MC_ERR_OK)
+        return err;
+    err = db_exec(&d, "DELETE FROM unsubscribes WHERE tenant_id = $1 AND email_lc = $2", p,
+                  NPARAMS(p), &changes);
+    db_put(&d);
+    if (err == MC_ERR_OK && changes == 0)
+        err = MC_ERR_NOT_FOUND;
+    return err;
+}
+
+static const char sql_unsub_import_sqlite[] =
+    "INSERT INTO unsubscribes (id, tenant_id, email, email_lc, source, reason, unsubscribed_at) "
+    "SELECT json_extract(j.value, '$.id'), $1, json_extract(j.value, '$.email'), "
+    "json_extract(j.value, '$.email_lc'), 'import', json_extract(j.value, '$.reason'), $2 "
+    "FROM json_each($3) j WHERE true ON CONFLICT (tenant_id, email_lc) DO NOTHING";
+static const char sql_unsub_import_pg[] =
+    "INSERT INTO unsubscribes (id, tenant_id, email, email_lc, source, reason, unsubscribed_at) "
+    "SELECT x.id, $1, x.email, x.email_lc, 'import', x.reason, $2 "
+    "FROM jsonb_to_recordset($3::jsonb) AS x(id uuid, email text, email_lc text, reason text) "
+    "ON CONFLICT (tenant_id, email_lc) DO NOTHING";
+static const char sql_mark_many_sqlite[] =
+    "UPDATE recipients SET status = 'unsubscribed', unsubscribed_at = $2, updated_at = $2 "
+    "WHERE tenant_id = $1 AND status = 'active' AND email_lc IN "
+    "(SELECT json_extract(value, '$.email_lc') FROM json_each($3))";
+static const char sql_mark_many_pg[] =
+    "UPDATE recipients SET status = 'unsubscribed', unsubscribed_at = $2, updated_at = $2 "
+    "WHERE tenant_id = $1 AND status = 'active' AND email_lc IN "
+    "(SELECT x.email_lc FROM jsonb_to_recordset($3::jsonb) AS x(email_lc text))";
+
+mc_err
+store_unsub_import(struct store *st, const char *tenant_id, const struct import_row *rows,
+                   const char *const *reasons, int n, int64_t *added, int64_t *dups)
+{
+    json_t *arr = json_array();
+    char *arr_s = NULL;
+    int64_t now = time_now_us(), changes = 0;
+    bool is_pg;
+    struct db d;
+    mc_err err;
+
+    if (!store_id_ok(tenant_id))
+        return MC_ERR_NOT_FOUND;
+    for (int i = 0; i < n; i++) {
+        char id[MC_UUID_LEN + 1];
+        crypto_uuid(id);
+        json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:o}", "id", id, "email",
+                                             rows[i].email, "email_lc", rows[i].email_lc,
+                                             "reason",
+                                             reasons && reasons[i] ? json_string(reasons[i])
+                                                                   : json_null()));
+    }
+    arr_s = json_dumps(arr, JSON_COMPACT);
+    json_decref(arr);
+    if (arr_s == NULL)
+        abort();
+    struct db_param p[] = {P_TEXT(tenant_id), P_TIME(now), P_TEXT(arr_s)};
+    if ((err = db_get(st, &d)) != MC_ERR_OK) {
+        free(arr_s);
+        return err;
+    }
+    is_pg = d.ops->dialect == DB_PG;
+    if ((err = db_begin(&d, true)) != MC_ERR_OK)
+        goto out;
+    err = db_exec(&d, is_pg ? sql_unsub_import_pg : sql_unsub_import_sqlite, p, NPARAMS(p),
+                  &changes);
+    if (err == MC_ERR_OK)
+        err = db_exec(&d, is_pg ? sql_mark_many_pg : sql_mark_many_sqlite, p, NPARAMS(p), NULL);
+    if (err == MC_ERR_OK)
+        err = db_commit(&d);
+    else
+        db_rollback(&d);
+    if (err == MC_ERR_OK) {
+        *added += changes;
+        *dups += n - changes;
+    }
+out:
+    db_put(&d);
+    free(arr_s);
+    return err;
+}
