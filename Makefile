@@ -40,7 +40,7 @@ UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 all: mailcast
 
 mailcast: $(BUILD)/mailcast
-	@cp $< $@
+	@cp $< $@.tmp && mv -f $@.tmp $@
 
 $(BUILD)/mailcast: $(BUILD)/src/cli/main.o $(BUILD)/libmailcast.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)

@@ -53,6 +53,12 @@ static const struct opt opts[] = {
      "seconds in-flight work gets on SIGTERM"},
     {"max_page_size", INT(max_page_size), "1000", 1, 100000, false,
      "largest page a list endpoint returns"},
+    {"import_batch_size", INT(import_batch_size), "1000", 1, 100000, false,
+     "rows an import writes per transaction"},
+    {"import_max_row", INT(import_max_row), "65536", 256, 16777216, false,
+     "largest CSV row an import accepts, bytes"},
+    {"import_max_json", INT(import_max_json), "16777216", 1024, 1073741824, false,
+     "largest JSON import body, bytes (use CSV beyond)"},
 };
 
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))

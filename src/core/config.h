@@ -31,6 +31,9 @@ struct config {
     int64_t db_busy_timeout_ms;
     int64_t shutdown_timeout;     /* seconds in-flight requests get on SIGTERM */
     int64_t max_page_size;        /* largest "limit" a list endpoint accepts */
+    int64_t import_batch_size;    /* rows written per transaction by an import */
+    int64_t import_max_row;       /* bytes of one CSV row */
+    int64_t import_max_json;      /* bytes of a JSON import body */
 };
 
 /* One command-line override: the option's name (as in the file) and its value. */

@@ -222,6 +222,27 @@ void api_key_revoke(struct req *r);
 void api_rate_limits_get(struct req *r);
 void api_rate_limits_put(struct req *r);
 
+/* ---- handlers: api_lists.c, api_import.c, api_unsubscribes.c ---- */
+void api_list_create(struct req *r);
+void api_list_list(struct req *r);
+void api_list_get(struct req *r);
+void api_list_update(struct req *r);
+void api_list_delete(struct req *r);
+void api_recipient_create(struct req *r);
+void api_recipient_list(struct req *r);
+void api_recipient_get(struct req *r);
+void api_recipient_update(struct req *r);
+void api_recipient_delete(struct req *r);
+void api_recipient_export(struct req *r);
+void api_recipient_import(struct req *r);
+void api_unsub_list(struct req *r);
+void api_unsub_create(struct req *r);
+void api_unsub_delete(struct req *r);
+void api_unsub_import(struct req *r);
+json_t *list_json(const struct recipient_list *l);
+json_t *recipient_json(const struct recipient *x);
+json_t *unsubscribe_json(const struct unsubscribe *u);
+
 /* Tenant and key as API JSON (shared with the CLI). */
 json_t *tenant_json(const struct tenant *t);
 json_t *api_key_json(const struct api_key *k);

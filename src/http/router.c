@@ -12,6 +12,8 @@
 #include "http.h"
 
 #define T "/api/v1/tenants/{tenant_id}"
+#define L T "/recipient-lists"
+#define U T "/unsubscribes"
 
 /* clang-format off */
 const struct route routes[] = {
@@ -29,6 +31,24 @@ const struct route routes[] = {
     {"DELETE", T "/api-keys/{key_id}",          api_key_revoke,      R_AUTH_OPERATOR},
     {"GET",    T "/rate-limits",                api_rate_limits_get, R_AUTH_READ},
     {"PUT",    T "/rate-limits",                api_rate_limits_put, R_AUTH_OPERATOR | R_BODY},
+
+    {"GET",    L,                               api_list_list,       R_AUTH_READ},
+    {"POST",   L,                               api_list_create,     R_AUTH_WRITE | R_BODY},
+    {"GET",    L "/{list_id}",                  api_list_get,        R_AUTH_READ},
+    {"PUT",    L "/{list_id}",                  api_list_update,     R_AUTH_WRITE | R_BODY},
+    {"DELETE", L "/{list_id}",                  api_list_delete,     R_AUTH_WRITE},
+    {"GET",    L "/{list_id}/recipients",       api_recipient_list,  R_AUTH_READ},
+    {"POST",   L "/{list_id}/recipients",       api_recipient_create, R_AUTH_WRITE | R_BODY},
+    {"POST",   L "/{list_id}/recipients/import", api_recipient_import, R_AUTH_WRITE | R_STREAM},
+    {"GET",    L "/{list_id}/recipients/export", api_recipient_export, R_AUTH_READ},
+    {"GET",    L "/{list_id}/recipients/{recipient_id}", api_recipient_get, R_AUTH_READ},
+    {"PUT",    L "/{list_id}/recipients/{recipient_id}", api_recipient_update, R_AUTH_WRITE | R_BODY},
+    {"DELETE", L "/{list_id}/recipients/{recipient_id}", api_recipient_delete, R_AUTH_WRITE},
+
+    {"GET",    U,                               api_unsub_list,      R_AUTH_READ},
+    {"POST",   U,                               api_unsub_create,    R_AUTH_WRITE | R_BODY},
+    {"POST",   U "/import",                     api_unsub_import,    R_AUTH_WRITE | R_STREAM},
+    {"DELETE", U "/{email}",                    api_unsub_delete,    R_AUTH_WRITE},
 };
 /* clang-format on */
 
