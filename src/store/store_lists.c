@@ -338,7 +338,7 @@ mc_err
 store_recipient_create(struct store *st, const char *tenant_id, const char *list_id,
                        struct recipient *r)
 {
-    int64_t now = time_now_us(), changes = 0;
+    int64_t now = time_now_us(), changes = 0, suppressed = 0;
     struct db d;
     mc_err err;
 
@@ -347,34 +347,52 @@ store_recipient_create(struct store *st, const char *tenant_id, const char *list
     crypto_uuid(r->id);
     if (r->attributes == NULL)
         r->attributes = xstrdup("{}");
-    struct db_param p[] = {P_TEXT(r->id),         P_TEXT(tenant_id),      P_TEXT(list_id),
-                           P_TEXT(r->email),      P_TEXT(r->email_lc),    P_TEXT(r->name),
-                           P_TEXT(r->first_name), P_TEXT(r->last_name),   P_TEXT(r->attributes),
-                           P_TIME(now)};
+    struct db_param ps[] = {P_TEXT(tenant_id), P_TEXT(r->email_lc)};
     if ((err = db_get(st, &d)) != MC_ERR_OK)
         return err;
-    /* The list check and the insert are one statement; the status comes from the suppression list. */
+    if ((err = db_begin(&d, true)) != MC_ERR_OK)
+        goto out;
+    /* An address on the suppression list is recorded, but never as active. */
+    err = db_one_int(&d, "SELECT COUNT(*) FROM unsubscribes WHERE tenant_id = $1 AND email_lc = $2",
+                     ps, NPARAMS(ps), &suppressed);
+    if (err != MC_ERR_OK)
+        goto rollback;
+    struct db_param p[] = {P_TEXT(r->id),
+                           P_TEXT(tenant_id),
+                           P_TEXT(list_id),
+                           P_TEXT(r->email),
+                           P_TEXT(r->email_lc),
+                           P_TEXT(r->name),
+                           P_TEXT(r->first_name),
+                           P_TEXT(r->last_name),
+                           P_TEXT(r->attributes),
+                           P_TEXT(suppressed ? "unsubscribed" : "active"),
+                           P_TIME(now),
+                           P_TIME(suppressed ? now : 0)};
+    /* The list check and the insert are one statement. */
     err = db_exec(&d,
                   "INSERT INTO recipients (id, tenant_id, recipient_list_id, email, email_lc, "
                   "name, first_name, last_name, attributes, status, subscribed_at, "
                   "unsubscribed_at, created_at, updated_at) "
-                  "SELECT $1, l.tenant_id, l.id, $4, $5, $6, $7, $8, $9, "
-                  "CASE WHEN u.id IS NULL THEN 'active' ELSE 'unsubscribed' END, $10, "
-                  "CASE WHEN u.id IS NULL THEN NULL ELSE $10 END, $10, $10 "
-                  "FROM recipient_lists l LEFT JOIN unsubscribes u "
-                  "ON u.tenant_id = l.tenant_id AND u.email_lc = $5 "
-                  "WHERE l.tenant_id = $2 AND l.id = $3",
+                  "SELECT $1, l.tenant_id, l.id, $4, $5, $6, $7, $8, $9, $10, $11, $12, $11, $11 "
+                  "FROM recipient_lists l WHERE l.tenant_id = $2 AND l.id = $3",
                   p, NPARAMS(p), &changes);
     if (err == MC_ERR_OK && changes == 0)
         err = MC_ERR_NOT_FOUND;
+    if (err == MC_ERR_OK)
+        err = db_commit(&d);
+    if (err != MC_ERR_OK)
+        goto rollback;
+    struct recipient got = {0};
+    err = rcpt_get(&d, tenant_id, list_id, r->id, &got);
     if (err == MC_ERR_OK) {
-        struct recipient got = {0};
-        err = rcpt_get(&d, tenant_id, list_id, r->id, &got);
-        if (err == MC_ERR_OK) {
-            recipient_cleanup(r);
-            *r = got;
-        }
+        recipient_cleanup(r);
+        *r = got;
     }
+    goto out;
+rollback:
+    db_rollback(&d);
+out:
     db_put(&d);
     return err;
 }

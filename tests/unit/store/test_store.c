@@ -557,6 +557,291 @@ test_campaign_counts(void **state)
     tenant_cleanup(&a);
 }
 
+/* ---- lists, recipients, imports, suppression ---- */
+
+static void
+new_list(struct store *st, const char *tenant_id, const char *name, struct recipient_list *l)
+{
+    memset(l, 0, sizeof(*l));
+    memcpy(l->tenant_id, tenant_id, MC_UUID_LEN + 1);
+    l->name = xstrdup(name);
+    assert_int_equal(store_list_create(st, l), MC_ERR_OK);
+}
+
+static mc_err
+new_recipient(struct store *st, const char *tenant_id, const char *list_id, const char *email,
+              struct recipient *x)
+{
+    char lc[300];
+    size_t i;
+
+    for (i = 0; email[i]; i++)
+        lc[i] = (char)((email[i] >= 'A' && email[i] <= 'Z') ? email[i] - 'A' + 'a' : email[i]);
+    lc[i] = '\0';
+    memset(x, 0, sizeof(*x));
+    x->email = xstrdup(email);
+    x->email_lc = xstrdup(lc);
+    return store_recipient_create(st, tenant_id, list_id, x);
+}
+
+static void
+test_lists_two_tenants(void **state)
+{
+    struct store *st = st_of(state);
+    struct tenant a, b;
+    struct recipient_list la, got = {0};
+    struct recipient_list_vec v = {0};
+    struct page pg = {.limit = 10, .offset = 0};
+    struct list_patch lp = {.name = "Renamed", .set_description = true, .description = "d"};
+
+    make_tenant(st, "lists-a", &a);
+    make_tenant(st, "lists-b", &b);
+    new_list(st, a.id, "News", &la);
+    assert_string_equal(la.metadata, "{}");
+    assert_int_equal(store_list_get(st, b.id, la.id, &got), MC_ERR_NOT_FOUND);
+    assert_int_equal(store_list_update(st, b.id, la.id, &lp, &got), MC_ERR_NOT_FOUND);
+    assert_int_equal(store_list_delete(st, b.id, la.id), MC_ERR_NOT_FOUND);
+    assert_int_equal(store_list_list(st, b.id, &pg, &v), MC_ERR_OK);
+    assert_int_equal(v.total, 0);
+    recipient_list_vec_cleanup(&v);
+
+    assert_int_equal(store_list_update(st, a.id, la.id, &lp, &got), MC_ERR_OK);
+    assert_string_equal(got.name, "Renamed");
+    assert_string_equal(got.description, "d");
+    recipient_list_cleanup(&got);
+    struct list_patch clear = {.set_description = true};
+    assert_int_equal(store_list_update(st, a.id, la.id, &clear, &got), MC_ERR_OK);
+    assert_string_equal(got.name, "Renamed");
+    assert_null(got.description);
+    recipient_list_cleanup(&got);
+
+    /* A list under a scheduled campaign cannot be deleted; under a draft it can. */
+    char camp[37];
+    crypto_uuid(camp);
+    struct db_param pc[] = {P_TEXT(camp), P_TEXT(a.id), P_TEXT(la.id), P_TIME(time_now_us())};
+    exec_sql(st,
+             "INSERT INTO campaigns (id, tenant_id, name, subject, from_address, "
+             "recipient_list_id, status, created_at, updated_at) "
+             "VALUES ($1, $2, 'c', 's', 'a@example.com', $3, 'scheduled', $4, $4)",
+             pc, NPARAMS(pc));
+    assert_int_equal(store_list_delete(st, a.id, la.id), MC_ERR_STATE);
+    struct db_param pd[] = {P_TEXT(camp)};
+    exec_sql(st, "UPDATE campaigns SET status = 'draft' WHERE id = $1", pd, 1);
+    assert_int_equal(store_list_delete(st, a.id, la.id), MC_ERR_OK);
+    assert_int_equal(store_list_get(st, a.id, la.id, &got), MC_ERR_NOT_FOUND);
+    recipient_list_cleanup(&la);
+    tenant_cleanup(&a);
+    tenant_cleanup(&b);
+}
+
+static void
+test_recipients_two_tenants(void **state)
+{
+    struct store *st = st_of(state);
+    struct tenant a, b;
+    struct recipient_list la, lb;
+    struct recipient x, y, got = {0};
+    struct recipient_vec v = {0};
+    struct recipient_filter f = {.status = -1};
+    struct page pg = {.limit = 10, .offset = 0};
+
+    make_tenant(st, "rcpt-a", &a);
+    make_tenant(st, "rcpt-b", &b);
+    new_list(st, a.id, "A", &la);
+    new_list(st, b.id, "B", &lb);
+    assert_int_equal(new_recipient(st, a.id, la.id, "Ann@example.com", &x), MC_ERR_OK);
+    assert_int_equal(x.status, RCPT_ACTIVE);
+    assert_string_equal(x.attributes, "{}");
+    recipient_cleanup(&got);
+    assert_int_equal(new_recipient(st, a.id, la.id, "ANN@example.com", &got), MC_ERR_CONFLICT);
+    recipient_cleanup(&got);
+    /* Tenant B cannot add to, read or change tenant A's list. */
+    assert_int_equal(new_recipient(st, b.id, la.id, "b@example.com", &got), MC_ERR_NOT_FOUND);
+    recipient_cleanup(&got);
+    assert_int_equal(store_recipient_get(st, b.id, la.id, x.id, &got), MC_ERR_NOT_FOUND);
+    assert_int_equal(store_recipient_delete(st, b.id, la.id, x.id), MC_ERR_NOT_FOUND);
+    assert_int_equal(store_recipient_list(st, b.id, la.id, &f, &pg, &v), MC_ERR_NOT_FOUND);
+
+    assert_int_equal(new_recipient(st, a.id, la.id, "bob@example.org", &y), MC_ERR_OK);
+    struct recipient_patch rp = {.has_status = true, .status = RCPT_UNSUBSCRIBED,
+                                 .set_name = true, .name = "Bob"};
+    assert_int_equal(store_recipient_update(st, a.id, la.id, y.id, &rp, &got), MC_ERR_OK);
+    assert_int_equal(got.status, RCPT_UNSUBSCRIBED);
+    assert_true(got.unsubscribed_at > 0);
+    assert_string_equal(got.name, "Bob");
+    recipient_cleanup(&got);
+
+    f.q = "ann";
+    assert_int_equal(store_recipient_list(st, a.id, la.id, &f, &pg, &v), MC_ERR_OK);
+    assert_int_equal(v.total, 1);
+    assert_string_equal(v.items[0].id, x.id);
+    recipient_vec_cleanup(&v);
+    f.q = "bo%";  /* % is literal */
+    assert_int_equal(store_recipient_list(st, a.id, la.id, &f, &pg, &v), MC_ERR_OK);
+    assert_int_equal(v.total, 0);
+    recipient_vec_cleanup(&v);
+    f.q = NULL;
+    f.status = RCPT_UNSUBSCRIBED;
+    assert_int_equal(store_recipient_list(st, a.id, la.id, &f, &pg, &v), MC_ERR_OK);
+    assert_int_equal(v.total, 1);
+    assert_string_equal(v.items[0].id, y.id);
+    recipient_vec_cleanup(&v);
+
+    /* The keyset walk visits every row once, in id order. */
+    struct recipient_vec p1 = {0}, p2 = {0}, p3 = {0};
+    assert_int_equal(store_recipient_after(st, a.id, la.id, -1, NULL, 1, &p1), MC_ERR_OK);
+    assert_int_equal(p1.n, 1);
+    assert_int_equal(store_recipient_after(st, a.id, la.id, -1, p1.items[0].id, 1, &p2), MC_ERR_OK);
+    assert_int_equal(p2.n, 1);
+    assert_true(strcmp(p1.items[0].id, p2.items[0].id) < 0);
+    assert_int_equal(store_recipient_after(st, a.id, la.id, -1, p2.items[0].id, 1, &p3), MC_ERR_OK);
+    assert_int_equal(p3.n, 0);
+    recipient_vec_cleanup(&p1);
+    recipient_vec_cleanup(&p2);
+    recipient_vec_cleanup(&p3);
+
+    assert_int_equal(store_recipient_delete(st, a.id, la.id, x.id), MC_ERR_OK);
+    assert_int_equal(store_list_get(st, a.id, la.id, &la), MC_ERR_OK);
+    assert_int_equal(la.recipient_count, 1);
+    assert_int_equal(la.active_count, 0);
+    recipient_cleanup(&x);
+    recipient_cleanup(&y);
+    recipient_list_cleanup(&la);
+    recipient_list_cleanup(&lb);
+    tenant_cleanup(&a);
+    tenant_cleanup(&b);
+}
+
+static void
+test_import_and_suppression(void **state)
+{
+    struct store *st = st_of(state);
+    struct tenant a, b;
+    struct recipient_list la, la2, lb, got = {0};
+    struct recipient x = {0};
+    struct import_counts c = {0};
+    bool created = false;
+
+    make_tenant(st, "imp-a", &a);
+    make_tenant(st, "imp-b", &b);
+    new_list(st, a.id, "A", &la);
+    new_list(st, a.id, "A2", &la2);
+    new_list(st, b.id, "B", &lb);
+    assert_int_equal(store_unsub_add(st, a.id, "gone@example.com", "gone@example.com",
+                                     UNSUB_MANUAL, NULL, "asked", &created, NULL),
+                     MC_ERR_OK);
+    assert_true(created);
+
+    struct import_row rows[] = {
+        {"one@example.com", "one@example.com", "One", NULL, NULL, "{\"city\":\"Oslo\"}"},
+        {"Two@example.com", "two@example.com", NULL, "T", "Wo", NULL},
+        {"gone@example.com", "gone@example.com", NULL, NULL, NULL, NULL},
+    };
+    assert_int_equal(store_recipient_import(st, a.id, la.id, IMPORT_SKIP, rows, 3, &c), MC_ERR_OK);
+    assert_int_equal(c.imported, 2);
+    assert_int_equal(c.skipped_suppressed, 1);
+    /* Again, as skip: duplicates; as upsert: updates with merged attributes. */
+    memset(&c, 0, sizeof(c));
+    assert_int_equal(store_recipient_import(st, a.id, la.id, IMPORT_SKIP, rows, 3, &c), MC_ERR_OK);
+    assert_int_equal(c.imported, 0);
+    assert_int_equal(c.skipped_duplicates, 2);
+    struct import_row up[] = {
+        {"one@example.com", "one@example.com", "Uno", NULL, NULL, "{\"plan\":\"pro\"}"},
+        {"three@example.com", "three@example.com", NULL, NULL, NULL, NULL},
+    };
+    memset(&c, 0, sizeof(c));
+    assert_int_equal(store_recipient_import(st, a.id, la.id, IMPORT_UPSERT, up, 2, &c), MC_ERR_OK);
+    assert_int_equal(c.imported, 1);
+    assert_int_equal(c.updated, 1);
+    struct recipient_filter f = {.status = -1, .q = "one@"};
+    struct page pg = {.limit = 5, .offset = 0};
+    struct recipient_vec v = {0};
+    assert_int_equal(store_recipient_list(st, a.id, la.id, &f, &pg, &v), MC_ERR_OK);
+    assert_int_equal(v.n, 1);
+    assert_string_equal(v.items[0].name, "Uno");
+    assert_non_null(strstr(v.items[0].attributes, "Oslo"));
+    assert_non_null(strstr(v.items[0].attributes, "pro"));
+    recipient_vec_cleanup(&v);
+    assert_int_equal(store_list_get(st, a.id, la.id, &got), MC_ERR_OK);
+    assert_int_equal(got.recipient_count, 3);
+    assert_int_equal(got.active_count, 3);
+    recipient_list_cleanup(&got);
+
+    /* Tenant B cannot import into tenant A's list. */
+    memset(&c, 0, sizeof(c));
+    assert_int_equal(store_recipient_import(st, b.id, la.id, IMPORT_SKIP, up + 1, 1, &c), MC_ERR_OK);
+    assert_int_equal(c.imported, 0);
+    assert_int_equal(store_list_get(st, a.id, la.id, &got), MC_ERR_OK);
+    assert_int_equal(got.recipient_count, 3);
+    recipient_list_cleanup(&got);
+
+    /* A single add of a suppressed address is stored unsubscribed. */
+    assert_int_equal(new_recipient(st, a.id, la2.id, "GONE@example.com", &x), MC_ERR_OK);
+    assert_int_equal(x.status, RCPT_UNSUBSCRIBED);
+    struct recipient_patch act = {.has_status = true, .status = RCPT_ACTIVE};
+    struct recipient y = {0};
+    assert_int_equal(store_recipient_update(st, a.id, la2.id, x.id, &act, &y), MC_ERR_STATE);
+    recipient_cleanup(&x);
+
+    /* Suppressing marks the address in every list of the tenant, not in another tenant's. */
+    assert_int_equal(new_recipient(st, a.id, la2.id, "one@example.com", &x), MC_ERR_OK);
+    recipient_cleanup(&x);
+    assert_int_equal(new_recipient(st, b.id, lb.id, "one@example.com", &x), MC_ERR_OK);
+    recipient_cleanup(&x);
+    assert_int_equal(store_unsub_add(st, a.id, "ONE@example.com", "one@example.com", UNSUB_LINK,
+                                     NULL, NULL, &created, NULL),
+                     MC_ERR_OK);
+    assert_true(created);
+    assert_int_equal(store_list_get(st, a.id, la.id, &got), MC_ERR_OK);
+    assert_int_equal(got.active_count, 2);
+    recipient_list_cleanup(&got);
+    assert_int_equal(store_list_get(st, a.id, la2.id, &got), MC_ERR_OK);
+    assert_int_equal(got.active_count, 0);
+    recipient_list_cleanup(&got);
+    assert_int_equal(store_list_get(st, b.id, lb.id, &got), MC_ERR_OK);
+    assert_int_equal(got.active_count, 1);
+    recipient_list_cleanup(&got);
+    assert_int_equal(store_unsub_add(st, a.id, "one@example.com", "one@example.com", UNSUB_MANUAL,
+                                     NULL, "again", &created, NULL),
+                     MC_ERR_OK);
+    assert_false(created);
+
+    /* Listing, filtering, deleting; tenant B sees none of it. */
+    struct unsubscribe_vec uv = {0};
+    assert_int_equal(store_unsub_list(st, a.id, UNSUB_LINK, NULL, &pg, &uv), MC_ERR_OK);
+    assert_int_equal(uv.total, 1);
+    assert_string_equal(uv.items[0].email, "ONE@example.com");
+    assert_string_equal(uv.items[0].reason, "again");
+    unsubscribe_vec_cleanup(&uv);
+    assert_int_equal(store_unsub_list(st, b.id, -1, NULL, &pg, &uv), MC_ERR_OK);
+    assert_int_equal(uv.total, 0);
+    unsubscribe_vec_cleanup(&uv);
+    assert_int_equal(store_unsub_delete(st, b.id, "one@example.com"), MC_ERR_NOT_FOUND);
+    assert_int_equal(store_unsub_delete(st, a.id, "one@example.com"), MC_ERR_OK);
+    assert_int_equal(store_unsub_delete(st, a.id, "one@example.com"), MC_ERR_NOT_FOUND);
+    assert_int_equal(store_list_get(st, a.id, la2.id, &got), MC_ERR_OK);
+    assert_int_equal(got.active_count, 0); /* rows stay as they are */
+    recipient_list_cleanup(&got);
+
+    /* A batch import of addresses. */
+    int64_t added = 0, dups = 0;
+    struct import_row ur[] = {{"gone@example.com", "gone@example.com", NULL, NULL, NULL, NULL},
+                              {"three@example.com", "three@example.com", NULL, NULL, NULL, NULL}};
+    const char *reasons[] = {NULL, "bulk"};
+    assert_int_equal(store_unsub_import(st, a.id, ur, reasons, 2, &added, &dups), MC_ERR_OK);
+    assert_int_equal(added, 1);
+    assert_int_equal(dups, 1);
+    assert_int_equal(store_list_get(st, a.id, la.id, &got), MC_ERR_OK);
+    assert_int_equal(got.active_count, 1);
+    recipient_list_cleanup(&got);
+
+    recipient_list_cleanup(&la);
+    recipient_list_cleanup(&la2);
+    recipient_list_cleanup(&lb);
+    tenant_cleanup(&a);
+    tenant_cleanup(&b);
+}
+
 static void
 test_schema_newer_is_refused(void **state)
 {
@@ -580,6 +865,9 @@ main(void)
         cmocka_unit_test(test_settings),
         cmocka_unit_test(test_list_counts_two_tenants),
         cmocka_unit_test(test_campaign_counts),
+        cmocka_unit_test(test_lists_two_tenants),
+        cmocka_unit_test(test_recipients_two_tenants),
+        cmocka_unit_test(test_import_and_suppression),
         cmocka_unit_test(test_schema_newer_is_refused),
     };
     int failed = 0;
