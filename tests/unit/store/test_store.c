@@ -701,9 +701,11 @@ test_recipients_two_tenants(void **state)
     recipient_vec_cleanup(&p3);
 
     assert_int_equal(store_recipient_delete(st, a.id, la.id, x.id), MC_ERR_OK);
-    assert_int_equal(store_list_get(st, a.id, la.id, &la), MC_ERR_OK);
-    assert_int_equal(la.recipient_count, 1);
-    assert_int_equal(la.active_count, 0);
+    struct recipient_list after = {0};
+    assert_int_equal(store_list_get(st, a.id, la.id, &after), MC_ERR_OK);
+    assert_int_equal(after.recipient_count, 1);
+    assert_int_equal(after.active_count, 0);
+    recipient_list_cleanup(&after);
     recipient_cleanup(&x);
     recipient_cleanup(&y);
     recipient_list_cleanup(&la);
