@@ -75,12 +75,15 @@ cmd_tenant_create(struct cli_ctx *c)
         fprintf(stderr, "usage: mailcast tenant create NAME [--slug SLUG]\n");
         return 2;
     }
+    if (slug != NULL && !tenant_slug_valid(slug)) {
+        fprintf(stderr, "mailcast: --slug must be 1-63 lowercase letters, digits and inner "
+                        "hyphens\n");
+        return 2;
+    }
     if ((st = cli_open_store(&c->cfg)) == NULL)
         return 1;
     t.name = xstrdup(c->argv[0]);
-    t.slug = xstrdup(slug ? slug : c->argv[0]);
-    for (char *p = t.slug; *p; p++)
-        *p = (*p >= 'A' && *p <= 'Z') ? (char)(*p - 'A' + 'a') : (*p == ' ' ? '-' : *p);
+    t.slug = slug ? xstrdup(slug) : tenant_slug_from_name(c->argv[0]);
     t.status = TENANT_ACTIVE;
     err = store_tenant_create(st, &t);
     if (err == MC_ERR_OK)
@@ -188,7 +191,11 @@ cmd_key_list(struct cli_ctx *c)
     }
     if ((st = cli_open_store(&c->cfg)) == NULL)
         return 1;
-    err = store_key_list(st, c->argv[0], &pg, &l);
+    struct tenant t = {0};
+    err = store_tenant_get(st, c->argv[0], &t);
+    tenant_cleanup(&t);
+    if (err == MC_ERR_OK)
+        err = store_key_list(st, c->argv[0], &pg, &l);
     if (err == MC_ERR_OK) {
         arr = json_array();
         for (int i = 0; i < l.n; i++)

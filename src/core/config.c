@@ -319,7 +319,8 @@ config_dump(const struct config *cfg, struct buf *out)
         const char *v = *(char *const *)field;
         if (v == NULL)
             buf_printf(out, "%s = (unset)\n", o->name);
-        else if (o->secret && strcmp(o->name, "database") == 0 && strchr(v, '@') != NULL)
+        else if (o->secret && strcmp(o->name, "database") == 0 &&
+                 (strchr(v, '@') != NULL || strstr(v, "password") != NULL))
             buf_printf(out, "%s = (hidden: contains credentials)\n", o->name);
         else if (o->secret && strcmp(o->name, "database") != 0)
             buf_printf(out, "%s = (set, hidden)\n", o->name);

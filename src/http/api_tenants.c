@@ -23,8 +23,8 @@ tenant_json(const struct tenant *t)
                      json_time(t->created_at), "updated_at", json_time(t->updated_at));
 }
 
-static bool
-slug_valid(const char *s)
+bool
+tenant_slug_valid(const char *s)
 {
     size_t n = strlen(s);
 
@@ -37,8 +37,8 @@ slug_valid(const char *s)
 }
 
 /* A slug from a display name: lowercase ASCII letters and digits, '-' between words. */
-static char *
-slug_from_name(const char *name)
+char *
+tenant_slug_from_name(const char *name)
 {
     char *s = xmalloc(SLUG_MAX + 1);
     size_t n = 0;
@@ -75,7 +75,7 @@ api_tenant_create(struct req *r)
         !field_string(r, r->json, "plan", F_NONEMPTY | F_ONELINE, 50, &plan, NULL) ||
         !field_json(r, r->json, "settings", 0, false, &settings, NULL))
         goto out;
-    if (has_slug && !slug_valid(slug)) {
+    if (has_slug && !tenant_slug_valid(slug)) {
         reply_invalid(r, "slug",
                       "slug must be 1-63 lowercase letters, digits and inner hyphens");
         goto out;
@@ -85,13 +85,13 @@ api_tenant_create(struct req *r)
     t.settings = settings;
     settings = NULL;
     t.status = TENANT_ACTIVE;
-    t.slug = has_slug ? xstrdup(slug) : slug_from_name(name);
+    t.slug = has_slug ? xstrdup(slug) : tenant_slug_from_name(name);
     err = store_tenant_create(r->app->st, &t);
     /* A derived slug that is taken gets a random suffix; a chosen one is a conflict. */
     for (int i = 0; i < 5 && err == MC_ERR_CONFLICT && !has_slug; i++) {
         unsigned char rnd[3];
         char hex[7];
-        char *base = slug_from_name(name);
+        char *base = tenant_slug_from_name(name);
 
         crypto_random(rnd, sizeof(rnd));
         crypto_hex(rnd, sizeof(rnd), hex);

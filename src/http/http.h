@@ -243,6 +243,11 @@ json_t *list_json(const struct recipient_list *l);
 json_t *recipient_json(const struct recipient *x);
 json_t *unsubscribe_json(const struct unsubscribe *u);
 
+/* Slug rules (shared with the CLI): 1-63 of [a-z0-9-], no hyphen at either end. */
+bool tenant_slug_valid(const char *s);
+/* A valid slug made from a display name (owned). */
+char *tenant_slug_from_name(const char *name);
+
 /* Tenant and key as API JSON (shared with the CLI). */
 json_t *tenant_json(const struct tenant *t);
 json_t *api_key_json(const struct api_key *k);

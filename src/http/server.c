@@ -323,7 +323,6 @@ http_server_start(struct app *app)
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->http_threads, MHD_OPTION_CONNECTION_LIMIT,
         (unsigned)cfg->http_max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned)cfg->http_timeout, MHD_OPTION_NOTIFY_COMPLETED, completed_cb, srv,
-        MHD_OPTION_LISTENING_ADDRESS_REUSE, 1,
         MHD_OPTION_END);
     freeaddrinfo(ai);
     if (srv->d == NULL) {

@@ -1,0 +1,108 @@
+"""Fixtures for mailcast's integration tests.
+
+- pg_url (session): the PostgreSQL server from MAILCAST_TEST_PG_URL, or a
+  throwaway cluster started with tests/pgcluster.sh for this session.
+- store (module, params sqlite/postgres): which database the servers use;
+  every test that touches a database runs once per store.
+- new_database (function): makes a fresh database of the current store and
+  drops it after the test.
+- server (module): one shared server per store per test module, with the
+  fixed operator key; for tests that do not interfere with each other.
+- server_factory (function): starts servers of the test's own, stopped at
+  teardown; for lifecycle tests (signals, restarts, generated keys).
+"""
+
+import os
+import secrets
+import subprocess
+import tempfile
+
+import pytest
+
+from harness import BIN, OPERATOR_KEY, REPO, PgAdmin, Server, create_database
+
+
+def pytest_configure(config):
+    if not os.access(BIN, os.X_OK):
+        raise pytest.UsageError(f"mailcast binary not found at {BIN}; build it with `make mailcast`")
+
+
+@pytest.fixture(scope="session")
+def pg_url():
+    url = os.environ.get("MAILCAST_TEST_PG_URL")
+    if url:
+        yield url
+        return
+    # Not under tests/run.sh: a cluster of our own.  pgcluster.sh makes the
+    # directory itself (owned by the postgres user), so it must not exist yet.
+    pgdir = os.path.join(tempfile.gettempdir(), "mcpg-" + secrets.token_hex(4))
+    script = str(REPO / "tests" / "pgcluster.sh")
+    res = subprocess.run(["bash", script, "start", pgdir], capture_output=True, text=True,
+                         timeout=120)
+    if res.returncode != 0:
+        subprocess.run(["bash", script, "stop", pgdir], capture_output=True)
+        pytest.fail(f"cannot start a PostgreSQL cluster: {res.stderr}", pytrace=False)
+    try:
+        yield res.stdout.strip().splitlines()[-1]
+    finally:
+        subprocess.run(["bash", script, "stop", pgdir], capture_output=True, timeout=120)
+
+
+@pytest.fixture(scope="session")
+def pg_admin(pg_url):
+    return PgAdmin(pg_url)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def store(request):
+    return request.param
+
+
+@pytest.fixture
+def new_database(request, store, tmp_path):
+    """Factory: new_database() returns the URL of a fresh database of the store."""
+    drops = []
+
+    def make():
+        directory = tmp_path / f"db{len(drops)}"
+        directory.mkdir()
+        url, drop = create_database(request, store, directory)
+        drops.append(drop)
+        return url
+
+    yield make
+    for drop in drops:
+        drop()
+
+
+@pytest.fixture(scope="module")
+def server(request, store, tmp_path_factory):
+    """A server shared by the tests of one module (per store)."""
+    workdir = tmp_path_factory.mktemp(f"server-{store}")
+    url, drop = create_database(request, store, workdir)
+    srv = Server(workdir, url, OPERATOR_KEY)
+    try:
+        srv.start()
+        yield srv
+    finally:
+        srv.stop()
+        drop()
+
+
+@pytest.fixture
+def server_factory(new_database, tmp_path):
+    """Factory: server_factory(database=None, operator_key=OPERATOR_KEY, args=(),
+    start=True) returns a Server of the test's own (fresh database by default)."""
+    servers = []
+
+    def make(database=None, operator_key=OPERATOR_KEY, args=(), start=True):
+        srv = Server(tmp_path / f"srv{len(servers)}", database or new_database(),
+                     operator_key, args, name="server")
+        servers.append(srv)
+        if start:
+            srv.start()
+        return srv
+
+    yield make
+    for srv in servers:
+        srv.stop()

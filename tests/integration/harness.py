@@ -1,0 +1,350 @@
+"""Harness for mailcast's integration tests: databases, the server process,
+the command line and small HTTP helpers.
+
+Everything here talks to the real binary (MAILCAST_BIN) over loopback and to
+real databases: a SQLite file or a fresh PostgreSQL database per server.
+conftest.py turns these helpers into fixtures; tests may import them too.
+"""
+
+import os
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import time
+import urllib.parse
+from pathlib import Path
+
+import requests
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = os.environ.get("MAILCAST_BIN") or str(REPO / "mailcast")
+
+# A fixed operator key for servers started with MAILCAST_OPERATOR_KEY.
+OPERATOR_KEY = "integration-operator-key-0123456789abcde"
+assert len(OPERATOR_KEY) == 40
+
+UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
+TENANT_KEY_RE = re.compile(r"^mck_[0-9a-f]{12}_[0-9a-f]{64}$")
+GENERATED_OPERATOR_KEY_RE = re.compile(r"mco_[0-9a-f]{64}")
+
+HTTP_TIMEOUT = 10
+
+
+def parse_time(s):
+    """An API timestamp ("2026-11-29T11:13:53.123456Z") as an aware datetime."""
+    import datetime
+
+    assert TIME_RE.match(s), s
+    fmt = "%Y-%m-%dT%H:%M:%S.%fZ" if "." in s else "%Y-%m-%dT%H:%M:%SZ"
+    return datetime.datetime.strptime(s, fmt).replace(tzinfo=datetime.timezone.utc)
+
+
+def child_env(operator_key=None, **extra):
+    """The environment of a mailcast process: ours without any MAILCAST_*
+    variable (so nothing leaks into its configuration), plus what is given."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILCAST_")}
+    if operator_key is not None:
+        env["MAILCAST_OPERATOR_KEY"] = operator_key
+    env.update(extra)
+    return env
+
+
+def run_cli(*args, database=None, env=None, timeout=30, cwd=None):
+    """Runs `mailcast ARGS [--database URL]` to completion."""
+    argv = [BIN, *args]
+    if database is not None:
+        argv += ["--database", database]
+    return subprocess.run(
+        argv,
+        env=env if env is not None else child_env(),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ---- databases ----
+
+
+def pg_database_url(server_url, dbname):
+    """server_url with its database (the URL path) replaced by dbname."""
+    u = urllib.parse.urlsplit(server_url)
+    # Not urlunsplit: it drops the "//" of an empty authority ("postgresql:///db?host=...").
+    return f"{u.scheme}://{u.netloc}/{dbname}" + (f"?{u.query}" if u.query else "")
+
+
+class PgAdmin:
+    """Creates and drops databases on the test PostgreSQL server."""
+
+    def __init__(self, server_url):
+        self.server_url = server_url
+
+    def _exec(self, sql):
+        import psycopg2
+
+        conn = psycopg2.connect(self.server_url)
+        try:
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute(sql)
+        finally:
+            conn.close()
+
+    def create(self):
+        name = "mc_" + secrets.token_hex(6)
+        self._exec(f"CREATE DATABASE {name}")
+        return pg_database_url(self.server_url, name)
+
+    def drop(self, url):
+        name = urllib.parse.urlsplit(url).path.lstrip("/")
+        assert re.fullmatch(r"mc_[0-9a-f]+", name), name
+        self._exec(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def create_database(request, store, directory):
+    """A fresh database URL of store ("sqlite" or "postgres") and the function
+    that drops it.  request is a pytest fixture request (for pg_admin)."""
+    if store == "sqlite":
+        return f"sqlite:{Path(directory) / 'mailcast.db'}", lambda: None
+    admin = request.getfixturevalue("pg_admin")
+    url = admin.create()
+    return url, lambda: admin.drop(url)
+
+
+def db_execute(database, sql, params=()):
+    """Runs one statement directly against a mailcast database URL."""
+    if database.startswith("sqlite:"):
+        import sqlite3
+
+        conn = sqlite3.connect(database[len("sqlite:"):], timeout=10)
+        try:
+            conn.execute(sql.replace("%s", "?"), params)
+            conn.commit()
+        finally:
+            conn.close()
+    else:
+        import psycopg2
+
+        conn = psycopg2.connect(database)
+        try:
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute(sql, params)
+        finally:
+            conn.close()
+
+
+# ---- the server ----
+
+
+class ServerError(Exception):
+    pass
+
+
+class Server:
+    """One `mailcast serve` process on a free loopback port.
+
+    operator_key: put in MAILCAST_OPERATOR_KEY, or None to let the server
+    use (or generate) the key stored in the database.
+    """
+
+    def __init__(self, workdir, database, operator_key=OPERATOR_KEY, args=(), name="server"):
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.database = database
+        self.operator_key = operator_key
+        self.args = list(args)
+        self.name = name
+        self.proc = None
+        self.port = None
+        self.returncode = None
+        self.session = None
+        self.runs = 0
+        self.stdout_path = None
+        self.stderr_path = None
+
+    # -- process --
+
+    def start(self, timeout=10):
+        for attempt in range(3):
+            self.runs += 1
+            self.port = free_port()
+            self.stdout_path = self.workdir / f"{self.name}.{self.runs}.stdout"
+            self.stderr_path = self.workdir / f"{self.name}.{self.runs}.stderr"
+            argv = [BIN, "serve", "--listen", f"127.0.0.1:{self.port}",
+                    "--database", self.database, *self.args]
+            with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
+                self.proc = subprocess.Popen(
+                    argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                    env=child_env(self.operator_key), cwd=self.workdir,
+                )
+            self.returncode = None
+            self.session = requests.Session()
+            try:
+                self._wait_healthy(timeout)
+                return self
+            except ServerError:
+                # Another process may have taken the port between our probe and its bind.
+                if attempt < 2 and "cannot listen" in self.stderr():
+                    continue
+                raise
+        raise AssertionError("unreachable")
+
+    def _wait_healthy(self, timeout):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            rc = self.proc.poll()
+            if rc is not None:
+                self.returncode = rc
+                raise ServerError(
+                    f"mailcast serve exited with {rc} before it was healthy\n{self.log_tail()}")
+            try:
+                r = requests.get(self.url("/healthz"), timeout=1)
+                if r.status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.05)
+        self.kill()
+        raise ServerError(f"mailcast serve not healthy after {timeout}s\n{self.log_tail()}")
+
+    def send_signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout=10):
+        """Waits for the process to exit; returns its exit status."""
+        self.returncode = self.proc.wait(timeout=timeout)
+        return self.returncode
+
+    def stop(self, sig=signal.SIGTERM, timeout=10):
+        """Signals the server and waits; kill -9 after timeout.  Returns the
+        exit status, or None when it had to be killed."""
+        if self.session is not None:
+            self.session.close()
+        if self.proc is None or self.proc.poll() is not None:
+            if self.proc is not None:
+                self.returncode = self.proc.returncode
+            return self.returncode
+        self.proc.send_signal(sig)
+        try:
+            return self.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return None
+
+    def kill(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def restart(self):
+        rc = self.stop()
+        assert rc == 0, f"exit status {rc}\n{self.log_tail()}"
+        return self.start()
+
+    def stdout(self):
+        return self.stdout_path.read_text(errors="replace") if self.stdout_path else ""
+
+    def stderr(self):
+        return self.stderr_path.read_text(errors="replace") if self.stderr_path else ""
+
+    def log_tail(self, n=30):
+        lines = self.stderr().splitlines()[-n:]
+        return ("stdout:\n" + self.stdout()[-2000:] + "\nstderr (tail):\n" + "\n".join(lines))
+
+    def wait_for_log(self, pattern, timeout=3):
+        """The stderr log line matching pattern (a regex), waiting for it:
+        the access log is written after the response leaves."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while True:
+            for line in self.stderr().splitlines():
+                if rx.search(line):
+                    return line
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.05)
+
+    # -- HTTP --
+
+    @property
+    def base(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def url(self, path):
+        return self.base + path
+
+    @property
+    def op(self):
+        """Headers carrying the operator key."""
+        assert self.operator_key, "this server has no configured operator key"
+        return {"Authorization": f"Bearer {self.operator_key}"}
+
+    def request(self, method, path, **kw):
+        kw.setdefault("timeout", HTTP_TIMEOUT)
+        return self.session.request(method, self.url(path), **kw)
+
+    def get(self, path, **kw):
+        return self.request("GET", path, **kw)
+
+    def post(self, path, **kw):
+        return self.request("POST", path, **kw)
+
+    def put(self, path, **kw):
+        return self.request("PUT", path, **kw)
+
+    def patch(self, path, **kw):
+        return self.request("PATCH", path, **kw)
+
+    def delete(self, path, **kw):
+        return self.request("DELETE", path, **kw)
+
+    def make_tenant(self, name=None, headers=None, **fields):
+        """Creates a tenant as the operator; returns its JSON."""
+        body = {"name": name or f"Tenant {secrets.token_hex(4)}", **fields}
+        r = self.post("/api/v1/tenants", json=body, headers=headers or self.op)
+        assert r.status_code == 201, r.text
+        return r.json()
+
+    def make_key(self, tenant_id, scopes=None, headers=None, **fields):
+        """Creates a tenant API key as the operator; returns its JSON (with "key")."""
+        body = dict(fields)
+        if scopes is not None:
+            body["scopes"] = scopes
+        r = self.post(f"/api/v1/tenants/{tenant_id}/api-keys", json=body,
+                      headers=headers or self.op)
+        assert r.status_code == 201, r.text
+        return r.json()
+
+
+def bearer(key):
+    return {"Authorization": f"Bearer {key}"}
+
+
+def error_of(resp, status, code):
+    """Asserts resp is the standard JSON error with status and code; returns the error object."""
+    assert resp.status_code == status, (resp.status_code, resp.text)
+    assert resp.headers.get("Content-Type", "").startswith("application/json"), resp.headers
+    body = resp.json()
+    assert set(body) == {"error"}, body
+    err = body["error"]
+    assert err["code"] == code, body
+    assert isinstance(err["message"], str) and err["message"], body
+    return err
+
+
+def invalid_field(resp, field):
+    """Asserts resp is a 422 validation error naming field; returns the error object."""
+    err = error_of(resp, 422, "validation_error")
+    assert err.get("field") == field, err
+    return err

@@ -1,0 +1,157 @@
+"""Configuration: layers (file < environment < flags), validation with
+every error reported at once, `config check`, --version and --help."""
+
+import re
+
+import pytest
+
+from harness import OPERATOR_KEY, child_env, db_execute, free_port, run_cli
+
+
+def check(*args, env=None, cwd=None):
+    return run_cli("config", "check", *args, env=env, cwd=cwd)
+
+
+def dump(stdout):
+    """The "name = value" lines of `config check` as a dict."""
+    out = {}
+    for line in stdout.splitlines()[1:]:
+        name, _, value = line.partition(" = ")
+        out[name] = value
+    return out
+
+
+def test_version():
+    res = run_cli("--version")
+    assert res.returncode == 0
+    assert re.fullmatch(r"mailcast \d+\.\d+\.\d+\S*\n", res.stdout), res.stdout
+
+
+def test_help_lists_commands_and_options():
+    res = run_cli("--help")
+    assert res.returncode == 0
+    for word in ["serve", "tenant create", "key create", "config check", "--listen",
+                 "--http-max-body", "MAILCAST_DATABASE"]:
+        assert word in res.stdout, word
+
+
+def test_no_command_and_unknown_command():
+    res = run_cli()
+    assert res.returncode == 2 and "usage" in res.stderr
+    res = run_cli("frobnicate")
+    assert res.returncode == 2 and "unknown command" in res.stderr
+
+
+def test_config_check_defaults(tmp_path):
+    res = check(cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines()[0] == "configuration OK"
+    d = dump(res.stdout)
+    assert d["listen"] == "127.0.0.1:8080"
+    assert d["http_max_body"] == "1048576"
+    assert d["http_threads"] == "4"
+    assert d["operator_key"] == "(unset)"
+
+
+def test_config_layers(tmp_path):
+    cfg = tmp_path / "mailcast.conf"
+    cfg.write_text('# a comment\n\nhttp_threads = 3\nhttp_timeout = 11\n'
+                   'log_level = "warn"\nmax_page_size = 77\n')
+    env = child_env(MAILCAST_HTTP_TIMEOUT="22", MAILCAST_MAX_PAGE_SIZE="88")
+    res = check("--config", str(cfg), "--max-page-size", "99", env=env)
+    assert res.returncode == 0, res.stderr
+    d = dump(res.stdout)
+    assert d["http_threads"] == "3"      # file
+    assert d["log_level"] == "warn"      # file, quoted
+    assert d["http_timeout"] == "22"     # environment beats file
+    assert d["max_page_size"] == "99"    # flag beats environment
+    res = check("--config=" + str(cfg), "--http_threads=5", env=env)
+    assert dump(res.stdout)["http_threads"] == "5"
+
+
+def test_config_check_hides_the_operator_key():
+    res = check(env=child_env(OPERATOR_KEY))
+    assert res.returncode == 0
+    assert OPERATOR_KEY not in res.stdout
+    assert dump(res.stdout)["operator_key"] == "(set, hidden)"
+    res = check("--operator-key", OPERATOR_KEY)
+    assert OPERATOR_KEY not in res.stdout
+
+
+@pytest.mark.parametrize("url", [
+    "postgres://mailcast:hunter2@db.example/mailcast",
+    "postgresql://db.example/mailcast?user=mailcast&password=hunter2",
+    "postgresql:///mailcast?host=/tmp&password=hunter2",
+])
+def test_config_check_hides_database_passwords(url):
+    res = check("--database", url)
+    assert res.returncode == 0, res.stderr
+    assert "hunter2" not in res.stdout + res.stderr, res.stdout
+
+
+@pytest.mark.parametrize("args,env,option", [
+    (["--listen", "nonsense"], {}, "listen"),
+    (["--listen", "127.0.0.1:0"], {}, "listen"),
+    (["--listen", "127.0.0.1:65536"], {}, "listen"),
+    (["--listen", ":8080"], {}, "listen"),
+    (["--http-threads", "0"], {}, "http_threads"),
+    (["--http-threads", "257"], {}, "http_threads"),
+    (["--http-threads", "four"], {}, "http_threads"),
+    (["--http-max-body", "1023"], {}, "http_max_body"),
+    (["--http-max-body", "1073741825"], {}, "http_max_body"),
+    (["--http-timeout", "0"], {}, "http_timeout"),
+    (["--db-pool-size", "0"], {}, "db_pool_size"),
+    (["--shutdown-timeout", "-1"], {}, "shutdown_timeout"),
+    (["--max-page-size", "0"], {}, "max_page_size"),
+    (["--database", "mysql://localhost/x"], {}, "database"),
+    (["--database", "sqlite:"], {}, "database"),
+    (["--log-level", "verbose"], {}, "log_level"),
+    (["--public-url", "ftp://example.org"], {}, "public_url"),
+    ([], {"MAILCAST_OPERATOR_KEY": "too-short"}, "operator_key"),
+    ([], {"MAILCAST_HTTP_THREADS": "x"}, "http_threads"),
+])
+def test_invalid_option(args, env, option):
+    res = check(*args, env=child_env(**env))
+    assert res.returncode == 2, res.stdout
+    assert "invalid configuration" in res.stderr
+    assert re.search(rf"^{option}:", res.stderr, re.M), res.stderr
+    assert "configuration OK" not in res.stdout
+
+
+def test_smallest_body_limit_is_accepted():
+    res = check("--http-max-body", "1024")
+    assert res.returncode == 0 and dump(res.stdout)["http_max_body"] == "1024"
+
+
+def test_config_file_errors_are_all_reported(tmp_path):
+    cfg = tmp_path / "bad.conf"
+    cfg.write_text('no_such_option = 1\njust words\nlog_level = "warn\nhttp_threads = 0\n')
+    res = check("--config", str(cfg))
+    assert res.returncode == 2
+    err = res.stderr
+    assert "no_such_option" in err
+    assert f"{cfg}:2" in err
+    assert "unterminated" in err
+    assert "http_threads" in err
+    res = check("--config", str(tmp_path / "missing.conf"))
+    assert res.returncode == 2 and "missing.conf" in res.stderr
+
+
+def test_serve_reports_every_problem_at_once(store, new_database, tmp_path):
+    db = new_database()
+    res = run_cli("serve", "--listen", "nonsense", "--http-threads", "0", database=db,
+                  env=child_env(OPERATOR_KEY), cwd=tmp_path, timeout=15)
+    assert res.returncode != 0
+    assert re.search(r"^listen:.*nonsense", res.stderr, re.M), res.stderr
+    assert re.search(r"^http_threads:.*\"0\"", res.stderr, re.M), res.stderr
+    # It stopped before touching the database.
+    if store == "sqlite":
+        assert not (tmp_path / "db0" / "mailcast.db").exists()
+    else:
+        db_execute(db, "CREATE TABLE schema_migrations (version INTEGER)")  # fails if it exists
+
+
+def test_serve_rejects_arguments(new_database, tmp_path):
+    res = run_cli("serve", "extra", "--listen", f"127.0.0.1:{free_port()}",
+                  database=new_database(), env=child_env(OPERATOR_KEY), cwd=tmp_path)
+    assert res.returncode == 2 and "extra" in res.stderr
