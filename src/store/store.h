@@ -374,4 +374,115 @@ mc_err store_unsub_import(struct store *st, const char *tenant_id, const struct 
 void unsubscribe_cleanup(struct unsubscribe *u);
 void unsubscribe_vec_cleanup(struct unsubscribe_vec *v);
 
+/* ---- campaigns ---- */
+
+enum campaign_status {
+    CAMP_DRAFT,
+    CAMP_SCHEDULED,
+    CAMP_SENDING,
+    CAMP_PAUSED,
+    CAMP_COMPLETED,
+    CAMP_CANCELLED,
+    CAMP_FAILED,
+};
+
+const char *campaign_status_str(enum campaign_status s);
+int campaign_status_parse(const char *s);
+
+/* Per-status message counts, kept by triggers (O(1) to read). */
+struct campaign_counts {
+    int64_t pending, sending, sent, delivered, bounced, failed, cancelled, suppressed;
+    int64_t opened, clicked;
+};
+
+struct campaign {
+    char id[MC_UUID_LEN + 1];
+    char tenant_id[MC_UUID_LEN + 1];
+    char list_id[MC_UUID_LEN + 1]; /* "" when none */
+    char *name, *description, *subject;
+    char *from_address, *from_name, *reply_to;
+    char *html_body, *text_body;
+    char *tags;     /* JSON array text */
+    char *metadata; /* JSON object text */
+    int64_t scheduled_at;
+    int64_t rate_limit_per_minute; /* 0: none of the campaign's own */
+    int64_t rate_limit_per_hour;
+    enum campaign_status status;
+    int64_t total_recipients;
+    struct campaign_counts counts;
+    int64_t created_at, updated_at, started_at, completed_at, materialized_at;
+};
+
+struct campaign_vec {
+    struct campaign *items; /* owned */
+    int n;
+    int64_t total;
+};
+
+/* Lifecycle events; each is one conditional update (see store_campaign_transition). */
+enum campaign_event {
+    CEV_SCHEDULE, /* draft -> scheduled, at `when` */
+    CEV_SEND,     /* draft|scheduled -> sending, now */
+    CEV_PAUSE,    /* sending -> paused */
+    CEV_RESUME,   /* paused -> sending */
+    CEV_CANCEL,   /* scheduled|sending|paused -> cancelled; pending messages cancelled */
+    CEV_START,    /* scheduled -> sending, when scheduled_at has come */
+};
+
+void campaign_cleanup(struct campaign *c);
+void campaign_vec_cleanup(struct campaign_vec *v);
+
+/* Inserts c as a draft; fills id and times.  NOT_FOUND when its list is not the tenant's. */
+mc_err store_campaign_create(struct store *st, struct campaign *c);
+mc_err store_campaign_get(struct store *st, const char *tenant_id, const char *id,
+                          struct campaign *out);
+/* Newest first; status -1 for any. */
+mc_err store_campaign_list(struct store *st, const char *tenant_id, int status,
+                           const struct page *pg, struct campaign_vec *out);
+/*
+ * Writes every editable field of c, only while it is a draft: MC_ERR_STATE
+ * (and *cur) otherwise.  NOT_FOUND when the list is not the tenant's.
+ */
+mc_err store_campaign_update(struct store *st, const struct campaign *c,
+                             enum campaign_status *cur);
+/* Deletes a draft, completed, cancelled or failed campaign; MC_ERR_STATE (and *cur) otherwise. */
+mc_err store_campaign_delete(struct store *st, const char *tenant_id, const char *id,
+                             enum campaign_status *cur);
+/*
+ * Applies ev as one conditional update; logs old -> new.  MC_ERR_STATE with
+ * *cur when the campaign's status does not allow it, NOT_FOUND without the
+ * campaign.  `when` is the schedule time for CEV_SCHEDULE and "now" for the
+ * others.  *out (may be NULL) gets the campaign after the change.
+ */
+mc_err store_campaign_transition(struct store *st, const char *tenant_id, const char *id,
+                                 enum campaign_event ev, int64_t when, struct campaign *out,
+                                 enum campaign_status *cur);
+/* Messages of the campaign sent since `since` (index-backed, O(rate)). */
+mc_err store_campaign_sent_since(struct store *st, const char *tenant_id, const char *id,
+                                 int64_t since, int64_t *out);
+
+/* ---- the campaign engine ---- */
+
+/* A campaign the engine has work for. */
+struct campaign_ref {
+    char id[MC_UUID_LEN + 1];
+    char tenant_id[MC_UUID_LEN + 1];
+};
+
+/* Moves every scheduled campaign whose time has come to sending; *n started. */
+mc_err store_engine_start_due(struct store *st, int64_t now, int *n);
+/* Up to max campaigns still being materialised (scheduled, sending or paused). */
+mc_err store_engine_to_materialize(struct store *st, int max, struct campaign_ref *out, int *n);
+/*
+ * Creates the next batch (at most `batch`) of the campaign's messages: one
+ * per active, unsuppressed recipient of its list, in recipient id order, in
+ * one transaction that also advances the cursor.  Idempotent: UNIQUE
+ * (campaign_id, recipient_id) drops a repeat.  *done is true once every
+ * recipient is covered (then materialized_at is set).
+ */
+mc_err store_engine_materialize(struct store *st, const struct campaign_ref *c, int batch,
+                                int64_t now, int64_t *inserted, bool *done);
+/* Completes sending campaigns with nothing pending or in flight; *n completed. */
+mc_err store_engine_complete(struct store *st, int64_t now, int *n);
+
 #endif

@@ -19,6 +19,7 @@
 
 #include <sqlite3.h>
 
+#include "core/crypto.h"
 #include "core/log.h"
 #include "core/util.h"
 #include "store_int.h"
@@ -75,6 +76,18 @@ ensure_dir(const char *path)
     free(dir);
 }
 
+/* gen_random_uuid(), as PostgreSQL has it, so one SQL text serves both. */
+static void
+fn_uuid(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    char id[MC_UUID_LEN + 1];
+
+    (void)argc;
+    (void)argv;
+    crypto_uuid(id);
+    sqlite3_result_text(ctx, id, MC_UUID_LEN, SQLITE_TRANSIENT);
+}
+
 static void
 sq_disconnect(struct db_conn *c)
 {
@@ -113,6 +126,7 @@ sq_connect(const char *url, const struct store_params *p, struct db_conn **out)
         return MC_ERR_DB;
     }
     sqlite3_busy_timeout(c->db, p->busy_timeout_ms);
+    sqlite3_create_function(c->db, "gen_random_uuid", 0, SQLITE_UTF8, NULL, fn_uuid, NULL, NULL);
     sqlite3_extended_result_codes(c->db, 1);
     for (unsigned i = 0; i < sizeof(pragmas) / sizeof(pragmas[0]); i++) {
         rc = sqlite3_exec(c->db, pragmas[i], NULL, NULL, NULL);

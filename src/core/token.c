@@ -1,0 +1,143 @@
+/*
+ * token.c - unsubscribe tokens (see token.h).
+ */
+#include <string.h>
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include "token.h"
+
+#define RAW_LEN (1 + 16 * 3 + 16)
+#define MAC_LEN 16
+#define VERSION 1
+
+static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+static void
+uuid_bytes(const char *id, unsigned char out[16])
+{
+    int n = 0;
+
+    for (const char *p = id; *p && n < 32; p++) {
+        int v;
+        if (*p == '-')
+            continue;
+        v = (*p >= '0' && *p <= '9') ? *p - '0' : ((*p | 0x20) - 'a' + 10);
+        if (n % 2 == 0)
+            out[n / 2] = (unsigned char)(v << 4);
+        else
+            out[n / 2] |= (unsigned char)v;
+        n++;
+    }
+}
+
+static void
+uuid_text(const unsigned char b[16], char out[MC_UUID_LEN + 1])
+{
+    char h[33];
+
+    crypto_hex(b, 16, h);
+    memcpy(out, h, 8);
+    out[8] = '-';
+    memcpy(out + 9, h + 8, 4);
+    out[13] = '-';
+    memcpy(out + 14, h + 12, 4);
+    out[18] = '-';
+    memcpy(out + 19, h + 16, 4);
+    out[23] = '-';
+    memcpy(out + 24, h + 20, 12);
+    out[36] = '\0';
+}
+
+static void
+mac(const unsigned char key[TOKEN_KEY_LEN], const unsigned char *data, size_t n,
+    unsigned char out[MAC_LEN])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+
+    HMAC(EVP_sha256(), key, TOKEN_KEY_LEN, data, n, md, &len);
+    memcpy(out, md, MAC_LEN);
+}
+
+void
+token_make(const unsigned char key[TOKEN_KEY_LEN], const char *tenant_id,
+           const char *campaign_id, const char *recipient_id, char out[TOKEN_LEN + 1])
+{
+    unsigned char raw[RAW_LEN];
+    size_t o = 0;
+
+    raw[0] = VERSION;
+    uuid_bytes(tenant_id, raw + 1);
+    uuid_bytes(campaign_id, raw + 17);
+    uuid_bytes(recipient_id, raw + 33);
+    mac(key, raw, 49, raw + 49);
+    for (size_t i = 0; i < RAW_LEN; i += 3) {
+        unsigned v = (unsigned)raw[i] << 16;
+        size_t n = RAW_LEN - i < 3 ? RAW_LEN - i : 3;
+        if (n > 1)
+            v |= (unsigned)raw[i + 1] << 8;
+        if (n > 2)
+            v |= raw[i + 2];
+        out[o++] = b64[(v >> 18) & 63];
+        out[o++] = b64[(v >> 12) & 63];
+        if (n > 1)
+            out[o++] = b64[(v >> 6) & 63];
+        if (n > 2)
+            out[o++] = b64[v & 63];
+    }
+    out[o] = '\0';
+}
+
+static int
+b64val(char c)
+{
+    const char *p = c ? strchr(b64, c) : NULL;
+
+    return p ? (int)(p - b64) : -1;
+}
+
+bool
+token_verify(const unsigned char (*keys)[TOKEN_KEY_LEN], int nkeys, const char *token,
+             char tenant_id[MC_UUID_LEN + 1], char campaign_id[MC_UUID_LEN + 1],
+             char recipient_id[MC_UUID_LEN + 1])
+{
+    unsigned char raw[RAW_LEN + 2], want[MAC_LEN];
+    size_t o = 0;
+    bool ok = false;
+
+    if (token == NULL || strlen(token) != TOKEN_LEN)
+        return false;
+    for (size_t i = 0; i < TOKEN_LEN; i += 4) {
+        size_t n = TOKEN_LEN - i < 4 ? TOKEN_LEN - i : 4;
+        unsigned v = 0;
+        for (size_t k = 0; k < 4; k++) {
+            int x = k < n ? b64val(token[i + k]) : 0;
+            if (x < 0)
+                return false;
+            v = (v << 6) | (unsigned)x;
+        }
+        /* Only the canonical spelling: unused low bits must be zero. */
+        if ((n == 3 && (v & 0xff) != 0) || n == 2 || n == 1)
+            return false;
+        raw[o++] = (unsigned char)(v >> 16);
+        if (n > 2)
+            raw[o++] = (unsigned char)(v >> 8);
+        if (n > 3)
+            raw[o++] = (unsigned char)v;
+    }
+    if (o != RAW_LEN || raw[0] != VERSION)
+        return false;
+    /* Every key is tried, so the time taken does not say which one matched. */
+    for (int k = 0; k < nkeys; k++) {
+        mac(keys[k], raw, 49, want);
+        ok |= crypto_equal(want, raw + 49, MAC_LEN);
+    }
+    if (!ok)
+        return false;
+    uuid_text(raw + 1, tenant_id);
+    uuid_text(raw + 17, campaign_id);
+    uuid_text(raw + 33, recipient_id);
+    return true;
+}
