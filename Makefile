@@ -30,8 +30,9 @@ CORE_SRC  := $(wildcard src/core/*.c)
 STORE_SRC := $(wildcard src/store/*.c)
 HTTP_SRC  := $(wildcard src/http/*.c)
 TPL_SRC   := $(wildcard src/template/*.c)
+WORKER_SRC := $(wildcard src/worker/*.c)
 CLI_SRC   := $(filter-out src/cli/main.c,$(wildcard src/cli/*.c))
-LIB_SRC   := $(CORE_SRC) $(STORE_SRC) $(TPL_SRC) $(HTTP_SRC) $(CLI_SRC)
+LIB_SRC   := $(CORE_SRC) $(STORE_SRC) $(TPL_SRC) $(WORKER_SRC) $(HTTP_SRC) $(CLI_SRC)
 LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/migrations_gen.o
 MIGRATIONS := $(sort $(wildcard migrations/sqlite/*.sql migrations/pg/*.sql))
 

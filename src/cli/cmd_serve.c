@@ -16,6 +16,7 @@
 #include "core/log.h"
 #include "http/http.h"
 #include "store/store.h"
+#include "worker/engine.h"
 
 struct store *
 cli_open_store(const struct config *cfg)
@@ -100,6 +101,15 @@ cmd_serve(struct cli_ctx *c)
         fprintf(stderr, "mailcast: cannot set up the operator key: %s\n", mc_err_str(err));
         goto out;
     }
+    err = auth_token_keys_init(&app);
+    if (err != MC_ERR_OK) {
+        fprintf(stderr, "mailcast: cannot set up the unsubscribe token key: %s\n",
+                mc_err_str(err));
+        goto out;
+    }
+    app.engine = engine_start(app.st, &c->cfg);
+    if (app.engine == NULL)
+        goto out;
     srv = http_server_start(&app);
     if (srv == NULL) {
         fprintf(stderr, "mailcast: cannot listen on %s; see the log line above\n",
@@ -116,6 +126,7 @@ cmd_serve(struct cli_ctx *c)
     log_info("event=stopped");
     rc = 0;
 out:
+    engine_stop(app.engine);
     free(generated);
     store_close(app.st);
     return rc;

@@ -59,6 +59,14 @@ static const struct opt opts[] = {
      "largest CSV row an import accepts, bytes"},
     {"import_max_json", INT(import_max_json), "16777216", 1024, 1073741824, false,
      "largest JSON import body, bytes (use CSV beyond)"},
+    {"template_max", INT(template_max), "524288", 64, 16777216, false,
+     "largest template (subject, html or text body), bytes"},
+    {"render_max", INT(render_max), "2097152", 256, 67108864, false,
+     "largest rendering of one template, bytes"},
+    {"materialize_batch", INT(materialize_batch), "10000", 1, 1000000, false,
+     "messages the campaign engine creates per transaction"},
+    {"engine_poll_ms", INT(engine_poll_ms), "500", 10, 60000, false,
+     "how often the campaign engine looks for due work, ms"},
 };
 
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))

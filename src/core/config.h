@@ -34,6 +34,10 @@ struct config {
     int64_t import_batch_size;    /* rows written per transaction by an import */
     int64_t import_max_row;       /* bytes of one CSV row */
     int64_t import_max_json;      /* bytes of a JSON import body */
+    int64_t template_max;         /* bytes of one template (subject, html or text) */
+    int64_t render_max;           /* bytes one template may render to */
+    int64_t materialize_batch;    /* messages created per transaction */
+    int64_t engine_poll_ms;       /* how often the campaign engine looks for work */
 };
 
 /* One command-line override: the option's name (as in the file) and its value. */

@@ -236,11 +236,12 @@ flush(struct importer *im, struct req *r)
     if (err != MC_ERR_OK) {
         im->stopped = true;
         log_error("event=import error=\"%s\" tenant=%s", mc_err_str(err), im->tenant_id);
-        reply_with_report(im, r, err == MC_ERR_NOT_FOUND ? MC_ERR_NOT_FOUND : MC_ERR_DB,
+        reply_with_report(im, r,
+                          err == MC_ERR_NOT_FOUND || err == MC_ERR_BUSY ? err : MC_ERR_DB,
                           err == MC_ERR_NOT_FOUND
                               ? "the recipient list was deleted during the import"
-                              : "the database failed during the import; the rows counted "
-                                "above were written");
+                              : "the database failed during the import; the counts show what "
+                                "was written before the batch that failed");
         return false;
     }
     return true;
@@ -456,12 +457,14 @@ json_rows(struct importer *im, struct req *r, json_t *arr)
             row_invalid(im, line, NULL, "the entry is not an object");
             continue;
         }
+        /* Each import reads only its own fields. */
+        bool rcpt = im->kind == IMP_RECIPIENTS;
         email = json_str_member(e, "email", &bad);
-        name = json_str_member(e, "name", &bad);
-        first = json_str_member(e, "first_name", &bad);
-        last = json_str_member(e, "last_name", &bad);
-        reason = json_str_member(e, "reason", &bad);
-        attrs = json_object_get(e, "attributes");
+        name = rcpt ? json_str_member(e, "name", &bad) : NULL;
+        first = rcpt ? json_str_member(e, "first_name", &bad) : NULL;
+        last = rcpt ? json_str_member(e, "last_name", &bad) : NULL;
+        reason = rcpt ? NULL : json_str_member(e, "reason", &bad);
+        attrs = rcpt ? json_object_get(e, "attributes") : NULL;
         if (attrs != NULL && !json_is_null(attrs) && !json_is_object(attrs))
             bad = true;
         if (bad) {
@@ -484,7 +487,8 @@ json_finish(struct importer *im, struct req *r)
     json_error_t jerr;
     json_t *doc, *arr;
 
-    doc = json_loadb(im->json.data ? im->json.data : "", im->json.len, 0, &jerr);
+    doc = json_loadb(im->json.data ? im->json.data : "", im->json.len, JSON_REJECT_DUPLICATES,
+                     &jerr);
     if (doc == NULL) {
         reply_error(r, MC_ERR_BAD_JSON, "malformed JSON at line %d, column %d (byte %d): %s",
                     jerr.line, jerr.column, jerr.position, jerr.text);

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "core/csv.h"
 #include "core/email.h"
@@ -57,7 +58,8 @@ api_list_create(struct req *r)
     char *meta = NULL;
     mc_err err;
 
-    if (!field_string(r, r->json, "name", F_REQUIRED | F_NONEMPTY, NAME_MAX_LEN, &name, NULL) ||
+    if (!field_string(r, r->json, "name", F_REQUIRED | F_NONEMPTY | F_ONELINE, NAME_MAX_LEN, &name,
+                      NULL) ||
         !field_string(r, r->json, "description", F_NULLABLE, DESCRIPTION_MAX, &desc, NULL) ||
         !field_json(r, r->json, "metadata", F_NULLABLE, false, &meta, NULL))
         goto out;
@@ -120,7 +122,7 @@ api_list_update(struct req *r)
     bool has_meta = false;
     mc_err err;
 
-    if (!field_string(r, r->json, "name", F_NONEMPTY, NAME_MAX_LEN, &lp.name, NULL) ||
+    if (!field_string(r, r->json, "name", F_NONEMPTY | F_ONELINE, NAME_MAX_LEN, &lp.name, NULL) ||
         !field_string(r, r->json, "description", F_NULLABLE, DESCRIPTION_MAX, &lp.description,
                       &lp.set_description) ||
         !field_json(r, r->json, "metadata", F_NULLABLE, false, &meta, &has_meta))
@@ -159,12 +161,21 @@ api_list_delete(struct req *r)
 static bool
 name_fields(struct req *r, struct recipient_patch *p)
 {
-    return field_string(r, r->json, "name", F_NULLABLE | F_ONELINE, NAME_MAX_LEN, &p->name,
-                        &p->set_name) &&
-           field_string(r, r->json, "first_name", F_NULLABLE | F_ONELINE, NAME_MAX_LEN,
-                        &p->first_name, &p->set_first_name) &&
-           field_string(r, r->json, "last_name", F_NULLABLE | F_ONELINE, NAME_MAX_LEN,
-                        &p->last_name, &p->set_last_name);
+    bool ok = field_string(r, r->json, "name", F_NULLABLE | F_ONELINE, NAME_MAX_LEN, &p->name,
+                           &p->set_name) &&
+              field_string(r, r->json, "first_name", F_NULLABLE | F_ONELINE, NAME_MAX_LEN,
+                           &p->first_name, &p->set_first_name) &&
+              field_string(r, r->json, "last_name", F_NULLABLE | F_ONELINE, NAME_MAX_LEN,
+                           &p->last_name, &p->set_last_name);
+
+    /* An empty name is no name, as in an import. */
+    if (p->name && *p->name == '\0')
+        p->name = NULL;
+    if (p->first_name && *p->first_name == '\0')
+        p->first_name = NULL;
+    if (p->last_name && *p->last_name == '\0')
+        p->last_name = NULL;
+    return ok;
 }
 
 /* Validates the "email" field into out/lc; replies 422 and returns false when bad. */
@@ -374,10 +385,13 @@ export_header(struct export *e)
         buf_putc(&e->out, ',');
     }
     for (int i = 0; i < e->nkeys; i++) {
+        if (e->keys[i] == NULL)
+            continue;
         csv_write_field(&e->out, e->keys[i], true);
         buf_putc(&e->out, ',');
     }
-    e->out.data[e->out.len - 1] = '\n';
+    e->out.len--; /* the last comma */
+    buf_puts(&e->out, "\r\n");
 }
 
 static void
@@ -393,6 +407,8 @@ export_row(struct export *e, const struct recipient *x)
     buf_putc(&e->out, ',');
     csv_write_field(&e->out, x->last_name ? x->last_name : "", true);
     for (int i = 0; i < e->nkeys; i++) {
+        if (e->keys[i] == NULL)
+            continue;
         json_t *v = json_object_get(attrs, e->keys[i]);
         buf_putc(&e->out, ',');
         if (json_is_string(v))
@@ -485,6 +501,20 @@ api_recipient_export(struct req *r)
     if (err != MC_ERR_OK) {
         reply_store_error(r, err, "recipient list");
         goto fail;
+    }
+    /*
+     * An attribute named like a fixed column (or differing only in case or
+     * blanks, which an import folds) cannot survive a round trip as its own
+     * column: it is left out rather than written twice.
+     */
+    for (int i = 0; i < e->nkeys; i++) {
+        static const char *const fixed[] = {"email", "name", "first_name", "last_name"};
+        for (int k = 0; k < 4 && e->keys[i]; k++) {
+            if (strcasecmp(e->keys[i], fixed[k]) == 0) {
+                free(e->keys[i]);
+                e->keys[i] = NULL;
+            }
+        }
     }
     export_header(e);
     r->resp_disposition = "attachment; filename=\"recipients.csv\"";

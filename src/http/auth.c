@@ -79,6 +79,40 @@ auth_operator_init(struct app *app, char **generated)
     return err;
 }
 
+#define TOKEN_SETTING "unsubscribe_key_v1"
+
+mc_err
+auth_token_keys_init(struct app *app)
+{
+    unsigned char rnd[32];
+    char hex[65], *stored = NULL;
+    mc_err err;
+
+    err = store_setting_get(app->st, TOKEN_SETTING, &stored);
+    if (err == MC_ERR_NOT_FOUND) {
+        crypto_random(rnd, sizeof(rnd));
+        crypto_hex(rnd, sizeof(rnd), hex);
+        err = store_setting_init(app->st, TOKEN_SETTING, hex);
+        if (err == MC_ERR_OK || err == MC_ERR_CONFLICT)
+            err = store_setting_get(app->st, TOKEN_SETTING, &stored);
+    }
+    if (err == MC_ERR_OK && (stored == NULL || strlen(stored) != 64))
+        err = MC_ERR_INTERNAL;
+    if (err == MC_ERR_OK) {
+        for (int i = 0; i < 32; i++) {
+            unsigned v = 0;
+            for (int k = 0; k < 2; k++) {
+                char c = stored[2 * i + k];
+                v = v * 16 + (unsigned)(c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10);
+            }
+            app->token_keys[0][i] = (unsigned char)v;
+        }
+        app->ntoken_keys = 1;
+    }
+    free(stored);
+    return err;
+}
+
 /* The presented key: "Authorization: Bearer KEY" first, then "X-API-Key". */
 static const char *
 presented_key(struct req *r)

@@ -22,6 +22,7 @@
 
 struct metrics;
 struct http_server;
+struct engine;
 
 /* Process state shared by every request; owned by the serve command. */
 struct app {
@@ -29,6 +30,9 @@ struct app {
     struct store *st;         /* borrowed */
     char operator_hash[65];   /* hex SHA-256 of the operator key */
     struct metrics *metrics;  /* owned by the server */
+    struct engine *engine;    /* borrowed: woken when a campaign is scheduled */
+    unsigned char token_keys[2][32]; /* unsubscribe token keys: current, previous */
+    int ntoken_keys;
 };
 
 /* Route flags. */
@@ -196,6 +200,13 @@ char *auth_operator_key_generate(void);
  */
 mc_err auth_operator_init(struct app *app, char **generated);
 
+/*
+ * Loads the unsubscribe token key from the database, generating and
+ * storing one on first start (every process sharing the database then
+ * signs alike).
+ */
+mc_err auth_token_keys_init(struct app *app);
+
 /* ---- metrics.c ---- */
 
 struct metrics *metrics_new(int nroutes);
@@ -247,6 +258,21 @@ json_t *unsubscribe_json(const struct unsubscribe *u);
 bool tenant_slug_valid(const char *s);
 /* A valid slug made from a display name (owned). */
 char *tenant_slug_from_name(const char *name);
+
+/* ---- handlers: api_campaigns.c ---- */
+void api_campaign_create(struct req *r);
+void api_campaign_list(struct req *r);
+void api_campaign_get(struct req *r);
+void api_campaign_update(struct req *r);
+void api_campaign_delete(struct req *r);
+void api_campaign_schedule(struct req *r);
+void api_campaign_send(struct req *r);
+void api_campaign_pause(struct req *r);
+void api_campaign_resume(struct req *r);
+void api_campaign_cancel(struct req *r);
+void api_campaign_stats(struct req *r);
+void api_campaign_preview(struct req *r);
+json_t *campaign_json(const struct campaign *c);
 
 /* Tenant and key as API JSON (shared with the CLI). */
 json_t *tenant_json(const struct tenant *t);

@@ -28,7 +28,7 @@ set_body(struct req *r, int status, char *body, const char *type)
 void
 reply_json(struct req *r, int status, json_t *obj)
 {
-    char *s = json_dumps(obj, JSON_COMPACT);
+    char *s = json_dumps(obj, JSON_COMPACT | JSON_REAL_PRECISION(12));
 
     json_decref(obj);
     if (s == NULL)
@@ -109,7 +109,8 @@ req_param(const struct req *r, const char *name)
     int i = 0;
 
     while ((p = strchr(p, '{')) != NULL) {
-        if (strncmp(p + 1, name, nlen) == 0 && p[1 + nlen] == '}')
+        if (strncmp(p + 1, name, nlen) == 0 &&
+            (p[1 + nlen] == '}' || (p[1 + nlen] == '*' && p[2 + nlen] == '}')))
             return i < r->nparams ? r->params[i] : NULL;
         i++;
         p++;

@@ -14,6 +14,7 @@
 #define T "/api/v1/tenants/{tenant_id}"
 #define L T "/recipient-lists"
 #define U T "/unsubscribes"
+#define C T "/campaigns"
 
 /* clang-format off */
 const struct route routes[] = {
@@ -45,16 +46,33 @@ const struct route routes[] = {
     {"PUT",    L "/{list_id}/recipients/{recipient_id}", api_recipient_update, R_AUTH_WRITE | R_BODY},
     {"DELETE", L "/{list_id}/recipients/{recipient_id}", api_recipient_delete, R_AUTH_WRITE},
 
+    {"GET",    C,                               api_campaign_list,   R_AUTH_READ},
+    {"POST",   C,                               api_campaign_create, R_AUTH_WRITE | R_BODY},
+    {"GET",    C "/{campaign_id}",              api_campaign_get,    R_AUTH_READ},
+    {"PUT",    C "/{campaign_id}",              api_campaign_update, R_AUTH_WRITE | R_BODY},
+    {"DELETE", C "/{campaign_id}",              api_campaign_delete, R_AUTH_WRITE},
+    {"POST",   C "/{campaign_id}/schedule",     api_campaign_schedule, R_AUTH_WRITE | R_BODY_OPTIONAL},
+    {"POST",   C "/{campaign_id}/send",         api_campaign_send,   R_AUTH_WRITE | R_BODY_OPTIONAL},
+    {"POST",   C "/{campaign_id}/pause",        api_campaign_pause,  R_AUTH_WRITE | R_BODY_OPTIONAL},
+    {"POST",   C "/{campaign_id}/resume",       api_campaign_resume, R_AUTH_WRITE | R_BODY_OPTIONAL},
+    {"POST",   C "/{campaign_id}/cancel",       api_campaign_cancel, R_AUTH_WRITE | R_BODY_OPTIONAL},
+    {"GET",    C "/{campaign_id}/stats",        api_campaign_stats,  R_AUTH_READ},
+    {"POST",   C "/{campaign_id}/preview",      api_campaign_preview, R_AUTH_READ | R_BODY},
+
     {"GET",    U,                               api_unsub_list,      R_AUTH_READ},
     {"POST",   U,                               api_unsub_create,    R_AUTH_WRITE | R_BODY},
     {"POST",   U "/import",                     api_unsub_import,    R_AUTH_WRITE | R_STREAM},
-    {"DELETE", U "/{email}",                    api_unsub_delete,    R_AUTH_WRITE},
+    {"DELETE", U "/{email*}",                   api_unsub_delete,    R_AUTH_WRITE},
 };
 /* clang-format on */
 
 const int nroutes = (int)(sizeof(routes) / sizeof(routes[0]));
 
-/* Matches path against pattern; on success fills params (owned by the caller). */
+/*
+ * Matches path against pattern; on success fills params (owned by the
+ * caller).  "{name}" takes one segment; "{name*}", last in a pattern, takes
+ * the rest of the path, slashes included (an address may hold a "/").
+ */
 static bool
 match(const char *pattern, const char *path, char **params, int *nparams)
 {
@@ -64,7 +82,8 @@ match(const char *pattern, const char *path, char **params, int *nparams)
     while (*p && *s) {
         if (*p == '{') {
             const char *pe = strchr(p, '}');
-            size_t len = strcspn(s, "/");
+            bool rest = pe && pe[-1] == '*';
+            size_t len = rest ? strlen(s) : strcspn(s, "/");
             if (pe == NULL || len == 0 || n == REQ_MAX_PARAMS)
                 goto fail;
             params[n++] = xstrndup(s, len);
@@ -87,37 +106,70 @@ fail:
     return false;
 }
 
+static int
+param_count(const char *pattern)
+{
+    int n = 0;
+
+    for (; *pattern; pattern++)
+        n += *pattern == '{';
+    return n;
+}
+
+static bool
+method_ok(const struct route *rt, const char *method)
+{
+    /* HEAD is GET without the body, which libmicrohttpd drops. */
+    return strcmp(rt->method, method) == 0 ||
+           (strcmp(method, "HEAD") == 0 && strcmp(rt->method, "GET") == 0);
+}
+
 int
 router_match(const char *method, const char *path, char **params, int *nparams, char **allow)
 {
+    int best = -1, fewest = 1000;
     struct buf methods;
-    int found = -1;
 
+    /*
+     * The most literal patterns win: ".../recipients/export" is that route,
+     * never a recipient called "export", whatever the method.
+     */
+    for (int i = 0; i < nroutes; i++) {
+        char *tmp[REQ_MAX_PARAMS];
+        int ntmp = 0, np = param_count(routes[i].pattern);
+
+        if (np > fewest || !match(routes[i].pattern, path, tmp, &ntmp))
+            continue;
+        for (int j = 0; j < ntmp; j++)
+            free(tmp[j]);
+        if (np < fewest) {
+            fewest = np;
+            best = -1;
+        }
+        if (best < 0 && method_ok(&routes[i], method))
+            best = i;
+    }
+    if (fewest == 1000)
+        return -1;
+    if (best >= 0) {
+        match(routes[best].pattern, path, params, nparams);
+        return best;
+    }
     buf_init(&methods, 0);
     for (int i = 0; i < nroutes; i++) {
         char *tmp[REQ_MAX_PARAMS];
         int ntmp = 0;
 
-        if (!match(routes[i].pattern, path, tmp, &ntmp))
+        if (param_count(routes[i].pattern) != fewest || !match(routes[i].pattern, path, tmp, &ntmp))
             continue;
-        /* HEAD is GET without the body, which libmicrohttpd drops. */
-        if (strcmp(routes[i].method, method) == 0 ||
-            (strcmp(method, "HEAD") == 0 && strcmp(routes[i].method, "GET") == 0)) {
-            for (int j = 0; j < ntmp; j++)
-                params[j] = tmp[j];
-            *nparams = ntmp;
-            found = i;
-            break;
-        }
         for (int j = 0; j < ntmp; j++)
             free(tmp[j]);
+        if (methods.data && strstr(methods.data, routes[i].method))
+            continue;
         if (methods.len)
             buf_puts(&methods, ", ");
         buf_puts(&methods, routes[i].method);
-        found = -2;
     }
-    if (found == -2)
-        *allow = buf_steal(&methods);
-    buf_cleanup(&methods);
-    return found;
+    *allow = buf_steal(&methods);
+    return -2;
 }

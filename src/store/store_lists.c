@@ -453,7 +453,7 @@ store_recipient_update(struct store *st, const char *tenant_id, const char *list
                   "last_name = CASE WHEN $8 THEN $9 ELSE last_name END, "
                   "attributes = COALESCE($10, attributes), "
                   "unsubscribed_at = CASE WHEN $11 = 'unsubscribed' AND status <> 'unsubscribed' "
-                  "THEN $12 ELSE unsubscribed_at END, "
+                  "THEN $12 WHEN $11 = 'active' THEN NULL ELSE unsubscribed_at END, "
                   "status = COALESCE($11, status), updated_at = $12 "
                   "WHERE tenant_id = $1 AND recipient_list_id = $2 AND id = $3",
                   p, NPARAMS(p), &changes);

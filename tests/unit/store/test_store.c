@@ -771,7 +771,8 @@ test_import_and_suppression(void **state)
 
     /* Tenant B cannot import into tenant A's list. */
     memset(&c, 0, sizeof(c));
-    assert_int_equal(store_recipient_import(st, b.id, la.id, IMPORT_SKIP, up + 1, 1, &c), MC_ERR_OK);
+    assert_int_equal(store_recipient_import(st, b.id, la.id, IMPORT_SKIP, up + 1, 1, &c),
+                     MC_ERR_NOT_FOUND);
     assert_int_equal(c.imported, 0);
     assert_int_equal(store_list_get(st, a.id, la.id, &got), MC_ERR_OK);
     assert_int_equal(got.recipient_count, 3);

@@ -1,0 +1,717 @@
+/*
+ * api_campaigns.c - campaigns: CRUD with template validation, the lifecycle
+ * endpoints (schedule, send, pause, resume, cancel), statistics and preview.
+ * Status changes go through store_campaign_transition() only.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/email.h"
+#include "core/log.h"
+#include "core/timeutil.h"
+#include "core/token.h"
+#include "template/template.h"
+#include "worker/engine.h"
+#include "http.h"
+
+#define TENANT(r) req_param((r), "tenant_id")
+#define CAMPAIGN(r) req_param((r), "campaign_id")
+#define NIL_UUID "00000000-0000-0000-0000-000000000000"
+#define RATE_MAX 1000000000
+#define MAX_TAGS 50
+
+static double
+progress(const struct campaign *c)
+{
+    const struct campaign_counts *k = &c->counts;
+    int64_t done = k->sent + k->delivered + k->bounced + k->failed + k->cancelled + k->suppressed;
+
+    if (c->status == CAMP_COMPLETED || c->status == CAMP_FAILED)
+        return 100.0;
+    if (c->total_recipients <= 0)
+        return 0.0;
+    return round(10000.0 * (double)done / (double)c->total_recipients) / 100.0;
+}
+
+static json_t *
+int_or_null(int64_t v)
+{
+    return v ? json_integer(v) : json_null();
+}
+
+json_t *
+campaign_json(const struct campaign *c)
+{
+    json_t *o = json_object();
+
+    json_object_set_new(o, "id", json_string(c->id));
+    json_object_set_new(o, "name", json_string(c->name));
+    json_object_set_new(o, "description", json_str_or_null(c->description));
+    json_object_set_new(o, "subject", json_string(c->subject));
+    json_object_set_new(o, "from_address", json_string(c->from_address));
+    json_object_set_new(o, "from_name", json_str_or_null(c->from_name));
+    json_object_set_new(o, "reply_to", json_str_or_null(c->reply_to));
+    json_object_set_new(o, "html_body", json_str_or_null(c->html_body));
+    json_object_set_new(o, "text_body", json_str_or_null(c->text_body));
+    json_object_set_new(o, "recipient_list_id", json_str_or_null(c->list_id[0] ? c->list_id : NULL));
+    json_object_set_new(o, "scheduled_at", json_time(c->scheduled_at));
+    json_object_set_new(o, "rate_limit_per_minute", int_or_null(c->rate_limit_per_minute));
+    json_object_set_new(o, "rate_limit_per_hour", int_or_null(c->rate_limit_per_hour));
+    json_object_set_new(o, "tags", json_from_text(c->tags));
+    json_object_set_new(o, "metadata", json_from_text(c->metadata));
+    json_object_set_new(o, "status", json_string(campaign_status_str(c->status)));
+    json_object_set_new(o, "total_recipients", json_integer(c->total_recipients));
+    json_object_set_new(o, "pending_count", json_integer(c->counts.pending));
+    json_object_set_new(o, "sending_count", json_integer(c->counts.sending));
+    json_object_set_new(o, "sent_count", json_integer(c->counts.sent));
+    json_object_set_new(o, "delivered_count", json_integer(c->counts.delivered));
+    json_object_set_new(o, "bounced_count", json_integer(c->counts.bounced));
+    json_object_set_new(o, "failed_count", json_integer(c->counts.failed));
+    json_object_set_new(o, "cancelled_count", json_integer(c->counts.cancelled));
+    json_object_set_new(o, "suppressed_count", json_integer(c->counts.suppressed));
+    json_object_set_new(o, "opened_count", json_integer(c->counts.opened));
+    json_object_set_new(o, "clicked_count", json_integer(c->counts.clicked));
+    json_object_set_new(o, "progress_percentage", json_real(progress(c)));
+    json_object_set_new(o, "materialized", json_boolean(c->materialized_at != 0));
+    json_object_set_new(o, "created_at", json_time(c->created_at));
+    json_object_set_new(o, "updated_at", json_time(c->updated_at));
+    json_object_set_new(o, "started_at", json_time(c->started_at));
+    json_object_set_new(o, "completed_at", json_time(c->completed_at));
+    return o;
+}
+
+static void
+set_owned(char **field, const char *v)
+{
+    free(*field);
+    *field = xstrdup(v);
+}
+
+/* A nullable string field: absent leaves *dst, null clears it, a string replaces it. */
+static bool
+nullable_str(struct req *r, const char *name, unsigned flags, size_t max, char **dst)
+{
+    const char *v = NULL;
+    bool present = false;
+
+    if (!field_string(r, r->json, name, flags | F_NULLABLE, max, &v, &present))
+        return false;
+    if (present)
+        set_owned(dst, v && *v ? v : NULL);
+    return true;
+}
+
+static bool
+address_field(struct req *r, const char *name, bool required, char **dst)
+{
+    const char *v = NULL, *why = NULL;
+    bool present = false;
+    char norm[EMAIL_MAX + 1], lc[EMAIL_MAX + 1];
+
+    if (!field_string(r, r->json, name, (required ? F_REQUIRED : 0) | F_NULLABLE, 1024, &v,
+                      &present))
+        return false;
+    if (!present)
+        return true;
+    if (v == NULL || *v == '\0') {
+        if (required) {
+            reply_invalid(r, name, "%s is required", name);
+            return false;
+        }
+        set_owned(dst, NULL);
+        return true;
+    }
+    if (!email_normalize(v, norm, lc, &why)) {
+        reply_invalid(r, name, "%s is not a valid address: %s", name, why);
+        return false;
+    }
+    set_owned(dst, norm);
+    return true;
+}
+
+static bool
+rate_field(struct req *r, const char *name, int64_t *dst)
+{
+    json_t *v = json_object_get(r->json, name);
+    int64_t x = 0;
+
+    if (v == NULL)
+        return true;
+    if (json_is_null(v)) {
+        *dst = 0;
+        return true;
+    }
+    if (!field_int(r, r->json, name, 0, 1, RATE_MAX, &x, NULL))
+        return false;
+    *dst = x;
+    return true;
+}
+
+static bool
+time_field(struct req *r, const char *name, int64_t *dst, bool *present)
+{
+    const char *v = NULL;
+    int64_t t;
+
+    if (!field_string(r, r->json, name, F_NULLABLE, 64, &v, present))
+        return false;
+    if (!*present)
+        return true;
+    if (v == NULL) {
+        *dst = 0;
+        return true;
+    }
+    if (!time_parse_rfc3339(v, &t)) {
+        reply_invalid(r, name, "%s must be an RFC 3339 date-time (2026-12-01T09:00:00Z)", name);
+        return false;
+    }
+    if (t < time_now_us()) {
+        reply_invalid(r, name, "%s is in the past", name);
+        return false;
+    }
+    *dst = t;
+    return true;
+}
+
+static bool
+tags_field(struct req *r, struct campaign *c)
+{
+    json_t *v = json_object_get(r->json, "tags"), *e;
+    size_t i;
+
+    if (v == NULL)
+        return true;
+    if (json_is_null(v)) {
+        set_owned(&c->tags, "[]");
+        return true;
+    }
+    if (!json_is_array(v) || json_array_size(v) > MAX_TAGS) {
+        reply_invalid(r, "tags", "tags must be an array of at most %d strings", MAX_TAGS);
+        return false;
+    }
+    json_array_foreach(v, i, e)
+    {
+        if (!json_is_string(e) || json_string_length(e) == 0 || json_string_length(e) > 100) {
+            reply_invalid(r, "tags", "every tag must be a string of 1 to 100 bytes");
+            return false;
+        }
+    }
+    char *s = json_dumps(v, JSON_COMPACT);
+    free(c->tags);
+    c->tags = s;
+    return true;
+}
+
+/* Applies the body's fields onto c (a new draft, or the current one for PUT). */
+static bool
+apply_fields(struct req *r, struct campaign *c, bool create)
+{
+    unsigned req = create ? F_REQUIRED : 0;
+    const char *name = NULL, *subject = NULL, *list = NULL;
+    bool has_list = false, has_time = false;
+    char *meta = NULL;
+    bool has_meta = false;
+
+    if (!field_string(r, r->json, "name", req | F_NONEMPTY, 255, &name, NULL) ||
+        !field_string(r, r->json, "subject", req | F_NONEMPTY | F_ONELINE, 998, &subject, NULL) ||
+        !nullable_str(r, "description", 0, 10000, &c->description) ||
+        !address_field(r, "from_address", create, &c->from_address) ||
+        !nullable_str(r, "from_name", F_ONELINE, 255, &c->from_name) ||
+        !address_field(r, "reply_to", false, &c->reply_to) ||
+        !nullable_str(r, "html_body", 0, (size_t)r->app->cfg->template_max, &c->html_body) ||
+        !nullable_str(r, "text_body", 0, (size_t)r->app->cfg->template_max, &c->text_body) ||
+        !field_string(r, r->json, "recipient_list_id", F_NULLABLE, 64, &list, &has_list) ||
+        !time_field(r, "scheduled_at", &c->scheduled_at, &has_time) ||
+        !rate_field(r, "rate_limit_per_minute", &c->rate_limit_per_minute) ||
+        !rate_field(r, "rate_limit_per_hour", &c->rate_limit_per_hour) || !tags_field(r, c) ||
+        !field_json(r, r->json, "metadata", F_NULLABLE, false, &meta, &has_meta))
+        return false;
+    if (name)
+        set_owned(&c->name, name);
+    if (subject)
+        set_owned(&c->subject, subject);
+    if (has_meta) {
+        free(c->metadata);
+        c->metadata = meta ? meta : xstrdup("{}");
+    }
+    if (has_list) {
+        if (list != NULL && !crypto_uuid_valid(list)) {
+            reply_invalid(r, "recipient_list_id", "recipient_list_id is not a list id");
+            return false;
+        }
+        snprintf(c->list_id, sizeof(c->list_id), "%s", list ? list : "");
+        crypto_uuid_lower(c->list_id);
+    }
+    return true;
+}
+
+/* Compiles one template; replies 422 with line and column when it does not. */
+static bool
+check_template(struct req *r, const char *field, const char *src, enum tpl_ctx ctx)
+{
+    struct tpl *t = NULL;
+    struct tpl_error e;
+    json_t *err;
+
+    if (src == NULL)
+        return true;
+    if (tpl_compile(src, strlen(src), ctx, (size_t)r->app->cfg->template_max,
+                    (size_t)r->app->cfg->render_max, &t, &e) == MC_ERR_OK) {
+        tpl_free(t);
+        return true;
+    }
+    char msg[256];
+    snprintf(msg, sizeof(msg), "%s: line %d, column %d: %s", field, e.line, e.column, e.message);
+    err = json_pack("{s:s, s:s, s:s, s:i, s:i}", "code", mc_err_code(MC_ERR_INVALID), "message",
+                    msg, "field", field, "line", e.line, "column", e.column);
+    reply_json(r, 422, json_pack("{s:o}", "error", err));
+    return false;
+}
+
+static bool
+validate(struct req *r, const struct campaign *c)
+{
+    if ((c->html_body == NULL || *c->html_body == '\0') &&
+        (c->text_body == NULL || *c->text_body == '\0')) {
+        reply_invalid(r, "html_body", "a campaign needs an html_body, a text_body or both");
+        return false;
+    }
+    return check_template(r, "subject", c->subject, TPL_SUBJECT) &&
+           check_template(r, "html_body", c->html_body, TPL_HTML) &&
+           check_template(r, "text_body", c->text_body, TPL_TEXT);
+}
+
+static void
+reply_state(struct req *r, const char *action, enum campaign_status cur)
+{
+    char msg[160];
+    json_t *err;
+
+    snprintf(msg, sizeof(msg), "cannot %s a campaign that is %s", action,
+             campaign_status_str(cur));
+    err = json_pack("{s:s, s:s, s:s}", "code", mc_err_code(MC_ERR_STATE), "message", msg,
+                    "status", campaign_status_str(cur));
+    reply_json(r, 409, json_pack("{s:o}", "error", err));
+}
+
+/* Store errors of campaign writes: a list that is not the tenant's is a 422 on its field. */
+static void
+reply_write_error(struct req *r, mc_err err)
+{
+    if (err == MC_ERR_NOT_FOUND)
+        reply_invalid(r, "recipient_list_id", "no such recipient list");
+    else
+        reply_store_error(r, err, "campaign");
+}
+
+void
+api_campaign_create(struct req *r)
+{
+    struct campaign c = {0};
+    mc_err err;
+
+    snprintf(c.tenant_id, sizeof(c.tenant_id), "%s", TENANT(r));
+    c.tags = xstrdup("[]");
+    c.metadata = xstrdup("{}");
+    if (!apply_fields(r, &c, true) || !validate(r, &c))
+        goto out;
+    err = store_campaign_create(r->app->st, &c);
+    if (err != MC_ERR_OK) {
+        reply_write_error(r, err);
+        goto out;
+    }
+    log_info("event=campaign_created tenant=%s campaign=%s", c.tenant_id, c.id);
+    reply_json(r, 201, campaign_json(&c));
+out:
+    campaign_cleanup(&c);
+}
+
+void
+api_campaign_list(struct req *r)
+{
+    const char *s = req_query(r, "status");
+    struct campaign_vec v = {0};
+    struct page pg;
+    int status = -1;
+    json_t *items;
+    mc_err err;
+
+    if (!req_page(r, &pg))
+        return;
+    if (s != NULL && (status = campaign_status_parse(s)) < 0) {
+        reply_invalid(r, "status", "status must be draft, scheduled, sending, paused, "
+                                   "completed, cancelled or failed");
+        return;
+    }
+    err = store_campaign_list(r->app->st, TENANT(r), status, &pg, &v);
+    if (err != MC_ERR_OK) {
+        reply_store_error(r, err, "tenant");
+        return;
+    }
+    items = json_array();
+    for (int i = 0; i < v.n; i++)
+        json_array_append_new(items, campaign_json(&v.items[i]));
+    reply_json(r, 200, json_page(items, v.total, &pg));
+    campaign_vec_cleanup(&v);
+}
+
+void
+api_campaign_get(struct req *r)
+{
+    struct campaign c = {0};
+    mc_err err = store_campaign_get(r->app->st, TENANT(r), CAMPAIGN(r), &c);
+
+    if (err != MC_ERR_OK)
+        reply_store_error(r, err, "campaign");
+    else
+        reply_json(r, 200, campaign_json(&c));
+    campaign_cleanup(&c);
+}
+
+void
+api_campaign_update(struct req *r)
+{
+    enum campaign_status cur = CAMP_DRAFT;
+    struct campaign c = {0};
+    mc_err err;
+
+    err = store_campaign_get(r->app->st, TENANT(r), CAMPAIGN(r), &c);
+    if (err != MC_ERR_OK) {
+        reply_store_error(r, err, "campaign");
+        goto out;
+    }
+    if (c.status != CAMP_DRAFT) {
+        reply_state(r, "edit", c.status);
+        goto out;
+    }
+    if (!apply_fields(r, &c, false) || !validate(r, &c))
+        goto out;
+    err = store_campaign_update(r->app->st, &c, &cur);
+    if (err == MC_ERR_STATE) {
+        reply_state(r, "edit", cur);
+        goto out;
+    }
+    if (err == MC_ERR_OK) {
+        campaign_cleanup(&c);
+        err = store_campaign_get(r->app->st, TENANT(r), CAMPAIGN(r), &c);
+    }
+    if (err != MC_ERR_OK)
+        reply_write_error(r, err);
+    else
+        reply_json(r, 200, campaign_json(&c));
+out:
+    campaign_cleanup(&c);
+}
+
+void
+api_campaign_delete(struct req *r)
+{
+    enum campaign_status cur = CAMP_DRAFT;
+    mc_err err = store_campaign_delete(r->app->st, TENANT(r), CAMPAIGN(r), &cur);
+
+    if (err == MC_ERR_STATE)
+        reply_state(r, "delete", cur);
+    else if (err != MC_ERR_OK)
+        reply_store_error(r, err, "campaign");
+    else {
+        log_info("event=campaign_deleted tenant=%s campaign=%s", TENANT(r), CAMPAIGN(r));
+        reply_empty(r, 204);
+    }
+}
+
+/* ---- lifecycle ---- */
+
+static void
+transition(struct req *r, enum campaign_event ev, const char *action, int64_t when)
+{
+    enum campaign_status cur = CAMP_DRAFT;
+    struct campaign c = {0};
+    mc_err err = store_campaign_transition(r->app->st, TENANT(r), CAMPAIGN(r), ev, when, &c, &cur);
+
+    if (err == MC_ERR_STATE)
+        reply_state(r, action, cur);
+    else if (err != MC_ERR_OK)
+        reply_store_error(r, err, "campaign");
+    else {
+        if (ev == CEV_SCHEDULE || ev == CEV_SEND || ev == CEV_RESUME)
+            engine_wake(r->app->engine);
+        reply_json(r, 200, campaign_json(&c));
+    }
+    campaign_cleanup(&c);
+}
+
+/* A draft needs a list with someone to send to before it leaves the draft state. */
+static bool
+ready_to_leave_draft(struct req *r, const struct campaign *c)
+{
+    struct recipient_list l = {0};
+    mc_err err;
+
+    if (c->status != CAMP_DRAFT)
+        return true;
+    if (c->list_id[0] == '\0') {
+        reply_invalid(r, "recipient_list_id", "the campaign needs a recipient list first");
+        return false;
+    }
+    err = store_list_get(r->app->st, c->tenant_id, c->list_id, &l);
+    if (err == MC_ERR_OK && l.active_count == 0) {
+        reply_invalid(r, "recipient_list_id", "the recipient list has no active recipients");
+        err = MC_ERR_INVALID;
+    } else if (err == MC_ERR_NOT_FOUND)
+        reply_invalid(r, "recipient_list_id", "the recipient list no longer exists");
+    else if (err != MC_ERR_OK)
+        reply_store_error(r, err, "recipient list");
+    recipient_list_cleanup(&l);
+    return err == MC_ERR_OK;
+}
+
+void
+api_campaign_schedule(struct req *r)
+{
+    struct campaign c = {0};
+    int64_t when = 0;
+    bool has_time = false;
+    mc_err err;
+
+    err = store_campaign_get(r->app->st, TENANT(r), CAMPAIGN(r), &c);
+    if (err != MC_ERR_OK) {
+        reply_store_error(r, err, "campaign");
+        goto out;
+    }
+    if (c.status != CAMP_DRAFT) {
+        reply_state(r, "schedule", c.status);
+        goto out;
+    }
+    if (!time_field(r, "scheduled_at", &when, &has_time))
+        goto out;
+    /* One source of truth: the request's time, else the campaign's, else now. */
+    if (!has_time || when == 0) {
+        when = c.scheduled_at ? c.scheduled_at : time_now_us();
+        if (when < time_now_us() - 1000000) {
+            reply_invalid(r, "scheduled_at",
+                          "the campaign's scheduled_at has passed; give a new one or use /send");
+            goto out;
+        }
+    }
+    if (!ready_to_leave_draft(r, &c))
+        goto out;
+    transition(r, CEV_SCHEDULE, "schedule", when);
+out:
+    campaign_cleanup(&c);
+}
+
+void
+api_campaign_send(struct req *r)
+{
+    struct campaign c = {0};
+    mc_err err = store_campaign_get(r->app->st, TENANT(r), CAMPAIGN(r), &c);
+
+    if (err != MC_ERR_OK)
+        reply_store_error(r, err, "campaign");
+    else if (ready_to_leave_draft(r, &c))
+        transition(r, CEV_SEND, "send", time_now_us());
+    campaign_cleanup(&c);
+}
+
+void
+api_campaign_pause(struct req *r)
+{
+    transition(r, CEV_PAUSE, "pause", 0);
+}
+
+void
+api_campaign_resume(struct req *r)
+{
+    transition(r, CEV_RESUME, "resume", 0);
+}
+
+void
+api_campaign_cancel(struct req *r)
+{
+    transition(r, CEV_CANCEL, "cancel", 0);
+}
+
+/* ---- statistics ---- */
+
+/* Messages a minute the tightest enabled limit allows; 0 when nothing limits. */
+static double
+effective_rate(const struct campaign *c, const struct rate_limits *rl)
+{
+    double rate = 0;
+
+    if (c->rate_limit_per_minute)
+        rate = (double)c->rate_limit_per_minute;
+    if (c->rate_limit_per_hour && (rate == 0 || c->rate_limit_per_hour / 60.0 < rate))
+        rate = c->rate_limit_per_hour / 60.0;
+    if (rl->enabled) {
+        double t[3] = {(double)rl->per_minute, rl->per_hour / 60.0, rl->per_day / 1440.0};
+        for (int i = 0; i < 3; i++)
+            if (t[i] > 0 && (rate == 0 || t[i] < rate))
+                rate = t[i];
+    }
+    return rate;
+}
+
+void
+api_campaign_stats(struct req *r)
+{
+    struct campaign c = {0};
+    struct rate_limits rl;
+    int64_t now = time_now_us(), last_minute = 0, eta = 0;
+    double rate;
+    json_t *o;
+    mc_err err;
+
+    err = store_campaign_get(r->app->st, TENANT(r), CAMPAIGN(r), &c);
+    if (err == MC_ERR_OK)
+        err = store_campaign_sent_since(r->app->st, TENANT(r), CAMPAIGN(r), now - 60 * 1000000LL,
+                                        &last_minute);
+    if (err == MC_ERR_OK)
+        err = store_rate_limits_get(r->app->st, TENANT(r), &rl);
+    if (err != MC_ERR_OK) {
+        reply_store_error(r, err, "campaign");
+        goto out;
+    }
+    rate = effective_rate(&c, &rl);
+    int64_t remaining = c.counts.pending + c.counts.sending;
+    if ((c.status == CAMP_SENDING || c.status == CAMP_SCHEDULED) && remaining > 0 && rate > 0) {
+        double minutes = (double)remaining / rate;
+        int64_t start = c.status == CAMP_SCHEDULED && c.scheduled_at > now ? c.scheduled_at : now;
+        /* Bounded, so a tiny rate can never overflow the time arithmetic. */
+        if (minutes < 60.0 * 24 * 365 * 100)
+            eta = start + (int64_t)(minutes * 60e6);
+    }
+    o = json_pack("{s:s, s:s, s:I, s:b}", "campaign_id", c.id, "status",
+                  campaign_status_str(c.status), "total_recipients",
+                  (json_int_t)c.total_recipients, "materialized", c.materialized_at != 0);
+    json_object_set_new(o, "pending", json_integer(c.counts.pending));
+    json_object_set_new(o, "sending", json_integer(c.counts.sending));
+    json_object_set_new(o, "sent", json_integer(c.counts.sent));
+    json_object_set_new(o, "delivered", json_integer(c.counts.delivered));
+    json_object_set_new(o, "bounced", json_integer(c.counts.bounced));
+    json_object_set_new(o, "failed", json_integer(c.counts.failed));
+    json_object_set_new(o, "cancelled", json_integer(c.counts.cancelled));
+    json_object_set_new(o, "suppressed", json_integer(c.counts.suppressed));
+    json_object_set_new(o, "progress_percentage", json_real(progress(&c)));
+    json_object_set_new(o, "sent_last_minute", json_integer(last_minute));
+    json_object_set_new(o, "effective_rate_per_minute",
+                        rate > 0 ? json_real(round(rate * 100) / 100) : json_null());
+    json_object_set_new(o, "estimated_completion_at", json_time(eta));
+    json_object_set_new(o, "started_at", json_time(c.started_at));
+    json_object_set_new(o, "completed_at", json_time(c.completed_at));
+    reply_json(r, 200, o);
+out:
+    campaign_cleanup(&c);
+}
+
+/* ---- preview ---- */
+
+static bool
+render_one(struct req *r, const char *field, const char *src, enum tpl_ctx ctx,
+           const struct tpl_data *d, json_t *out)
+{
+    struct tpl *t = NULL;
+    struct tpl_error e;
+    struct buf b;
+    mc_err err;
+
+    if (src == NULL || *src == '\0') {
+        json_object_set_new(out, field, json_null());
+        return true;
+    }
+    if (!check_template(r, field, src, ctx))
+        return false;
+    tpl_compile(src, strlen(src), ctx, (size_t)r->app->cfg->template_max,
+                (size_t)r->app->cfg->render_max, &t, &e);
+    buf_init(&b, 0);
+    err = tpl_render(t, d, &b);
+    tpl_free(t);
+    if (err != MC_ERR_OK) {
+        reply_invalid(r, field, "%s renders to more than %lld bytes", field,
+                      (long long)r->app->cfg->render_max);
+        buf_cleanup(&b);
+        return false;
+    }
+    json_object_set_new(out, field, json_stringn(b.data ? b.data : "", b.len));
+    buf_cleanup(&b);
+    return true;
+}
+
+void
+api_campaign_preview(struct req *r)
+{
+    const char *rid = NULL, *email = NULL, *why = NULL;
+    char norm[EMAIL_MAX + 1], lc[EMAIL_MAX + 1], tok[TOKEN_LEN + 1];
+    struct tpl_data d = {0};
+    struct recipient x = {0};
+    struct campaign c = {0};
+    json_t *out = NULL;
+    char *url = NULL;
+    mc_err err;
+
+    err = store_campaign_get(r->app->st, TENANT(r), CAMPAIGN(r), &c);
+    if (err != MC_ERR_OK) {
+        reply_store_error(r, err, "campaign");
+        goto done;
+    }
+    if (!field_string(r, r->json, "recipient_id", 0, 64, &rid, NULL))
+        goto done;
+    if (rid != NULL) {
+        err = c.list_id[0] ? store_recipient_get(r->app->st, c.tenant_id, c.list_id, rid, &x)
+                           : MC_ERR_NOT_FOUND;
+        if (err == MC_ERR_NOT_FOUND) {
+            reply_invalid(r, "recipient_id", "no such recipient in the campaign's list");
+            goto done;
+        }
+        if (err != MC_ERR_OK) {
+            reply_store_error(r, err, "recipient");
+            goto done;
+        }
+        d.email = x.email;
+        d.name = x.name;
+        d.first_name = x.first_name;
+        d.last_name = x.last_name;
+        d.attributes = json_loads(x.attributes ? x.attributes : "{}", 0, NULL);
+    } else {
+        struct recipient_patch p = {0};
+        if (!field_string(r, r->json, "email", F_REQUIRED, 1024, &email, NULL) ||
+            !field_string(r, r->json, "name", F_NULLABLE, 255, &p.name, NULL) ||
+            !field_string(r, r->json, "first_name", F_NULLABLE, 255, &p.first_name, NULL) ||
+            !field_string(r, r->json, "last_name", F_NULLABLE, 255, &p.last_name, NULL))
+            goto done;
+        json_t *a = json_object_get(r->json, "attributes");
+        if (a != NULL && !json_is_null(a) && !json_is_object(a)) {
+            reply_invalid(r, "attributes", "attributes must be a JSON object");
+            goto done;
+        }
+        if (!email_normalize(email, norm, lc, &why)) {
+            reply_invalid(r, "email", "email is not a valid address: %s", why);
+            goto done;
+        }
+        d.email = norm;
+        d.name = p.name;
+        d.first_name = p.first_name;
+        d.last_name = p.last_name;
+        d.attributes = json_is_object(a) ? json_incref(a) : json_object();
+    }
+    token_make(r->app->token_keys[0], c.tenant_id, c.id, rid ? x.id : NIL_UUID, tok);
+    url = xasprintf("%s/u/%s", r->app->cfg->public_url, tok);
+    d.unsubscribe_url = url;
+    d.campaign_name = c.name;
+    d.campaign_id = c.id;
+    out = json_pack("{s:s, s:s}", "to", d.email, "unsubscribe_url", url);
+    if (render_one(r, "subject", c.subject, TPL_SUBJECT, &d, out) &&
+        render_one(r, "html", c.html_body, TPL_HTML, &d, out) &&
+        render_one(r, "text", c.text_body, TPL_TEXT, &d, out)) {
+        reply_json(r, 200, out);
+        out = NULL;
+    }
+done:
+    json_decref(out);
+    json_decref(d.attributes);
+    free(url);
+    recipient_cleanup(&x);
+    campaign_cleanup(&c);
+}

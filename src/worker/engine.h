@@ -1,0 +1,26 @@
+/*
+ * engine.h - the campaign engine: the background thread that moves
+ * campaigns along without an HTTP request waiting on it.
+ *
+ * Each round it starts scheduled campaigns whose time has come, creates the
+ * messages of newly scheduled campaigns in batches (materialisation), and
+ * completes sending campaigns that have nothing left pending or in flight.
+ * Every step is a conditional, idempotent database update, so any number of
+ * mailcast processes may run an engine against one database.
+ */
+#ifndef MC_ENGINE_H
+#define MC_ENGINE_H
+
+#include "core/config.h"
+#include "store/store.h"
+
+struct engine;
+
+/* Starts the thread; NULL on failure (logged). */
+struct engine *engine_start(struct store *st, const struct config *cfg);
+/* Asks for a round now (after a campaign was scheduled or sent). */
+void engine_wake(struct engine *e);
+/* Finishes the current step and stops; engine_stop(NULL) is a no-op. */
+void engine_stop(struct engine *e);
+
+#endif
