@@ -845,6 +845,234 @@ test_import_and_suppression(void **state)
     tenant_cleanup(&b);
 }
 
+/* ---- campaigns ---- */
+
+static void
+new_campaign(struct store *st, const char *tenant_id, const char *list_id, struct campaign *c)
+{
+    memset(c, 0, sizeof(*c));
+    memcpy(c->tenant_id, tenant_id, MC_UUID_LEN + 1);
+    if (list_id)
+        memcpy(c->list_id, list_id, MC_UUID_LEN + 1);
+    c->name = xstrdup("Winter");
+    c->subject = xstrdup("Hi {{name}}");
+    c->from_address = xstrdup("news@example.com");
+    c->text_body = xstrdup("Hello");
+    assert_int_equal(store_campaign_create(st, c), MC_ERR_OK);
+}
+
+static void
+set_status(struct store *st, const char *id, const char *status)
+{
+    struct db_param p[] = {P_TEXT(id), P_TEXT(status)};
+    exec_sql(st, "UPDATE campaigns SET status = $2 WHERE id = $1", p, NPARAMS(p));
+}
+
+static void
+test_campaign_state_machine(void **state)
+{
+    /* allowed[event][status]: 1 when the event may leave that status. */
+    static const int allowed[6][7] = {
+        /*               draft sched send pause compl cancel fail */
+        [CEV_SCHEDULE] = {1, 0, 0, 0, 0, 0, 0},
+        [CEV_SEND] = {1, 1, 0, 0, 0, 0, 0},
+        [CEV_PAUSE] = {0, 0, 1, 0, 0, 0, 0},
+        [CEV_RESUME] = {0, 0, 0, 1, 0, 0, 0},
+        [CEV_CANCEL] = {0, 1, 1, 1, 0, 0, 0},
+        [CEV_START] = {0, 1, 0, 0, 0, 0, 0},
+    };
+    static const enum campaign_status to[6] = {CAMP_SCHEDULED, CAMP_SENDING, CAMP_PAUSED,
+                                               CAMP_SENDING,   CAMP_CANCELLED, CAMP_SENDING};
+    struct store *st = st_of(state);
+    struct tenant a, b;
+    struct campaign c, got = {0};
+
+    make_tenant(st, "sm-a", &a);
+    make_tenant(st, "sm-b", &b);
+    new_campaign(st, a.id, NULL, &c);
+    assert_int_equal(c.status, CAMP_DRAFT);
+    for (int ev = 0; ev < 6; ev++) {
+        for (int s = 0; s < 7; s++) {
+            enum campaign_status cur = CAMP_DRAFT;
+            set_status(st, c.id, campaign_status_str(s));
+            /* Another tenant can never move it. */
+            assert_int_equal(store_campaign_transition(st, b.id, c.id, ev, 0, NULL, &cur),
+                             MC_ERR_NOT_FOUND);
+            mc_err err = store_campaign_transition(st, a.id, c.id, ev, 0, &got, &cur);
+            if (allowed[ev][s]) {
+                if (err != MC_ERR_OK)
+                    fail_msg("event %d from %s refused", ev, campaign_status_str(s));
+                assert_int_equal(got.status, to[ev]);
+                campaign_cleanup(&got);
+            } else {
+                if (err != MC_ERR_STATE)
+                    fail_msg("event %d from %s allowed", ev, campaign_status_str(s));
+                assert_int_equal(cur, s);
+            }
+        }
+    }
+    campaign_cleanup(&c);
+    tenant_cleanup(&a);
+    tenant_cleanup(&b);
+}
+
+static void
+test_campaign_crud_two_tenants(void **state)
+{
+    struct store *st = st_of(state);
+    struct tenant a, b;
+    struct recipient_list la, lb;
+    struct campaign c, got = {0};
+    struct campaign_vec v = {0};
+    struct page pg = {.limit = 10, .offset = 0};
+    enum campaign_status cur;
+
+    make_tenant(st, "cc-a", &a);
+    make_tenant(st, "cc-b", &b);
+    new_list(st, a.id, "A", &la);
+    new_list(st, b.id, "B", &lb);
+    /* Tenant A cannot point a campaign at tenant B's list. */
+    struct campaign bad = {0};
+    memcpy(bad.tenant_id, a.id, sizeof(bad.tenant_id));
+    memcpy(bad.list_id, lb.id, sizeof(bad.list_id));
+    bad.name = xstrdup("x");
+    bad.subject = xstrdup("x");
+    bad.from_address = xstrdup("x@example.com");
+    assert_int_equal(store_campaign_create(st, &bad), MC_ERR_NOT_FOUND);
+    campaign_cleanup(&bad);
+
+    new_campaign(st, a.id, la.id, &c);
+    assert_string_equal(c.list_id, la.id);
+    assert_string_equal(c.tags, "[]");
+    assert_int_equal(store_campaign_get(st, b.id, c.id, &got), MC_ERR_NOT_FOUND);
+    assert_int_equal(store_campaign_list(st, b.id, -1, &pg, &v), MC_ERR_OK);
+    assert_int_equal(v.total, 0);
+    campaign_vec_cleanup(&v);
+    assert_int_equal(store_campaign_delete(st, b.id, c.id, &cur), MC_ERR_NOT_FOUND);
+
+    /* Updates apply to drafts only. */
+    free(c.subject);
+    c.subject = xstrdup("New subject");
+    c.rate_limit_per_minute = 60;
+    assert_int_equal(store_campaign_update(st, &c, &cur), MC_ERR_OK);
+    assert_int_equal(store_campaign_get(st, a.id, c.id, &got), MC_ERR_OK);
+    assert_string_equal(got.subject, "New subject");
+    assert_int_equal(got.rate_limit_per_minute, 60);
+    campaign_cleanup(&got);
+    memcpy(c.list_id, lb.id, sizeof(c.list_id));
+    assert_int_equal(store_campaign_update(st, &c, &cur), MC_ERR_NOT_FOUND);
+    memcpy(c.list_id, la.id, sizeof(c.list_id));
+    set_status(st, c.id, "sending");
+    assert_int_equal(store_campaign_update(st, &c, &cur), MC_ERR_STATE);
+    assert_int_equal(cur, CAMP_SENDING);
+    assert_int_equal(store_campaign_delete(st, a.id, c.id, &cur), MC_ERR_STATE);
+    assert_int_equal(cur, CAMP_SENDING);
+    set_status(st, c.id, "completed");
+    assert_int_equal(store_campaign_delete(st, a.id, c.id, &cur), MC_ERR_OK);
+    assert_int_equal(store_campaign_get(st, a.id, c.id, &got), MC_ERR_NOT_FOUND);
+
+    campaign_cleanup(&c);
+    recipient_list_cleanup(&la);
+    recipient_list_cleanup(&lb);
+    tenant_cleanup(&a);
+    tenant_cleanup(&b);
+}
+
+static void
+test_materialize_and_complete(void **state)
+{
+    struct store *st = st_of(state);
+    struct tenant a;
+    struct recipient_list l;
+    struct campaign c, got = {0};
+    struct recipient x = {0};
+    struct campaign_ref ref;
+    int64_t inserted, total = 0;
+    bool done = false, created;
+    int n, rounds = 0;
+    char email[64];
+
+    make_tenant(st, "mat-a", &a);
+    new_list(st, a.id, "L", &l);
+    for (int i = 0; i < 25; i++) {
+        snprintf(email, sizeof(email), "m%02d@example.com", i);
+        assert_int_equal(new_recipient(st, a.id, l.id, email, &x), MC_ERR_OK);
+        recipient_cleanup(&x);
+    }
+    /* One suppressed, one unsubscribed in the list: neither gets a message. */
+    assert_int_equal(store_unsub_add(st, a.id, "m03@example.com", "m03@example.com", UNSUB_MANUAL,
+                                     NULL, NULL, &created, NULL),
+                     MC_ERR_OK);
+    exec_sql(st, "UPDATE recipients SET status = 'bounced' WHERE email = 'm07@example.com'", NULL,
+             0);
+    new_campaign(st, a.id, l.id, &c);
+    memcpy(ref.id, c.id, sizeof(ref.id));
+    memcpy(ref.tenant_id, a.id, sizeof(ref.tenant_id));
+
+    /* A draft is not materialised. */
+    assert_int_equal(store_engine_materialize(st, &ref, 10, time_now_us(), &inserted, &done),
+                     MC_ERR_OK);
+    assert_true(done);
+    assert_int_equal(inserted, 0);
+
+    assert_int_equal(store_campaign_transition(st, a.id, c.id, CEV_SEND, time_now_us(), NULL, NULL),
+                     MC_ERR_OK);
+    struct campaign_ref todo[4];
+    assert_int_equal(store_engine_to_materialize(st, 4, todo, &n), MC_ERR_OK);
+    assert_true(n >= 1);
+    done = false;
+    while (!done) {
+        assert_int_equal(store_engine_materialize(st, &ref, 10, time_now_us(), &inserted, &done),
+                         MC_ERR_OK);
+        total += inserted;
+        rounds++;
+    }
+    assert_int_equal(total, 23);
+    assert_int_equal(rounds, 3);
+    /* Running it again adds nothing. */
+    assert_int_equal(store_engine_materialize(st, &ref, 10, time_now_us(), &inserted, &done),
+                     MC_ERR_OK);
+    assert_int_equal(inserted, 0);
+    assert_int_equal(store_campaign_get(st, a.id, c.id, &got), MC_ERR_OK);
+    assert_int_equal(got.total_recipients, 23);
+    assert_int_equal(got.counts.pending, 23);
+    assert_true(got.materialized_at > 0);
+    campaign_cleanup(&got);
+
+    /* Nothing completes while messages are pending; then exactly once. */
+    assert_int_equal(store_engine_complete(st, time_now_us(), &n), MC_ERR_OK);
+    assert_int_equal(n, 0);
+    struct db_param pc[] = {P_TEXT(c.id)};
+    exec_sql(st, "UPDATE scheduled_messages SET status = 'failed' WHERE campaign_id = $1", pc, 1);
+    assert_int_equal(store_engine_complete(st, time_now_us(), &n), MC_ERR_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(store_engine_complete(st, time_now_us(), &n), MC_ERR_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(store_campaign_get(st, a.id, c.id, &got), MC_ERR_OK);
+    assert_int_equal(got.status, CAMP_FAILED); /* every message failed */
+    assert_int_equal(got.counts.failed, 23);
+    campaign_cleanup(&got);
+
+    /* A scheduled campaign starts when its time comes, not before. */
+    struct campaign c2;
+    new_campaign(st, a.id, l.id, &c2);
+    int64_t at = time_now_us() + 3600 * 1000000LL;
+    assert_int_equal(store_campaign_transition(st, a.id, c2.id, CEV_SCHEDULE, at, NULL, NULL),
+                     MC_ERR_OK);
+    assert_int_equal(store_engine_start_due(st, time_now_us(), &n), MC_ERR_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(store_engine_start_due(st, at + 1, &n), MC_ERR_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(store_campaign_get(st, a.id, c2.id, &got), MC_ERR_OK);
+    assert_int_equal(got.status, CAMP_SENDING);
+    campaign_cleanup(&got);
+    campaign_cleanup(&c2);
+
+    campaign_cleanup(&c);
+    recipient_list_cleanup(&l);
+    tenant_cleanup(&a);
+}
+
 static void
 test_schema_newer_is_refused(void **state)
 {
@@ -871,6 +1099,9 @@ main(void)
         cmocka_unit_test(test_lists_two_tenants),
         cmocka_unit_test(test_recipients_two_tenants),
         cmocka_unit_test(test_import_and_suppression),
+        cmocka_unit_test(test_campaign_state_machine),
+        cmocka_unit_test(test_campaign_crud_two_tenants),
+        cmocka_unit_test(test_materialize_and_complete),
         cmocka_unit_test(test_schema_newer_is_refused),
     };
     int failed = 0;
