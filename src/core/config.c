@@ -67,6 +67,40 @@ static const struct opt opts[] = {
      "messages the campaign engine creates per transaction"},
     {"engine_poll_ms", INT(engine_poll_ms), "500", 10, 60000, false,
      "how often the campaign engine looks for due work, ms"},
+    {"deliver", INT(deliver), "1", 0, 1, false, "1: serve also delivers mail; 0: API only"},
+    {"relay", STR(relay), "dir:./var/outbox", 0, 0, true,
+     "smtp://[user:pass@]host[:port][?starttls=require|auto|off], smtps://..., or dir:PATH"},
+    {"return_path", STR(return_path), NULL, 0, 0, false,
+     "envelope sender (default: the campaign's From)"},
+    {"helo_name", STR(helo_name), NULL, 0, 0, false, "name given in EHLO (default: hostname)"},
+    {"list_unsubscribe_mailto", STR(list_unsubscribe_mailto), NULL, 0, 0, false,
+     "a mailto: address added to List-Unsubscribe"},
+    {"smtp_ca_file", STR(smtp_ca_file), NULL, 0, 0, false,
+     "CA bundle to verify the relay's certificate (default: the system's)"},
+    {"smtp_verify", INT(smtp_verify), "1", 0, 1, false,
+     "1: verify the relay's certificate and host name"},
+    {"smtp_connections", INT(smtp_connections), "8", 1, 1024, false,
+     "connections to the relay at most"},
+    {"smtp_messages_per_connection", INT(smtp_messages_per_connection), "1000", 1, 1000000,
+     false, "messages sent over one connection before it is renewed"},
+    {"smtp_connect_timeout", INT(smtp_connect_timeout), "30", 1, 600, false,
+     "seconds for connect and greeting"},
+    {"smtp_command_timeout", INT(smtp_command_timeout), "60", 1, 600, false,
+     "seconds for each command's reply"},
+    {"smtp_data_timeout", INT(smtp_data_timeout), "600", 1, 3600, false,
+     "seconds for the reply after end of data (RFC 5321 says 600)"},
+    {"delivery_inflight", INT(delivery_inflight), "256", 1, 100000, false,
+     "messages a worker holds claimed at once (bounds duplicates after a crash)"},
+    {"delivery_batch", INT(delivery_batch), "100", 1, 10000, false,
+     "messages claimed in one claim"},
+    {"delivery_poll_ms", INT(delivery_poll_ms), "200", 10, 60000, false,
+     "how often an idle worker looks for due messages, ms"},
+    {"lease_seconds", INT(lease_seconds), "900", 2, 86400, false,
+     "seconds a claim is held before another worker may take the message"},
+    {"retry_base", INT(retry_base), "30", 1, 86400, false, "seconds before the first retry"},
+    {"retry_cap", INT(retry_cap), "1800", 1, 604800, false, "longest wait between retries, s"},
+    {"retry_max_attempts", INT(retry_max_attempts), "5", 1, 100, false,
+     "attempts before a message fails"},
 };
 
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
@@ -236,6 +270,17 @@ validate(struct config *cfg, struct layered *l, struct buf *errors)
         strpbrk(cfg->public_url, " \t\r\n\"<>") != NULL || strlen(cfg->public_url) < 9)
         buf_printf(errors, "public_url: \"%s\" is not an http:// or https:// URL\n",
                    cfg->public_url);
+    if (!str_prefix(cfg->relay, "smtp://") && !str_prefix(cfg->relay, "smtps://") &&
+        !(str_prefix(cfg->relay, "dir:") && cfg->relay[4] != '\0'))
+        buf_printf(errors, "relay: must be smtp://..., smtps://... or dir:PATH\n");
+    if (cfg->lease_seconds <= cfg->smtp_data_timeout + 2 * cfg->smtp_command_timeout)
+        buf_printf(errors,
+                   "lease_seconds (%lld) must exceed smtp_data_timeout + 2 * "
+                   "smtp_command_timeout (%lld), or a slow relay would see duplicates\n",
+                   (long long)cfg->lease_seconds,
+                   (long long)(cfg->smtp_data_timeout + 2 * cfg->smtp_command_timeout));
+    if (cfg->retry_cap < cfg->retry_base)
+        buf_printf(errors, "retry_cap must be at least retry_base\n");
     if (log_level_parse(cfg->log_level) < 0)
         buf_printf(errors, "log_level: \"%s\" is not debug, info, warn or error\n",
                    cfg->log_level);
@@ -327,10 +372,10 @@ config_dump(const struct config *cfg, struct buf *out)
         const char *v = *(char *const *)field;
         if (v == NULL)
             buf_printf(out, "%s = (unset)\n", o->name);
-        else if (o->secret && strcmp(o->name, "database") == 0 &&
+        else if (o->secret && (strcmp(o->name, "database") == 0 || strcmp(o->name, "relay") == 0) &&
                  (strchr(v, '@') != NULL || strstr(v, "password") != NULL))
             buf_printf(out, "%s = (hidden: contains credentials)\n", o->name);
-        else if (o->secret && strcmp(o->name, "database") != 0)
+        else if (o->secret && strcmp(o->name, "database") != 0 && strcmp(o->name, "relay") != 0)
             buf_printf(out, "%s = (set, hidden)\n", o->name);
         else
             buf_printf(out, "%s = %s\n", o->name, v);

@@ -38,6 +38,26 @@ struct config {
     int64_t render_max;           /* bytes one template may render to */
     int64_t materialize_batch;    /* messages created per transaction */
     int64_t engine_poll_ms;       /* how often the campaign engine looks for work */
+    /* Delivery */
+    int64_t deliver;              /* 1: serve also delivers; 0: API only */
+    char *relay;                  /* smtp://..., smtps://... or dir:PATH */
+    char *return_path;            /* envelope sender; NULL: the campaign's From */
+    char *helo_name;              /* NULL: this host's name */
+    char *list_unsubscribe_mailto; /* a mailto: to add to List-Unsubscribe, or NULL */
+    char *smtp_ca_file;           /* CA bundle for relay certificates, NULL: the system's */
+    int64_t smtp_verify;          /* 1: verify the relay's certificate and name */
+    int64_t smtp_connections;     /* connections to the relay */
+    int64_t smtp_messages_per_connection;
+    int64_t smtp_connect_timeout; /* seconds: connect and greeting */
+    int64_t smtp_command_timeout; /* seconds: each command reply */
+    int64_t smtp_data_timeout;    /* seconds: the reply after end of data (RFC 5321: 600) */
+    int64_t delivery_inflight;    /* messages a worker has claimed and not yet recorded */
+    int64_t delivery_batch;       /* messages claimed per claim */
+    int64_t delivery_poll_ms;     /* how often an idle worker looks for due messages */
+    int64_t lease_seconds;        /* how long a claim is held before another worker may retry */
+    int64_t retry_base;           /* seconds before the first retry */
+    int64_t retry_cap;            /* longest wait between retries, seconds */
+    int64_t retry_max_attempts;   /* attempts before a message fails */
 };
 
 /* One command-line override: the option's name (as in the file) and its value. */

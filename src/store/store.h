@@ -481,8 +481,80 @@ mc_err store_engine_to_materialize(struct store *st, int max, struct campaign_re
  * recipient is covered (then materialized_at is set).
  */
 mc_err store_engine_materialize(struct store *st, const struct campaign_ref *c, int batch,
-                                int64_t now, int64_t *inserted, bool *done);
+                                int max_attempts, int64_t now, int64_t *inserted, bool *done);
 /* Completes sending campaigns with nothing pending or in flight; *n completed. */
 mc_err store_engine_complete(struct store *st, int64_t now, int *n);
+
+/* ---- delivery ---- */
+
+/* A sending campaign of an active tenant that has pending messages. */
+struct delivery_work {
+    char tenant_id[MC_UUID_LEN + 1];
+    char campaign_id[MC_UUID_LEN + 1];
+};
+
+/* A claimed message with what rendering it needs. */
+struct delivery_msg {
+    char id[MC_UUID_LEN + 1];
+    char tenant_id[MC_UUID_LEN + 1];
+    char campaign_id[MC_UUID_LEN + 1];
+    char recipient_id[MC_UUID_LEN + 1];
+    char *to_address;              /* owned */
+    char *name, *first_name, *last_name; /* owned, may be NULL */
+    char *attributes;              /* owned, JSON object text */
+    int attempts;                  /* this attempt's number (the fence) */
+    int max_attempts;
+};
+
+struct delivery_vec {
+    struct delivery_msg *items; /* owned */
+    int n;
+};
+
+enum delivery_outcome {
+    OUT_SENT,    /* 2xx: the relay took it */
+    OUT_RETRY,   /* transient: pending again at next_attempt_at, or failed when attempts are spent */
+    OUT_FAILED,  /* permanent */
+    OUT_BOUNCED, /* permanent, bad mailbox (5.1.x): the recipient bounces, the address is suppressed */
+    OUT_RELEASE, /* never handed to the relay: pending again, the attempt not counted */
+};
+
+struct delivery_result {
+    char id[MC_UUID_LEN + 1];
+    int attempts; /* from the claim: results are fenced on owner and attempt */
+    enum delivery_outcome outcome;
+    int64_t next_attempt_at; /* OUT_RETRY, OUT_RELEASE */
+    int reply_code;
+    char error[256];    /* the relay's reply or the local reason, "" when none */
+    char queue_id[64];  /* the relay's queue id, "" when unknown */
+    char message_id[128];
+};
+
+void delivery_vec_cleanup(struct delivery_vec *v);
+
+/* Up to max (tenant, campaign) pairs with sending work, in a stable order. */
+mc_err store_delivery_work(struct store *st, int max, struct delivery_work *out, int *n);
+/*
+ * Claims up to max due messages of one campaign for owner, with a lease
+ * until now + lease_us, in one short transaction that first takes the
+ * tenant's claim lock (so every worker sharing the database counts the same
+ * sliding windows) and grants only what the tenant's and the campaign's
+ * rate limits leave in the last minute, hour and day.  Messages whose
+ * recipient is no longer active, was deleted, or whose address is on the
+ * suppression list become 'suppressed' instead.  Nothing is claimed unless
+ * the campaign is sending and its tenant active.
+ */
+mc_err store_delivery_claim(struct store *st, const struct delivery_work *w, const char *owner,
+                            int64_t now, int64_t lease_us, int max, struct delivery_vec *out);
+/*
+ * Records results in one transaction, each fenced on (id, owner, attempt,
+ * status 'sending'): a worker that lost its lease changes nothing.  A retry
+ * of a cancelled campaign's message becomes cancelled.  *applied counts
+ * the results that took effect.
+ */
+mc_err store_delivery_record(struct store *st, const char *owner, int64_t now,
+                             const struct delivery_result *res, int n, int *applied);
+/* Returns expired leases to pending (their attempt counted); *n returned. */
+mc_err store_delivery_recover(struct store *st, int64_t now, int *n);
 
 #endif

@@ -519,8 +519,8 @@ store_engine_to_materialize(struct store *st, int max, struct campaign_ref *out,
 
 static const char sql_mat_bounded[] =
     "INSERT INTO scheduled_messages (id, tenant_id, campaign_id, recipient_id, to_address, "
-    "status, next_attempt_at, created_at, updated_at) "
-    "SELECT gen_random_uuid(), r.tenant_id, c.id, r.id, r.email, 'pending', $3, $3, $3 "
+    "status, max_attempts, next_attempt_at, created_at, updated_at) "
+    "SELECT gen_random_uuid(), r.tenant_id, c.id, r.id, r.email, 'pending', $6, $3, $3, $3 "
     "FROM campaigns c JOIN recipients r ON r.recipient_list_id = c.recipient_list_id "
     "AND r.tenant_id = c.tenant_id "
     "WHERE c.id = $1 AND c.tenant_id = $2 AND c.status IN ('scheduled', 'sending', 'paused') "
@@ -529,12 +529,12 @@ static const char sql_mat_bounded[] =
     "ON CONFLICT (campaign_id, recipient_id) DO NOTHING";
 static const char sql_mat_last[] =
     "INSERT INTO scheduled_messages (id, tenant_id, campaign_id, recipient_id, to_address, "
-    "status, next_attempt_at, created_at, updated_at) "
-    "SELECT gen_random_uuid(), r.tenant_id, c.id, r.id, r.email, 'pending', $3, $3, $3 "
+    "status, max_attempts, next_attempt_at, created_at, updated_at) "
+    "SELECT gen_random_uuid(), r.tenant_id, c.id, r.id, r.email, 'pending', $6, $3, $3, $3 "
     "FROM campaigns c JOIN recipients r ON r.recipient_list_id = c.recipient_list_id "
     "AND r.tenant_id = c.tenant_id "
     "WHERE c.id = $1 AND c.tenant_id = $2 AND c.status IN ('scheduled', 'sending', 'paused') "
-    "AND r.status = 'active' AND r.id > $4 AND NOT EXISTS "
+    "AND r.status = 'active' AND r.id > $4 AND CAST($5 AS TEXT) IS NULL AND NOT EXISTS "
     "(SELECT 1 FROM unsubscribes u WHERE u.tenant_id = r.tenant_id AND u.email_lc = r.email_lc) "
     "ON CONFLICT (campaign_id, recipient_id) DO NOTHING";
 
@@ -558,8 +558,8 @@ mat_row(struct db *d, struct db_res *r, void *out)
 }
 
 mc_err
-store_engine_materialize(struct store *st, const struct campaign_ref *c, int batch, int64_t now,
-                         int64_t *inserted, bool *done)
+store_engine_materialize(struct store *st, const struct campaign_ref *c, int batch,
+                         int max_attempts, int64_t now, int64_t *inserted, bool *done)
 {
     struct mat_state m = {0};
     char *upper = NULL;
@@ -601,11 +601,10 @@ store_engine_materialize(struct store *st, const struct campaign_ref *c, int bat
                           pu, NPARAMS(pu), &upper);
         if (err == MC_ERR_NOT_FOUND)
             err = MC_ERR_OK; /* fewer than a batch left: this is the last */
-        struct db_param pi[] = {P_TEXT(c->id), P_TEXT(c->tenant_id), P_TIME(now),
-                                P_TEXT(m.cursor), P_TEXT(upper)};
+        struct db_param pi[] = {P_TEXT(c->id),    P_TEXT(c->tenant_id), P_TIME(now),
+                                P_TEXT(m.cursor), P_TEXT(upper),        P_INT(max_attempts)};
         if (err == MC_ERR_OK)
-            err = db_exec(&d, upper ? sql_mat_bounded : sql_mat_last, pi,
-                          upper ? NPARAMS(pi) : NPARAMS(pi) - 1, &changes);
+            err = db_exec(&d, upper ? sql_mat_bounded : sql_mat_last, pi, NPARAMS(pi), &changes);
     }
     *done = upper == NULL;
     if (err == MC_ERR_OK) {

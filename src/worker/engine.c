@@ -58,7 +58,8 @@ materialize(struct engine *e, int64_t deadline)
         while (!done && !stopping(e) && time_mono_us() < deadline) {
             int64_t inserted = 0;
             if (store_engine_materialize(e->st, &refs[i], (int)e->cfg->materialize_batch,
-                                         time_now_us(), &inserted, &done) != MC_ERR_OK) {
+                                         (int)e->cfg->retry_max_attempts, time_now_us(),
+                                         &inserted, &done) != MC_ERR_OK) {
                 log_warn("event=materialize_failed tenant=%s campaign=%s", refs[i].tenant_id,
                          refs[i].id);
                 break;

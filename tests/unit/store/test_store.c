@@ -1010,7 +1010,7 @@ test_materialize_and_complete(void **state)
     memcpy(ref.tenant_id, a.id, sizeof(ref.tenant_id));
 
     /* A draft is not materialised. */
-    assert_int_equal(store_engine_materialize(st, &ref, 10, time_now_us(), &inserted, &done),
+    assert_int_equal(store_engine_materialize(st, &ref, 10, 5, time_now_us(), &inserted, &done),
                      MC_ERR_OK);
     assert_true(done);
     assert_int_equal(inserted, 0);
@@ -1022,7 +1022,7 @@ test_materialize_and_complete(void **state)
     assert_true(n >= 1);
     done = false;
     while (!done) {
-        assert_int_equal(store_engine_materialize(st, &ref, 10, time_now_us(), &inserted, &done),
+        assert_int_equal(store_engine_materialize(st, &ref, 10, 5, time_now_us(), &inserted, &done),
                          MC_ERR_OK);
         total += inserted;
         rounds++;
@@ -1030,7 +1030,7 @@ test_materialize_and_complete(void **state)
     assert_int_equal(total, 23);
     assert_int_equal(rounds, 3);
     /* Running it again adds nothing. */
-    assert_int_equal(store_engine_materialize(st, &ref, 10, time_now_us(), &inserted, &done),
+    assert_int_equal(store_engine_materialize(st, &ref, 10, 5, time_now_us(), &inserted, &done),
                      MC_ERR_OK);
     assert_int_equal(inserted, 0);
     assert_int_equal(store_campaign_get(st, a.id, c.id, &got), MC_ERR_OK);

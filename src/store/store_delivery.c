@@ -1,0 +1,527 @@
+/*
+ * store_delivery.c - what the delivery workers do to the database: find
+ * work, claim with leases inside the rate limits, record fenced results,
+ * recover expired leases.
+ *
+ * DESIGN
+ * A claim is one short transaction per campaign.  It starts by locking the
+ * tenant's row (PostgreSQL: SELECT ... FOR UPDATE; SQLite: BEGIN IMMEDIATE
+ * serialises every writer anyway), so two workers never count a tenant's
+ * windows at the same time: the sliding-window counts and the claim that
+ * follows them are atomic across every process sharing the database.  A
+ * window counts the messages whose last attempt (stamped at claim) falls in
+ * the last 60, 3600 or 86400 seconds.  Other tenants are not blocked: their
+ * claims lock other rows.
+ *
+ * The claim itself: PostgreSQL picks rows in a CTE with FOR UPDATE SKIP
+ * LOCKED and updates exactly those (a LIMIT inside IN (SELECT ...) can
+ * over-claim); SQLite runs UPDATE ... WHERE id IN (SELECT ... LIMIT n)
+ * RETURNING under its write lock.
+ *
+ * Every result update carries WHERE id = ? AND lease_owner = ? AND
+ * attempts = ? AND status = 'sending': a worker whose lease expired and was
+ * taken over cannot overwrite the newer state.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "core/log.h"
+#include "core/util.h"
+#include "store_int.h"
+
+#define MINUTE_US (60 * 1000000LL)
+#define HOUR_US (3600 * 1000000LL)
+#define DAY_US (86400 * 1000000LL)
+
+void
+delivery_vec_cleanup(struct delivery_vec *v)
+{
+    for (int i = 0; i < v->n; i++) {
+        free(v->items[i].to_address);
+        free(v->items[i].name);
+        free(v->items[i].first_name);
+        free(v->items[i].last_name);
+        free(v->items[i].attributes);
+    }
+    free(v->items);
+    memset(v, 0, sizeof(*v));
+}
+
+static void
+work_row(struct db *d, struct db_res *r, void *out)
+{
+    struct delivery_work *w = out;
+
+    db_col_uuid(d, r, 0, w->tenant_id);
+    db_col_uuid(d, r, 1, w->campaign_id);
+}
+
+mc_err
+store_delivery_work(struct store *st, int max, struct delivery_work *out, int *n)
+{
+    struct db_param p[] = {P_INT(max)};
+    struct delivery_work *items = NULL;
+    struct db d;
+    mc_err err;
+
+    *n = 0;
+    if ((err = db_get(st, &d)) != MC_ERR_OK)
+        return err;
+    err = db_fetch_all(&d,
+                       "SELECT c.tenant_id, c.id FROM campaigns c JOIN tenants t "
+                       "ON t.id = c.tenant_id WHERE c.status = 'sending' AND c.pending_count > 0 "
+                       "AND t.status = 'active' ORDER BY c.tenant_id, c.id LIMIT $1",
+                       p, NPARAMS(p), work_row, sizeof(*items), (void **)&items, n);
+    db_put(&d);
+    if (err == MC_ERR_OK && *n > 0)
+        memcpy(out, items, (size_t)*n * sizeof(*items));
+    free(items);
+    return err;
+}
+
+/* What the claim needs to know about the campaign, its tenant and their limits. */
+struct claim_ctx {
+    bool sending;
+    int64_t c_minute, c_hour;            /* the campaign's own limits, 0 none */
+    int64_t t_minute, t_hour, t_day;     /* the tenant's limits */
+    bool t_enabled;
+};
+
+static void
+ctx_row(struct db *d, struct db_res *r, void *out)
+{
+    struct claim_ctx *c = out;
+    const char *cs = d->ops->col_text(r, 0), *ts = d->ops->col_text(r, 1);
+
+    c->sending = cs && ts && strcmp(cs, "sending") == 0 && strcmp(ts, "active") == 0;
+    c->c_minute = d->ops->col_int(r, 2);
+    c->c_hour = d->ops->col_int(r, 3);
+    if (d->ops->col_text(r, 4) != NULL) {
+        c->t_minute = d->ops->col_int(r, 4);
+        c->t_hour = d->ops->col_int(r, 5);
+        c->t_day = d->ops->col_int(r, 6);
+        c->t_enabled = d->ops->col_bool(r, 7);
+    } else {
+        c->t_minute = RATE_DEFAULT_MINUTE;
+        c->t_hour = RATE_DEFAULT_HOUR;
+        c->t_day = RATE_DEFAULT_DAY;
+        c->t_enabled = true;
+    }
+}
+
+struct window_counts {
+    int64_t minute, hour, day;
+};
+
+static void
+counts_row(struct db *d, struct db_res *r, void *out)
+{
+    struct window_counts *w = out;
+
+    w->minute = d->ops->col_int(r, 0);
+    w->hour = d->ops->col_int(r, 1);
+    w->day = d->ops->col_int(r, 2);
+}
+
+static int64_t
+room(int64_t limit, int64_t used)
+{
+    return limit - used > 0 ? limit - used : 0;
+}
+
+static void
+msg_row(struct db *d, struct db_res *r, void *out)
+{
+    struct delivery_msg *m = out;
+
+    db_col_uuid(d, r, 0, m->id);
+    db_col_uuid(d, r, 1, m->recipient_id);
+    m->to_address = db_col_dup(d, r, 2);
+    m->attempts = (int)d->ops->col_int(r, 3);
+    m->max_attempts = (int)d->ops->col_int(r, 4);
+}
+
+struct rcpt_data {
+    char id[MC_UUID_LEN + 1];
+    char *name, *first_name, *last_name, *attributes;
+};
+
+static void
+rcpt_row(struct db *d, struct db_res *r, void *out)
+{
+    struct rcpt_data *x = out;
+
+    db_col_uuid(d, r, 0, x->id);
+    x->name = db_col_dup(d, r, 1);
+    x->first_name = db_col_dup(d, r, 2);
+    x->last_name = db_col_dup(d, r, 3);
+    x->attributes = db_col_dup(d, r, 4);
+}
+
+static void
+id_row(struct db *d, struct db_res *r, void *out)
+{
+    db_col_uuid(d, r, 0, out);
+}
+
+static const char sql_claim_pg[] =
+    "WITH picked AS (SELECT id FROM scheduled_messages WHERE campaign_id = $1 "
+    "AND status = 'pending' AND next_attempt_at <= $2 ORDER BY next_attempt_at, id LIMIT $3 "
+    "FOR UPDATE SKIP LOCKED) "
+    "UPDATE scheduled_messages m SET status = 'sending', lease_owner = $4, "
+    "lease_expires_at = $5, attempts = m.attempts + 1, last_attempt_at = $2, updated_at = $2 "
+    "FROM picked WHERE m.id = picked.id "
+    "RETURNING m.id, m.recipient_id, m.to_address, m.attempts, m.max_attempts";
+static const char sql_claim_sqlite[] =
+    "UPDATE scheduled_messages SET status = 'sending', lease_owner = $4, "
+    "lease_expires_at = $5, attempts = attempts + 1, last_attempt_at = $2, updated_at = $2 "
+    "WHERE id IN (SELECT id FROM scheduled_messages WHERE campaign_id = $1 "
+    "AND status = 'pending' AND next_attempt_at <= $2 ORDER BY next_attempt_at, id LIMIT $3) "
+    "RETURNING id, recipient_id, to_address, attempts, max_attempts";
+
+/* The claimed rows whose recipient may no longer be mailed become 'suppressed'. */
+static const char sql_suppress_sqlite[] =
+    "UPDATE scheduled_messages SET status = 'suppressed', lease_owner = NULL, "
+    "lease_expires_at = NULL, last_attempt_at = NULL, attempts = attempts - 1, updated_at = $2 "
+    "WHERE lease_owner = $3 AND status = 'sending' AND campaign_id = $1 "
+    "AND id IN (SELECT value FROM json_each($4)) AND (recipient_id IS NULL OR EXISTS "
+    "(SELECT 1 FROM recipients r WHERE r.id = scheduled_messages.recipient_id AND "
+    "(r.status <> 'active' OR EXISTS (SELECT 1 FROM unsubscribes u WHERE "
+    "u.tenant_id = r.tenant_id AND u.email_lc = r.email_lc)))) RETURNING id";
+static const char sql_suppress_pg[] =
+    "UPDATE scheduled_messages SET status = 'suppressed', lease_owner = NULL, "
+    "lease_expires_at = NULL, last_attempt_at = NULL, attempts = attempts - 1, updated_at = $2 "
+    "WHERE lease_owner = $3 AND status = 'sending' AND campaign_id = $1 "
+    "AND id IN (SELECT jsonb_array_elements_text($4::jsonb)::uuid) AND (recipient_id IS NULL "
+    "OR EXISTS (SELECT 1 FROM recipients r WHERE r.id = scheduled_messages.recipient_id AND "
+    "(r.status <> 'active' OR EXISTS (SELECT 1 FROM unsubscribes u WHERE "
+    "u.tenant_id = r.tenant_id AND u.email_lc = r.email_lc)))) RETURNING id";
+
+static const char sql_rcpts_sqlite[] =
+    "SELECT id, name, first_name, last_name, attributes FROM recipients "
+    "WHERE id IN (SELECT value FROM json_each($1))";
+static const char sql_rcpts_pg[] =
+    "SELECT id, name, first_name, last_name, attributes FROM recipients "
+    "WHERE id IN (SELECT jsonb_array_elements_text($1::jsonb)::uuid)";
+
+mc_err
+store_delivery_claim(struct store *st, const struct delivery_work *w, const char *owner,
+                     int64_t now, int64_t lease_us, int max, struct delivery_vec *out)
+{
+    struct claim_ctx ctx = {0};
+    struct window_counts tc = {0}, cc = {0};
+    struct delivery_vec v = {0};
+    char (*gone)[MC_UUID_LEN + 1] = NULL;
+    struct rcpt_data *rd = NULL;
+    int ngone = 0, nrd = 0;
+    json_t *ids = NULL;
+    char *ids_s = NULL;
+    int64_t allow = max;
+    bool is_pg;
+    struct db d;
+    mc_err err;
+
+    memset(out, 0, sizeof(*out));
+    if ((err = db_get(st, &d)) != MC_ERR_OK)
+        return err;
+    is_pg = d.ops->dialect == DB_PG;
+    if ((err = db_begin(&d, true)) != MC_ERR_OK)
+        goto out;
+    {
+        struct db_param p[] = {P_TEXT(w->tenant_id), P_TEXT(w->campaign_id)};
+        if (is_pg) {
+            int64_t one;
+            err = db_one_int(&d, "SELECT 1 FROM tenants WHERE id = $1 FOR UPDATE", p, 1, &one);
+        }
+        if (err == MC_ERR_OK)
+            err = db_fetch_one(&d,
+                               "SELECT c.status, t.status, c.rate_limit_per_minute, "
+                               "c.rate_limit_per_hour, l.per_minute, l.per_hour, l.per_day, "
+                               "l.enabled FROM campaigns c JOIN tenants t ON t.id = c.tenant_id "
+                               "LEFT JOIN tenant_rate_limits l ON l.tenant_id = t.id "
+                               "WHERE c.tenant_id = $1 AND c.id = $2",
+                               p, NPARAMS(p), ctx_row, &ctx);
+    }
+    if (err != MC_ERR_OK || !ctx.sending)
+        goto rollback;
+    {
+        struct db_param pt[] = {P_TEXT(w->tenant_id), P_TIME(now - MINUTE_US),
+                                P_TIME(now - HOUR_US), P_TIME(now - DAY_US)};
+        struct db_param pc[] = {P_TEXT(w->campaign_id), P_TIME(now - MINUTE_US),
+                                P_TIME(now - HOUR_US)};
+        if (ctx.t_enabled)
+            err = db_fetch_one(&d,
+                               "SELECT COALESCE(SUM(CASE WHEN last_attempt_at > $2 THEN 1 ELSE 0 "
+                               "END), 0), COALESCE(SUM(CASE WHEN last_attempt_at > $3 THEN 1 "
+                               "ELSE 0 END), 0), COUNT(*) FROM scheduled_messages "
+                               "WHERE tenant_id = $1 AND last_attempt_at > $4",
+                               pt, NPARAMS(pt), counts_row, &tc);
+        if (err == MC_ERR_OK && (ctx.c_minute || ctx.c_hour))
+            err = db_fetch_one(&d,
+                               "SELECT COALESCE(SUM(CASE WHEN last_attempt_at > $2 THEN 1 ELSE 0 "
+                               "END), 0), COUNT(*), 0 FROM scheduled_messages "
+                               "WHERE campaign_id = $1 AND last_attempt_at > $3",
+                               pc, NPARAMS(pc), counts_row, &cc);
+        if (err != MC_ERR_OK)
+            goto rollback;
+    }
+    if (ctx.t_enabled) {
+        int64_t a = room(ctx.t_minute, tc.minute), b = room(ctx.t_hour, tc.hour),
+                c = room(ctx.t_day, tc.day);
+        allow = allow < a ? allow : a;
+        allow = allow < b ? allow : b;
+        allow = allow < c ? allow : c;
+    }
+    if (ctx.c_minute && room(ctx.c_minute, cc.minute) < allow)
+        allow = room(ctx.c_minute, cc.minute);
+    if (ctx.c_hour && room(ctx.c_hour, cc.hour) < allow)
+        allow = room(ctx.c_hour, cc.hour);
+    if (allow <= 0)
+        goto rollback;
+    {
+        struct db_param p[] = {P_TEXT(w->campaign_id), P_TIME(now), P_INT(allow), P_TEXT(owner),
+                               P_TIME(now + lease_us)};
+        err = db_fetch_all(&d, is_pg ? sql_claim_pg : sql_claim_sqlite, p, NPARAMS(p), msg_row,
+                           sizeof(*v.items), (void **)&v.items, &v.n);
+        if (err != MC_ERR_OK || v.n == 0)
+            goto rollback;
+    }
+    ids = json_array();
+    for (int i = 0; i < v.n; i++)
+        json_array_append_new(ids, json_string(v.items[i].id));
+    ids_s = json_dumps(ids, JSON_COMPACT);
+    {
+        struct db_param p[] = {P_TEXT(w->campaign_id), P_TIME(now), P_TEXT(owner), P_TEXT(ids_s)};
+        err = db_fetch_all(&d, is_pg ? sql_suppress_pg : sql_suppress_sqlite, p, NPARAMS(p),
+                           id_row, sizeof(*gone), (void **)&gone, &ngone);
+    }
+    if (err == MC_ERR_OK) {
+        /* The recipients' data for rendering; ids of deleted recipients were suppressed. */
+        json_t *rids = json_array();
+        for (int i = 0; i < v.n; i++)
+            if (v.items[i].recipient_id[0])
+                json_array_append_new(rids, json_string(v.items[i].recipient_id));
+        char *rids_s = json_dumps(rids, JSON_COMPACT);
+        json_decref(rids);
+        struct db_param p[] = {P_TEXT(rids_s)};
+        err = db_fetch_all(&d, is_pg ? sql_rcpts_pg : sql_rcpts_sqlite, p, NPARAMS(p), rcpt_row,
+                           sizeof(*rd), (void **)&rd, &nrd);
+        free(rids_s);
+    }
+    if (err == MC_ERR_OK)
+        err = db_commit(&d);
+    if (err != MC_ERR_OK)
+        goto rollback;
+    /* Keep what is to be sent, with its recipient's data. */
+    int keep = 0;
+    for (int i = 0; i < v.n; i++) {
+        struct delivery_msg *m = &v.items[i];
+        bool suppressed = false;
+        for (int k = 0; k < ngone && !suppressed; k++)
+            suppressed = strcmp(gone[k], m->id) == 0;
+        if (suppressed) {
+            free(m->to_address);
+            continue;
+        }
+        memcpy(m->tenant_id, w->tenant_id, sizeof(m->tenant_id));
+        memcpy(m->campaign_id, w->campaign_id, sizeof(m->campaign_id));
+        for (int k = 0; k < nrd; k++) {
+            if (strcmp(rd[k].id, m->recipient_id) == 0) {
+                m->name = rd[k].name;
+                m->first_name = rd[k].first_name;
+                m->last_name = rd[k].last_name;
+                m->attributes = rd[k].attributes;
+                rd[k].name = rd[k].first_name = rd[k].last_name = rd[k].attributes = NULL;
+                break;
+            }
+        }
+        v.items[keep++] = *m;
+    }
+    v.n = keep;
+    if (ngone > 0)
+        log_info("event=suppressed_at_claim tenant=%s campaign=%s n=%d", w->tenant_id,
+                 w->campaign_id, ngone);
+    *out = v;
+    memset(&v, 0, sizeof(v));
+    goto out;
+rollback:
+    db_rollback(&d);
+out:
+    db_put(&d);
+    for (int k = 0; k < nrd; k++) {
+        free(rd[k].name);
+        free(rd[k].first_name);
+        free(rd[k].last_name);
+        free(rd[k].attributes);
+    }
+    free(rd);
+    free(gone);
+    json_decref(ids);
+    free(ids_s);
+    delivery_vec_cleanup(&v);
+    return err;
+}
+
+/* ---- results ---- */
+
+#define FENCE " WHERE id = $1 AND lease_owner = $2 AND attempts = $3 AND status = 'sending'"
+
+static const char sql_sent[] =
+    "UPDATE scheduled_messages SET status = 'sent', sent_at = $4, lease_owner = NULL, "
+    "lease_expires_at = NULL, last_reply_code = $5, last_error = NULL, relay_queue_id = $6, "
+    "message_id = $7, updated_at = $4" FENCE;
+static const char sql_retry[] =
+    "UPDATE scheduled_messages SET status = CASE "
+    "WHEN (SELECT c.status FROM campaigns c WHERE c.id = scheduled_messages.campaign_id) "
+    "= 'cancelled' THEN 'cancelled' WHEN attempts >= max_attempts THEN 'failed' "
+    "ELSE 'pending' END, next_attempt_at = $8, lease_owner = NULL, lease_expires_at = NULL, "
+    "last_reply_code = $5, last_error = $6, message_id = $7, updated_at = $4" FENCE;
+static const char sql_failed[] =
+    "UPDATE scheduled_messages SET status = 'failed', lease_owner = NULL, "
+    "lease_expires_at = NULL, last_reply_code = $5, last_error = $6, message_id = $7, "
+    "updated_at = $4" FENCE;
+static const char sql_bounced[] =
+    "UPDATE scheduled_messages SET status = 'bounced', bounced_at = $4, bounce_type = 'hard', "
+    "bounce_reason = $6, lease_owner = NULL, lease_expires_at = NULL, last_reply_code = $5, "
+    "last_error = $6, message_id = $7, updated_at = $4" FENCE " RETURNING tenant_id, "
+    "campaign_id, recipient_id";
+static const char sql_release[] =
+    "UPDATE scheduled_messages SET status = CASE "
+    "WHEN (SELECT c.status FROM campaigns c WHERE c.id = scheduled_messages.campaign_id) "
+    "= 'cancelled' THEN 'cancelled' ELSE 'pending' END, attempts = attempts - 1, "
+    "next_attempt_at = $6, last_attempt_at = NULL, lease_owner = NULL, lease_expires_at = NULL, "
+    "last_error = $5, updated_at = $4" FENCE;
+
+struct bounce_row {
+    char tenant_id[MC_UUID_LEN + 1];
+    char campaign_id[MC_UUID_LEN + 1];
+    char recipient_id[MC_UUID_LEN + 1];
+};
+
+static void
+bounce_row(struct db *d, struct db_res *r, void *out)
+{
+    struct bounce_row *b = out;
+
+    db_col_uuid(d, r, 0, b->tenant_id);
+    db_col_uuid(d, r, 1, b->campaign_id);
+    db_col_uuid(d, r, 2, b->recipient_id);
+}
+
+/* A hard bounce: the recipient is bounced and its address suppressed (source bounce). */
+static mc_err
+bounce(struct db *d, const struct bounce_row *b, const char *reason, int64_t now)
+{
+    struct db_param p[] = {P_TEXT(b->recipient_id), P_TIME(now), P_TEXT(b->campaign_id),
+                           P_TEXT(reason)};
+    mc_err err;
+
+    if (b->recipient_id[0] == '\0')
+        return MC_ERR_OK;
+    err = db_exec(d, "UPDATE recipients SET status = 'bounced', updated_at = $2 WHERE id = $1", p,
+                  2, NULL);
+    if (err == MC_ERR_OK)
+        err = db_exec(d,
+                      "INSERT INTO unsubscribes (id, tenant_id, email, email_lc, source, "
+                      "campaign_id, reason, unsubscribed_at) SELECT gen_random_uuid(), "
+                      "r.tenant_id, r.email, r.email_lc, 'bounce', $3, $4, $2 FROM recipients r "
+                      "WHERE r.id = $1 ON CONFLICT (tenant_id, email_lc) DO NOTHING",
+                      p, NPARAMS(p), NULL);
+    return err;
+}
+
+mc_err
+store_delivery_record(struct store *st, const char *owner, int64_t now,
+                      const struct delivery_result *res, int n, int *applied)
+{
+    struct db d;
+    mc_err err;
+
+    *applied = 0;
+    if (n == 0)
+        return MC_ERR_OK;
+    if ((err = db_get(st, &d)) != MC_ERR_OK)
+        return err;
+    if ((err = db_begin(&d, true)) != MC_ERR_OK)
+        goto out;
+    for (int i = 0; i < n && err == MC_ERR_OK; i++) {
+        const struct delivery_result *x = &res[i];
+        int64_t changes = 0;
+        struct db_param p[] = {P_TEXT(x->id),
+                               P_TEXT(owner),
+                               P_INT(x->attempts),
+                               P_TIME(now),
+                               x->reply_code ? P_INT(x->reply_code) : P_NULL,
+                               P_TEXT(x->outcome == OUT_SENT ? (x->queue_id[0] ? x->queue_id : NULL)
+                                                             : (x->error[0] ? x->error : NULL)),
+                               P_TEXT(x->message_id[0] ? x->message_id : NULL),
+                               P_TIME(x->next_attempt_at ? x->next_attempt_at : now)};
+        switch (x->outcome) {
+        case OUT_SENT:
+            err = db_exec(&d, sql_sent, p, NPARAMS(p) - 1, &changes);
+            break;
+        case OUT_RETRY:
+            err = db_exec(&d, sql_retry, p, NPARAMS(p), &changes);
+            break;
+        case OUT_FAILED:
+            err = db_exec(&d, sql_failed, p, NPARAMS(p) - 1, &changes);
+            break;
+        case OUT_RELEASE: {
+            struct db_param pr[] = {p[0], p[1], p[2], p[3], P_TEXT(x->error[0] ? x->error : NULL),
+                                    p[7]};
+            err = db_exec(&d, sql_release, pr, NPARAMS(pr), &changes);
+            break;
+        }
+        case OUT_BOUNCED: {
+            struct bounce_row *b = NULL;
+            int nb = 0;
+            err = db_fetch_all(&d, sql_bounced, p, NPARAMS(p) - 1, bounce_row, sizeof(*b),
+                               (void **)&b, &nb);
+            if (err == MC_ERR_OK && nb == 1)
+                err = bounce(&d, b, x->error, now);
+            changes = nb;
+            free(b);
+            break;
+        }
+        }
+        if (err == MC_ERR_OK && changes == 1)
+            (*applied)++;
+        else if (err == MC_ERR_OK)
+            log_warn("event=fenced_out msg=%s attempt=%d owner=%s", x->id, x->attempts, owner);
+    }
+    if (err == MC_ERR_OK)
+        err = db_commit(&d);
+    else
+        db_rollback(&d);
+out:
+    db_put(&d);
+    return err;
+}
+
+mc_err
+store_delivery_recover(struct store *st, int64_t now, int *n)
+{
+    struct db_param p[] = {P_TIME(now)};
+    int64_t changes = 0;
+    struct db d;
+    mc_err err;
+
+    if ((err = db_get(st, &d)) != MC_ERR_OK)
+        return err;
+    err = db_exec(&d,
+                  "UPDATE scheduled_messages SET status = CASE "
+                  "WHEN (SELECT c.status FROM campaigns c WHERE c.id = "
+                  "scheduled_messages.campaign_id) = 'cancelled' THEN 'cancelled' "
+                  "WHEN attempts >= max_attempts THEN 'failed' ELSE 'pending' END, "
+                  "lease_owner = NULL, lease_expires_at = NULL, next_attempt_at = $1, "
+                  "last_error = 'the lease expired: the worker stopped or crashed mid-send', "
+                  "updated_at = $1 WHERE status = 'sending' AND lease_expires_at < $1",
+                  p, NPARAMS(p), &changes);
+    db_put(&d);
+    *n = (int)changes;
+    if (err == MC_ERR_OK && changes > 0)
+        log_warn("event=lease_expired n=%lld", (long long)changes);
+    return err;
+}
