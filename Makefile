@@ -6,7 +6,7 @@
 #   make test SANITIZE=1   the same under ASan and UBSan
 #   make bench      benchmarks (see bench/RESULTS.md)
 
-PKGS     := libmicrohttpd jansson sqlite3 libpq libcrypto libidn2
+PKGS     := libmicrohttpd jansson sqlite3 libpq libcrypto libssl libidn2 libevent libevent_openssl libevent_pthreads
 LIBS_EXTRA := -lcsv
 CC       ?= gcc
 BUILD    ?= build
@@ -30,14 +30,29 @@ CORE_SRC  := $(wildcard src/core/*.c)
 STORE_SRC := $(wildcard src/store/*.c)
 HTTP_SRC  := $(wildcard src/http/*.c)
 TPL_SRC   := $(wildcard src/template/*.c)
+SMTP_SRC  := $(wildcard src/smtp/*.c)
 WORKER_SRC := $(wildcard src/worker/*.c)
 CLI_SRC   := $(filter-out src/cli/main.c,$(wildcard src/cli/*.c))
-LIB_SRC   := $(CORE_SRC) $(STORE_SRC) $(TPL_SRC) $(WORKER_SRC) $(HTTP_SRC) $(CLI_SRC)
+LIB_SRC   := $(CORE_SRC) $(STORE_SRC) $(TPL_SRC) $(SMTP_SRC) $(WORKER_SRC) $(HTTP_SRC) $(CLI_SRC)
 LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/migrations_gen.o
 MIGRATIONS := $(sort $(wildcard migrations/sqlite/*.sql migrations/pg/*.sql))
 
 UNIT_SRC  := $(wildcard tests/unit/*/test_*.c)
 UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+
+# Fuzz targets: tests/fuzz/fuzz_NAME.c with its seed corpus in
+# tests/fuzz/corpus/NAME/.  The replay binaries live in $(BUILD)/fuzz/, not
+# $(BUILD)/tests/, which tests/run.sh treats as cmocka tests.
+FUZZ_SRC  := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_NAMES := $(FUZZ_SRC:tests/fuzz/fuzz_%.c=%)
+FUZZ_REPLAY := $(FUZZ_NAMES:%=$(BUILD)/fuzz/fuzz_%_replay)
+# libFuzzer builds: clang instruments the parser itself, so each target
+# lists the sources it needs rather than linking the gcc-built library.
+FUZZ_CC   ?= clang
+FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-omit-frame-pointer \
+	-std=c11 -D_GNU_SOURCE $(WARN) -Isrc
+FUZZ_TIME ?= 60
+FUZZ_reply_SRC := src/smtp/reply.c src/core/util.c src/core/err.c
 
 all: mailcast
 
@@ -66,6 +81,33 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libmailcast.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) -Itests/unit -o $@ $< $(BUILD)/libmailcast.a $(LDFLAGS) $(LIBS) -lcmocka
 
+# Replays every seed of every fuzz target under the current CFLAGS (so
+# SANITIZE=1 applies); needs neither clang nor libFuzzer.  Exits non-zero
+# when a binary fails to build, an input crashes or trips a sanitizer, or a
+# corpus is missing or empty.
+fuzz-replay: $(FUZZ_REPLAY)
+	@set -e; for n in $(FUZZ_NAMES); do \
+	    $(BUILD)/fuzz/fuzz_$${n}_replay tests/fuzz/corpus/$$n; done
+
+$(BUILD)/fuzz/fuzz_%_replay: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(BUILD)/libmailcast.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) -o $@ $< tests/fuzz/replay.c $(BUILD)/libmailcast.a $(LDFLAGS) $(LIBS)
+
+# Real fuzzing with libFuzzer (clang 14; runtime from libclang-rt-14-dev):
+# each target runs FUZZ_TIME seconds, starting from its seeds and keeping
+# what it finds in $(BUILD)/fuzz/corpus-NAME/ (add the good ones to the
+# seed corpus by hand).  A crash leaves crash-* in the current directory.
+fuzz: $(FUZZ_NAMES:%=$(BUILD)/fuzz/fuzz_%)
+	@set -e; for n in $(FUZZ_NAMES); do \
+	    mkdir -p $(BUILD)/fuzz/corpus-$$n; \
+	    $(BUILD)/fuzz/fuzz_$$n -max_total_time=$(FUZZ_TIME) \
+	        $(BUILD)/fuzz/corpus-$$n tests/fuzz/corpus/$$n; done
+
+.SECONDEXPANSION:
+$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $$(FUZZ_$$*_SRC)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^
+
 deps:
 	@bash scripts/deps.sh
 
@@ -90,6 +132,6 @@ bench: mailcast
 clean:
 	rm -rf build build-san mailcast
 
-.PHONY: all mailcast deps deps-test run unit test bench clean
+.PHONY: all mailcast deps deps-test run unit test bench clean fuzz fuzz-replay
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -12,7 +12,7 @@ want_test=0
 
 build_pkgs="gcc make pkg-config libmicrohttpd-dev libjansson-dev libsqlite3-dev
 libpq-dev libcsv-dev libidn2-dev libevent-dev libssl-dev libopendkim-dev uuid-dev"
-test_pkgs="libcmocka-dev postgresql python3-pytest python3-requests python3-psycopg2
+test_pkgs="libcmocka-dev postgresql postfix python3-pytest python3-requests python3-psycopg2
 python3-aiosmtpd python3-dkim nodejs"
 
 pkgs=$build_pkgs

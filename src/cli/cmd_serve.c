@@ -16,6 +16,7 @@
 #include "core/log.h"
 #include "http/http.h"
 #include "store/store.h"
+#include "worker/delivery.h"
 #include "worker/engine.h"
 
 struct store *
@@ -77,6 +78,7 @@ cmd_serve(struct cli_ctx *c)
 {
     struct app app = {0};
     struct http_server *srv = NULL;
+    struct delivery *delivery = NULL;
     char *generated = NULL;
     sigset_t set;
     int sig = 0, rc = 1;
@@ -110,6 +112,14 @@ cmd_serve(struct cli_ctx *c)
     app.engine = engine_start(app.st, &c->cfg);
     if (app.engine == NULL)
         goto out;
+    if (c->cfg.deliver) {
+        delivery = delivery_start(app.st, &c->cfg, app.token_keys[0]);
+        if (delivery == NULL) {
+            fprintf(stderr, "mailcast: cannot start delivery (relay %s); see the log line above\n",
+                    str_prefix(c->cfg.relay, "dir:") ? c->cfg.relay : "smtp");
+            goto out;
+        }
+    }
     srv = http_server_start(&app);
     if (srv == NULL) {
         fprintf(stderr, "mailcast: cannot listen on %s; see the log line above\n",
@@ -123,9 +133,12 @@ cmd_serve(struct cli_ctx *c)
         ;
     log_info("event=stopping signal=%s", sig == SIGTERM ? "TERM" : "INT");
     http_server_stop(srv, (int)c->cfg.shutdown_timeout);
+    delivery_stop(delivery, (int)c->cfg.shutdown_timeout);
+    delivery = NULL;
     log_info("event=stopped");
     rc = 0;
 out:
+    delivery_stop(delivery, 0);
     engine_stop(app.engine);
     free(generated);
     store_close(app.st);
@@ -135,8 +148,47 @@ out:
 int
 cmd_worker(struct cli_ctx *c)
 {
-    (void)c;
-    fprintf(stderr, "mailcast worker: not yet: delivery workers arrive with the delivery "
-                    "engine; `mailcast serve` runs the API\n");
-    return 1;
+    struct app app = {0};
+    struct delivery *delivery = NULL;
+    sigset_t set;
+    int sig = 0, rc = 1;
+
+    if (c->argc > 0) {
+        fprintf(stderr, "mailcast worker: unexpected argument \"%s\"\n", c->argv[0]);
+        return 2;
+    }
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    app.cfg = &c->cfg;
+    app.st = cli_open_store(&c->cfg);
+    if (app.st == NULL)
+        return 1;
+    if (auth_token_keys_init(&app) != MC_ERR_OK) {
+        fprintf(stderr, "mailcast: cannot set up the unsubscribe token key\n");
+        goto out;
+    }
+    /* Workers move campaigns along too: any process may, all do it safely. */
+    app.engine = engine_start(app.st, &c->cfg);
+    delivery = app.engine ? delivery_start(app.st, &c->cfg, app.token_keys[0]) : NULL;
+    if (delivery == NULL) {
+        fprintf(stderr, "mailcast worker: cannot start delivery; see the log line above\n");
+        goto out;
+    }
+    log_info("event=start version=%s role=worker backend=%s", MAILCAST_VERSION,
+             store_backend(app.st));
+    while (sigwait(&set, &sig) != 0)
+        ;
+    log_info("event=stopping signal=%s", sig == SIGTERM ? "TERM" : "INT");
+    delivery_stop(delivery, (int)c->cfg.shutdown_timeout);
+    delivery = NULL;
+    log_info("event=stopped");
+    rc = 0;
+out:
+    delivery_stop(delivery, 0);
+    engine_stop(app.engine);
+    store_close(app.st);
+    return rc;
 }

@@ -279,6 +279,12 @@ validate(struct config *cfg, struct layered *l, struct buf *errors)
                    "smtp_command_timeout (%lld), or a slow relay would see duplicates\n",
                    (long long)cfg->lease_seconds,
                    (long long)(cfg->smtp_data_timeout + 2 * cfg->smtp_command_timeout));
+    if (cfg->list_unsubscribe_mailto != NULL &&
+        (!str_prefix(cfg->list_unsubscribe_mailto, "mailto:") ||
+         strchr(cfg->list_unsubscribe_mailto, '@') == NULL ||
+         strpbrk(cfg->list_unsubscribe_mailto, " \t\r\n<>,\"") != NULL))
+        buf_printf(errors, "list_unsubscribe_mailto: must be a mailto: URI "
+                           "(mailto:unsubscribe@example.com)\n");
     if (cfg->retry_cap < cfg->retry_base)
         buf_printf(errors, "retry_cap must be at least retry_base\n");
     if (log_level_parse(cfg->log_level) < 0)

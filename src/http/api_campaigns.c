@@ -103,8 +103,9 @@ nullable_str(struct req *r, const char *name, unsigned flags, size_t max, char *
     return true;
 }
 
+/* An address field; `required` on create, `nullable` when it may be cleared. */
 static bool
-address_field(struct req *r, const char *name, bool required, char **dst)
+address_field(struct req *r, const char *name, bool required, bool nullable, char **dst)
 {
     const char *v = NULL, *why = NULL;
     bool present = false;
@@ -116,7 +117,7 @@ address_field(struct req *r, const char *name, bool required, char **dst)
     if (!present)
         return true;
     if (v == NULL || *v == '\0') {
-        if (required) {
+        if (required || !nullable) {
             reply_invalid(r, name, "%s is required", name);
             return false;
         }
@@ -217,9 +218,9 @@ apply_fields(struct req *r, struct campaign *c, bool create)
     if (!field_string(r, r->json, "name", req | F_NONEMPTY, 255, &name, NULL) ||
         !field_string(r, r->json, "subject", req | F_NONEMPTY | F_ONELINE, 998, &subject, NULL) ||
         !nullable_str(r, "description", 0, 10000, &c->description) ||
-        !address_field(r, "from_address", create, &c->from_address) ||
+        !address_field(r, "from_address", create, false, &c->from_address) ||
         !nullable_str(r, "from_name", F_ONELINE, 255, &c->from_name) ||
-        !address_field(r, "reply_to", false, &c->reply_to) ||
+        !address_field(r, "reply_to", false, true, &c->reply_to) ||
         !nullable_str(r, "html_body", 0, (size_t)r->app->cfg->template_max, &c->html_body) ||
         !nullable_str(r, "text_body", 0, (size_t)r->app->cfg->template_max, &c->text_body) ||
         !field_string(r, r->json, "recipient_list_id", F_NULLABLE, 64, &list, &has_list) ||
@@ -659,7 +660,10 @@ api_campaign_preview(struct req *r)
     if (!field_string(r, r->json, "recipient_id", 0, 64, &rid, NULL))
         goto done;
     if (rid != NULL) {
-        err = c.list_id[0] ? store_recipient_get(r->app->st, c.tenant_id, c.list_id, rid, &x)
+        char id[MC_UUID_LEN + 1];
+        snprintf(id, sizeof(id), "%s", rid);
+        crypto_uuid_lower(id);
+        err = c.list_id[0] ? store_recipient_get(r->app->st, c.tenant_id, c.list_id, id, &x)
                            : MC_ERR_NOT_FOUND;
         if (err == MC_ERR_NOT_FOUND) {
             reply_invalid(r, "recipient_id", "no such recipient in the campaign's list");
@@ -677,9 +681,11 @@ api_campaign_preview(struct req *r)
     } else {
         struct recipient_patch p = {0};
         if (!field_string(r, r->json, "email", F_REQUIRED, 1024, &email, NULL) ||
-            !field_string(r, r->json, "name", F_NULLABLE, 255, &p.name, NULL) ||
-            !field_string(r, r->json, "first_name", F_NULLABLE, 255, &p.first_name, NULL) ||
-            !field_string(r, r->json, "last_name", F_NULLABLE, 255, &p.last_name, NULL))
+            !field_string(r, r->json, "name", F_NULLABLE | F_ONELINE, 255, &p.name, NULL) ||
+            !field_string(r, r->json, "first_name", F_NULLABLE | F_ONELINE, 255, &p.first_name,
+                          NULL) ||
+            !field_string(r, r->json, "last_name", F_NULLABLE | F_ONELINE, 255, &p.last_name,
+                          NULL))
             goto done;
         json_t *a = json_object_get(r->json, "attributes");
         if (a != NULL && !json_is_null(a) && !json_is_object(a)) {

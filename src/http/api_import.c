@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "core/crypto.h"
 #include "core/csv.h"
@@ -316,46 +317,51 @@ add_row(struct importer *im, struct req *r, long line, const char *email, const 
 
 /* ---- CSV ---- */
 
-static int
-column(struct importer *im, const char *name)
-{
-    for (int i = 0; i < im->ncols; i++)
-        if (strcmp(im->cols[i], name) == 0)
-            return i;
-    return -1;
-}
-
+/*
+ * The header row.  email, name, first_name, last_name and reason are found
+ * whatever their case and surrounding blanks; every other column name is an
+ * attribute key and is kept exactly (only the apostrophe an export puts in
+ * front of a formula-like name is taken off), so export and import
+ * round-trip.
+ */
 static bool
 csv_header(struct importer *im, struct req *r, char **fields, int n)
 {
+    static const char *const fixed[] = {"email", "name", "first_name", "last_name", "reason"};
+    int *slots[] = {&im->c_email, &im->c_name, &im->c_first, &im->c_last, &im->c_reason};
+
+    im->c_email = im->c_name = im->c_first = im->c_last = im->c_reason = -1;
     im->cols = xcalloc((size_t)n, sizeof(char *));
     for (int i = 0; i < n; i++) {
         char *c = fields[i];
         size_t len;
+        bool bad;
+
+        im->cols[i] = xstrdup(csv_unneutralise(c));
+        im->ncols = i + 1;
         while (*c == ' ' || *c == '\t')
             c++;
         len = strlen(c);
         while (len > 0 && (c[len - 1] == ' ' || c[len - 1] == '\t'))
             len--;
-        im->cols[i] = xstrndup(c, len);
-        for (char *p = im->cols[i]; *p; p++)
-            if (*p >= 'A' && *p <= 'Z')
-                *p = (char)(*p - 'A' + 'a');
-        im->ncols = i + 1;
-        if (!str_valid_utf8(im->cols[i], strlen(im->cols[i]), false) || im->cols[i][0] == '\0' ||
-            column(im, im->cols[i]) != i) {
-            char msg[160];
-            snprintf(msg, sizeof(msg), "the CSV header (line 1) has an empty, duplicate or "
-                                       "invalid column name");
-            reply_with_report(im, r, MC_ERR_BAD_REQUEST, msg);
+        for (int k = 0; k < 5; k++) {
+            if (strlen(fixed[k]) == len && strncasecmp(c, fixed[k], len) == 0) {
+                if (*slots[k] >= 0)
+                    im->cols[i][0] = '\0'; /* a second "email": refused below */
+                *slots[k] = i;
+            }
+        }
+        bad = im->cols[i][0] == '\0' ||
+              !str_valid_utf8(im->cols[i], strlen(im->cols[i]), false);
+        for (int k = 0; k < i && !bad; k++)
+            bad = strcmp(im->cols[k], im->cols[i]) == 0;
+        if (bad) {
+            reply_with_report(im, r, MC_ERR_BAD_REQUEST,
+                              "the CSV header (line 1) has an empty, duplicate or invalid "
+                              "column name");
             return false;
         }
     }
-    im->c_email = column(im, "email");
-    im->c_name = column(im, "name");
-    im->c_first = column(im, "first_name");
-    im->c_last = column(im, "last_name");
-    im->c_reason = column(im, "reason");
     if (im->c_email < 0) {
         reply_with_report(im, r, MC_ERR_BAD_REQUEST,
                           "the CSV header (line 1) has no \"email\" column");

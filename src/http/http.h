@@ -116,7 +116,7 @@ struct http_server *http_server_start(struct app *app);
 /* Stops accepting, lets in-flight requests finish within timeout_s, stops. */
 void http_server_stop(struct http_server *srv, int timeout_s);
 
-/* ---- request helpers (reply.c) ---- */
+/* ---- request helpers (response.c) ---- */
 
 /* Sends obj (stolen) with status. */
 void reply_json(struct req *r, int status, json_t *obj);
@@ -149,7 +149,7 @@ const char *req_header(const struct req *r, const char *name);
 /* Reads limit/offset into pg; on a bad value replies 422 and returns false. */
 bool req_page(struct req *r, struct page *pg);
 
-/* ---- JSON helpers (reply.c) ---- */
+/* ---- JSON helpers (response.c) ---- */
 
 /* "2026-11-29T11:13:53Z", or JSON null for 0. */
 json_t *json_time(int64_t us);

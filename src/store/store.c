@@ -270,6 +270,19 @@ db_col_uuid(struct db *d, struct db_res *r, int col, char out[MC_UUID_LEN + 1])
         memcpy(out, s, MC_UUID_LEN + 1);
 }
 
+mc_err
+db_lock_tenant(struct db *d, const char *tenant_id)
+{
+    struct db_param p[] = {P_TEXT(tenant_id)};
+    int64_t one = 0;
+    mc_err err;
+
+    if (d->ops->dialect != DB_PG)
+        return MC_ERR_OK;
+    err = db_one_int(d, "SELECT 1 FROM tenants WHERE id = $1 FOR UPDATE", p, NPARAMS(p), &one);
+    return err == MC_ERR_NOT_FOUND ? MC_ERR_OK : err;
+}
+
 bool
 store_id_ok(const char *id)
 {

@@ -194,7 +194,7 @@ static const char sql_suppress_pg[] =
     "UPDATE scheduled_messages SET status = 'suppressed', lease_owner = NULL, "
     "lease_expires_at = NULL, last_attempt_at = NULL, attempts = attempts - 1, updated_at = $2 "
     "WHERE lease_owner = $3 AND status = 'sending' AND campaign_id = $1 "
-    "AND id IN (SELECT jsonb_array_elements_text($4::jsonb)::uuid) AND (recipient_id IS NULL "
+    "AND id = ANY(ARRAY(SELECT jsonb_array_elements_text($4::jsonb)::uuid)) AND (recipient_id IS NULL "
     "OR EXISTS (SELECT 1 FROM recipients r WHERE r.id = scheduled_messages.recipient_id AND "
     "(r.status <> 'active' OR EXISTS (SELECT 1 FROM unsubscribes u WHERE "
     "u.tenant_id = r.tenant_id AND u.email_lc = r.email_lc)))) RETURNING id";
@@ -204,7 +204,7 @@ static const char sql_rcpts_sqlite[] =
     "WHERE id IN (SELECT value FROM json_each($1))";
 static const char sql_rcpts_pg[] =
     "SELECT id, name, first_name, last_name, attributes FROM recipients "
-    "WHERE id IN (SELECT jsonb_array_elements_text($1::jsonb)::uuid)";
+    "WHERE id = ANY(ARRAY(SELECT jsonb_array_elements_text($1::jsonb)::uuid))";
 
 mc_err
 store_delivery_claim(struct store *st, const struct delivery_work *w, const char *owner,

@@ -129,6 +129,14 @@ char *db_col_dup(struct db *d, struct db_res *r, int col);
 /* Copies a UUID column into a fixed buffer. */
 void db_col_uuid(struct db *d, struct db_res *r, int col, char out[MC_UUID_LEN + 1]);
 
+/*
+ * Inside a transaction: serialises, on PostgreSQL, the writers of one
+ * tenant's recipients and suppression list, so that "is it suppressed?"
+ * and the write that follows cannot interleave with a suppression being
+ * added (SQLite's BEGIN IMMEDIATE already serialises every writer).
+ */
+mc_err db_lock_tenant(struct db *d, const char *tenant_id);
+
 /* True when id is a well-formed UUID (the frontend's guard before any SQL). */
 bool store_id_ok(const char *id);
 

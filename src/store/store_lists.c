@@ -352,6 +352,8 @@ store_recipient_create(struct store *st, const char *tenant_id, const char *list
         return err;
     if ((err = db_begin(&d, true)) != MC_ERR_OK)
         goto out;
+    if ((err = db_lock_tenant(&d, tenant_id)) != MC_ERR_OK)
+        goto rollback;
     /* An address on the suppression list is recorded, but never as active. */
     err = db_one_int(&d, "SELECT COUNT(*) FROM unsubscribes WHERE tenant_id = $1 AND email_lc = $2",
                      ps, NPARAMS(ps), &suppressed);
@@ -434,6 +436,9 @@ store_recipient_update(struct store *st, const char *tenant_id, const char *list
         return err;
     if ((err = db_begin(&d, true)) != MC_ERR_OK)
         goto out;
+    if (rp->has_status && rp->status == RCPT_ACTIVE &&
+        (err = db_lock_tenant(&d, tenant_id)) != MC_ERR_OK)
+        goto rollback;
     if (rp->has_status && rp->status == RCPT_ACTIVE) {
         struct db_param q[] = {P_TEXT(tenant_id), P_TEXT(list_id), P_TEXT(id)};
         err = db_one_int(&d,

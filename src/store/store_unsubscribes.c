@@ -107,7 +107,9 @@ store_unsub_add(struct store *st, const char *tenant_id, const char *email, cons
         return err;
     if ((err = db_begin(&d, true)) != MC_ERR_OK)
         goto out;
-    err = db_exec(&d,
+    err = db_lock_tenant(&d, tenant_id);
+    if (err == MC_ERR_OK)
+        err = db_exec(&d,
                   "INSERT INTO unsubscribes (id, tenant_id, email, email_lc, source, campaign_id, "
                   "reason, unsubscribed_at) SELECT $1, id, $3, $4, $5, $6, $7, $8 FROM tenants "
                   "WHERE id = $2 ON CONFLICT (tenant_id, email_lc) DO NOTHING",
@@ -231,8 +233,8 @@ static const char sql_mark_many_sqlite[] =
     "(SELECT json_extract(value, '$.email_lc') FROM json_each($3))";
 static const char sql_mark_many_pg[] =
     "UPDATE recipients SET status = 'unsubscribed', unsubscribed_at = $2, updated_at = $2 "
-    "WHERE tenant_id = $1 AND status = 'active' AND email_lc IN "
-    "(SELECT x.email_lc FROM jsonb_to_recordset($3::jsonb) AS x(email_lc text))";
+    "WHERE tenant_id = $1 AND status = 'active' AND email_lc = ANY(ARRAY("
+    "SELECT x.email_lc FROM jsonb_to_recordset($3::jsonb) AS x(email_lc text)))";
 
 mc_err
 store_unsub_import(struct store *st, const char *tenant_id, const struct import_row *rows,
@@ -268,8 +270,10 @@ store_unsub_import(struct store *st, const char *tenant_id, const struct import_
     is_pg = d.ops->dialect == DB_PG;
     if ((err = db_begin(&d, true)) != MC_ERR_OK)
         goto out;
-    err = db_exec(&d, is_pg ? sql_unsub_import_pg : sql_unsub_import_sqlite, p, NPARAMS(p),
-                  &changes);
+    err = db_lock_tenant(&d, tenant_id);
+    if (err == MC_ERR_OK)
+        err = db_exec(&d, is_pg ? sql_unsub_import_pg : sql_unsub_import_sqlite, p, NPARAMS(p),
+                      &changes);
     if (err == MC_ERR_OK)
         err = db_exec(&d, is_pg ? sql_mark_many_pg : sql_mark_many_sqlite, p, NPARAMS(p), NULL);
     if (err == MC_ERR_OK)

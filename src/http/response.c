@@ -1,5 +1,5 @@
 /*
- * reply.c - building responses and reading request fields.
+ * response.c - building responses and reading request fields.
  *
  * Every error leaves as {"error":{"code":"...","message":"..."}} (plus
  * "field" for a 422), with the status from the error table.

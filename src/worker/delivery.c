@@ -1,0 +1,599 @@
+/*
+ * delivery.c - the delivery worker (see delivery.h).
+ *
+ * DESIGN
+ * One thread runs a libevent loop that owns everything here: the SMTP pool,
+ * the claimed messages, the results not yet recorded.  Nothing is shared
+ * with other threads but the stop request.
+ *
+ * A tick (every delivery_poll_ms, or at once when capacity frees up) first
+ * returns expired leases to pending (every few seconds), then fills the
+ * capacity: it walks the (tenant, campaign) pairs that have work, one claim
+ * each in turn, so a tenant held back by its rate limit costs the others
+ * one cheap claim that returns nothing and never delays them.  Claimed
+ * messages are rendered from the campaign's compiled templates (cached per
+ * campaign: a campaign's content cannot change once it has left the draft
+ * state) and handed to the relay.
+ *
+ * Outcomes gather in memory and are recorded in one transaction every
+ * 100 ms or 200 outcomes (group commit), each fenced on lease owner and
+ * attempt.  In-flight work is bounded by delivery_inflight, which also
+ * bounds the duplicates a kill -9 can cause.
+ *
+ * A stop request ends claiming, waits (bounded) for messages in flight,
+ * ends the rest (those never handed to the relay go back to pending
+ * without using an attempt), records everything and leaves the loop.
+ */
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include "core/crypto.h"
+#include "core/email.h"
+#include "core/log.h"
+#include "core/timeutil.h"
+#include "core/token.h"
+#include "delivery.h"
+#include "smtp/client.h"
+#include "smtp/mime.h"
+#include "smtp/outbox.h"
+#include "template/template.h"
+
+#define FLUSH_MS 100
+#define FLUSH_MAX 200
+#define RECOVER_EVERY_US (5 * 1000000LL)
+#define MAX_WORK 256
+#define CACHE_MAX 64
+#define STOP_CHECK_MS 20
+
+/* A campaign's sending data, compiled once. */
+struct camp {
+    char id[MC_UUID_LEN + 1];
+    char *name, *from_address, *from_name, *reply_to;
+    struct tpl *subject, *html, *text; /* owned; html or text may be NULL */
+    int64_t used;                      /* for eviction */
+};
+
+struct dmsg {
+    struct smtp_job job; /* first: the pool hands back &job */
+    struct delivery *d;
+    char id[MC_UUID_LEN + 1];
+    int attempts;
+    char message_id[128];
+};
+
+struct delivery {
+    struct store *st;          /* borrowed */
+    const struct config *cfg;  /* borrowed */
+    unsigned char key[32];
+    char owner[96];
+    pthread_t thread;
+    struct event_base *base;
+    struct event *tick, *flush, *stop_ev;
+    struct smtp_pool *pool;    /* NULL for dir: */
+    const char *outbox;        /* borrowed from cfg: the dir: path, or NULL */
+    int inflight;
+    struct delivery_result *results; /* owned, pending record */
+    int nresults, capresults;
+    struct delivery_work work[MAX_WORK];
+    int nwork, next_work;
+    struct camp *cache[CACHE_MAX];
+    int ncache;
+    int64_t last_recover;
+    _Atomic int64_t stop_deadline; /* monotonic; 0 while running; set by delivery_stop */
+    pthread_mutex_t mu;
+    bool stop_requested;
+};
+
+int64_t
+delivery_backoff_us(int attempt, int64_t base_s, int64_t cap_s, double u)
+{
+    double d = (double)base_s;
+
+    for (int i = 1; i < attempt && d < (double)cap_s; i++)
+        d *= 2;
+    if (d > (double)cap_s)
+        d = (double)cap_s;
+    d *= 1.0 + (u * 0.4 - 0.2);
+    return (int64_t)(d * 1e6);
+}
+
+static double
+uniform(void)
+{
+    uint32_t x;
+
+    crypto_random(&x, sizeof(x));
+    return (double)x / 4294967296.0;
+}
+
+/* ---- campaigns ---- */
+
+static void
+camp_free(struct camp *c)
+{
+    if (c == NULL)
+        return;
+    free(c->name);
+    free(c->from_address);
+    free(c->from_name);
+    free(c->reply_to);
+    tpl_free(c->subject);
+    tpl_free(c->html);
+    tpl_free(c->text);
+    free(c);
+}
+
+static struct tpl *
+compile(struct delivery *d, const char *src, enum tpl_ctx ctx, bool *ok)
+{
+    struct tpl *t = NULL;
+    struct tpl_error e;
+
+    if (src == NULL || *src == '\0')
+        return NULL;
+    if (tpl_compile(src, strlen(src), ctx, (size_t)d->cfg->template_max,
+                    (size_t)d->cfg->render_max, &t, &e) != MC_ERR_OK) {
+        log_error("event=template_broken line=%d column=%d error=\"%s\"", e.line, e.column,
+                  e.message);
+        *ok = false;
+    }
+    return t;
+}
+
+static struct camp *
+camp_get(struct delivery *d, const char *tenant_id, const char *id)
+{
+    struct campaign c = {0};
+    struct camp *x;
+    bool ok = true;
+    int victim = 0;
+
+    for (int i = 0; i < d->ncache; i++) {
+        if (strcmp(d->cache[i]->id, id) == 0) {
+            d->cache[i]->used = time_mono_us();
+            return d->cache[i];
+        }
+        if (d->cache[i]->used < d->cache[victim]->used)
+            victim = i;
+    }
+    if (store_campaign_get(d->st, tenant_id, id, &c) != MC_ERR_OK)
+        return NULL;
+    x = xcalloc(1, sizeof(*x));
+    memcpy(x->id, c.id, sizeof(x->id));
+    x->name = xstrdup(c.name);
+    x->from_address = xstrdup(c.from_address);
+    x->from_name = xstrdup(c.from_name);
+    x->reply_to = xstrdup(c.reply_to);
+    x->subject = compile(d, c.subject, TPL_SUBJECT, &ok);
+    x->html = compile(d, c.html_body, TPL_HTML, &ok);
+    x->text = compile(d, c.text_body, TPL_TEXT, &ok);
+    x->used = time_mono_us();
+    campaign_cleanup(&c);
+    if (!ok || x->subject == NULL || (x->html == NULL && x->text == NULL)) {
+        camp_free(x);
+        return NULL;
+    }
+    if (d->ncache == CACHE_MAX) {
+        camp_free(d->cache[victim]);
+        d->cache[victim] = x;
+    } else
+        d->cache[d->ncache++] = x;
+    return x;
+}
+
+/* ---- outcomes ---- */
+
+static void
+add_result(struct delivery *d, const struct dmsg *m, enum delivery_outcome out, int64_t next,
+           int code, const char *error, const char *queue_id)
+{
+    struct delivery_result *r;
+
+    if (d->nresults == d->capresults) {
+        d->capresults = d->capresults ? d->capresults * 2 : 256;
+        d->results = xrealloc(d->results, (size_t)d->capresults * sizeof(*r));
+    }
+    r = &d->results[d->nresults++];
+    memset(r, 0, sizeof(*r));
+    memcpy(r->id, m->id, sizeof(r->id));
+    r->attempts = m->attempts;
+    r->outcome = out;
+    r->next_attempt_at = next;
+    r->reply_code = code;
+    snprintf(r->error, sizeof(r->error), "%s", error ? error : "");
+    snprintf(r->queue_id, sizeof(r->queue_id), "%s", queue_id ? queue_id : "");
+    snprintf(r->message_id, sizeof(r->message_id), "%s", m->message_id);
+}
+
+static void
+flush_results(struct delivery *d)
+{
+    int applied = 0;
+
+    if (d->nresults == 0)
+        return;
+    if (store_delivery_record(d->st, d->owner, time_now_us(), d->results, d->nresults,
+                              &applied) != MC_ERR_OK) {
+        log_warn("event=record_failed n=%d (kept for the next flush)", d->nresults);
+        return;
+    }
+    d->nresults = 0;
+}
+
+static void
+dmsg_free(struct dmsg *m)
+{
+    free(m->job.mail_from);
+    free(m->job.rcpt_to);
+    free(m->job.envid);
+    buf_cleanup(&m->job.data);
+    free(m);
+}
+
+/* The pool's verdict on one message. */
+static void
+job_done(struct smtp_job *job, void *arg)
+{
+    struct dmsg *m = (struct dmsg *)job;
+    struct delivery *d = arg;
+    int64_t now = time_now_us();
+    char err[320];
+
+    snprintf(err, sizeof(err), "%d%s%s %s", job->code, job->enhanced[0] ? " " : "", job->enhanced,
+             job->text);
+    switch (job->result) {
+    case SMTP_SENT:
+        add_result(d, m, OUT_SENT, 0, job->code, NULL, job->queue_id);
+        break;
+    case SMTP_PERMFAIL:
+        add_result(d, m, str_prefix(job->enhanced, "5.1.") ? OUT_BOUNCED : OUT_FAILED, 0,
+                   job->code, err, NULL);
+        break;
+    case SMTP_TEMPFAIL:
+        add_result(d, m, OUT_RETRY,
+                   now + delivery_backoff_us(m->attempts, d->cfg->retry_base, d->cfg->retry_cap,
+                                             uniform()),
+                   job->code, job->code ? err : job->text, NULL);
+        break;
+    case SMTP_NOT_SENT:
+        /* The relay was never reached: no attempt is spent; try again after a pause. */
+        add_result(d, m, OUT_RELEASE, now + 2 * 1000000LL, 0, job->text, NULL);
+        break;
+    }
+    d->inflight--;
+    dmsg_free(m);
+    if (d->nresults >= FLUSH_MAX)
+        flush_results(d);
+}
+
+/* ---- rendering ---- */
+
+static void
+message_id(struct delivery *d, const char *msg_id, const char *from, char *out, size_t n)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    char hex[65];
+    const char *at = strrchr(from, '@');
+
+    /* Stable for the message across retries, and unguessable without the key. */
+    HMAC(EVP_sha256(), d->key, sizeof(d->key), (const unsigned char *)msg_id, strlen(msg_id), md,
+         &len);
+    crypto_hex(md, 16, hex);
+    snprintf(out, n, "%s@%s", hex, at ? at + 1 : "mailcast.invalid");
+}
+
+static bool
+render(const struct tpl *t, const struct tpl_data *td, struct buf *out)
+{
+    buf_init(out, 0);
+    return t == NULL || tpl_render(t, td, out) == MC_ERR_OK;
+}
+
+/* Builds the message for m; false (and an outcome recorded) when it cannot be. */
+static bool
+build(struct delivery *d, struct dmsg *m, const struct delivery_msg *dm)
+{
+    struct camp *c = camp_get(d, dm->tenant_id, dm->campaign_id);
+    char tok[TOKEN_LEN + 1], boundary[40], *url = NULL;
+    struct buf subject, html, text;
+    struct tpl_data td = {0};
+    struct mime_msg mm = {0};
+    unsigned char rnd[12];
+    bool ok = false;
+
+    buf_init(&subject, 0);
+    buf_init(&html, 0);
+    buf_init(&text, 0);
+    if (c == NULL) {
+        add_result(d, m, OUT_FAILED, 0, 0, "the campaign's templates cannot be used", NULL);
+        return false;
+    }
+    token_make(d->key, dm->tenant_id, dm->campaign_id,
+               dm->recipient_id[0] ? dm->recipient_id : "00000000-0000-0000-0000-000000000000",
+               tok);
+    url = xasprintf("%s/u/%s", d->cfg->public_url, tok);
+    td.email = dm->to_address;
+    td.name = dm->name;
+    td.first_name = dm->first_name;
+    td.last_name = dm->last_name;
+    td.unsubscribe_url = url;
+    td.campaign_name = c->name;
+    td.campaign_id = c->id;
+    td.attributes = json_loads(dm->attributes ? dm->attributes : "{}", 0, NULL);
+    if (!render(c->subject, &td, &subject) || !render(c->html, &td, &html) ||
+        !render(c->text, &td, &text)) {
+        add_result(d, m, OUT_FAILED, 0, 0, "the message renders larger than render_max", NULL);
+        goto out;
+    }
+    message_id(d, m->id, c->from_address, m->message_id, sizeof(m->message_id));
+    crypto_random(rnd, sizeof(rnd));
+    memcpy(boundary, "=_mc_", 5);
+    crypto_hex(rnd, sizeof(rnd), boundary + 5);
+    mm.from_addr = c->from_address;
+    mm.from_name = c->from_name;
+    mm.to_addr = dm->to_address;
+    mm.to_name = dm->name;
+    mm.reply_to = c->reply_to;
+    mm.subject = subject.data ? subject.data : "";
+    mm.html = c->html ? (html.data ? html.data : "") : NULL;
+    mm.text = c->text ? (text.data ? text.data : "") : NULL;
+    mm.message_id = m->message_id;
+    mm.list_unsubscribe_url = url;
+    mm.list_unsubscribe_mailto = d->cfg->list_unsubscribe_mailto;
+    mm.date_us = time_now_us();
+    mm.boundary = boundary;
+    buf_init(&m->job.data, (size_t)d->cfg->render_max * 3);
+    if (mime_build(&mm, &m->job.data) != MC_ERR_OK) {
+        add_result(d, m, OUT_FAILED, 0, 0, "the message cannot be assembled (too large?)", NULL);
+        goto out;
+    }
+    m->job.mail_from = xstrdup(d->cfg->return_path ? d->cfg->return_path : c->from_address);
+    m->job.rcpt_to = xstrdup(dm->to_address);
+    m->job.envid = xstrdup(m->id);
+    m->job.utf8 = email_needs_utf8(dm->to_address) || email_needs_utf8(m->job.mail_from);
+    ok = true;
+out:
+    json_decref(td.attributes);
+    free(url);
+    buf_cleanup(&subject);
+    buf_cleanup(&html);
+    buf_cleanup(&text);
+    return ok;
+}
+
+static void
+send_one(struct delivery *d, const struct delivery_msg *dm)
+{
+    struct dmsg *m = xcalloc(1, sizeof(*m));
+
+    m->d = d;
+    memcpy(m->id, dm->id, sizeof(m->id));
+    m->attempts = dm->attempts;
+    d->inflight++;
+    if (!build(d, m, dm)) {
+        d->inflight--;
+        dmsg_free(m);
+        return;
+    }
+    if (d->pool) {
+        smtp_pool_submit(d->pool, &m->job);
+        return;
+    }
+    /* dir: written now, atomically; the file name is the message's id. */
+    if (outbox_write(d->outbox, m->id, m->job.data.data, m->job.data.len) == MC_ERR_OK)
+        m->job.result = SMTP_SENT, m->job.code = 250;
+    else
+        m->job.result = SMTP_TEMPFAIL;
+    snprintf(m->job.queue_id, sizeof(m->job.queue_id), "%s.eml", m->id);
+    snprintf(m->job.text, sizeof(m->job.text), "%s",
+             m->job.result == SMTP_SENT ? "written to the outbox" : "cannot write to the outbox");
+    job_done(&m->job, d);
+}
+
+/* ---- the loop ---- */
+
+static bool
+stopping(struct delivery *d)
+{
+    return d->stop_deadline != 0;
+}
+
+static void
+fill(struct delivery *d)
+{
+    int64_t now = time_now_us();
+    int idle_passes = 0;
+
+    if (now - d->last_recover > RECOVER_EVERY_US) {
+        int n = 0;
+        store_delivery_recover(d->st, now, &n);
+        d->last_recover = now;
+    }
+    while (!stopping(d) && d->inflight < d->cfg->delivery_inflight &&
+           (d->pool == NULL || !smtp_pool_backing_off(d->pool))) {
+        if (d->next_work >= d->nwork) {
+            if (idle_passes++ > 0 && d->nwork == 0)
+                break;
+            d->next_work = 0;
+            if (store_delivery_work(d->st, MAX_WORK, d->work, &d->nwork) != MC_ERR_OK ||
+                d->nwork == 0)
+                break;
+        }
+        const struct delivery_work *w = &d->work[d->next_work++];
+        struct delivery_vec v = {0};
+        int room = (int)(d->cfg->delivery_inflight - d->inflight);
+        int max = room < d->cfg->delivery_batch ? room : (int)d->cfg->delivery_batch;
+
+        if (store_delivery_claim(d->st, w, d->owner, time_now_us(),
+                                 d->cfg->lease_seconds * 1000000LL, max, &v) != MC_ERR_OK)
+            break;
+        for (int i = 0; i < v.n; i++)
+            send_one(d, &v.items[i]);
+        if (v.n > 0)
+            idle_passes = 0;
+        delivery_vec_cleanup(&v);
+        /* A whole pass over the work without a claim: wait for the next tick. */
+        if (d->next_work >= d->nwork && idle_passes > 0)
+            break;
+        if (d->next_work >= d->nwork)
+            idle_passes++;
+    }
+}
+
+static void
+tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    fill(arg);
+}
+
+static void
+flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct delivery *d = arg;
+
+    (void)fd;
+    (void)what;
+    flush_results(d);
+    if (!stopping(d) && d->inflight < d->cfg->delivery_inflight / 2)
+        fill(d);
+}
+
+static void
+stop_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct delivery *d = arg;
+    struct timeval tv = {0, STOP_CHECK_MS * 1000};
+
+    (void)fd;
+    (void)what;
+    if (d->inflight > 0 && time_mono_us() < d->stop_deadline) {
+        evtimer_add(d->stop_ev, &tv);
+        return;
+    }
+    if (d->inflight > 0)
+        log_warn("event=delivery_stop in_flight=%d (handed back)", d->inflight);
+    smtp_pool_free(d->pool); /* ends what is left through job_done */
+    d->pool = NULL;
+    flush_results(d);
+    event_base_loopbreak(d->base);
+}
+
+static void *
+run(void *arg)
+{
+    struct delivery *d = arg;
+
+    event_base_dispatch(d->base);
+    return NULL;
+}
+
+struct delivery *
+delivery_start(struct store *st, const struct config *cfg, const unsigned char token_key[32])
+{
+    struct delivery *d = xcalloc(1, sizeof(*d));
+    struct timeval tick = {cfg->delivery_poll_ms / 1000, (cfg->delivery_poll_ms % 1000) * 1000};
+    struct timeval flush = {0, FLUSH_MS * 1000};
+    char host[64] = "host";
+    unsigned char rnd[4];
+    char hex[9];
+
+    evthread_use_pthreads();
+    d->st = st;
+    d->cfg = cfg;
+    memcpy(d->key, token_key, sizeof(d->key));
+    gethostname(host, sizeof(host) - 1);
+    crypto_random(rnd, sizeof(rnd));
+    crypto_hex(rnd, sizeof(rnd), hex);
+    snprintf(d->owner, sizeof(d->owner), "%.60s:%d:%s", host, (int)getpid(), hex);
+    d->base = event_base_new();
+    if (d->base == NULL)
+        goto fail;
+    if (str_prefix(cfg->relay, "dir:")) {
+        d->outbox = cfg->relay + 4;
+        if (outbox_open(d->outbox) != MC_ERR_OK)
+            goto fail;
+    } else {
+        struct smtp_params p = {0};
+        char err[160];
+        if (smtp_params_parse(cfg->relay, &p, err, sizeof(err)) != MC_ERR_OK) {
+            log_error("event=relay error=\"%s\"", err);
+            goto fail;
+        }
+        p.verify = cfg->smtp_verify != 0;
+        p.ca_file = cfg->smtp_ca_file;
+        snprintf(p.helo_name, sizeof(p.helo_name), "%s", cfg->helo_name ? cfg->helo_name : host);
+        p.connect_timeout = (int)cfg->smtp_connect_timeout;
+        p.command_timeout = (int)cfg->smtp_command_timeout;
+        p.data_timeout = (int)cfg->smtp_data_timeout;
+        p.max_connections = (int)cfg->smtp_connections;
+        p.max_messages = (int)cfg->smtp_messages_per_connection;
+        d->pool = smtp_pool_new(d->base, &p, job_done, d);
+        if (d->pool == NULL)
+            goto fail;
+    }
+    d->tick = event_new(d->base, -1, EV_PERSIST, tick_cb, d);
+    d->flush = event_new(d->base, -1, EV_PERSIST, flush_cb, d);
+    d->stop_ev = evtimer_new(d->base, stop_cb, d);
+    evtimer_add(d->tick, &tick);
+    evtimer_add(d->flush, &flush);
+    if (pthread_create(&d->thread, NULL, run, d) != 0)
+        goto fail;
+    log_info("event=delivery_start owner=%s relay=%s", d->owner,
+             d->outbox ? cfg->relay : "smtp");
+    return d;
+fail:
+    log_error("event=delivery error=\"cannot start delivery\"");
+    smtp_pool_free(d->pool);
+    if (d->tick)
+        event_free(d->tick);
+    if (d->flush)
+        event_free(d->flush);
+    if (d->stop_ev)
+        event_free(d->stop_ev);
+    if (d->base)
+        event_base_free(d->base);
+    free(d);
+    return NULL;
+}
+
+static void
+begin_stop(evutil_socket_t fd, short what, void *arg)
+{
+    struct delivery *d = arg;
+
+    (void)fd;
+    (void)what;
+    stop_cb(fd, what, d);
+}
+
+void
+delivery_stop(struct delivery *d, int timeout_s)
+{
+    if (d == NULL)
+        return;
+    /* Runs in the loop's thread: the deadline is set there, then the wait polls. */
+    d->stop_deadline = time_mono_us() + (int64_t)timeout_s * 1000000;
+    event_base_once(d->base, -1, EV_TIMEOUT, begin_stop, d, NULL);
+    pthread_join(d->thread, NULL);
+    event_free(d->tick);
+    event_free(d->flush);
+    event_free(d->stop_ev);
+    for (int i = 0; i < d->ncache; i++)
+        camp_free(d->cache[i]);
+    free(d->results);
+    event_base_free(d->base);
+    free(d);
+}

@@ -1,0 +1,40 @@
+/*
+ * delivery.h - a delivery worker: claims due messages, renders them, hands
+ * them to the relay, records the outcomes.
+ *
+ * `mailcast serve` runs one beside the API; `mailcast worker` runs one
+ * alone.  Any number may share one database: claims are leases, results
+ * are fenced, rate limits are counted in the database.
+ */
+#ifndef MC_DELIVERY_H
+#define MC_DELIVERY_H
+
+#include <stdint.h>
+
+#include "core/config.h"
+#include "store/store.h"
+
+struct delivery;
+
+/*
+ * Starts the worker thread.  token_key signs unsubscribe links and
+ * Message-IDs (copied).  NULL on failure (logged: a bad relay URL, an
+ * outbox that cannot be written).
+ */
+struct delivery *delivery_start(struct store *st, const struct config *cfg,
+                                const unsigned char token_key[32]);
+/*
+ * Stops claiming, lets messages in flight finish for up to timeout_s,
+ * hands the rest back (pending again), records every outcome and joins the
+ * thread.  delivery_stop(NULL) is a no-op.
+ */
+void delivery_stop(struct delivery *d, int timeout_s);
+
+/*
+ * The wait before retry number `attempt` (1 = the first retry):
+ * min(cap, base * 2^(attempt-1)) scaled by (1 + jitter), jitter in
+ * [-0.2, 0.2] drawn from u in [0, 1).  Microseconds.
+ */
+int64_t delivery_backoff_us(int attempt, int64_t base_s, int64_t cap_s, double u);
+
+#endif
