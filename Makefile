@@ -85,6 +85,8 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libmailcast.a
 # SANITIZE=1 applies); needs neither clang nor libFuzzer.  Exits non-zero
 # when a binary fails to build, an input crashes or trips a sanitizer, or a
 # corpus is missing or empty.
+fuzz-build: $(FUZZ_REPLAY)
+
 fuzz-replay: $(FUZZ_REPLAY)
 	@set -e; for n in $(FUZZ_NAMES); do \
 	    $(BUILD)/fuzz/fuzz_$${n}_replay tests/fuzz/corpus/$$n; done
@@ -123,7 +125,7 @@ run: deps
 unit: $(UNIT_BIN)
 
 test: deps-test
-	@$(MAKE) --no-print-directory mailcast unit
+	@$(MAKE) --no-print-directory mailcast unit fuzz-build
 	@bash tests/run.sh $(BUILD)
 
 bench: mailcast
@@ -132,6 +134,6 @@ bench: mailcast
 clean:
 	rm -rf build build-san mailcast
 
-.PHONY: all mailcast deps deps-test run unit test bench clean fuzz fuzz-replay
+.PHONY: all mailcast deps deps-test run unit test bench clean fuzz-build fuzz-replay fuzz
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

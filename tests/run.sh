@@ -41,6 +41,18 @@ for t in $(find "$build/tests" -type f -perm -u+x | sort); do
     echo "$(basename "$t"): $p passed, $f failed"
 done
 
+echo "== fuzz corpus replay"
+for f in "$build"/fuzz/*_replay; do
+    [ -x "$f" ] || continue
+    name=$(basename "$f" _replay)
+    if "$f" "tests/fuzz/corpus/${name#fuzz_}"; then
+        passed=$((passed + 1))
+    else
+        echo "fuzz replay: $name failed"
+        failed=$((failed + 1))
+    fi
+done
+
 echo "== integration tests"
 xml="$build/pytest.xml"
 rm -f "$xml"
