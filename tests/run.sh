@@ -21,7 +21,9 @@ if ! MAILCAST_TEST_PG_URL=$(bash tests/pgcluster.sh start "$pgdir"); then
     exit 1
 fi
 export MAILCAST_TEST_PG_URL
-export MAILCAST_BIN="$top/mailcast"
+# The binary of this build (build/ or build-san/), not ./mailcast, which
+# another build may replace while the tests run.
+export MAILCAST_BIN="$top/$build/mailcast"
 
 echo "== unit tests"
 for t in $(find "$build/tests" -type f -perm -u+x | sort); do

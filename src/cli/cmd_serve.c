@@ -114,6 +114,7 @@ cmd_serve(struct cli_ctx *c)
         goto out;
     if (c->cfg.deliver) {
         delivery = delivery_start(app.st, &c->cfg, app.token_keys[0]);
+        app.delivery = delivery;
         if (delivery == NULL) {
             fprintf(stderr, "mailcast: cannot start delivery (relay %s); see the log line above\n",
                     str_prefix(c->cfg.relay, "dir:") ? c->cfg.relay : "smtp");

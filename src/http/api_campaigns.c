@@ -13,7 +13,9 @@
 #include "core/timeutil.h"
 #include "core/token.h"
 #include "template/template.h"
+#include "worker/compose.h"
 #include "worker/engine.h"
+#include "worker/sendnow.h"
 #include "http.h"
 
 #define TENANT(r) req_param((r), "tenant_id")
@@ -720,4 +722,88 @@ done:
     free(url);
     recipient_cleanup(&x);
     campaign_cleanup(&c);
+}
+
+/* ---- test sends ---- */
+
+#define TEST_MAX_TO 10
+
+/*
+ * Sends the campaign, rendered as a recipient would get it, to up to ten
+ * addresses now: outside the queue, the statistics and the rate limits.
+ */
+void
+api_campaign_test(struct req *r)
+{
+    struct compose_campaign *cc = NULL;
+    struct smtp_job jobs[TEST_MAX_TO], *jp[TEST_MAX_TO];
+    json_t *to = json_object_get(r->json, "to"), *e, *results;
+    const char *name = NULL, *why = NULL;
+    char norm[TEST_MAX_TO][EMAIL_MAX + 1], lc[EMAIL_MAX + 1];
+    size_t i, n;
+    char *attrs = NULL;
+    mc_err err;
+
+    memset(jobs, 0, sizeof(jobs));
+    if (!json_is_array(to) || json_array_size(to) == 0 || json_array_size(to) > TEST_MAX_TO) {
+        reply_invalid(r, "to", "to must be an array of 1 to %d addresses", TEST_MAX_TO);
+        return;
+    }
+    n = json_array_size(to);
+    json_array_foreach(to, i, e)
+    {
+        if (!json_is_string(e) || !email_normalize(json_string_value(e), norm[i], lc, &why)) {
+            reply_invalid(r, "to", "to[%zu] is not a valid address%s%s", i, why ? ": " : "",
+                          why ? why : "");
+            return;
+        }
+    }
+    if (!field_string(r, r->json, "name", F_NULLABLE | F_ONELINE, 255, &name, NULL) ||
+        !field_json(r, r->json, "attributes", F_NULLABLE, false, &attrs, NULL))
+        return;
+    err = compose_campaign_load(r->app->st, r->app->cfg, TENANT(r), CAMPAIGN(r), &cc);
+    if (err != MC_ERR_OK) {
+        reply_store_error(r, err, "campaign");
+        goto out;
+    }
+    for (i = 0; i < n; i++) {
+        struct compose_recipient rc = {.email = norm[i], .name = name, .attributes = attrs};
+        char key[MC_UUID_LEN + 1], mid[128];
+        crypto_uuid(key);
+        buf_init(&jobs[i].data, (size_t)r->app->cfg->render_max * 3);
+        if (compose_message(cc, r->app->cfg, r->app->token_keys[0], &rc, key, mid, sizeof(mid),
+                            &jobs[i].data, &why) != MC_ERR_OK) {
+            reply_invalid(r, "to", "the message cannot be built: %s", why);
+            goto out;
+        }
+        jobs[i].mail_from = xstrdup(r->app->cfg->return_path ? r->app->cfg->return_path
+                                                             : cc->from_address);
+        jobs[i].rcpt_to = xstrdup(norm[i]);
+        jobs[i].utf8 = email_needs_utf8(norm[i]) || email_needs_utf8(jobs[i].mail_from);
+        jp[i] = &jobs[i];
+    }
+    if ((err = send_now(r->app->cfg, jp, (int)n)) != MC_ERR_OK) {
+        reply_error(r, err, "the relay cannot be used: %s", mc_err_str(err));
+        goto out;
+    }
+    results = json_array();
+    for (i = 0; i < n; i++) {
+        char reply[320];
+        snprintf(reply, sizeof(reply), "%d%s%s %s", jobs[i].code, jobs[i].enhanced[0] ? " " : "",
+                 jobs[i].enhanced, jobs[i].text);
+        json_array_append_new(results,
+                              json_pack("{s:s, s:s, s:s}", "to", norm[i], "status",
+                                        jobs[i].result == SMTP_SENT ? "sent" : "failed", "reply",
+                                        jobs[i].code ? reply : jobs[i].text));
+    }
+    log_info("event=test_send tenant=%s campaign=%s n=%zu", TENANT(r), CAMPAIGN(r), n);
+    reply_json(r, 200, json_pack("{s:o}", "results", results));
+out:
+    for (i = 0; i < TEST_MAX_TO; i++) {
+        free(jobs[i].mail_from);
+        free(jobs[i].rcpt_to);
+        buf_cleanup(&jobs[i].data);
+    }
+    free(attrs);
+    compose_campaign_free(cc);
 }

@@ -3,6 +3,7 @@
  */
 #include "core/util.h"
 #include "http.h"
+#include "worker/delivery.h"
 
 void
 api_healthz(struct req *r)
@@ -28,8 +29,18 @@ api_metrics(struct req *r)
 {
     struct buf out;
 
+    int64_t pending = 0, sending = 0;
+
     buf_init(&out, 0);
     metrics_render(r->app->metrics, &out);
+    delivery_metrics(r->app->delivery, &out);
+    if (store_queue_depth(r->app->st, &pending, &sending) == MC_ERR_OK)
+        buf_printf(&out,
+                   "# HELP mailcast_queue_messages Messages of live campaigns by state.\n"
+                   "# TYPE mailcast_queue_messages gauge\n"
+                   "mailcast_queue_messages{state=\"pending\"} %lld\n"
+                   "mailcast_queue_messages{state=\"sending\"} %lld\n",
+                   (long long)pending, (long long)sending);
     r->status = 200;
     r->resp_body = buf_steal(&out);
     r->resp_type = "text/plain; version=0.0.4; charset=utf-8";

@@ -23,6 +23,7 @@
 struct metrics;
 struct http_server;
 struct engine;
+struct delivery;
 
 /* Process state shared by every request; owned by the serve command. */
 struct app {
@@ -31,6 +32,7 @@ struct app {
     char operator_hash[65];   /* hex SHA-256 of the operator key */
     struct metrics *metrics;  /* owned by the server */
     struct engine *engine;    /* borrowed: woken when a campaign is scheduled */
+    struct delivery *delivery; /* borrowed: this process's worker, or NULL */
     unsigned char token_keys[2][32]; /* unsubscribe token keys: current, previous */
     int ntoken_keys;
 };
@@ -272,6 +274,7 @@ void api_campaign_resume(struct req *r);
 void api_campaign_cancel(struct req *r);
 void api_campaign_stats(struct req *r);
 void api_campaign_preview(struct req *r);
+void api_campaign_test(struct req *r);
 json_t *campaign_json(const struct campaign *c);
 
 /* Tenant and key as API JSON (shared with the CLI). */

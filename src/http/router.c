@@ -58,6 +58,7 @@ const struct route routes[] = {
     {"POST",   C "/{campaign_id}/cancel",       api_campaign_cancel, R_AUTH_WRITE | R_BODY_OPTIONAL},
     {"GET",    C "/{campaign_id}/stats",        api_campaign_stats,  R_AUTH_READ},
     {"POST",   C "/{campaign_id}/preview",      api_campaign_preview, R_AUTH_READ | R_BODY},
+    {"POST",   C "/{campaign_id}/test",         api_campaign_test,   R_AUTH_WRITE | R_BODY},
 
     {"GET",    U,                               api_unsub_list,      R_AUTH_READ},
     {"POST",   U,                               api_unsub_create,    R_AUTH_WRITE | R_BODY},

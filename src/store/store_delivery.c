@@ -525,3 +525,34 @@ store_delivery_recover(struct store *st, int64_t now, int *n)
         log_warn("event=lease_expired n=%lld", (long long)changes);
     return err;
 }
+
+static void
+depth_row(struct db *d, struct db_res *r, void *out)
+{
+    int64_t *v = out;
+
+    v[0] = d->ops->col_int(r, 0);
+    v[1] = d->ops->col_int(r, 1);
+}
+
+mc_err
+store_queue_depth(struct store *st, int64_t *pending, int64_t *sending)
+{
+    int64_t v[2] = {0, 0};
+    struct db d;
+    mc_err err;
+
+    if ((err = db_get(st, &d)) != MC_ERR_OK)
+        return err;
+    /* Campaign counters: one row per campaign, never a scan of the messages. */
+    err = db_fetch_one(&d,
+                       "SELECT COALESCE(SUM(pending_count), 0), COALESCE(SUM(sending_count), 0) "
+                       "FROM campaigns WHERE status IN ('scheduled', 'sending', 'paused')",
+                       NULL, 0, depth_row, v);
+    db_put(&d);
+    if (err == MC_ERR_OK) {
+        *pending = v[0];
+        *sending = v[1];
+    }
+    return err;
+}

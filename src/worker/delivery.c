@@ -11,9 +11,8 @@
  * capacity: it walks the (tenant, campaign) pairs that have work, one claim
  * each in turn, so a tenant held back by its rate limit costs the others
  * one cheap claim that returns nothing and never delays them.  Claimed
- * messages are rendered from the campaign's compiled templates (cached per
- * campaign: a campaign's content cannot change once it has left the draft
- * state) and handed to the relay.
+ * messages are composed (compose.h) from the campaign's compiled templates,
+ * cached per campaign, and handed to the relay.
  *
  * Outcomes gather in memory and are recorded in one transaction every
  * 100 ms or 200 outcomes (group commit), each fenced on lease owner and
@@ -24,7 +23,6 @@
  * ends the rest (those never handed to the relay go back to pending
  * without using an attempt), records everything and leaves the loop.
  */
-#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,20 +31,16 @@
 
 #include <event2/event.h>
 #include <event2/thread.h>
-#include <jansson.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 
 #include "core/crypto.h"
 #include "core/email.h"
 #include "core/log.h"
 #include "core/timeutil.h"
-#include "core/token.h"
+#include "compose.h"
 #include "delivery.h"
+#include "sendnow.h"
 #include "smtp/client.h"
-#include "smtp/mime.h"
 #include "smtp/outbox.h"
-#include "template/template.h"
 
 #define FLUSH_MS 100
 #define FLUSH_MAX 200
@@ -55,20 +49,37 @@
 #define CACHE_MAX 64
 #define STOP_CHECK_MS 20
 
-/* A campaign's sending data, compiled once. */
+/* A cached campaign, with when it was last used (for eviction). */
 struct camp {
-    char id[MC_UUID_LEN + 1];
-    char *name, *from_address, *from_name, *reply_to;
-    struct tpl *subject, *html, *text; /* owned; html or text may be NULL */
-    int64_t used;                      /* for eviction */
+    struct compose_campaign *c; /* owned */
+    int64_t used;
 };
 
 struct dmsg {
     struct smtp_job job; /* first: the pool hands back &job */
     struct delivery *d;
     char id[MC_UUID_LEN + 1];
+    char tenant_id[MC_UUID_LEN + 1];
+    int64_t started; /* monotonic, when handed to the relay */
     int attempts;
     char message_id[128];
+};
+
+#define METRIC_TENANTS 1024
+#define NOUTCOMES 5
+static const char *const outcome_names[NOUTCOMES] = {"sent", "retry", "failed", "bounced",
+                                                     "released"};
+static const double latency_bounds[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
+#define NLAT ((int)(sizeof(latency_bounds) / sizeof(latency_bounds[0])))
+
+/* Counters the /metrics endpoint reads from another thread (under mu). */
+struct dmetrics {
+    char tenants[METRIC_TENANTS][MC_UUID_LEN + 1]; /* "" ends the list */
+    uint64_t outcomes[METRIC_TENANTS][NOUTCOMES];
+    int ntenants;
+    uint64_t lat_bucket[NLAT], lat_n;
+    double lat_sum;
+    uint64_t lease_expiries;
 };
 
 struct delivery {
@@ -86,12 +97,12 @@ struct delivery {
     int nresults, capresults;
     struct delivery_work work[MAX_WORK];
     int nwork, next_work;
-    struct camp *cache[CACHE_MAX];
+    struct camp cache[CACHE_MAX];
     int ncache;
     int64_t last_recover;
     _Atomic int64_t stop_deadline; /* monotonic; 0 while running; set by delivery_stop */
-    pthread_mutex_t mu;
-    bool stop_requested;
+    pthread_mutex_t mu; /* guards m */
+    struct dmetrics m;
 };
 
 int64_t
@@ -118,77 +129,34 @@ uniform(void)
 
 /* ---- campaigns ---- */
 
-static void
-camp_free(struct camp *c)
-{
-    if (c == NULL)
-        return;
-    free(c->name);
-    free(c->from_address);
-    free(c->from_name);
-    free(c->reply_to);
-    tpl_free(c->subject);
-    tpl_free(c->html);
-    tpl_free(c->text);
-    free(c);
-}
-
-static struct tpl *
-compile(struct delivery *d, const char *src, enum tpl_ctx ctx, bool *ok)
-{
-    struct tpl *t = NULL;
-    struct tpl_error e;
-
-    if (src == NULL || *src == '\0')
-        return NULL;
-    if (tpl_compile(src, strlen(src), ctx, (size_t)d->cfg->template_max,
-                    (size_t)d->cfg->render_max, &t, &e) != MC_ERR_OK) {
-        log_error("event=template_broken line=%d column=%d error=\"%s\"", e.line, e.column,
-                  e.message);
-        *ok = false;
-    }
-    return t;
-}
-
-static struct camp *
+/*
+ * The campaign's compiled sending data, from the cache or loaded.  A
+ * campaign's content cannot change once it has left the draft state, so an
+ * entry never goes stale; the least recently used one is evicted.
+ */
+static struct compose_campaign *
 camp_get(struct delivery *d, const char *tenant_id, const char *id)
 {
-    struct campaign c = {0};
-    struct camp *x;
-    bool ok = true;
+    struct compose_campaign *c = NULL;
     int victim = 0;
 
     for (int i = 0; i < d->ncache; i++) {
-        if (strcmp(d->cache[i]->id, id) == 0) {
-            d->cache[i]->used = time_mono_us();
-            return d->cache[i];
+        if (strcmp(d->cache[i].c->id, id) == 0) {
+            d->cache[i].used = time_mono_us();
+            return d->cache[i].c;
         }
-        if (d->cache[i]->used < d->cache[victim]->used)
+        if (d->cache[i].used < d->cache[victim].used)
             victim = i;
     }
-    if (store_campaign_get(d->st, tenant_id, id, &c) != MC_ERR_OK)
+    if (compose_campaign_load(d->st, d->cfg, tenant_id, id, &c) != MC_ERR_OK)
         return NULL;
-    x = xcalloc(1, sizeof(*x));
-    memcpy(x->id, c.id, sizeof(x->id));
-    x->name = xstrdup(c.name);
-    x->from_address = xstrdup(c.from_address);
-    x->from_name = xstrdup(c.from_name);
-    x->reply_to = xstrdup(c.reply_to);
-    x->subject = compile(d, c.subject, TPL_SUBJECT, &ok);
-    x->html = compile(d, c.html_body, TPL_HTML, &ok);
-    x->text = compile(d, c.text_body, TPL_TEXT, &ok);
-    x->used = time_mono_us();
-    campaign_cleanup(&c);
-    if (!ok || x->subject == NULL || (x->html == NULL && x->text == NULL)) {
-        camp_free(x);
-        return NULL;
-    }
-    if (d->ncache == CACHE_MAX) {
-        camp_free(d->cache[victim]);
-        d->cache[victim] = x;
-    } else
-        d->cache[d->ncache++] = x;
-    return x;
+    if (d->ncache == CACHE_MAX)
+        compose_campaign_free(d->cache[victim].c);
+    else
+        victim = d->ncache++;
+    d->cache[victim].c = c;
+    d->cache[victim].used = time_mono_us();
+    return c;
 }
 
 /* ---- outcomes ---- */
@@ -204,6 +172,25 @@ add_result(struct delivery *d, const struct dmsg *m, enum delivery_outcome out, 
         d->results = xrealloc(d->results, (size_t)d->capresults * sizeof(*r));
     }
     r = &d->results[d->nresults++];
+    pthread_mutex_lock(&d->mu);
+    int t = 0;
+    while (t < d->m.ntenants && strcmp(d->m.tenants[t], m->tenant_id) != 0)
+        t++;
+    if (t == d->m.ntenants && t < METRIC_TENANTS)
+        memcpy(d->m.tenants[d->m.ntenants++], m->tenant_id, MC_UUID_LEN + 1);
+    if (t < METRIC_TENANTS)
+        d->m.outcomes[t][out]++;
+    if (m->started && out != OUT_RELEASE) {
+        double secs = (double)(time_mono_us() - m->started) / 1e6;
+        for (int b = 0; b < NLAT; b++)
+            if (secs <= latency_bounds[b]) {
+                d->m.lat_bucket[b]++;
+                break;
+            }
+        d->m.lat_n++;
+        d->m.lat_sum += secs;
+    }
+    pthread_mutex_unlock(&d->mu);
     memset(r, 0, sizeof(*r));
     memcpy(r->id, m->id, sizeof(r->id));
     r->attempts = m->attempts;
@@ -278,98 +265,36 @@ job_done(struct smtp_job *job, void *arg)
 
 /* ---- rendering ---- */
 
-static void
-message_id(struct delivery *d, const char *msg_id, const char *from, char *out, size_t n)
-{
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    char hex[65];
-    const char *at = strrchr(from, '@');
-
-    /* Stable for the message across retries, and unguessable without the key. */
-    HMAC(EVP_sha256(), d->key, sizeof(d->key), (const unsigned char *)msg_id, strlen(msg_id), md,
-         &len);
-    crypto_hex(md, 16, hex);
-    snprintf(out, n, "%s@%s", hex, at ? at + 1 : "mailcast.invalid");
-}
-
-static bool
-render(const struct tpl *t, const struct tpl_data *td, struct buf *out)
-{
-    buf_init(out, 0);
-    return t == NULL || tpl_render(t, td, out) == MC_ERR_OK;
-}
-
 /* Builds the message for m; false (and an outcome recorded) when it cannot be. */
 static bool
 build(struct delivery *d, struct dmsg *m, const struct delivery_msg *dm)
 {
-    struct camp *c = camp_get(d, dm->tenant_id, dm->campaign_id);
-    char tok[TOKEN_LEN + 1], boundary[40], *url = NULL;
-    struct buf subject, html, text;
-    struct tpl_data td = {0};
-    struct mime_msg mm = {0};
-    unsigned char rnd[12];
-    bool ok = false;
+    struct compose_campaign *c = camp_get(d, dm->tenant_id, dm->campaign_id);
+    struct compose_recipient r = {
+        .recipient_id = dm->recipient_id[0] ? dm->recipient_id : NULL,
+        .email = dm->to_address,
+        .name = dm->name,
+        .first_name = dm->first_name,
+        .last_name = dm->last_name,
+        .attributes = dm->attributes,
+    };
+    const char *why = NULL;
 
-    buf_init(&subject, 0);
-    buf_init(&html, 0);
-    buf_init(&text, 0);
     if (c == NULL) {
         add_result(d, m, OUT_FAILED, 0, 0, "the campaign's templates cannot be used", NULL);
         return false;
     }
-    token_make(d->key, dm->tenant_id, dm->campaign_id,
-               dm->recipient_id[0] ? dm->recipient_id : "00000000-0000-0000-0000-000000000000",
-               tok);
-    url = xasprintf("%s/u/%s", d->cfg->public_url, tok);
-    td.email = dm->to_address;
-    td.name = dm->name;
-    td.first_name = dm->first_name;
-    td.last_name = dm->last_name;
-    td.unsubscribe_url = url;
-    td.campaign_name = c->name;
-    td.campaign_id = c->id;
-    td.attributes = json_loads(dm->attributes ? dm->attributes : "{}", 0, NULL);
-    if (!render(c->subject, &td, &subject) || !render(c->html, &td, &html) ||
-        !render(c->text, &td, &text)) {
-        add_result(d, m, OUT_FAILED, 0, 0, "the message renders larger than render_max", NULL);
-        goto out;
-    }
-    message_id(d, m->id, c->from_address, m->message_id, sizeof(m->message_id));
-    crypto_random(rnd, sizeof(rnd));
-    memcpy(boundary, "=_mc_", 5);
-    crypto_hex(rnd, sizeof(rnd), boundary + 5);
-    mm.from_addr = c->from_address;
-    mm.from_name = c->from_name;
-    mm.to_addr = dm->to_address;
-    mm.to_name = dm->name;
-    mm.reply_to = c->reply_to;
-    mm.subject = subject.data ? subject.data : "";
-    mm.html = c->html ? (html.data ? html.data : "") : NULL;
-    mm.text = c->text ? (text.data ? text.data : "") : NULL;
-    mm.message_id = m->message_id;
-    mm.list_unsubscribe_url = url;
-    mm.list_unsubscribe_mailto = d->cfg->list_unsubscribe_mailto;
-    mm.date_us = time_now_us();
-    mm.boundary = boundary;
     buf_init(&m->job.data, (size_t)d->cfg->render_max * 3);
-    if (mime_build(&mm, &m->job.data) != MC_ERR_OK) {
-        add_result(d, m, OUT_FAILED, 0, 0, "the message cannot be assembled (too large?)", NULL);
-        goto out;
+    if (compose_message(c, d->cfg, d->key, &r, m->id, m->message_id, sizeof(m->message_id),
+                        &m->job.data, &why) != MC_ERR_OK) {
+        add_result(d, m, OUT_FAILED, 0, 0, why, NULL);
+        return false;
     }
     m->job.mail_from = xstrdup(d->cfg->return_path ? d->cfg->return_path : c->from_address);
     m->job.rcpt_to = xstrdup(dm->to_address);
     m->job.envid = xstrdup(m->id);
     m->job.utf8 = email_needs_utf8(dm->to_address) || email_needs_utf8(m->job.mail_from);
-    ok = true;
-out:
-    json_decref(td.attributes);
-    free(url);
-    buf_cleanup(&subject);
-    buf_cleanup(&html);
-    buf_cleanup(&text);
-    return ok;
+    return true;
 }
 
 static void
@@ -379,6 +304,7 @@ send_one(struct delivery *d, const struct delivery_msg *dm)
 
     m->d = d;
     memcpy(m->id, dm->id, sizeof(m->id));
+    memcpy(m->tenant_id, dm->tenant_id, sizeof(m->tenant_id));
     m->attempts = dm->attempts;
     d->inflight++;
     if (!build(d, m, dm)) {
@@ -386,6 +312,7 @@ send_one(struct delivery *d, const struct delivery_msg *dm)
         dmsg_free(m);
         return;
     }
+    m->started = time_mono_us();
     if (d->pool) {
         smtp_pool_submit(d->pool, &m->job);
         return;
@@ -419,6 +346,9 @@ fill(struct delivery *d)
         int n = 0;
         store_delivery_recover(d->st, now, &n);
         d->last_recover = now;
+        pthread_mutex_lock(&d->mu);
+        d->m.lease_expiries += (uint64_t)n;
+        pthread_mutex_unlock(&d->mu);
     }
     while (!stopping(d) && d->inflight < d->cfg->delivery_inflight &&
            (d->pool == NULL || !smtp_pool_backing_off(d->pool))) {
@@ -511,6 +441,7 @@ delivery_start(struct store *st, const struct config *cfg, const unsigned char t
     char hex[9];
 
     evthread_use_pthreads();
+    pthread_mutex_init(&d->mu, NULL);
     d->st = st;
     d->cfg = cfg;
     memcpy(d->key, token_key, sizeof(d->key));
@@ -526,20 +457,12 @@ delivery_start(struct store *st, const struct config *cfg, const unsigned char t
         if (outbox_open(d->outbox) != MC_ERR_OK)
             goto fail;
     } else {
-        struct smtp_params p = {0};
+        struct smtp_params p;
         char err[160];
-        if (smtp_params_parse(cfg->relay, &p, err, sizeof(err)) != MC_ERR_OK) {
+        if (relay_params(cfg, &p, err, sizeof(err)) != MC_ERR_OK) {
             log_error("event=relay error=\"%s\"", err);
             goto fail;
         }
-        p.verify = cfg->smtp_verify != 0;
-        p.ca_file = cfg->smtp_ca_file;
-        snprintf(p.helo_name, sizeof(p.helo_name), "%s", cfg->helo_name ? cfg->helo_name : host);
-        p.connect_timeout = (int)cfg->smtp_connect_timeout;
-        p.command_timeout = (int)cfg->smtp_command_timeout;
-        p.data_timeout = (int)cfg->smtp_data_timeout;
-        p.max_connections = (int)cfg->smtp_connections;
-        p.max_messages = (int)cfg->smtp_messages_per_connection;
         d->pool = smtp_pool_new(d->base, &p, job_done, d);
         if (d->pool == NULL)
             goto fail;
@@ -565,6 +488,7 @@ fail:
         event_free(d->stop_ev);
     if (d->base)
         event_base_free(d->base);
+    pthread_mutex_destroy(&d->mu);
     free(d);
     return NULL;
 }
@@ -592,8 +516,45 @@ delivery_stop(struct delivery *d, int timeout_s)
     event_free(d->flush);
     event_free(d->stop_ev);
     for (int i = 0; i < d->ncache; i++)
-        camp_free(d->cache[i]);
+        compose_campaign_free(d->cache[i].c);
     free(d->results);
     event_base_free(d->base);
+    pthread_mutex_destroy(&d->mu);
     free(d);
+}
+
+void
+delivery_metrics(struct delivery *d, struct buf *out)
+{
+    uint64_t cum = 0;
+
+    if (d == NULL)
+        return;
+    pthread_mutex_lock(&d->mu);
+    buf_puts(out, "# HELP mailcast_messages_total Delivery outcomes by tenant.\n"
+                  "# TYPE mailcast_messages_total counter\n");
+    for (int t = 0; t < d->m.ntenants; t++)
+        for (int o = 0; o < NOUTCOMES; o++)
+            if (d->m.outcomes[t][o])
+                buf_printf(out, "mailcast_messages_total{tenant=\"%s\",outcome=\"%s\"} %llu\n",
+                           d->m.tenants[t], outcome_names[o],
+                           (unsigned long long)d->m.outcomes[t][o]);
+    buf_puts(out, "# HELP mailcast_smtp_duration_seconds From handing a message to the relay "
+                  "to its final reply.\n# TYPE mailcast_smtp_duration_seconds histogram\n");
+    for (int b = 0; b < NLAT; b++) {
+        cum += d->m.lat_bucket[b];
+        buf_printf(out, "mailcast_smtp_duration_seconds_bucket{le=\"%g\"} %llu\n",
+                   latency_bounds[b], (unsigned long long)cum);
+    }
+    buf_printf(out,
+               "mailcast_smtp_duration_seconds_bucket{le=\"+Inf\"} %llu\n"
+               "mailcast_smtp_duration_seconds_sum %.6f\n"
+               "mailcast_smtp_duration_seconds_count %llu\n",
+               (unsigned long long)d->m.lat_n, d->m.lat_sum, (unsigned long long)d->m.lat_n);
+    buf_printf(out,
+               "# HELP mailcast_lease_expiries_total Claims that expired and went back to "
+               "pending.\n# TYPE mailcast_lease_expiries_total counter\n"
+               "mailcast_lease_expiries_total %llu\n",
+               (unsigned long long)d->m.lease_expiries);
+    pthread_mutex_unlock(&d->mu);
 }

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "core/config.h"
+#include "core/util.h"
 #include "store/store.h"
 
 struct delivery;
@@ -29,6 +30,9 @@ struct delivery *delivery_start(struct store *st, const struct config *cfg,
  * thread.  delivery_stop(NULL) is a no-op.
  */
 void delivery_stop(struct delivery *d, int timeout_s);
+
+/* Appends the worker's metrics (Prometheus text): outcomes by tenant, SMTP latency, lease expiries. */
+void delivery_metrics(struct delivery *d, struct buf *out);
 
 /*
  * The wait before retry number `attempt` (1 = the first retry):

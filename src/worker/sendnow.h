@@ -1,0 +1,21 @@
+/*
+ * sendnow.h - sending a few messages right now, outside any campaign's
+ * queue (the campaign test-send endpoint), through the configured relay.
+ */
+#ifndef MC_SENDNOW_H
+#define MC_SENDNOW_H
+
+#include "core/config.h"
+#include "smtp/client.h"
+
+/* The SMTP client's parameters from the configuration's relay URL and options. */
+mc_err relay_params(const struct config *cfg, struct smtp_params *p, char *err, size_t errlen);
+
+/*
+ * Sends every job (mail_from, rcpt_to, data set by the caller) and blocks
+ * until each has its result (job->result, code, text), at most the relay
+ * timeouts.  A dir: relay writes the files.
+ */
+mc_err send_now(const struct config *cfg, struct smtp_job **jobs, int n);
+
+#endif
