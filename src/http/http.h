@@ -45,6 +45,7 @@ struct app {
 #define R_BODY 0x10u          /* a JSON object body is required */
 #define R_BODY_OPTIONAL 0x20u /* a JSON object body may be sent */
 #define R_STREAM 0x40u        /* the handler runs on the headers and takes the body itself */
+#define R_BODY_RAW 0x80u      /* any body, kept as bytes in r->body (bounded), not parsed */
 
 struct req;
 typedef void (*handler_fn)(struct req *r);
@@ -275,6 +276,10 @@ void api_campaign_cancel(struct req *r);
 void api_campaign_stats(struct req *r);
 void api_campaign_preview(struct req *r);
 void api_campaign_test(struct req *r);
+
+/* ---- handlers: api_unsubscribe_link.c (public, no key) ---- */
+void api_unsubscribe_page(struct req *r);
+void api_unsubscribe_post(struct req *r);
 json_t *campaign_json(const struct campaign *c);
 
 /* Tenant and key as API JSON (shared with the CLI). */

@@ -21,6 +21,8 @@ const struct route routes[] = {
     {"GET",    "/healthz",                      api_healthz,         R_AUTH_NONE},
     {"GET",    "/readyz",                       api_readyz,          R_AUTH_NONE},
     {"GET",    "/metrics",                      api_metrics,         R_AUTH_NONE},
+    {"GET",    "/u/{token}",                    api_unsubscribe_page, R_AUTH_NONE},
+    {"POST",   "/u/{token}",                    api_unsubscribe_post, R_AUTH_NONE | R_BODY_RAW},
 
     {"POST",   "/api/v1/tenants",               api_tenant_create,   R_AUTH_OPERATOR | R_BODY},
     {"GET",    "/api/v1/tenants",               api_tenant_list,     R_AUTH_OPERATOR},

@@ -172,6 +172,8 @@ dispatch(struct req *r)
             }
         }
     }
+    if ((flags & R_BODY_RAW) && r->body.len == 0)
+        buf_append(&r->body, "", 0); /* handlers may rely on a NUL-terminated buffer */
     r->route->fn(r);
     if (!r->answered) {
         log_error("event=http error=no_answer route=\"%s\"", r->route->pattern);

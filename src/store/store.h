@@ -285,6 +285,9 @@ mc_err store_recipient_get(struct store *st, const char *tenant_id, const char *
  * MC_ERR_STATE when the patch would make a suppressed address active.
  * A change to unsubscribed stamps unsubscribed_at.
  */
+/* A recipient of the tenant in any of its lists (for unsubscribe links). */
+mc_err store_recipient_find(struct store *st, const char *tenant_id, const char *id,
+                            struct recipient *out);
 mc_err store_recipient_update(struct store *st, const char *tenant_id, const char *list_id,
                               const char *id, const struct recipient_patch *p,
                               struct recipient *out);

@@ -416,6 +416,24 @@ store_recipient_get(struct store *st, const char *tenant_id, const char *list_id
 }
 
 mc_err
+store_recipient_find(struct store *st, const char *tenant_id, const char *id,
+                     struct recipient *out)
+{
+    struct db_param p[] = {P_TEXT(tenant_id), P_TEXT(id)};
+    struct db d;
+    mc_err err;
+
+    if (!store_id_ok(tenant_id) || !store_id_ok(id))
+        return MC_ERR_NOT_FOUND;
+    if ((err = db_get(st, &d)) != MC_ERR_OK)
+        return err;
+    err = db_fetch_one(&d, "SELECT " RCPT_COLS " FROM recipients WHERE tenant_id = $1 AND id = $2",
+                       p, NPARAMS(p), rcpt_row, out);
+    db_put(&d);
+    return err;
+}
+
+mc_err
 store_recipient_update(struct store *st, const char *tenant_id, const char *list_id,
                        const char *id, const struct recipient_patch *rp, struct recipient *out)
 {
