@@ -103,17 +103,16 @@ cmd_serve(struct cli_ctx *c)
         fprintf(stderr, "mailcast: cannot set up the operator key: %s\n", mc_err_str(err));
         goto out;
     }
-    err = auth_token_keys_init(&app);
+    err = auth_secrets_init(&app);
     if (err != MC_ERR_OK) {
-        fprintf(stderr, "mailcast: cannot set up the unsubscribe token key: %s\n",
-                mc_err_str(err));
+        fprintf(stderr, "mailcast: cannot set up the server's secrets: %s\n", mc_err_str(err));
         goto out;
     }
     app.engine = engine_start(app.st, &c->cfg);
     if (app.engine == NULL)
         goto out;
     if (c->cfg.deliver) {
-        delivery = delivery_start(app.st, &c->cfg, app.token_keys[0]);
+        delivery = delivery_start(app.st, &c->cfg, app.token_keys[0], app.dkim_kek);
         app.delivery = delivery;
         if (delivery == NULL) {
             fprintf(stderr, "mailcast: cannot start delivery (relay %s); see the log line above\n",
@@ -167,13 +166,14 @@ cmd_worker(struct cli_ctx *c)
     app.st = cli_open_store(&c->cfg);
     if (app.st == NULL)
         return 1;
-    if (auth_token_keys_init(&app) != MC_ERR_OK) {
-        fprintf(stderr, "mailcast: cannot set up the unsubscribe token key\n");
+    if (auth_secrets_init(&app) != MC_ERR_OK) {
+        fprintf(stderr, "mailcast: cannot set up the server's secrets\n");
         goto out;
     }
     /* Workers move campaigns along too: any process may, all do it safely. */
     app.engine = engine_start(app.st, &c->cfg);
-    delivery = app.engine ? delivery_start(app.st, &c->cfg, app.token_keys[0]) : NULL;
+    delivery = app.engine ? delivery_start(app.st, &c->cfg, app.token_keys[0], app.dkim_kek)
+                          : NULL;
     if (delivery == NULL) {
         fprintf(stderr, "mailcast worker: cannot start delivery; see the log line above\n");
         goto out;

@@ -101,6 +101,8 @@ static const struct opt opts[] = {
     {"retry_cap", INT(retry_cap), "1800", 1, 604800, false, "longest wait between retries, s"},
     {"retry_max_attempts", INT(retry_max_attempts), "5", 1, 100, false,
      "attempts before a message fails"},
+    {"dkim_required", INT(dkim_required), "0", 0, 1, false,
+     "1: never send a campaign message unsigned (its From domain needs a DKIM key)"},
 };
 
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))

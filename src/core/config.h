@@ -58,6 +58,7 @@ struct config {
     int64_t retry_base;           /* seconds before the first retry */
     int64_t retry_cap;            /* longest wait between retries, seconds */
     int64_t retry_max_attempts;   /* attempts before a message fails */
+    int64_t dkim_required;        /* 1: a message whose From domain has no key fails */
 };
 
 /* One command-line override: the option's name (as in the file) and its value. */

@@ -13,6 +13,7 @@
 #include "core/timeutil.h"
 #include "core/token.h"
 #include "template/template.h"
+#include "smtp/dkim.h"
 #include "worker/compose.h"
 #include "worker/engine.h"
 #include "worker/sendnow.h"
@@ -736,6 +737,7 @@ void
 api_campaign_test(struct req *r)
 {
     struct compose_campaign *cc = NULL;
+    struct dkim_signer *signer = NULL;
     struct smtp_job jobs[TEST_MAX_TO], *jp[TEST_MAX_TO];
     json_t *to = json_object_get(r->json, "to"), *e, *results;
     const char *name = NULL, *why = NULL;
@@ -761,18 +763,20 @@ api_campaign_test(struct req *r)
     if (!field_string(r, r->json, "name", F_NULLABLE | F_ONELINE, 255, &name, NULL) ||
         !field_json(r, r->json, "attributes", F_NULLABLE, false, &attrs, NULL))
         return;
-    err = compose_campaign_load(r->app->st, r->app->cfg, TENANT(r), CAMPAIGN(r), &cc);
+    err = compose_campaign_load(r->app->st, r->app->cfg, r->app->dkim_kek, TENANT(r), CAMPAIGN(r),
+                                &cc);
     if (err != MC_ERR_OK) {
         reply_store_error(r, err, "campaign");
         goto out;
     }
+    signer = dkim_signer_new();
     for (i = 0; i < n; i++) {
         struct compose_recipient rc = {.email = norm[i], .name = name, .attributes = attrs};
         char key[MC_UUID_LEN + 1], mid[128];
         crypto_uuid(key);
         buf_init(&jobs[i].data, (size_t)r->app->cfg->render_max * 3);
-        if (compose_message(cc, r->app->cfg, r->app->token_keys[0], &rc, key, mid, sizeof(mid),
-                            &jobs[i].data, &why) != MC_ERR_OK) {
+        if (compose_message(cc, r->app->cfg, signer, r->app->token_keys[0], &rc, key, mid,
+                            sizeof(mid), &jobs[i].data, &why) != MC_ERR_OK) {
             reply_invalid(r, "to", "the message cannot be built: %s", why);
             goto out;
         }
@@ -805,5 +809,6 @@ out:
         buf_cleanup(&jobs[i].data);
     }
     free(attrs);
+    dkim_signer_free(signer);
     compose_campaign_free(cc);
 }

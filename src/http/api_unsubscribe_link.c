@@ -75,30 +75,39 @@ not_found(struct req *r)
          "changed. Please use the link from the message itself.</p>");
 }
 
-/* Verifies the token and loads the tenant and the recipient; false after a 404 page. */
-static bool
-resolve(struct req *r, struct link *l)
-{
-    const char *tok = req_param(r, "token");
-
-    memset(l, 0, sizeof(*l));
-    if (!token_verify((const unsigned char(*)[TOKEN_KEY_LEN])r->app->token_keys,
-                      r->app->ntoken_keys, tok, l->tenant_id, l->campaign_id, l->recipient_id) ||
-        strcmp(l->recipient_id, NIL_UUID) == 0 ||
-        store_tenant_get(r->app->st, l->tenant_id, &l->tenant) != MC_ERR_OK ||
-        store_recipient_find(r->app->st, l->tenant_id, l->recipient_id, &l->rcpt) != MC_ERR_OK) {
-        not_found(r);
-        return false;
-    }
-    return true;
-}
-
 static void
 link_cleanup(struct link *l)
 {
     tenant_cleanup(&l->tenant);
     recipient_cleanup(&l->rcpt);
 }
+
+/* Verifies the token and loads the tenant and the recipient; false after a 404 page. */
+static bool
+resolve(struct req *r, struct link *l)
+{
+    const char *tok = req_param(r, "token");
+    mc_err err = MC_ERR_NOT_FOUND;
+
+    memset(l, 0, sizeof(*l));
+    if (token_verify((const unsigned char(*)[TOKEN_KEY_LEN])r->app->token_keys,
+                     r->app->ntoken_keys, tok, l->tenant_id, l->campaign_id, l->recipient_id) &&
+        strcmp(l->recipient_id, NIL_UUID) != 0) {
+        err = store_tenant_get(r->app->st, l->tenant_id, &l->tenant);
+        if (err == MC_ERR_OK)
+            err = store_recipient_find(r->app->st, l->tenant_id, l->recipient_id, &l->rcpt);
+    }
+    if (err == MC_ERR_OK)
+        return true;
+    if (err == MC_ERR_NOT_FOUND)
+        not_found(r);
+    else
+        page(r, 503, "Please try again",
+             "<h1>Please try again</h1><p>We could not look this link up just now.</p>");
+    link_cleanup(l);
+    return false;
+}
+
 
 void
 api_unsubscribe_page(struct req *r)

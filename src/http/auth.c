@@ -79,37 +79,45 @@ auth_operator_init(struct app *app, char **generated)
     return err;
 }
 
-#define TOKEN_SETTING "unsubscribe_key_v1"
-
-mc_err
-auth_token_keys_init(struct app *app)
+/* A 32-byte secret kept (hex) in the settings table; made on first use. */
+static mc_err
+secret_load(struct store *st, const char *name, unsigned char out[32])
 {
     unsigned char rnd[32];
     char hex[65], *stored = NULL;
     mc_err err;
 
-    err = store_setting_get(app->st, TOKEN_SETTING, &stored);
+    err = store_setting_get(st, name, &stored);
     if (err == MC_ERR_NOT_FOUND) {
         crypto_random(rnd, sizeof(rnd));
         crypto_hex(rnd, sizeof(rnd), hex);
-        err = store_setting_init(app->st, TOKEN_SETTING, hex);
-        if (err == MC_ERR_OK || err == MC_ERR_CONFLICT)
-            err = store_setting_get(app->st, TOKEN_SETTING, &stored);
+        err = store_setting_init(st, name, hex);
+        if (err == MC_ERR_OK || err == MC_ERR_CONFLICT) /* a racing process may have won */
+            err = store_setting_get(st, name, &stored);
     }
     if (err == MC_ERR_OK && (stored == NULL || strlen(stored) != 64))
         err = MC_ERR_INTERNAL;
-    if (err == MC_ERR_OK) {
-        for (int i = 0; i < 32; i++) {
-            unsigned v = 0;
-            for (int k = 0; k < 2; k++) {
-                char c = stored[2 * i + k];
-                v = v * 16 + (unsigned)(c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10);
-            }
-            app->token_keys[0][i] = (unsigned char)v;
+    for (int i = 0; err == MC_ERR_OK && i < 32; i++) {
+        unsigned v = 0;
+        for (int k = 0; k < 2; k++) {
+            char c = stored[2 * i + k];
+            v = v * 16 + (unsigned)(c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10);
         }
-        app->ntoken_keys = 1;
+        out[i] = (unsigned char)v;
     }
     free(stored);
+    return err;
+}
+
+mc_err
+auth_secrets_init(struct app *app)
+{
+    mc_err err = secret_load(app->st, "unsubscribe_key_v1", app->token_keys[0]);
+
+    if (err == MC_ERR_OK)
+        app->ntoken_keys = 1;
+    if (err == MC_ERR_OK)
+        err = secret_load(app->st, "dkim_kek_v1", app->dkim_kek);
     return err;
 }
 

@@ -35,6 +35,7 @@ struct app {
     struct delivery *delivery; /* borrowed: this process's worker, or NULL */
     unsigned char token_keys[2][32]; /* unsubscribe token keys: current, previous */
     int ntoken_keys;
+    unsigned char dkim_kek[32];      /* seals the tenants' DKIM private keys */
 };
 
 /* Route flags. */
@@ -204,11 +205,11 @@ char *auth_operator_key_generate(void);
 mc_err auth_operator_init(struct app *app, char **generated);
 
 /*
- * Loads the unsubscribe token key from the database, generating and
- * storing one on first start (every process sharing the database then
- * signs alike).
+ * Loads the server's secrets from the database (the unsubscribe token key,
+ * the DKIM key-encryption key), generating and storing each on first start,
+ * so every process sharing the database signs and opens alike.
  */
-mc_err auth_token_keys_init(struct app *app);
+mc_err auth_secrets_init(struct app *app);
 
 /* ---- metrics.c ---- */
 
@@ -280,6 +281,11 @@ void api_campaign_test(struct req *r);
 /* ---- handlers: api_unsubscribe_link.c (public, no key) ---- */
 void api_unsubscribe_page(struct req *r);
 void api_unsubscribe_post(struct req *r);
+
+/* ---- handlers: api_dkim.c ---- */
+void api_dkim_create(struct req *r);
+void api_dkim_list(struct req *r);
+void api_dkim_delete(struct req *r);
 json_t *campaign_json(const struct campaign *c);
 
 /* Tenant and key as API JSON (shared with the CLI). */

@@ -62,6 +62,10 @@ const struct route routes[] = {
     {"POST",   C "/{campaign_id}/preview",      api_campaign_preview, R_AUTH_READ | R_BODY},
     {"POST",   C "/{campaign_id}/test",         api_campaign_test,   R_AUTH_WRITE | R_BODY},
 
+    {"GET",    T "/dkim-keys",                  api_dkim_list,       R_AUTH_READ},
+    {"POST",   T "/dkim-keys",                  api_dkim_create,     R_AUTH_WRITE | R_BODY},
+    {"DELETE", T "/dkim-keys/{key_id}",         api_dkim_delete,     R_AUTH_WRITE},
+
     {"GET",    U,                               api_unsub_list,      R_AUTH_READ},
     {"POST",   U,                               api_unsub_create,    R_AUTH_WRITE | R_BODY},
     {"POST",   U "/import",                     api_unsub_import,    R_AUTH_WRITE | R_STREAM},

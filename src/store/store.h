@@ -562,4 +562,37 @@ mc_err store_queue_depth(struct store *st, int64_t *pending, int64_t *sending);
 /* Returns expired leases to pending (their attempt counted); *n returned. */
 mc_err store_delivery_recover(struct store *st, int64_t now, int *n);
 
+/* ---- DKIM keys ---- */
+
+struct dkim_key {
+    char id[MC_UUID_LEN + 1];
+    char tenant_id[MC_UUID_LEN + 1];
+    char *domain;          /* owned, lowercase ASCII */
+    char *selector;        /* owned */
+    char *algorithm;       /* owned: "rsa-sha256" */
+    int64_t key_bits;
+    char *private_key_enc; /* owned: encrypted, never leaves the server */
+    char *public_key;      /* owned: base64 DER SubjectPublicKeyInfo (the DNS p= value) */
+    int64_t created_at;
+};
+
+struct dkim_key_vec {
+    struct dkim_key *items; /* owned */
+    int n;
+    int64_t total;
+};
+
+/* Inserts k; fills id and created_at.  CONFLICT for a (domain, selector) the tenant has. */
+mc_err store_dkim_create(struct store *st, struct dkim_key *k);
+mc_err store_dkim_list(struct store *st, const char *tenant_id, const struct page *pg,
+                       struct dkim_key_vec *out);
+mc_err store_dkim_get(struct store *st, const char *tenant_id, const char *id,
+                      struct dkim_key *out);
+mc_err store_dkim_delete(struct store *st, const char *tenant_id, const char *id);
+/* The newest key of the tenant for domain; NOT_FOUND when it has none. */
+mc_err store_dkim_for_domain(struct store *st, const char *tenant_id, const char *domain,
+                             struct dkim_key *out);
+void dkim_key_cleanup(struct dkim_key *k);
+void dkim_key_vec_cleanup(struct dkim_key_vec *v);
+
 #endif

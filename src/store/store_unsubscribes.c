@@ -110,9 +110,11 @@ store_unsub_add(struct store *st, const char *tenant_id, const char *email, cons
     err = db_lock_tenant(&d, tenant_id);
     if (err == MC_ERR_OK)
         err = db_exec(&d,
+                  /* The campaign may be gone (links outlive campaigns): then no campaign. */
                   "INSERT INTO unsubscribes (id, tenant_id, email, email_lc, source, campaign_id, "
-                  "reason, unsubscribed_at) SELECT $1, id, $3, $4, $5, $6, $7, $8 FROM tenants "
-                  "WHERE id = $2 ON CONFLICT (tenant_id, email_lc) DO NOTHING",
+                  "reason, unsubscribed_at) SELECT $1, t.id, $3, $4, $5, (SELECT c.id FROM "
+                  "campaigns c WHERE c.id = $6 AND c.tenant_id = t.id), $7, $8 FROM tenants t "
+                  "WHERE t.id = $2 ON CONFLICT (tenant_id, email_lc) DO NOTHING",
                   p, NPARAMS(p), &changes);
     if (err == MC_ERR_OK && changes == 0 && reason != NULL) {
         struct db_param pr[] = {P_TEXT(tenant_id), P_TEXT(email_lc), P_TEXT(reason)};

@@ -14,6 +14,7 @@
 #include "core/log.h"
 #include "core/timeutil.h"
 #include "core/token.h"
+#include "smtp/dkim.h"
 #include "smtp/mime.h"
 
 #define NIL_UUID "00000000-0000-0000-0000-000000000000"
@@ -35,9 +36,36 @@ compile(const struct config *cfg, const char *src, enum tpl_ctx ctx, bool *ok)
     return t;
 }
 
+/* The tenant's key for the From domain, opened, into x; a missing key is fine. */
+static bool
+load_dkim(struct store *st, const unsigned char kek[32], const char *tenant_id,
+          struct compose_campaign *x)
+{
+    const char *at = strrchr(x->from_address, '@');
+    struct dkim_key k = {0};
+    mc_err err;
+
+    if (at == NULL)
+        return true;
+    err = store_dkim_for_domain(st, tenant_id, at + 1, &k);
+    if (err == MC_ERR_NOT_FOUND)
+        return true;
+    if (err == MC_ERR_OK && dkim_open(kek, k.private_key_enc, &x->dkim_pem) == MC_ERR_OK) {
+        x->dkim_domain = xstrdup(k.domain);
+        x->dkim_selector = xstrdup(k.selector);
+    } else {
+        log_error("event=dkim error=\"cannot open the key of %s (another server secret?)\"",
+                  at + 1);
+        err = MC_ERR_INVALID;
+    }
+    dkim_key_cleanup(&k);
+    return err == MC_ERR_OK;
+}
+
 mc_err
-compose_campaign_load(struct store *st, const struct config *cfg, const char *tenant_id,
-                      const char *campaign_id, struct compose_campaign **out)
+compose_campaign_load(struct store *st, const struct config *cfg, const unsigned char kek[32],
+                      const char *tenant_id, const char *campaign_id,
+                      struct compose_campaign **out)
 {
     struct campaign c = {0};
     struct compose_campaign *x;
@@ -57,6 +85,8 @@ compose_campaign_load(struct store *st, const struct config *cfg, const char *te
     x->html = compile(cfg, c.html_body, TPL_HTML, &ok);
     x->text = compile(cfg, c.text_body, TPL_TEXT, &ok);
     campaign_cleanup(&c);
+    if (ok)
+        ok = load_dkim(st, kek, tenant_id, x);
     if (!ok || x->subject == NULL || (x->html == NULL && x->text == NULL)) {
         compose_campaign_free(x);
         return MC_ERR_INVALID;
@@ -77,6 +107,11 @@ compose_campaign_free(struct compose_campaign *c)
     tpl_free(c->subject);
     tpl_free(c->html);
     tpl_free(c->text);
+    free(c->dkim_domain);
+    free(c->dkim_selector);
+    if (c->dkim_pem)
+        memset(c->dkim_pem, 0, strlen(c->dkim_pem));
+    free(c->dkim_pem);
     free(c);
 }
 
@@ -102,7 +137,8 @@ render(const struct tpl *t, const struct tpl_data *td, struct buf *out)
 
 mc_err
 compose_message(const struct compose_campaign *c, const struct config *cfg,
-                const unsigned char key[32], const struct compose_recipient *r,
+                struct dkim_signer *signer, const unsigned char key[32],
+                const struct compose_recipient *r,
                 const char *msg_key, char *mid, size_t mid_len, struct buf *out, const char **why)
 {
     char tok[TOKEN_LEN + 1], boundary[40];
@@ -149,10 +185,26 @@ compose_message(const struct compose_campaign *c, const struct config *cfg,
     mm.list_unsubscribe_mailto = cfg->list_unsubscribe_mailto;
     mm.date_us = time_now_us();
     mm.boundary = boundary;
-    err = mime_build(&mm, out);
+    if (c->dkim_pem == NULL && cfg->dkim_required) {
+        *why = "no DKIM key for the From domain, and dkim_required is set";
+        err = MC_ERR_INVALID;
+        goto out;
+    }
+    if (c->dkim_pem == NULL || signer == NULL) {
+        err = mime_build(&mm, out);
+    } else {
+        /* Signed over the exact bytes that go out. */
+        struct buf raw;
+        buf_init(&raw, out->max);
+        err = mime_build(&mm, &raw);
+        if (err == MC_ERR_OK)
+            err = dkim_sign_message(signer, c->dkim_domain, c->dkim_selector, c->dkim_pem,
+                                    raw.data, raw.len, out);
+        buf_cleanup(&raw);
+    }
     if (err != MC_ERR_OK)
         *why = err == MC_ERR_TOO_LARGE ? "the message is too large"
-                                       : "the message cannot be assembled (a header is invalid)";
+                                       : "the message cannot be assembled or signed";
 out:
     json_decref(td.attributes);
     free(url);

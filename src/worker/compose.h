@@ -21,6 +21,7 @@ struct compose_campaign {
     char tenant_id[MC_UUID_LEN + 1];
     char *name, *from_address, *from_name, *reply_to; /* owned */
     struct tpl *subject, *html, *text;                /* owned; html or text may be NULL */
+    char *dkim_domain, *dkim_selector, *dkim_pem;     /* owned: the From domain's key, or NULL */
 };
 
 /* Who a message is for; every pointer borrowed, NULL when unknown. */
@@ -32,10 +33,13 @@ struct compose_recipient {
 };
 
 /*
- * Loads and compiles the campaign.  MC_ERR_NOT_FOUND without it,
- * MC_ERR_INVALID when a template no longer compiles (logged).
+ * Loads and compiles the campaign, with the tenant's DKIM key for its From
+ * domain (opened with kek) when there is one.  MC_ERR_NOT_FOUND without it,
+ * MC_ERR_INVALID when a template no longer compiles or the key cannot be
+ * opened (logged).
  */
-mc_err compose_campaign_load(struct store *st, const struct config *cfg, const char *tenant_id,
+mc_err compose_campaign_load(struct store *st, const struct config *cfg,
+                             const unsigned char kek[32], const char *tenant_id,
                              const char *campaign_id, struct compose_campaign **out);
 void compose_campaign_free(struct compose_campaign *c);
 
@@ -46,8 +50,11 @@ void compose_campaign_free(struct compose_campaign *c);
  * message_id[mid_len].  On failure returns MC_ERR_TOO_LARGE or
  * MC_ERR_INVALID and points *why at a reason.
  */
+struct dkim_signer;
+/* signer may be NULL (nothing is signed); with dkim_required a campaign without a key fails. */
 mc_err compose_message(const struct compose_campaign *c, const struct config *cfg,
-                       const unsigned char key[32], const struct compose_recipient *r,
+                       struct dkim_signer *signer, const unsigned char key[32],
+                       const struct compose_recipient *r,
                        const char *msg_key, char *message_id, size_t mid_len, struct buf *out,
                        const char **why);
 

@@ -40,6 +40,7 @@
 #include "delivery.h"
 #include "sendnow.h"
 #include "smtp/client.h"
+#include "smtp/dkim.h"
 #include "smtp/outbox.h"
 
 #define FLUSH_MS 100
@@ -86,6 +87,8 @@ struct delivery {
     struct store *st;          /* borrowed */
     const struct config *cfg;  /* borrowed */
     unsigned char key[32];
+    unsigned char kek[32];
+    struct dkim_signer *signer; /* owned */
     char owner[96];
     pthread_t thread;
     struct event_base *base;
@@ -148,7 +151,7 @@ camp_get(struct delivery *d, const char *tenant_id, const char *id)
         if (d->cache[i].used < d->cache[victim].used)
             victim = i;
     }
-    if (compose_campaign_load(d->st, d->cfg, tenant_id, id, &c) != MC_ERR_OK)
+    if (compose_campaign_load(d->st, d->cfg, d->kek, tenant_id, id, &c) != MC_ERR_OK)
         return NULL;
     if (d->ncache == CACHE_MAX)
         compose_campaign_free(d->cache[victim].c);
@@ -285,7 +288,7 @@ build(struct delivery *d, struct dmsg *m, const struct delivery_msg *dm)
         return false;
     }
     buf_init(&m->job.data, (size_t)d->cfg->render_max * 3);
-    if (compose_message(c, d->cfg, d->key, &r, m->id, m->message_id, sizeof(m->message_id),
+    if (compose_message(c, d->cfg, d->signer, d->key, &r, m->id, m->message_id, sizeof(m->message_id),
                         &m->job.data, &why) != MC_ERR_OK) {
         add_result(d, m, OUT_FAILED, 0, 0, why, NULL);
         return false;
@@ -431,7 +434,8 @@ run(void *arg)
 }
 
 struct delivery *
-delivery_start(struct store *st, const struct config *cfg, const unsigned char token_key[32])
+delivery_start(struct store *st, const struct config *cfg, const unsigned char token_key[32],
+               const unsigned char dkim_kek[32])
 {
     struct delivery *d = xcalloc(1, sizeof(*d));
     struct timeval tick = {cfg->delivery_poll_ms / 1000, (cfg->delivery_poll_ms % 1000) * 1000};
@@ -445,6 +449,10 @@ delivery_start(struct store *st, const struct config *cfg, const unsigned char t
     d->st = st;
     d->cfg = cfg;
     memcpy(d->key, token_key, sizeof(d->key));
+    memcpy(d->kek, dkim_kek, sizeof(d->kek));
+    d->signer = dkim_signer_new();
+    if (d->signer == NULL)
+        goto fail;
     gethostname(host, sizeof(host) - 1);
     crypto_random(rnd, sizeof(rnd));
     crypto_hex(rnd, sizeof(rnd), hex);
@@ -488,6 +496,7 @@ fail:
         event_free(d->stop_ev);
     if (d->base)
         event_base_free(d->base);
+    dkim_signer_free(d->signer);
     pthread_mutex_destroy(&d->mu);
     free(d);
     return NULL;
@@ -519,6 +528,7 @@ delivery_stop(struct delivery *d, int timeout_s)
         compose_campaign_free(d->cache[i].c);
     free(d->results);
     event_base_free(d->base);
+    dkim_signer_free(d->signer);
     pthread_mutex_destroy(&d->mu);
     free(d);
 }

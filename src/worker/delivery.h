@@ -19,11 +19,12 @@ struct delivery;
 
 /*
  * Starts the worker thread.  token_key signs unsubscribe links and
- * Message-IDs (copied).  NULL on failure (logged: a bad relay URL, an
+ * Message-IDs, dkim_kek opens the tenants' DKIM keys (both copied).  NULL on failure (logged: a bad relay URL, an
  * outbox that cannot be written).
  */
 struct delivery *delivery_start(struct store *st, const struct config *cfg,
-                                const unsigned char token_key[32]);
+                                const unsigned char token_key[32],
+                                const unsigned char dkim_kek[32]);
 /*
  * Stops claiming, lets messages in flight finish for up to timeout_s,
  * hands the rest back (pending again), records every outcome and joins the

@@ -32,7 +32,8 @@ def test_trailing_slash_is_the_same_route(server):
 
 # ---- metrics ----
 
-SAMPLE_RE = re.compile(r"^([a-z_]+)\{([^}]*)\} (\S+)$")
+# A sample with or without labels (the text format allows both).
+SAMPLE_RE = re.compile(r"^([a-z_]+)(?:\{([^}]*)\})? (\S+)$")
 
 
 def samples(server):
@@ -46,7 +47,7 @@ def samples(server):
             continue
         m = SAMPLE_RE.match(line)
         assert m, f"not a Prometheus sample: {line!r}"
-        labels = frozenset(re.findall(r'(\w+)="([^"]*)"', m.group(2)))
+        labels = frozenset(re.findall(r'(\w+)="([^"]*)"', m.group(2) or ""))
         out[(m.group(1), labels)] = float(m.group(3))
     return out
 
