@@ -339,11 +339,15 @@ stopping(struct delivery *d)
     return d->stop_deadline != 0;
 }
 
+/*
+ * Claims while there is room: one claim per (tenant, campaign) in turn,
+ * pass after pass over the work list, until a whole pass claims nothing.
+ */
 static void
 fill(struct delivery *d)
 {
     int64_t now = time_now_us();
-    int idle_passes = 0;
+    bool pass_started = false, claimed_in_pass = false;
 
     if (now - d->last_recover > RECOVER_EVERY_US) {
         int n = 0;
@@ -356,12 +360,14 @@ fill(struct delivery *d)
     while (!stopping(d) && d->inflight < d->cfg->delivery_inflight &&
            (d->pool == NULL || !smtp_pool_backing_off(d->pool))) {
         if (d->next_work >= d->nwork) {
-            if (idle_passes++ > 0 && d->nwork == 0)
+            if (pass_started && !claimed_in_pass)
                 break;
-            d->next_work = 0;
             if (store_delivery_work(d->st, MAX_WORK, d->work, &d->nwork) != MC_ERR_OK ||
                 d->nwork == 0)
                 break;
+            d->next_work = 0;
+            pass_started = true;
+            claimed_in_pass = false;
         }
         const struct delivery_work *w = &d->work[d->next_work++];
         struct delivery_vec v = {0};
@@ -373,14 +379,8 @@ fill(struct delivery *d)
             break;
         for (int i = 0; i < v.n; i++)
             send_one(d, &v.items[i]);
-        if (v.n > 0)
-            idle_passes = 0;
+        claimed_in_pass |= v.n > 0;
         delivery_vec_cleanup(&v);
-        /* A whole pass over the work without a claim: wait for the next tick. */
-        if (d->next_work >= d->nwork && idle_passes > 0)
-            break;
-        if (d->next_work >= d->nwork)
-            idle_passes++;
     }
 }
 
