@@ -817,6 +817,12 @@ dispatch(struct smtp_pool *pool)
             pool->tail = NULL;
         pool->queued--;
         job->next = NULL;
+        /* Waited so long that its claim could expire mid-send: hand it back unsent. */
+        if (job->deadline && time_mono_us() > job->deadline) {
+            finish(pool, job, SMTP_NOT_SENT, 0, NULL,
+                   "waited too long for a connection; handed back before sending");
+            continue;
+        }
         start_job(best, job);
     }
 }
@@ -875,6 +881,19 @@ smtp_pool_busy(const struct smtp_pool *pool)
     for (const struct conn *c = pool->conns; c; c = c->next)
         n += c->njobs;
     return n;
+}
+
+void
+smtp_pool_drain(struct smtp_pool *pool)
+{
+    while (pool && pool->head) {
+        struct smtp_job *job = pool->head;
+        pool->head = job->next;
+        if (pool->head == NULL)
+            pool->tail = NULL;
+        pool->queued--;
+        finish(pool, job, SMTP_NOT_SENT, 0, NULL, "mailcast is stopping; handed back unsent");
+    }
 }
 
 bool

@@ -63,6 +63,7 @@ struct smtp_job {
     char *rcpt_to;
     char *envid;       /* DSN ENVID when the relay offers DSN; may be NULL */
     bool utf8;         /* needs SMTPUTF8 */
+    int64_t deadline;  /* monotonic us: not started after this (NOT_SENT); 0 none */
     struct buf data;   /* the message, CRLF lines, not dot-stuffed */
     void *cookie;
     /* Set by the pool before done. */
@@ -86,6 +87,8 @@ struct smtp_pool *smtp_pool_new(struct event_base *base, const struct smtp_param
 void smtp_pool_submit(struct smtp_pool *pool, struct smtp_job *job);
 /* Jobs queued or in flight. */
 int smtp_pool_busy(const struct smtp_pool *pool);
+/* Ends every job still waiting for a connection with SMTP_NOT_SENT (a stop). */
+void smtp_pool_drain(struct smtp_pool *pool);
 /* True while the circuit breaker holds new connections back. */
 bool smtp_pool_backing_off(const struct smtp_pool *pool);
 /* Ends every job still in the pool (done with SMTP_NOT_SENT or SMTP_TEMPFAIL) and frees it. */

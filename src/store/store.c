@@ -279,7 +279,10 @@ db_lock_tenant(struct db *d, const char *tenant_id)
 
     if (d->ops->dialect != DB_PG)
         return MC_ERR_OK;
-    err = db_one_int(d, "SELECT 1 FROM tenants WHERE id = $1 FOR UPDATE", p, NPARAMS(p), &one);
+    /* NO KEY UPDATE: it excludes other lockers but not the KEY SHARE locks that
+     * foreign-key checks take on the tenant, which would deadlock with it. */
+    err = db_one_int(d, "SELECT 1 FROM tenants WHERE id = $1 FOR NO KEY UPDATE", p, NPARAMS(p),
+                     &one);
     return err == MC_ERR_NOT_FOUND ? MC_ERR_OK : err;
 }
 

@@ -5,7 +5,7 @@
  *
  * DESIGN
  * A claim is one short transaction per campaign.  It starts by locking the
- * tenant's row (PostgreSQL: SELECT ... FOR UPDATE; SQLite: BEGIN IMMEDIATE
+ * tenant's row (PostgreSQL: db_lock_tenant, FOR NO KEY UPDATE; SQLite: BEGIN IMMEDIATE
  * serialises every writer anyway), so two workers never count a tenant's
  * windows at the same time: the sliding-window counts and the claim that
  * follows them are atomic across every process sharing the database.  A
@@ -231,10 +231,7 @@ store_delivery_claim(struct store *st, const struct delivery_work *w, const char
         goto out;
     {
         struct db_param p[] = {P_TEXT(w->tenant_id), P_TEXT(w->campaign_id)};
-        if (is_pg) {
-            int64_t one;
-            err = db_one_int(&d, "SELECT 1 FROM tenants WHERE id = $1 FOR UPDATE", p, 1, &one);
-        }
+        err = db_lock_tenant(&d, w->tenant_id);
         if (err == MC_ERR_OK)
             err = db_fetch_one(&d,
                                "SELECT c.status, t.status, c.rate_limit_per_minute, "

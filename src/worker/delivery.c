@@ -93,6 +93,7 @@ struct delivery {
     pthread_t thread;
     struct event_base *base;
     struct event *tick, *flush, *stop_ev;
+    struct event *kick; /* a fill soon, after the callback that asks for it returns */
     struct smtp_pool *pool;    /* NULL for dir: */
     const char *outbox;        /* borrowed from cfg: the dir: path, or NULL */
     int inflight;
@@ -162,6 +163,12 @@ camp_get(struct delivery *d, const char *tenant_id, const char *id)
     return c;
 }
 
+static bool
+stopping(struct delivery *d)
+{
+    return d->stop_deadline != 0;
+}
+
 /* ---- outcomes ---- */
 
 static void
@@ -217,6 +224,9 @@ flush_results(struct delivery *d)
         log_warn("event=record_failed n=%d (kept for the next flush)", d->nresults);
         return;
     }
+    /* A message stops counting as in flight only once its outcome is committed:
+     * that is what bounds the duplicates a kill -9 can cause. */
+    d->inflight -= d->nresults;
     d->nresults = 0;
 }
 
@@ -260,10 +270,14 @@ job_done(struct smtp_job *job, void *arg)
         add_result(d, m, OUT_RELEASE, now + 2 * 1000000LL, 0, job->text, NULL);
         break;
     }
-    d->inflight--;
     dmsg_free(m);
     if (d->nresults >= FLUSH_MAX)
         flush_results(d);
+    /* A connection is free: refill now, not at the next tick (never from inside
+     * the pool's callback, which must not submit). */
+    if (d->pool && !stopping(d) && smtp_pool_busy(d->pool) < 2 * d->cfg->smtp_connections &&
+        !event_pending(d->kick, EV_TIMEOUT, NULL))
+        event_active(d->kick, EV_TIMEOUT, 0);
 }
 
 /* ---- rendering ---- */
@@ -310,12 +324,18 @@ send_one(struct delivery *d, const struct delivery_msg *dm)
     memcpy(m->tenant_id, dm->tenant_id, sizeof(m->tenant_id));
     m->attempts = dm->attempts;
     d->inflight++;
-    if (!build(d, m, dm)) {
-        d->inflight--;
+    if (!build(d, m, dm)) { /* its outcome is recorded; it counts until then */
         dmsg_free(m);
         return;
     }
     m->started = time_mono_us();
+    /*
+     * A message must be on the wire early enough to finish inside its lease;
+     * one still queued after that goes back unsent rather than risk a
+     * second worker sending it too.
+     */
+    m->job.deadline = m->started + d->cfg->lease_seconds * 1000000LL -
+                      (d->cfg->smtp_data_timeout + 2 * d->cfg->smtp_command_timeout) * 1000000LL;
     if (d->pool) {
         smtp_pool_submit(d->pool, &m->job);
         return;
@@ -333,11 +353,6 @@ send_one(struct delivery *d, const struct delivery_msg *dm)
 
 /* ---- the loop ---- */
 
-static bool
-stopping(struct delivery *d)
-{
-    return d->stop_deadline != 0;
-}
 
 /*
  * Claims while there is room: one claim per (tenant, campaign) in turn,
@@ -373,6 +388,15 @@ fill(struct delivery *d)
         struct delivery_vec v = {0};
         int room = (int)(d->cfg->delivery_inflight - d->inflight);
         int max = room < d->cfg->delivery_batch ? room : (int)d->cfg->delivery_batch;
+
+        /* Claim only what the connections will start soon: a long queue inside
+         * the worker would age its leases. */
+        if (d->pool) {
+            int pool_room = 4 * (int)d->cfg->smtp_connections - smtp_pool_busy(d->pool);
+            if (pool_room <= 0)
+                break;
+            max = max < pool_room ? max : pool_room;
+        }
 
         if (store_delivery_claim(d->st, w, d->owner, time_now_us(),
                                  d->cfg->lease_seconds * 1000000LL, max, &v) != MC_ERR_OK)
@@ -478,6 +502,7 @@ delivery_start(struct store *st, const struct config *cfg, const unsigned char t
     d->tick = event_new(d->base, -1, EV_PERSIST, tick_cb, d);
     d->flush = event_new(d->base, -1, EV_PERSIST, flush_cb, d);
     d->stop_ev = evtimer_new(d->base, stop_cb, d);
+    d->kick = event_new(d->base, -1, 0, tick_cb, d);
     evtimer_add(d->tick, &tick);
     evtimer_add(d->flush, &flush);
     if (pthread_create(&d->thread, NULL, run, d) != 0)
@@ -494,6 +519,8 @@ fail:
         event_free(d->flush);
     if (d->stop_ev)
         event_free(d->stop_ev);
+    if (d->kick)
+        event_free(d->kick);
     if (d->base)
         event_base_free(d->base);
     dkim_signer_free(d->signer);
@@ -509,6 +536,7 @@ begin_stop(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
+    smtp_pool_drain(d->pool); /* what has not started goes back at once */
     stop_cb(fd, what, d);
 }
 
@@ -524,6 +552,7 @@ delivery_stop(struct delivery *d, int timeout_s)
     event_free(d->tick);
     event_free(d->flush);
     event_free(d->stop_ev);
+    event_free(d->kick);
     for (int i = 0; i < d->ncache; i++)
         compose_campaign_free(d->cache[i].c);
     free(d->results);
