@@ -75,7 +75,10 @@ api_dkim_create(struct req *r)
     }
     snprintf(k.tenant_id, sizeof(k.tenant_id), "%s", TENANT(r));
     k.domain = xstrdup(lc + 2);
+    /* DNS names ignore case: so does the selector's uniqueness. */
     k.selector = xstrdup(selector);
+    for (char *c = k.selector; *c; c++)
+        *c = (char)tolower((unsigned char)*c);
     k.algorithm = xstrdup("rsa-sha256");
     if (pem != NULL) {
         if (dkim_key_from_pem(pem, &k.public_key, &bits) != MC_ERR_OK) {

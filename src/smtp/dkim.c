@@ -104,14 +104,37 @@ dkim_key_generate(int bits, char **pem, char **pub)
     return MC_ERR_OK;
 }
 
+/* An encrypted key is refused: without this, OpenSSL would ask a terminal for a pass phrase. */
+static int
+no_pass_phrase(char *buf, int size, int rwflag, void *u)
+{
+    (void)buf;
+    (void)size;
+    (void)rwflag;
+    (void)u;
+    return -1;
+}
+
+/* True when the private and public halves belong together (a damaged key does not). */
+static bool
+key_consistent(EVP_PKEY *k)
+{
+    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new(k, NULL);
+    bool ok = ctx != NULL && EVP_PKEY_check(ctx) == 1;
+
+    EVP_PKEY_CTX_free(ctx);
+    return ok;
+}
+
 mc_err
 dkim_key_from_pem(const char *pem, char **pub, int *bits)
 {
     BIO *bio = BIO_new_mem_buf(pem, -1);
-    EVP_PKEY *k = bio ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL) : NULL;
+    EVP_PKEY *k = bio ? PEM_read_bio_PrivateKey(bio, NULL, no_pass_phrase, NULL) : NULL;
     mc_err err = MC_ERR_INVALID;
 
-    if (k && EVP_PKEY_get_base_id(k) == EVP_PKEY_RSA && EVP_PKEY_get_bits(k) >= DKIM_MIN_BITS) {
+    if (k && EVP_PKEY_get_base_id(k) == EVP_PKEY_RSA && EVP_PKEY_get_bits(k) >= DKIM_MIN_BITS &&
+        key_consistent(k)) {
         *bits = EVP_PKEY_get_bits(k);
         *pub = public_b64(k);
         err = *pub ? MC_ERR_OK : MC_ERR_INTERNAL;
