@@ -254,6 +254,23 @@ db_fetch_all(struct db *d, const char *sql, const struct db_param *p, int np, db
     return err;
 }
 
+mc_err
+store_page(struct store *st, const char *count_sql, const char *page_sql,
+           const struct db_param *p, int np_count, int np, db_row_fn fn, size_t elem,
+           void **items, int *n, int64_t *total)
+{
+    struct db d;
+    mc_err err;
+
+    if ((err = db_get(st, &d)) != MC_ERR_OK)
+        return err;
+    err = db_one_int(&d, count_sql, p, np_count, total);
+    if (err == MC_ERR_OK)
+        err = db_fetch_all(&d, page_sql, p, np, fn, elem, items, n);
+    db_put(&d);
+    return err;
+}
+
 char *
 db_col_dup(struct db *d, struct db_res *r, int col)
 {

@@ -209,24 +209,18 @@ store_campaign_list(struct store *st, const char *tenant_id, int status, const s
     const char *s = status >= 0 ? campaign_status_str(status) : NULL;
     struct db_param p[] = {P_TEXT(tenant_id), P_TEXT(s), P_INT(pg->limit), P_INT(pg->offset)};
     struct campaign_vec v = {0};
-    struct db d;
     mc_err err;
 
     if (!store_id_ok(tenant_id))
         return MC_ERR_NOT_FOUND;
-    if ((err = db_get(st, &d)) != MC_ERR_OK)
-        return err;
-    err = db_one_int(&d,
+    err = store_page(st,
                      "SELECT COUNT(*) FROM campaigns WHERE tenant_id = $1 AND "
                      "(CAST($2 AS TEXT) IS NULL OR status = $2)",
-                     p, 2, &v.total);
-    if (err == MC_ERR_OK)
-        err = db_fetch_all(&d,
-                           "SELECT " CAMP_COLS " FROM campaigns WHERE tenant_id = $1 AND "
-                           "(CAST($2 AS TEXT) IS NULL OR status = $2) "
-                           "ORDER BY created_at DESC, id LIMIT $3 OFFSET $4",
-                           p, NPARAMS(p), camp_row, sizeof(*v.items), (void **)&v.items, &v.n);
-    db_put(&d);
+                     "SELECT " CAMP_COLS " FROM campaigns WHERE tenant_id = $1 AND "
+                     "(CAST($2 AS TEXT) IS NULL OR status = $2) "
+                     "ORDER BY created_at DESC, id LIMIT $3 OFFSET $4",
+                     p, 2, NPARAMS(p), camp_row, sizeof(*v.items), (void **)&v.items, &v.n,
+                     &v.total);
     if (err == MC_ERR_OK)
         *out = v;
     else

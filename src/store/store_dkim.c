@@ -82,20 +82,15 @@ store_dkim_list(struct store *st, const char *tenant_id, const struct page *pg,
 {
     struct db_param p[] = {P_TEXT(tenant_id), P_INT(pg->limit), P_INT(pg->offset)};
     struct dkim_key_vec v = {0};
-    struct db d;
     mc_err err;
 
     if (!store_id_ok(tenant_id))
         return MC_ERR_NOT_FOUND;
-    if ((err = db_get(st, &d)) != MC_ERR_OK)
-        return err;
-    err = db_one_int(&d, "SELECT COUNT(*) FROM dkim_keys WHERE tenant_id = $1", p, 1, &v.total);
-    if (err == MC_ERR_OK)
-        err = db_fetch_all(&d,
-                           "SELECT " DKIM_COLS " FROM dkim_keys WHERE tenant_id = $1 "
-                           "ORDER BY created_at DESC, id LIMIT $2 OFFSET $3",
-                           p, NPARAMS(p), dkim_row, sizeof(*v.items), (void **)&v.items, &v.n);
-    db_put(&d);
+    err = store_page(st, "SELECT COUNT(*) FROM dkim_keys WHERE tenant_id = $1",
+                     "SELECT " DKIM_COLS " FROM dkim_keys WHERE tenant_id = $1 "
+                     "ORDER BY created_at DESC, id LIMIT $2 OFFSET $3",
+                     p, 1, NPARAMS(p), dkim_row, sizeof(*v.items), (void **)&v.items, &v.n,
+                     &v.total);
     if (err == MC_ERR_OK)
         *out = v;
     else

@@ -199,17 +199,9 @@ store_recipient_import(struct store *st, const char *tenant_id, const char *list
         goto out;
     if ((err = db_lock_tenant(&d, tenant_id)) != MC_ERR_OK)
         goto rollback;
-    {
-        /* The list may be deleted while an import streams in: say so, not "duplicates". */
-        struct db_param pl[] = {P_TEXT(tenant_id), P_TEXT(list_id)};
-        int64_t nl = 0;
-        err = db_one_int(&d, "SELECT COUNT(*) FROM recipient_lists WHERE tenant_id = $1 AND id = $2",
-                         pl, NPARAMS(pl), &nl);
-        if (err == MC_ERR_OK && nl == 0)
-            err = MC_ERR_NOT_FOUND;
-        if (err != MC_ERR_OK)
-            goto rollback;
-    }
+    /* The list may be deleted while an import streams in: say so, not "duplicates". */
+    if ((err = db_list_exists(&d, tenant_id, list_id)) != MC_ERR_OK)
+        goto rollback;
     err = lookup(&d, is_pg ? sql_suppressed_pg : sql_suppressed_sqlite, tenant_id, addrs_s,
                  NULL, &supp, &nsupp);
     if (err == MC_ERR_OK && mode == IMPORT_UPSERT)

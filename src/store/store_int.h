@@ -124,6 +124,19 @@ mc_err db_fetch_one(struct db *d, const char *sql, const struct db_param *p, int
 mc_err db_fetch_all(struct db *d, const char *sql, const struct db_param *p, int np,
                     db_row_fn fn, size_t elem, void **items, int *n);
 
+/*
+ * A list endpoint's page: borrows a connection, counts with count_sql (its
+ * first np_count parameters), fetches the page with page_sql (all np) into
+ * a growing array as db_fetch_all does.  On failure the array is the
+ * caller's to free as well.
+ */
+mc_err store_page(struct store *st, const char *count_sql, const char *page_sql,
+                  const struct db_param *p, int np_count, int np, db_row_fn fn, size_t elem,
+                  void **items, int *n, int64_t *total);
+
+/* MC_ERR_OK when the tenant has the list, MC_ERR_NOT_FOUND when not. */
+mc_err db_list_exists(struct db *d, const char *tenant_id, const char *list_id);
+
 /* Copies of a column (owned by the caller), NULL for SQL NULL. */
 char *db_col_dup(struct db *d, struct db_res *r, int col);
 /* Copies a UUID column into a fixed buffer. */

@@ -58,8 +58,10 @@ scopes_parse(const char *json)
     "k.last_used_at, k.revoked_at, k.created_at"
 
 static void
-key_row(struct db *d, struct db_res *r, struct api_key *k)
+key_row(struct db *d, struct db_res *r, void *out)
 {
+    struct api_key *k = out;
+
     memset(k, 0, sizeof(*k));
     db_col_uuid(d, r, 0, k->id);
     db_col_uuid(d, r, 1, k->tenant_id);
@@ -162,29 +164,15 @@ store_key_list(struct store *st, const char *tenant_id, const struct page *pg,
 {
     struct db_param p[] = {P_TEXT(tenant_id), P_INT(pg->limit), P_INT(pg->offset)};
     struct api_key_list l = {0};
-    struct db_res *r = NULL;
-    bool row;
-    struct db d;
     mc_err err;
 
     if (!store_id_ok(tenant_id))
         return MC_ERR_NOT_FOUND;
-    if ((err = db_get(st, &d)) != MC_ERR_OK)
-        return err;
-    err = db_one_int(&d, "SELECT COUNT(*) FROM api_keys WHERE tenant_id = $1", p, 1, &l.total);
-    if (err == MC_ERR_OK)
-        err = db_query(&d,
-                       "SELECT " KEY_COLS " FROM api_keys k WHERE k.tenant_id = $1 "
-                       "ORDER BY k.created_at DESC, k.id LIMIT $2 OFFSET $3",
-                       p, NPARAMS(p), &r);
-    if (err == MC_ERR_OK) {
-        l.items = xcalloc((size_t)pg->limit, sizeof(*l.items));
-        while ((err = d.ops->next(r, &row)) == MC_ERR_OK && row && l.n < pg->limit)
-            key_row(&d, r, &l.items[l.n++]);
-    }
-    if (r)
-        d.ops->res_free(r);
-    db_put(&d);
+    err = store_page(st, "SELECT COUNT(*) FROM api_keys WHERE tenant_id = $1",
+                     "SELECT " KEY_COLS " FROM api_keys k WHERE k.tenant_id = $1 "
+                     "ORDER BY k.created_at DESC, k.id LIMIT $2 OFFSET $3",
+                     p, 1, NPARAMS(p), key_row, sizeof(*l.items), (void **)&l.items, &l.n,
+                     &l.total);
     if (err == MC_ERR_OK)
         *out = l;
     else

@@ -162,21 +162,15 @@ store_list_list(struct store *st, const char *tenant_id, const struct page *pg,
 {
     struct db_param p[] = {P_TEXT(tenant_id), P_INT(pg->limit), P_INT(pg->offset)};
     struct recipient_list_vec v = {0};
-    struct db d;
     mc_err err;
 
     if (!store_id_ok(tenant_id))
         return MC_ERR_NOT_FOUND;
-    if ((err = db_get(st, &d)) != MC_ERR_OK)
-        return err;
-    err = db_one_int(&d, "SELECT COUNT(*) FROM recipient_lists WHERE tenant_id = $1", p, 1,
+    err = store_page(st, "SELECT COUNT(*) FROM recipient_lists WHERE tenant_id = $1",
+                     "SELECT " LIST_COLS " FROM recipient_lists WHERE tenant_id = $1 "
+                     "ORDER BY created_at DESC, id LIMIT $2 OFFSET $3",
+                     p, 1, NPARAMS(p), list_row, sizeof(*v.items), (void **)&v.items, &v.n,
                      &v.total);
-    if (err == MC_ERR_OK)
-        err = db_fetch_all(&d,
-                           "SELECT " LIST_COLS " FROM recipient_lists WHERE tenant_id = $1 "
-                           "ORDER BY created_at DESC, id LIMIT $2 OFFSET $3",
-                           p, NPARAMS(p), list_row, sizeof(*v.items), (void **)&v.items, &v.n);
-    db_put(&d);
     if (err == MC_ERR_OK)
         *out = v;
     else
@@ -218,7 +212,7 @@ mc_err
 store_list_delete(struct store *st, const char *tenant_id, const char *id)
 {
     struct db_param p[] = {P_TEXT(tenant_id), P_TEXT(id)};
-    int64_t changes = 0, exists = 0;
+    int64_t changes = 0;
     struct db d;
     mc_err err;
 
@@ -231,10 +225,9 @@ store_list_delete(struct store *st, const char *tenant_id, const char *id)
                   "DELETE FROM recipient_lists WHERE tenant_id = $1 AND id = $2 AND NOT " LIST_IN_USE,
                   p, NPARAMS(p), &changes);
     if (err == MC_ERR_OK && changes == 0) {
-        err = db_one_int(&d, "SELECT COUNT(*) FROM recipient_lists WHERE tenant_id = $1 AND id = $2",
-                         p, NPARAMS(p), &exists);
+        err = db_list_exists(&d, tenant_id, id);
         if (err == MC_ERR_OK)
-            err = exists ? MC_ERR_STATE : MC_ERR_NOT_FOUND;
+            err = MC_ERR_STATE;
     }
     db_put(&d);
     return err;
@@ -323,8 +316,8 @@ rcpt_get(struct db *d, const char *tenant_id, const char *list_id, const char *i
                         p, NPARAMS(p), rcpt_row, out);
 }
 
-static mc_err
-list_exists(struct db *d, const char *tenant_id, const char *list_id)
+mc_err
+db_list_exists(struct db *d, const char *tenant_id, const char *list_id)
 {
     struct db_param p[] = {P_TEXT(tenant_id), P_TEXT(list_id)};
     int64_t n = 0;
@@ -568,7 +561,7 @@ store_recipient_list(struct store *st, const char *tenant_id, const char *list_i
     "email_lc LIKE $4 ESCAPE '\\' OR name LIKE $4 ESCAPE '\\' OR "                            \
     "first_name LIKE $4 ESCAPE '\\' OR last_name LIKE $4 ESCAPE '\\')"
     bool is_pg = d.ops->dialect == DB_PG;
-    err = list_exists(&d, tenant_id, list_id);
+    err = db_list_exists(&d, tenant_id, list_id);
     if (err == MC_ERR_OK)
         err = db_one_int(&d,
                          is_pg ? "SELECT COUNT(*) FROM recipients" RCPT_WHERE_PG

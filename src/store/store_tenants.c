@@ -49,8 +49,9 @@ tenant_list_cleanup(struct tenant_list *l)
 #define TENANT_COLS "id, name, slug, status, plan, settings, created_at, updated_at"
 
 static void
-tenant_row(struct db *d, struct db_res *r, struct tenant *t)
+tenant_row(struct db *d, struct db_res *r, void *out)
 {
+    struct tenant *t = out;
     int s;
 
     memset(t, 0, sizeof(*t));
@@ -138,34 +139,17 @@ store_tenant_list(struct store *st, int status, const struct page *pg, struct te
     const char *sfilter = status >= 0 ? tenant_status_str(status) : NULL;
     struct db_param p[] = {P_TEXT(sfilter), P_INT(pg->limit), P_INT(pg->offset)};
     struct tenant_list l = {0};
-    struct db_res *r = NULL;
-    bool row;
-    struct db d;
     mc_err err;
 
-    if ((err = db_get(st, &d)) != MC_ERR_OK)
-        return err;
     /* CAST: PostgreSQL cannot infer the type of a parameter that is only tested for NULL. */
-    err = db_one_int(&d,
+    err = store_page(st,
                      "SELECT COUNT(*) FROM tenants WHERE status <> 'deleted' AND "
                      "(CAST($1 AS TEXT) IS NULL OR status = $1)",
-                     p, 1, &l.total);
-    if (err != MC_ERR_OK)
-        goto out;
-    err = db_query(&d,
-                   "SELECT " TENANT_COLS " FROM tenants WHERE status <> 'deleted' AND "
-                   "(CAST($1 AS TEXT) IS NULL OR status = $1) "
-                   "ORDER BY created_at DESC, id LIMIT $2 OFFSET $3",
-                   p, NPARAMS(p), &r);
-    if (err != MC_ERR_OK)
-        goto out;
-    l.items = xcalloc((size_t)pg->limit, sizeof(*l.items));
-    while ((err = d.ops->next(r, &row)) == MC_ERR_OK && row && l.n < pg->limit)
-        tenant_row(&d, r, &l.items[l.n++]);
-out:
-    if (r)
-        d.ops->res_free(r);
-    db_put(&d);
+                     "SELECT " TENANT_COLS " FROM tenants WHERE status <> 'deleted' AND "
+                     "(CAST($1 AS TEXT) IS NULL OR status = $1) "
+                     "ORDER BY created_at DESC, id LIMIT $2 OFFSET $3",
+                     p, 1, NPARAMS(p), tenant_row, sizeof(*l.items), (void **)&l.items, &l.n,
+                     &l.total);
     if (err == MC_ERR_OK)
         *out = l;
     else
