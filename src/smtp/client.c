@@ -379,6 +379,17 @@ trip_breaker(struct smtp_pool *pool, const char *why)
     int64_t now = time_mono_us();
     struct timeval tv;
 
+    /* Connections opened together fail together: one outage doubles the wait once. */
+    if (now < pool->backoff_until) {
+        while (pool->head) {
+            struct smtp_job *job = pool->head;
+            pool->head = job->next;
+            pool->queued--;
+            finish(pool, job, SMTP_NOT_SENT, 0, NULL, why);
+        }
+        pool->tail = NULL;
+        return;
+    }
     pool->backoff = pool->backoff ? pool->backoff * 2 : BACKOFF_MIN_US;
     if (pool->backoff > BACKOFF_MAX_US)
         pool->backoff = BACKOFF_MAX_US;

@@ -10,7 +10,7 @@
  * windows at the same time: the sliding-window counts and the claim that
  * follows them are atomic across every process sharing the database.  A
  * window counts the messages whose last attempt (stamped at claim) falls in
- * the last 60, 3600 or 86400 seconds.  Other tenants are not blocked: their
+ * the last 60, 3600 or 86400 seconds (plus a small margin, see MARGIN_US).  Other tenants are not blocked: their
  * claims lock other rows.
  *
  * The claim itself: PostgreSQL picks rows in a CTE with FOR UPDATE SKIP
@@ -31,9 +31,16 @@
 #include "core/util.h"
 #include "store_int.h"
 
-#define MINUTE_US (60 * 1000000LL)
-#define HOUR_US (3600 * 1000000LL)
-#define DAY_US (86400 * 1000000LL)
+/*
+ * Windows are counted over their length plus a margin: a message reaches
+ * the relay a little after its claim is stamped, so claims spaced exactly
+ * one window apart could land inside one window at the relay.  Two seconds
+ * cover the hand-off and cost a limited sender at most 1/31 of its rate.
+ */
+#define MARGIN_US (2 * 1000000LL)
+#define MINUTE_US (60 * 1000000LL + MARGIN_US)
+#define HOUR_US (3600 * 1000000LL + MARGIN_US)
+#define DAY_US (86400 * 1000000LL + MARGIN_US)
 
 void
 delivery_vec_cleanup(struct delivery_vec *v)
