@@ -26,6 +26,7 @@ int cmd_key_create(struct cli_ctx *c);
 int cmd_key_list(struct cli_ctx *c);
 int cmd_key_revoke(struct cli_ctx *c);
 int cmd_config_check(struct cli_ctx *c);
+int cmd_secret_rotate(struct cli_ctx *c);
 
 struct store;
 /* Opens the configured database and migrates it; prints the reason and returns NULL on failure. */

@@ -237,3 +237,20 @@ cmd_config_check(struct cli_ctx *c)
     buf_cleanup(&out);
     return 0;
 }
+
+int
+cmd_secret_rotate(struct cli_ctx *c)
+{
+    struct store *st;
+    mc_err err;
+
+    if ((st = cli_open_store(&c->cfg)) == NULL)
+        return 1;
+    err = auth_token_key_rotate(st);
+    store_close(st);
+    if (err != MC_ERR_OK)
+        return fail("secret rotate", err);
+    printf("the unsubscribe-link key was rotated; restart every mailcast process to sign with "
+           "the new key (links signed with the previous key keep working)\n");
+    return 0;
+}

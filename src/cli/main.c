@@ -32,6 +32,7 @@ static const struct command commands[] = {
     {"key list",      cmd_key_list,      "TENANT_ID",        "list a tenant's API keys"},
     {"key revoke",    cmd_key_revoke,    "TENANT_ID KEY_ID", "revoke an API key"},
     {"config check",  cmd_config_check,  "",                 "validate the configuration and print it"},
+    {"secret rotate", cmd_secret_rotate, "",                 "new unsubscribe-link key; links already sent keep working"},
 };
 /* clang-format on */
 

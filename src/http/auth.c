@@ -7,6 +7,7 @@
  * compared in constant time.  The operator key is "mco_" + 64 hex digits
  * when generated, or whatever the operator configured (24+ characters).
  */
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -79,6 +80,9 @@ auth_operator_init(struct app *app, char **generated)
     return err;
 }
 
+#define TOKEN_KEY "unsubscribe_key_v1"
+#define TOKEN_KEY_PREVIOUS "unsubscribe_key_previous"
+
 /* A 32-byte secret kept (hex) in the settings table; made on first use. */
 static mc_err
 secret_load(struct store *st, const char *name, unsigned char out[32])
@@ -110,12 +114,52 @@ secret_load(struct store *st, const char *name, unsigned char out[32])
 }
 
 mc_err
+auth_token_key_rotate(struct store *st)
+{
+    unsigned char rnd[32], cur[32];
+    char hex[65];
+
+    /* Make sure a current key exists before it becomes the previous one. */
+    mc_err err = secret_load(st, TOKEN_KEY, cur);
+    if (err != MC_ERR_OK)
+        return err;
+    crypto_random(rnd, sizeof(rnd));
+    crypto_hex(rnd, sizeof(rnd), hex);
+    return store_setting_rotate(st, TOKEN_KEY, TOKEN_KEY_PREVIOUS, hex);
+}
+
+/* Parses 64 hex digits into out; false when it is not that. */
+static bool
+hex32(const char *s, unsigned char out[32])
+{
+    if (s == NULL || strlen(s) != 64)
+        return false;
+    for (int i = 0; i < 32; i++) {
+        unsigned v = 0;
+        for (int k = 0; k < 2; k++) {
+            char c = s[2 * i + k];
+            if (!isxdigit((unsigned char)c))
+                return false;
+            v = v * 16 + (unsigned)(c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10);
+        }
+        out[i] = (unsigned char)v;
+    }
+    return true;
+}
+
+mc_err
 auth_secrets_init(struct app *app)
 {
-    mc_err err = secret_load(app->st, "unsubscribe_key_v1", app->token_keys[0]);
+    char *prev = NULL;
+    mc_err err = secret_load(app->st, TOKEN_KEY, app->token_keys[0]);
 
     if (err == MC_ERR_OK)
         app->ntoken_keys = 1;
+    /* Links signed before the last rotation keep working. */
+    if (err == MC_ERR_OK && store_setting_get(app->st, TOKEN_KEY_PREVIOUS, &prev) == MC_ERR_OK &&
+        hex32(prev, app->token_keys[1]))
+        app->ntoken_keys = 2;
+    free(prev);
     if (err == MC_ERR_OK)
         err = secret_load(app->st, "dkim_kek_v1", app->dkim_kek);
     return err;

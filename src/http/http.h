@@ -210,6 +210,12 @@ mc_err auth_operator_init(struct app *app, char **generated);
  * so every process sharing the database signs and opens alike.
  */
 mc_err auth_secrets_init(struct app *app);
+/*
+ * Replaces the unsubscribe token key with a new one and keeps the old one
+ * as the previous key, which still verifies: links already sent keep
+ * working.  Running processes pick the change up when they restart.
+ */
+mc_err auth_token_key_rotate(struct store *st);
 
 /* ---- metrics.c ---- */
 

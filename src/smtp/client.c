@@ -311,7 +311,10 @@ start_job(struct conn *c, struct smtp_job *job)
 
     c->jobs[c->njobs++] = job;
     job->failed = false;
-    snprintf(line, sizeof(line), "MAIL FROM:<%s>%s%s%s%s\r\n", job->mail_from,
+    char size[32] = "";
+    if (c->ext.size > 0)
+        snprintf(size, sizeof(size), " SIZE=%zu", job->data.len);
+    snprintf(line, sizeof(line), "MAIL FROM:<%s>%s%s%s%s%s\r\n", job->mail_from, size,
              job->utf8 && c->ext.smtputf8 ? " SMTPUTF8" : "",
              c->ext.eightbitmime ? " BODY=8BITMIME" : "", envid ? " ENVID=" : "",
              envid ? job->envid : "");
@@ -828,6 +831,12 @@ dispatch(struct smtp_pool *pool)
             pool->tail = NULL;
         pool->queued--;
         job->next = NULL;
+        /* Larger than the relay takes (SIZE, RFC 1870): it would be refused after DATA. */
+        if (best->ext.size > 0 && (int64_t)job->data.len > best->ext.size) {
+            finish(pool, job, SMTP_PERMFAIL, 552, "5.3.4",
+                   "the message is larger than the relay's SIZE limit");
+            continue;
+        }
         /* Waited so long that its claim could expire mid-send: hand it back unsent. */
         if (job->deadline && time_mono_us() > job->deadline) {
             finish(pool, job, SMTP_NOT_SENT, 0, NULL,

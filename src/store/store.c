@@ -465,3 +465,38 @@ store_setting_init(struct store *st, const char *name, const char *value)
         err = MC_ERR_CONFLICT;
     return err;
 }
+
+mc_err
+store_setting_rotate(struct store *st, const char *current, const char *previous,
+                     const char *value)
+{
+    struct db_param p[] = {P_TEXT(current), P_TEXT(previous), P_TEXT(value),
+                           P_TIME(time_now_us())};
+    int64_t changes = 0;
+    struct db d;
+    mc_err err;
+
+    if ((err = db_get(st, &d)) != MC_ERR_OK)
+        return err;
+    if ((err = db_begin(&d, true)) != MC_ERR_OK)
+        goto out;
+    err = db_exec(&d,
+                  "INSERT INTO server_settings (name, value, updated_at) SELECT $2, value, $4 "
+                  "FROM server_settings WHERE name = $1 ON CONFLICT (name) DO UPDATE SET "
+                  "value = excluded.value, updated_at = excluded.updated_at",
+                  p, NPARAMS(p), &changes);
+    if (err == MC_ERR_OK && changes == 0)
+        err = MC_ERR_NOT_FOUND;
+    if (err == MC_ERR_OK) {
+        struct db_param pu[] = {P_TEXT(current), P_TEXT(value), P_TIME(time_now_us())};
+        err = db_exec(&d, "UPDATE server_settings SET value = $2, updated_at = $3 WHERE name = $1",
+                      pu, NPARAMS(pu), NULL);
+    }
+    if (err == MC_ERR_OK)
+        err = db_commit(&d);
+    else
+        db_rollback(&d);
+out:
+    db_put(&d);
+    return err;
+}

@@ -60,6 +60,13 @@ mc_err store_setting_get(struct store *st, const char *name, char **out);
  * already set (so two processes starting at once agree on one value).
  */
 mc_err store_setting_init(struct store *st, const char *name, const char *value);
+/*
+ * Rotates a secret in one transaction: the value of `current` moves to
+ * `previous` and `current` becomes value.  MC_ERR_NOT_FOUND when `current`
+ * was never set.
+ */
+mc_err store_setting_rotate(struct store *st, const char *current, const char *previous,
+                            const char *value);
 
 /* ---- paging ---- */
 
