@@ -125,7 +125,7 @@ run: deps
 unit: $(UNIT_BIN)
 
 test: deps-test
-	@$(MAKE) --no-print-directory mailcast unit fuzz-build
+	@$(MAKE) --no-print-directory $(BUILD)/mailcast unit fuzz-build
 	@bash tests/run.sh $(BUILD)
 
 # Benchmarks (bench/README.md): C programs built against the library, then
