@@ -144,7 +144,7 @@ $(BUILD)/bench/%: bench/%.c bench/bench_util.h $(BUILD)/libmailcast.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) -o $@ $< $(BUILD)/libmailcast.a $(LDFLAGS) $(LIBS)
 
-bench: mailcast bench-build
+bench: $(BUILD)/mailcast bench-build
 	$(BUILD)/bench/template
 	$(BENCH_ENV) /usr/bin/python3 bench/import --rows $(BENCH_N) --stores $(BENCH_STORES)
 	$(BENCH_ENV) /usr/bin/python3 bench/materialise --rows $(BENCH_N) --stores $(BENCH_STORES)
