@@ -175,7 +175,7 @@ id_row(struct db *d, struct db_res *r, void *out)
 
 static const char sql_claim_pg[] =
     "WITH picked AS (SELECT id FROM scheduled_messages WHERE campaign_id = $1 "
-    "AND status = 'pending' AND next_attempt_at <= $2 ORDER BY next_attempt_at, id LIMIT $3 "
+    "AND status = 'pending' AND next_attempt_at <= $2 ORDER BY next_attempt_at LIMIT $3 "
     "FOR UPDATE SKIP LOCKED) "
     "UPDATE scheduled_messages m SET status = 'sending', lease_owner = $4, "
     "lease_expires_at = $5, attempts = m.attempts + 1, last_attempt_at = $2, updated_at = $2 "
@@ -185,23 +185,27 @@ static const char sql_claim_sqlite[] =
     "UPDATE scheduled_messages SET status = 'sending', lease_owner = $4, "
     "lease_expires_at = $5, attempts = attempts + 1, last_attempt_at = $2, updated_at = $2 "
     "WHERE id IN (SELECT id FROM scheduled_messages WHERE campaign_id = $1 "
-    "AND status = 'pending' AND next_attempt_at <= $2 ORDER BY next_attempt_at, id LIMIT $3) "
+    "AND status = 'pending' AND next_attempt_at <= $2 ORDER BY next_attempt_at LIMIT $3) "
     "RETURNING id, recipient_id, to_address, attempts, max_attempts";
 
-/* The claimed rows whose recipient may no longer be mailed become 'suppressed'. */
+/*
+ * The claimed rows whose recipient may no longer be mailed become
+ * 'suppressed'.  Found by id alone ($3: the claimed ids), so the plan is a
+ * primary-key lookup per row, not a walk of the campaign.
+ */
 static const char sql_suppress_sqlite[] =
     "UPDATE scheduled_messages SET status = 'suppressed', lease_owner = NULL, "
-    "lease_expires_at = NULL, last_attempt_at = NULL, attempts = attempts - 1, updated_at = $2 "
-    "WHERE lease_owner = $3 AND status = 'sending' AND campaign_id = $1 "
-    "AND id IN (SELECT value FROM json_each($4)) AND (recipient_id IS NULL OR EXISTS "
+    "lease_expires_at = NULL, last_attempt_at = NULL, attempts = attempts - 1, updated_at = $1 "
+    "WHERE id IN (SELECT value FROM json_each($3)) AND lease_owner = $2 AND status = 'sending' "
+    "AND (recipient_id IS NULL OR EXISTS "
     "(SELECT 1 FROM recipients r WHERE r.id = scheduled_messages.recipient_id AND "
     "(r.status <> 'active' OR EXISTS (SELECT 1 FROM unsubscribes u WHERE "
     "u.tenant_id = r.tenant_id AND u.email_lc = r.email_lc)))) RETURNING id";
 static const char sql_suppress_pg[] =
     "UPDATE scheduled_messages SET status = 'suppressed', lease_owner = NULL, "
-    "lease_expires_at = NULL, last_attempt_at = NULL, attempts = attempts - 1, updated_at = $2 "
-    "WHERE lease_owner = $3 AND status = 'sending' AND campaign_id = $1 "
-    "AND id = ANY(ARRAY(SELECT jsonb_array_elements_text($4::jsonb)::uuid)) AND (recipient_id IS NULL "
+    "lease_expires_at = NULL, last_attempt_at = NULL, attempts = attempts - 1, updated_at = $1 "
+    "WHERE id = ANY(ARRAY(SELECT jsonb_array_elements_text($3::jsonb)::uuid)) "
+    "AND lease_owner = $2 AND status = 'sending' AND (recipient_id IS NULL "
     "OR EXISTS (SELECT 1 FROM recipients r WHERE r.id = scheduled_messages.recipient_id AND "
     "(r.status <> 'active' OR EXISTS (SELECT 1 FROM unsubscribes u WHERE "
     "u.tenant_id = r.tenant_id AND u.email_lc = r.email_lc)))) RETURNING id";
@@ -297,7 +301,7 @@ store_delivery_claim(struct store *st, const struct delivery_work *w, const char
         json_array_append_new(ids, json_string(v.items[i].id));
     ids_s = json_dumps(ids, JSON_COMPACT);
     {
-        struct db_param p[] = {P_TEXT(w->campaign_id), P_TIME(now), P_TEXT(owner), P_TEXT(ids_s)};
+        struct db_param p[] = {P_TIME(now), P_TEXT(owner), P_TEXT(ids_s)};
         err = db_fetch_all(&d, is_pg ? sql_suppress_pg : sql_suppress_sqlite, p, NPARAMS(p),
                            id_row, sizeof(*gone), (void **)&gone, &ngone);
     }

@@ -107,6 +107,7 @@ sq_connect(const char *url, const struct store_params *p, struct db_conn **out)
         "PRAGMA synchronous=NORMAL",
         "PRAGMA foreign_keys=ON",
         "PRAGMA temp_store=MEMORY",
+        "PRAGMA cache_size=-16384", /* 16 MiB a connection: bulk paths re-read pages otherwise */
     };
     const char *path = url + strlen("sqlite:");
     struct db_conn *c;
