@@ -525,7 +525,11 @@ def test_slow_data_reply_within_the_timeout_is_one_delivery(scripted, sink):
     a = scripted.addr["slow"]
     assert [x.reply.label for x in sink.attempts_for(a)] == ["250-slow"]
     assert len(sink.messages_to(a)) == 1
-    assert (scripted.rows[a]["status"], scripted.rows[a]["attempts"]) == ("sent", 1)
+    # One delivery.  The attempt count may be 2: a message pipelined behind
+    # another on a connection the sink closes (its 421 script) is retried,
+    # as a connection lost mid-transaction must be, before it reaches DATA.
+    assert scripted.rows[a]["status"] == "sent"
+    assert scripted.rows[a]["attempts"] in (1, 2), scripted.rows[a]
 
 
 def test_554_fails_at_once_without_suppression(scripted, sink):
