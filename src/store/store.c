@@ -254,6 +254,22 @@ db_fetch_all(struct db *d, const char *sql, const struct db_param *p, int np, db
     return err;
 }
 
+char *
+db_like_contains(const char *q, bool lower)
+{
+    struct buf b;
+
+    buf_init(&b, 0);
+    buf_putc(&b, '%');
+    for (; *q; q++) {
+        if (*q == '%' || *q == '_' || *q == '\\')
+            buf_putc(&b, '\\');
+        buf_putc(&b, (char)(lower && *q >= 'A' && *q <= 'Z' ? *q - 'A' + 'a' : *q));
+    }
+    buf_putc(&b, '%');
+    return buf_steal(&b);
+}
+
 mc_err
 store_page(struct store *st, const char *count_sql, const char *page_sql,
            const struct db_param *p, int np_count, int np, db_row_fn fn, size_t elem,

@@ -134,6 +134,12 @@ mc_err store_page(struct store *st, const char *count_sql, const char *page_sql,
                   const struct db_param *p, int np_count, int np, db_row_fn fn, size_t elem,
                   void **items, int *n, int64_t *total);
 
+/*
+ * A LIKE pattern (owned) matching values that contain q, with "%", "_" and
+ * "\\" taken literally (ESCAPE '\\'); lower folds ASCII letters to lowercase.
+ */
+char *db_like_contains(const char *q, bool lower);
+
 /* MC_ERR_OK when the tenant has the list, MC_ERR_NOT_FOUND when not. */
 mc_err db_list_exists(struct db *d, const char *tenant_id, const char *list_id);
 

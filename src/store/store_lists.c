@@ -510,23 +510,6 @@ store_recipient_delete(struct store *st, const char *tenant_id, const char *list
     return err;
 }
 
-/* "%" and "_" in a search are literal. */
-static char *
-like_escape(const char *q, bool prefix_only)
-{
-    struct buf b;
-
-    buf_init(&b, 0);
-    if (!prefix_only)
-        buf_putc(&b, '%');
-    for (; *q; q++) {
-        if (*q == '%' || *q == '_' || *q == '\\')
-            buf_putc(&b, '\\');
-        buf_putc(&b, *q);
-    }
-    buf_putc(&b, '%');
-    return buf_steal(&b);
-}
 
 mc_err
 store_recipient_list(struct store *st, const char *tenant_id, const char *list_id,
@@ -534,7 +517,7 @@ store_recipient_list(struct store *st, const char *tenant_id, const char *list_i
                      struct recipient_vec *out)
 {
     const char *status = f->status >= 0 ? recipient_status_str(f->status) : NULL;
-    char *contains = f->q ? like_escape(f->q, false) : NULL;
+    char *contains = f->q ? db_like_contains(f->q, false) : NULL;
     struct recipient_vec v = {0};
     struct db d;
     mc_err err;

@@ -158,40 +158,24 @@ store_unsub_list(struct store *st, const char *tenant_id, int source, const char
 {
     const char *s = source >= 0 ? unsub_source_str(source) : NULL;
     struct unsubscribe_vec v = {0};
-    struct buf like;
-    struct db d;
+    char *like;
     mc_err err;
 
     if (!store_id_ok(tenant_id))
         return MC_ERR_NOT_FOUND;
     /* Addresses are matched on their lowercase twin, so LIKE needs no ILIKE here. */
-    buf_init(&like, 0);
-    if (q != NULL) {
-        buf_putc(&like, '%');
-        for (; *q; q++) {
-            if (*q == '%' || *q == '_' || *q == '\\')
-                buf_putc(&like, '\\');
-            buf_putc(&like, (char)((*q >= 'A' && *q <= 'Z') ? *q - 'A' + 'a' : *q));
-        }
-        buf_putc(&like, '%');
-    }
-    struct db_param p[] = {P_TEXT(tenant_id), P_TEXT(s), P_TEXT(like.data), P_INT(pg->limit),
+    like = q ? db_like_contains(q, true) : NULL;
+    struct db_param p[] = {P_TEXT(tenant_id), P_TEXT(s), P_TEXT(like), P_INT(pg->limit),
                            P_INT(pg->offset)};
 #define UNSUB_WHERE                                                                           \
     " WHERE tenant_id = $1 AND (CAST($2 AS TEXT) IS NULL OR source = $2) AND "               \
     "(CAST($3 AS TEXT) IS NULL OR email_lc LIKE $3 ESCAPE '\\')"
-    if ((err = db_get(st, &d)) != MC_ERR_OK) {
-        buf_cleanup(&like);
-        return err;
-    }
-    err = db_one_int(&d, "SELECT COUNT(*) FROM unsubscribes" UNSUB_WHERE, p, 3, &v.total);
-    if (err == MC_ERR_OK)
-        err = db_fetch_all(&d,
-                           "SELECT " UNSUB_COLS " FROM unsubscribes" UNSUB_WHERE
-                           " ORDER BY unsubscribed_at DESC, id LIMIT $4 OFFSET $5",
-                           p, NPARAMS(p), unsub_row, sizeof(*v.items), (void **)&v.items, &v.n);
-    db_put(&d);
-    buf_cleanup(&like);
+    err = store_page(st, "SELECT COUNT(*) FROM unsubscribes" UNSUB_WHERE,
+                     "SELECT " UNSUB_COLS " FROM unsubscribes" UNSUB_WHERE
+                     " ORDER BY unsubscribed_at DESC, id LIMIT $4 OFFSET $5",
+                     p, 3, NPARAMS(p), unsub_row, sizeof(*v.items), (void **)&v.items, &v.n,
+                     &v.total);
+    free(like);
     if (err == MC_ERR_OK)
         *out = v;
     else
