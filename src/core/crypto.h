@@ -14,6 +14,9 @@
 void crypto_random(void *p, size_t n);
 /* Writes a random (version 4) UUID, lowercase, NUL-terminated, into out[37]. */
 void crypto_uuid(char out[MC_UUID_LEN + 1]);
+/* Writes a time-ordered (version 7) UUID: later calls on one thread sort after
+ * earlier ones.  For rows inserted in bulk. */
+void crypto_uuid7(char out[MC_UUID_LEN + 1]);
 /* True when s is a UUID in canonical 8-4-4-4-12 hex form (either case). */
 bool crypto_uuid_valid(const char *s);
 /* Lowercases a valid UUID in place. */

@@ -88,6 +88,18 @@ fn_uuid(sqlite3_context *ctx, int argc, sqlite3_value **argv)
     sqlite3_result_text(ctx, id, MC_UUID_LEN, SQLITE_TRANSIENT);
 }
 
+/* mc_uuid7(): a time-ordered id; migration 0006 gives PostgreSQL the same. */
+static void
+fn_uuid7(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    char id[MC_UUID_LEN + 1];
+
+    (void)argc;
+    (void)argv;
+    crypto_uuid7(id);
+    sqlite3_result_text(ctx, id, MC_UUID_LEN, SQLITE_TRANSIENT);
+}
+
 static void
 sq_disconnect(struct db_conn *c)
 {
@@ -128,6 +140,7 @@ sq_connect(const char *url, const struct store_params *p, struct db_conn **out)
     }
     sqlite3_busy_timeout(c->db, p->busy_timeout_ms);
     sqlite3_create_function(c->db, "gen_random_uuid", 0, SQLITE_UTF8, NULL, fn_uuid, NULL, NULL);
+    sqlite3_create_function(c->db, "mc_uuid7", 0, SQLITE_UTF8, NULL, fn_uuid7, NULL, NULL);
     sqlite3_extended_result_codes(c->db, 1);
     for (unsigned i = 0; i < sizeof(pragmas) / sizeof(pragmas[0]); i++) {
         rc = sqlite3_exec(c->db, pragmas[i], NULL, NULL, NULL);

@@ -1,7 +1,9 @@
 /*
  * test_crypto.c - ids, hashes and constant-time comparison.
  */
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "mctest.h"
 
@@ -20,6 +22,37 @@ test_uuid_shape_and_uniqueness(void **state)
     assert_int_equal(a[14], '4');                   /* version 4 */
     assert_non_null(strchr("89ab", a[19]));         /* RFC 4122 variant */
     assert_string_not_equal(a, b);
+}
+
+/* Version 7: valid, version and variant bits set, the leading 48 bits are
+ * the current Unix milliseconds, and 10,000 ids in a row sort strictly in
+ * the order they were made (bulk inserts append to the index). */
+static void
+test_uuid7_time_ordered(void **state)
+{
+    char prev[MC_UUID_LEN + 1], cur[MC_UUID_LEN + 1];
+    struct timespec ts;
+    unsigned long long ms, got;
+    char hex[13];
+
+    (void)state;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ms = (unsigned long long)ts.tv_sec * 1000 + (unsigned long long)ts.tv_nsec / 1000000;
+    crypto_uuid7(prev);
+    assert_true(crypto_uuid_valid(prev));
+    assert_int_equal(prev[14], '7');
+    assert_non_null(strchr("89ab", prev[19]));
+    memcpy(hex, prev, 8);
+    memcpy(hex + 8, prev + 9, 4);
+    hex[12] = '\0';
+    got = strtoull(hex, NULL, 16);
+    assert_true(got >= ms && got < ms + 5000);
+    for (int i = 0; i < 10000; i++) {
+        crypto_uuid7(cur);
+        assert_true(crypto_uuid_valid(cur));
+        assert_true(strcmp(prev, cur) < 0);
+        memcpy(prev, cur, sizeof(cur));
+    }
 }
 
 static void
@@ -63,6 +96,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_uuid_shape_and_uniqueness),
+        cmocka_unit_test(test_uuid7_time_ordered),
         cmocka_unit_test(test_uuid_valid),
         cmocka_unit_test(test_sha256_known_vector),
         cmocka_unit_test(test_equal),
