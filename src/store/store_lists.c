@@ -337,7 +337,7 @@ store_recipient_create(struct store *st, const char *tenant_id, const char *list
 
     if (!store_id_ok(tenant_id) || !store_id_ok(list_id))
         return MC_ERR_NOT_FOUND;
-    crypto_uuid(r->id);
+    crypto_uuid7(r->id);
     if (r->attributes == NULL)
         r->attributes = xstrdup("{}");
     struct db_param ps[] = {P_TEXT(tenant_id), P_TEXT(r->email_lc)};

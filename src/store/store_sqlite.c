@@ -8,10 +8,13 @@
  * synchronous=NORMAL (durable at checkpoints, safe against corruption).
  * Prepared statements are cached per connection, keyed by the SQL text's
  * address: every query is a string constant of the frontend, so the pointer
- * identifies it.  Parameters are written $1..$n and bound by name, which is
- * what lets one SQL text serve both backends.
+ * identifies it.  Parameters are written $1..$n and bound by name (each
+ * name's index is found once, when the statement is prepared), which is what
+ * lets one SQL text serve both backends.
  */
+#include <assert.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,10 +28,17 @@
 #include "store_int.h"
 
 #define STMT_CACHE 96
+#define MAX_PARAMS 32 /* $1..$32: more than any statement of the frontend uses */
 
+/*
+ * A prepared statement with, for each $k, its SQLite parameter index
+ * (0: the statement does not use $k).  Found once at prepare time: looking
+ * the names up at every bind was a measurable share of a bulk import.
+ */
 struct cached {
     const char *sql; /* borrowed: a string constant */
     sqlite3_stmt *stmt;
+    unsigned char idx[MAX_PARAMS];
 };
 
 struct db_conn {
@@ -42,6 +52,19 @@ struct db_res {
     sqlite3_stmt *stmt;
     bool cached; /* reset, not finalized, on free */
 };
+
+static pthread_once_t config_once = PTHREAD_ONCE_INIT;
+
+/*
+ * Process-wide settings, before SQLite initialises.  Memory statistics make
+ * every sqlite3_malloc and sqlite3_free take a global mutex; mailcast never
+ * reads them.  Ignored (SQLITE_MISUSE) if something initialised SQLite first.
+ */
+static void
+config_sqlite(void)
+{
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
 
 static mc_err
 sqlite_err(struct db_conn *c, int rc, const char *what)
@@ -125,6 +148,7 @@ sq_connect(const char *url, const struct store_params *p, struct db_conn **out)
     struct db_conn *c;
     int rc;
 
+    pthread_once(&config_once, config_sqlite);
     if (str_prefix(path, "//"))
         path += 2;
     ensure_dir(path);
@@ -154,15 +178,37 @@ sq_connect(const char *url, const struct store_params *p, struct db_conn **out)
     return MC_ERR_OK;
 }
 
+/* Fills c->idx from the statement's parameter names ($1..$n). */
+static void
+map_params(struct cached *c)
+{
+    int n = sqlite3_bind_parameter_count(c->stmt);
+
+    memset(c->idx, 0, sizeof(c->idx));
+    for (int j = 1; j <= n; j++) {
+        const char *name = sqlite3_bind_parameter_name(c->stmt, j);
+        int64_t k;
+
+        if (name != NULL && name[0] == '$' && parse_int64(name + 1, 1, MAX_PARAMS, &k))
+            c->idx[k - 1] = (unsigned char)j;
+    }
+}
+
+/*
+ * Finds or prepares sql.  *out points into the connection's cache, or (the
+ * cache full) at tmp, whose statement the caller finalizes.
+ */
 static mc_err
-prepare(struct db_conn *c, const char *sql, sqlite3_stmt **out, bool *cached)
+prepare(struct db_conn *c, const char *sql, struct cached *tmp, struct cached **out,
+        bool *cached)
 {
     sqlite3_stmt *stmt;
+    struct cached *e;
     int rc;
 
     for (int i = 0; i < c->ncache; i++) {
         if (c->cache[i].sql == sql) {
-            *out = c->cache[i].stmt;
+            *out = &c->cache[i];
             *cached = true;
             return MC_ERR_OK;
         }
@@ -170,26 +216,27 @@ prepare(struct db_conn *c, const char *sql, sqlite3_stmt **out, bool *cached)
     rc = sqlite3_prepare_v3(c->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt, NULL);
     if (rc != SQLITE_OK)
         return sqlite_err(c, rc, sql);
-    if (c->ncache < STMT_CACHE) {
-        c->cache[c->ncache].sql = sql;
-        c->cache[c->ncache].stmt = stmt;
-        c->ncache++;
-        *cached = true;
-    } else
-        *cached = false;
-    *out = stmt;
+    *cached = c->ncache < STMT_CACHE;
+    e = *cached ? &c->cache[c->ncache++] : tmp;
+    e->sql = sql;
+    e->stmt = stmt;
+    map_params(e);
+    *out = e;
     return MC_ERR_OK;
 }
 
 static mc_err
-bind(struct db_conn *c, sqlite3_stmt *stmt, const struct db_param *p, int np)
+bind(struct db_conn *c, const struct cached *e, const struct db_param *p, int np)
 {
+    sqlite3_stmt *stmt = e->stmt;
+
     for (int i = 0; i < np; i++) {
-        char name[16];
         int idx, rc;
 
-        snprintf(name, sizeof(name), "$%d", i + 1);
-        idx = sqlite3_bind_parameter_index(stmt, name);
+        if (i >= MAX_PARAMS)
+            return sqlite_err(c, SQLITE_RANGE, e->sql); /* a frontend bug: say so */
+        idx = e->idx[i];
+
         if (idx == 0)
             continue; /* the statement does not use this parameter */
         switch (p[i].type) {
@@ -223,22 +270,23 @@ static mc_err
 sq_query(struct db_conn *c, const char *sql, const struct db_param *p, int np,
          struct db_res **out)
 {
-    sqlite3_stmt *stmt = NULL;
+    struct cached tmp, *e = NULL;
     bool cached = false;
     struct db_res *r;
     mc_err err;
 
-    err = prepare(c, sql, &stmt, &cached);
+    err = prepare(c, sql, &tmp, &e, &cached);
     if (err != MC_ERR_OK)
         return err;
-    err = bind(c, stmt, p, np);
+    assert(np <= MAX_PARAMS);
+    err = bind(c, e, p, np);
     if (err != MC_ERR_OK) {
-        release(stmt, cached);
+        release(e->stmt, cached);
         return err;
     }
     r = xcalloc(1, sizeof(*r));
     r->c = c;
-    r->stmt = stmt;
+    r->stmt = e->stmt;
     r->cached = cached;
     *out = r;
     return MC_ERR_OK;

@@ -868,6 +868,79 @@ set_status(struct store *st, const char *id, const char *status)
     exec_sql(st, "UPDATE campaigns SET status = $2 WHERE id = $1", p, NPARAMS(p));
 }
 
+/* True when id is a canonical version 7 UUID (RFC 9562: version nibble 7, variant 10). */
+static bool
+is_uuid7(const char *id)
+{
+    return crypto_uuid_valid(id) && id[14] == '7' && strchr("89ab", id[19]) != NULL;
+}
+
+/*
+ * New recipients get time-ordered ids, so walking a list by id (as the
+ * campaign engine does) meets them in the order they were written, and a
+ * batch that mixes new, duplicate and suppressed rows counts each once.
+ */
+static void
+test_import_ids_time_ordered(void **state)
+{
+    struct store *st = st_of(state);
+    enum { N = 40 };
+    struct tenant a;
+    struct recipient_list l, got = {0};
+    struct recipient x = {0};
+    struct import_counts c = {0};
+    struct import_row rows[N];
+    char email[N][32];
+    bool created = false;
+
+    make_tenant(st, "ord-a", &a);
+    new_list(st, a.id, "ordered", &l);
+    assert_int_equal(store_unsub_add(st, a.id, "sup@example.com", "sup@example.com",
+                                     UNSUB_MANUAL, NULL, NULL, &created, NULL),
+                     MC_ERR_OK);
+    /* Addresses in descending order, so id order cannot come from them. */
+    for (int i = 0; i < N; i++) {
+        snprintf(email[i], sizeof(email[i]), "r%02d@example.com", N - i);
+        rows[i] = (struct import_row){email[i], email[i], NULL, NULL, NULL, NULL};
+    }
+    assert_int_equal(store_recipient_import(st, a.id, l.id, IMPORT_SKIP, rows, N / 2, &c),
+                     MC_ERR_OK);
+    assert_int_equal(c.imported, N / 2);
+    /* A second batch: one repeat of the first, one suppressed address, the rest new. */
+    struct import_row mixed[N / 2 + 2];
+    memcpy(mixed, rows + N / 2, sizeof(rows[0]) * (N / 2));
+    mixed[N / 2] = rows[0];
+    mixed[N / 2 + 1] = (struct import_row){"sup@example.com", "sup@example.com", NULL, NULL,
+                                           NULL, NULL};
+    memset(&c, 0, sizeof(c));
+    assert_int_equal(store_recipient_import(st, a.id, l.id, IMPORT_SKIP, mixed, N / 2 + 2, &c),
+                     MC_ERR_OK);
+    assert_int_equal(c.imported, N / 2);
+    assert_int_equal(c.skipped_duplicates, 1);
+    assert_int_equal(c.skipped_suppressed, 1);
+    /* A single add after the imports. */
+    assert_int_equal(new_recipient(st, a.id, l.id, "last@example.com", &x), MC_ERR_OK);
+    assert_true(is_uuid7(x.id));
+
+    struct recipient_vec v = {0};
+    assert_int_equal(store_recipient_after(st, a.id, l.id, -1, NULL, N + 10, &v), MC_ERR_OK);
+    assert_int_equal(v.n, N + 1);
+    for (int i = 0; i < N; i++) {
+        assert_true(is_uuid7(v.items[i].id));
+        assert_string_equal(v.items[i].email, email[i]);
+    }
+    assert_string_equal(v.items[N].id, x.id);
+    recipient_vec_cleanup(&v);
+    recipient_cleanup(&x);
+
+    assert_int_equal(store_list_get(st, a.id, l.id, &got), MC_ERR_OK);
+    assert_int_equal(got.recipient_count, N + 1);
+    assert_int_equal(got.active_count, N + 1);
+    recipient_list_cleanup(&got);
+    recipient_list_cleanup(&l);
+    tenant_cleanup(&a);
+}
+
 static void
 test_campaign_state_machine(void **state)
 {
@@ -1099,6 +1172,7 @@ main(void)
         cmocka_unit_test(test_lists_two_tenants),
         cmocka_unit_test(test_recipients_two_tenants),
         cmocka_unit_test(test_import_and_suppression),
+        cmocka_unit_test(test_import_ids_time_ordered),
         cmocka_unit_test(test_campaign_state_machine),
         cmocka_unit_test(test_campaign_crud_two_tenants),
         cmocka_unit_test(test_materialize_and_complete),
