@@ -23,6 +23,9 @@ bool crypto_uuid_valid(const char *s);
 void crypto_uuid_lower(char *s);
 /* SHA-256 of p[0..n) as 64 lowercase hex digits into out[65]. */
 void crypto_sha256_hex(const void *p, size_t n, char out[65]);
+/* HMAC-SHA256 of data[0..n) under key into out[32]; aborts if libcrypto fails. */
+void crypto_hmac_sha256(const void *key, size_t keylen, const void *data, size_t n,
+                        unsigned char out[32]);
 /* Lowercase hex of p[0..n) into out, which needs 2n+1 bytes. */
 void crypto_hex(const void *p, size_t n, char *out);
 /* Constant-time equality of two buffers of the same length n. */

@@ -3,9 +3,7 @@
  */
 #include <string.h>
 
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-
+#include "crypto.h"
 #include "token.h"
 
 #define RAW_LEN (1 + 16 * 3 + 16)
@@ -54,10 +52,9 @@ static void
 mac(const unsigned char key[TOKEN_KEY_LEN], const unsigned char *data, size_t n,
     unsigned char out[MAC_LEN])
 {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
+    unsigned char md[32];
 
-    HMAC(EVP_sha256(), key, TOKEN_KEY_LEN, data, n, md, &len);
+    crypto_hmac_sha256(key, TOKEN_KEY_LEN, data, n, md);
     memcpy(out, md, MAC_LEN);
 }
 

@@ -67,6 +67,7 @@ struct conn {
     struct smtp_ext ext;
     bool tls_on;
     bool ready_once; /* reached READY: failures after that do not trip the breaker */
+    bool closing;    /* the relay said 421: no new job goes on this connection */
     int sent;
     struct expect q[MAX_EXPECT];
     int qlen;
@@ -679,8 +680,12 @@ on_reply(struct conn *c)
         conn_free(c);
         return false;
     }
-    if (c->state == C_READY && c->sent + c->njobs >= c->pool->p.max_messages && c->njobs == 0 &&
-        c->qlen == 0)
+    /* 421 (RFC 5321 3.8): the relay is closing the channel.  A message
+     * dispatched to it now would meet the close and spend an attempt. */
+    if (r->code == 421 && c->state == C_READY)
+        c->closing = true;
+    if (c->state == C_READY && c->njobs == 0 &&
+        (c->closing || (c->sent >= c->pool->p.max_messages && c->qlen == 0)))
         quit(c);
     flush_commands(c);
     dispatch(c->pool);
@@ -745,8 +750,9 @@ event_cb(struct bufferevent *bev, short what, void *arg)
                      evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
     }
     if (c->state == C_QUIT) {
+        struct smtp_pool *pool = c->pool;
         conn_free(c);
-        dispatch(c->pool);
+        dispatch(pool);
         return;
     }
     conn_fail(c, why);
@@ -800,7 +806,7 @@ dispatch(struct smtp_pool *pool)
     while (pool->head) {
         struct conn *best = NULL;
         for (struct conn *c = pool->conns; c; c = c->next) {
-            if (c->state != C_READY || c->sent + c->njobs >= pool->p.max_messages)
+            if (c->state != C_READY || c->closing || c->sent + c->njobs >= pool->p.max_messages)
                 continue;
             /* One job in its envelope at a time; a second only behind a body in flight. */
             int limit = c->ext.pipelining ? 2 : 1;

@@ -566,7 +566,8 @@ mc_err store_delivery_record(struct store *st, const char *owner, int64_t now,
                              const struct delivery_result *res, int n, int *applied);
 /* Messages waiting (pending) and in flight (sending) across every campaign. */
 mc_err store_queue_depth(struct store *st, int64_t *pending, int64_t *sending);
-/* Returns expired leases to pending (their attempt counted); *n returned. */
+/* Returns expired leases to pending (their attempt counted; *n returned) and
+ * deletes rate buckets older than every window. */
 mc_err store_delivery_recover(struct store *st, int64_t now, int *n);
 
 /* ---- DKIM keys ---- */

@@ -361,6 +361,16 @@ store_campaign_transition(struct store *st, const char *tenant_id, const char *i
         return err;
     if ((err = db_begin(&d, true)) != MC_ERR_OK)
         goto out;
+    /*
+     * The tenant's claim lock first, as a delivery claim takes it: a claim
+     * locks pending messages and then the campaign's row (its counters), a
+     * cancel the campaign's row and then the pending messages, so without it
+     * the two could deadlock (PostgreSQL; SQLite has one writer anyway).
+     */
+    if ((err = db_lock_tenant(&d, tenant_id)) != MC_ERR_OK) {
+        db_rollback(&d);
+        goto out;
+    }
     /* Read the old status under the row lock: the log names it, the update still decides. */
     {
         struct db_param q[] = {P_TEXT(tenant_id), P_TEXT(id)};
@@ -514,7 +524,7 @@ store_engine_to_materialize(struct store *st, int max, struct campaign_ref *out,
 static const char sql_mat_bounded[] =
     "INSERT INTO scheduled_messages (id, tenant_id, campaign_id, recipient_id, to_address, "
     "status, max_attempts, next_attempt_at, created_at, updated_at) "
-    "SELECT gen_random_uuid(), r.tenant_id, c.id, r.id, r.email, 'pending', $6, $3, $3, $3 "
+    "SELECT mc_uuid7(), r.tenant_id, c.id, r.id, r.email, 'pending', $6, $3, $3, $3 "
     "FROM campaigns c JOIN recipients r ON r.recipient_list_id = c.recipient_list_id "
     "AND r.tenant_id = c.tenant_id "
     "WHERE c.id = $1 AND c.tenant_id = $2 AND c.status IN ('scheduled', 'sending', 'paused') "
@@ -524,7 +534,7 @@ static const char sql_mat_bounded[] =
 static const char sql_mat_last[] =
     "INSERT INTO scheduled_messages (id, tenant_id, campaign_id, recipient_id, to_address, "
     "status, max_attempts, next_attempt_at, created_at, updated_at) "
-    "SELECT gen_random_uuid(), r.tenant_id, c.id, r.id, r.email, 'pending', $6, $3, $3, $3 "
+    "SELECT mc_uuid7(), r.tenant_id, c.id, r.id, r.email, 'pending', $6, $3, $3, $3 "
     "FROM campaigns c JOIN recipients r ON r.recipient_list_id = c.recipient_list_id "
     "AND r.tenant_id = c.tenant_id "
     "WHERE c.id = $1 AND c.tenant_id = $2 AND c.status IN ('scheduled', 'sending', 'paused') "

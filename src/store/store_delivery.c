@@ -8,15 +8,26 @@
  * tenant's row (PostgreSQL: db_lock_tenant, FOR NO KEY UPDATE; SQLite: BEGIN IMMEDIATE
  * serialises every writer anyway), so two workers never count a tenant's
  * windows at the same time: the sliding-window counts and the claim that
- * follows them are atomic across every process sharing the database.  A
- * window counts the messages whose last attempt (stamped at claim) falls in
- * the last 60, 3600 or 86400 seconds (plus a small margin, see MARGIN_US).  Other tenants are not blocked: their
- * claims lock other rows.
+ * follows them are atomic across every process sharing the database.  Other
+ * tenants are not blocked: their claims lock other rows.
+ *
+ * Windows are counted in rate_usage: every claim adds the messages it hands
+ * out to its tenant's (and its limited campaign's) current 1-second,
+ * 1-minute and 10-minute buckets.  A window of W seconds ending now sums
+ * every bucket that overlaps (now - W - margin, now], so it can only
+ * over-count (by the part of its oldest bucket that lies outside): no real
+ * window ever holds more than the limit, and a sender held at its limit
+ * still gets W / (W + margin + width) of it (96.8 % a minute, 98.3 % an
+ * hour, 99.3 % a day).  A claim reads at most about 270 bucket rows,
+ * however much the windows hold.
  *
  * The claim itself: PostgreSQL picks rows in a CTE with FOR UPDATE SKIP
  * LOCKED and updates exactly those (a LIMIT inside IN (SELECT ...) can
- * over-claim); SQLite runs UPDATE ... WHERE id IN (SELECT ... LIMIT n)
- * RETURNING under its write lock.
+ * over-claim), found by id = ANY(ARRAY(...)): one primary-key probe each
+ * (joined to the CTE, the generic plan merge-scanned the primary key from
+ * its start, a cost that grew with every message already sent).  SQLite
+ * runs UPDATE ... WHERE id IN (SELECT ... LIMIT n) RETURNING under its
+ * write lock.
  *
  * Every result update carries WHERE id = ? AND lease_owner = ? AND
  * attempts = ? AND status = 'sending': a worker whose lease expired and was
@@ -33,14 +44,33 @@
 
 /*
  * Windows are counted over their length plus a margin: a message reaches
- * the relay a little after its claim is stamped, so claims spaced exactly
- * one window apart could land inside one window at the relay.  Two seconds
- * cover the hand-off and cost a limited sender at most 1/31 of its rate.
+ * the relay a little after its claim, so claims spaced exactly one window
+ * apart could land inside one window at the relay.  One second covers the
+ * hand-off (a message that would start later goes back unsent, see
+ * delivery.c).  Each window is summed from buckets of the width beside it.
  */
-#define MARGIN_US (2 * 1000000LL)
-#define MINUTE_US (60 * 1000000LL + MARGIN_US)
-#define HOUR_US (3600 * 1000000LL + MARGIN_US)
-#define DAY_US (86400 * 1000000LL + MARGIN_US)
+#define MARGIN_S 1
+static const struct rate_window {
+    int64_t seconds, width;
+} windows[3] = {{60, 1}, {3600, 60}, {86400, 600}};
+
+/* The start of the oldest bucket window w must sum at now (microseconds). */
+static int64_t
+window_floor(const struct rate_window *w, int64_t now)
+{
+    int64_t lo = now / 1000000 - w->seconds - MARGIN_S;
+
+    return lo - lo % w->width;
+}
+
+/* The start of the bucket of width w that holds now. */
+static int64_t
+bucket_of(const struct rate_window *w, int64_t now)
+{
+    int64_t s = now / 1000000;
+
+    return s - s % w->width;
+}
 
 void
 delivery_vec_cleanup(struct delivery_vec *v)
@@ -132,6 +162,39 @@ counts_row(struct db *d, struct db_res *r, void *out)
     w->day = d->ops->col_int(r, 2);
 }
 
+/* The messages handed out in scope's windows ending at now. */
+static mc_err
+window_counts(struct db *d, const char *scope, int64_t now, struct window_counts *out)
+{
+    struct db_param p[] = {P_TEXT(scope), P_INT(window_floor(&windows[0], now)),
+                           P_INT(window_floor(&windows[1], now)),
+                           P_INT(window_floor(&windows[2], now))};
+
+    return db_fetch_one(d,
+                        "SELECT COALESCE(SUM(CASE WHEN width = 1 THEN n END), 0), "
+                        "COALESCE(SUM(CASE WHEN width = 60 THEN n END), 0), "
+                        "COALESCE(SUM(CASE WHEN width = 600 THEN n END), 0) FROM rate_usage "
+                        "WHERE scope_id = $1 AND ((width = 1 AND bucket >= $2) OR "
+                        "(width = 60 AND bucket >= $3) OR (width = 600 AND bucket >= $4))",
+                        p, NPARAMS(p), counts_row, out);
+}
+
+/* Adds n messages handed out at now to scope's current buckets. */
+static mc_err
+window_add(struct db *d, const char *scope, int64_t now, int64_t n)
+{
+    struct db_param p[] = {P_TEXT(scope), P_INT(bucket_of(&windows[0], now)),
+                           P_INT(bucket_of(&windows[1], now)),
+                           P_INT(bucket_of(&windows[2], now)), P_INT(n)};
+
+    return db_exec(d,
+                   "INSERT INTO rate_usage (scope_id, width, bucket, n) VALUES "
+                   "($1, 1, $2, $5), ($1, 60, $3, $5), ($1, 600, $4, $5) "
+                   "ON CONFLICT (scope_id, width, bucket) DO UPDATE SET n = rate_usage.n + "
+                   "excluded.n",
+                   p, NPARAMS(p), NULL);
+}
+
 static int64_t
 room(int64_t limit, int64_t used)
 {
@@ -179,7 +242,7 @@ static const char sql_claim_pg[] =
     "FOR UPDATE SKIP LOCKED) "
     "UPDATE scheduled_messages m SET status = 'sending', lease_owner = $4, "
     "lease_expires_at = $5, attempts = m.attempts + 1, last_attempt_at = $2, updated_at = $2 "
-    "FROM picked WHERE m.id = picked.id "
+    "WHERE m.id = ANY(ARRAY(SELECT id FROM picked)) "
     "RETURNING m.id, m.recipient_id, m.to_address, m.attempts, m.max_attempts";
 static const char sql_claim_sqlite[] =
     "UPDATE scheduled_messages SET status = 'sending', lease_owner = $4, "
@@ -189,26 +252,26 @@ static const char sql_claim_sqlite[] =
     "RETURNING id, recipient_id, to_address, attempts, max_attempts";
 
 /*
- * The claimed rows whose recipient may no longer be mailed become
- * 'suppressed'.  Found by id alone ($3: the claimed ids), so the plan is a
- * primary-key lookup per row, not a walk of the campaign.
+ * The claimed rows whose recipient may no longer be mailed (inactive,
+ * suppressed, or deleted) become 'suppressed'.  Found by id alone ($3: the
+ * claimed ids), so the plan is a primary-key lookup per row, not a walk of
+ * the campaign.
  */
 static const char sql_suppress_sqlite[] =
     "UPDATE scheduled_messages SET status = 'suppressed', lease_owner = NULL, "
     "lease_expires_at = NULL, last_attempt_at = NULL, attempts = attempts - 1, updated_at = $1 "
     "WHERE id IN (SELECT value FROM json_each($3)) AND lease_owner = $2 AND status = 'sending' "
-    "AND (recipient_id IS NULL OR EXISTS "
-    "(SELECT 1 FROM recipients r WHERE r.id = scheduled_messages.recipient_id AND "
-    "(r.status <> 'active' OR EXISTS (SELECT 1 FROM unsubscribes u WHERE "
-    "u.tenant_id = r.tenant_id AND u.email_lc = r.email_lc)))) RETURNING id";
+    "AND NOT EXISTS (SELECT 1 FROM recipients r WHERE r.id = scheduled_messages.recipient_id "
+    "AND r.status = 'active' AND NOT EXISTS (SELECT 1 FROM unsubscribes u WHERE "
+    "u.tenant_id = r.tenant_id AND u.email_lc = r.email_lc)) RETURNING id";
 static const char sql_suppress_pg[] =
     "UPDATE scheduled_messages SET status = 'suppressed', lease_owner = NULL, "
     "lease_expires_at = NULL, last_attempt_at = NULL, attempts = attempts - 1, updated_at = $1 "
     "WHERE id = ANY(ARRAY(SELECT jsonb_array_elements_text($3::jsonb)::uuid)) "
-    "AND lease_owner = $2 AND status = 'sending' AND (recipient_id IS NULL "
-    "OR EXISTS (SELECT 1 FROM recipients r WHERE r.id = scheduled_messages.recipient_id AND "
-    "(r.status <> 'active' OR EXISTS (SELECT 1 FROM unsubscribes u WHERE "
-    "u.tenant_id = r.tenant_id AND u.email_lc = r.email_lc)))) RETURNING id";
+    "AND lease_owner = $2 AND status = 'sending' AND NOT EXISTS (SELECT 1 FROM recipients r "
+    "WHERE r.id = scheduled_messages.recipient_id AND r.status = 'active' AND NOT EXISTS "
+    "(SELECT 1 FROM unsubscribes u WHERE u.tenant_id = r.tenant_id AND "
+    "u.email_lc = r.email_lc)) RETURNING id";
 
 static const char sql_rcpts_sqlite[] =
     "SELECT id, name, first_name, last_name, attributes FROM recipients "
@@ -254,27 +317,12 @@ store_delivery_claim(struct store *st, const struct delivery_work *w, const char
     }
     if (err != MC_ERR_OK || !ctx.sending)
         goto rollback;
-    {
-        struct db_param pt[] = {P_TEXT(w->tenant_id), P_TIME(now - MINUTE_US),
-                                P_TIME(now - HOUR_US), P_TIME(now - DAY_US)};
-        struct db_param pc[] = {P_TEXT(w->campaign_id), P_TIME(now - MINUTE_US),
-                                P_TIME(now - HOUR_US)};
-        if (ctx.t_enabled)
-            err = db_fetch_one(&d,
-                               "SELECT COALESCE(SUM(CASE WHEN last_attempt_at > $2 THEN 1 ELSE 0 "
-                               "END), 0), COALESCE(SUM(CASE WHEN last_attempt_at > $3 THEN 1 "
-                               "ELSE 0 END), 0), COUNT(*) FROM scheduled_messages "
-                               "WHERE tenant_id = $1 AND last_attempt_at > $4",
-                               pt, NPARAMS(pt), counts_row, &tc);
-        if (err == MC_ERR_OK && (ctx.c_minute || ctx.c_hour))
-            err = db_fetch_one(&d,
-                               "SELECT COALESCE(SUM(CASE WHEN last_attempt_at > $2 THEN 1 ELSE 0 "
-                               "END), 0), COUNT(*), 0 FROM scheduled_messages "
-                               "WHERE campaign_id = $1 AND last_attempt_at > $3",
-                               pc, NPARAMS(pc), counts_row, &cc);
-        if (err != MC_ERR_OK)
-            goto rollback;
-    }
+    if (ctx.t_enabled)
+        err = window_counts(&d, w->tenant_id, now, &tc);
+    if (err == MC_ERR_OK && (ctx.c_minute || ctx.c_hour))
+        err = window_counts(&d, w->campaign_id, now, &cc);
+    if (err != MC_ERR_OK)
+        goto rollback;
     if (ctx.t_enabled) {
         int64_t a = room(ctx.t_minute, tc.minute), b = room(ctx.t_hour, tc.hour),
                 c = room(ctx.t_day, tc.day);
@@ -318,6 +366,12 @@ store_delivery_claim(struct store *st, const struct delivery_work *w, const char
                            sizeof(*rd), (void **)&rd, &nrd);
         free(rids_s);
     }
+    /* What is handed out counts in the windows; the tenant's always (its
+     * limits can be switched on later), the campaign's when it has limits. */
+    if (err == MC_ERR_OK && v.n > ngone)
+        err = window_add(&d, w->tenant_id, now, v.n - ngone);
+    if (err == MC_ERR_OK && v.n > ngone && (ctx.c_minute || ctx.c_hour))
+        err = window_add(&d, w->campaign_id, now, v.n - ngone);
     if (err == MC_ERR_OK)
         err = db_commit(&d);
     if (err != MC_ERR_OK)
@@ -376,10 +430,6 @@ out:
 
 #define FENCE " WHERE id = $1 AND lease_owner = $2 AND attempts = $3 AND status = 'sending'"
 
-static const char sql_sent[] =
-    "UPDATE scheduled_messages SET status = 'sent', sent_at = $4, lease_owner = NULL, "
-    "lease_expires_at = NULL, last_reply_code = $5, last_error = NULL, relay_queue_id = $6, "
-    "message_id = $7, updated_at = $4" FENCE;
 static const char sql_retry[] =
     "UPDATE scheduled_messages SET status = CASE "
     "WHEN (SELECT c.status FROM campaigns c WHERE c.id = scheduled_messages.campaign_id) "
@@ -403,11 +453,22 @@ static const char sql_release[] =
     "last_error = $5, updated_at = $4" FENCE;
 
 /*
- * PostgreSQL records every 'sent' outcome of a flush in one statement: its
- * count trigger then runs once per flush, not once per message (a statement
- * per message cost about a millisecond each).  Joined on the primary key,
- * fenced like the per-row statements; RETURNING says which took effect.
+ * Every 'sent' outcome of a flush is recorded in one statement (the common
+ * case by far): PostgreSQL's count trigger then runs once per flush, not
+ * once per message (a statement per message cost about a millisecond each),
+ * and SQLite saves a statement execution per message.  Joined on the
+ * primary key, fenced like the per-row statements; RETURNING says which
+ * took effect.
  */
+static const char sql_sent_many_sqlite[] =
+    "UPDATE scheduled_messages SET status = 'sent', sent_at = $1, lease_owner = NULL, "
+    "lease_expires_at = NULL, last_reply_code = x.code, last_error = NULL, "
+    "relay_queue_id = x.qid, message_id = x.mid, updated_at = $1 "
+    "FROM (SELECT value ->> '$.id' AS id, value ->> '$.attempts' AS attempts, "
+    "value ->> '$.code' AS code, value ->> '$.qid' AS qid, value ->> '$.mid' AS mid "
+    "FROM json_each($3)) AS x WHERE scheduled_messages.id = x.id "
+    "AND scheduled_messages.lease_owner = $2 AND scheduled_messages.attempts = x.attempts "
+    "AND scheduled_messages.status = 'sending' RETURNING scheduled_messages.id";
 static const char sql_sent_many_pg[] =
     "UPDATE scheduled_messages m SET status = 'sent', sent_at = $1, lease_owner = NULL, "
     "lease_expires_at = NULL, last_reply_code = x.code, last_error = NULL, "
@@ -424,7 +485,7 @@ sent_id_row(struct db *d, struct db_res *r, void *out)
 
 /* The set-based 'sent' update; *applied counts, fenced-out ones are logged. */
 static mc_err
-record_sent_pg(struct db *d, const char *owner, int64_t now, const struct delivery_result *res,
+record_sent(struct db *d, const char *owner, int64_t now, const struct delivery_result *res,
                int n, int *applied)
 {
     json_t *arr = json_array();
@@ -453,7 +514,8 @@ record_sent_pg(struct db *d, const char *owner, int64_t now, const struct delive
     }
     arr_s = json_dumps(arr, JSON_COMPACT);
     struct db_param p[] = {P_TIME(now), P_TEXT(owner), P_TEXT(arr_s)};
-    err = db_fetch_all(d, sql_sent_many_pg, p, NPARAMS(p), sent_id_row, sizeof(*done),
+    err = db_fetch_all(d, d->ops->dialect == DB_PG ? sql_sent_many_pg : sql_sent_many_sqlite, p,
+                       NPARAMS(p), sent_id_row, sizeof(*done),
                        (void **)&done, &ndone);
     if (err == MC_ERR_OK) {
         *applied += ndone;
@@ -524,26 +586,22 @@ store_delivery_record(struct store *st, const char *owner, int64_t now,
         return err;
     if ((err = db_begin(&d, true)) != MC_ERR_OK)
         goto out;
-    bool is_pg = d.ops->dialect == DB_PG;
-    if (is_pg)
-        err = record_sent_pg(&d, owner, now, res, n, applied);
+    err = record_sent(&d, owner, now, res, n, applied);
     for (int i = 0; i < n && err == MC_ERR_OK; i++) {
         const struct delivery_result *x = &res[i];
         int64_t changes = 0;
-        if (is_pg && x->outcome == OUT_SENT)
+        if (x->outcome == OUT_SENT)
             continue; /* recorded above, in one statement */
         struct db_param p[] = {P_TEXT(x->id),
                                P_TEXT(owner),
                                P_INT(x->attempts),
                                P_TIME(now),
                                x->reply_code ? P_INT(x->reply_code) : P_NULL,
-                               P_TEXT(x->outcome == OUT_SENT ? (x->queue_id[0] ? x->queue_id : NULL)
-                                                             : (x->error[0] ? x->error : NULL)),
+                               P_TEXT(x->error[0] ? x->error : NULL),
                                P_TEXT(x->message_id[0] ? x->message_id : NULL),
                                P_TIME(x->next_attempt_at ? x->next_attempt_at : now)};
         switch (x->outcome) {
         case OUT_SENT:
-            err = db_exec(&d, sql_sent, p, NPARAMS(p) - 1, &changes);
             break;
         case OUT_RETRY:
             err = db_exec(&d, sql_retry, p, NPARAMS(p), &changes);
@@ -602,6 +660,16 @@ store_delivery_recover(struct store *st, int64_t now, int *n)
                   "last_error = 'the lease expired: the worker stopped or crashed mid-send', "
                   "updated_at = $1 WHERE status = 'sending' AND lease_expires_at < $1",
                   p, NPARAMS(p), &changes);
+    if (err == MC_ERR_OK) {
+        /* Buckets no window reaches any more. */
+        struct db_param pb[] = {P_INT(window_floor(&windows[0], now)),
+                                P_INT(window_floor(&windows[1], now)),
+                                P_INT(window_floor(&windows[2], now))};
+        err = db_exec(&d,
+                      "DELETE FROM rate_usage WHERE (width = 1 AND bucket < $1) OR "
+                      "(width = 60 AND bucket < $2) OR (width = 600 AND bucket < $3)",
+                      pb, NPARAMS(pb), NULL);
+    }
     db_put(&d);
     *n = (int)changes;
     if (err == MC_ERR_OK && changes > 0)

@@ -6,8 +6,6 @@
 #include <string.h>
 
 #include <jansson.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 
 #include "compose.h"
 #include "core/crypto.h"
@@ -119,12 +117,11 @@ compose_campaign_free(struct compose_campaign *c)
 static void
 message_id(const unsigned char key[32], const char *msg_key, const char *from, char *out, size_t n)
 {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
+    unsigned char md[32];
     char hex[65];
     const char *at = strrchr(from, '@');
 
-    HMAC(EVP_sha256(), key, 32, (const unsigned char *)msg_key, strlen(msg_key), md, &len);
+    crypto_hmac_sha256(key, 32, msg_key, strlen(msg_key), md);
     crypto_hex(md, 16, hex);
     snprintf(out, n, "%s@%s", hex, at ? at + 1 : "mailcast.invalid");
 }

@@ -2,26 +2,33 @@
  * delivery.c - the delivery worker (see delivery.h).
  *
  * DESIGN
- * One thread runs a libevent loop that owns everything here: the SMTP pool,
- * the claimed messages, the results not yet recorded.  Nothing is shared
- * with other threads but the stop request.
+ * Two threads.  The loop thread runs a libevent loop that owns the SMTP
+ * pool, composes the claimed messages and collects their outcomes; the
+ * database thread does the claims and the group commits, so neither stalls
+ * the SMTP connections.  They meet in two request slots under dbmu (one
+ * claim and one record at a time); the database thread answers by waking
+ * the loop (the dbdone event).  Nothing else is shared but the stop request
+ * and the metrics.
  *
- * A tick (every delivery_poll_ms, or at once when capacity frees up) first
- * returns expired leases to pending (every few seconds), then fills the
- * capacity: it walks the (tenant, campaign) pairs that have work, one claim
- * each in turn, so a tenant held back by its rate limit costs the others
- * one cheap claim that returns nothing and never delays them.  Claimed
- * messages are composed (compose.h) from the campaign's compiled templates,
- * cached per campaign, and handed to the relay.
+ * A tick (every delivery_poll_ms, or at once when a connection's queue runs
+ * low) asks for a claim of what the capacity allows.  The database thread
+ * first returns expired leases to pending (every few seconds), then walks
+ * the (tenant, campaign) pairs that have work, one claim each in turn, so a
+ * tenant held back by its rate limit costs the others one cheap claim that
+ * returns nothing and never delays them.  Claimed messages are composed
+ * (compose.h) from the campaign's compiled templates, cached per campaign,
+ * and handed to the relay.
  *
  * Outcomes gather in memory and are recorded in one transaction every
  * 100 ms or 200 outcomes (group commit), each fenced on lease owner and
- * attempt.  In-flight work is bounded by delivery_inflight, which also
+ * attempt.  A message counts as in flight from its claim until its outcome
+ * is committed; in-flight work is bounded by delivery_inflight, which also
  * bounds the duplicates a kill -9 can cause.
  *
- * A stop request ends claiming, waits (bounded) for messages in flight,
- * ends the rest (those never handed to the relay go back to pending
- * without using an attempt), records everything and leaves the loop.
+ * A stop request ends claiming, waits (bounded) for messages in flight and
+ * for the database thread, ends the rest (those never handed to the relay
+ * go back to pending without using an attempt), records everything and
+ * leaves the loop.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -49,6 +56,18 @@
 #define MAX_WORK 256
 #define CACHE_MAX 64
 #define STOP_CHECK_MS 20
+/*
+ * How many messages wait per SMTP connection: about QUEUE_US of sending at
+ * the rate the relay has been taking them, between QUEUE_MIN and QUEUE_MAX.
+ * A claim tops the pool up to that depth once it has drained to half of it,
+ * so against a fast relay claims come in batches of a hundred (each claim's
+ * fixed cost spread over them), while against a slow one few messages wait:
+ * a pause or cancel holds back everything not yet started.
+ */
+#define QUEUE_US 50000
+#define QUEUE_MIN 2
+#define QUEUE_MAX 16
+#define RATE_EVERY_US 100000
 
 /* A cached campaign, with when it was last used (for eviction). */
 struct camp {
@@ -99,10 +118,31 @@ struct delivery {
     int inflight;
     struct delivery_result *results; /* owned, pending record */
     int nresults, capresults;
-    struct delivery_work work[MAX_WORK];
-    int nwork, next_work;
     struct camp cache[CACHE_MAX];
     int ncache;
+    bool refill; /* fill again when the claim in progress comes back */
+    int64_t rate_t0; /* monotonic: start of the completions being counted */
+    int rate_n;      /* completions since rate_t0 */
+    double rate;     /* completions per second, smoothed */
+
+    /* The database thread and its two request slots, under dbmu. */
+    pthread_t dbthread;
+    bool dbthread_started;
+    pthread_mutex_t dbmu;
+    pthread_cond_t dbcv;    /* requests (to the thread) and answers (to a waiter) */
+    struct event *dbdone;   /* wakes the loop when an answer is ready */
+    bool dbquit;
+    int claim_req;          /* > 0: claim up to this many, not yet started */
+    bool claim_busy;        /* asked for and its answer not yet taken */
+    bool claim_done;
+    struct delivery_vec claimed;
+    struct delivery_result *rec; /* owned: the outcomes being recorded */
+    int nrec, caprec;
+    bool rec_req, rec_busy, rec_done;
+    mc_err rec_err;
+    /* The database thread's own. */
+    struct delivery_work work[MAX_WORK];
+    int nwork, next_work;
     int64_t last_recover;
     _Atomic int64_t stop_deadline; /* monotonic; 0 while running; set by delivery_stop */
     pthread_mutex_t mu; /* guards m */
@@ -212,22 +252,52 @@ add_result(struct delivery *d, const struct dmsg *m, enum delivery_outcome out, 
     snprintf(r->message_id, sizeof(r->message_id), "%s", m->message_id);
 }
 
+/* Hands the collected outcomes to the database thread, unless it is still
+ * recording the previous ones (the answer flushes again). */
 static void
 flush_results(struct delivery *d)
 {
-    int applied = 0;
+    struct delivery_result *t;
+    int cap;
 
     if (d->nresults == 0)
         return;
-    if (store_delivery_record(d->st, d->owner, time_now_us(), d->results, d->nresults,
-                              &applied) != MC_ERR_OK) {
-        log_warn("event=record_failed n=%d (kept for the next flush)", d->nresults);
+    pthread_mutex_lock(&d->dbmu);
+    if (d->rec_busy) {
+        pthread_mutex_unlock(&d->dbmu);
         return;
     }
-    /* A message stops counting as in flight only once its outcome is committed:
-     * that is what bounds the duplicates a kill -9 can cause. */
-    d->inflight -= d->nresults;
+    t = d->rec, d->rec = d->results, d->results = t;
+    cap = d->caprec, d->caprec = d->capresults, d->capresults = cap;
+    d->nrec = d->nresults;
     d->nresults = 0;
+    d->rec_busy = d->rec_req = true;
+    pthread_cond_broadcast(&d->dbcv);
+    pthread_mutex_unlock(&d->dbmu);
+}
+
+/* The loop thread takes back a finished record. */
+static void
+record_done(struct delivery *d, mc_err err)
+{
+    if (err == MC_ERR_OK) {
+        /* A message stops counting as in flight only once its outcome is
+         * committed: that is what bounds the duplicates a kill -9 can cause. */
+        d->inflight -= d->nrec;
+        d->nrec = 0;
+        return;
+    }
+    log_warn("event=record_failed n=%d (kept for the next flush)", d->nrec);
+    if (d->caprec < d->nrec + d->nresults) {
+        d->caprec = d->nrec + d->nresults;
+        d->rec = xrealloc(d->rec, (size_t)d->caprec * sizeof(*d->rec));
+    }
+    memcpy(d->rec + d->nrec, d->results, (size_t)d->nresults * sizeof(*d->rec));
+    struct delivery_result *t = d->results;
+    int cap = d->capresults;
+    d->results = d->rec, d->capresults = d->caprec;
+    d->nresults = d->nrec + d->nresults;
+    d->rec = t, d->caprec = cap, d->nrec = 0;
 }
 
 static void
@@ -238,6 +308,23 @@ dmsg_free(struct dmsg *m)
     free(m->job.envid);
     buf_cleanup(&m->job.data);
     free(m);
+}
+
+/* Messages the pool should hold per connection (see QUEUE_US). */
+static int
+queue_depth(struct delivery *d)
+{
+    int64_t now = time_mono_us();
+    double per;
+
+    if (now - d->rate_t0 >= RATE_EVERY_US) {
+        double r = d->rate_n * 1e6 / (double)(now - d->rate_t0);
+        d->rate = 0.5 * d->rate + 0.5 * r;
+        d->rate_n = 0;
+        d->rate_t0 = now;
+    }
+    per = d->rate * QUEUE_US / 1e6 / (double)d->cfg->smtp_connections;
+    return per < QUEUE_MIN ? QUEUE_MIN : per > QUEUE_MAX ? QUEUE_MAX : (int)per;
 }
 
 /* The pool's verdict on one message. */
@@ -275,7 +362,9 @@ job_done(struct smtp_job *job, void *arg)
         flush_results(d);
     /* A connection is free: refill now, not at the next tick (never from inside
      * the pool's callback, which must not submit). */
-    if (d->pool && !stopping(d) && smtp_pool_busy(d->pool) < 2 * d->cfg->smtp_connections &&
+    d->rate_n++;
+    if (d->pool && !stopping(d) &&
+        2 * smtp_pool_busy(d->pool) < queue_depth(d) * d->cfg->smtp_connections &&
         !event_pending(d->kick, EV_TIMEOUT, NULL))
         event_active(d->kick, EV_TIMEOUT, 0);
 }
@@ -351,15 +440,45 @@ send_one(struct delivery *d, const struct delivery_msg *dm)
     job_done(&m->job, d);
 }
 
+/* Stops the database thread once it has nothing left to do. */
+static void
+db_thread_end(struct delivery *d)
+{
+    if (!d->dbthread_started)
+        return;
+    pthread_mutex_lock(&d->dbmu);
+    d->dbquit = true;
+    pthread_cond_broadcast(&d->dbcv);
+    pthread_mutex_unlock(&d->dbmu);
+    pthread_join(d->dbthread, NULL);
+    d->dbthread_started = false;
+}
+
 /* ---- the loop ---- */
 
 
+/* ---- the database thread ---- */
+
+/* Moves the items of v to the end of out. */
+static void
+vec_append(struct delivery_vec *out, struct delivery_vec *v)
+{
+    if (v->n == 0)
+        return;
+    out->items = xrealloc(out->items, (size_t)(out->n + v->n) * sizeof(*out->items));
+    memcpy(out->items + out->n, v->items, (size_t)v->n * sizeof(*v->items));
+    out->n += v->n;
+    free(v->items);
+    memset(v, 0, sizeof(*v));
+}
+
 /*
- * Claims while there is room: one claim per (tenant, campaign) in turn,
- * pass after pass over the work list, until a whole pass claims nothing.
+ * Claims up to max messages: one claim per (tenant, campaign) in turn, pass
+ * after pass over the work list, until max is reached or a whole pass
+ * claims nothing.  Returns expired leases first, every few seconds.
  */
 static void
-fill(struct delivery *d)
+claim_round(struct delivery *d, int max, struct delivery_vec *out)
 {
     int64_t now = time_now_us();
     bool pass_started = false, claimed_in_pass = false;
@@ -372,8 +491,7 @@ fill(struct delivery *d)
         d->m.lease_expiries += (uint64_t)n;
         pthread_mutex_unlock(&d->mu);
     }
-    while (!stopping(d) && d->inflight < d->cfg->delivery_inflight &&
-           (d->pool == NULL || !smtp_pool_backing_off(d->pool))) {
+    while (out->n < max && !stopping(d)) {
         if (d->next_work >= d->nwork) {
             if (pass_started && !claimed_in_pass)
                 break;
@@ -386,26 +504,164 @@ fill(struct delivery *d)
         }
         const struct delivery_work *w = &d->work[d->next_work++];
         struct delivery_vec v = {0};
-        int room = (int)(d->cfg->delivery_inflight - d->inflight);
-        int max = room < d->cfg->delivery_batch ? room : (int)d->cfg->delivery_batch;
-
-        /* Claim only what the connections will start soon: a long queue inside
-         * the worker would age its leases. */
-        if (d->pool) {
-            int pool_room = 4 * (int)d->cfg->smtp_connections - smtp_pool_busy(d->pool);
-            if (pool_room <= 0)
-                break;
-            max = max < pool_room ? max : pool_room;
-        }
+        int n = max - out->n < d->cfg->delivery_batch ? max - out->n
+                                                       : (int)d->cfg->delivery_batch;
 
         if (store_delivery_claim(d->st, w, d->owner, time_now_us(),
-                                 d->cfg->lease_seconds * 1000000LL, max, &v) != MC_ERR_OK)
+                                 d->cfg->lease_seconds * 1000000LL, n, &v) != MC_ERR_OK)
             break;
-        for (int i = 0; i < v.n; i++)
-            send_one(d, &v.items[i]);
         claimed_in_pass |= v.n > 0;
-        delivery_vec_cleanup(&v);
+        vec_append(out, &v);
     }
+}
+
+static void *
+db_run(void *arg)
+{
+    struct delivery *d = arg;
+
+    pthread_mutex_lock(&d->dbmu);
+    for (;;) {
+        while (!d->dbquit && d->claim_req == 0 && !d->rec_req)
+            pthread_cond_wait(&d->dbcv, &d->dbmu);
+        if (d->rec_req) {
+            int applied = 0;
+            d->rec_req = false;
+            pthread_mutex_unlock(&d->dbmu);
+            mc_err err = store_delivery_record(d->st, d->owner, time_now_us(), d->rec, d->nrec,
+                                               &applied);
+            pthread_mutex_lock(&d->dbmu);
+            d->rec_err = err;
+            d->rec_done = true;
+        } else if (d->claim_req > 0) {
+            struct delivery_vec v = {0};
+            int max = d->claim_req;
+            d->claim_req = 0;
+            pthread_mutex_unlock(&d->dbmu);
+            claim_round(d, max, &v);
+            pthread_mutex_lock(&d->dbmu);
+            d->claimed = v;
+            d->claim_done = true;
+        } else
+            break; /* asked to quit, nothing left to do */
+        pthread_cond_broadcast(&d->dbcv);
+        event_active(d->dbdone, EV_TIMEOUT, 0);
+    }
+    pthread_mutex_unlock(&d->dbmu);
+    return NULL;
+}
+
+/* Ends a claimed message that will not be sent: back to pending, no attempt used. */
+static void
+release_unsent(struct delivery *d, const struct delivery_msg *dm)
+{
+    struct dmsg m = {0};
+
+    memcpy(m.id, dm->id, sizeof(m.id));
+    memcpy(m.tenant_id, dm->tenant_id, sizeof(m.tenant_id));
+    m.attempts = dm->attempts;
+    d->inflight++;
+    add_result(d, &m, OUT_RELEASE, time_now_us(), 0, "the worker is stopping", NULL);
+}
+
+/* The loop thread takes what the database thread has finished; *got: claimed. */
+static void
+take_answers(struct delivery *d, int *got)
+{
+    struct delivery_vec v = {0};
+    bool claim = false, rec = false;
+    mc_err rec_err = MC_ERR_OK;
+
+    pthread_mutex_lock(&d->dbmu);
+    if (d->claim_done) {
+        v = d->claimed;
+        memset(&d->claimed, 0, sizeof(d->claimed));
+        d->claim_done = d->claim_busy = false;
+        claim = true;
+    }
+    if (d->rec_done) {
+        rec_err = d->rec_err;
+        d->rec_done = d->rec_busy = false;
+        rec = true;
+    }
+    pthread_mutex_unlock(&d->dbmu);
+    if (rec)
+        record_done(d, rec_err);
+    for (int i = 0; i < v.n; i++) {
+        if (stopping(d))
+            release_unsent(d, &v.items[i]);
+        else
+            send_one(d, &v.items[i]);
+    }
+    *got = claim ? v.n : -1;
+    delivery_vec_cleanup(&v);
+}
+
+/* Waits until the database thread has answered everything asked of it. */
+static void
+db_quiesce(struct delivery *d)
+{
+    pthread_mutex_lock(&d->dbmu);
+    while ((d->claim_busy && !d->claim_done) || (d->rec_busy && !d->rec_done))
+        pthread_cond_wait(&d->dbcv, &d->dbmu);
+    pthread_mutex_unlock(&d->dbmu);
+}
+
+/* ---- the loop ---- */
+
+/*
+ * Asks the database thread for a claim of what there is room for: the
+ * in-flight bound and, with a relay, what the connections will start soon
+ * (a long queue inside the worker would age its leases).
+ */
+static void
+fill(struct delivery *d)
+{
+    int room, max;
+
+    if (stopping(d) || (d->pool != NULL && smtp_pool_backing_off(d->pool)))
+        return;
+    if (d->claim_busy) {
+        d->refill = true;
+        return;
+    }
+    /* Outcomes waiting for their group commit hold in-flight room: when that
+     * is what stops the claims, commit them now rather than at the timer. */
+    if (d->inflight >= d->cfg->delivery_inflight && d->nresults > 0)
+        flush_results(d);
+    room = (int)(d->cfg->delivery_inflight - d->inflight);
+    if (room <= 0)
+        return;
+    max = room;
+    if (d->pool) {
+        int pool_room = queue_depth(d) * (int)d->cfg->smtp_connections - smtp_pool_busy(d->pool);
+        if (pool_room <= 0)
+            return;
+        max = max < pool_room ? max : pool_room;
+    }
+    d->refill = false;
+    pthread_mutex_lock(&d->dbmu);
+    d->claim_busy = true;
+    d->claim_req = max;
+    pthread_cond_broadcast(&d->dbcv);
+    pthread_mutex_unlock(&d->dbmu);
+}
+
+static void
+dbdone_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct delivery *d = arg;
+    int got = 0;
+
+    (void)fd;
+    (void)what;
+    take_answers(d, &got);
+    if (d->nresults >= FLUSH_MAX)
+        flush_results(d);
+    /* Claimed something (there may be more), committed outcomes (room freed),
+     * or was asked again meanwhile; an empty claim waits for the tick. */
+    if (got != 0 || d->refill)
+        fill(d);
 }
 
 static void
@@ -433,18 +689,34 @@ stop_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct delivery *d = arg;
     struct timeval tv = {0, STOP_CHECK_MS * 1000};
+    int got = 0;
 
     (void)fd;
     (void)what;
-    if (d->inflight > 0 && time_mono_us() < d->stop_deadline) {
+    if ((d->inflight > 0 || d->claim_busy) && time_mono_us() < d->stop_deadline) {
         evtimer_add(d->stop_ev, &tv);
         return;
     }
-    if (d->inflight > 0)
-        log_warn("event=delivery_stop in_flight=%d (handed back)", d->inflight);
+    /* The database thread finishes what it is doing; its answers are taken
+     * here (a claim that comes back now is released unsent). */
+    db_quiesce(d);
+    take_answers(d, &got);
+    if (d->inflight > d->nresults)
+        log_warn("event=delivery_stop in_flight=%d (handed back)", d->inflight - d->nresults);
     smtp_pool_free(d->pool); /* ends what is left through job_done */
     d->pool = NULL;
-    flush_results(d);
+    db_quiesce(d); /* job_done may have handed a flush over */
+    take_answers(d, &got);
+    /* The last record, here: the database thread is idle. */
+    if (d->nresults > 0) {
+        int applied = 0;
+        if (store_delivery_record(d->st, d->owner, time_now_us(), d->results, d->nresults,
+                                  &applied) == MC_ERR_OK) {
+            d->inflight -= d->nresults;
+            d->nresults = 0;
+        } else
+            log_warn("event=record_failed n=%d (the leases will expire)", d->nresults);
+    }
     event_base_loopbreak(d->base);
 }
 
@@ -470,6 +742,8 @@ delivery_start(struct store *st, const struct config *cfg, const unsigned char t
 
     evthread_use_pthreads();
     pthread_mutex_init(&d->mu, NULL);
+    pthread_mutex_init(&d->dbmu, NULL);
+    pthread_cond_init(&d->dbcv, NULL);
     d->st = st;
     d->cfg = cfg;
     memcpy(d->key, token_key, sizeof(d->key));
@@ -503,8 +777,12 @@ delivery_start(struct store *st, const struct config *cfg, const unsigned char t
     d->flush = event_new(d->base, -1, EV_PERSIST, flush_cb, d);
     d->stop_ev = evtimer_new(d->base, stop_cb, d);
     d->kick = event_new(d->base, -1, 0, tick_cb, d);
+    d->dbdone = event_new(d->base, -1, 0, dbdone_cb, d);
     evtimer_add(d->tick, &tick);
     evtimer_add(d->flush, &flush);
+    if (pthread_create(&d->dbthread, NULL, db_run, d) != 0)
+        goto fail;
+    d->dbthread_started = true;
     if (pthread_create(&d->thread, NULL, run, d) != 0)
         goto fail;
     log_info("event=delivery_start owner=%s relay=%s", d->owner,
@@ -512,6 +790,7 @@ delivery_start(struct store *st, const struct config *cfg, const unsigned char t
     return d;
 fail:
     log_error("event=delivery error=\"cannot start delivery\"");
+    db_thread_end(d);
     smtp_pool_free(d->pool);
     if (d->tick)
         event_free(d->tick);
@@ -521,10 +800,14 @@ fail:
         event_free(d->stop_ev);
     if (d->kick)
         event_free(d->kick);
+    if (d->dbdone)
+        event_free(d->dbdone);
     if (d->base)
         event_base_free(d->base);
     dkim_signer_free(d->signer);
     pthread_mutex_destroy(&d->mu);
+    pthread_mutex_destroy(&d->dbmu);
+    pthread_cond_destroy(&d->dbcv);
     free(d);
     return NULL;
 }
@@ -549,16 +832,22 @@ delivery_stop(struct delivery *d, int timeout_s)
     d->stop_deadline = time_mono_us() + (int64_t)timeout_s * 1000000;
     event_base_once(d->base, -1, EV_TIMEOUT, begin_stop, d, NULL);
     pthread_join(d->thread, NULL);
+    db_thread_end(d);
     event_free(d->tick);
     event_free(d->flush);
     event_free(d->stop_ev);
     event_free(d->kick);
+    event_free(d->dbdone);
     for (int i = 0; i < d->ncache; i++)
         compose_campaign_free(d->cache[i].c);
     free(d->results);
+    free(d->rec);
+    delivery_vec_cleanup(&d->claimed);
     event_base_free(d->base);
     dkim_signer_free(d->signer);
     pthread_mutex_destroy(&d->mu);
+    pthread_mutex_destroy(&d->dbmu);
+    pthread_cond_destroy(&d->dbcv);
     free(d);
 }
 

@@ -45,14 +45,16 @@ stopping(struct engine *e)
     return s;
 }
 
-static void
+/* Returns true when a campaign still has messages to create. */
+static bool
 materialize(struct engine *e, int64_t deadline)
 {
     struct campaign_ref refs[MAX_CAMPAIGNS];
+    bool more = false;
     int n = 0;
 
     if (store_engine_to_materialize(e->st, MAX_CAMPAIGNS, refs, &n) != MC_ERR_OK)
-        return;
+        return false;
     for (int i = 0; i < n; i++) {
         bool done = false;
         while (!done && !stopping(e) && time_mono_us() < deadline) {
@@ -62,23 +64,30 @@ materialize(struct engine *e, int64_t deadline)
                                          &inserted, &done) != MC_ERR_OK) {
                 log_warn("event=materialize_failed tenant=%s campaign=%s", refs[i].tenant_id,
                          refs[i].id);
+                done = true; /* retried at the next poll, not in a tight loop */
                 break;
             }
         }
+        more = more || !done;
     }
+    return more;
 }
 
-static void
+/* One round; returns true when materialisation stopped at the round's
+ * budget with work left, so the next round starts without waiting. */
+static bool
 round_once(struct engine *e)
 {
     int64_t deadline = time_mono_us() + ROUND_BUDGET_US;
+    bool more;
     int n = 0;
 
     if (store_engine_start_due(e->st, time_now_us(), &n) != MC_ERR_OK)
         log_warn("event=engine warn=start_due_failed");
-    materialize(e, deadline);
+    more = materialize(e, deadline);
     if (store_engine_complete(e->st, time_now_us(), &n) != MC_ERR_OK)
         log_warn("event=engine warn=complete_failed");
+    return more;
 }
 
 static void *
@@ -87,9 +96,9 @@ run(void *arg)
     struct engine *e = arg;
 
     for (;;) {
-        round_once(e);
+        bool more = round_once(e);
         pthread_mutex_lock(&e->mu);
-        if (!e->stop && !e->woken) {
+        if (!e->stop && !e->woken && !more) {
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
             int64_t ns = ts.tv_nsec + e->cfg->engine_poll_ms * 1000000LL;

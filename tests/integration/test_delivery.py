@@ -601,6 +601,28 @@ def test_pipelined_refusals_and_retries(server_factory):
         assert all(r["attempts"] <= 4 for r in rows.values()), rows
 
 
+def test_421_closes_the_connection_and_costs_no_other_message_an_attempt(server_factory):
+    """421 means the relay is closing the channel (RFC 5321 3.8): the message
+    that met it is retried, and the connection carries no further message, so
+    the messages queued behind it (one connection, no pipelining) are each
+    sent at their first attempt."""
+    with Sink() as sink:
+        srv = server_factory(args=delivery_args(sink.url, "--smtp-connections", "1"))
+        t = Tenant(srv)
+        dom = unique_domain("close421")
+        first, rest = f"a421@{dom}", [f"ok{i:02d}@{dom}" for i in range(15)]
+        sink.script(first, TEMP_421, then=ACCEPT)
+        lst = t.make_list(0)
+        t.import_emails(lst["id"], [first] + rest)
+        c = t.create(recipient_list_id=lst["id"], from_address=f"news@{mail_domain('from')}")
+        assert send_and_wait(t, c["id"])["status"] == "completed"
+        rows = messages(srv, c["id"])
+        assert {a: r["status"] for a, r in rows.items()} == {a: "sent" for a in [first] + rest}
+        assert rows[first]["attempts"] == 2, rows[first]
+        assert {a: rows[a]["attempts"] for a in rest} == {a: 1 for a in rest}
+        assert all(len(sink.messages_to(a)) == 1 for a in [first] + rest)
+
+
 def relay_down_then_up(srv):
     """A 10-recipient campaign sent while srv's relay port has no listener for
     3 s; then the relay appears.  Returns the sink it delivered to (stopped)."""
@@ -760,7 +782,7 @@ def test_pause_and_cancel_take_effect_with_default_settings(solo_factory, sink, 
         assert t.get(c["id"])["status"] == "cancelled"
 
 
-def test_unsubscribe_and_status_change_while_sending_suppress(mc, sink):
+def test_unsubscribe_status_change_and_deletion_while_sending_suppress(mc, sink):
     t = Tenant(mc)
     dom = unique_domain("unsub")
     sink.script("@" + dom, then=slow(0.25))
@@ -768,23 +790,26 @@ def test_unsubscribe_and_status_change_while_sending_suppress(mc, sink):
     lst, c = simple_campaign(t, n, dom)
     t.do(c["id"], "send")
     assert sink.wait_count(2, 20, lambda m: m.rcpt_tos[0].endswith(dom)) >= 2
-    last = pending_in_claim_order(mc, c["id"])[-2:]
-    assert len(last) == 2
-    unsub, gone = last
+    last = pending_in_claim_order(mc, c["id"])[-3:]
+    assert len(last) == 3
+    unsub, gone, deleted = last
     t.suppress(unsub)
     rid = {x["email"]: x["id"] for x in
            mc.get(t.rcpt_path(lst["id"]), headers=t.h, params={"limit": 1000}).json()["data"]}
     t.set_recipient_status(lst["id"], rid[gone], "unsubscribed")
+    r = mc.delete(t.rcpt_path(lst["id"], rid[deleted]), headers=t.h)
+    assert r.status_code == 204, r.text
     c2 = wait_terminal(t, c["id"], timeout=30)
     assert c2["status"] == "completed", c2
     rows = messages(mc, c["id"])
-    assert rows[unsub]["status"] == "suppressed" and rows[gone]["status"] == "suppressed"
-    assert rows[unsub]["attempts"] == 0 and rows[gone]["attempts"] == 0
-    assert sink.attempts_for(unsub) == [] and sink.attempts_for(gone) == []
+    skipped = (unsub, gone, deleted)
+    assert [rows[x]["status"] for x in skipped] == ["suppressed"] * 3, rows
+    assert [rows[x]["attempts"] for x in skipped] == [0] * 3, rows
+    assert [sink.attempts_for(x) for x in skipped] == [[]] * 3
     got = sorted(m.rcpt_tos[0] for m in sink.messages_for_domain(dom))
-    assert got == sorted(set(emails(n, dom)) - {unsub, gone})
+    assert got == sorted(set(emails(n, dom)) - set(skipped))
     st = t.stats(c["id"])
-    assert (st["sent"], st["suppressed"]) == (n - 2, 2), st
+    assert (st["sent"], st["suppressed"]) == (n - 3, 3), st
 
 
 # ---- rate limits and fairness ----

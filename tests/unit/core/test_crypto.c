@@ -55,6 +55,20 @@ test_uuid7_time_ordered(void **state)
     }
 }
 
+/* RFC 4231, test case 2. */
+static void
+test_hmac_sha256_known_vector(void **state)
+{
+    const char *data = "what do ya want for nothing?";
+    unsigned char md[32];
+    char hex[65];
+
+    (void)state;
+    crypto_hmac_sha256("Jefe", 4, data, strlen(data), md);
+    crypto_hex(md, sizeof(md), hex);
+    assert_string_equal(hex, "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+}
+
 static void
 test_uuid_valid(void **state)
 {
@@ -97,6 +111,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_uuid_shape_and_uniqueness),
         cmocka_unit_test(test_uuid7_time_ordered),
+        cmocka_unit_test(test_hmac_sha256_known_vector),
         cmocka_unit_test(test_uuid_valid),
         cmocka_unit_test(test_sha256_known_vector),
         cmocka_unit_test(test_equal),
