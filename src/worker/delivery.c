@@ -66,7 +66,7 @@
  */
 #define QUEUE_US 50000
 #define QUEUE_MIN 2
-#define QUEUE_MAX 16
+#define QUEUE_MAX 32
 #define RATE_EVERY_US 100000
 
 /* A cached campaign, with when it was last used (for eviction). */
@@ -634,10 +634,12 @@ fill(struct delivery *d)
         return;
     max = room;
     if (d->pool) {
-        int pool_room = queue_depth(d) * (int)d->cfg->smtp_connections - smtp_pool_busy(d->pool);
-        if (pool_room <= 0)
+        /* Top up once the queue has drained to half its depth: a claim's
+         * fixed cost is then spread over half a queue, not a few messages. */
+        int cap = queue_depth(d) * (int)d->cfg->smtp_connections, busy = smtp_pool_busy(d->pool);
+        if (2 * busy >= cap)
             return;
-        max = max < pool_room ? max : pool_room;
+        max = max < cap - busy ? max : cap - busy;
     }
     d->refill = false;
     pthread_mutex_lock(&d->dbmu);

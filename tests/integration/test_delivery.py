@@ -749,7 +749,7 @@ def test_cancel_while_sending(mc, sink):
 
 @pytest.mark.parametrize("action", ["pause", "cancel"])
 def test_pause_and_cancel_take_effect_with_default_settings(solo_factory, sink, action):
-    """With the default in-flight bound (256), batch (100) and 8 connections,
+    """With the default in-flight bound (1024), batch (256) and 8 connections,
     against a relay that takes 0.2 s a message: once pause or cancel has
     returned, only messages already on their way may still arrive, and none
     later than a second after; what was not sent stays pending (pause) or

@@ -1146,6 +1146,76 @@ test_materialize_and_complete(void **state)
     tenant_cleanup(&a);
 }
 
+/*
+ * Rate windows from rate_usage buckets: per minute 5, per hour 8.  A claim
+ * gets what the windows leave, a window that has passed frees its share,
+ * and the recovery sweep deletes buckets no window reaches.
+ */
+static void
+test_claim_rate_windows(void **state)
+{
+    struct store *st = st_of(state);
+    struct tenant a;
+    struct recipient_list l;
+    struct recipient x = {0};
+    struct campaign c;
+    struct campaign_ref ref;
+    struct delivery_work w;
+    struct delivery_vec v = {0};
+    struct rate_limits rl = {.per_minute = 5, .per_hour = 8, .per_day = 1000, .enabled = true};
+    int64_t inserted, lease = 60 * 1000000LL, t0;
+    bool done = false;
+    char email[64];
+    int n = 0;
+
+    make_tenant(st, "win-a", &a);
+    new_list(st, a.id, "L", &l);
+    for (int i = 0; i < 12; i++) {
+        snprintf(email, sizeof(email), "w%02d@example.com", i);
+        assert_int_equal(new_recipient(st, a.id, l.id, email, &x), MC_ERR_OK);
+        recipient_cleanup(&x);
+    }
+    new_campaign(st, a.id, l.id, &c);
+    memcpy(ref.id, c.id, sizeof(ref.id));
+    memcpy(ref.tenant_id, a.id, sizeof(ref.tenant_id));
+    memcpy(w.campaign_id, c.id, sizeof(w.campaign_id));
+    memcpy(w.tenant_id, a.id, sizeof(w.tenant_id));
+    assert_int_equal(store_rate_limits_put(st, a.id, &rl), MC_ERR_OK);
+    assert_int_equal(store_campaign_transition(st, a.id, c.id, CEV_SEND, time_now_us(), NULL, NULL),
+                     MC_ERR_OK);
+    while (!done)
+        assert_int_equal(store_engine_materialize(st, &ref, 100, 5, time_now_us(), &inserted,
+                                                  &done),
+                         MC_ERR_OK);
+    t0 = time_now_us();
+
+    assert_int_equal(store_delivery_claim(st, &w, "w1", t0, lease, 100, &v), MC_ERR_OK);
+    assert_int_equal(v.n, 5); /* the minute's limit */
+    delivery_vec_cleanup(&v);
+    assert_int_equal(store_delivery_claim(st, &w, "w1", t0 + 30 * 1000000LL, lease, 100, &v),
+                     MC_ERR_OK);
+    assert_int_equal(v.n, 0); /* the same minute */
+    delivery_vec_cleanup(&v);
+    assert_int_equal(store_delivery_claim(st, &w, "w1", t0 + 63 * 1000000LL, lease, 100, &v),
+                     MC_ERR_OK);
+    assert_int_equal(v.n, 3); /* a new minute, but the hour's limit is 8 */
+    delivery_vec_cleanup(&v);
+    assert_int_equal(store_delivery_claim(st, &w, "w1", t0 + 7200 * 1000000LL, lease, 100, &v),
+                     MC_ERR_OK);
+    assert_int_equal(v.n, 4); /* a new hour: what is left of the 12 */
+    delivery_vec_cleanup(&v);
+    assert_true(one_int(st, "SELECT COUNT(*) FROM rate_usage WHERE scope_id = $1", a.id) > 0);
+
+    /* Two days on, every bucket is older than every window. */
+    assert_int_equal(store_delivery_recover(st, t0 + 2 * 86400 * 1000000LL, &n), MC_ERR_OK);
+    assert_int_equal(n, 12); /* the leases expired too */
+    assert_int_equal(one_int(st, "SELECT COUNT(*) FROM rate_usage WHERE scope_id = $1", a.id), 0);
+
+    campaign_cleanup(&c);
+    recipient_list_cleanup(&l);
+    tenant_cleanup(&a);
+}
+
 static void
 test_schema_newer_is_refused(void **state)
 {
@@ -1176,6 +1246,7 @@ main(void)
         cmocka_unit_test(test_campaign_state_machine),
         cmocka_unit_test(test_campaign_crud_two_tenants),
         cmocka_unit_test(test_materialize_and_complete),
+        cmocka_unit_test(test_claim_rate_windows),
         cmocka_unit_test(test_schema_newer_is_refused),
     };
     int failed = 0;
