@@ -60,13 +60,13 @@
  * How many messages wait per SMTP connection: about QUEUE_US of sending at
  * the rate the relay has been taking them, between QUEUE_MIN and QUEUE_MAX.
  * A claim tops the pool up to that depth once it has drained to half of it,
- * so against a fast relay claims come in batches of a hundred (each claim's
+ * so against a fast relay claims come in batches of hundreds (each claim's
  * fixed cost spread over them), while against a slow one few messages wait:
  * a pause or cancel holds back everything not yet started.
  */
-#define QUEUE_US 50000
+#define QUEUE_US 100000
 #define QUEUE_MIN 2
-#define QUEUE_MAX 32
+#define QUEUE_MAX 64
 #define RATE_EVERY_US 100000
 
 /* A cached campaign, with when it was last used (for eviction). */
