@@ -597,11 +597,16 @@ store_engine_materialize(struct store *st, const struct campaign_ref *c, int bat
     if (m.cursor[0] == '\0')
         memcpy(m.cursor, "00000000-0000-0000-0000-000000000000", MC_UUID_LEN + 1);
     if (m.list_id[0] != '\0') {
-        struct db_param pu[] = {P_TEXT(c->tenant_id), P_TEXT(m.list_id), P_TEXT(m.cursor),
-                                P_INT(batch - 1)};
+        /*
+         * The batch's upper bound: a walk of the (list, id) index, whatever
+         * the planner's statistics say (with a tenant test too, a freshly
+         * imported list got a bitmap scan of every remaining row and a sort,
+         * per batch).  The list is the campaign's, read under its tenant.
+         */
+        struct db_param pu[] = {P_TEXT(m.list_id), P_TEXT(m.cursor), P_INT(batch - 1)};
         err = db_one_text(&d,
-                          "SELECT id FROM recipients WHERE recipient_list_id = $2 AND "
-                          "tenant_id = $1 AND id > $3 ORDER BY id LIMIT 1 OFFSET $4",
+                          "SELECT id FROM recipients WHERE recipient_list_id = $1 AND id > $2 "
+                          "ORDER BY recipient_list_id, id LIMIT 1 OFFSET $3",
                           pu, NPARAMS(pu), &upper);
         if (err == MC_ERR_NOT_FOUND)
             err = MC_ERR_OK; /* fewer than a batch left: this is the last */
