@@ -70,7 +70,8 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) -MMD -MP -c -o $@ $<
 
-$(BUILD)/gen/migrations_gen.c: $(MIGRATIONS) scripts/embed_sql.sh
+# The directories too: a removed file changes only its directory's time.
+$(BUILD)/gen/migrations_gen.c: $(MIGRATIONS) migrations/sqlite migrations/pg scripts/embed_sql.sh
 	@mkdir -p $(dir $@)
 	sh scripts/embed_sql.sh > $@.tmp && mv $@.tmp $@
 

@@ -128,6 +128,7 @@ def png_ok(path):
 
 
 def test_unsubscribe_in_a_browser(server, chrome, tmp_path):
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -168,7 +169,10 @@ def test_unsubscribe_in_a_browser(server, chrome, tmp_path):
     button = chrome.find_element(By.CSS_SELECTOR, "form button[type=submit]")
     assert button.text == "Unsubscribe"
     button.click()
-    wait.until(lambda d: d.find_element(By.TAG_NAME, "h1").text == "You are unsubscribed")
+    # While the answer loads, the h1 found may belong to the page being left:
+    # reading it then raises StaleElementReferenceException; look again.
+    WebDriverWait(chrome, 15, ignored_exceptions=(StaleElementReferenceException,)).until(
+        lambda d: d.find_element(By.TAG_NAME, "h1").text == "You are unsubscribed")
     assert chrome.find_element(By.CSS_SELECTOR, ".addr").text == TARGET
     assert TENANT_NAME in chrome.find_element(By.TAG_NAME, "body").text
     assert chrome.current_url == url
