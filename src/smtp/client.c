@@ -676,9 +676,13 @@ on_reply(struct conn *c)
     case E_AUTH_USER:
     case E_AUTH_PASS:
         break;
-    case E_QUIT:
+    case E_QUIT: {
+        /* Its place in the pool is free now: queued messages may need it. */
+        struct smtp_pool *pool = c->pool;
         conn_free(c);
+        dispatch(pool);
         return false;
+    }
     }
     /* 421 (RFC 5321 3.8): the relay is closing the channel.  A message
      * dispatched to it now would meet the close and spend an attempt. */

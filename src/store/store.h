@@ -549,7 +549,8 @@ mc_err store_delivery_work(struct store *st, int max, struct delivery_work *out,
  * until now + lease_us, in one short transaction that first takes the
  * tenant's claim lock (so every worker sharing the database counts the same
  * sliding windows) and grants only what the tenant's and the campaign's
- * rate limits leave in the last minute, hour and day.  Messages whose
+ * rate limits leave in the last minute, hour and day.  now is the caller's
+ * clock, or the moment the claim holds the lock if that is later.  Messages whose
  * recipient is no longer active, was deleted, or whose address is on the
  * suppression list become 'suppressed' instead.  Nothing is claimed unless
  * the campaign is sending and its tenant active.

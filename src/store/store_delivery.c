@@ -39,6 +39,7 @@
 #include <jansson.h>
 
 #include "core/log.h"
+#include "core/timeutil.h"
 #include "core/util.h"
 #include "store_int.h"
 
@@ -46,8 +47,11 @@
  * Windows are counted over their length plus a margin: a message reaches
  * the relay a little after its claim, so claims spaced exactly one window
  * apart could land inside one window at the relay.  One second covers the
- * hand-off (a message that would start later goes back unsent, see
- * delivery.c).  Each window is summed from buckets of the width beside it.
+ * hand-off at the relay's usual pace (a worker queues about 100 ms of
+ * sending, see delivery.c).  A relay slower than that delays messages past
+ * their claim: the windows still bound the claims, and what the relay sees
+ * is shifted by the delay.  Each window is summed from buckets of the width
+ * beside it.
  */
 #define MARGIN_S 1
 static const struct rate_window {
@@ -306,6 +310,11 @@ store_delivery_claim(struct store *st, const struct delivery_work *w, const char
     {
         struct db_param p[] = {P_TEXT(w->tenant_id), P_TEXT(w->campaign_id)};
         err = db_lock_tenant(&d, w->tenant_id);
+        /* A claim that waited for the lock is stamped when it holds it, so
+         * the windows it counts and adds to end at the same moment. */
+        int64_t real = time_now_us();
+        if (real > now)
+            now = real;
         if (err == MC_ERR_OK)
             err = db_fetch_one(&d,
                                "SELECT c.status, t.status, c.rate_limit_per_minute, "

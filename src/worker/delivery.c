@@ -11,9 +11,10 @@
  * and the metrics.
  *
  * A tick (every delivery_poll_ms, or at once when a connection's queue runs
- * low) asks for a claim of what the capacity allows.  The database thread
- * first returns expired leases to pending (every few seconds), then walks
- * the (tenant, campaign) pairs that have work, one claim each in turn, so a
+ * low) asks for a claim of what the capacity allows, and every few seconds
+ * for the sweep that returns expired leases to pending (it runs even when
+ * nothing can be claimed).  For a claim the database thread walks the
+ * (tenant, campaign) pairs that have work, one claim each in turn, so a
  * tenant held back by its rate limit costs the others one cheap claim that
  * returns nothing and never delays them.  Claimed messages are composed
  * (compose.h) from the campaign's compiled templates, cached per campaign,
@@ -140,10 +141,11 @@ struct delivery {
     int nrec, caprec;
     bool rec_req, rec_busy, rec_done;
     mc_err rec_err;
+    bool recover_req;       /* return expired leases (no answer) */
+    int64_t recover_asked;  /* the loop's: monotonic, when it last asked */
     /* The database thread's own. */
     struct delivery_work work[MAX_WORK];
     int nwork, next_work;
-    int64_t last_recover;
     _Atomic int64_t stop_deadline; /* monotonic; 0 while running; set by delivery_stop */
     pthread_mutex_t mu; /* guards m */
     struct dmetrics m;
@@ -472,25 +474,28 @@ vec_append(struct delivery_vec *out, struct delivery_vec *v)
     memset(v, 0, sizeof(*v));
 }
 
+/* Expired leases (any worker's) back to pending; old rate buckets deleted. */
+static void
+recover(struct delivery *d)
+{
+    int n = 0;
+
+    store_delivery_recover(d->st, time_now_us(), &n);
+    pthread_mutex_lock(&d->mu);
+    d->m.lease_expiries += (uint64_t)n;
+    pthread_mutex_unlock(&d->mu);
+}
+
 /*
  * Claims up to max messages: one claim per (tenant, campaign) in turn, pass
  * after pass over the work list, until max is reached or a whole pass
- * claims nothing.  Returns expired leases first, every few seconds.
+ * claims nothing.
  */
 static void
 claim_round(struct delivery *d, int max, struct delivery_vec *out)
 {
-    int64_t now = time_now_us();
     bool pass_started = false, claimed_in_pass = false;
 
-    if (now - d->last_recover > RECOVER_EVERY_US) {
-        int n = 0;
-        store_delivery_recover(d->st, now, &n);
-        d->last_recover = now;
-        pthread_mutex_lock(&d->mu);
-        d->m.lease_expiries += (uint64_t)n;
-        pthread_mutex_unlock(&d->mu);
-    }
     while (out->n < max && !stopping(d)) {
         if (d->next_work >= d->nwork) {
             if (pass_started && !claimed_in_pass)
@@ -522,8 +527,15 @@ db_run(void *arg)
 
     pthread_mutex_lock(&d->dbmu);
     for (;;) {
-        while (!d->dbquit && d->claim_req == 0 && !d->rec_req)
+        while (!d->dbquit && d->claim_req == 0 && !d->rec_req && !d->recover_req)
             pthread_cond_wait(&d->dbcv, &d->dbmu);
+        if (d->recover_req) {
+            d->recover_req = false;
+            pthread_mutex_unlock(&d->dbmu);
+            recover(d);
+            pthread_mutex_lock(&d->dbmu);
+            continue; /* nothing to answer */
+        }
         if (d->rec_req) {
             int applied = 0;
             d->rec_req = false;
@@ -666,12 +678,27 @@ dbdone_cb(evutil_socket_t fd, short what, void *arg)
         fill(d);
 }
 
+/*
+ * The poll: asks for a claim and, every few seconds, for the lease sweep,
+ * which runs even when nothing can be claimed (a relay backed off, the
+ * pool full), so other workers' expired leases come back regardless.
+ */
 static void
 tick_cb(evutil_socket_t fd, short what, void *arg)
 {
+    struct delivery *d = arg;
+    int64_t now = time_mono_us();
+
     (void)fd;
     (void)what;
-    fill(arg);
+    if (!stopping(d) && now - d->recover_asked > RECOVER_EVERY_US) {
+        d->recover_asked = now;
+        pthread_mutex_lock(&d->dbmu);
+        d->recover_req = true;
+        pthread_cond_broadcast(&d->dbcv);
+        pthread_mutex_unlock(&d->dbmu);
+    }
+    fill(d);
 }
 
 static void

@@ -623,6 +623,26 @@ def test_421_closes_the_connection_and_costs_no_other_message_an_attempt(server_
         assert all(len(sink.messages_to(a)) == 1 for a in [first] + rest)
 
 
+def test_connections_replaced_after_their_message_cap(server_factory):
+    """One connection that QUITs after 5 messages: once the relay answers the
+    QUIT, a new connection takes the queued messages, again and again, until
+    the campaign completes, each message sent once at its first attempt."""
+    with Sink() as sink:
+        srv = server_factory(args=delivery_args(sink.url, "--smtp-connections", "1",
+                                                "--smtp-messages-per-connection", "5"))
+        t = Tenant(srv)
+        dom = unique_domain("cap5")
+        addrs = [f"m{i:02d}@{dom}" for i in range(40)]
+        lst = t.make_list(0)
+        t.import_emails(lst["id"], addrs)
+        c = t.create(recipient_list_id=lst["id"], from_address=f"news@{mail_domain('from')}")
+        assert send_and_wait(t, c["id"])["status"] == "completed"
+        rows = messages(srv, c["id"])
+        assert {a: (r["status"], r["attempts"]) for a, r in rows.items()} == \
+            {a: ("sent", 1) for a in addrs}
+        assert all(len(sink.messages_to(a)) == 1 for a in addrs)
+
+
 def relay_down_then_up(srv):
     """A 10-recipient campaign sent while srv's relay port has no listener for
     3 s; then the relay appears.  Returns the sink it delivered to (stopped)."""
