@@ -66,10 +66,15 @@ def statuses(server, campaign_id):
 
 
 def pending_in_claim_order(server, campaign_id):
-    """to_address of the pending messages, in the order the workers claim them."""
+    """to_address of the pending messages, in the order the workers claim them:
+    the due index's, whose ties (a campaign's messages share next_attempt_at)
+    fall in the order rows were stored (PostgreSQL's heap position, SQLite's
+    rowid), not in id order (time-ordered ids made in one millisecond by
+    PostgreSQL's mc_uuid7() are in no particular order)."""
+    tie = "rowid" if server.database.startswith("sqlite:") else "ctid"
     rows = db_query(server.database,
                     "SELECT to_address FROM scheduled_messages WHERE campaign_id = %s "
-                    "AND status = 'pending' ORDER BY next_attempt_at, id", (campaign_id,))
+                    f"AND status = 'pending' ORDER BY next_attempt_at, {tie}", (campaign_id,))
     return [r[0] for r in rows]
 
 
