@@ -76,18 +76,26 @@ crypto_hex(const void *p, size_t n, char *out)
     out[2 * n] = '\0';
 }
 
+/* The canonical 8-4-4-4-12 lowercase form of the 16 bytes b. */
+static void
+uuid_format(const unsigned char b[16], char out[MC_UUID_LEN + 1])
+{
+    char h[33];
+
+    crypto_hex(b, 16, h);
+    snprintf(out, MC_UUID_LEN + 1, "%.8s-%.4s-%.4s-%.4s-%.12s", h, h + 8, h + 12, h + 16,
+             h + 20);
+}
+
 void
 crypto_uuid(char out[MC_UUID_LEN + 1])
 {
     unsigned char b[16];
-    char h[33];
 
     crypto_random(b, sizeof(b));
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
-    crypto_hex(b, sizeof(b), h);
-    snprintf(out, MC_UUID_LEN + 1, "%.8s-%.4s-%.4s-%.4s-%.12s", h, h + 8, h + 12, h + 16,
-             h + 20);
+    uuid_format(b, out);
 }
 
 /*
@@ -105,7 +113,6 @@ crypto_uuid7(char out[MC_UUID_LEN + 1])
     struct timespec ts;
     unsigned char b[16];
     uint64_t ms;
-    char h[33];
 
     clock_gettime(CLOCK_REALTIME, &ts);
     ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
@@ -125,9 +132,7 @@ crypto_uuid7(char out[MC_UUID_LEN + 1])
     b[6] = (unsigned char)(0x70 | (seq >> 8));
     b[7] = (unsigned char)(seq & 0xff);
     b[8] = (b[8] & 0x3f) | 0x80;
-    crypto_hex(b, sizeof(b), h);
-    snprintf(out, MC_UUID_LEN + 1, "%.8s-%.4s-%.4s-%.4s-%.12s", h, h + 8, h + 12, h + 16,
-             h + 20);
+    uuid_format(b, out);
 }
 
 bool

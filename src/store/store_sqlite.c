@@ -99,27 +99,23 @@ ensure_dir(const char *path)
     free(dir);
 }
 
-/* gen_random_uuid(), as PostgreSQL has it, so one SQL text serves both. */
+/*
+ * gen_random_uuid(), as PostgreSQL has it, so one SQL text serves both, and
+ * mc_uuid7(), a time-ordered id (migration 0006 gives PostgreSQL the same):
+ * the function's user data points at its generator.
+ */
+typedef void (*uuid_gen)(char out[MC_UUID_LEN + 1]);
+static const uuid_gen gen_v4 = crypto_uuid, gen_v7 = crypto_uuid7;
+
 static void
 fn_uuid(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 {
+    const uuid_gen *gen = sqlite3_user_data(ctx);
     char id[MC_UUID_LEN + 1];
 
     (void)argc;
     (void)argv;
-    crypto_uuid(id);
-    sqlite3_result_text(ctx, id, MC_UUID_LEN, SQLITE_TRANSIENT);
-}
-
-/* mc_uuid7(): a time-ordered id; migration 0006 gives PostgreSQL the same. */
-static void
-fn_uuid7(sqlite3_context *ctx, int argc, sqlite3_value **argv)
-{
-    char id[MC_UUID_LEN + 1];
-
-    (void)argc;
-    (void)argv;
-    crypto_uuid7(id);
+    (*gen)(id);
     sqlite3_result_text(ctx, id, MC_UUID_LEN, SQLITE_TRANSIENT);
 }
 
@@ -163,8 +159,10 @@ sq_connect(const char *url, const struct store_params *p, struct db_conn **out)
         return MC_ERR_DB;
     }
     sqlite3_busy_timeout(c->db, p->busy_timeout_ms);
-    sqlite3_create_function(c->db, "gen_random_uuid", 0, SQLITE_UTF8, NULL, fn_uuid, NULL, NULL);
-    sqlite3_create_function(c->db, "mc_uuid7", 0, SQLITE_UTF8, NULL, fn_uuid7, NULL, NULL);
+    sqlite3_create_function(c->db, "gen_random_uuid", 0, SQLITE_UTF8, (void *)&gen_v4, fn_uuid,
+                            NULL, NULL);
+    sqlite3_create_function(c->db, "mc_uuid7", 0, SQLITE_UTF8, (void *)&gen_v7, fn_uuid, NULL,
+                            NULL);
     sqlite3_extended_result_codes(c->db, 1);
     for (unsigned i = 0; i < sizeof(pragmas) / sizeof(pragmas[0]); i++) {
         rc = sqlite3_exec(c->db, pragmas[i], NULL, NULL, NULL);

@@ -558,6 +558,16 @@ def test_550_bounces_and_suppresses(scripted, sink):
     assert mine[0]["source"] == "bounce" and mine[0]["campaign_id"] == scripted.c["id"], mine
 
 
+def send_to_all(srv, t, addrs):
+    """A campaign to a new list of addrs, sent and run to completion: its
+    messages' rows (see messages())."""
+    lst = t.make_list(0)
+    t.import_emails(lst["id"], addrs)
+    c = t.create(recipient_list_id=lst["id"], from_address=f"news@{mail_domain('from')}")
+    assert send_and_wait(t, c["id"])["status"] == "completed"
+    return messages(srv, c["id"])
+
+
 def test_pipelined_refusals_and_retries(server_factory):
     """The same refusals against a relay that offers PIPELINING, where each
     connection carries a second message's envelope behind a body: each
@@ -575,11 +585,7 @@ def test_pipelined_refusals_and_retries(server_factory):
                 sink.script(f"{k}@{dom}", *actions, then=ACCEPT)
         sink.script(f"r554@{dom}", then=REJECT_554)
         sink.script(f"b550@{dom}", then=BOUNCE_550)
-        lst = t.make_list(0)
-        t.import_emails(lst["id"], addrs)
-        c = t.create(recipient_list_id=lst["id"], from_address=f"news@{mail_domain('from')}")
-        assert send_and_wait(t, c["id"])["status"] == "completed"
-        rows = messages(srv, c["id"])
+        rows = send_to_all(srv, t, addrs)
         want = {a: "sent" for a in addrs}
         want[f"r554@{dom}"] = "failed"
         want[f"b550@{dom}"] = "bounced"
@@ -612,11 +618,7 @@ def test_421_closes_the_connection_and_costs_no_other_message_an_attempt(server_
         dom = unique_domain("close421")
         first, rest = f"a421@{dom}", [f"ok{i:02d}@{dom}" for i in range(15)]
         sink.script(first, TEMP_421, then=ACCEPT)
-        lst = t.make_list(0)
-        t.import_emails(lst["id"], [first] + rest)
-        c = t.create(recipient_list_id=lst["id"], from_address=f"news@{mail_domain('from')}")
-        assert send_and_wait(t, c["id"])["status"] == "completed"
-        rows = messages(srv, c["id"])
+        rows = send_to_all(srv, t, [first] + rest)
         assert {a: r["status"] for a, r in rows.items()} == {a: "sent" for a in [first] + rest}
         assert rows[first]["attempts"] == 2, rows[first]
         assert {a: rows[a]["attempts"] for a in rest} == {a: 1 for a in rest}
@@ -633,11 +635,7 @@ def test_connections_replaced_after_their_message_cap(server_factory):
         t = Tenant(srv)
         dom = unique_domain("cap5")
         addrs = [f"m{i:02d}@{dom}" for i in range(40)]
-        lst = t.make_list(0)
-        t.import_emails(lst["id"], addrs)
-        c = t.create(recipient_list_id=lst["id"], from_address=f"news@{mail_domain('from')}")
-        assert send_and_wait(t, c["id"])["status"] == "completed"
-        rows = messages(srv, c["id"])
+        rows = send_to_all(srv, t, addrs)
         assert {a: (r["status"], r["attempts"]) for a, r in rows.items()} == \
             {a: ("sent", 1) for a in addrs}
         assert all(len(sink.messages_to(a)) == 1 for a in addrs)
