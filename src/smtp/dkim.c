@@ -210,7 +210,11 @@ dkim_signer_new(void)
         free(s);
         return NULL;
     }
+    /* From is signed once more than it occurs (RFC 6376 8.15): a second From added on
+     * the way breaks the signature instead of being shown to the reader. */
+    static const char *const over[] = {"from", NULL};
     dkim_options(s->lib, DKIM_OP_SETOPT, DKIM_OPTS_SIGNHDRS, (void *)hdrs, sizeof(hdrs));
+    dkim_options(s->lib, DKIM_OP_SETOPT, DKIM_OPTS_OVERSIGNHDRS, (void *)over, sizeof(over));
     return s;
 }
 

@@ -73,25 +73,6 @@ def mc(request, store, sink, tmp_path_factory):
         drop()
 
 
-@pytest.fixture
-def solo_factory(tmp_path):
-    """Servers on SQLite of the test's own, for behaviour that does not depend
-    on the store (the SMTP client, the worker's queue): run once, not per store."""
-    servers = []
-
-    def make(args):
-        d = tmp_path / f"solo{len(servers)}"
-        d.mkdir()
-        srv = Server(d, f"sqlite:{d / 'mailcast.db'}", OPERATOR_KEY, args)
-        servers.append(srv)
-        srv.start()
-        return srv
-
-    yield make
-    for srv in servers:
-        srv.stop()
-
-
 def send_and_wait(t, cid, status="completed", timeout=30):
     t.do(cid, "send")
     c = wait_terminal(t, cid, timeout)
