@@ -38,6 +38,11 @@ mc_err store_open(const char *url, const struct store_params *params, struct sto
 void store_close(struct store *st);
 /* "sqlite" or "postgres". */
 const char *store_backend(const struct store *st);
+/*
+ * False while the database cannot be reached (an outage store.c has logged
+ * and backs off from); callers skip logging their own failures then.
+ */
+bool store_reachable(struct store *st);
 
 /*
  * Applies every migration newer than the database's version, in one

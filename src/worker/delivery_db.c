@@ -197,7 +197,8 @@ record_done(struct delivery *d, mc_err err)
         d->nrec = 0;
         return;
     }
-    log_warn("event=record_failed n=%d (kept for the next flush)", d->nrec);
+    if (store_reachable(d->st)) /* an outage is logged once, by the store */
+        log_warn("event=record_failed n=%d (kept for the next flush)", d->nrec);
     if (d->caprec < d->nrec + d->nresults) {
         d->caprec = d->nrec + d->nresults;
         d->rec = xrealloc(d->rec, (size_t)d->caprec * sizeof(*d->rec));
