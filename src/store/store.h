@@ -572,9 +572,14 @@ mc_err store_delivery_record(struct store *st, const char *owner, int64_t now,
                              const struct delivery_result *res, int n, int *applied);
 /* Messages waiting (pending) and in flight (sending) across every campaign. */
 mc_err store_queue_depth(struct store *st, int64_t *pending, int64_t *sending);
-/* Returns expired leases to pending (their attempt counted; *n returned) and
- * deletes rate buckets older than every window. */
-mc_err store_delivery_recover(struct store *st, int64_t now, int *n);
+/*
+ * Returns expired leases to pending (*n returned) and deletes rate buckets
+ * older than every window.  An expiry does not spend the message's attempt
+ * (max_attempts grows by one) while max_attempts is below attempts_cap
+ * (retry_max_attempts + lease_expiry_max); at the cap, a message whose
+ * attempts are spent fails as a poison message.
+ */
+mc_err store_delivery_recover(struct store *st, int64_t now, int attempts_cap, int *n);
 
 /* ---- DKIM keys ---- */
 

@@ -42,7 +42,8 @@ recover(struct delivery *d)
 {
     int n = 0;
 
-    store_delivery_recover(d->st, time_now_us(), &n);
+    store_delivery_recover(d->st, time_now_us(),
+                           (int)(d->cfg->retry_max_attempts + d->cfg->lease_expiry_max), &n);
     delivery_metrics_lease_expiries(d, n);
 }
 

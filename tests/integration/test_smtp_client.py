@@ -321,3 +321,20 @@ def test_html_only_campaign_gets_a_text_alternative(solo_factory):
         assert "x()" not in text and "p{}" not in text
         assert re.search(r"Unsubscribe \(https?://\S+/u/\S+\)", text), text
         assert "<p>" in parts["text/html"]
+
+
+@pytest.mark.parametrize("option,low,high", [
+    ("smtp-idle-timeout", 1, 3600),
+    ("lease-expiry-max", 1, 1000),
+    ("test-send-timeout", 1, 59),  # below the default http_timeout of 60
+])
+def test_new_limits_at_their_boundaries(option, low, high):
+    from harness import run_cli
+    name = option.replace("-", "_")
+    for value, ok in ((low - 1, False), (low, True), (high, True), (high + 1, False)):
+        res = run_cli("config", "check", f"--{option}", str(value))
+        assert (res.returncode == 0) == ok, (option, value, res.stderr)
+        if ok:
+            assert f"{name} = {value}" in res.stdout
+        else:
+            assert name in res.stderr
