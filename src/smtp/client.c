@@ -89,6 +89,10 @@ struct conn {
     bool ready_once; /* reached READY: failures after that do not trip the breaker */
     bool closing;    /* the relay said 421: no new job goes on this connection */
     bool probe;      /* opened by the breaker to see whether the relay is back */
+    struct evdns_getaddrinfo_request *dns_req; /* the relay's name being resolved */
+    bool opening;    /* inside conn_open: a resolution that completes at once is stashed */
+    int sync_err;
+    struct evutil_addrinfo *sync_ai;
     int sent;
     struct expect q[MAX_EXPECT];
     int qlen;
@@ -426,6 +430,8 @@ conn_free(struct conn *c)
         }
     }
     pool->nconns--;
+    if (c->dns_req) /* its callback sees EVUTIL_EAI_CANCEL and leaves c alone */
+        evdns_getaddrinfo_cancel(c->dns_req);
     for (int i = 0; i < c->qlen; i++)
         cmd_free(&c->q[i]);
     if (c->bev)
@@ -929,17 +935,12 @@ read_cb(struct bufferevent *bev, void *arg)
         conn_fail(c, "the relay sent a line longer than 64 KiB");
 }
 
-/* Why a connection failed with BEV_EVENT_ERROR: DNS, TLS (with the verify reason), or I/O. */
+/* Why a connection failed with BEV_EVENT_ERROR: TLS (with the verify reason), or I/O. */
 static void
 error_reason(struct conn *c, char *why, size_t n)
 {
-    int dns = bufferevent_socket_get_dns_error(c->bev);
     unsigned long ssl_err = bufferevent_get_openssl_error(c->bev);
 
-    if (dns) {
-        snprintf(why, n, "cannot resolve the relay's host name: %s", evutil_gai_strerror(dns));
-        return;
-    }
     if (ssl_err) {
         SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
         long vr = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
@@ -995,10 +996,53 @@ event_cb(struct bufferevent *bev, short what, void *arg)
     conn_fail(c, why);
 }
 
+/* Connects to the resolved address (or fails the connection); takes ai. */
+static void
+connect_to(struct conn *c, int err, struct evutil_addrinfo *ai)
+{
+    char why[200];
+    int rc;
+
+    if (err != 0 || ai == NULL) {
+        snprintf(why, sizeof(why), "cannot resolve the relay's host name: %s",
+                 err ? evutil_gai_strerror(err) : "no address");
+        if (ai)
+            evutil_freeaddrinfo(ai);
+        conn_fail(c, why);
+        return;
+    }
+    rc = bufferevent_socket_connect(c->bev, ai->ai_addr, (int)ai->ai_addrlen);
+    evutil_freeaddrinfo(ai);
+    if (rc != 0)
+        conn_fail(c, "cannot connect to the relay");
+}
+
+static void
+resolved(int err, struct evutil_addrinfo *ai, void *arg)
+{
+    struct conn *c = arg;
+
+    if (err == EVUTIL_EAI_CANCEL) { /* c is being freed */
+        if (ai)
+            evutil_freeaddrinfo(ai);
+        return;
+    }
+    if (c->opening) { /* answered at once (a numeric host, /etc/hosts): conn_open goes on */
+        c->sync_err = err;
+        c->sync_ai = ai;
+        return;
+    }
+    c->dns_req = NULL;
+    connect_to(c, err, ai);
+}
+
 static void
 conn_open(struct smtp_pool *pool, bool probe)
 {
     struct conn *c = xcalloc(1, sizeof(*c));
+    struct evutil_addrinfo hints = {0};
+    struct evdns_getaddrinfo_request *req;
+    char port[8];
 
     c->pool = pool;
     c->probe = probe;
@@ -1023,11 +1067,21 @@ conn_open(struct smtp_pool *pool, bool probe)
     bufferevent_setcb(c->bev, read_cb, NULL, event_cb, c);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
     set_timeout(c); /* connect_timeout covers the name's resolution too */
-    /* evdns on this loop: a numeric address needs no query, a name never blocks the loop;
-     * a resolution failure comes back through event_cb. */
-    if (bufferevent_socket_connect_hostname(c->bev, pool->dns, AF_UNSPEC, pool->p.host,
-                                            pool->p.port) != 0)
-        conn_fail(c, "cannot connect to the relay");
+    /* evdns on this loop: a numeric address needs no query, a name never blocks the loop.
+     * The request is ours (not bufferevent_socket_connect_hostname's), so a connection
+     * freed mid-resolution cancels it instead of leaking it. */
+    snprintf(port, sizeof(port), "%d", pool->p.port);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_protocol = IPPROTO_TCP;
+    hints.ai_flags = EVUTIL_AI_ADDRCONFIG;
+    c->opening = true;
+    req = evdns_getaddrinfo(pool->dns, pool->p.host, port, &hints, resolved, c);
+    c->opening = false;
+    if (req != NULL)
+        c->dns_req = req;
+    else
+        connect_to(c, c->sync_err, c->sync_ai);
 }
 
 /* Hands queued jobs to connections that can take one, opening connections as needed. */
@@ -1237,7 +1291,7 @@ smtp_pool_free(struct smtp_pool *pool)
     if (pool->retry_ev)
         event_free(pool->retry_ev);
     if (pool->dns)
-        evdns_base_free(pool->dns, 0);
+        evdns_base_free(pool->dns, 1); /* no request is left: conn_free cancelled them */
     SSL_CTX_free(pool->ssl);
     OPENSSL_cleanse(&pool->p, sizeof(pool->p)); /* the relay's credentials */
     free(pool);

@@ -326,6 +326,10 @@ stop_cb(evutil_socket_t fd, short what, void *arg)
     if (d->pool && !d->quit_asked) {
         d->quit_asked = true;
         smtp_pool_quit(d->pool, NULL, NULL);
+        /* One more turn of the loop in any case: it runs the callbacks of the
+         * name resolutions the quit cancelled, which free them. */
+        evtimer_add(d->stop_ev, &tv);
+        return;
     }
     if (smtp_pool_conns(d->pool) > 0 && time_mono_us() < d->stop_deadline) {
         evtimer_add(d->stop_ev, &tv);

@@ -129,6 +129,9 @@ send_now(const struct config *cfg, struct smtp_job **jobs, int n)
     w.timed_out = w.left > 0; /* what is left is ended by the free, as unanswered */
     if (w.timed_out)
         log_warn("event=test_send_timeout timeout_s=%d unanswered=%d", w.timeout_s, w.left);
+    /* Cancels a resolution still running; one turn of the loop runs its callback. */
+    smtp_pool_quit(pool, NULL, NULL);
+    event_base_loop(w.base, EVLOOP_NONBLOCK);
     smtp_pool_free(pool);
     event_free(timer);
     event_base_free(w.base);
