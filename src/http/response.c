@@ -29,10 +29,16 @@ void
 reply_json(struct req *r, int status, json_t *obj)
 {
     char *s = json_dumps(obj, JSON_COMPACT | JSON_REAL_PRECISION(12));
+    size_t n;
 
     json_decref(obj);
     if (s == NULL)
         abort(); /* out of memory inside jansson */
+    /* A final newline, so `curl` output in a terminal ends its line. */
+    n = strlen(s);
+    s = xrealloc(s, n + 2);
+    s[n] = '\n';
+    s[n + 1] = '\0';
     set_body(r, status, s, "application/json");
 }
 
