@@ -143,6 +143,8 @@ void reply_invalid(struct req *r, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Replies for a store error: NOT_FOUND as "<what> not found", others by the table. */
 void reply_store_error(struct req *r, mc_err e, const char *what);
+/* The message reply_store_error() gives for e about what ("tenant"), for the CLI too. */
+void store_error_text(mc_err e, const char *what, char *out, size_t n);
 
 /* The path capture named in the pattern, e.g. "tenant_id"; NULL if absent. */
 const char *req_param(const struct req *r, const char *name);
@@ -268,6 +270,12 @@ json_t *unsubscribe_json(const struct unsubscribe *u);
 bool tenant_slug_valid(const char *s);
 /* A valid slug made from a display name (owned). */
 char *tenant_slug_from_name(const char *name);
+/*
+ * Creates tenant t (name, slug, plan, settings, status set) as the API and
+ * the CLI do: when the slug was derived from the name (!slug_chosen) and is
+ * taken, retries with a random suffix.  MC_ERR_CONFLICT: the slug is taken.
+ */
+mc_err tenant_create(struct store *st, struct tenant *t, bool slug_chosen);
 
 /* ---- handlers: api_campaigns.c ---- */
 void api_campaign_create(struct req *r);

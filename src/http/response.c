@@ -97,14 +97,23 @@ reply_invalid(struct req *r, const char *field, const char *fmt, ...)
 }
 
 void
-reply_store_error(struct req *r, mc_err e, const char *what)
+store_error_text(mc_err e, const char *what, char *out, size_t n)
 {
     if (e == MC_ERR_NOT_FOUND)
-        reply_error(r, e, "%s not found", what);
+        snprintf(out, n, "%s not found", what);
     else if (e == MC_ERR_DB || e == MC_ERR_BUSY)
-        reply_error(r, e, "the database is unavailable; try again");
+        snprintf(out, n, "the database is unavailable; try again");
     else
-        reply_error(r, e, "%s", mc_err_str(e));
+        snprintf(out, n, "%s", mc_err_str(e));
+}
+
+void
+reply_store_error(struct req *r, mc_err e, const char *what)
+{
+    char msg[256];
+
+    store_error_text(e, what, msg, sizeof(msg));
+    reply_error(r, e, "%s", msg);
 }
 
 const char *
