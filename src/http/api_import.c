@@ -189,6 +189,22 @@ report(struct importer *im)
     return o;
 }
 
+/*
+ * The answer of a finished import: 201 with the collection as Location when
+ * it created anything, else 200 (updates and skips create nothing).
+ */
+static void
+reply_report(struct importer *im, struct req *r)
+{
+    int64_t created = im->kind == IMP_RECIPIENTS ? im->c.imported : im->imported_unsubs;
+
+    if (created == 0) {
+        reply_json(r, 200, report(im));
+        return;
+    }
+    reply_created(r, report(im), NULL, "/import");
+}
+
 /* Answers with an error that still carries the report of what was written. */
 static void
 reply_with_report(struct importer *im, struct req *r, mc_err e, const char *msg)
@@ -512,7 +528,7 @@ json_finish(struct importer *im, struct req *r)
     json_rows(im, r, arr);
     json_decref(doc);
     if (!im->stopped && flush(im, r))
-        reply_json(r, 201, report(im));
+        reply_report(im, r);
 }
 
 /* ---- the request ---- */
@@ -564,7 +580,7 @@ on_end(struct req *r)
         log_info("event=import kind=%s tenant=%s total=%lld invalid=%lld",
                  im->kind == IMP_RECIPIENTS ? "recipients" : "unsubscribes", im->tenant_id,
                  (long long)im->total, (long long)im->invalid);
-        reply_json(r, 201, report(im));
+        reply_report(im, r);
     }
 }
 

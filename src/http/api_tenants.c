@@ -189,7 +189,7 @@ api_tenant_create(struct req *r)
         goto out;
     }
     log_info("event=tenant_created tenant=%s slug=%s", t.id, t.slug);
-    reply_json(r, 201, tenant_json(&t));
+    reply_created(r, tenant_json(&t), t.id, NULL);
 out:
     free(settings);
     tenant_cleanup(&t);
@@ -377,7 +377,7 @@ api_key_create(struct req *r)
              k.key_prefix);
     obj = api_key_json(&k);
     json_object_set_new(obj, "key", json_string(secret));
-    reply_json(r, 201, obj);
+    reply_created(r, obj, k.id, NULL);
 out:
     free(secret);
     api_key_cleanup(&k);

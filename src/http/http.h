@@ -97,6 +97,7 @@ struct req {
     char *resp_body;                /* owned */
     const char *resp_type;          /* static */
     char *resp_allow;               /* owned: Allow header for 405 */
+    char *resp_location;            /* owned: Location header (201, 202) */
     bool answered;
 };
 
@@ -124,6 +125,15 @@ void http_server_stop(struct http_server *srv, int timeout_s);
 
 /* Sends obj (stolen) with status. */
 void reply_json(struct req *r, int status, json_t *obj);
+/*
+ * 201 Created with obj (stolen) and a Location header: the request path
+ * (without a trailing slash, and without its last segment when that is
+ * drop, e.g. "/import") followed by "/" and segment, percent-encoded, when
+ * segment is not NULL.
+ */
+void reply_created(struct req *r, json_t *obj, const char *segment, const char *drop);
+/* r's path as reply_created() makes it (owned). */
+char *req_location(const struct req *r, const char *segment, const char *drop);
 void reply_empty(struct req *r, int status);
 /*
  * Answers with a body produced piece by piece: reader fills buf with up to
