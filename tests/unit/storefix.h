@@ -122,4 +122,15 @@ st_of(void **state)
     return ((struct fixture *)*state)->st;
 }
 
+/* Creates an active tenant named and slugged slug into t (clean it with tenant_cleanup). */
+static inline void
+make_tenant(struct store *st, const char *slug, struct tenant *t)
+{
+    memset(t, 0, sizeof(*t));
+    t->name = xstrdup(slug);
+    t->slug = xstrdup(slug);
+    t->status = TENANT_ACTIVE;
+    assert_int_equal(store_tenant_create(st, t), MC_ERR_OK);
+}
+
 #endif

@@ -17,16 +17,6 @@ struct ctx {
 };
 
 static void
-tenant_make(struct store *st, const char *slug, struct tenant *t)
-{
-    memset(t, 0, sizeof(*t));
-    t->name = xstrdup(slug);
-    t->slug = xstrdup(slug);
-    t->status = TENANT_ACTIVE;
-    assert_int_equal(store_tenant_create(st, t), MC_ERR_OK);
-}
-
-static void
 ctx_init(void **state, struct ctx *c, const char *slug)
 {
     char s[64];
@@ -38,9 +28,9 @@ ctx_init(void **state, struct ctx *c, const char *slug)
     c->cfg.import_max_row = 256;
     c->cfg.import_max_json = 4096;
     snprintf(s, sizeof(s), "%s-a", slug);
-    tenant_make(c->st, s, &c->a);
+    make_tenant(c->st, s, &c->a);
     snprintf(s, sizeof(s), "%s-b", slug);
-    tenant_make(c->st, s, &c->b);
+    make_tenant(c->st, s, &c->b);
     memcpy(c->la.tenant_id, c->a.id, sizeof(c->la.tenant_id));
     c->la.name = xstrdup("list");
     assert_int_equal(store_list_create(c->st, &c->la), MC_ERR_OK);

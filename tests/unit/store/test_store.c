@@ -20,16 +20,6 @@
 #include "store/store.h"
 #include "store/store_int.h"
 
-static void
-make_tenant(struct store *st, const char *slug, struct tenant *t)
-{
-    memset(t, 0, sizeof(*t));
-    t->name = xstrdup(slug);
-    t->slug = xstrdup(slug);
-    t->status = TENANT_ACTIVE;
-    assert_int_equal(store_tenant_create(st, t), MC_ERR_OK);
-}
-
 /* ---- tests ---- */
 
 static void
