@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "app/app.h"
 #include "cli.h"
 #include "core/log.h"
 #include "core/timeutil.h"
@@ -255,7 +256,7 @@ cmd_secret_rotate(struct cli_ctx *c)
 
     if ((st = cli_open_store(&c->cfg)) == NULL)
         return 1;
-    err = auth_token_key_rotate(st);
+    err = app_token_key_rotate(st);
     store_close(st);
     if (err != MC_ERR_OK)
         return fail("secret rotate", err, "secret");
