@@ -4,10 +4,14 @@
 # Every process writes its reports to $build/tsan/; any report fails the run.
 # tests/tsan.supp lists what is suppressed and why.
 #
-#   tests/tsan.sh BUILD_DIR
+#   tests/tsan.sh BUILD_DIR [TEST_FILE...]   (default: the four files below)
 set -u
 cd "$(dirname "$0")/.."
 build=${1:-build-tsan}
+shift || true
+tests=("$@")
+[ ${#tests[@]} -gt 0 ] || tests=(tests/integration/test_delivery.py tests/integration/test_crash.py
+    tests/integration/test_faults.py tests/integration/test_smtp_client.py)
 top=$(pwd)
 pgdir=$(mktemp -d /tmp/mailcast-pg.XXXXXX)
 rmdir "$pgdir"
@@ -19,9 +23,7 @@ export MAILCAST_BIN="$top/$build/mailcast"
 rm -rf "$build/tsan"
 mkdir -p "$build/tsan"
 export TSAN_OPTIONS="log_path=$top/$build/tsan/report second_deadlock_stack=1 suppressions=$top/tests/tsan.supp"
-/usr/bin/python3 -m pytest -q -p no:cacheprovider \
-    tests/integration/test_delivery.py tests/integration/test_crash.py \
-    tests/integration/test_faults.py tests/integration/test_smtp_client.py
+/usr/bin/python3 -m pytest -q -p no:cacheprovider "${tests[@]}"
 rc=$?
 reports=$(find "$build/tsan" -type f | wc -l)
 if [ "$reports" -gt 0 ]; then
