@@ -16,17 +16,15 @@ import time
 import pytest
 import requests
 
-from campaignhelp import (CAMPAIGN_FIELDS, accepted_of, NO_DELIVERY, Tenant, campaign_server, close_to,
+from campaignhelp import (CAMPAIGN_FIELDS, accepted_of, NO_DELIVERY, Tenant, close_to,
                           db_query, deliver, emails, force_recipient_active, future, iso,
                           message_count, message_rows, message_status_counts,
                           set_campaign_scheduled_at, utcnow, wait_until)
 from harness import error_of, invalid_field, parse_time
 
 
-@pytest.fixture(scope="module")
-def server(request, store, tmp_path_factory):
-    """conftest's shared server, without delivery (see campaignhelp.NO_DELIVERY)."""
-    yield from campaign_server(request, store, tmp_path_factory)
+# The shared module server (conftest.py), without delivery.
+SERVER_ARGS = NO_DELIVERY
 
 ALLOWED = {
     "schedule": {"draft": "scheduled"},
@@ -143,14 +141,14 @@ def test_schedule_then_materialise(server):
         x = t.add(lst["id"], f"{status}@skip.example.com")
         t.set_recipient_status(lst["id"], x["id"], status)
     t.add(lst["id"], "suppressed@skip.example.com")
-    t.suppress("suppressed@skip.example.com")
+    assert t.suppress("suppressed@skip.example.com").status_code == 201
     # Active in the list but on the suppression list (added behind the API's back).
     forced = t.add(lst["id"], "forced@skip.example.com")
-    t.suppress("forced@skip.example.com")
+    assert t.suppress("forced@skip.example.com").status_code == 201
     force_recipient_active(server, forced["id"])
     # Another list of the same tenant, and another tenant's suppression list: no effect.
     t.make_list(3)
-    other_tenant.suppress(good[0])
+    assert other_tenant.suppress(good[0]).status_code == 201
 
     c = t.create(recipient_list_id=lst["id"])
     when = future(3600)
@@ -263,7 +261,7 @@ def test_leaving_draft_needs_active_recipients(server):
         x = t.add(inactive["id"], f"in{i}@example.com")
         t.set_recipient_status(inactive["id"], x["id"], status)
     t.add(inactive["id"], "sup@example.com")
-    t.suppress("sup@example.com")
+    assert t.suppress("sup@example.com").status_code == 201
     c_inactive = t.create(recipient_list_id=inactive["id"])
     for c in (no_list, c_empty, c_inactive):
         for action in ("schedule", "send"):
@@ -503,7 +501,7 @@ def test_materialise_in_small_batches(server_factory, batch):
         if i % 2:
             t.set_recipient_status(lst["id"], members[a], "bounced")
         else:
-            t.suppress(a)
+            assert t.suppress(a).status_code == 201
     c = t.create(recipient_list_id=lst["id"])
     t.do(c["id"], "send")
     m = t.wait_materialized(c["id"], timeout=60)
