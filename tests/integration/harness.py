@@ -294,6 +294,21 @@ class Server:
                 return None
             time.sleep(0.05)
 
+    def engine_rounds(self):
+        """Rounds this server's campaign engine has finished (/metrics)."""
+        text = self.get("/metrics").text
+        return int(re.search(r"^mailcast_engine_rounds_total (\d+)$", text, re.M).group(1))
+
+    def wait_engine_rounds(self, n=2, timeout=15):
+        """Waits until the campaign engine has finished n more rounds, so
+        whatever it would do to the current state it has done: the wait for
+        "nothing else happens" that a sleep only guesses at."""
+        target = self.engine_rounds() + n
+        deadline = time.monotonic() + timeout
+        while self.engine_rounds() < target:
+            assert time.monotonic() < deadline, f"the engine did not finish {n} rounds"
+            time.sleep(0.02)
+
     # -- HTTP --
 
     @property

@@ -299,7 +299,7 @@ def test_send_a_scheduled_campaign_keeps_one_set_of_messages(server):
     t.wait_materialized(c["id"])
     x = t.do(c["id"], "send")
     assert x["status"] == "sending" and x["started_at"] is not None
-    time.sleep(1.2)  # two engine rounds at least
+    server.wait_engine_rounds(2)  # the engine has looked again
     got = t.get(c["id"])
     assert got["total_recipients"] == 6 and got["pending_count"] == 6
     assert message_count(server, c["id"]) == 6
@@ -313,11 +313,11 @@ def test_pause_and_resume_keep_messages(server):
     assert m["pending_count"] == 5
     p = t.do(c["id"], "pause")
     assert p["pending_count"] == 5 and p["total_recipients"] == 5
-    time.sleep(0.8)
+    server.wait_engine_rounds(2)  # the engine has looked again
     assert t.get(c["id"])["status"] == "paused"  # the engine leaves it alone
     r = t.do(c["id"], "resume")
     assert r["started_at"] == m["started_at"]
-    time.sleep(0.8)
+    server.wait_engine_rounds(2)  # the engine has looked again
     got = t.get(c["id"])
     assert got["status"] == "sending" and got["total_recipients"] == 5
     assert message_count(server, c["id"]) == 5
@@ -348,7 +348,7 @@ def test_cancel_cancels_every_pending_message(server, state):
     assert (st["cancelled_count"], st["pending_count"], st["total_recipients"]) == (n, 0, n)
     assert st["estimated_completion_at"] is None
     assert st["completed_at"] == k["completed_at"]
-    time.sleep(0.7)
+    server.wait_engine_rounds(2)  # the engine has looked again
     assert t.get(c["id"])["status"] == "cancelled"
 
 
@@ -380,7 +380,7 @@ def test_cancel_during_materialisation_leaves_nothing_pending(server_factory):
 
     def settled():
         a = t.get(c["id"])
-        time.sleep(1.2)  # past an engine round
+        srv.wait_engine_rounds(2)  # the engine has looked again
         b = t.get(c["id"])
         return b if a == b else None
 
@@ -457,7 +457,7 @@ def test_concurrent_requests_make_one_set_of_messages(server, action, status):
             assert r.json()["status"] == status
     m = t.wait_materialized(c["id"])
     assert m["status"] == status
-    time.sleep(0.7)
+    server.wait_engine_rounds(2)  # the engine has looked again
     st = t.stats(c["id"])
     assert st["total_recipients"] == n and st["pending_count"] == n
     assert message_count(server, c["id"]) == n

@@ -883,7 +883,10 @@ def test_tenant_rate_limit_sliding_window_both_stores(request, sink, tmp_path):
         for store, t, c, dom in runs:
             t0[store] = time.time()
             t.do(c["id"], "send")
-        time.sleep(65)
+        # Wait for the state the checks need: the second minute's messages
+        # arriving for every store (the rate lets at most 60 through the first).
+        wait_until(lambda: all(len(sink.messages_for_domain(dom)) > 60 for _, _, _, dom in runs),
+                   timeout=120, interval=0.2, what="messages of the second minute")
         problems = []
         for store, t, c, dom in runs:
             times = [m.time for m in sink.messages_for_domain(dom)]
