@@ -642,7 +642,8 @@ def relay_down_then_up(srv):
     _, c = simple_campaign(t, 10, dom)
     t.do(c["id"], "send")
     t.wait_materialized(c["id"])
-    time.sleep(3)
+    # The worker has tried the relay and found it down.
+    assert srv.wait_for_log(r"event=relay_unreachable", timeout=20) is not None
     rows = messages(srv, c["id"])
     assert len(rows) == 10
     # Still to be sent, and no attempt spent on a relay that was never reached.
@@ -712,7 +713,7 @@ def test_pause_stops_sending_and_resume_completes(mc, sink):
     t.do(c["id"], "pause")
     paused_at = time.time()
     mine = lambda: sink.messages_for_domain(dom)  # noqa: E731
-    time.sleep(1.0)
+    wait_until(lambda: t.stats(c["id"])["sending_count"] == 0, 20, what="in-flight messages")
     n1 = len(mine())
     time.sleep(1.5)
     n2 = len(mine())
@@ -740,7 +741,7 @@ def test_cancel_while_sending(mc, sink):
     assert sink.wait_count(6, 20, lambda m: m.rcpt_tos[0].endswith(dom)) >= 6
     t.do(c["id"], "cancel")
     cancelled_at = time.time()
-    time.sleep(1.0)
+    wait_until(lambda: t.stats(c["id"])["sending_count"] == 0, 20, what="in-flight messages")
     n1 = len(sink.messages_for_domain(dom))
     time.sleep(1.5)
     got = sink.messages_for_domain(dom)
@@ -775,7 +776,8 @@ def test_pause_and_cancel_take_effect_with_default_settings(solo_factory, sink, 
     t.do(c["id"], action)
     stopped_at = time.time()
     before = len(sink.messages_for_domain(dom))
-    time.sleep(3)
+    # Nothing is in flight any more: every claimed message was sent or handed back.
+    wait_until(lambda: t.stats(c["id"])["sending_count"] == 0, 20, what="in-flight messages")
     got = sink.messages_for_domain(dom)
     late = [m.time - stopped_at for m in got if m.time > stopped_at]
     st = t.stats(c["id"])
@@ -969,7 +971,7 @@ def test_starttls_with_a_wrong_ca_delivers_nothing_and_loses_nothing(solo_factor
         _, c = simple_campaign(t, 5, dom)
         t.do(c["id"], "send")
         t.wait_materialized(c["id"])
-        time.sleep(2)
+        assert srv.wait_for_log(r"event=relay_unreachable", timeout=20) is not None
         assert sink.all_messages() == []
         assert sink.all_attempts() == []
         assert_held_back(srv, c["id"], 5)
@@ -995,7 +997,7 @@ def test_starttls_required_but_not_offered_delivers_nothing(solo_factory):
         _, c = simple_campaign(t, 5, dom)
         t.do(c["id"], "send")
         t.wait_materialized(c["id"])
-        time.sleep(2)
+        assert srv.wait_for_log(r"event=relay_unreachable", timeout=20) is not None
         assert sink.all_messages() == [] and sink.all_attempts() == []
         assert_held_back(srv, c["id"], 5)
         assert srv.wait_for_log(r"event=relay_unreachable.*STARTTLS") is not None, \
@@ -1047,7 +1049,7 @@ def test_auth_with_a_wrong_password_delivers_nothing(solo_factory):
         _, c = simple_campaign(t, 3, dom)
         t.do(c["id"], "send")
         t.wait_materialized(c["id"])
-        time.sleep(2)
+        assert srv.wait_for_log(r"event=relay_unreachable", timeout=20) is not None
         assert sink.all_messages() == [] and sink.all_attempts() == []
         assert sink.auth_failures >= 1
         assert_held_back(srv, c["id"], 3)
