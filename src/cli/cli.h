@@ -27,6 +27,12 @@ int cmd_key_list(struct cli_ctx *c);
 int cmd_key_revoke(struct cli_ctx *c);
 int cmd_config_check(struct cli_ctx *c);
 int cmd_secret_rotate(struct cli_ctx *c);
+int cmd_bounce(struct cli_ctx *c);
+
+/* The value after "--name" in the command's arguments, or NULL. */
+const char *cli_opt_value(struct cli_ctx *c, const char *name);
+/* True when "--name" stands among the command's arguments. */
+bool cli_opt_flag(struct cli_ctx *c, const char *name);
 
 struct store;
 /* Opens the configured database and migrates it; prints the reason and returns NULL on failure. */

@@ -30,9 +30,8 @@ fail(const char *what, mc_err err)
     return 1;
 }
 
-/* Finds "--name VALUE" in the command's arguments; *present for flags without a value. */
-static const char *
-opt_value(struct cli_ctx *c, const char *name)
+const char *
+cli_opt_value(struct cli_ctx *c, const char *name)
 {
     for (int i = 0; i + 1 < c->argc; i++)
         if (strcmp(c->argv[i], name) == 0)
@@ -40,8 +39,8 @@ opt_value(struct cli_ctx *c, const char *name)
     return NULL;
 }
 
-static bool
-opt_flag(struct cli_ctx *c, const char *name)
+bool
+cli_opt_flag(struct cli_ctx *c, const char *name)
 {
     for (int i = 0; i < c->argc; i++)
         if (strcmp(c->argv[i], name) == 0)
@@ -67,7 +66,7 @@ int
 cmd_tenant_create(struct cli_ctx *c)
 {
     struct tenant t = {0};
-    const char *slug = opt_value(c, "--slug");
+    const char *slug = cli_opt_value(c, "--slug");
     struct store *st;
     mc_err err;
 
@@ -140,7 +139,7 @@ cmd_tenant_show(struct cli_ctx *c)
 int
 cmd_key_create(struct cli_ctx *c)
 {
-    const char *name = opt_value(c, "--name"), *exp = opt_value(c, "--expires");
+    const char *name = cli_opt_value(c, "--name"), *exp = cli_opt_value(c, "--expires");
     struct api_key k = {0};
     char *secret = NULL;
     char hash[65];
@@ -161,7 +160,7 @@ cmd_key_create(struct cli_ctx *c)
         return 1;
     snprintf(k.tenant_id, sizeof(k.tenant_id), "%s", c->argv[0]);
     k.name = xstrdup(name ? name : "default");
-    k.scopes = opt_flag(c, "--read-only") ? KEY_SCOPE_READ : KEY_SCOPE_READ | KEY_SCOPE_WRITE;
+    k.scopes = cli_opt_flag(c, "--read-only") ? KEY_SCOPE_READ : KEY_SCOPE_READ | KEY_SCOPE_WRITE;
     auth_key_generate(&secret, &k.key_prefix, hash);
     k.key_hash = xstrdup(hash);
     err = store_key_create(st, &k);
