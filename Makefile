@@ -54,6 +54,9 @@ FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-omit-frame-pointer
 	-std=c11 -D_GNU_SOURCE $(WARN) -Isrc
 FUZZ_TIME ?= 60
 FUZZ_reply_SRC := src/smtp/reply.c src/core/util.c src/core/err.c
+FUZZ_bounce_SRC := $(wildcard src/bounce/*.c) src/core/util.c src/core/err.c src/core/crypto.c
+FUZZ_bounce_FLAGS = $(shell pkg-config --cflags gmime-3.0)
+FUZZ_bounce_LIBS = $(shell pkg-config --libs gmime-3.0 libcrypto jansson)
 
 all: mailcast
 
@@ -93,7 +96,7 @@ fuzz-replay: $(FUZZ_REPLAY)
 	@set -e; for n in $(FUZZ_NAMES); do \
 	    $(BUILD)/fuzz/fuzz_$${n}_replay tests/fuzz/corpus/$$n; done
 
-$(BUILD)/fuzz/fuzz_%_replay: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(BUILD)/libmailcast.a
+$(BUILD)/fuzz/fuzz_%_replay: tests/fuzz/fuzz_%.c tests/fuzz/replay.c tests/fuzz/fuzz_check.h $(BUILD)/libmailcast.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) -o $@ $< tests/fuzz/replay.c $(BUILD)/libmailcast.a $(LDFLAGS) $(LIBS)
 
@@ -110,7 +113,7 @@ fuzz: $(FUZZ_NAMES:%=$(BUILD)/fuzz/fuzz_%)
 .SECONDEXPANSION:
 $(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $$(FUZZ_$$*_SRC)
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^
+	$(FUZZ_CC) $(FUZZ_FLAGS) $(FUZZ_$*_FLAGS) -o $@ $^ $(FUZZ_$*_LIBS)
 
 deps:
 	@bash scripts/deps.sh

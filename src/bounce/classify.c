@@ -78,6 +78,8 @@ status_len(const char *s, size_t n)
         if (digits == 0)
             return 0;
     }
+    if (dots < 2)
+        return 0; /* "5.1" at the end of the text */
     if (i < n && (is_digit(s[i]) || (s[i] == '.' && i + 1 < n && is_digit(s[i + 1]))))
         return 0; /* longer: a version or an address */
     return i;

@@ -7,8 +7,9 @@
  * the RFC 5965 feedback fields, the human-readable text of the report
  * itself (never the returned original), and the returned original's
  * headers.  Then one of three readers decides: a DSN's fields when there
- * are any, else a feedback report's, else the text of a bounce that
- * rules.def recognises, else an auto-reply.  References are looked for in
+ * are any, else a feedback report's, else a provider's JSON notification
+ * (Amazon SES), else the text of a bounce that rules.def recognises, else
+ * an auto-reply.  References are looked for in
  * every header block and every decoded part, the original included.
  */
 #include <pthread.h>
@@ -16,6 +17,7 @@
 #include <strings.h>
 
 #include <gmime/gmime.h>
+#include <jansson.h>
 
 #include "core/util.h"
 #include "parse.h"
@@ -486,7 +488,7 @@ text_clean(const char *s, size_t n, size_t max)
     /* What is left of the address's own brackets and separators. */
     while (n > 0 && strchr(">:;,)]. \t\r\n", *s) != NULL)
         s++, n--;
-    for (size_t i = 0; i < n && b.len < max; i++) {
+    for (size_t i = 0; i < n && b.len + 2 <= max; i++) {
         unsigned char c = (unsigned char)s[i];
         if (c == ' ' || c == '\t' || c == '\r' || c == '\n' || c < 0x20 || c == 0x7f) {
             space = b.len > 0;
@@ -539,6 +541,19 @@ rcpt_drop_last(struct bounce_report *r)
     free(x->action);
     free(x->diagnostic);
     free(x->remote_mta);
+}
+
+/* A recipient's status, action and diagnostic ("smtp; 550 ..." loses its type) as reported. */
+static void
+rcpt_fields(struct bounce_rcpt *x, const char *status, const char *action, const char *diag)
+{
+    if (status)
+        bounce_status_find(status, strlen(status), x->status);
+    x->action = action ? diag_clean(action, strlen(action)) : NULL;
+    if (diag) {
+        const char *semi = strchr(diag, ';');
+        x->diagnostic = diag_clean(semi ? semi + 1 : diag, strlen(semi ? semi + 1 : diag));
+    }
 }
 
 /* The text that follows addr in the report's text, up to the next address (for a DSN lacking one). */
@@ -624,13 +639,7 @@ read_dsn(struct walk *w, const char *s, size_t n)
             const char *st = block_get(&b, "Status");
             const char *dc = block_get(&b, "Diagnostic-Code");
             bool delayed = action && contains_ci(action, strlen(action), "delayed");
-            if (st)
-                bounce_status_find(st, strlen(st), x->status);
-            x->action = action ? diag_clean(action, strlen(action)) : NULL;
-            if (dc) {
-                const char *semi = strchr(dc, ';');
-                x->diagnostic = diag_clean(semi ? semi + 1 : dc, strlen(semi ? semi + 1 : dc));
-            }
+            rcpt_fields(x, st, action, dc);
             if (x->diagnostic == NULL)
                 x->diagnostic = text_about(&w->text, x->email);
             x->remote_mta = typed_value(block_get(&b, "Remote-MTA"));
@@ -879,12 +888,87 @@ read_text_bounce(struct walk *w, const char *from, const char *to)
         }
         struct bounce_rcpt *x;
         if (rcpt && !same_address(rcpt, strlen(rcpt), from) && (x = rcpt_add(r, rcpt)) != NULL) {
-            x->diagnostic = pre ? xstrdup(pre) : NULL;
+            x->diagnostic = pre ? diag_clean(pre, strlen(pre)) : NULL;
             classify_text(x, NULL);
         }
         free(rcpt);
     }
     free(pre);
+}
+
+/* A string member of o, or NULL. */
+static const char *
+jstr(json_t *o, const char *key)
+{
+    return json_string_value(json_object_get(o, key));
+}
+
+/*
+ * A provider's JSON notification in the body (Amazon SES, directly or
+ * wrapped in an SNS envelope): bouncedRecipients or complainedRecipients,
+ * and the X-Mailcast-Ref among the original headers it lists.
+ */
+static bool
+read_json_notification(struct walk *w)
+{
+    struct bounce_report *r = w->r;
+    const char *s = w->text.data, *type, *btype;
+    size_t n = w->text.len;
+    json_t *root, *inner = NULL, *msg, *list, *item, *h;
+    size_t i;
+    bool complaint;
+
+    while (n > 0 && (*s == ' ' || *s == '\r' || *s == '\n' || *s == '\t'))
+        s++, n--;
+    if (n == 0 || *s != '{')
+        return false;
+    if ((root = json_loadb(s, n, JSON_DISABLE_EOF_CHECK, NULL)) == NULL) {
+        /* Mailers wrap long lines, even inside a JSON string: join them. */
+        struct buf j;
+        buf_init(&j, 0);
+        for (size_t k = 0; k < n; k++)
+            if (s[k] != '\r' && s[k] != '\n')
+                buf_putc(&j, s[k]);
+        root = json_loadb(j.data, j.len, JSON_DISABLE_EOF_CHECK, NULL);
+        buf_cleanup(&j);
+        if (root == NULL)
+            return false;
+    }
+    msg = root;
+    if (jstr(root, "Message") && (inner = json_loads(jstr(root, "Message"), 0, NULL)) != NULL)
+        msg = inner;
+    type = jstr(msg, "notificationType") ? jstr(msg, "notificationType") : jstr(msg, "eventType");
+    complaint = type && str_ieq(type, "Complaint");
+    if (type && (str_ieq(type, "Bounce") || complaint)) {
+        json_t *body = json_object_get(msg, complaint ? "complaint" : "bounce");
+        btype = jstr(body, complaint ? "complaintFeedbackType" : "bounceType");
+        list = json_object_get(body, complaint ? "complainedRecipients" : "bouncedRecipients");
+        json_array_foreach(list, i, item) {
+            const char *email = jstr(item, "emailAddress"), *st = jstr(item, "status");
+            const char *dc = jstr(item, "diagnosticCode"), *act = jstr(item, "action");
+            char *addr = first_address(email);
+            struct bounce_rcpt *x = addr ? rcpt_add(r, addr) : NULL;
+            free(addr);
+            if (x == NULL)
+                continue;
+            rcpt_fields(x, st, act, dc);
+            if (complaint)
+                x->cls = btype ? bounce_classify_feedback(btype) : BOUNCE_COMPLAINT;
+            else
+                x->cls = bounce_classify(x->status, 0, x->diagnostic,
+                                         btype && str_ieq(btype, "Transient"));
+        }
+        if (complaint && btype && r->feedback_type == NULL)
+            r->feedback_type = diag_clean(btype, strlen(btype));
+    }
+    json_array_foreach(json_object_get(json_object_get(msg, "mail"), "headers"), i, h) {
+        const char *name = jstr(h, "name"), *v = jstr(h, "value");
+        if (name && v && str_ieq(name, BOUNCE_REF_HEADER) && ref_at(v, strlen(v)))
+            ref_add(r, v);
+    }
+    json_decref(inner);
+    json_decref(root);
+    return r->nrcpts > 0;
 }
 
 static bool
@@ -947,6 +1031,8 @@ bounce_parse(const char *data, size_t len, struct bounce_report *out)
         out->kind = BOUNCE_KIND_ARF;
         read_arf(&w);
     }
+    if (out->nrcpts == 0 && !w.has_status && !w.has_feedback && read_json_notification(&w))
+        out->kind = BOUNCE_KIND_OTHER;
     if (out->nrcpts == 0 && out->kind != BOUNCE_KIND_ARF && w.text.len > 0 &&
         (w.has_status || w.report_dsn || looks_bounce)) {
         out->kind = w.has_status || w.report_dsn ? BOUNCE_KIND_DSN : BOUNCE_KIND_OTHER;

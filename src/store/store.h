@@ -525,7 +525,7 @@ enum delivery_outcome {
     OUT_SENT,    /* 2xx: the relay took it */
     OUT_RETRY,   /* transient: pending again at next_attempt_at, or failed when attempts are spent */
     OUT_FAILED,  /* permanent */
-    OUT_BOUNCED, /* permanent, bad mailbox (5.1.x): the recipient bounces, the address is suppressed */
+    OUT_BOUNCED, /* permanent and hard (bounce_classify): the recipient bounces, the address is suppressed */
     OUT_RELEASE, /* never handed to the relay: pending again, the attempt not counted */
 };
 

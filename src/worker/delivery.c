@@ -40,6 +40,7 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 
+#include "bounce/classify.h"
 #include "core/crypto.h"
 #include "core/email.h"
 #include "core/log.h"
@@ -345,8 +346,14 @@ job_done(struct smtp_job *job, void *arg)
         add_result(d, m, OUT_SENT, 0, job->code, NULL, job->queue_id);
         break;
     case SMTP_PERMFAIL:
-        add_result(d, m, str_prefix(job->enhanced, "5.1.") ? OUT_BOUNCED : OUT_FAILED, 0,
-                   job->code, err, NULL);
+        /* The one classification (bounce/classify.def) that asynchronous reports
+         * use too: only a hard failure bounces the recipient; a block is the
+         * sender's problem and suppresses nobody. */
+        add_result(d, m,
+                   bounce_classify(job->enhanced, job->code, job->text, false) == BOUNCE_HARD
+                       ? OUT_BOUNCED
+                       : OUT_FAILED,
+                   0, job->code, err, NULL);
         break;
     case SMTP_TEMPFAIL:
         add_result(d, m, OUT_RETRY,
