@@ -48,6 +48,12 @@ struct app {
  * the database signs and opens alike.
  */
 mc_err app_secrets_load(struct store *st, struct secrets *out);
+/*
+ * Reads the unsubscribe-link (and reference) keys only, never making one:
+ * for tools that must not write, such as `mailcast bounce --explain`.
+ * MC_ERR_NOT_FOUND when the database has none yet.
+ */
+mc_err app_secrets_peek(struct store *st, struct secrets *out);
 /* Wipes the secrets (OPENSSL_cleanse). */
 void app_secrets_wipe(struct secrets *s);
 /*

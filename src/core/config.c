@@ -103,6 +103,15 @@ static const struct opt opts[] = {
      "attempts before a message fails"},
     {"dkim_required", INT(dkim_required), "0", 0, 1, false,
      "1: never send a campaign message unsigned (its From domain needs a DKIM key)"},
+    /* Bounces and complaints */
+    {"bounce_domain", STR(bounce_domain), NULL, 0, 0, false,
+     "domain of the VERP envelope senders (unset: return_path as before)"},
+    {"bounce_max_message", INT(bounce_max_message), "10485760", 1024, 1073741824, false,
+     "largest bounce or complaint message taken in, bytes (the listener's SIZE)"},
+    {"bounce_raw_max", INT(bounce_raw_max), "262144", 0, 16777216, false,
+     "bytes of a report's raw message kept with its record"},
+    {"bounce_retention_days", INT(bounce_retention_days), "30", 1, 3650, false,
+     "days bounce and complaint records are kept"},
 };
 
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))

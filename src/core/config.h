@@ -59,6 +59,11 @@ struct config {
     int64_t retry_cap;            /* longest wait between retries, seconds */
     int64_t retry_max_attempts;   /* attempts before a message fails */
     int64_t dkim_required;        /* 1: a message whose From domain has no key fails */
+    /* Bounces and complaints */
+    char *bounce_domain;          /* VERP domain; NULL: return_path as before */
+    int64_t bounce_max_message;   /* bytes of one report taken in (listener SIZE, pipe) */
+    int64_t bounce_raw_max;       /* bytes of the raw report kept with its record */
+    int64_t bounce_retention_days; /* days records are kept */
 };
 
 /* One command-line override: the option's name (as in the file) and its value. */

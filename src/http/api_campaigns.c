@@ -76,6 +76,10 @@ campaign_json(const struct campaign *c)
     json_object_set_new(o, "suppressed_count", json_integer(c->counts.suppressed));
     json_object_set_new(o, "opened_count", json_integer(c->counts.opened));
     json_object_set_new(o, "clicked_count", json_integer(c->counts.clicked));
+    json_object_set_new(o, "bounced_hard_count", json_integer(c->counts.bounced_hard));
+    json_object_set_new(o, "bounced_soft_count", json_integer(c->counts.bounced_soft));
+    json_object_set_new(o, "complained_count", json_integer(c->counts.complained));
+    json_object_set_new(o, "blocked_count", json_integer(c->counts.blocked));
     json_object_set_new(o, "progress_percentage", json_real(progress(c)));
     json_object_set_new(o, "materialized", json_boolean(c->materialized_at != 0));
     json_object_set_new(o, "created_at", json_time(c->created_at));
@@ -607,6 +611,10 @@ api_campaign_stats(struct req *r)
     json_object_set_new(o, "failed", json_integer(c.counts.failed));
     json_object_set_new(o, "cancelled", json_integer(c.counts.cancelled));
     json_object_set_new(o, "suppressed", json_integer(c.counts.suppressed));
+    json_object_set_new(o, "bounced_hard", json_integer(c.counts.bounced_hard));
+    json_object_set_new(o, "bounced_soft", json_integer(c.counts.bounced_soft));
+    json_object_set_new(o, "complained", json_integer(c.counts.complained));
+    json_object_set_new(o, "blocked", json_integer(c.counts.blocked));
     json_object_set_new(o, "progress_percentage", json_real(progress(&c)));
     json_object_set_new(o, "sent_last_minute", json_integer(last_minute));
     json_object_set_new(o, "effective_rate_per_minute",
