@@ -15,6 +15,7 @@
 
 #include <stddef.h>
 
+#include "bounce/intake.h"
 #include "core/config.h"
 #include "core/err.h"
 #include "smtp/client.h"
@@ -40,6 +41,7 @@ struct app {
     struct metrics *metrics;   /* owned by the HTTP server, or NULL */
     struct engine *engine;     /* borrowed: woken when a campaign is scheduled */
     struct delivery *delivery; /* borrowed: this process's worker, or NULL */
+    struct bounce_stats bounce_stats; /* reports taken in by this process, by class */
 };
 
 /*

@@ -70,6 +70,12 @@ const struct route routes[] = {
     {"POST",   U,                               api_unsub_create,    R_AUTH_WRITE | R_BODY},
     {"POST",   U "/import",                     api_unsub_import,    R_AUTH_WRITE | R_STREAM},
     {"DELETE", U "/{email*}",                   api_unsub_delete,    R_AUTH_WRITE},
+
+    {"GET",    T "/bounces",                    api_bounce_list,     R_AUTH_READ},
+    {"POST",   T "/bounces",                    api_bounce_create,   R_AUTH_WRITE | R_BODY},
+    {"GET",    T "/bounces/{bounce_id}",        api_bounce_get,      R_AUTH_READ},
+    {"GET",    T "/bounce-policy",              api_bounce_policy_get, R_AUTH_READ},
+    {"PUT",    T "/bounce-policy",              api_bounce_policy_put, R_AUTH_WRITE | R_BODY},
 };
 /* clang-format on */
 
