@@ -335,10 +335,6 @@ apply(struct db *d, const struct target *t, const char *cls, const char *kind,
                       "bounce_reason = $4 WHERE id = $1",
                       pm, NPARAMS(pm), NULL);
     }
-    if (err == MC_ERR_OK)
-        log_info("event=bounce_applied tenant=%s campaign=%s msg=%s class=%s outcome=%s",
-                 t->tenant_id, t->campaign_id ? t->campaign_id : "-",
-                 t->message_id ? t->message_id : "-", cls, bounce_outcome_str(*out));
     return err;
 }
 

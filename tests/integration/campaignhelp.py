@@ -27,6 +27,7 @@ CAMPAIGN_FIELDS = {
     "rate_limit_per_hour", "tags", "metadata", "status", "total_recipients", "pending_count",
     "sending_count", "sent_count", "delivered_count", "bounced_count", "failed_count",
     "cancelled_count", "suppressed_count", "opened_count", "clicked_count",
+    "bounced_hard_count", "bounced_soft_count", "complained_count", "blocked_count",
     "progress_percentage", "materialized", "created_at", "updated_at", "started_at",
     "completed_at",
 }
@@ -35,7 +36,8 @@ COUNT_FIELDS = ["pending_count", "sending_count", "sent_count", "delivered_count
                 "opened_count", "clicked_count"]
 STATS_FIELDS = {
     "campaign_id", "status", "total_recipients", "materialized", "pending", "sending", "sent",
-    "delivered", "bounced", "failed", "cancelled", "suppressed", "progress_percentage",
+    "delivered", "bounced", "failed", "cancelled", "suppressed", "bounced_hard", "bounced_soft",
+    "complained", "blocked", "progress_percentage",
     "sent_last_minute", "effective_rate_per_minute", "estimated_completion_at", "started_at",
     "completed_at",
 }

@@ -10,6 +10,8 @@
   fixed operator key; for tests that do not interfere with each other.
 - server_factory (function): starts servers of the test's own, stopped at
   teardown; for lifecycle tests (signals, restarts, generated keys).
+- sink (module): a scriptable aiosmtpd relay (smtpsink.Sink) for a module's
+  delivering servers.
 """
 
 import os
@@ -20,6 +22,7 @@ import tempfile
 import pytest
 
 from harness import BIN, OPERATOR_KEY, REPO, PgAdmin, Server, create_database
+from smtpsink import Sink
 
 
 def pytest_configure(config):
@@ -106,3 +109,11 @@ def server_factory(new_database, tmp_path):
     yield make
     for srv in servers:
         srv.stop()
+
+
+@pytest.fixture(scope="module")
+def sink():
+    """A scriptable SMTP relay on loopback for the module (see smtpsink.py)."""
+    s = Sink().start()
+    yield s
+    s.stop()

@@ -49,13 +49,6 @@ INFLIGHT = 4
 
 
 @pytest.fixture(scope="module")
-def sink():
-    s = Sink().start()
-    yield s
-    s.stop()
-
-
-@pytest.fixture(scope="module")
 def mc(request, store, sink, tmp_path_factory):
     """A server of the module per store, delivering to the module's sink with
     --return-path; a small in-flight bound, so that pause and cancel show."""
