@@ -64,6 +64,12 @@ struct config {
     int64_t bounce_max_message;   /* bytes of one report taken in (listener SIZE, pipe) */
     int64_t bounce_raw_max;       /* bytes of the raw report kept with its record */
     int64_t bounce_retention_days; /* days records are kept */
+    char *bounce_listen;          /* "HOST:PORT" of the SMTP listener, NULL: none */
+    char *bounce_feedback_address; /* a feedback-loop address the listener accepts, or NULL */
+    char *bounce_tls_cert, *bounce_tls_key; /* PEM files: STARTTLS offered, or NULL */
+    int64_t bounce_max_connections; /* listener sessions at once */
+    int64_t bounce_command_timeout; /* seconds for a command or a piece of DATA */
+    int64_t bounce_session_timeout; /* seconds one session may last */
 };
 
 /* One command-line override: the option's name (as in the file) and its value. */
@@ -81,6 +87,8 @@ struct config_override {
 mc_err config_load(struct config *cfg, const char *path, const struct config_override *ov,
                    int nov, struct buf *errors);
 void config_cleanup(struct config *cfg);
+/* Splits "HOST:PORT" (or "[v6]:PORT"; port 0-65535): *host owned.  False when malformed. */
+bool config_split_hostport(const char *s, char **host, int *port);
 
 /*
  * Looks up a command-line flag ("--listen") and returns the option name

@@ -506,6 +506,11 @@ mc_err store_bounce_list(struct store *st, const char *tenant_id, const struct b
 /* One record with its raw message. */
 mc_err store_bounce_get(struct store *st, const char *tenant_id, const char *id,
                         struct bounce_rec *out);
+/*
+ * The bounce domain of the tenant whose message this is (*out owned, NULL
+ * when the tenant has none); MC_ERR_NOT_FOUND without the message.
+ */
+mc_err store_bounce_domain_of(struct store *st, const char *message_id, char **out);
 /* Deletes records received before the given time; *n (may be NULL) gets how many. */
 mc_err store_bounce_prune(struct store *st, int64_t before, int64_t *n);
 void bounce_rec_cleanup(struct bounce_rec *b);

@@ -583,6 +583,26 @@ store_bounce_get(struct store *st, const char *tenant_id, const char *id, struct
 }
 
 mc_err
+store_bounce_domain_of(struct store *st, const char *message_id, char **out)
+{
+    struct db_param p[] = {P_TEXT(message_id)};
+    struct db d;
+    mc_err err;
+
+    *out = NULL;
+    if (!store_id_ok(message_id))
+        return MC_ERR_NOT_FOUND;
+    if ((err = db_get(st, &d)) != MC_ERR_OK)
+        return err;
+    err = db_one_text(&d,
+                      "SELECT p.bounce_domain FROM scheduled_messages m LEFT JOIN bounce_policies p "
+                      "ON p.tenant_id = m.tenant_id WHERE m.id = $1",
+                      p, NPARAMS(p), out);
+    db_put(&d);
+    return err;
+}
+
+mc_err
 store_bounce_prune(struct store *st, int64_t before, int64_t *n)
 {
     struct db_param p[] = {P_TIME(before)};

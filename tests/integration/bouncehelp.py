@@ -1,8 +1,11 @@
 """Helpers for the bounce tests (issue 10): reports written the way mail
 servers write them, and the command that takes them in."""
 
+import re
 import subprocess
 
+from campaignhelp import emails, wait_until
+from deliveryhelp import mail_domain, messages, wait_terminal
 from harness import BIN, child_env
 
 
@@ -55,3 +58,21 @@ def pipe(database, message, *args, timeout=30):
 def headers_of(raw):
     """The header section of a sent message (bytes) as text."""
     return raw.partition(b"\r\n\r\n")[0].decode()
+
+
+def sent_campaign(mc, sink, t, n):
+    """A campaign to n new addresses, sent: {address: (row, envelope sender, raw message)}."""
+    domain = f"b{re.sub('[^a-z0-9]', '', t.id[:8])}.example.net"
+    addrs = emails(n, domain)
+    lst = t.make_list(0)
+    t.import_emails(lst["id"], addrs)
+    c = t.create(recipient_list_id=lst["id"], from_address=f"news@{mail_domain('from')}")
+    t.do(c["id"], "send")
+    assert wait_terminal(t, c["id"])["status"] == "completed"
+    rows = messages(mc, c["id"])
+    out = {}
+    for a in addrs:
+        m = wait_until(lambda: [x for x in sink.messages if a in x.rcpt_tos], 10,
+                       what=f"{a} at the sink")[0]
+        out[a] = (rows[a], m.mail_from, m.data)
+    return c, lst, out

@@ -10,8 +10,8 @@ import re
 
 import pytest
 
-from bouncehelp import arf, dsn, headers_of, pipe
-from campaignhelp import Tenant, emails, wait_until
+from bouncehelp import arf, dsn, headers_of, pipe, sent_campaign
+from campaignhelp import Tenant, wait_until
 from deliveryhelp import delivery_args, mail_domain, messages, recipient_status, wait_terminal
 from harness import OPERATOR_KEY, Server, create_database
 
@@ -31,24 +31,6 @@ def mc(request, store, sink, tmp_path_factory):
     finally:
         srv.stop()
         drop()
-
-
-def sent_campaign(mc, sink, t, n):
-    """A campaign to n new addresses, sent: {address: (row, envelope sender, raw message)}."""
-    domain = f"b{re.sub('[^a-z0-9]', '', t.id[:8])}.example.net"
-    addrs = emails(n, domain)
-    lst = t.make_list(0)
-    t.import_emails(lst["id"], addrs)
-    c = t.create(recipient_list_id=lst["id"], from_address=f"news@{mail_domain('from')}")
-    t.do(c["id"], "send")
-    assert wait_terminal(t, c["id"])["status"] == "completed"
-    rows = messages(mc, c["id"])
-    out = {}
-    for a in addrs:
-        m = wait_until(lambda: [x for x in sink.messages if a in x.rcpt_tos], 10,
-                       what=f"{a} at the sink")[0]
-        out[a] = (rows[a], m.mail_from, m.data)
-    return c, lst, out
 
 
 def bounces(t, **params):

@@ -339,7 +339,7 @@ def test_template_values_cannot_create_headers(full):
         assert b"\r\nBcc:" not in head and b"\r\nX-Injected" not in head, head
         assert not re.search(rb"\r\n(?![ \t])(?!(?i:date|from|to|reply-to|subject|message-id|"
                              rb"mime-version|list-unsubscribe|list-unsubscribe-post|"
-                             rb"content-type|content-transfer-encoding):)", head), head
+                             rb"x-mailcast-ref|content-type|content-transfer-encoding):)", head), head
         msg = parse(m.data)
         assert msg["Bcc"] is None and msg["X-Injected"] is None
         subject = str(msg["Subject"])
