@@ -486,7 +486,7 @@ text_clean(const char *s, size_t n, size_t max)
         return NULL;
     buf_init(&b, 0);
     /* What is left of the address's own brackets and separators. */
-    while (n > 0 && strchr(">:;,)]. \t\r\n", *s) != NULL)
+    while (n > 0 && *s && strchr(">:;,)]. \t\r\n", *s) != NULL)
         s++, n--;
     for (size_t i = 0; i < n && b.len + 2 <= max; i++) {
         unsigned char c = (unsigned char)s[i];
@@ -572,7 +572,7 @@ text_about(const struct buf *text, const char *addr)
             if (text->data[k] == '@' && address_at(text->data, text->len, k, &start, &end))
                 break;
         if (k < text->len && text->data[k] == '@')
-            k = start;
+            k = start > e ? start : e; /* the next address may begin inside this one */
         return diag_clean(text->data + e, k - e);
     }
     return NULL;
@@ -826,6 +826,12 @@ read_text_bounce(struct walk *w, const char *from, const char *to)
         size_t a, e;
         if (s[i] != '@' || !address_at(s, n, i, &a, &e))
             continue;
+        if (na > 0 && a < ends[na - 1])
+            a = ends[na - 1]; /* never overlapping the one before */
+        if (a >= i) {
+            i = e;
+            continue;
+        }
         i = e;
         if (!text_recipient(s, a, e, from))
             continue;
@@ -855,6 +861,8 @@ read_text_bounce(struct walk *w, const char *from, const char *to)
                    strncasecmp(s + starts[m], s + starts[k], ends[k] - starts[k]) == 0)
                 m++;
             seg_end = m < na ? starts[m] : n;
+            if (seg_end < ends[j])
+                seg_end = ends[j];
             if (seg_end - ends[j] > 2048)
                 seg_end = ends[j] + 2048;
             buf_append(&d, s + ends[j], seg_end - ends[j]);
