@@ -56,7 +56,7 @@ FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-omit-frame-pointer
 	-std=c11 -D_GNU_SOURCE $(WARN) -Isrc
 FUZZ_TIME ?= 60
 FUZZ_reply_SRC := src/smtp/reply.c src/core/util.c src/core/err.c
-FUZZ_bounce_SRC := $(wildcard src/bounce/*.c) src/core/util.c src/core/err.c src/core/crypto.c
+FUZZ_bounce_SRC := src/bounce/parse.c src/bounce/classify.c src/bounce/ref.c src/core/util.c src/core/err.c src/core/crypto.c
 FUZZ_bounce_FLAGS = $(shell pkg-config --cflags gmime-3.0)
 FUZZ_bounce_LIBS = $(shell pkg-config --libs gmime-3.0 libcrypto jansson)
 FUZZ_smtpd_SRC := src/bounce/smtpd_cmd.c src/core/util.c src/core/err.c
