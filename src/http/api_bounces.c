@@ -171,7 +171,7 @@ api_bounce_create(struct req *r)
         reply_store_error(r, err, msg ? "message" : "tenant");
         return;
     }
-    reply_json(r, 201, bounce_json(&b, false));
+    reply_created(r, bounce_json(&b, false), b.id, NULL);
     bounce_rec_cleanup(&b);
 }
 
