@@ -393,7 +393,9 @@ block_get(const struct block *b, const char *name)
     return NULL;
 }
 
-/* "rfc822; a@b" -> "a@b"; "dns; mx.example" -> "mx.example" (new memory, trimmed). */
+static char *text_clean(const char *s, size_t n, size_t max);
+
+/* "rfc822; a@b" -> "a@b"; "dns; mx.example" -> "mx.example" (new memory, trimmed, no controls). */
 static char *
 typed_value(const char *v)
 {
@@ -408,7 +410,7 @@ typed_value(const char *v)
     e = v + strlen(v);
     while (e > v && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '>' || e[-1] == '\r'))
         e--;
-    return e > v ? xstrndup(v, (size_t)(e - v)) : NULL;
+    return e > v ? text_clean(v, (size_t)(e - v), 255) : NULL;
 }
 
 /* ---- recipients ---- */
