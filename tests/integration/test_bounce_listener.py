@@ -206,3 +206,72 @@ def _connects(lmc):
         return line.startswith(b"220 ")
     except OSError:
         return False
+
+
+class DatabaseHeld:
+    """Holds the bounces table's write lock from outside, so the listener's
+    intake waits inside its transaction (SQLite: an exclusive transaction;
+    PostgreSQL: LOCK TABLE)."""
+
+    def __init__(self, database):
+        self.database = database
+
+    def __enter__(self):
+        if self.database.startswith("sqlite:"):
+            import sqlite3
+            self.conn = sqlite3.connect(self.database[len("sqlite:"):], timeout=10,
+                                        isolation_level=None)
+            self.conn.execute("BEGIN EXCLUSIVE")
+        else:
+            import psycopg2
+            self.conn = psycopg2.connect(self.database)
+            self.conn.cursor().execute("LOCK TABLE bounces IN ACCESS EXCLUSIVE MODE")
+        return self
+
+    def __exit__(self, *exc):
+        if self.database.startswith("sqlite:"):
+            self.conn.execute("ROLLBACK")
+        else:
+            self.conn.rollback()
+        self.conn.close()
+
+
+def test_kill_9_between_data_and_250_loses_nothing_accepted(request, store, sink,
+                                                            tmp_path):
+    """The sender is told 250 only after the commit: a kill -9 while the intake
+    waits on the database leaves the sender without an answer (so it retries)
+    and the database without a half-written report; the retry is taken."""
+    url, drop = create_database(request, store, tmp_path / "db")
+    request.addfinalizer(drop)
+    port = free_port()
+    args = delivery_args(sink.url, "--bounce-domain", BOUNCE_DOMAIN, "--bounce-listen",
+                         f"127.0.0.1:{port}", "--db-busy-timeout-ms", "60000")
+    srv = Server(tmp_path / "srv", url, OPERATOR_KEY, args)
+    srv.bounce_port = port
+    srv.start()
+    request.addfinalizer(srv.kill)
+    t = Tenant(srv)
+    _, _, sent = sent_campaign(srv, sink, t, 1)
+    (a,) = sent
+    verp = sent[a][1]
+    s = smtp(srv)
+    assert s.mail("")[0] == 250 and s.rcpt(verp)[0] == 250
+    assert s.docmd("DATA")[0] == 354
+    with DatabaseHeld(url):
+        s.send(dsn(verp, a) + b".\r\n")
+        # The listener now waits on the lock, inside its transaction: no answer yet.
+        s.sock.settimeout(1)
+        with pytest.raises(OSError):
+            s.sock.recv(1)
+        srv.kill()
+    s.sock.settimeout(10)
+    assert s.sock.recv(100) == b""  # the connection died without a 250
+    srv.start()
+    assert unsub_cause(t, a) is None
+    assert t.server.get(f"{t.base}/bounces", headers=t.h).json()["total"] == 0
+    # The sender retries: taken once.
+    s = smtp(srv)
+    assert s.sendmail("", [verp], dsn(verp, a)) == {}
+    s.quit()
+    assert unsub_cause(t, a) == "hard_bounce"
+    assert t.server.get(f"{t.base}/bounces", headers=t.h).json()["total"] == 1
