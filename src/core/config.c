@@ -298,7 +298,7 @@ validate(struct config *cfg, struct layered *l, struct buf *errors)
         free(h);
     }
     if ((cfg->bounce_tls_cert == NULL) != (cfg->bounce_tls_key == NULL))
-        buf_printf(errors, "bounce_tls_cert and bounce_tls_key go together\n");
+        buf_printf(errors, "bounce_tls_cert: goes with bounce_tls_key, both or neither\n");
     if (cfg->bounce_domain && (strchr(cfg->bounce_domain, '@') || strchr(cfg->bounce_domain, ' ') ||
                                !strchr(cfg->bounce_domain, '.')))
         buf_printf(errors, "bounce_domain: \"%s\" is not a domain name\n", cfg->bounce_domain);
