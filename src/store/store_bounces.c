@@ -350,8 +350,8 @@ is_duplicate(struct db *d, const struct target *t, const char *cls, bool *dup)
     if (t->message_id == NULL)
         return MC_ERR_OK;
     err = db_one_int(d,
-                     "SELECT COUNT(*) FROM bounces WHERE message_id = $1 AND class = $2 AND "
-                     "email_lc = $3 AND outcome <> 'duplicate'",
+                     "SELECT COUNT(*) FROM (SELECT 1 FROM bounces WHERE message_id = $1 AND "
+                     "class = $2 AND email_lc = $3 AND outcome <> 'duplicate' LIMIT 1) x",
                      p, NPARAMS(p), &n);
     *dup = n > 0;
     return err;
