@@ -143,6 +143,7 @@ test: deps-test
 BENCH_BIN    := $(BUILD)/bench/template $(BUILD)/bench/import_baseline $(BUILD)/bench/materialise_baseline
 BENCH_N      ?= 1000000
 BENCH_DELIVERY_N ?= 100000
+BENCH_BOUNCES_N ?= 5000
 BENCH_STORES ?= sqlite,postgres
 BENCH_ENV     = MAILCAST_BIN=$(BUILD)/mailcast BENCH_BIN_DIR=$(BUILD)/bench
 
@@ -157,6 +158,7 @@ bench: $(BUILD)/mailcast bench-build
 	$(BENCH_ENV) /usr/bin/python3 bench/import --rows $(BENCH_N) --stores $(BENCH_STORES)
 	$(BENCH_ENV) /usr/bin/python3 bench/materialise --rows $(BENCH_N) --stores $(BENCH_STORES)
 	$(BENCH_ENV) /usr/bin/python3 bench/delivery --messages $(BENCH_DELIVERY_N) --stores $(BENCH_STORES)
+	$(BENCH_ENV) /usr/bin/python3 bench/bounces --messages $(BENCH_BOUNCES_N) --stores $(BENCH_STORES)
 
 clean:
 	rm -rf build build-san mailcast
