@@ -573,12 +573,15 @@ store_bounce_get(struct store *st, const char *tenant_id, const char *id, struct
         return MC_ERR_NOT_FOUND;
     if ((err = db_get(st, &d)) != MC_ERR_OK)
         return err;
-    memset(out, 0, sizeof(*out));
+    struct bounce_rec b;
+    memset(&b, 0, sizeof(b));
     err = db_fetch_one(&d, "SELECT " BOUNCE_COLS ", raw FROM bounces WHERE tenant_id = $1 AND id = $2",
-                       p, NPARAMS(p), bounce_raw_row, out);
+                       p, NPARAMS(p), bounce_raw_row, &b);
     db_put(&d);
     if (err != MC_ERR_OK)
-        bounce_rec_cleanup(out);
+        bounce_rec_cleanup(&b);
+    else
+        *out = b;
     return err;
 }
 

@@ -1319,8 +1319,8 @@ test_bounces_two_tenants(void **state)
     assert_int_equal(store_bounce_get(st, a.id, v.items[1].id, &r), MC_ERR_OK);
     assert_string_equal(r.raw, "From: MAILER-DAEMON\r\n\r\nraw");
     assert_string_equal(r.message_id, m[0]);
-    assert_int_equal(store_bounce_get(st, b.id, v.items[1].id, &r), MC_ERR_NOT_FOUND);
     bounce_rec_cleanup(&r);
+    assert_int_equal(store_bounce_get(st, b.id, v.items[1].id, &r), MC_ERR_NOT_FOUND);
     bounce_rec_vec_cleanup(&v);
     f.class = NULL;
     f.email_lc = NULL;
