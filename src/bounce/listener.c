@@ -211,7 +211,8 @@ starttls(struct sess *s)
     }
     reply(s, "220 2.0.0 Ready to start TLS");
     /* RFC 3207: whatever the client pipelined after STARTTLS is discarded. */
-    evbuffer_drain(bufferevent_get_input(s->bev), evbuffer_get_length(bufferevent_get_input(s->bev)));
+    struct evbuffer *in = bufferevent_get_input(s->bev);
+    evbuffer_drain(in, evbuffer_get_length(in));
     ssl = SSL_new(s->l->tls);
     tls = ssl ? bufferevent_openssl_filter_new(s->l->base, s->bev, ssl,
                                                BUFFEREVENT_SSL_ACCEPTING,

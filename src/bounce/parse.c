@@ -558,7 +558,7 @@ rcpt_fields(struct bounce_rcpt *x, const char *status, const char *action, const
     }
 }
 
-/* The text that follows addr in the report's text, up to the next address (for a DSN lacking one). */
+/* The text after addr in the report's text, up to the next address (for a DSN lacking one). */
 static char *
 text_about(const struct buf *text, const char *addr)
 {

@@ -105,8 +105,10 @@ explain(struct cli_ctx *c, const struct buf *in)
     char *s;
 
     explain_keys(&c->cfg, &keys);
-    struct bounce_intake_ctx x = {.keys = (const unsigned char(*)[BOUNCE_REF_KEY_LEN])keys.token_keys,
-                                  .nkeys = keys.ntoken_keys};
+    struct bounce_intake_ctx x = {
+        .keys = (const unsigned char(*)[BOUNCE_REF_KEY_LEN])keys.token_keys,
+        .nkeys = keys.ntoken_keys,
+    };
     bounce_parse(in->data ? in->data : "", in->len, &r);
     j = explain_json(&r, bounce_intake_reference(&x, &r, rcpt, id) ? id : NULL);
     s = json_dumps(j, JSON_INDENT(2));

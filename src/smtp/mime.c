@@ -513,8 +513,8 @@ mime_build(const struct mime_msg *m, struct buf *out)
     subject_header(&h, m->subject, &val);
     buf_printf(out, "Message-ID: <%s>\r\n", m->message_id);
     if (m->ref) {
-        if (m->ref[0] == '\0' || strspn(m->ref, "abcdefghijklmnopqrstuvwxyz234567") != strlen(m->ref) ||
-            strlen(m->ref) > 64) {
+        size_t rl = strlen(m->ref);
+        if (rl == 0 || rl > 64 || strspn(m->ref, "abcdefghijklmnopqrstuvwxyz234567") != rl) {
             err = MC_ERR_INVALID;
             goto out;
         }

@@ -261,7 +261,8 @@ soft_count(struct db *d, const struct target *t, const struct bounce_policy *pol
     err = db_fetch_one(d,
                        "SELECT MAX(m.sent_at) FROM recipients r JOIN campaigns c ON "
                        "c.recipient_list_id = r.recipient_list_id AND c.tenant_id = r.tenant_id "
-                       "JOIN scheduled_messages m ON m.campaign_id = c.id AND m.recipient_id = r.id "
+                       "JOIN scheduled_messages m ON m.campaign_id = c.id AND "
+                       "m.recipient_id = r.id "
                        "WHERE r.tenant_id = $1 AND r.email_lc = $2 AND m.status = 'sent' AND "
                        "m.sent_at >= $3 AND (m.id <> $4 OR $4 IS NULL) AND NOT EXISTS "
                        "(SELECT 1 FROM bounces b WHERE b.message_id = m.id)",
@@ -575,7 +576,8 @@ store_bounce_get(struct store *st, const char *tenant_id, const char *id, struct
         return err;
     struct bounce_rec b;
     memset(&b, 0, sizeof(b));
-    err = db_fetch_one(&d, "SELECT " BOUNCE_COLS ", raw FROM bounces WHERE tenant_id = $1 AND id = $2",
+    err = db_fetch_one(&d,
+                       "SELECT " BOUNCE_COLS ", raw FROM bounces WHERE tenant_id = $1 AND id = $2",
                        p, NPARAMS(p), bounce_raw_row, &b);
     db_put(&d);
     if (err != MC_ERR_OK)
@@ -598,8 +600,8 @@ store_bounce_domain_of(struct store *st, const char *message_id, char **out)
     if ((err = db_get(st, &d)) != MC_ERR_OK)
         return err;
     err = db_one_text(&d,
-                      "SELECT p.bounce_domain FROM scheduled_messages m LEFT JOIN bounce_policies p "
-                      "ON p.tenant_id = m.tenant_id WHERE m.id = $1",
+                      "SELECT p.bounce_domain FROM scheduled_messages m LEFT JOIN "
+                      "bounce_policies p ON p.tenant_id = m.tenant_id WHERE m.id = $1",
                       p, NPARAMS(p), out);
     db_put(&d);
     return err;
