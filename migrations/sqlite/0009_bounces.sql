@@ -9,7 +9,8 @@
 -- - bounce_policies: a tenant's policy; no row means the defaults.
 -- - unsubscribes gain a cause, the message that caused the entry and an
 --   optional expiry.  suppressions is the view of the entries in force: every
---   "is this address suppressed?" reads it, so an expired entry stops
+--   "is this address suppressed?" reads it (or, on the bulk paths, the same
+--   test with the statement's own time), so an expired entry stops
 --   suppressing everywhere at once; a new entry for the address replaces an
 --   expired one (trigger), so every existing INSERT keeps working.
 -- - campaigns count hard and soft bounces, complaints and blocks.

@@ -534,7 +534,8 @@ static const char sql_mat_bounded[] =
     "AND r.tenant_id = c.tenant_id "
     "WHERE c.id = $1 AND c.tenant_id = $2 AND c.status IN ('scheduled', 'sending', 'paused') "
     "AND r.status = 'active' AND r.id > $4 AND r.id <= $5 AND NOT EXISTS "
-    "(SELECT 1 FROM suppressions u WHERE u.tenant_id = r.tenant_id AND u.email_lc = r.email_lc) "
+    "(SELECT 1 FROM unsubscribes u WHERE u.tenant_id = r.tenant_id AND u.email_lc = r.email_lc "
+    "AND (u.expires_at IS NULL OR u.expires_at > $3)) "
     "ON CONFLICT (campaign_id, recipient_id) DO NOTHING";
 static const char sql_mat_last[] =
     "INSERT INTO scheduled_messages (id, tenant_id, campaign_id, recipient_id, to_address, "
@@ -544,7 +545,8 @@ static const char sql_mat_last[] =
     "AND r.tenant_id = c.tenant_id "
     "WHERE c.id = $1 AND c.tenant_id = $2 AND c.status IN ('scheduled', 'sending', 'paused') "
     "AND r.status = 'active' AND r.id > $4 AND CAST($5 AS TEXT) IS NULL AND NOT EXISTS "
-    "(SELECT 1 FROM suppressions u WHERE u.tenant_id = r.tenant_id AND u.email_lc = r.email_lc) "
+    "(SELECT 1 FROM unsubscribes u WHERE u.tenant_id = r.tenant_id AND u.email_lc = r.email_lc "
+    "AND (u.expires_at IS NULL OR u.expires_at > $3)) "
     "ON CONFLICT (campaign_id, recipient_id) DO NOTHING";
 
 struct mat_state {

@@ -78,7 +78,8 @@ static const char sql_insert_row[] =
     "INSERT INTO recipients (id, tenant_id, recipient_list_id, email, email_lc, name, "
     "first_name, last_name, status, attributes, subscribed_at, created_at, updated_at) "
     "SELECT $1, $2, $3, $4, $5, $6, $7, $8, 'active', $9, $10, $10, $10 WHERE NOT EXISTS "
-    "(SELECT 1 FROM suppressions WHERE tenant_id = $2 AND email_lc = $5) "
+    "(SELECT 1 FROM unsubscribes WHERE tenant_id = $2 AND email_lc = $5 AND "
+    "(expires_at IS NULL OR expires_at > $10)) "
     "ON CONFLICT (recipient_list_id, email_lc) DO NOTHING";
 static const char sql_update[] =
     "UPDATE recipients SET name = COALESCE($4, name), first_name = COALESCE($5, first_name), "
