@@ -34,6 +34,7 @@ CAMPAIGN_FIELDS = {
 STATS_FIELDS = {
     "campaign_id", "status", "recipient_count", "total_recipients", "materialized",
     *COUNT_FIELDS, "sent", "bounced", "failed", "progress_percentage", "sent_last_minute",
+    "bounced_hard", "bounced_soft", "complained", "blocked",
     "effective_rate_per_minute", "estimated_completion_at", "started_at", "completed_at",
 }
 # The 202 answer of send and schedule.
