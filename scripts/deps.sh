@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what mailcast needs to build, run and test, from Debian's packages
-# (and @redocly/cli from npm into ./.tools, git-ignored).  Idempotent: when
+# (and @redocly/cli from npm into ./.tools, git-ignored; the console's own
+# modules are installed by make into console/node_modules).  Idempotent: when
 # everything is present it prints nothing and returns in well under a second.
 #
 #   scripts/deps.sh          build and run dependencies
@@ -11,9 +12,10 @@ want_test=0
 [ "${1:-}" = "--test" ] && want_test=1
 
 build_pkgs="gcc make pkg-config libmicrohttpd-dev libjansson-dev libsqlite3-dev
-libpq-dev libcsv-dev libidn2-dev libevent-dev libssl-dev libopendkim-dev uuid-dev"
+libpq-dev libcsv-dev libidn2-dev libevent-dev libssl-dev libopendkim-dev uuid-dev nodejs"
 test_pkgs="libcmocka-dev postgresql postfix python3-pytest python3-requests python3-psycopg2
-python3-aiosmtpd python3-dkim python3-selenium chromium chromium-driver openssl nodejs"
+python3-aiosmtpd python3-dkim python3-selenium chromium chromium-driver openssl
+fonts-noto-color-emoji fonts-wqy-microhei fonts-dejavu"
 
 pkgs=$build_pkgs
 [ $want_test = 1 ] && pkgs="$pkgs $test_pkgs"
@@ -27,8 +29,9 @@ for p in $pkgs; do
     esac
 done
 
-# Debian's nodejs comes without npm (NodeSource's includes it).
-if [ $want_test = 1 ] && ! command -v npm >/dev/null 2>&1; then
+# Debian's nodejs comes without npm (NodeSource's includes it); the web
+# console's build step (make) needs it.
+if ! command -v npm >/dev/null 2>&1; then
     missing="$missing npm"
 fi
 

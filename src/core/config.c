@@ -103,6 +103,9 @@ static const struct opt opts[] = {
      "attempts before a message fails"},
     {"dkim_required", INT(dkim_required), "0", 0, 1, false,
      "1: never send a campaign message unsigned (its From domain needs a DKIM key)"},
+    /* The web console. */
+    {"timeline_max_points", INT(timeline_max_points), "720", 2, 100000, false,
+     "most points a campaign's timeline returns (its buckets widen past that)"},
 };
 
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))

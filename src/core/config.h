@@ -59,6 +59,8 @@ struct config {
     int64_t retry_cap;            /* longest wait between retries, seconds */
     int64_t retry_max_attempts;   /* attempts before a message fails */
     int64_t dkim_required;        /* 1: a message whose From domain has no key fails */
+    /* The web console */
+    int64_t timeline_max_points;  /* points of a campaign timeline at most */
 };
 
 /* One command-line override: the option's name (as in the file) and its value. */
