@@ -1216,6 +1216,68 @@ test_claim_rate_windows(void **state)
     tenant_cleanup(&a);
 }
 
+/*
+ * The timeline counts sent messages per bucket from the start, puts late
+ * ones in the last bucket, and sees nothing of another tenant's campaign.
+ */
+static void
+test_campaign_timeline(void **state)
+{
+    struct store *st = st_of(state);
+    struct tenant a, b;
+    struct recipient_list l;
+    struct recipient x = {0};
+    struct campaign c;
+    struct campaign_ref ref;
+    int64_t counts[3] = {0}, inserted, t0 = 1700000000000000LL, min = 60000000LL;
+    bool done = false;
+    char email[64];
+
+    make_tenant(st, "tl-a", &a);
+    make_tenant(st, "tl-b", &b);
+    new_list(st, a.id, "L", &l);
+    for (int i = 0; i < 6; i++) {
+        snprintf(email, sizeof(email), "t%d@example.com", i);
+        assert_int_equal(new_recipient(st, a.id, l.id, email, &x), MC_ERR_OK);
+        recipient_cleanup(&x);
+    }
+    new_campaign(st, a.id, l.id, &c);
+    memcpy(ref.id, c.id, sizeof(ref.id));
+    memcpy(ref.tenant_id, a.id, sizeof(ref.tenant_id));
+    assert_int_equal(store_campaign_transition(st, a.id, c.id, CEV_SEND, time_now_us(), NULL, NULL),
+                     MC_ERR_OK);
+    while (!done)
+        assert_int_equal(store_engine_materialize(st, &ref, 10, 5, time_now_us(), &inserted, &done),
+                         MC_ERR_OK);
+    /* Sent at t0+10s, t0+20s (bucket 0), t0+70s (1), t0+500s (past the end: 2); two unsent. */
+    int64_t at[] = {t0 + 10000000, t0 + 20000000, t0 + min + 10000000, t0 + 500000000};
+    for (int i = 0; i < 4; i++) {
+        struct db_param p[] = {P_TEXT(c.id), P_TIME(at[i])};
+        exec_sql(st,
+                 "UPDATE scheduled_messages SET sent_at = $2 WHERE id = (SELECT id FROM "
+                 "scheduled_messages WHERE campaign_id = $1 AND sent_at IS NULL ORDER BY id "
+                 "LIMIT 1)",
+                 p, NPARAMS(p));
+    }
+    assert_int_equal(store_campaign_timeline(st, a.id, c.id, t0, min, 3, counts), MC_ERR_OK);
+    assert_int_equal(counts[0], 2);
+    assert_int_equal(counts[1], 1);
+    assert_int_equal(counts[2], 1);
+    /* Later start: the earlier messages are not counted. */
+    memset(counts, 0, sizeof(counts));
+    assert_int_equal(store_campaign_timeline(st, a.id, c.id, t0 + min, min, 3, counts), MC_ERR_OK);
+    assert_int_equal(counts[0] + counts[1] + counts[2], 2);
+    /* Another tenant sees nothing. */
+    memset(counts, 0, sizeof(counts));
+    assert_int_equal(store_campaign_timeline(st, b.id, c.id, t0, min, 3, counts), MC_ERR_OK);
+    assert_int_equal(counts[0] + counts[1] + counts[2], 0);
+
+    campaign_cleanup(&c);
+    recipient_list_cleanup(&l);
+    tenant_cleanup(&a);
+    tenant_cleanup(&b);
+}
+
 static void
 test_schema_newer_is_refused(void **state)
 {
@@ -1247,6 +1309,7 @@ main(void)
         cmocka_unit_test(test_campaign_crud_two_tenants),
         cmocka_unit_test(test_materialize_and_complete),
         cmocka_unit_test(test_claim_rate_windows),
+        cmocka_unit_test(test_campaign_timeline),
         cmocka_unit_test(test_schema_newer_is_refused),
     };
     int failed = 0;
