@@ -847,6 +847,22 @@ test_import_and_suppression(void **state)
 
 /* ---- campaigns ---- */
 
+/* A new list "L" with n recipients PREFIXnn@example.com. */
+static void
+list_with(struct store *st, const char *tenant_id, const char *prefix, int n,
+          struct recipient_list *l)
+{
+    struct recipient x = {0};
+    char email[64];
+
+    new_list(st, tenant_id, "L", l);
+    for (int i = 0; i < n; i++) {
+        snprintf(email, sizeof(email), "%s%02d@example.com", prefix, i);
+        assert_int_equal(new_recipient(st, tenant_id, l->id, email, &x), MC_ERR_OK);
+        recipient_cleanup(&x);
+    }
+}
+
 static void
 new_campaign(struct store *st, const char *tenant_id, const char *list_id, struct campaign *c)
 {
@@ -1157,7 +1173,6 @@ test_claim_rate_windows(void **state)
     struct store *st = st_of(state);
     struct tenant a;
     struct recipient_list l;
-    struct recipient x = {0};
     struct campaign c;
     struct campaign_ref ref;
     struct delivery_work w;
@@ -1165,16 +1180,10 @@ test_claim_rate_windows(void **state)
     struct rate_limits rl = {.per_minute = 5, .per_hour = 8, .per_day = 1000, .enabled = true};
     int64_t inserted, lease = 60 * 1000000LL, t0;
     bool done = false;
-    char email[64];
     int n = 0;
 
     make_tenant(st, "win-a", &a);
-    new_list(st, a.id, "L", &l);
-    for (int i = 0; i < 12; i++) {
-        snprintf(email, sizeof(email), "w%02d@example.com", i);
-        assert_int_equal(new_recipient(st, a.id, l.id, email, &x), MC_ERR_OK);
-        recipient_cleanup(&x);
-    }
+    list_with(st, a.id, "w", 12, &l);
     new_campaign(st, a.id, l.id, &c);
     memcpy(ref.id, c.id, sizeof(ref.id));
     memcpy(ref.tenant_id, a.id, sizeof(ref.tenant_id));
@@ -1226,21 +1235,14 @@ test_campaign_timeline(void **state)
     struct store *st = st_of(state);
     struct tenant a, b;
     struct recipient_list l;
-    struct recipient x = {0};
     struct campaign c;
     struct campaign_ref ref;
     int64_t counts[3] = {0}, inserted, t0 = 1700000000000000LL, min = 60000000LL;
     bool done = false;
-    char email[64];
 
     make_tenant(st, "tl-a", &a);
     make_tenant(st, "tl-b", &b);
-    new_list(st, a.id, "L", &l);
-    for (int i = 0; i < 6; i++) {
-        snprintf(email, sizeof(email), "t%d@example.com", i);
-        assert_int_equal(new_recipient(st, a.id, l.id, email, &x), MC_ERR_OK);
-        recipient_cleanup(&x);
-    }
+    list_with(st, a.id, "t", 6, &l);
     new_campaign(st, a.id, l.id, &c);
     memcpy(ref.id, c.id, sizeof(ref.id));
     memcpy(ref.tenant_id, a.id, sizeof(ref.tenant_id));
