@@ -235,7 +235,16 @@ export function CampaignEdit({ id, ctx }) {
     // Take the user to the field the API named.
     const e = f.error && f.error.field && document.getElementById(f.error.field === 'html' ? 'html_body'
       : f.error.field === 'text' ? 'text_body' : f.error.field);
-    if (e) e.focus();
+    if (!e) return;
+    e.focus();
+    // A template error: put the caret at the line and column the API names.
+    if (f.error.line && e.setSelectionRange) {
+      const lines = e.value.split('\n');
+      let at = 0;
+      for (let i = 0; i < f.error.line - 1 && i < lines.length; i++) at += lines[i].length + 1;
+      at += Math.max(0, (f.error.column || 1) - 1);
+      e.setSelectionRange(at, at);
+    }
   }, [f.error]);
   const title = id ? 'Edit campaign' : 'New campaign';
   if (r.error) return html`<h1 tabindex="-1">${title}</h1><${ErrorBox} error=${r.error} />`;

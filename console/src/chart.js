@@ -38,9 +38,9 @@ export function Timeline({ timeline }) {
       axes: [{}, { label: 'messages / min', values: (u, ticks) => ticks.map(num) }],
       series: [{ label: 'Time' }, {
         label: 'Sent per minute', stroke: '#1d4ed8', fill: 'rgba(29,78,216,0.12)', width: 2,
-        points: { show: true, size: 5 },
+        paths: uPlot.paths.bars({ size: [0.9, 48], align: 1 }), points: { show: false },
         value: (u, v) => (v === null ? '–' : num(Math.round(v))) }],
-      legend: { show: true },
+      legend: { show: false },
     }, data, box.current);
     const resize = () => plot.current && plot.current.setSize({ width: Math.max(260, box.current.clientWidth), height: 220 });
     addEventListener('resize', resize);

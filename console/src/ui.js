@@ -61,7 +61,7 @@ export function Progress({ value, label }) {
   const v = Math.max(0, Math.min(100, value || 0));
   return html`<div class="progress" role="progressbar" aria-label=${label || 'Progress'}
       aria-valuemin="0" aria-valuemax="100" aria-valuenow=${Math.round(v)}>
-    <div class="bar" style=${{ width: v + '%' }}></div><span>${pct(v)}</span></div>`;
+    <div class="track"><div class="bar" style=${{ width: v + '%' }}></div></div><span>${pct(v)}</span></div>`;
 }
 
 export function Status({ s }) {
@@ -117,7 +117,7 @@ export function confirmAction(message, action, danger) {
 // A labelled input; `error` is an ApiError naming this field, shown under it.
 export function Field({ id, label, error, hint, children }) {
   const mine = error && (error.field === id || (error.field && error.field === id.replace(/_body$/, '')));
-  const where = mine && error.line ? `Line ${error.line}, column ${error.column}: ` : '';
+  const where = mine && error.line && !/line \d+/i.test(error.message) ? `Line ${error.line}, column ${error.column}: ` : '';
   return html`<div class=${'field' + (mine ? ' invalid' : '')}>
     <label for=${id}>${label}</label>
     ${children}
