@@ -164,8 +164,10 @@ export function CampaignView({ id, ctx }) {
       <${Progress} value=${s.progress_percentage} label="Campaign progress" />
       <${Counts} s=${s} />
       <p class="muted">
-        ${num(s.total_recipients)} recipients · ${num(s.sent_last_minute)} sent in the last minute
-        ${s.effective_rate_per_minute ? html` · limit ${num(Math.round(s.effective_rate_per_minute))}/min` : ''}
+        ${s.materialized ? html`${num(s.total_recipients)} recipients · ${num(s.sent_last_minute)} sent in the last minute`
+          : c.status === 'draft' ? 'Not sent yet' : 'Preparing the messages…'}
+        ${s.effective_rate_per_minute && ['sending', 'scheduled', 'paused'].includes(c.status)
+          ? html` · limit ${num(Math.round(s.effective_rate_per_minute))}/min` : ''}
         ${s.estimated_completion_at && c.status === 'sending' ? html` · done about ${time(s.estimated_completion_at)}` : ''}
         ${c.scheduled_at && c.status === 'scheduled' ? html` · starts ${time(c.scheduled_at)}` : ''}
         ${c.started_at ? html` · started ${time(c.started_at)}` : ''}

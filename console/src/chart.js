@@ -11,10 +11,12 @@ function series(tl) {
   return [xs, ys];
 }
 
+// From the start to the end (or now): at least ten minutes while it runs,
+// five intervals once it is over, so a short campaign is not one thin line.
 function xRange(tl) {
   const a = Date.parse(tl.start) / 1000;
-  const b = Math.max(Date.parse(tl.end) / 1000, a + 600);
-  return [a, b];
+  const min = tl.status === 'sending' || tl.status === 'paused' ? 600 : 5 * tl.bucket_seconds;
+  return [a, Math.max(Date.parse(tl.end) / 1000, a + min)];
 }
 
 export function Timeline({ timeline }) {
@@ -32,7 +34,6 @@ export function Timeline({ timeline }) {
     plot.current = new uPlot({
       width, height: 220,
       scales: {
-        // From the start to the end (or now), at least ten minutes wide.
         x: { time: true, range: () => xRange(box.current.timeline) },
         y: { range: (u, min, max) => [0, Math.max(1, max * 1.1)] } },
       axes: [{}, { label: 'messages / min', values: (u, ticks) => ticks.map(num) }],

@@ -312,6 +312,7 @@ def test_console_tenant_and_operator(server, browser, tmp_path, store):
     b.d.switch_to.frame(frame)
     assert "Hi Reader 3, everything is 20 % off." in b.text("body")
     b.d.switch_to.default_content()
+    b.d.execute_script("arguments[0].scrollIntoView()", b.one("#preview-h"))
     b.page("07-campaign-draft-preview")
 
     # ---- send, and watch it complete ----
