@@ -38,7 +38,7 @@ export function Timeline({ timeline }) {
         y: { range: (u, min, max) => [0, Math.max(1, max * 1.1)] } },
       axes: [{}, { label: 'messages / min', values: (u, ticks) => ticks.map(num) }],
       series: [{ label: 'Time' }, {
-        label: 'Sent per minute', stroke: '#1d4ed8', fill: 'rgba(29,78,216,0.12)', width: 2,
+        label: 'Sent per minute', stroke: '#1d4ed8', fill: 'rgba(29,78,216,0.35)', width: 2,
         paths: uPlot.paths.bars({ size: [0.9, 48], align: 1 }), points: { show: false },
         value: (u, v) => (v === null ? '–' : num(Math.round(v))) }],
       legend: { show: false },
