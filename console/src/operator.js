@@ -108,6 +108,7 @@ export function TenantView({ id }) {
     <h2>API keys</h2>
     <${NewKey} path=${path + '/api-keys'} done=${keys.reload} />
     <${ErrorBox} error=${keys.error} />
+    ${keys.loading && html`<${Loading} what="keys" />`}
     ${keys.data && !ks.length && html`<${Empty}>No keys: create one for the tenant.<//>`}
     ${ks.length > 0 && html`<div class="table-wrap"><table><caption class="sr-only">API keys</caption>
       <thead><tr><th scope="col">Name</th><th scope="col">Prefix</th><th scope="col">Scopes</th><th scope="col">Status</th><th scope="col">Last used</th><th scope="col"><span class="sr-only">Actions</span></th></tr></thead>

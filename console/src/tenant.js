@@ -143,6 +143,7 @@ export function ListView({ id, ctx }) {
       </select>
     </div>
     <${ErrorBox} error=${rs.error} />
+    ${rs.loading && html`<${Loading} what="recipients" />`}
     ${rs.data && !rows.length && html`<${Empty}>${query || status ? 'No recipient matches.' : 'No recipients yet: import a CSV or add one.'}<//>`}
     ${rows.length > 0 && html`<div class="table-wrap"><table><caption class="sr-only">Recipients</caption>
       <thead><tr><th scope="col">Email</th><th scope="col">Name</th><th scope="col">Status</th><th scope="col">Subscribed</th>${ctx.canWrite && html`<th scope="col"><span class="sr-only">Actions</span></th>`}</tr></thead>
@@ -187,6 +188,7 @@ export function Suppressions({ ctx }) {
         ${['', 'manual', 'import', 'link', 'bounce', 'complaint'].map((s) => html`<option value=${s}>${s || 'any'}</option>`)}</select>
     </div>
     <${ErrorBox} error=${r.error || err} />
+    ${r.loading && html`<${Loading} what="the suppression list" />`}
     ${r.data && !rows.length && html`<${Empty}>${query || source ? 'No suppressed address matches.' : 'The suppression list is empty.'}<//>`}
     ${rows.length > 0 && html`<div class="table-wrap"><table><caption class="sr-only">Suppressed addresses</caption>
       <thead><tr><th scope="col">Email</th><th scope="col">Source</th><th scope="col">Reason</th><th scope="col">Since</th>${ctx.canWrite && html`<th scope="col"><span class="sr-only">Actions</span></th>`}</tr></thead>
@@ -213,6 +215,7 @@ export function DkimKeys({ ctx }) {
       <label for="dk-selector">Selector</label><input id="dk-selector" required value=${selector} onInput=${(e) => setSelector(e.target.value)} />
       <button disabled=${add.busy}>Create key</button></form><${ErrorBox} error=${add.error} />`}
     <${ErrorBox} error=${r.error || err} />
+    ${r.loading && html`<${Loading} what="DKIM keys" />`}
     ${r.data && !rows.length && html`<${Empty}>No DKIM keys: mail goes out unsigned.${ctx.canWrite ? ' Create a key for your From domain, then publish its DNS record.' : ''}<//>`}
     ${rows.map((k) => html`<article class="card" key=${k.id}>
       <h2>${k.domain} <span class="muted">selector ${k.selector}</span></h2>
@@ -230,6 +233,7 @@ export function RateLimitsView({ ctx }) {
   return html`<h1 tabindex="-1">Rate limits</h1>
     <p class="muted">Set by the operator. Campaigns may set lower limits of their own.</p>
     <${ErrorBox} error=${r.error} />
+    ${r.loading && html`<${Loading} what="rate limits" />`}
     ${r.data && html`<${Limits} rl=${r.data} />`}`;
 }
 

@@ -20,6 +20,7 @@ $MAILCAST_SCREENSHOTS/<store>/ (default /tmp/mailcast-console-screenshots);
 the path is printed.
 """
 
+import datetime
 import json
 import os
 import shutil
@@ -28,7 +29,7 @@ from pathlib import Path
 import pytest
 
 from campaignhelp import Tenant, wait_until
-from harness import OPERATOR_KEY, bearer
+from harness import OPERATOR_KEY, bearer, parse_time
 from test_browser import browser_tools, png_ok
 
 ZONE = "America/New_York"
@@ -127,8 +128,11 @@ class Browser:
         return self.text("main h1")
 
     def go(self, route, heading):
+        """Opens a page and waits for its heading and for its data (no
+        "Loading …" line left)."""
         self.d.get(self.base + "/#/" + route)
         self.wait(lambda: heading in self.h1(), f"the page {heading!r}")
+        self.wait(lambda: not self.css("main .muted[aria-live]"), f"the data of {heading!r}")
 
     def confirm(self):
         """Accepts the open confirmation dialog (its action has the focus: Enter)."""
@@ -163,10 +167,19 @@ class Browser:
                 self.requests.append((p.get("documentURL", ""), p["request"]["url"]))
 
     def page(self, name, allow=()):
-        """A page is done: screenshot it and check its console log."""
+        """A page is done: screenshot it, check its console log, and that
+        every control has a label and every button a name."""
         self.shot(name)
         self.check_logs(name, allow)
         assert not self.errors, self.errors
+        unlabelled = self.d.execute_script("""
+            return [...document.querySelectorAll('input, select, textarea')]
+                .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label'))
+                .map(e => e.outerHTML)
+              .concat([...document.querySelectorAll('button, a')]
+                .filter(e => !(e.textContent.trim() || e.getAttribute('aria-label')))
+                .map(e => e.outerHTML));""")
+        assert not unlabelled, (name, unlabelled)
 
 
 @pytest.fixture
@@ -273,6 +286,16 @@ def test_console_tenant_and_operator(server, browser, tmp_path, store):
     b.wait(lambda: b.h1() == "Spring readers 2027", "the renamed list")
     list_id = b.d.current_url.rsplit("/", 1)[1]
     b.page("04-list-renamed")
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    b.d.execute_cdp_cmd("Page.setDownloadBehavior", {"behavior": "allow",
+                                                     "downloadPath": str(downloads)})
+    b.button("Export CSV").click()
+    got = b.wait(lambda: [p for p in downloads.glob("*.csv")], "the exported file")[0]
+    b.wait(lambda: got.read_text(encoding="utf-8").count("@example.org") == ROWS,
+           "the whole export")
+    assert got.name == "Spring_readers_2027.csv", got.name
+    assert "reader17@example.org,Reader 17" in got.read_text(encoding="utf-8")
     b.go("lists", "Lists")
     assert "Spring readers 2027" in b.text("main table") and "40" in b.text("main table")
     b.page("05-lists")
@@ -315,6 +338,12 @@ def test_console_tenant_and_operator(server, browser, tmp_path, store):
     b.d.execute_script("arguments[0].scrollIntoView()", b.one("#preview-h"))
     b.page("07-campaign-draft-preview")
 
+    # ---- a test send ----
+    b.fill("#test-to", "proof@example.net")
+    b.button("Send test").click()
+    b.wait(lambda: "proof@example.net" in b.text(".results"), "the test send's result")
+    assert "sent" in b.text(".results"), b.text(".results")
+
     # ---- send, and watch it complete ----
     b.button("Send now").click()
     b.confirm()
@@ -329,6 +358,24 @@ def test_console_tenant_and_operator(server, browser, tmp_path, store):
     assert "EST" in b.text("main") or "EDT" in b.text("main"), "times in the browser's zone"
     b.page("08-campaign-completed")
     assert t.stats(cid)["sent"] == 40
+
+    # ---- schedule a draft in the browser's time zone ----
+    later = t.create(name="Summer preview", recipient_list_id=list_id)
+    b.go(f"campaigns/{later['id']}", "Summer preview")
+    b.d.execute_script("""const e = document.getElementById('schedule-at');
+        e.value = '2031-07-15T09:30';
+        e.dispatchEvent(new Event('input', {bubbles: true}));""")
+    assert ZONE in b.text("label[for=schedule-at]")
+    b.button("Schedule").click()
+    b.wait(lambda: b.css("dialog[open]"), "the confirmation")
+    assert "Jul 15, 2031, 9:30 AM EDT" in b.text("dialog[open]"), b.text("dialog[open]")
+    b.confirm()
+    b.wait(lambda: "scheduled" in b.h1(), "the scheduled campaign")
+    assert parse_time(t.get(later["id"])["scheduled_at"]) == \
+        datetime.datetime(2031, 7, 15, 13, 30, tzinfo=datetime.timezone.utc)
+    assert "starts Jul 15, 2031, 9:30 AM EDT" in b.text("main")
+    b.page("08b-campaign-scheduled")
+    t.do(later["id"], "cancel")
 
     # ---- pause and resume another (rate-limited: it keeps sending) ----
     t.set_rate_limits(per_minute=10000, per_hour=100000, per_day=1000000)
@@ -401,7 +448,6 @@ def test_console_tenant_and_operator(server, browser, tmp_path, store):
                                  ("campaigns", "Campaigns", "16-narrow-campaigns"),
                                  (f"lists/{list_id}", "Spring readers 2027", "17-narrow-list")):
         b.go(route, heading)
-        b.wait(lambda: not b.css("main .muted[aria-live]"), "the page to load")
         width = b.d.execute_script("return document.documentElement.scrollWidth")
         assert width <= 375, (name, width)
         b.page(name)
@@ -417,7 +463,6 @@ def test_console_tenant_and_operator(server, browser, tmp_path, store):
              ("dkim", "DKIM keys"), ("limits", "Rate limits")]
     for route, heading in pages:
         b.go(route, heading)
-        b.wait(lambda: not b.css("main .muted[aria-live]"), "the page to load")
         shown = set(b.buttons())
         for write in ("New campaign", "Pause", "Resume", "Cancel", "Send now", "Delete",
                       "Edit", "Create list", "Delete list", "Remove", "Add", "Import",
@@ -430,6 +475,12 @@ def test_console_tenant_and_operator(server, browser, tmp_path, store):
     assert r.status_code == 403 and r.json()["error"]["code"] == "insufficient_scope"
     sign_out(b)
     t.do(slow["id"], "cancel")
+    sign_in(b, t.key)
+    b.go("campaigns", "Campaigns")
+    b.wait(lambda: "cancelled" in b.text("main table"), "the cancelled campaign")
+    assert "Updating every 2 s" not in b.text("main")
+    b.page("18z-campaigns-none-sending")
+    sign_out(b)
 
     # ---- the operator ----
     sign_in(b, OPERATOR_KEY)
@@ -450,6 +501,14 @@ def test_console_tenant_and_operator(server, browser, tmp_path, store):
     b.button("I have copied it").click()
     b.wait(lambda: not b.css("#new-secret"), "the secret to be gone")
     assert "deploy" in b.text("main table")
+    b.button("Revoke").click()
+    b.confirm()
+    b.wait(lambda: "revoked" in b.text("main table"), "the revoked key")
+    assert server.get("/api/v1/whoami", headers=bearer(secret)).status_code == 401
+    b.fill("#key-name", "deploy-2")
+    b.button("Create key").click()
+    secret = b.wait(lambda: b.text("#new-secret"), "the second key's secret")
+    b.button("I have copied it").click()
     b.fill("#rl-per_minute", "77")
     b.button("Save limits").click()
     b.wait(lambda: "Saved." in b.text("main"), "the saved limits")
