@@ -1,6 +1,6 @@
 // campaigns.js - the tenant's campaigns: the list (live progress), one
 // campaign (live counts, chart, actions, preview, test send) and the editor.
-import { html, useState, useEffect, useLoad, usePoll, num, pct, time, zone, ErrorBox, Loading,
+import { html, useState, useEffect, useRef, useLoad, usePoll, num, pct, time, zone, ErrorBox, Loading,
   Empty, Progress, Status, Pager, confirmAction, Field, useSubmit } from './ui.js';
 import { api } from './api.js';
 import { Timeline } from './chart.js';
@@ -65,26 +65,57 @@ function Schedule({ ctx, c, done }) {
     <button disabled=${f.busy}>Schedule</button><${ErrorBox} error=${f.error} /></form>`;
 }
 
-// The rendered HTML in a sandboxed frame: no script ever runs in it, and it
-// is shown under the console's policy, so remote images are not fetched.
+// The rendered HTML in a sandboxed frame: no script ever runs in it (no
+// allow-scripts), links do not navigate, and it lives under the console's
+// policy, so nothing is fetched from elsewhere.  That policy refuses inline
+// styles in markup, so they travel as data and are applied through the
+// CSSOM, which it allows: the preview keeps the message's look.
 function PreviewFrame({ doc }) {
-  return html`<iframe class="preview" sandbox="" title="HTML part of the preview" srcdoc=${clean(doc)}></iframe>`;
+  const ref = useRef();
+  const prepared = clean(doc);
+  const load = () => {
+    const d = ref.current && ref.current.contentDocument;
+    if (!d) return;
+    d.querySelectorAll('[data-mc-style]').forEach((e) => {
+      e.style.cssText = e.getAttribute('data-mc-style').replace(REMOTE_URL, 'none');
+      e.removeAttribute('data-mc-style');
+    });
+    if (prepared.css) {
+      const sheet = new d.defaultView.CSSStyleSheet();
+      sheet.replaceSync(prepared.css);
+      d.adoptedStyleSheets = [sheet];
+    }
+    d.addEventListener('click', (e) => { if (e.target.closest('a')) e.preventDefault(); });
+  };
+  return html`${prepared.blocked > 0 && html`<p class="muted">${num(prepared.blocked)} remote image(s) not loaded in the preview.</p>`}
+    <iframe ref=${ref} class="preview" sandbox="allow-same-origin" title="HTML part of the preview"
+      srcdoc=${prepared.html} onLoad=${load}></iframe>`;
 }
 
-// Drops what the console's policy would refuse anyway (and report as an
-// error): scripts, remote images, inline styles.  Layout attributes stay.
+const REMOTE_URL = /url\(\s*(?!['"]?data:)[^)]*\)/gi;
+const ATTR = (name) => new RegExp(`(<[a-z][^>]*?\\s)${name}(\\s*=)`, 'gi');
+
+// Rewrites the markup as text (a DOMParser would already apply the policy
+// to it and log each inline style it refuses): scripts, frames, forms and
+// style sheet links go; remote images lose their source; style elements
+// and attributes become data the frame's loader applies.
 function clean(doc) {
-  const d = new DOMParser().parseFromString(doc || '', 'text/html');
-  d.querySelectorAll('script,link,style,iframe,object,embed,base,meta').forEach((n) => n.remove());
-  d.querySelectorAll('*').forEach((n) => {
-    for (const a of [...n.attributes])
-      if (a.name === 'style' || a.name.startsWith('on') || a.name === 'srcset' || a.name === 'background') n.removeAttribute(a.name);
-    if (n.tagName === 'IMG' && !/^data:/.test(n.getAttribute('src') || '')) {
-      n.setAttribute('data-src', n.getAttribute('src') || '');
-      n.removeAttribute('src');
-    }
-  });
-  return '<!doctype html>' + d.documentElement.outerHTML;
+  let css = '';
+  let blocked = 0;
+  let h = (doc || '')
+    .replace(/<style\b[^>]*>([\s\S]*?)<\/style\s*>/gi, (m, text) => { css += text + '\n'; return ''; })
+    .replace(/<(script|iframe|object|form)\b[\s\S]*?<\/\1\s*>/gi, '')
+    .replace(/<(script|link|base|meta|embed|frame)\b[^>]*>/gi, '')
+    .replace(ATTR('style'), '$1data-mc-style$2')
+    .replace(ATTR('on[a-z]+'), '$1data-mc-on$2')
+    .replace(ATTR('(?:srcset|background)'), '$1data-mc-src$2')
+    .replace(/(<img\b[^>]*?\s)src(\s*=\s*)("[^"]*"|'[^']*'|[^\s>]+)/gi, (m, pre, eq, v) => {
+      if (/^["']?data:/i.test(v)) return m;
+      blocked += 1;
+      return `${pre}data-src${eq}${v}`;
+    });
+  css = css.replace(/@import[^;]*;/gi, '').replace(REMOTE_URL, 'none');
+  return { html: h, css, blocked };
 }
 
 function Preview({ ctx, c }) {

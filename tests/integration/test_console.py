@@ -171,7 +171,7 @@ class Browser:
         every control has a label and every button a name."""
         self.shot(name)
         self.check_logs(name, allow)
-        assert not self.errors, self.errors
+        assert not self.errors, [e["message"] for _, e in self.errors]
         unlabelled = self.d.execute_script("""
             return [...document.querySelectorAll('input, select, textarea')]
                 .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label'))
@@ -317,7 +317,11 @@ def test_console_tenant_and_operator(server, browser, tmp_path, store):
         .get_attribute("id") == "html_body"
     assert b.d.switch_to.active_element.get_attribute("id") == "html_body"
     b.page("06-editor-template-error", allow=("status of 422",))
-    b.fill("#html_body", "<h1>Spring sale</h1>\n<p>Hi {{name}}, everything is 20 % off.</p>"
+    # Styles as mail has them (a style element, style attributes) and a
+    # remote image, which the preview must not fetch.
+    b.fill("#html_body", "<style>h1 { color: rgb(185, 28, 28); }</style>"
+           "<h1>Spring sale</h1>\n<p style=\"font-weight: 700\">Hi {{name}}, everything is "
+           "20 % off.</p><img src=\"https://cdn.example.com/logo.png\" alt=\"Logo\">"
            "<p><a href=\"{{{unsubscribe_url}}}\">Unsubscribe</a></p>")
     b.button("Create campaign").click()
     b.wait(lambda: "Spring sale" in b.h1() and "draft" in b.h1(), "the new campaign")
@@ -331,9 +335,14 @@ def test_console_tenant_and_operator(server, browser, tmp_path, store):
     assert "Hello Reader 3" in b.text(".preview-out .subject")
     assert "Hi Reader 3, our spring sale starts now." in b.text(".text-part")
     frame = b.one("iframe.preview")
-    assert frame.get_attribute("sandbox") == ""
+    assert frame.get_attribute("sandbox") == "allow-same-origin"   # never allow-scripts
+    assert "1 remote image(s) not loaded" in b.text(".preview-out")
     b.d.switch_to.frame(frame)
     assert "Hi Reader 3, everything is 20 % off." in b.text("body")
+    look = b.wait(lambda: b.d.execute_script(
+        "const h = document.querySelector('h1'), p = document.querySelector('p');"
+        "return [getComputedStyle(h).color, getComputedStyle(p).fontWeight];"), "the styles")
+    assert look == ["rgb(185, 28, 28)", "700"], look
     b.d.switch_to.default_content()
     b.d.execute_script("arguments[0].scrollIntoView()", b.one("#preview-h"))
     b.page("07-campaign-draft-preview")
