@@ -26,13 +26,13 @@ export function CampaignList({ ctx }) {
     ${rows.length > 0 && html`<div class="table-wrap"><table>
       <caption class="sr-only">Campaigns, newest first</caption>
       <thead><tr><th scope="col">Name</th><th scope="col">Status</th><th scope="col">Progress</th>
-        <th scope="col" class="n">Sent</th><th scope="col" class="n">Recipients</th><th scope="col">Created</th></tr></thead>
+        <th scope="col" class="n">Sent</th><th scope="col" class="n wide">Recipients</th><th scope="col" class="wide">Created</th></tr></thead>
       <tbody>${rows.map((c) => html`<tr key=${c.id}>
         <td><a href=${'#/campaigns/' + c.id}>${c.name}</a></td>
         <td><${Status} s=${c.status} /></td>
         <td class="w-progress"><${Progress} value=${c.progress_percentage} label=${'Progress of ' + c.name} /></td>
-        <td class="n">${num(c.sent_count)}</td><td class="n">${num(c.total_recipients)}</td>
-        <td>${time(c.created_at)}</td></tr>`)}</tbody></table></div>`}
+        <td class="n">${num(c.sent_count)}</td><td class="n wide">${num(c.total_recipients)}</td>
+        <td class="wide">${time(c.created_at)}</td></tr>`)}</tbody></table></div>`}
     <${Pager} page=${r.data} onOffset=${setOffset} />`;
 }
 

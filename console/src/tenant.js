@@ -146,8 +146,8 @@ export function ListView({ id, ctx }) {
     ${rs.loading && html`<${Loading} what="recipients" />`}
     ${rs.data && !rows.length && html`<${Empty}>${query || status ? 'No recipient matches.' : 'No recipients yet: import a CSV or add one.'}<//>`}
     ${rows.length > 0 && html`<div class="table-wrap"><table><caption class="sr-only">Recipients</caption>
-      <thead><tr><th scope="col">Email</th><th scope="col">Name</th><th scope="col">Status</th><th scope="col">Subscribed</th>${ctx.canWrite && html`<th scope="col"><span class="sr-only">Actions</span></th>`}</tr></thead>
-      <tbody>${rows.map((x) => html`<tr key=${x.id}><td>${x.email}</td><td>${x.name || ''}</td><td><${Status} s=${x.status} /></td><td>${time(x.subscribed_at)}</td>
+      <thead><tr><th scope="col">Email</th><th scope="col">Name</th><th scope="col">Status</th><th scope="col" class="wide">Subscribed</th>${ctx.canWrite && html`<th scope="col"><span class="sr-only">Actions</span></th>`}</tr></thead>
+      <tbody>${rows.map((x) => html`<tr key=${x.id}><td>${x.email}</td><td>${x.name || ''}</td><td><${Status} s=${x.status} /></td><td class="wide">${time(x.subscribed_at)}</td>
         ${ctx.canWrite && html`<td><button type="button" class="small" onClick=${() => remove(x)} aria-label=${'Remove ' + x.email}>Remove</button></td>`}</tr>`)}</tbody></table></div>`}
     <${Pager} page=${rs.data} onOffset=${setOffset} />`;
 }
