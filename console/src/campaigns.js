@@ -1,6 +1,6 @@
 // campaigns.js - the tenant's campaigns: the list (live progress), one
 // campaign (live counts, chart, actions, preview, test send) and the editor.
-import { html, useState, useEffect, useRef, useLoad, usePoll, num, pct, time, zone, ErrorBox, Loading,
+import { html, useState, useEffect, useRef, useLoad, usePoll, num, time, zone, ErrorBox, Loading,
   Empty, Progress, Status, Pager, confirmAction, Field, useSubmit } from './ui.js';
 import { api } from './api.js';
 import { Timeline } from './chart.js';

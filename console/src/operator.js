@@ -4,7 +4,6 @@
 import { html, useState, useRef, useEffect, useLoad, usePoll, num, time, ErrorBox, Loading, Empty, Status,
   Pager, Copy, confirmAction, Field, useSubmit } from './ui.js';
 import { api, metrics } from './api.js';
-import { Limits } from './tenant.js';
 
 export function TenantIndex() {
   const [offset, setOffset] = useState(0);

@@ -237,7 +237,7 @@ export function RateLimitsView({ ctx }) {
     ${r.data && html`<${Limits} rl=${r.data} />`}`;
 }
 
-export function Limits({ rl }) {
+function Limits({ rl }) {
   return html`<dl class="counts">
     <div><dt>Per minute</dt><dd>${num(rl.per_minute)}</dd></div>
     <div><dt>Per hour</dt><dd>${num(rl.per_hour)}</dd></div>
