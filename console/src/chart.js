@@ -26,6 +26,10 @@ export function Timeline({ timeline }) {
     if (!timeline || !timeline.points.length) return;
     const data = series(timeline);
     box.current.timeline = timeline;
+    if (plot.current && !box.current.contains(plot.current.root)) {
+      plot.current.destroy(); // its box was replaced: draw anew
+      plot.current = null;
+    }
     if (plot.current) {
       plot.current.setData(data);
       return;
@@ -43,11 +47,17 @@ export function Timeline({ timeline }) {
         value: (u, v) => (v === null ? '–' : num(Math.round(v))) }],
       legend: { show: false },
     }, data, box.current);
-    const resize = () => plot.current && plot.current.setSize({ width: Math.max(260, box.current.clientWidth), height: 220 });
-    addEventListener('resize', resize);
-    return () => removeEventListener('resize', resize);
   }, [timeline]);
-  useEffect(() => () => { if (plot.current) plot.current.destroy(); plot.current = null; }, []);
+  useEffect(() => {
+    const resize = () => plot.current && box.current &&
+      plot.current.setSize({ width: Math.max(260, box.current.clientWidth), height: 220 });
+    addEventListener('resize', resize);
+    return () => {
+      removeEventListener('resize', resize);
+      if (plot.current) plot.current.destroy();
+      plot.current = null;
+    };
+  }, []);
   if (!timeline) return null;
   if (!timeline.points.length)
     return html`<div class="empty">Nothing sent yet: the chart starts when the campaign does.</div>`;
