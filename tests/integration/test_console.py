@@ -2,13 +2,15 @@
 and selenium, as test_browser.py drives it), on both stores.
 
 A tenant signs in (by keyboard), creates a list, imports a CSV through the
-page and reads the report, writes a campaign with a template error and sees
-it at the field with its line and column, fixes it, previews it, sends it
-and watches the progress bar reach 100 % and the chart draw; pauses and
-resumes a second, rate-limited campaign; adds and removes a suppression;
-creates a DKIM key.  A read-only key sees no write control.  The operator
-creates a tenant and a key, changes its limits and suspends it, and looks
-at the system page.  Every page is screenshotted (at desktop width and at
+page and reads the report, searches, renames and exports it, writes a
+campaign with a template error and sees it at the field with its line and
+column, fixes it, previews it (styles kept, remote images not fetched),
+sends a test, sends it and watches the progress bar reach 100 % and the
+chart draw; schedules another in the browser's time zone; pauses and
+resumes a rate-limited one; adds and removes a suppression; creates a DKIM
+key.  A read-only key sees no write control.  The operator creates a tenant
+and keys (revoking one), changes its limits, suspends and reactivates it,
+and looks at the system page.  Every page is screenshotted (at desktop width and at
 375 px), the browser's console log must hold no error on any page, and the
 browser's network log must show no request leaving the server's origin.
 
@@ -529,6 +531,13 @@ def test_console_tenant_and_operator(server, browser, tmp_path, store):
     assert server.get(f"/api/v1/tenants/{gid}", headers=server.op).json()["status"] == "suspended"
     assert server.get("/api/v1/whoami", headers=bearer(secret)).status_code == 403
     b.page("21-tenant-suspended")
+    b.button("Reactivate tenant").click()
+    b.confirm()
+    b.wait(lambda: "active" in b.h1(), "the reactivated tenant")
+    assert server.get("/api/v1/whoami", headers=bearer(secret)).status_code == 200
+    b.button("Suspend tenant").click()
+    b.confirm()
+    b.wait(lambda: "suspended" in b.h1(), "the tenant suspended again")
     b.go("system", "System")
     b.wait(lambda: "Acme Mail" in b.text("main"), "outcomes by tenant")
     b.wait(lambda: "/ min" in b.text("main"), "the sending rate")
