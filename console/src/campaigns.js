@@ -46,8 +46,8 @@ const ACTIONS = [
 ];
 
 function Counts({ s }) {
-  const items = [['Sent', s.sent], ['Failed', s.failed], ['Bounced', s.bounced],
-    ['Suppressed', s.suppressed], ['Pending', s.pending + s.sending]];
+  const items = [['Sent', s.sent_count], ['Failed', s.failed_count], ['Bounced', s.bounced_count],
+    ['Suppressed', s.suppressed_count], ['Pending', s.pending_count + s.sending_count]];
   return html`<dl class="counts">${items.map(([k, v]) => html`<div><dt>${k}</dt><dd>${num(v)}</dd></div>`)}</dl>`;
 }
 
