@@ -44,7 +44,7 @@ WORKER_SRC := $(wildcard src/worker/*.c)
 BOUNCE_SRC := $(wildcard src/bounce/*.c)
 CLI_SRC   := $(filter-out src/cli/main.c,$(wildcard src/cli/*.c))
 LIB_SRC   := $(CORE_SRC) $(STORE_SRC) $(TPL_SRC) $(SMTP_SRC) $(BOUNCE_SRC) $(APP_SRC) $(IMPORT_SRC) $(WORKER_SRC) $(HTTP_SRC) $(CLI_SRC)
-LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/migrations_gen.o
+LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/migrations_gen.o $(BUILD)/gen/console_gen.o
 MIGRATIONS := $(sort $(wildcard migrations/sqlite/*.sql migrations/pg/*.sql))
 
 UNIT_SRC  := $(wildcard tests/unit/*/test_*.c)
@@ -92,6 +92,23 @@ $(BUILD)/gen/migrations_gen.c: $(MIGRATIONS) migrations/sqlite migrations/pg scr
 	sh scripts/embed_sql.sh > $@.tmp && mv $@.tmp $@
 
 $(BUILD)/gen/migrations_gen.o: $(BUILD)/gen/migrations_gen.c
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+# The web console (console/, scripts/embed_console.sh).  npm runs only when
+# console/package-lock.json changes: its stamp is npm's own record of the
+# install.  The third-party modules are pinned exactly in the lock file.
+CONSOLE_SRC := $(wildcard console/src/*)
+CONSOLE_NPM := console/node_modules/.package-lock.json
+
+$(CONSOLE_NPM): console/package.json console/package-lock.json
+	cd console && npm ci --ignore-scripts --no-audit --no-fund --silent
+	@touch $@
+
+$(BUILD)/gen/console_gen.c: $(CONSOLE_SRC) console/src $(CONSOLE_NPM) scripts/embed_console.sh
+	@mkdir -p $(dir $@)
+	sh scripts/embed_console.sh $(BUILD)/console > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/gen/console_gen.o: $(BUILD)/gen/console_gen.c src/http/console.h
 	$(CC) $(CFLAGS) -c -o $@ $<
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libmailcast.a
@@ -176,7 +193,7 @@ bench: $(BUILD)/mailcast bench-build
 	$(BENCH_ENV) /usr/bin/python3 bench/bounces --messages $(BENCH_BOUNCES_N) --stores $(BENCH_STORES)
 
 clean:
-	rm -rf build build-san mailcast
+	rm -rf build build-san mailcast console/node_modules
 
 .PHONY: all mailcast deps deps-test run unit test test-tsan bench bench-build clean fuzz-build fuzz-replay fuzz
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what mailcast needs to build, run and test, from Debian's packages
 # (and, pinned, @redocly/cli and @stoplight/prism-cli from npm into ./.tools,
-# git-ignored).  Idempotent: when
+# git-ignored; the web console's own modules are installed by make into
+# console/node_modules).  Idempotent: when
 # everything is present it prints nothing and returns in well under a second.
 #
 #   scripts/deps.sh          build and run dependencies
@@ -13,10 +14,10 @@ want_test=0
 
 build_pkgs="gcc make pkg-config libmicrohttpd-dev libjansson-dev libsqlite3-dev
 libpq-dev libcsv-dev libidn2-dev libevent-dev libssl-dev libopendkim-dev uuid-dev libxml2-dev
-libgmime-3.0-dev"
+libgmime-3.0-dev nodejs"
 test_pkgs="libcmocka-dev postgresql postfix python3-pytest python3-requests python3-psycopg2
 python3-aiosmtpd python3-dkim python3-selenium python3-cryptography python3-pytest-xdist python3-yaml chromium chromium-driver openssl
-nodejs jq"
+jq fonts-noto-color-emoji fonts-wqy-microhei fonts-dejavu"
 
 pkgs=$build_pkgs
 [ $want_test = 1 ] && pkgs="$pkgs $test_pkgs"
@@ -30,8 +31,9 @@ for p in $pkgs; do
     esac
 done
 
-# Debian's nodejs comes without npm (NodeSource's includes it).
-if [ $want_test = 1 ] && ! command -v npm >/dev/null 2>&1; then
+# Debian's nodejs comes without npm (NodeSource's includes it); the web
+# console's build step (make) needs it.
+if ! command -v npm >/dev/null 2>&1; then
     missing="$missing npm"
 fi
 

@@ -137,6 +137,9 @@ static const struct opt opts[] = {
      "seconds the listener waits for a command or a piece of DATA", NULL},
     {"bounce_session_timeout", INT(bounce_session_timeout), "1800", 1, 86400, false,
      "seconds one listener session may last", NULL},
+    /* The web console. */
+    {"timeline_max_points", INT(timeline_max_points), "720", 2, 100000, false,
+     "most points a campaign's timeline returns (its buckets widen past that)", NULL},
 };
 
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))

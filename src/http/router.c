@@ -24,6 +24,12 @@ const struct route routes[] = {
     {"GET",    "/u/{token}",                    api_unsubscribe_page, R_AUTH_NONE},
     {"POST",   "/u/{token}",                    api_unsubscribe_post, R_AUTH_NONE | R_BODY_RAW},
 
+    /* The web console (console.c) and who the caller's key is. */
+    {"GET",    "/",                             console_index,       R_AUTH_NONE},
+    {"GET",    "/assets/{asset*}",              console_asset,       R_AUTH_NONE},
+    {"GET",    "/api/v1/whoami",                api_whoami,          R_AUTH_READ | R_AUTH_SELF},
+    {"GET",    C "/{campaign_id}/timeline",     api_campaign_timeline, R_AUTH_READ},
+
     {"POST",   "/api/v1/tenants",               api_tenant_create,   R_AUTH_OPERATOR | R_BODY},
     {"GET",    "/api/v1/tenants",               api_tenant_list,     R_AUTH_OPERATOR},
     {"GET",    T,                               api_tenant_get,      R_AUTH_OPERATOR},

@@ -189,7 +189,12 @@ send_reply(struct MHD_Connection *conn, struct req *r)
     enum MHD_Result ret;
     size_t len = r->resp_body ? strlen(r->resp_body) : 0;
 
-    if (r->resp_reader) {
+    if (r->resp_static) {
+        resp = MHD_create_response_from_buffer(r->resp_static_len, (void *)r->resp_static,
+                                               MHD_RESPMEM_PERSISTENT);
+        if (resp == NULL)
+            return MHD_NO;
+    } else if (r->resp_reader) {
         resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024,
                                                  r->resp_reader,
                                                  r->resp_cls, r->resp_reader_free);
@@ -215,7 +220,9 @@ send_reply(struct MHD_Connection *conn, struct req *r)
     if (r->status == 401)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
                                 "Bearer realm=\"mailcast\"");
-    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    for (const char *const *h = r->resp_headers; h && h[0]; h += 2)
+        MHD_add_response_header(resp, h[0], h[1]);
+    MHD_add_response_header(resp, "Cache-Control", r->resp_cache ? r->resp_cache : "no-store");
     ret = MHD_queue_response(conn, (unsigned)r->status, resp);
     MHD_destroy_response(resp);
     return ret;

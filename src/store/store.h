@@ -608,6 +608,14 @@ mc_err store_campaign_transition(struct store *st, const char *tenant_id, const 
 /* Messages of the campaign sent since `since` (index-backed, O(rate)). */
 mc_err store_campaign_sent_since(struct store *st, const char *tenant_id, const char *id,
                                  int64_t since, int64_t *out);
+/*
+ * Messages of the campaign sent per bucket: counts[i] (n of them, zeroed
+ * by the caller) gets those with start + i*width <= sent_at < start +
+ * (i+1)*width; messages past the last bucket count in it.  One range scan
+ * of the (campaign, sent_at) index, O(messages sent); the caller bounds n.
+ */
+mc_err store_campaign_timeline(struct store *st, const char *tenant_id, const char *id,
+                               int64_t start, int64_t width, int n, int64_t *counts);
 
 /* ---- the campaign engine ---- */
 

@@ -18,7 +18,8 @@ def allowed(resp):
 # ---- routing ----
 
 @pytest.mark.parametrize("path", [
-    "/",
+    "/index.html",
+    "/assets/0000000000000000/app.js",   # "/" is the web console; an old build's asset is gone
     "/nope",
     "/api/v1",
     "/api/v1/tenant",

@@ -735,6 +735,22 @@ test_import_and_suppression(void **state)
 
 /* ---- campaigns ---- */
 
+/* A new list "L" with n recipients PREFIXnn@example.com. */
+static void
+list_with(struct store *st, const char *tenant_id, const char *prefix, int n,
+          struct recipient_list *l)
+{
+    struct recipient x = {0};
+    char email[64];
+
+    new_list(st, tenant_id, "L", l);
+    for (int i = 0; i < n; i++) {
+        snprintf(email, sizeof(email), "%s%02d@example.com", prefix, i);
+        assert_int_equal(new_recipient(st, tenant_id, l->id, email, &x), MC_ERR_OK);
+        recipient_cleanup(&x);
+    }
+}
+
 static void
 new_campaign(struct store *st, const char *tenant_id, const char *list_id, struct campaign *c)
 {
@@ -1045,7 +1061,6 @@ test_claim_rate_windows(void **state)
     struct store *st = st_of(state);
     struct tenant a;
     struct recipient_list l;
-    struct recipient x = {0};
     struct campaign c;
     struct campaign_ref ref;
     struct delivery_work w;
@@ -1053,16 +1068,10 @@ test_claim_rate_windows(void **state)
     struct rate_limits rl = {.per_minute = 5, .per_hour = 8, .per_day = 1000, .enabled = true};
     int64_t inserted, lease = 60 * 1000000LL, t0;
     bool done = false;
-    char email[64];
     int n = 0;
 
     make_tenant(st, "win-a", &a);
-    new_list(st, a.id, "L", &l);
-    for (int i = 0; i < 12; i++) {
-        snprintf(email, sizeof(email), "w%02d@example.com", i);
-        assert_int_equal(new_recipient(st, a.id, l.id, email, &x), MC_ERR_OK);
-        recipient_cleanup(&x);
-    }
+    list_with(st, a.id, "w", 12, &l);
     new_campaign(st, a.id, l.id, &c);
     memcpy(ref.id, c.id, sizeof(ref.id));
     memcpy(ref.tenant_id, a.id, sizeof(ref.tenant_id));
@@ -1419,6 +1428,61 @@ test_bounces_two_tenants(void **state)
     tenant_cleanup(&b);
 }
 
+/*
+ * The timeline counts sent messages per bucket from the start, puts late
+ * ones in the last bucket, and sees nothing of another tenant's campaign.
+ */
+static void
+test_campaign_timeline(void **state)
+{
+    struct store *st = st_of(state);
+    struct tenant a, b;
+    struct recipient_list l;
+    struct campaign c;
+    struct campaign_ref ref;
+    int64_t counts[3] = {0}, inserted, t0 = 1700000000000000LL, min = 60000000LL;
+    bool done = false;
+
+    make_tenant(st, "tl-a", &a);
+    make_tenant(st, "tl-b", &b);
+    list_with(st, a.id, "t", 6, &l);
+    new_campaign(st, a.id, l.id, &c);
+    memcpy(ref.id, c.id, sizeof(ref.id));
+    memcpy(ref.tenant_id, a.id, sizeof(ref.tenant_id));
+    assert_int_equal(store_campaign_transition(st, a.id, c.id, CEV_SEND, time_now_us(), NULL, NULL),
+                     MC_ERR_OK);
+    while (!done)
+        assert_int_equal(store_engine_materialize(st, &ref, 10, 5, time_now_us(), &inserted, &done),
+                         MC_ERR_OK);
+    /* Sent at t0+10s, t0+20s (bucket 0), t0+70s (1), t0+500s (past the end: 2); two unsent. */
+    int64_t at[] = {t0 + 10000000, t0 + 20000000, t0 + min + 10000000, t0 + 500000000};
+    for (int i = 0; i < 4; i++) {
+        struct db_param p[] = {P_TEXT(c.id), P_TIME(at[i])};
+        exec_sql(st,
+                 "UPDATE scheduled_messages SET sent_at = $2 WHERE id = (SELECT id FROM "
+                 "scheduled_messages WHERE campaign_id = $1 AND sent_at IS NULL ORDER BY id "
+                 "LIMIT 1)",
+                 p, NPARAMS(p));
+    }
+    assert_int_equal(store_campaign_timeline(st, a.id, c.id, t0, min, 3, counts), MC_ERR_OK);
+    assert_int_equal(counts[0], 2);
+    assert_int_equal(counts[1], 1);
+    assert_int_equal(counts[2], 1);
+    /* Later start: the earlier messages are not counted. */
+    memset(counts, 0, sizeof(counts));
+    assert_int_equal(store_campaign_timeline(st, a.id, c.id, t0 + min, min, 3, counts), MC_ERR_OK);
+    assert_int_equal(counts[0] + counts[1] + counts[2], 2);
+    /* Another tenant sees nothing. */
+    memset(counts, 0, sizeof(counts));
+    assert_int_equal(store_campaign_timeline(st, b.id, c.id, t0, min, 3, counts), MC_ERR_OK);
+    assert_int_equal(counts[0] + counts[1] + counts[2], 0);
+
+    campaign_cleanup(&c);
+    recipient_list_cleanup(&l);
+    tenant_cleanup(&a);
+    tenant_cleanup(&b);
+}
+
 static void
 test_schema_newer_is_refused(void **state)
 {
@@ -1452,6 +1516,7 @@ main(void)
         cmocka_unit_test(test_claim_rate_windows),
         cmocka_unit_test(test_lease_expiry_poison_bound),
         cmocka_unit_test(test_bounces_two_tenants),
+        cmocka_unit_test(test_campaign_timeline),
         cmocka_unit_test(test_schema_newer_is_refused),
     };
     int failed = 0;
