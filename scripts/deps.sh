@@ -13,7 +13,8 @@ want_test=0
 build_pkgs="gcc make pkg-config libmicrohttpd-dev libjansson-dev libsqlite3-dev
 libpq-dev libcsv-dev libidn2-dev libevent-dev libssl-dev libopendkim-dev uuid-dev"
 test_pkgs="libcmocka-dev postgresql postfix python3-pytest python3-requests python3-psycopg2
-python3-aiosmtpd python3-dkim python3-selenium chromium chromium-driver openssl nodejs"
+python3-aiosmtpd python3-dkim python3-selenium chromium chromium-driver openssl nodejs
+clang libclang-rt-14-dev"
 
 pkgs=$build_pkgs
 [ $want_test = 1 ] && pkgs="$pkgs $test_pkgs"

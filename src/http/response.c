@@ -57,7 +57,7 @@ reply_stream(struct req *r, int status, const char *type,
     r->resp_cls = cls;
 }
 
-static void
+__attribute__((format(printf, 4, 0))) static void
 error_v(struct req *r, mc_err e, const char *field, const char *fmt, va_list ap)
 {
     char msg[512];

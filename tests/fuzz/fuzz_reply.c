@@ -9,23 +9,10 @@
  * Built by `make fuzz` (clang, libFuzzer) and by `make fuzz-replay` (any
  * compiler, tests/fuzz/replay.c as the driver).
  */
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
+#include "fuzz.h"
 #include "smtp/reply.h"
-
-/* An invariant of the parser; unlike assert, never compiled out. */
-#define CHECK(c)                                                                                   \
-    do {                                                                                           \
-        if (!(c)) {                                                                                \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #c);                  \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static void
 check_reply(const struct smtp_reply *r)
