@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "email.h"
 #include "log.h"
 
 enum opt_type { OPT_STR, OPT_INT };
@@ -103,6 +104,17 @@ static const struct opt opts[] = {
      "attempts before a message fails"},
     {"dkim_required", INT(dkim_required), "0", 0, 1, false,
      "1: never send a campaign message unsigned (its From domain needs a DKIM key)"},
+    /* Hardening against hostile clients (issue 12). */
+    {"http_max_connections_per_ip", INT(http_max_connections_per_ip), "64", 1, 65536, false,
+     "concurrent HTTP connections from one address"},
+    {"http_header_timeout", INT(http_header_timeout), "10", 1, 3600, false,
+     "seconds a connection gets to send a request's whole header block"},
+    {"http_body_timeout", INT(http_body_timeout), "30", 1, 86400, false,
+     "seconds a request body gets, plus its size at http_body_min_rate"},
+    {"http_body_min_rate", INT(http_body_min_rate), "16384", 1, 1073741824, false,
+     "slowest body upload allowed, bytes per second"},
+    {"metrics_listen", STR(metrics_listen), NULL, 0, 0, false,
+     "HOST:PORT serving /metrics without a key (unset: /metrics on the API port, operator key)"},
 };
 
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
@@ -231,23 +243,60 @@ config_flag_option(const char *flag)
 static bool
 parse_listen(struct config *cfg)
 {
-    const char *colon = strrchr(cfg->listen, ':');
-    int64_t port;
-    const char *host = cfg->listen;
+    return config_hostport(cfg->listen, &cfg->listen_host, &cfg->listen_port);
+}
+
+bool
+config_hostport(const char *s, char **host, int *port)
+{
+    const char *colon = strrchr(s, ':');
+    int64_t n;
     size_t hlen;
 
-    if (colon == NULL || !parse_int64(colon + 1, 1, 65535, &port))
+    if (colon == NULL || !parse_int64(colon + 1, 1, 65535, &n))
         return false;
-    hlen = (size_t)(colon - host);
-    if (hlen >= 2 && host[0] == '[' && host[hlen - 1] == ']') {
-        host++;
+    hlen = (size_t)(colon - s);
+    if (hlen >= 2 && s[0] == '[' && s[hlen - 1] == ']') {
+        s++;
         hlen -= 2;
     }
     if (hlen == 0)
         return false;
-    cfg->listen_host = xstrndup(host, hlen);
-    cfg->listen_port = (int)port;
+    *host = xstrndup(s, hlen);
+    *port = (int)n;
     return true;
+}
+
+/*
+ * return_path goes into MAIL FROM and helo_name into EHLO: a CR or LF would
+ * inject SMTP commands, and a value past the client's buffers would lose
+ * the line's CRLF.  So return_path must be an address and helo_name a host
+ * name (or an address literal), each within the protocol's limits.
+ */
+static void
+validate_envelope(struct config *cfg, struct buf *errors)
+{
+    char norm[EMAIL_MAX + 1], lc[EMAIL_MAX + 1];
+    const char *why = NULL;
+
+    if (cfg->return_path != NULL && !email_normalize(cfg->return_path, norm, lc, &why))
+        buf_printf(errors, "return_path: not an address: %s\n", why);
+    else if (cfg->return_path != NULL && strcmp(norm, cfg->return_path) != 0)
+        buf_printf(errors, "return_path: write it as %s (no blanks, domain in lowercase ASCII)\n",
+                   norm);
+    if (cfg->helo_name != NULL) {
+        size_t n = strlen(cfg->helo_name);
+        bool literal = n > 2 && cfg->helo_name[0] == '[' && cfg->helo_name[n - 1] == ']';
+        const char *allowed = literal ? "0123456789abcdefABCDEF.:IPv" : "abcdefghijklmnopqrstuvwxyz"
+                                                                      "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                                                      "0123456789.-";
+        size_t inner = literal ? n - 2 : n;
+
+        if (n == 0 || n > 253 || strspn(cfg->helo_name + literal, allowed) != inner ||
+            (!literal && (cfg->helo_name[0] == '.' || cfg->helo_name[0] == '-')))
+            buf_printf(errors, "helo_name: must be a host name (letters, digits, dots, hyphens; "
+                               "at most 253) or an address literal like [192.0.2.1]\n");
+    }
 }
 
 static void
@@ -287,6 +336,18 @@ validate(struct config *cfg, struct layered *l, struct buf *errors)
          strpbrk(cfg->list_unsubscribe_mailto, " \t\r\n<>,\"") != NULL))
         buf_printf(errors, "list_unsubscribe_mailto: must be a mailto: URI "
                            "(mailto:unsubscribe@example.com)\n");
+    validate_envelope(cfg, errors);
+    if (cfg->metrics_listen != NULL) {
+        char *h = NULL;
+        int port;
+
+        if (!config_hostport(cfg->metrics_listen, &h, &port))
+            buf_printf(errors, "metrics_listen: \"%s\" is not HOST:PORT with a port 1-65535\n",
+                       cfg->metrics_listen);
+        else if (strcmp(cfg->metrics_listen, cfg->listen) == 0)
+            buf_printf(errors, "metrics_listen: must differ from listen\n");
+        free(h);
+    }
     if (cfg->retry_cap < cfg->retry_base)
         buf_printf(errors, "retry_cap must be at least retry_base\n");
     if (log_level_parse(cfg->log_level) < 0)

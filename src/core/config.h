@@ -59,6 +59,12 @@ struct config {
     int64_t retry_cap;            /* longest wait between retries, seconds */
     int64_t retry_max_attempts;   /* attempts before a message fails */
     int64_t dkim_required;        /* 1: a message whose From domain has no key fails */
+    /* Hardening against hostile clients */
+    int64_t http_max_connections_per_ip;
+    int64_t http_header_timeout;  /* seconds for a request's whole header block */
+    int64_t http_body_timeout;    /* seconds for a body, plus its size at the rate below */
+    int64_t http_body_min_rate;   /* bytes per second */
+    char *metrics_listen;         /* "HOST:PORT" of a key-less /metrics listener, or NULL */
 };
 
 /* One command-line override: the option's name (as in the file) and its value. */
@@ -76,6 +82,9 @@ struct config_override {
 mc_err config_load(struct config *cfg, const char *path, const struct config_override *ov,
                    int nov, struct buf *errors);
 void config_cleanup(struct config *cfg);
+
+/* Splits "HOST:PORT" ("[::1]:80" too): *host owned by the caller; false when malformed. */
+bool config_hostport(const char *s, char **host, int *port);
 
 /*
  * Looks up a command-line flag ("--listen") and returns the option name

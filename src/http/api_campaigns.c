@@ -705,7 +705,8 @@ api_campaign_preview(struct req *r)
         d.last_name = p.last_name;
         d.attributes = json_is_object(a) ? json_incref(a) : json_object();
     }
-    token_make(r->app->token_keys[0], c.tenant_id, c.id, rid ? x.id : NIL_UUID, tok);
+    /* A preview link: /u/ recognises it and refuses it (a read-only key may preview). */
+    token_make_preview(r->app->token_keys[0], c.tenant_id, c.id, rid ? x.id : NIL_UUID, tok);
     url = xasprintf("%s/u/%s", r->app->cfg->public_url, tok);
     d.unsubscribe_url = url;
     d.campaign_name = c.name;

@@ -4,7 +4,8 @@
  * Any input verifies only if it is exactly a token made with one of the
  * keys; the three ids it yields are canonical lowercase UUIDs.  The first
  * 48 bytes of a long enough input also become three ids whose token must
- * verify back to them, and fail with any one character changed.
+ * verify back to them, and fail with any one character changed.  A
+ * preview's token never verifies as a link's.
  */
 #include <string.h>
 
@@ -43,6 +44,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             CHECK(strcmp(tok, in) == 0);
         }
     }
+    /* A preview's token never also passes as a link's. */
+    CHECK(!(token_is_preview(keys, 2, in) && token_verify(keys, 2, in, t, c, r)));
     free(in);
     if (size >= 49) {
         uuid_from(data, t);

@@ -203,6 +203,21 @@ def decode_token(token):
     return raw[0], ids[0], ids[1], ids[2]
 
 
+def working_link_token(database, tenant_id, campaign_id, recipient_id):
+    """The token a sent message carries for this recipient, made here from
+    the key in the database (previews mint preview tokens, which never
+    unsubscribe anyone, so a test that needs a message's link makes it)."""
+    import hashlib
+    import hmac
+
+    rows = db_query(database, "SELECT value FROM server_settings WHERE name = %s",
+                    ("unsubscribe_key_v1",))
+    key = bytes.fromhex(rows[0][0])
+    raw = bytes([1]) + b"".join(uuid.UUID(x).bytes for x in (tenant_id, campaign_id, recipient_id))
+    raw += hmac.new(key, raw, hashlib.sha256).digest()[:16]
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
 # ---- one tenant and its endpoints ----
 
 
