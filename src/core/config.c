@@ -43,7 +43,7 @@ static const struct opt opts[] = {
     {"http_threads", INT(http_threads), "4", 1, 256, false, "HTTP worker threads"},
     {"http_max_body", INT(http_max_body), "1048576", 1024, 1073741824, false,
      "largest JSON request body, bytes"},
-    {"http_max_connections", INT(http_max_connections), "1024", 1, 65536, false,
+    {"http_max_connections", INT(http_max_connections), "4096", 1, 65536, false,
      "concurrent HTTP connections"},
     {"http_timeout", INT(http_timeout), "60", 1, 3600, false,
      "seconds an idle HTTP connection is kept"},

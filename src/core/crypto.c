@@ -171,3 +171,16 @@ crypto_equal(const void *a, const void *b, size_t n)
 {
     return CRYPTO_memcmp(a, b, n) == 0;
 }
+
+void
+crypto_wipe(void *p, size_t n)
+{
+    OPENSSL_cleanse(p, n);
+}
+
+void
+crypto_wipe_str(char *s)
+{
+    if (s != NULL)
+        OPENSSL_cleanse(s, strlen(s));
+}

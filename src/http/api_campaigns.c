@@ -662,9 +662,14 @@ api_campaign_preview(struct req *r)
     }
     if (!field_string(r, r->json, "recipient_id", 0, 64, &rid, NULL))
         goto done;
+    if (rid != NULL && !crypto_uuid_valid(rid)) {
+        /* Refused, not cut: a longer value must not name another recipient. */
+        reply_invalid(r, "recipient_id", "recipient_id must be a UUID");
+        goto done;
+    }
     if (rid != NULL) {
         char id[MC_UUID_LEN + 1];
-        snprintf(id, sizeof(id), "%s", rid);
+        memcpy(id, rid, sizeof(id)); /* a valid UUID is exactly MC_UUID_LEN */
         crypto_uuid_lower(id);
         err = c.list_id[0] ? store_recipient_get(r->app->st, c.tenant_id, c.list_id, id, &x)
                            : MC_ERR_NOT_FOUND;

@@ -105,8 +105,7 @@ api_dkim_create(struct req *r)
         reply_json(r, 201, dkim_json(&k));
     }
 out:
-    if (gen)
-        memset(gen, 0, strlen(gen));
+    crypto_wipe_str(gen);
     free(gen);
     dkim_key_cleanup(&k);
 }

@@ -107,8 +107,7 @@ compose_campaign_free(struct compose_campaign *c)
     tpl_free(c->text);
     free(c->dkim_domain);
     free(c->dkim_selector);
-    if (c->dkim_pem)
-        memset(c->dkim_pem, 0, strlen(c->dkim_pem));
+    crypto_wipe_str(c->dkim_pem);
     free(c->dkim_pem);
     free(c);
 }

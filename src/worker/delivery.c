@@ -479,8 +479,10 @@ static void
 recover(struct delivery *d)
 {
     int n = 0;
+    mc_err err = store_delivery_recover(d->st, time_now_us(), &n);
 
-    store_delivery_recover(d->st, time_now_us(), &n);
+    if (err != MC_ERR_OK) /* the next tick tries again; the leases stay expired till then */
+        log_warn("event=lease_recover error=%s", mc_err_code(err));
     pthread_mutex_lock(&d->mu);
     d->m.lease_expiries += (uint64_t)n;
     pthread_mutex_unlock(&d->mu);

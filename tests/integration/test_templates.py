@@ -413,6 +413,18 @@ def test_preview_recipient_id_in_upper_case(server):
     assert (got["to"], got["text"]) == ("ada@example.com", "Ada")
 
 
+def test_preview_refuses_a_long_recipient_id(server):
+    """Issue 12 finding 21: a recipient_id longer than a UUID is refused,
+    not cut to its first 36 characters (which would name a recipient)."""
+    t = Tenant(server)
+    lst = t.make_list()
+    y = t.add(lst["id"], "ada@example.com", name="Ada")
+    c = campaign(t, text="{{name}}", recipient_list_id=lst["id"])
+    for rid in (y["id"] + "0" * 28, y["id"] + "x", " " + y["id"]):
+        r = t.preview(c["id"], {"recipient_id": rid})
+        invalid_field(r, "recipient_id")
+
+
 def test_preview_by_recipient_id_after_edits(server):
     """Preview reads the recipient and the templates as they are now."""
     t = Tenant(server)

@@ -539,7 +539,7 @@ def test_campaign_test_send(server):
     assert t.stats(cid) == stats_before
     assert t.get(cid)["status"] == "draft"
     assert message_rows(server, cid) == []
-    metrics = server.get("/metrics").text
+    metrics = server.get("/metrics", headers=server.op).text
     assert t.id not in metrics, "test sends are not delivery outcomes"
 
 
