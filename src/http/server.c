@@ -392,7 +392,6 @@ uri_log_cb(void *cls, const char *uri, struct MHD_Connection *conn)
     r->raw_path = xstrndup(uri, strcspn(uri, "?"));
     r->route_index = -1;
     r->start_us = time_mono_us();
-    atomic_fetch_add(&srv->inflight, 1);
     return r;
 }
 
@@ -415,6 +414,8 @@ access_cb(void *cls, struct MHD_Connection *conn, const char *url, const char *m
 
         r->begun = true;
         r->method = method;
+        /* In flight from its headers on: a stop does not wait for half-sent requests. */
+        atomic_fetch_add(&srv->inflight, 1);
         begin(r);
         if (r->answered) {
             /* Decided by the headers: answer now, read no body, close. */
@@ -475,6 +476,7 @@ completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
     struct req *r = *con_cls;
     char path[600], method[40];
     int64_t dur;
+    bool begun;
 
     if (r == NULL)
         return;
@@ -493,9 +495,11 @@ completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
              r->tenant_id[0] ? " tenant=" : "", r->tenant_id,
              toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=1");
     metrics_observe(srv->app->metrics, r->route ? r->route_index : -1, r->status, dur);
+    begun = r->begun;
     req_free(r);
     *con_cls = NULL;
-    atomic_fetch_sub(&srv->inflight, 1);
+    if (begun)
+        atomic_fetch_sub(&srv->inflight, 1);
 }
 
 __attribute__((format(printf, 2, 0))) static void
