@@ -12,6 +12,10 @@ api_healthz(struct req *r)
     reply_json(r, 200, json_pack("{s:s}", "status", "ok"));
 }
 
+/*
+ * Ready means the database answers and can take a write: a full disk is no
+ * passing outage, and monitoring must see it (issue 12 finding 18).
+ */
 void
 api_readyz(struct req *r)
 {
@@ -19,6 +23,20 @@ api_readyz(struct req *r)
 
     if (err != MC_ERR_OK) {
         reply_error(r, MC_ERR_DB, "the database is not reachable");
+        return;
+    }
+    err = store_write_check(r->app->st);
+    if (err == MC_ERR_STORAGE_FULL) {
+        reply_json(r, 503,
+                   json_pack("{s:{s:s, s:s}, s:s, s:s, s:b}", "error", "code",
+                             mc_err_code(err), "message",
+                             "the database has no space left: writes fail until space is freed",
+                             "status", "not_ready", "database", store_backend(r->app->st),
+                             "writable", 0));
+        return;
+    }
+    if (err != MC_ERR_OK) {
+        reply_error(r, MC_ERR_DB, "the database does not take writes");
         return;
     }
     reply_json(r, 200,

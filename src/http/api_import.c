@@ -238,7 +238,10 @@ flush(struct importer *im, struct req *r)
         im->stopped = true;
         log_error("event=import error=\"%s\" tenant=%s", mc_err_str(err), im->tenant_id);
         reply_with_report(im, r,
-                          err == MC_ERR_NOT_FOUND || err == MC_ERR_BUSY ? err : MC_ERR_DB,
+                          err == MC_ERR_NOT_FOUND || err == MC_ERR_BUSY ||
+                                  err == MC_ERR_STORAGE_FULL
+                              ? err
+                              : MC_ERR_DB,
                           err == MC_ERR_NOT_FOUND
                               ? "the recipient list was deleted during the import"
                               : "the database failed during the import; the counts show what "

@@ -97,6 +97,9 @@ reply_store_error(struct req *r, mc_err e, const char *what)
         reply_error(r, e, "%s not found", what);
     else if (e == MC_ERR_DB || e == MC_ERR_BUSY)
         reply_error(r, e, "the database is unavailable; try again");
+    else if (e == MC_ERR_STORAGE_FULL)
+        reply_error(r, e, "the database has no space left: nothing was written; writes fail "
+                          "until the operator frees space");
     else
         reply_error(r, e, "%s", mc_err_str(e));
 }
