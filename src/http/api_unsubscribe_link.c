@@ -18,7 +18,6 @@
 #include "core/token.h"
 #include "http.h"
 
-#define NIL_UUID "00000000-0000-0000-0000-000000000000"
 
 struct link {
     char tenant_id[MC_UUID_LEN + 1];
@@ -90,9 +89,9 @@ resolve(struct req *r, struct link *l)
     mc_err err = MC_ERR_NOT_FOUND;
 
     memset(l, 0, sizeof(*l));
-    if (token_verify((const unsigned char(*)[TOKEN_KEY_LEN])r->app->token_keys,
-                     r->app->ntoken_keys, tok, l->tenant_id, l->campaign_id, l->recipient_id) &&
-        strcmp(l->recipient_id, NIL_UUID) != 0) {
+    if (token_verify((const unsigned char(*)[TOKEN_KEY_LEN])r->app->secrets.token_keys,
+                     r->app->secrets.ntoken_keys, tok, l->tenant_id, l->campaign_id, l->recipient_id) &&
+        strcmp(l->recipient_id, TOKEN_NIL_ID) != 0) {
         err = store_tenant_get(r->app->st, l->tenant_id, &l->tenant);
         if (err == MC_ERR_OK)
             err = store_recipient_find(r->app->st, l->tenant_id, l->recipient_id, &l->rcpt);
@@ -100,8 +99,8 @@ resolve(struct req *r, struct link *l)
     if (err == MC_ERR_OK)
         return true;
     if (err == MC_ERR_NOT_FOUND &&
-        token_is_preview((const unsigned char(*)[TOKEN_KEY_LEN])r->app->token_keys,
-                         r->app->ntoken_keys, tok))
+        token_is_preview((const unsigned char(*)[TOKEN_KEY_LEN])r->app->secrets.token_keys,
+                         r->app->secrets.ntoken_keys, tok))
         page(r, 404, "Preview link",
              "<h1>This is a preview link</h1><p>It comes from a campaign preview and does "
              "not unsubscribe anyone. The link in a sent message works.</p>");

@@ -1,5 +1,6 @@
 /*
- * auth.c - API keys: generation, the operator key, and the per-request check.
+ * auth.c - API keys: tenant key generation and the per-request check (the
+ * operator key is made and loaded by the application layer, app/secrets.c).
  *
  * A tenant key is "mck_" + 12 hex digits (the visible prefix, used to find
  * the key) + "_" + 64 hex digits (256 random bits).  Only the SHA-256 of the
@@ -18,7 +19,6 @@
 
 #define TENANT_PREFIX "mck_"
 #define PREFIX_LEN 16 /* "mck_" + 12 hex */
-#define OPERATOR_SETTING "operator_key_sha256"
 
 void
 auth_key_generate(char **secret, char **prefix, char hash[65])
@@ -33,146 +33,6 @@ auth_key_generate(char **secret, char **prefix, char hash[65])
     crypto_sha256_hex(*secret, strlen(*secret), hash);
     crypto_wipe(rnd, sizeof(rnd));
     crypto_wipe(hex, sizeof(hex));
-}
-
-char *
-auth_operator_key_generate(void)
-{
-    unsigned char rnd[32];
-    char hex[65];
-
-    char *key;
-
-    crypto_random(rnd, sizeof(rnd));
-    crypto_hex(rnd, sizeof(rnd), hex);
-    key = xasprintf("mco_%s", hex);
-    crypto_wipe(rnd, sizeof(rnd));
-    crypto_wipe(hex, sizeof(hex));
-    return key;
-}
-
-mc_err
-auth_operator_init(struct app *app, char **generated)
-{
-    char *stored = NULL, *key = NULL;
-    char hash[65];
-    mc_err err;
-
-    *generated = NULL;
-    if (app->cfg->operator_key != NULL) {
-        crypto_sha256_hex(app->cfg->operator_key, strlen(app->cfg->operator_key),
-                          app->operator_hash);
-        return MC_ERR_OK;
-    }
-    err = store_setting_get(app->st, OPERATOR_SETTING, &stored);
-    if (err == MC_ERR_NOT_FOUND) {
-        key = auth_operator_key_generate();
-        crypto_sha256_hex(key, strlen(key), hash);
-        err = store_setting_init(app->st, OPERATOR_SETTING, hash);
-        if (err == MC_ERR_OK) {
-            *generated = key;
-            key = NULL;
-            stored = xstrdup(hash);
-        } else if (err == MC_ERR_CONFLICT) /* another process won the race */
-            err = store_setting_get(app->st, OPERATOR_SETTING, &stored);
-    }
-    if (err == MC_ERR_OK) {
-        if (stored == NULL || strlen(stored) != 64)
-            err = MC_ERR_INTERNAL;
-        else
-            memcpy(app->operator_hash, stored, 65);
-    }
-    free(stored);
-    free(key);
-    return err;
-}
-
-#define TOKEN_KEY "unsubscribe_key_v1"
-#define TOKEN_KEY_PREVIOUS "unsubscribe_key_previous"
-
-/* A 32-byte secret kept (hex) in the settings table; made on first use. */
-static mc_err
-secret_load(struct store *st, const char *name, unsigned char out[32])
-{
-    unsigned char rnd[32];
-    char hex[65], *stored = NULL;
-    mc_err err;
-
-    err = store_setting_get(st, name, &stored);
-    if (err == MC_ERR_NOT_FOUND) {
-        crypto_random(rnd, sizeof(rnd));
-        crypto_hex(rnd, sizeof(rnd), hex);
-        err = store_setting_init(st, name, hex);
-        if (err == MC_ERR_OK || err == MC_ERR_CONFLICT) /* a racing process may have won */
-            err = store_setting_get(st, name, &stored);
-    }
-    if (err == MC_ERR_OK && (stored == NULL || strlen(stored) != 64))
-        err = MC_ERR_INTERNAL;
-    for (int i = 0; err == MC_ERR_OK && i < 32; i++) {
-        unsigned v = 0;
-        for (int k = 0; k < 2; k++) {
-            char c = stored[2 * i + k];
-            v = v * 16 + (unsigned)(c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10);
-        }
-        out[i] = (unsigned char)v;
-    }
-    crypto_wipe(rnd, sizeof(rnd));
-    crypto_wipe(hex, sizeof(hex));
-    crypto_wipe_str(stored);
-    free(stored);
-    return err;
-}
-
-mc_err
-auth_token_key_rotate(struct store *st)
-{
-    unsigned char rnd[32], cur[32];
-    char hex[65];
-
-    /* Make sure a current key exists before it becomes the previous one. */
-    mc_err err = secret_load(st, TOKEN_KEY, cur);
-    if (err != MC_ERR_OK)
-        return err;
-    crypto_random(rnd, sizeof(rnd));
-    crypto_hex(rnd, sizeof(rnd), hex);
-    return store_setting_rotate(st, TOKEN_KEY, TOKEN_KEY_PREVIOUS, hex);
-}
-
-/* Parses 64 hex digits into out; false when it is not that. */
-static bool
-hex32(const char *s, unsigned char out[32])
-{
-    if (s == NULL || strlen(s) != 64)
-        return false;
-    for (int i = 0; i < 32; i++) {
-        unsigned v = 0;
-        for (int k = 0; k < 2; k++) {
-            char c = s[2 * i + k];
-            if (!isxdigit((unsigned char)c))
-                return false;
-            v = v * 16 + (unsigned)(c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10);
-        }
-        out[i] = (unsigned char)v;
-    }
-    return true;
-}
-
-mc_err
-auth_secrets_init(struct app *app)
-{
-    char *prev = NULL;
-    mc_err err = secret_load(app->st, TOKEN_KEY, app->token_keys[0]);
-
-    if (err == MC_ERR_OK)
-        app->ntoken_keys = 1;
-    /* Links signed before the last rotation keep working. */
-    if (err == MC_ERR_OK && store_setting_get(app->st, TOKEN_KEY_PREVIOUS, &prev) == MC_ERR_OK &&
-        hex32(prev, app->token_keys[1]))
-        app->ntoken_keys = 2;
-    free(prev);
-    if (err == MC_ERR_OK)
-        err = secret_load(app->st, "dkim_kek_v1", app->dkim_kek);
-    return err;
 }
 
 /* The presented key: "Authorization: Bearer KEY" first, then "X-API-Key". */

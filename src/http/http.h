@@ -17,26 +17,11 @@
 
 #include "core/config.h"
 #include "core/err.h"
+#include "app/app.h"
 #include "core/util.h"
 #include "store/store.h"
 
-struct metrics;
 struct http_server;
-struct engine;
-struct delivery;
-
-/* Process state shared by every request; owned by the serve command. */
-struct app {
-    const struct config *cfg; /* borrowed */
-    struct store *st;         /* borrowed */
-    char operator_hash[65];   /* hex SHA-256 of the operator key */
-    struct metrics *metrics;  /* owned by the server */
-    struct engine *engine;    /* borrowed: woken when a campaign is scheduled */
-    struct delivery *delivery; /* borrowed: this process's worker, or NULL */
-    unsigned char token_keys[2][32]; /* unsubscribe token keys: current, previous */
-    int ntoken_keys;
-    unsigned char dkim_kek[32];      /* seals the tenants' DKIM private keys */
-};
 
 /* Route flags. */
 #define R_AUTH_NONE 0x00u
@@ -96,6 +81,7 @@ struct req {
     char *resp_body;                /* owned */
     const char *resp_type;          /* static */
     char *resp_allow;               /* owned: Allow header for 405 */
+    char *resp_location;            /* owned: Location header (201, 202) */
     bool answered;
     /* Set by the server. */
     char *raw_path;                 /* owned: the path as sent, still escaped, no query */
@@ -139,6 +125,15 @@ void http_server_stop(struct http_server *srv, int timeout_s);
 
 /* Sends obj (stolen) with status. */
 void reply_json(struct req *r, int status, json_t *obj);
+/*
+ * 201 Created with obj (stolen) and a Location header: the request path
+ * (without a trailing slash, and without its last segment when that is
+ * drop, e.g. "/import") followed by "/" and segment, percent-encoded, when
+ * segment is not NULL.
+ */
+void reply_created(struct req *r, json_t *obj, const char *segment, const char *drop);
+/* r's path as reply_created() makes it (owned). */
+char *req_location(const struct req *r, const char *segment, const char *drop);
 void reply_empty(struct req *r, int status);
 /*
  * Answers with a body produced piece by piece: reader fills buf with up to
@@ -158,6 +153,8 @@ void reply_invalid(struct req *r, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Replies for a store error: NOT_FOUND as "<what> not found", others by the table. */
 void reply_store_error(struct req *r, mc_err e, const char *what);
+/* The message reply_store_error() gives for e about what ("tenant"), for the CLI too. */
+void store_error_text(mc_err e, const char *what, char *out, size_t n);
 
 /* The path capture named in the pattern, e.g. "tenant_id"; NULL if absent. */
 const char *req_param(const struct req *r, const char *name);
@@ -210,27 +207,6 @@ bool auth_check(struct req *r);
  * are stored.
  */
 void auth_key_generate(char **secret, char **prefix, char hash[65]);
-/* Makes a new operator key (owned). */
-char *auth_operator_key_generate(void);
-/*
- * Sets app->operator_hash from the configured key, or from the database,
- * generating and storing a key on first start; *generated (owned, may be
- * NULL) is the new key to show once.
- */
-mc_err auth_operator_init(struct app *app, char **generated);
-
-/*
- * Loads the server's secrets from the database (the unsubscribe token key,
- * the DKIM key-encryption key), generating and storing each on first start,
- * so every process sharing the database signs and opens alike.
- */
-mc_err auth_secrets_init(struct app *app);
-/*
- * Replaces the unsubscribe token key with a new one and keeps the old one
- * as the previous key, which still verifies: links already sent keep
- * working.  Running processes pick the change up when they restart.
- */
-mc_err auth_token_key_rotate(struct store *st);
 
 /* ---- metrics.c ---- */
 
@@ -288,6 +264,12 @@ json_t *unsubscribe_json(const struct unsubscribe *u);
 bool tenant_slug_valid(const char *s);
 /* A valid slug made from a display name (owned). */
 char *tenant_slug_from_name(const char *name);
+/*
+ * Creates tenant t (name, slug, plan, settings, status set) as the API and
+ * the CLI do: when the slug was derived from the name (!slug_chosen) and is
+ * taken, retries with a random suffix.  MC_ERR_CONFLICT: the slug is taken.
+ */
+mc_err tenant_create(struct store *st, struct tenant *t, bool slug_chosen);
 
 /* ---- handlers: api_campaigns.c ---- */
 void api_campaign_create(struct req *r);

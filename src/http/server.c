@@ -95,6 +95,7 @@ req_free(struct req *r)
     json_decref(r->json);
     free(r->resp_body);
     free(r->resp_allow);
+    free(r->resp_location);
     free(r);
 }
 
@@ -327,6 +328,12 @@ send_reply(struct MHD_Connection *conn, struct req *r)
     MHD_add_response_header(resp, "X-Request-Id", r->request_id);
     if (r->status == 405 && r->resp_allow)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->resp_allow);
+    if (r->resp_location)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, r->resp_location);
+    /* RFC 9110 15.5.2: a 401 names the scheme the client should use. */
+    if (r->status == 401)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+                                "Bearer realm=\"mailcast\"");
     MHD_add_response_header(resp, "Cache-Control", "no-store");
     for (size_t i = 0; i < sizeof(security_headers) / sizeof(security_headers[0]); i++)
         MHD_add_response_header(resp, security_headers[i][0], security_headers[i][1]);

@@ -56,6 +56,7 @@ run(int route, json_t *body)
 {
     struct req *r = xcalloc(1, sizeof(*r));
     const char *p = routes[route].pattern;
+    struct buf path;
 
     r->app = &app;
     r->route = &routes[route];
@@ -66,14 +67,24 @@ run(int route, json_t *body)
     r->scopes = KEY_SCOPE_READ | KEY_SCOPE_WRITE;
     buf_init(&r->body, 0);
     snprintf(r->request_id, sizeof(r->request_id), "fuzz");
-    while ((p = strchr(p, '{')) != NULL) {
-        const char *id = str_prefix(p, "{tenant_id}")      ? tenant_id
-                         : str_prefix(p, "{list_id}")      ? list_id
-                         : str_prefix(p, "{recipient_id}") ? recipient_id
-                                                           : campaign_id;
+    buf_init(&path, 0);
+    while (*p) {
+        const char *id, *end;
+
+        if (*p != '{') {
+            buf_putc(&path, *p++);
+            continue;
+        }
+        id = str_prefix(p, "{tenant_id}")      ? tenant_id
+             : str_prefix(p, "{list_id}")      ? list_id
+             : str_prefix(p, "{recipient_id}") ? recipient_id
+                                               : campaign_id;
+        end = strchr(p, '}');
         r->params[r->nparams++] = xstrdup(id);
-        p++;
+        buf_puts(&path, id);
+        p = end + 1;
     }
+    r->raw_path = buf_steal(&path); /* Location headers are made from it */
     routes[route].fn(r);
     return r;
 }
@@ -126,7 +137,7 @@ init(void)
     CHECK(store_open(url, &sp, &app.st) == MC_ERR_OK);
     CHECK(store_migrate(app.st, NULL) == MC_ERR_OK);
     free(url);
-    CHECK(auth_secrets_init(&app) == MC_ERR_OK);
+    CHECK(app_secrets_load(app.st, &app.secrets) == MC_ERR_OK);
     for (int i = 0; i < NFUZZED; i++) {
         route_of[i] = find_route(handlers[i].fn);
         CHECK(route_of[i] >= 0);
