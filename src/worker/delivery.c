@@ -401,6 +401,9 @@ delivery_start(struct store *st, const struct config *cfg, const struct secrets 
     d->stop_ev = evtimer_new(d->base, stop_cb, d);
     d->kick = event_new(d->base, -1, 0, tick_cb, d);
     d->dbdone = event_new(d->base, -1, 0, dbdone_cb, d);
+    if (d->tick == NULL || d->flush == NULL || d->stop_ev == NULL || d->kick == NULL ||
+        d->dbdone == NULL)
+        goto fail; /* out of memory inside libevent */
     evtimer_add(d->tick, &tick);
     evtimer_add(d->flush, &flush);
     if (!delivery_db_start(d))
