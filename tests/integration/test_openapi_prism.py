@@ -120,7 +120,8 @@ def test_every_operation_through_prism(server, prism):
 
     p("GET", "/healthz", 200)
     p("GET", "/readyz", 200)
-    p("GET", "/metrics", 200)
+    p("GET", "/metrics", 401, valid=False)
+    p("GET", "/metrics", 200, headers=op)
 
     # Tenants and keys
     p("POST", "/api/v1/tenants", 401, valid=False, json={"name": "No key"})
