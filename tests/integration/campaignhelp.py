@@ -219,6 +219,15 @@ def working_link_token(database, tenant_id, campaign_id, recipient_id):
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
+def as_sent(database, preview, tenant_id, campaign_id, recipient_id):
+    """A preview (JSON) as the message for recipient_id is sent: the
+    preview's link (a preview token) replaced by the working link."""
+    url = preview["unsubscribe_url"]
+    real = url[:url.rindex("/u/") + 3] + working_link_token(database, tenant_id, campaign_id,
+                                                            recipient_id)
+    return {k: v.replace(url, real) if isinstance(v, str) else v for k, v in preview.items()}
+
+
 # ---- one tenant and its endpoints ----
 
 
