@@ -5,6 +5,7 @@
 #include "core/util.h"
 #include "http.h"
 #include "worker/delivery.h"
+#include "worker/engine.h"
 
 void
 api_healthz(struct req *r)
@@ -52,6 +53,7 @@ api_metrics_text(struct app *app)
     buf_init(&out, 0);
     metrics_render(app->metrics, &out);
     delivery_metrics(app->delivery, &out);
+    engine_metrics(app->engine, &out);
     if (store_queue_depth(app->st, &pending, &sending) == MC_ERR_OK)
         buf_printf(&out,
                    "# HELP mailcast_queue_messages Messages of live campaigns by state.\n"
