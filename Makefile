@@ -6,7 +6,7 @@
 #   make test SANITIZE=1   the same under ASan and UBSan
 #   make bench      benchmarks (see bench/RESULTS.md)
 
-PKGS     := libmicrohttpd jansson sqlite3 libpq libcrypto libssl libidn2 libevent libevent_openssl libevent_pthreads
+PKGS     := libmicrohttpd jansson sqlite3 libpq libcrypto libssl libidn2 libevent libevent_openssl libevent_pthreads libxml-2.0 gmime-3.0
 LIBS_EXTRA := -lcsv -lopendkim
 CC       ?= gcc
 BUILD    ?= build
@@ -21,6 +21,13 @@ CFLAGS   += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-r
 LDFLAGS  += -fsanitize=address,undefined
 BUILD    := build-san
 endif
+# make TSAN=1 test-tsan: ThreadSanitizer, in a build directory of its own;
+# tests/tsan.supp says what is suppressed and why.
+ifdef TSAN
+CFLAGS   += -fsanitize=thread -fno-omit-frame-pointer
+LDFLAGS  += -fsanitize=thread
+BUILD    := build-tsan
+endif
 
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
@@ -34,8 +41,9 @@ SMTP_SRC  := $(wildcard src/smtp/*.c)
 APP_SRC   := $(wildcard src/app/*.c)
 IMPORT_SRC := $(wildcard src/import/*.c)
 WORKER_SRC := $(wildcard src/worker/*.c)
+BOUNCE_SRC := $(wildcard src/bounce/*.c)
 CLI_SRC   := $(filter-out src/cli/main.c,$(wildcard src/cli/*.c))
-LIB_SRC   := $(CORE_SRC) $(STORE_SRC) $(TPL_SRC) $(SMTP_SRC) $(APP_SRC) $(IMPORT_SRC) $(WORKER_SRC) $(HTTP_SRC) $(CLI_SRC)
+LIB_SRC   := $(CORE_SRC) $(STORE_SRC) $(TPL_SRC) $(SMTP_SRC) $(BOUNCE_SRC) $(APP_SRC) $(IMPORT_SRC) $(WORKER_SRC) $(HTTP_SRC) $(CLI_SRC)
 LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/migrations_gen.o
 MIGRATIONS := $(sort $(wildcard migrations/sqlite/*.sql migrations/pg/*.sql))
 
@@ -144,6 +152,12 @@ test: deps-test
 	@$(MAKE) --no-print-directory $(BUILD)/mailcast unit fuzz-build
 	@bash tests/run.sh $(BUILD)
 
+# make TSAN=1 test-tsan: the delivery, crash, fault and SMTP client tests
+# under ThreadSanitizer (build-tsan/); any report fails (tests/tsan.sh).
+test-tsan: deps-test
+	@$(MAKE) --no-print-directory TSAN=1 build-tsan/mailcast
+	@bash tests/tsan.sh build-tsan
+
 # Benchmarks (bench/README.md): C programs built against the library, then
 # every benchmark in turn; each prints a ratio against a baseline measured in
 # the same run.  BENCH_N scales the import and materialisation runs,
@@ -151,6 +165,7 @@ test: deps-test
 BENCH_BIN    := $(BUILD)/bench/template $(BUILD)/bench/import_baseline $(BUILD)/bench/materialise_baseline
 BENCH_N      ?= 1000000
 BENCH_DELIVERY_N ?= 100000
+BENCH_BOUNCES_N ?= 5000
 BENCH_STORES ?= sqlite,postgres
 BENCH_ENV     = MAILCAST_BIN=$(BUILD)/mailcast BENCH_BIN_DIR=$(BUILD)/bench
 
@@ -165,10 +180,11 @@ bench: $(BUILD)/mailcast bench-build
 	$(BENCH_ENV) /usr/bin/python3 bench/import --rows $(BENCH_N) --stores $(BENCH_STORES)
 	$(BENCH_ENV) /usr/bin/python3 bench/materialise --rows $(BENCH_N) --stores $(BENCH_STORES)
 	$(BENCH_ENV) /usr/bin/python3 bench/delivery --messages $(BENCH_DELIVERY_N) --stores $(BENCH_STORES)
+	$(BENCH_ENV) /usr/bin/python3 bench/bounces --messages $(BENCH_BOUNCES_N) --stores $(BENCH_STORES)
 
 clean:
 	rm -rf build build-san mailcast
 
-.PHONY: all mailcast deps deps-test run unit test bench bench-build clean fuzz-build fuzz-replay fuzz
+.PHONY: all mailcast deps deps-test run unit test test-tsan bench bench-build clean fuzz-build fuzz-replay fuzz
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -15,6 +15,7 @@
 
 #include <stddef.h>
 
+#include "bounce/intake.h"
 #include "core/config.h"
 #include "core/err.h"
 #include "smtp/client.h"
@@ -40,6 +41,7 @@ struct app {
     struct metrics *metrics;   /* owned by the HTTP server, or NULL */
     struct engine *engine;     /* borrowed: woken when a campaign is scheduled */
     struct delivery *delivery; /* borrowed: this process's worker, or NULL */
+    struct bounce_stats bounce_stats; /* reports taken in by this process, by class */
 };
 
 /*
@@ -48,6 +50,12 @@ struct app {
  * the database signs and opens alike.
  */
 mc_err app_secrets_load(struct store *st, struct secrets *out);
+/*
+ * Reads the unsubscribe-link (and reference) keys only, never making one:
+ * for tools that must not write, such as `mailcast bounce --explain`.
+ * MC_ERR_NOT_FOUND when the database has none yet.
+ */
+mc_err app_secrets_peek(struct store *st, struct secrets *out);
 /* Wipes the secrets (OPENSSL_cleanse). */
 void app_secrets_wipe(struct secrets *s);
 /*
@@ -66,6 +74,12 @@ char *app_operator_key_generate(void);
  */
 mc_err app_operator_init(struct app *app, char **generated);
 
+/*
+ * Writes the default EHLO name into out: the host name when it is fully
+ * qualified, else its canonical name from the resolver, else
+ * "<hostname>.localdomain" (never a bare single label).
+ */
+void app_helo_default(char *out, size_t n);
 /*
  * The SMTP client's parameters from the configuration's relay URL and
  * options.  MC_ERR_INVALID with a reason in err[errlen] for a bad URL.

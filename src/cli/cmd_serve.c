@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "app/app.h"
+#include "bounce/listener.h"
 #include "cli.h"
 #include "core/log.h"
 #include "http/http.h"
@@ -49,6 +50,8 @@ cmd_serve(struct cli_ctx *c)
     struct app app = {0};
     struct http_server *srv = NULL;
     struct delivery *delivery = NULL;
+    struct bounce_listener *bounces = NULL;
+    struct bounce_intake_ctx bounce_ctx;
     char *generated = NULL;
     sigset_t set;
     int rc;
@@ -74,6 +77,8 @@ cmd_serve(struct cli_ctx *c)
             goto out;
         }
     }
+    if (!cli_bounce_listener_start(&app, &bounce_ctx, &bounces))
+        goto out;
     srv = http_server_start(&app);
     if (srv == NULL) {
         fprintf(stderr, "mailcast: cannot listen on %s; see the log line above\n",
@@ -85,11 +90,14 @@ cmd_serve(struct cli_ctx *c)
     print_banner(&c->cfg, generated);
     cli_daemon_wait(&set);
     http_server_stop(srv, (int)c->cfg.shutdown_timeout);
+    bounce_listener_stop(bounces);
+    bounces = NULL;
     delivery_stop(delivery, (int)c->cfg.shutdown_timeout);
     delivery = NULL;
     log_info("event=stopped");
     rc = 0;
 out:
+    bounce_listener_stop(bounces);
     if (rc != 0 && generated != NULL) /* its hash is stored: show it, or it is lost */
         fprintf(stderr, "mailcast: the operator key generated at this first start is %s\n",
                 generated);

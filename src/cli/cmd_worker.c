@@ -10,6 +10,7 @@
 #include <stdio.h>
 
 #include "app/app.h"
+#include "bounce/listener.h"
 #include "cli.h"
 #include "core/log.h"
 #include "store/store.h"
@@ -21,6 +22,8 @@ cmd_worker(struct cli_ctx *c)
 {
     struct app app = {0};
     struct delivery *delivery = NULL;
+    struct bounce_listener *bounces = NULL;
+    struct bounce_intake_ctx bounce_ctx;
     sigset_t set;
     int rc;
 
@@ -34,14 +37,19 @@ cmd_worker(struct cli_ctx *c)
         fprintf(stderr, "mailcast worker: cannot start delivery; see the log line above\n");
         goto out;
     }
+    if (!cli_bounce_listener_start(&app, &bounce_ctx, &bounces))
+        goto out;
     log_info("event=start version=%s role=worker backend=%s", MAILCAST_VERSION,
              store_backend(app.st));
     cli_daemon_wait(&set);
+    bounce_listener_stop(bounces);
+    bounces = NULL;
     delivery_stop(delivery, (int)c->cfg.shutdown_timeout);
     delivery = NULL;
     log_info("event=stopped");
     rc = 0;
 out:
+    bounce_listener_stop(bounces);
     delivery_stop(delivery, 0);
     engine_stop(app.engine);
     cli_daemon_close(&app);

@@ -74,7 +74,8 @@ static const struct opt opts[] = {
      "smtp://[user:pass@]host[:port][?starttls=require|auto|off], smtps://..., or dir:PATH", NULL},
     {"return_path", STR(return_path), NULL, 0, 0, false,
      "envelope sender", "the campaign's From"},
-    {"helo_name", STR(helo_name), NULL, 0, 0, false, "name given in EHLO", "this host's name"},
+    {"helo_name", STR(helo_name), NULL, 0, 0, false, "name given in EHLO",
+     "this host's fully qualified name (else <hostname>.localdomain)"},
     {"list_unsubscribe_mailto", STR(list_unsubscribe_mailto), NULL, 0, 0, false,
      "a mailto: address added to List-Unsubscribe", "none"},
     {"smtp_ca_file", STR(smtp_ca_file), NULL, 0, 0, false,
@@ -105,6 +106,38 @@ static const struct opt opts[] = {
      "attempts before a message fails", NULL},
     {"dkim_required", INT(dkim_required), "0", 0, 1, false,
      "1: never send a campaign message unsigned (its From domain needs a DKIM key)", NULL},
+    /* SMTP and fault hardening (issue 12) */
+    {"smtp_idle_timeout", INT(smtp_idle_timeout), "30", 1, 3600, false,
+     "seconds an idle relay connection is kept before QUIT (below the relay's own timeout)", NULL},
+    {"smtp_dns_server", STR(smtp_dns_server), NULL, 0, 0, false,
+     "nameserver IP[:port] that resolves the relay's name", "the system's (/etc/resolv.conf)"},
+    {"test_send_timeout", INT(test_send_timeout), "20", 1, 3600, false,
+     "seconds a test send waits for the relay at most (it holds an HTTP thread)", NULL},
+    {"lease_expiry_max", INT(lease_expiry_max), "10", 1, 1000, false,
+     "lease expiries (worker crashes mid-send) before a message fails as poison", NULL},
+    /* Bounces and complaints */
+    {"bounce_domain", STR(bounce_domain), NULL, 0, 0, false,
+     "domain of the VERP envelope senders", "return_path or the campaign's From"},
+    {"bounce_max_message", INT(bounce_max_message), "10485760", 1024, 1073741824, false,
+     "largest bounce or complaint message taken in, bytes (the listener's SIZE)", NULL},
+    {"bounce_raw_max", INT(bounce_raw_max), "262144", 0, 16777216, false,
+     "bytes of a report's raw message kept with its record", NULL},
+    {"bounce_retention_days", INT(bounce_retention_days), "30", 1, 3650, false,
+     "days bounce and complaint records are kept", NULL},
+    {"bounce_listen", STR(bounce_listen), NULL, 0, 0, false,
+     "HOST:PORT of the SMTP listener for bounces and complaints", "no listener"},
+    {"bounce_feedback_address", STR(bounce_feedback_address), NULL, 0, 0, false,
+     "a feedback-loop address the listener also accepts mail for", "none"},
+    {"bounce_tls_cert", STR(bounce_tls_cert), NULL, 0, 0, false,
+     "PEM certificate chain: the listener offers STARTTLS", "no STARTTLS"},
+    {"bounce_tls_key", STR(bounce_tls_key), NULL, 0, 0, false,
+     "PEM private key of bounce_tls_cert", "none"},
+    {"bounce_max_connections", INT(bounce_max_connections), "100", 1, 100000, false,
+     "concurrent SMTP sessions the listener serves (421 beyond)", NULL},
+    {"bounce_command_timeout", INT(bounce_command_timeout), "300", 1, 3600, false,
+     "seconds the listener waits for a command or a piece of DATA", NULL},
+    {"bounce_session_timeout", INT(bounce_session_timeout), "1800", 1, 86400, false,
+     "seconds one listener session may last", NULL},
     /* Hardening against hostile clients (issue 12). */
     {"http_max_connections_per_ip", INT(http_max_connections_per_ip), "64", 1, 65536, false,
      "concurrent HTTP connections from one address", NULL},
@@ -241,20 +274,15 @@ config_flag_option(const char *flag)
     return o ? o->name : NULL;
 }
 
-static bool
-parse_listen(struct config *cfg)
-{
-    return config_hostport(cfg->listen, &cfg->listen_host, &cfg->listen_port);
-}
-
 bool
-config_hostport(const char *s, char **host, int *port)
+config_split_hostport(const char *s, char **host_out, int *port_out)
 {
     const char *colon = strrchr(s, ':');
-    int64_t n;
+    int64_t port;
+    const char *host = s;
     size_t hlen;
 
-    if (colon == NULL || !parse_int64(colon + 1, 1, 65535, &n))
+    if (colon == NULL || !parse_int64(colon + 1, 0, 65535, &port))
         return false;
     hlen = (size_t)(colon - s);
     if (hlen >= 2 && s[0] == '[' && s[hlen - 1] == ']') {
@@ -263,9 +291,16 @@ config_hostport(const char *s, char **host, int *port)
     }
     if (hlen == 0)
         return false;
-    *host = xstrndup(s, hlen);
-    *port = (int)n;
+    *host_out = xstrndup(host, hlen);
+    *port_out = (int)port;
     return true;
+}
+
+static bool
+parse_listen(struct config *cfg)
+{
+    return config_split_hostport(cfg->listen, &cfg->listen_host, &cfg->listen_port) &&
+           cfg->listen_port > 0;
 }
 
 /*
@@ -308,6 +343,19 @@ validate(struct config *cfg, struct layered *l, struct buf *errors)
     if (!parse_listen(cfg))
         buf_printf(errors, "listen: \"%s\" (from %s) is not HOST:PORT with a port 1-65535\n",
                    cfg->listen, l->from[0]);
+    if (cfg->bounce_listen) {
+        char *h = NULL;
+        int port = 0;
+        if (!config_split_hostport(cfg->bounce_listen, &h, &port))
+            buf_printf(errors, "bounce_listen: \"%s\" is not HOST:PORT with a port 0-65535\n",
+                       cfg->bounce_listen);
+        free(h);
+    }
+    if ((cfg->bounce_tls_cert == NULL) != (cfg->bounce_tls_key == NULL))
+        buf_printf(errors, "bounce_tls_cert: goes with bounce_tls_key, both or neither\n");
+    if (cfg->bounce_domain && (strchr(cfg->bounce_domain, '@') || strchr(cfg->bounce_domain, ' ') ||
+                               !strchr(cfg->bounce_domain, '.')))
+        buf_printf(errors, "bounce_domain: \"%s\" is not a domain name\n", cfg->bounce_domain);
     if (!str_prefix(cfg->database, "sqlite:") && !str_prefix(cfg->database, "postgres://") &&
         !str_prefix(cfg->database, "postgresql://"))
         buf_printf(errors, "database: must start with sqlite: or postgres://\n");
@@ -342,13 +390,16 @@ validate(struct config *cfg, struct layered *l, struct buf *errors)
         char *h = NULL;
         int port;
 
-        if (!config_hostport(cfg->metrics_listen, &h, &port))
+        if (!config_split_hostport(cfg->metrics_listen, &h, &port) || port == 0)
             buf_printf(errors, "metrics_listen: \"%s\" is not HOST:PORT with a port 1-65535\n",
                        cfg->metrics_listen);
         else if (strcmp(cfg->metrics_listen, cfg->listen) == 0)
             buf_printf(errors, "metrics_listen: must differ from listen\n");
         free(h);
     }
+    if (cfg->test_send_timeout >= cfg->http_timeout)
+        buf_printf(errors, "test_send_timeout (%lld) must be below http_timeout (%lld)\n",
+                   (long long)cfg->test_send_timeout, (long long)cfg->http_timeout);
     if (cfg->retry_cap < cfg->retry_base)
         buf_printf(errors, "retry_cap must be at least retry_base\n");
     if (log_level_parse(cfg->log_level) < 0)
@@ -416,6 +467,18 @@ config_load(struct config *cfg, const char *path, const struct config_override *
     for (size_t i = 0; i < NOPTS; i++)
         free(l.val[i]);
     return errors->len > before ? MC_ERR_CONFIG : MC_ERR_OK;
+}
+
+void
+config_warnings(const struct config *cfg, struct buf *out)
+{
+    if ((str_prefix(cfg->relay, "smtp://") || str_prefix(cfg->relay, "smtps://")) &&
+        !str_prefix(cfg->public_url, "https://"))
+        buf_printf(out,
+                   "warning: public_url \"%s\" is not https:// while mail goes to an SMTP "
+                   "relay: one-click unsubscribe (RFC 8058 3.1) needs an HTTPS link, and "
+                   "receivers ignore List-Unsubscribe-Post without it\n",
+                   cfg->public_url);
 }
 
 void

@@ -54,6 +54,7 @@ api_metrics_text(struct app *app)
     metrics_render(app->metrics, &out);
     delivery_metrics(app->delivery, &out);
     engine_metrics(app->engine, &out);
+    bounce_metrics(&app->bounce_stats, &out);
     if (store_queue_depth(app->st, &pending, &sending) == MC_ERR_OK)
         buf_printf(&out,
                    "# HELP mailcast_queue_messages Messages of live campaigns by state.\n"

@@ -80,6 +80,12 @@ const struct route routes[] = {
     {"PATCH",  L "/{list_id}",                  api_list_update,     R_AUTH_WRITE | R_BODY},
     {"PATCH",  L "/{list_id}/recipients/{recipient_id}", api_recipient_update, R_AUTH_WRITE | R_BODY},
     {"PATCH",  C "/{campaign_id}",              api_campaign_update, R_AUTH_WRITE | R_BODY},
+
+    {"GET",    T "/bounces",                    api_bounce_list,     R_AUTH_READ},
+    {"POST",   T "/bounces",                    api_bounce_create,   R_AUTH_WRITE | R_BODY},
+    {"GET",    T "/bounces/{bounce_id}",        api_bounce_get,      R_AUTH_READ},
+    {"GET",    T "/bounce-policy",              api_bounce_policy_get, R_AUTH_READ},
+    {"PUT",    T "/bounce-policy",              api_bounce_policy_put, R_AUTH_WRITE | R_BODY},
 };
 /* clang-format on */
 

@@ -658,7 +658,7 @@ daemon_start(struct http_server *srv, const char *hostport, bool api)
     char port[16], *host = NULL;
     int portnum, rc;
 
-    if (!config_hostport(hostport, &host, &portnum))
+    if (!config_split_hostport(hostport, &host, &portnum))
         return NULL; /* validated at load */
     snprintf(port, sizeof(port), "%d", portnum);
     hints.ai_family = AF_UNSPEC;

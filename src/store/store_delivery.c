@@ -266,7 +266,7 @@ static const char sql_suppress_sqlite[] =
     "lease_expires_at = NULL, last_attempt_at = NULL, attempts = attempts - 1, updated_at = $1 "
     "WHERE id IN (SELECT value FROM json_each($3)) AND lease_owner = $2 AND status = 'sending' "
     "AND NOT EXISTS (SELECT 1 FROM recipients r WHERE r.id = scheduled_messages.recipient_id "
-    "AND r.status = 'active' AND NOT EXISTS (SELECT 1 FROM unsubscribes u WHERE "
+    "AND r.status = 'active' AND NOT EXISTS (SELECT 1 FROM suppressions u WHERE "
     "u.tenant_id = r.tenant_id AND u.email_lc = r.email_lc)) RETURNING id";
 static const char sql_suppress_pg[] =
     "UPDATE scheduled_messages SET status = 'suppressed', lease_owner = NULL, "
@@ -274,7 +274,7 @@ static const char sql_suppress_pg[] =
     "WHERE id = ANY(ARRAY(SELECT jsonb_array_elements_text($3::jsonb)::uuid)) "
     "AND lease_owner = $2 AND status = 'sending' AND NOT EXISTS (SELECT 1 FROM recipients r "
     "WHERE r.id = scheduled_messages.recipient_id AND r.status = 'active' AND NOT EXISTS "
-    "(SELECT 1 FROM unsubscribes u WHERE u.tenant_id = r.tenant_id AND "
+    "(SELECT 1 FROM suppressions u WHERE u.tenant_id = r.tenant_id AND "
     "u.email_lc = r.email_lc)) RETURNING id";
 
 static const char sql_rcpts_sqlite[] =
@@ -579,10 +579,11 @@ bounce_row(struct db *d, struct db_res *r, void *out)
 
 /* A hard bounce: the recipient is bounced and its address suppressed (source bounce). */
 static mc_err
-bounce(struct db *d, const struct bounce_row *b, const char *reason, int64_t now)
+bounce(struct db *d, const struct bounce_row *b, const char *msg_id, const char *reason,
+       int64_t now)
 {
     struct db_param p[] = {P_TEXT(b->recipient_id), P_TIME(now), P_TEXT(b->campaign_id),
-                           P_TEXT(reason), P_TEXT(b->tenant_id)};
+                           P_TEXT(reason), P_TEXT(msg_id), P_TEXT(b->tenant_id)};
     struct db_param pu[] = {P_TEXT(b->recipient_id), P_TIME(now), P_TEXT(b->tenant_id)};
     mc_err err;
 
@@ -595,10 +596,10 @@ bounce(struct db *d, const struct bounce_row *b, const char *reason, int64_t now
     if (err == MC_ERR_OK)
         err = db_exec(d,
                       "INSERT INTO unsubscribes (id, tenant_id, email, email_lc, source, "
-                      "campaign_id, reason, unsubscribed_at) SELECT gen_random_uuid(), "
-                      "r.tenant_id, r.email, r.email_lc, 'bounce', $3, $4, $2 FROM recipients r "
-                      "WHERE r.id = $1 AND r.tenant_id = $5 "
-                      "ON CONFLICT (tenant_id, email_lc) DO NOTHING",
+                      "campaign_id, reason, unsubscribed_at, cause, message_id) SELECT "
+                      "gen_random_uuid(), r.tenant_id, r.email, r.email_lc, 'bounce', $3, $4, $2, "
+                      "'hard_bounce', $5 FROM recipients r "
+                      "WHERE r.id = $1 AND r.tenant_id = $6" UNSUB_ON_CONFLICT,
                       p, NPARAMS(p), NULL);
     return err;
 }
@@ -652,7 +653,7 @@ store_delivery_record(struct store *st, const char *owner, int64_t now,
             err = db_fetch_all(&d, sql_bounced, p, NPARAMS(p) - 1, bounce_row, sizeof(*b),
                                (void **)&b, &nb);
             if (err == MC_ERR_OK && nb == 1)
-                err = bounce(&d, b, x->error, now);
+                err = bounce(&d, b, x->id, x->error, now);
             changes = nb;
             free(b);
             break;
@@ -673,22 +674,32 @@ out:
 }
 
 mc_err
-store_delivery_recover(struct store *st, int64_t now, int *n)
+store_delivery_recover(struct store *st, int64_t now, int attempts_cap, int *n)
 {
-    struct db_param p[] = {P_TIME(now)};
+    struct db_param p[] = {P_TIME(now), P_INT(attempts_cap)};
     int64_t changes = 0;
     struct db d;
     mc_err err;
 
     if ((err = db_get(st, &d)) != MC_ERR_OK)
         return err;
+    /* A lease expiry is not the relay's verdict: the attempt it used is given back by
+     * raising max_attempts, up to attempts_cap; a message that keeps killing its
+     * workers meets the cap and fails as poison (SQLite and PostgreSQL both read the
+     * old row on the right of every SET). */
     err = db_exec(&d,
                   "UPDATE scheduled_messages SET status = CASE "
                   "WHEN (SELECT c.status FROM campaigns c WHERE c.id = "
                   "scheduled_messages.campaign_id) = 'cancelled' THEN 'cancelled' "
-                  "WHEN attempts >= max_attempts THEN 'failed' ELSE 'pending' END, "
+                  "WHEN max_attempts >= $2 AND attempts >= max_attempts THEN 'failed' "
+                  "ELSE 'pending' END, "
+                  "max_attempts = CASE WHEN max_attempts < $2 THEN max_attempts + 1 "
+                  "ELSE max_attempts END, "
                   "lease_owner = NULL, lease_expires_at = NULL, next_attempt_at = $1, "
-                  "last_error = 'the lease expired: the worker stopped or crashed mid-send', "
+                  "last_error = CASE WHEN max_attempts >= $2 AND attempts >= max_attempts "
+                  "THEN 'the lease expired again: failed as a poison message "
+                  "(lease_expiry_max)' "
+                  "ELSE 'the lease expired: the worker stopped or crashed mid-send' END, "
                   "updated_at = $1 WHERE status = 'sending' AND lease_expires_at < $1",
                   p, NPARAMS(p), &changes);
     if (err == MC_ERR_OK) {

@@ -24,6 +24,7 @@
 
 #define ROUND_BUDGET_US (2 * 1000000)
 #define MAX_CAMPAIGNS 16
+#define PRUNE_EVERY_US (60 * 1000000LL)
 
 struct engine {
     struct store *st;        /* borrowed */
@@ -33,6 +34,7 @@ struct engine {
     pthread_cond_t cv;
     bool stop, woken;
     uint64_t rounds; /* rounds finished, under mu: /metrics shows it */
+    int64_t next_prune; /* monotonic time of the next bounce-record sweep */
 };
 
 static bool
@@ -63,7 +65,8 @@ materialize(struct engine *e, int64_t deadline)
             if (store_engine_materialize(e->st, &refs[i], (int)e->cfg->materialize_batch,
                                          (int)e->cfg->retry_max_attempts, time_now_us(),
                                          &inserted, &done) != MC_ERR_OK) {
-                log_warn("event=materialize_failed tenant=%s campaign=%s", refs[i].tenant_id,
+                if (store_reachable(e->st)) /* an outage is logged once, by the store */
+                    log_warn("event=materialize_failed tenant=%s campaign=%s", refs[i].tenant_id,
                          refs[i].id);
                 done = true; /* retried at the next poll, not in a tight loop */
                 break;
@@ -83,11 +86,18 @@ round_once(struct engine *e)
     bool more;
     int n = 0;
 
-    if (store_engine_start_due(e->st, time_now_us(), &n) != MC_ERR_OK)
+    if (store_engine_start_due(e->st, time_now_us(), &n) != MC_ERR_OK && store_reachable(e->st))
         log_warn("event=engine warn=start_due_failed");
     more = materialize(e, deadline);
-    if (store_engine_complete(e->st, time_now_us(), &n) != MC_ERR_OK)
+    if (store_engine_complete(e->st, time_now_us(), &n) != MC_ERR_OK && store_reachable(e->st))
         log_warn("event=engine warn=complete_failed");
+    /* Bounce records past their retention, once a minute or so. */
+    if (time_mono_us() >= e->next_prune) {
+        int64_t keep = e->cfg->bounce_retention_days * 86400LL * 1000000LL;
+        if (store_bounce_prune(e->st, time_now_us() - keep, NULL) != MC_ERR_OK)
+            log_warn("event=engine warn=bounce_prune_failed");
+        e->next_prune = time_mono_us() + PRUNE_EVERY_US;
+    }
     return more;
 }
 

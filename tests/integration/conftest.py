@@ -10,8 +10,12 @@
   fixed operator key and the module's SERVER_ARGS; for tests that do not
   interfere with each other (harness.module_server, which every other
   module-scoped server fixture uses too).
+- solo_factory (function): servers on SQLite of the test's own, for
+  behaviour no store changes (the SMTP client): run once, not per store.
 - server_factory (function): starts servers of the test's own, stopped at
   teardown; for lifecycle tests (signals, restarts, generated keys).
+- sink (module): a scriptable aiosmtpd relay (smtpsink.Sink) for a module's
+  delivering servers.
 """
 
 import os
@@ -22,6 +26,7 @@ import tempfile
 import pytest
 
 from harness import BIN, OPERATOR_KEY, REPO, PgAdmin, Server, create_database, module_server
+from smtpsink import Sink
 
 
 def pytest_configure(config):
@@ -102,3 +107,28 @@ def server_factory(new_database, tmp_path):
     yield make
     for srv in servers:
         srv.stop()
+
+
+@pytest.fixture
+def solo_factory(tmp_path):
+    """Servers on SQLite of the test's own, for behaviour that does not depend
+    on the store (the SMTP client, the worker's queue): run once, not per store."""
+    servers = []
+
+    def make(args):
+        d = tmp_path / f"solo{len(servers)}"
+        d.mkdir()
+        srv = Server(d, f"sqlite:{d / 'mailcast.db'}", OPERATOR_KEY, args)
+        servers.append(srv)
+        srv.start()
+        return srv
+
+    yield make
+    for srv in servers:
+        srv.stop()
+@pytest.fixture(scope="module")
+def sink():
+    """A scriptable SMTP relay on loopback for the module (see smtpsink.py)."""
+    s = Sink().start()
+    yield s
+    s.stop()
