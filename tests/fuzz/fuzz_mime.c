@@ -104,7 +104,8 @@ cleaned(const char *s, struct buf *out)
         a++;
     while (z > a && out->data[z - 1] == ' ')
         z--;
-    memmove(out->data + start, out->data + a, z - a);
+    if (z > a) /* an empty buffer has no data pointer to move within */
+        memmove(out->data + start, out->data + a, z - a);
     out->len = start + (z - a);
 }
 
