@@ -56,19 +56,14 @@ UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRC  := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_NAMES := $(FUZZ_SRC:tests/fuzz/fuzz_%.c=%)
 FUZZ_REPLAY := $(FUZZ_NAMES:%=$(BUILD)/fuzz/fuzz_%_replay)
-# libFuzzer builds: clang instruments the parser itself, so each target
-# lists the sources it needs rather than linking the gcc-built library.
+# libFuzzer builds: clang compiles the whole library once with coverage
+# instrumentation and the sanitizers ($(BUILD)/fuzz/lib/), and each target
+# links against that archive.
 FUZZ_CC   ?= clang
-FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-omit-frame-pointer \
-	-std=c11 -D_GNU_SOURCE $(WARN) -Isrc
+FUZZ_SAN  := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZ_FLAGS := -g -O1 $(FUZZ_SAN) -std=c11 -D_GNU_SOURCE $(WARN) -Isrc -I$(BUILD)/gen
 FUZZ_TIME ?= 60
-FUZZ_reply_SRC := src/smtp/reply.c src/core/util.c src/core/err.c
-FUZZ_mime_SRC := src/smtp/mime.c src/core/email.c src/core/util.c src/core/err.c
-FUZZ_mime_LIBS := -lidn2
-FUZZ_bounce_SRC := src/bounce/parse.c src/bounce/classify.c src/bounce/ref.c src/core/util.c src/core/err.c src/core/crypto.c
-FUZZ_bounce_FLAGS = $(shell pkg-config --cflags gmime-3.0)
-FUZZ_bounce_LIBS = $(shell pkg-config --libs gmime-3.0 libcrypto jansson)
-FUZZ_smtpd_SRC := src/bounce/smtpd_cmd.c src/core/util.c src/core/err.c
+FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/fuzz/lib/%.o) $(BUILD)/fuzz/lib/gen/migrations_gen.o
 
 all: mailcast
 
@@ -125,7 +120,7 @@ fuzz-replay: $(FUZZ_REPLAY)
 	@set -e; for n in $(FUZZ_NAMES); do \
 	    $(BUILD)/fuzz/fuzz_$${n}_replay tests/fuzz/corpus/$$n; done
 
-$(BUILD)/fuzz/fuzz_%_replay: tests/fuzz/fuzz_%.c tests/fuzz/replay.c tests/fuzz/fuzz_check.h $(BUILD)/libmailcast.a
+$(BUILD)/fuzz/fuzz_%_replay: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h tests/fuzz/replay.c $(BUILD)/libmailcast.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) -o $@ $< tests/fuzz/replay.c $(BUILD)/libmailcast.a $(LDFLAGS) $(LIBS)
 
@@ -139,10 +134,22 @@ fuzz: $(FUZZ_NAMES:%=$(BUILD)/fuzz/fuzz_%)
 	    $(BUILD)/fuzz/fuzz_$$n -max_total_time=$(FUZZ_TIME) \
 	        $(BUILD)/fuzz/corpus-$$n tests/fuzz/corpus/$$n; done
 
-.SECONDEXPANSION:
-$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $$(FUZZ_$$*_SRC)
+$(BUILD)/fuzz/lib/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_FLAGS) $(FUZZ_$*_FLAGS) -o $@ $^ $(FUZZ_$*_LIBS)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link $(PKG_CFLAGS) -MMD -MP -c -o $@ $<
+
+$(BUILD)/fuzz/lib/gen/migrations_gen.o: $(BUILD)/gen/migrations_gen.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -c -o $@ $<
+
+$(BUILD)/fuzz/libmailcast-fuzz.a: $(FUZZ_LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(BUILD)/fuzz/libmailcast-fuzz.a
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer $(PKG_CFLAGS) -o $@ $< \
+	    $(BUILD)/fuzz/libmailcast-fuzz.a $(LIBS)
 
 deps:
 	@bash scripts/deps.sh

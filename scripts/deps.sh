@@ -17,7 +17,7 @@ libpq-dev libcsv-dev libidn2-dev libevent-dev libssl-dev libopendkim-dev uuid-de
 libgmime-3.0-dev nodejs"
 test_pkgs="libcmocka-dev postgresql postfix python3-pytest python3-requests python3-psycopg2
 python3-aiosmtpd python3-dkim python3-selenium python3-cryptography python3-pytest-xdist python3-yaml chromium chromium-driver openssl
-jq fonts-noto-color-emoji fonts-wqy-microhei fonts-dejavu"
+jq fonts-noto-color-emoji fonts-wqy-microhei fonts-dejavu clang libclang-rt-14-dev"
 
 pkgs=$build_pkgs
 [ $want_test = 1 ] && pkgs="$pkgs $test_pkgs"

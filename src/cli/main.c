@@ -91,6 +91,7 @@ main(int argc, char **argv)
 
     if (rest == NULL)
         return 1;
+    util_json_alloc_init();
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *name;
 

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "email.h"
 #include "log.h"
 
 enum opt_type { OPT_STR, OPT_INT };
@@ -43,7 +44,7 @@ static const struct opt opts[] = {
     {"http_threads", INT(http_threads), "4", 1, 256, false, "HTTP worker threads", NULL},
     {"http_max_body", INT(http_max_body), "1048576", 1024, 1073741824, false,
      "largest JSON request body, bytes", NULL},
-    {"http_max_connections", INT(http_max_connections), "1024", 1, 65536, false,
+    {"http_max_connections", INT(http_max_connections), "4096", 1, 65536, false,
      "concurrent HTTP connections", NULL},
     {"http_timeout", INT(http_timeout), "60", 1, 3600, false,
      "seconds an idle HTTP connection is kept", NULL},
@@ -140,6 +141,17 @@ static const struct opt opts[] = {
     /* The web console. */
     {"timeline_max_points", INT(timeline_max_points), "720", 2, 100000, false,
      "most points a campaign's timeline returns (its buckets widen past that)", NULL},
+    /* Hardening against hostile clients (issue 12). */
+    {"http_max_connections_per_ip", INT(http_max_connections_per_ip), "64", 1, 65536, false,
+     "concurrent HTTP connections from one address", NULL},
+    {"http_header_timeout", INT(http_header_timeout), "10", 1, 3600, false,
+     "seconds a connection gets to send a request's whole header block", NULL},
+    {"http_body_timeout", INT(http_body_timeout), "30", 1, 86400, false,
+     "seconds a request body gets, plus its size at http_body_min_rate", NULL},
+    {"http_body_min_rate", INT(http_body_min_rate), "16384", 1, 1073741824, false,
+     "slowest body upload allowed, bytes per second", NULL},
+    {"metrics_listen", STR(metrics_listen), NULL, 0, 0, false,
+     "HOST:PORT serving /metrics without a key", "/metrics on the API port, operator key"},
 };
 
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
@@ -275,9 +287,9 @@ config_split_hostport(const char *s, char **host_out, int *port_out)
 
     if (colon == NULL || !parse_int64(colon + 1, 0, 65535, &port))
         return false;
-    hlen = (size_t)(colon - host);
-    if (hlen >= 2 && host[0] == '[' && host[hlen - 1] == ']') {
-        host++;
+    hlen = (size_t)(colon - s);
+    if (hlen >= 2 && s[0] == '[' && s[hlen - 1] == ']') {
+        s++;
         hlen -= 2;
     }
     if (hlen == 0)
@@ -292,6 +304,38 @@ parse_listen(struct config *cfg)
 {
     return config_split_hostport(cfg->listen, &cfg->listen_host, &cfg->listen_port) &&
            cfg->listen_port > 0;
+}
+
+/*
+ * return_path goes into MAIL FROM and helo_name into EHLO: a CR or LF would
+ * inject SMTP commands, and a value past the client's buffers would lose
+ * the line's CRLF.  So return_path must be an address and helo_name a host
+ * name (or an address literal), each within the protocol's limits.
+ */
+static void
+validate_envelope(struct config *cfg, struct buf *errors)
+{
+    char norm[EMAIL_MAX + 1], lc[EMAIL_MAX + 1];
+    const char *why = NULL;
+
+    if (cfg->return_path != NULL && !email_normalize(cfg->return_path, norm, lc, &why))
+        buf_printf(errors, "return_path: not an address: %s\n", why);
+    else if (cfg->return_path != NULL && strcmp(norm, cfg->return_path) != 0)
+        buf_printf(errors, "return_path: write it as %s (no blanks, domain in lowercase ASCII)\n",
+                   norm);
+    if (cfg->helo_name != NULL) {
+        size_t n = strlen(cfg->helo_name);
+        bool literal = n > 2 && cfg->helo_name[0] == '[' && cfg->helo_name[n - 1] == ']';
+        const char *allowed = literal ? "0123456789abcdefABCDEF.:IPv" : "abcdefghijklmnopqrstuvwxyz"
+                                                                      "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                                                      "0123456789.-";
+        size_t inner = literal ? n - 2 : n;
+
+        if (n == 0 || n > 253 || strspn(cfg->helo_name + literal, allowed) != inner ||
+            (!literal && (cfg->helo_name[0] == '.' || cfg->helo_name[0] == '-')))
+            buf_printf(errors, "helo_name: must be a host name (letters, digits, dots, hyphens; "
+                               "at most 253) or an address literal like [192.0.2.1]\n");
+    }
 }
 
 static void
@@ -344,6 +388,18 @@ validate(struct config *cfg, struct layered *l, struct buf *errors)
          strpbrk(cfg->list_unsubscribe_mailto, " \t\r\n<>,\"") != NULL))
         buf_printf(errors, "list_unsubscribe_mailto: must be a mailto: URI "
                            "(mailto:unsubscribe@example.com)\n");
+    validate_envelope(cfg, errors);
+    if (cfg->metrics_listen != NULL) {
+        char *h = NULL;
+        int port;
+
+        if (!config_split_hostport(cfg->metrics_listen, &h, &port) || port == 0)
+            buf_printf(errors, "metrics_listen: \"%s\" is not HOST:PORT with a port 1-65535\n",
+                       cfg->metrics_listen);
+        else if (strcmp(cfg->metrics_listen, cfg->listen) == 0)
+            buf_printf(errors, "metrics_listen: must differ from listen\n");
+        free(h);
+    }
     if (cfg->test_send_timeout >= cfg->http_timeout)
         buf_printf(errors, "test_send_timeout (%lld) must be below http_timeout (%lld)\n",
                    (long long)cfg->test_send_timeout, (long long)cfg->http_timeout);

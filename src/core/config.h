@@ -59,6 +59,12 @@ struct config {
     int64_t retry_cap;            /* longest wait between retries, seconds */
     int64_t retry_max_attempts;   /* attempts before a message fails */
     int64_t dkim_required;        /* 1: a message whose From domain has no key fails */
+    /* Hardening against hostile clients */
+    int64_t http_max_connections_per_ip;
+    int64_t http_header_timeout;  /* seconds for a request's whole header block */
+    int64_t http_body_timeout;    /* seconds for a body, plus its size at the rate below */
+    int64_t http_body_min_rate;   /* bytes per second */
+    char *metrics_listen;         /* "HOST:PORT" of a key-less /metrics listener, or NULL */
     /* SMTP and fault hardening */
     int64_t smtp_idle_timeout;    /* seconds before an idle relay connection says QUIT */
     char *smtp_dns_server;        /* NULL: the system's resolvers */
@@ -101,6 +107,7 @@ void config_cleanup(struct config *cfg);
 void config_warnings(const struct config *cfg, struct buf *out);
 /* Splits "HOST:PORT" (or "[v6]:PORT"; port 0-65535): *host owned.  False when malformed. */
 bool config_split_hostport(const char *s, char **host, int *port);
+
 
 /*
  * Looks up a command-line flag ("--listen") and returns the option name

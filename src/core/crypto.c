@@ -173,6 +173,19 @@ crypto_equal(const void *a, const void *b, size_t n)
 }
 
 void
+crypto_wipe(void *p, size_t n)
+{
+    OPENSSL_cleanse(p, n);
+}
+
+void
+crypto_wipe_str(char *s)
+{
+    if (s != NULL)
+        OPENSSL_cleanse(s, strlen(s));
+}
+
+void
 crypto_uuid_bytes(const char *id, unsigned char out[16])
 {
     int n = 0;

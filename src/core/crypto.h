@@ -33,6 +33,13 @@ void crypto_hmac_sha256(const void *key, size_t keylen, const void *data, size_t
 /* Lowercase hex of p[0..n) into out, which needs 2n+1 bytes. */
 void crypto_hex(const void *p, size_t n, char *out);
 /* Constant-time equality of two buffers of the same length n. */
+/*
+ * Wipes secret bytes with OPENSSL_cleanse, which the compiler may not drop
+ * as a dead store (a memset before free may be).  crypto_wipe_str wipes a
+ * NUL-terminated string (NULL is a no-op).
+ */
+void crypto_wipe(void *p, size_t n);
+void crypto_wipe_str(char *s);
 bool crypto_equal(const void *a, const void *b, size_t n);
 
 #endif

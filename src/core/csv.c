@@ -223,7 +223,9 @@ void
 csv_write_field(struct buf *b, const char *s, bool neutralise)
 {
     size_t n = strlen(s);
-    bool quote = strpbrk(s, ",\"\r\n") != NULL || (n > 0 && (s[0] == ' ' || s[n - 1] == ' '));
+    /* libcsv trims unquoted blanks, spaces and tabs alike (found by fuzz_csv). */
+    bool quote = strpbrk(s, ",\"\r\n") != NULL ||
+                 (n > 0 && (strchr(" \t", s[0]) != NULL || strchr(" \t", s[n - 1]) != NULL));
     bool prefix = neutralise && n > 0 && formula_start(s[0]);
 
     if (prefix)

@@ -16,6 +16,63 @@ atext(unsigned char c)
     return isalnum(c) || strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL;
 }
 
+/*
+ * Code points refused in a UTF-8 local part: controls, separators and
+ * invisible format characters.  None belongs in an address a person types,
+ * and each can hide text or break a line in a header, a log or a page
+ * (U+0085, U+2028 and U+2029 are line breaks to some readers).
+ */
+static const struct {
+    unsigned lo, hi;
+} refused_cp[] = {
+    {0x0080, 0x00A0}, /* C1 controls (U+0085 NEL among them), no-break space */
+    {0x00AD, 0x00AD}, /* soft hyphen */
+    {0x034F, 0x034F}, /* combining grapheme joiner */
+    {0x061C, 0x061C}, /* Arabic letter mark */
+    {0x1680, 0x1680}, /* Ogham space mark */
+    {0x180E, 0x180E}, /* Mongolian vowel separator */
+    {0x2000, 0x200F}, /* spaces, zero-width characters, LRM/RLM */
+    {0x2028, 0x202F}, /* line and paragraph separators, bidi embeddings, narrow space */
+    {0x205F, 0x206F}, /* medium space, word joiner, invisible operators, bidi isolates */
+    {0x3000, 0x3000}, /* ideographic space */
+    {0xD800, 0xDFFF}, /* surrogates (str_valid_utf8 refuses them too) */
+    {0xFE00, 0xFE0F}, /* variation selectors */
+    {0xFEFF, 0xFEFF}, /* byte order mark, zero-width no-break space */
+    {0xFFF0, 0xFFFF}, /* specials, noncharacters */
+    {0xE0000, 0xE0FFF}, /* tags, variation selectors supplement */
+    {0xF0000, 0x10FFFF}, /* private use planes */
+};
+
+/* Decodes one code point of valid UTF-8 at s; returns its length. */
+static size_t
+utf8_next(const unsigned char *s, unsigned *cp)
+{
+    if (s[0] < 0x80) {
+        *cp = s[0];
+        return 1;
+    }
+    if (s[0] < 0xE0) {
+        *cp = ((unsigned)(s[0] & 0x1F) << 6) | (s[1] & 0x3F);
+        return 2;
+    }
+    if (s[0] < 0xF0) {
+        *cp = ((unsigned)(s[0] & 0x0F) << 12) | ((unsigned)(s[1] & 0x3F) << 6) | (s[2] & 0x3F);
+        return 3;
+    }
+    *cp = ((unsigned)(s[0] & 0x07) << 18) | ((unsigned)(s[1] & 0x3F) << 12) |
+          ((unsigned)(s[2] & 0x3F) << 6) | (s[3] & 0x3F);
+    return 4;
+}
+
+static bool
+cp_refused(unsigned cp)
+{
+    for (size_t i = 0; i < sizeof(refused_cp) / sizeof(refused_cp[0]); i++)
+        if (cp >= refused_cp[i].lo && cp <= refused_cp[i].hi)
+            return true;
+    return (cp & 0xFFFE) == 0xFFFE; /* the noncharacters ending every plane */
+}
+
 static bool
 local_ok(const char *s, size_t n, const char **reason)
 {
@@ -46,6 +103,14 @@ local_ok(const char *s, size_t n, const char **reason)
     if (!str_valid_utf8(s, n, false)) {
         *reason = "the part before @ is not valid UTF-8";
         return false;
+    }
+    for (size_t i = 0; i < n;) {
+        unsigned cp;
+        i += utf8_next((const unsigned char *)s + i, &cp);
+        if (cp_refused(cp)) {
+            *reason = "the address contains a space, separator or control character";
+            return false;
+        }
     }
     return true;
 }

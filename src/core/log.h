@@ -10,6 +10,8 @@
 #ifndef MC_LOG_H
 #define MC_LOG_H
 
+#include <stddef.h>
+
 enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
 
 /* Sets the lowest level printed (default LOG_INFO). */
@@ -18,6 +20,15 @@ void log_set_level(enum log_level lvl);
 int log_level_parse(const char *s);
 
 void log_msg(enum log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/*
+ * Writes s into out (outlen bytes) as it may stand inside a quoted value:
+ * '"' and '\\' backslashed, every control and non-ASCII byte as \xNN, cut
+ * with "..." when it does not fit.  Returns out.  Every value from outside
+ * (a path, a header, a relay's reply) goes through it before it is logged,
+ * so it can neither end its field nor start a line.
+ */
+const char *log_escape(const char *s, char *out, size_t outlen);
 
 #define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)

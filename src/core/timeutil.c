@@ -137,6 +137,13 @@ time_parse_rfc3339(const char *s, int64_t *out)
         return false;
     int64_t secs = days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 + h * 3600 +
                    mi * 60 + se - off;
+    /*
+     * An offset can carry a time past the years RFC 3339 writes (found by
+     * fuzz_time: "9999-12-31T23:59:00-23:59" is in year 10000 in UTC, which
+     * would be formatted back as text no parser takes).
+     */
+    if (secs < days_from_civil(0, 1, 1) * 86400 || secs >= days_from_civil(10000, 1, 1) * 86400)
+        return false;
     *out = secs * 1000000 + frac;
     return true;
 }

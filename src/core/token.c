@@ -8,7 +8,9 @@
 
 #define RAW_LEN (1 + 16 * 3 + 16)
 #define MAC_LEN 16
-#define VERSION 1
+/* The first byte: what the token is for; the MAC covers it. */
+#define VERSION_LINK 1
+#define VERSION_PREVIEW 2
 
 static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
@@ -22,14 +24,14 @@ mac(const unsigned char key[TOKEN_KEY_LEN], const unsigned char *data, size_t n,
     memcpy(out, md, MAC_LEN);
 }
 
-void
-token_make(const unsigned char key[TOKEN_KEY_LEN], const char *tenant_id,
-           const char *campaign_id, const char *recipient_id, char out[TOKEN_LEN + 1])
+static void
+make(const unsigned char key[TOKEN_KEY_LEN], unsigned char version, const char *tenant_id,
+     const char *campaign_id, const char *recipient_id, char out[TOKEN_LEN + 1])
 {
     unsigned char raw[RAW_LEN];
     size_t o = 0;
 
-    raw[0] = VERSION;
+    raw[0] = version;
     crypto_uuid_bytes(tenant_id, raw + 1);
     crypto_uuid_bytes(campaign_id, raw + 17);
     crypto_uuid_bytes(recipient_id, raw + 33);
@@ -51,6 +53,20 @@ token_make(const unsigned char key[TOKEN_KEY_LEN], const char *tenant_id,
     out[o] = '\0';
 }
 
+void
+token_make(const unsigned char key[TOKEN_KEY_LEN], const char *tenant_id,
+           const char *campaign_id, const char *recipient_id, char out[TOKEN_LEN + 1])
+{
+    make(key, VERSION_LINK, tenant_id, campaign_id, recipient_id, out);
+}
+
+void
+token_make_preview(const unsigned char key[TOKEN_KEY_LEN], const char *tenant_id,
+                   const char *campaign_id, const char *recipient_id, char out[TOKEN_LEN + 1])
+{
+    make(key, VERSION_PREVIEW, tenant_id, campaign_id, recipient_id, out);
+}
+
 static int
 b64val(char c)
 {
@@ -59,10 +75,10 @@ b64val(char c)
     return p ? (int)(p - b64) : -1;
 }
 
-bool
-token_verify(const unsigned char (*keys)[TOKEN_KEY_LEN], int nkeys, const char *token,
-             char tenant_id[MC_UUID_LEN + 1], char campaign_id[MC_UUID_LEN + 1],
-             char recipient_id[MC_UUID_LEN + 1])
+static bool
+verify(const unsigned char (*keys)[TOKEN_KEY_LEN], int nkeys, unsigned char version,
+       const char *token, char tenant_id[MC_UUID_LEN + 1], char campaign_id[MC_UUID_LEN + 1],
+       char recipient_id[MC_UUID_LEN + 1])
 {
     unsigned char raw[RAW_LEN + 2], want[MAC_LEN];
     size_t o = 0;
@@ -88,7 +104,7 @@ token_verify(const unsigned char (*keys)[TOKEN_KEY_LEN], int nkeys, const char *
         if (n > 3)
             raw[o++] = (unsigned char)v;
     }
-    if (o != RAW_LEN || raw[0] != VERSION)
+    if (o != RAW_LEN || raw[0] != version)
         return false;
     /* Every key is tried, so the time taken does not say which one matched. */
     for (int k = 0; k < nkeys; k++) {
@@ -101,4 +117,20 @@ token_verify(const unsigned char (*keys)[TOKEN_KEY_LEN], int nkeys, const char *
     crypto_uuid_text(raw + 17, campaign_id);
     crypto_uuid_text(raw + 33, recipient_id);
     return true;
+}
+
+bool
+token_verify(const unsigned char (*keys)[TOKEN_KEY_LEN], int nkeys, const char *token,
+             char tenant_id[MC_UUID_LEN + 1], char campaign_id[MC_UUID_LEN + 1],
+             char recipient_id[MC_UUID_LEN + 1])
+{
+    return verify(keys, nkeys, VERSION_LINK, token, tenant_id, campaign_id, recipient_id);
+}
+
+bool
+token_is_preview(const unsigned char (*keys)[TOKEN_KEY_LEN], int nkeys, const char *token)
+{
+    char t[MC_UUID_LEN + 1], c[MC_UUID_LEN + 1], r[MC_UUID_LEN + 1];
+
+    return verify(keys, nkeys, VERSION_PREVIEW, token, t, c, r);
 }

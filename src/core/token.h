@@ -5,6 +5,10 @@
  * over them with a server key; it holds no address.  It is base64url
  * without padding, 87 characters:
  *     version (1 byte) | tenant | campaign | recipient (16 bytes each) | MAC (16 bytes)
+ * The version byte says what the token is for: 1, a working unsubscribe
+ * link; 2, a preview's link, which looks alike but never unsubscribes
+ * anyone (a read-only key may preview, so a preview must not mint a
+ * working link; the MAC covers the byte, so it cannot be flipped).
  * Verification tries every key it is given (the current one and those
  * rotated out) and compares MACs in constant time.
  */
@@ -24,8 +28,14 @@
 void token_make(const unsigned char key[TOKEN_KEY_LEN], const char *tenant_id,
                 const char *campaign_id, const char *recipient_id, char out[TOKEN_LEN + 1]);
 
+/* The same for a preview: a token that token_verify refuses. */
+void token_make_preview(const unsigned char key[TOKEN_KEY_LEN], const char *tenant_id,
+                        const char *campaign_id, const char *recipient_id,
+                        char out[TOKEN_LEN + 1]);
+/* True when token is a genuine preview token (made with one of the keys). */
+bool token_is_preview(const unsigned char (*keys)[TOKEN_KEY_LEN], int nkeys, const char *token);
 /*
- * Checks token against each of nkeys keys; on success writes the three ids
+ * Checks a working link's token against each of nkeys keys; on success writes the three ids
  * (lowercase UUIDs) and returns true.  Anything malformed, truncated or
  * tampered with returns false.
  */

@@ -9,6 +9,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include <jansson.h>
+
 #include "util.h"
 
 static void
@@ -247,4 +249,10 @@ str_valid_utf8(const char *s, size_t n, bool allow_newlines)
         p += len;
     }
     return true;
+}
+
+void
+util_json_alloc_init(void)
+{
+    json_set_alloc_funcs(xmalloc, free);
 }

@@ -19,6 +19,12 @@ void *xcalloc(size_t nmemb, size_t size);
 void *xrealloc(void *p, size_t n);
 /* Copy of s; xstrdup(NULL) is NULL. */
 char *xstrdup(const char *s);
+/*
+ * Routes jansson's allocations through xmalloc (out of memory aborts, as
+ * everywhere else): a NULL from jansson then means bad input, never a lost
+ * allocation.  Called once, first thing in main().
+ */
+void util_json_alloc_init(void);
 char *xstrndup(const char *s, size_t n);
 /* Formatted string in new memory (caller owns). */
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -693,9 +693,14 @@ preview_recipient(struct req *r, const struct campaign *c, struct recipient *x,
 
     if (!field_string(r, r->json, "recipient_id", 0, 64, &rid, NULL))
         return false;
+    if (rid != NULL && !crypto_uuid_valid(rid)) {
+        /* Refused, not cut: a longer value must not name another recipient. */
+        reply_invalid(r, "recipient_id", "recipient_id must be a UUID");
+        return false;
+    }
     if (rid != NULL) {
         char id[MC_UUID_LEN + 1];
-        snprintf(id, sizeof(id), "%s", rid);
+        memcpy(id, rid, sizeof(id)); /* a valid UUID is exactly MC_UUID_LEN */
         crypto_uuid_lower(id);
         err = c->list_id[0] ? store_recipient_get(r->app->st, c->tenant_id, c->list_id, id, x)
                             : MC_ERR_NOT_FOUND;
@@ -709,10 +714,11 @@ preview_recipient(struct req *r, const struct campaign *c, struct recipient *x,
         }
         *out = (struct compose_recipient){.recipient_id = x->id, .email = x->email,
                                           .name = x->name, .first_name = x->first_name,
-                                          .last_name = x->last_name, .attributes = x->attributes};
+                                          .last_name = x->last_name, .attributes = x->attributes,
+                                          .preview_link = true};
         return true;
     }
-    *out = (struct compose_recipient){0};
+    *out = (struct compose_recipient){.preview_link = true};
     if (!field_string(r, r->json, "email", F_REQUIRED, 1024, &email, NULL) ||
         !field_string(r, r->json, "name", F_NULLABLE | F_ONELINE, 255, &out->name, NULL) ||
         !field_string(r, r->json, "first_name", F_NULLABLE | F_ONELINE, 255, &out->first_name,

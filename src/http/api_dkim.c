@@ -105,8 +105,7 @@ api_dkim_create(struct req *r)
         reply_created(r, dkim_json(&k), k.id, NULL);
     }
 out:
-    if (gen)
-        memset(gen, 0, strlen(gen));
+    crypto_wipe_str(gen);
     free(gen);
     dkim_key_cleanup(&k);
 }

@@ -1,5 +1,6 @@
 /*
- * api_health.c - liveness, readiness and metrics; no API key needed.
+ * api_health.c - liveness and readiness (no API key needed) and metrics (the
+ * operator key, or a listener of their own).
  */
 #include "core/util.h"
 #include "http.h"
@@ -12,6 +13,10 @@ api_healthz(struct req *r)
     reply_json(r, 200, json_pack("{s:s}", "status", "ok"));
 }
 
+/*
+ * Ready means the database answers and can take a write: a full disk is no
+ * passing outage, and monitoring must see it (issue 12 finding 18).
+ */
 void
 api_readyz(struct req *r)
 {
@@ -21,31 +26,59 @@ api_readyz(struct req *r)
         reply_error(r, MC_ERR_DB, "the database is not reachable");
         return;
     }
+    err = store_write_check(r->app->st);
+    if (err == MC_ERR_STORAGE_FULL) {
+        reply_json(r, 503,
+                   json_pack("{s:{s:s, s:s}, s:s, s:s, s:b}", "error", "code",
+                             mc_err_code(err), "message",
+                             "the database has no space left: writes fail until space is freed",
+                             "status", "not_ready", "database", store_backend(r->app->st),
+                             "writable", 0));
+        return;
+    }
+    if (err != MC_ERR_OK) {
+        reply_error(r, MC_ERR_DB, "the database does not take writes");
+        return;
+    }
     reply_json(r, 200,
                json_pack("{s:s, s:s}", "status", "ready", "database", store_backend(r->app->st)));
 }
 
-void
-api_metrics(struct req *r)
+char *
+api_metrics_text(struct app *app)
 {
     struct buf out;
-
     int64_t pending = 0, sending = 0;
 
     buf_init(&out, 0);
-    metrics_render(r->app->metrics, &out);
-    delivery_metrics(r->app->delivery, &out);
-    engine_metrics(r->app->engine, &out);
-    bounce_metrics(&r->app->bounce_stats, &out);
-    if (store_queue_depth(r->app->st, &pending, &sending) == MC_ERR_OK)
+    metrics_render(app->metrics, &out);
+    delivery_metrics(app->delivery, &out);
+    engine_metrics(app->engine, &out);
+    bounce_metrics(&app->bounce_stats, &out);
+    if (store_queue_depth(app->st, &pending, &sending) == MC_ERR_OK)
         buf_printf(&out,
                    "# HELP mailcast_queue_messages Messages of live campaigns by state.\n"
                    "# TYPE mailcast_queue_messages gauge\n"
                    "mailcast_queue_messages{state=\"pending\"} %lld\n"
                    "mailcast_queue_messages{state=\"sending\"} %lld\n",
                    (long long)pending, (long long)sending);
+    return buf_steal(&out);
+}
+
+/*
+ * Tenant ids and volumes are no public matter: on the API port /metrics
+ * takes the operator key (the route's flag), and with --metrics-listen it
+ * is served there only, without a key, and is not found here.
+ */
+void
+api_metrics(struct req *r)
+{
+    if (r->app->cfg->metrics_listen != NULL) {
+        reply_error(r, MC_ERR_NO_ROUTE, "metrics are served on metrics_listen");
+        return;
+    }
     r->status = 200;
-    r->resp_body = buf_steal(&out);
-    r->resp_type = "text/plain; version=0.0.4; charset=utf-8";
+    r->resp_body = api_metrics_text(r->app);
+    r->resp_type = METRICS_CONTENT_TYPE;
     r->answered = true;
 }

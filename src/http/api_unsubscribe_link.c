@@ -98,7 +98,13 @@ resolve(struct req *r, struct link *l)
     }
     if (err == MC_ERR_OK)
         return true;
-    if (err == MC_ERR_NOT_FOUND)
+    if (err == MC_ERR_NOT_FOUND &&
+        token_is_preview((const unsigned char(*)[TOKEN_KEY_LEN])r->app->secrets.token_keys,
+                         r->app->secrets.ntoken_keys, tok))
+        page(r, 404, "Preview link",
+             "<h1>This is a preview link</h1><p>It comes from a campaign preview and does "
+             "not unsubscribe anyone. The link in a sent message works.</p>");
+    else if (err == MC_ERR_NOT_FOUND)
         not_found(r);
     else
         page(r, 503, "Please try again",

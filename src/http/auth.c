@@ -31,6 +31,8 @@ auth_key_generate(char **secret, char **prefix, char hash[65])
     *secret = xasprintf(TENANT_PREFIX "%.12s_%s", hex, hex + 12);
     *prefix = xstrndup(*secret, PREFIX_LEN);
     crypto_sha256_hex(*secret, strlen(*secret), hash);
+    crypto_wipe(rnd, sizeof(rnd));
+    crypto_wipe(hex, sizeof(hex));
 }
 
 /* The presented key: "Authorization: Bearer KEY" first, then "X-API-Key". */
@@ -50,6 +52,101 @@ presented_key(struct req *r)
     return h ? h : "";
 }
 
+/*
+ * auth_check in its steps: the key presented, then either the operator's
+ * key or a tenant key that exists, is live, and allows this route on this
+ * tenant.  Each step answers the request itself when it refuses.
+ */
+
+/* The operator's key: any tenant, but only one that exists. */
+static bool
+operator_accept(struct req *r, const char *tid)
+{
+    struct tenant t = {0};
+    mc_err err;
+
+    r->is_operator = true;
+    r->scopes = KEY_SCOPE_READ | KEY_SCOPE_WRITE;
+    if (tid == NULL)
+        return true;
+    err = store_tenant_get(r->app->st, tid, &t);
+    tenant_cleanup(&t);
+    if (err != MC_ERR_OK) {
+        reply_store_error(r, err, "tenant");
+        return false;
+    }
+    return true;
+}
+
+/* Finds the tenant key by its prefix and checks its hash; fills *k. */
+static bool
+key_lookup(struct req *r, const char *key, const char hash[65], struct api_key *k)
+{
+    char prefix[PREFIX_LEN + 1];
+    mc_err err;
+
+    if (strlen(key) != PREFIX_LEN + 1 + 64 || !str_prefix(key, TENANT_PREFIX) ||
+        key[PREFIX_LEN] != '_') {
+        reply_error(r, MC_ERR_UNAUTHORIZED, "invalid API key");
+        return false;
+    }
+    memcpy(prefix, key, PREFIX_LEN);
+    prefix[PREFIX_LEN] = '\0';
+    err = store_key_find(r->app->st, prefix, k);
+    if (err == MC_ERR_NOT_FOUND || (err == MC_ERR_OK && !crypto_equal(hash, k->key_hash, 64))) {
+        reply_error(r, MC_ERR_UNAUTHORIZED, "invalid API key");
+        return false;
+    }
+    if (err != MC_ERR_OK) {
+        reply_store_error(r, err, "API key");
+        return false;
+    }
+    return true;
+}
+
+/* Not revoked, not expired. */
+static bool
+key_live(struct req *r, const struct api_key *k, int64_t now)
+{
+    if (k->revoked_at != 0) {
+        reply_error(r, MC_ERR_UNAUTHORIZED, "API key revoked");
+        return false;
+    }
+    if (k->expires_at != 0 && k->expires_at <= now) {
+        reply_error(r, MC_ERR_UNAUTHORIZED, "API key expired");
+        return false;
+    }
+    return true;
+}
+
+/* The key's tenant is the path's, active, and the key has the route's scope. */
+static bool
+key_allows(struct req *r, const struct api_key *k, unsigned flags, const char *tid)
+{
+    if (flags & R_AUTH_OPERATOR) {
+        reply_error(r, MC_ERR_FORBIDDEN, "this endpoint needs the operator key");
+        return false;
+    }
+    /* Another tenant's data does not exist for this key (R_AUTH_SELF: a path about the key). */
+    if (tid == NULL ? !(flags & R_AUTH_SELF) : strcmp(tid, k->tenant_id) != 0) {
+        reply_error(r, MC_ERR_NOT_FOUND, "tenant not found");
+        return false;
+    }
+    if (k->tenant_status != TENANT_ACTIVE) {
+        reply_error(r, MC_ERR_SUSPENDED, "tenant is suspended");
+        return false;
+    }
+    if ((flags & R_AUTH_WRITE) && !(k->scopes & KEY_SCOPE_WRITE)) {
+        reply_error(r, MC_ERR_SCOPE, "this API key is read-only; the request needs write");
+        return false;
+    }
+    if (!(k->scopes & KEY_SCOPE_READ)) {
+        reply_error(r, MC_ERR_SCOPE, "this API key lacks the read scope");
+        return false;
+    }
+    return true;
+}
+
 bool
 auth_check(struct req *r)
 {
@@ -57,9 +154,8 @@ auth_check(struct req *r)
     const char *key, *tid;
     struct api_key k = {0};
     char hash[65];
-    int64_t now;
-    mc_err err;
-    bool ok = false;
+    int64_t now = time_now_us();
+    bool ok;
 
     if ((flags & (R_AUTH_OPERATOR | R_AUTH_READ | R_AUTH_WRITE)) == 0)
         return true;
@@ -71,75 +167,15 @@ auth_check(struct req *r)
     }
     crypto_sha256_hex(key, strlen(key), hash);
     tid = req_param(r, "tenant_id");
-    if (crypto_equal(hash, r->app->operator_hash, 64)) {
-        struct tenant t = {0};
-
-        r->is_operator = true;
-        r->scopes = KEY_SCOPE_READ | KEY_SCOPE_WRITE;
-        /* The operator may act on any tenant, but only on one that exists. */
-        if (tid != NULL) {
-            err = store_tenant_get(r->app->st, tid, &t);
-            tenant_cleanup(&t);
-            if (err != MC_ERR_OK) {
-                reply_store_error(r, err, "tenant");
-                return false;
-            }
-        }
-        return true;
+    if (crypto_equal(hash, r->app->operator_hash, 64))
+        return operator_accept(r, tid);
+    ok = key_lookup(r, key, hash, &k) && key_live(r, &k, now) && key_allows(r, &k, flags, tid);
+    if (ok) {
+        memcpy(r->tenant_id, k.tenant_id, sizeof(r->tenant_id));
+        r->scopes = k.scopes;
+        if (store_key_touch(r->app->st, k.id, now) != MC_ERR_OK)
+            log_warn("event=auth warn=touch_failed key_id=%s", k.id);
     }
-    if (strlen(key) != PREFIX_LEN + 1 + 64 || !str_prefix(key, TENANT_PREFIX) ||
-        key[PREFIX_LEN] != '_') {
-        reply_error(r, MC_ERR_UNAUTHORIZED, "invalid API key");
-        return false;
-    }
-    char prefix[PREFIX_LEN + 1];
-    memcpy(prefix, key, PREFIX_LEN);
-    prefix[PREFIX_LEN] = '\0';
-    err = store_key_find(r->app->st, prefix, &k);
-    if (err == MC_ERR_NOT_FOUND || (err == MC_ERR_OK && !crypto_equal(hash, k.key_hash, 64))) {
-        reply_error(r, MC_ERR_UNAUTHORIZED, "invalid API key");
-        goto out;
-    }
-    if (err != MC_ERR_OK) {
-        reply_store_error(r, err, "API key");
-        goto out;
-    }
-    now = time_now_us();
-    if (k.revoked_at != 0) {
-        reply_error(r, MC_ERR_UNAUTHORIZED, "API key revoked");
-        goto out;
-    }
-    if (k.expires_at != 0 && k.expires_at <= now) {
-        reply_error(r, MC_ERR_UNAUTHORIZED, "API key expired");
-        goto out;
-    }
-    if (flags & R_AUTH_OPERATOR) {
-        reply_error(r, MC_ERR_FORBIDDEN, "this endpoint needs the operator key");
-        goto out;
-    }
-    /* Another tenant's data does not exist for this key. */
-    if (tid == NULL ? !(flags & R_AUTH_SELF) : strcmp(tid, k.tenant_id) != 0) {
-        reply_error(r, MC_ERR_NOT_FOUND, "tenant not found");
-        goto out;
-    }
-    if (k.tenant_status != TENANT_ACTIVE) {
-        reply_error(r, MC_ERR_SUSPENDED, "tenant is suspended");
-        goto out;
-    }
-    if ((flags & R_AUTH_WRITE) && !(k.scopes & KEY_SCOPE_WRITE)) {
-        reply_error(r, MC_ERR_SCOPE, "this API key is read-only; the request needs write");
-        goto out;
-    }
-    if (!(k.scopes & KEY_SCOPE_READ)) {
-        reply_error(r, MC_ERR_SCOPE, "this API key lacks the read scope");
-        goto out;
-    }
-    memcpy(r->tenant_id, k.tenant_id, sizeof(r->tenant_id));
-    r->scopes = k.scopes;
-    if (store_key_touch(r->app->st, k.id, now) != MC_ERR_OK)
-        log_warn("event=auth warn=touch_failed key_id=%s", k.id);
-    ok = true;
-out:
     api_key_cleanup(&k);
     return ok;
 }

@@ -19,9 +19,7 @@ static const char *const security_headers[] = {
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
         "connect-src 'self'; frame-src 'self'; base-uri 'none'; form-action 'none'; "
         "frame-ancestors 'none'",
-    "X-Content-Type-Options", "nosniff",
-    "X-Frame-Options", "DENY",
-    "Referrer-Policy", "no-referrer",
+    /* nosniff, DENY and no-referrer come with every response (server.c). */
     NULL,
 };
 
@@ -84,5 +82,5 @@ console_asset(struct req *r)
                 return;
             }
     }
-    reply_error(r, MC_ERR_NO_ROUTE, "no console asset %s", r->path);
+    reply_error(r, MC_ERR_NO_ROUTE, "no console asset %s", p ? p : "");
 }

@@ -49,7 +49,6 @@ struct route {
 struct req {
     struct app *app;                /* borrowed */
     const char *method;             /* borrowed from MHD */
-    const char *path;               /* borrowed from MHD */
     void *conn;                     /* the MHD connection, for headers and query */
     const struct route *route;      /* NULL when unmatched */
     int route_index;
@@ -89,6 +88,13 @@ struct req {
     char *resp_allow;               /* owned: Allow header for 405 */
     char *resp_location;            /* owned: Location header (201, 202) */
     bool answered;
+    /* Set by the server. */
+    char *raw_path;                 /* owned: the path as sent, still escaped, no query */
+    bool begun;                     /* the headers were seen */
+    bool close;                     /* answered from the headers: close after the answer */
+    int64_t body_expected;          /* the declared Content-Length, 0 when chunked */
+    int64_t body_received;
+    int64_t body_start_us;          /* monotonic: when the headers were complete */
 };
 
 /* ---- router.c ---- */
@@ -97,15 +103,24 @@ extern const struct route routes[];
 extern const int nroutes;
 
 /*
- * Finds the route for method and path.  Returns its index and fills the
- * captures, or -1 when no pattern matches the path (MC_ERR_NO_ROUTE) and -2
- * when patterns match but not with this method (*allow gets "GET, POST").
+ * Finds the route for method and the raw (still escaped) path.  Returns
+ * its index and fills the captures, decoded, or -1 when no pattern matches
+ * the path (MC_ERR_NO_ROUTE), -2 when patterns match but not with this
+ * method (*allow gets "GET, POST"), ROUTER_BAD_PATH when a capture holds
+ * "%00" or a malformed escape.
  */
+#define ROUTER_BAD_PATH (-3)
 int router_match(const char *method, const char *path, char **params, int *nparams,
                  char **allow);
+/* How many "{...}" captures pattern has. */
+int router_captures(const char *pattern);
+/* Decodes the %XX escapes of s in place; false on "%00" or a malformed escape. */
+bool router_segment_decode(char *s);
 
 /* ---- server.c ---- */
 
+/* Frees a request context and all it owns; req_free(NULL) is a no-op. */
+void req_free(struct req *r);
 /* Starts listening (threads of its own); NULL and logged on failure. */
 struct http_server *http_server_start(struct app *app);
 /* Stops accepting, lets in-flight requests finish within timeout_s, stops. */
@@ -206,11 +221,16 @@ void metrics_free(struct metrics *m);
 void metrics_observe(struct metrics *m, int route, int status, int64_t dur_us);
 /* Prometheus text exposition. */
 void metrics_render(struct metrics *m, struct buf *out);
+/* Counts open HTTP connections (delta +1 or -1). */
+void metrics_connections_add(struct metrics *m, int delta);
 
 /* ---- handlers: api_health.c ---- */
 void api_healthz(struct req *r);
 void api_readyz(struct req *r);
 void api_metrics(struct req *r);
+/* The metrics page (owned), for /metrics and the --metrics-listen listener. */
+char *api_metrics_text(struct app *app);
+#define METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
 
 /* ---- handlers: api_tenants.c ---- */
 void api_tenant_create(struct req *r);

@@ -24,6 +24,7 @@ struct route_stats {
 
 struct metrics {
     pthread_mutex_t mu;
+    long connections;       /* open HTTP connections */
     int nroutes;
     struct route_stats *rs; /* owned: nroutes + 1, the last for unmatched requests */
 };
@@ -90,9 +91,23 @@ route_method(struct metrics *m, int i)
 }
 
 void
+metrics_connections_add(struct metrics *m, int delta)
+{
+    if (m == NULL)
+        return;
+    pthread_mutex_lock(&m->mu);
+    m->connections += delta;
+    pthread_mutex_unlock(&m->mu);
+}
+
+void
 metrics_render(struct metrics *m, struct buf *out)
 {
     pthread_mutex_lock(&m->mu);
+    buf_printf(out, "# HELP mailcast_http_connections Open HTTP connections.\n"
+                    "# TYPE mailcast_http_connections gauge\n"
+                    "mailcast_http_connections %ld\n",
+               m->connections);
     buf_puts(out, "# HELP mailcast_http_requests_total HTTP requests by route and status.\n"
                   "# TYPE mailcast_http_requests_total counter\n");
     for (int i = 0; i <= m->nroutes; i++)

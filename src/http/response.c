@@ -46,15 +46,15 @@ reply_json(struct req *r, int status, json_t *obj)
 char *
 req_location(const struct req *r, const char *segment, const char *drop)
 {
-    size_t n = strlen(r->path), dn = drop ? strlen(drop) : 0;
+    size_t n = strlen(r->raw_path), dn = drop ? strlen(drop) : 0;
     struct buf b;
 
-    while (n > 1 && r->path[n - 1] == '/')
+    while (n > 1 && r->raw_path[n - 1] == '/')
         n--;
-    if (dn > 0 && n > dn && strncmp(r->path + n - dn, drop, dn) == 0)
+    if (dn > 0 && n > dn && strncmp(r->raw_path + n - dn, drop, dn) == 0)
         n -= dn;
     buf_init(&b, 0);
-    buf_append(&b, r->path, n);
+    buf_append(&b, r->raw_path, n);
     if (segment != NULL) {
         buf_append(&b, "/", 1);
         /* RFC 3986 unreserved characters, "@" and "+" (allowed in a segment) stay. */
@@ -99,7 +99,7 @@ reply_stream(struct req *r, int status, const char *type,
     r->resp_cls = cls;
 }
 
-static void
+__attribute__((format(printf, 4, 0))) static void
 error_v(struct req *r, mc_err e, const char *field, const char *fmt, va_list ap)
 {
     char msg[512];
@@ -139,6 +139,9 @@ store_error_text(mc_err e, const char *what, char *out, size_t n)
         snprintf(out, n, "%s not found", what);
     else if (e == MC_ERR_DB || e == MC_ERR_BUSY)
         snprintf(out, n, "the database is unavailable; try again");
+    else if (e == MC_ERR_STORAGE_FULL)
+        snprintf(out, n, "the database has no space left: nothing was written; writes fail "
+                         "until the operator frees space");
     else
         snprintf(out, n, "%s", mc_err_str(e));
 }

@@ -5,6 +5,11 @@
  * pattern is a literal path whose "{name}" segments capture one segment
  * each.  Matching is a linear scan: the table is small, and the scan is
  * cheaper than the JSON the request carries.
+ *
+ * Routing is on the raw path, as the client sent it: "%2F" never splits a
+ * segment and an escaped literal never matches one ("/tenants/X%2Fcampaigns"
+ * is one odd tenant id, not the campaign list).  Only the captures are
+ * decoded, after the match; "%00" and malformed escapes are refused.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -20,7 +25,7 @@
 const struct route routes[] = {
     {"GET",    "/healthz",                      api_healthz,         R_AUTH_NONE},
     {"GET",    "/readyz",                       api_readyz,          R_AUTH_NONE},
-    {"GET",    "/metrics",                      api_metrics,         R_AUTH_NONE},
+    {"GET",    "/metrics",                      api_metrics,         R_AUTH_OPERATOR},
     {"GET",    "/u/{token}",                    api_unsubscribe_page, R_AUTH_NONE},
     {"POST",   "/u/{token}",                    api_unsubscribe_post, R_AUTH_NONE | R_BODY_RAW},
 
@@ -130,8 +135,8 @@ fail:
     return false;
 }
 
-static int
-param_count(const char *pattern)
+int
+router_captures(const char *pattern)
 {
     int n = 0;
 
@@ -148,6 +153,35 @@ method_ok(const struct route *rt, const char *method)
            (strcmp(method, "HEAD") == 0 && strcmp(rt->method, "GET") == 0);
 }
 
+static int
+hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c = (char)(c | 0x20);
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+bool
+router_segment_decode(char *s)
+{
+    char *o = s;
+
+    for (; *s; s++) {
+        if (*s == '%') {
+            int hi = hexval(s[1]), lo = hi < 0 ? -1 : hexval(s[2]);
+            if (lo < 0 || (hi == 0 && lo == 0))
+                return false;
+            *o++ = (char)(hi * 16 + lo);
+            s += 2;
+        } else {
+            *o++ = *s;
+        }
+    }
+    *o = '\0';
+    return true;
+}
+
 int
 router_match(const char *method, const char *path, char **params, int *nparams, char **allow)
 {
@@ -160,7 +194,7 @@ router_match(const char *method, const char *path, char **params, int *nparams, 
      */
     for (int i = 0; i < nroutes; i++) {
         char *tmp[REQ_MAX_PARAMS];
-        int ntmp = 0, np = param_count(routes[i].pattern);
+        int ntmp = 0, np = router_captures(routes[i].pattern);
 
         if (np > fewest || !match(routes[i].pattern, path, tmp, &ntmp))
             continue;
@@ -177,6 +211,13 @@ router_match(const char *method, const char *path, char **params, int *nparams, 
         return -1;
     if (best >= 0) {
         match(routes[best].pattern, path, params, nparams);
+        for (int i = 0; i < *nparams; i++) {
+            if (!router_segment_decode(params[i])) {
+                while (*nparams > 0)
+                    free(params[--*nparams]);
+                return ROUTER_BAD_PATH;
+            }
+        }
         return best;
     }
     buf_init(&methods, 0);
@@ -184,7 +225,7 @@ router_match(const char *method, const char *path, char **params, int *nparams, 
         char *tmp[REQ_MAX_PARAMS];
         int ntmp = 0;
 
-        if (param_count(routes[i].pattern) != fewest || !match(routes[i].pattern, path, tmp, &ntmp))
+        if (router_captures(routes[i].pattern) != fewest || !match(routes[i].pattern, path, tmp, &ntmp))
             continue;
         for (int j = 0; j < ntmp; j++)
             free(tmp[j]);

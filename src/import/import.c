@@ -249,7 +249,11 @@ flush(struct import *im)
     batch_reset(im);
     if (err != MC_ERR_OK) {
         log_error("event=import error=\"%s\" tenant=%s", mc_err_str(err), im->tenant_id);
-        stop(im, err == MC_ERR_NOT_FOUND || err == MC_ERR_BUSY ? err : MC_ERR_DB, true, NULL, "%s",
+        stop(im,
+             err == MC_ERR_NOT_FOUND || err == MC_ERR_BUSY || err == MC_ERR_STORAGE_FULL
+                 ? err
+                 : MC_ERR_DB,
+             true, NULL, "%s",
              err == MC_ERR_NOT_FOUND ? "the recipient list was deleted during the import"
                                      : "the database failed during the import; the counts show "
                                        "what was written before the batch that failed");

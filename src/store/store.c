@@ -20,8 +20,10 @@
  * before logging a failure of their own.
  */
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 
 #include "core/crypto.h"
 #include "core/log.h"
@@ -518,6 +520,67 @@ store_ping(struct store *st)
         return err;
     err = db_one_int(&d, "SELECT 1", NULL, 0, &one);
     db_put(&d);
+    return err;
+}
+
+/* Free bytes on the file system holding the SQLite file of url; -1 when unknown. */
+static int64_t
+sqlite_free_bytes(const char *url)
+{
+    char *dir = xstrdup(url + strlen("sqlite:")), *slash = strrchr(dir, '/');
+    struct statvfs sv;
+    int64_t n = -1;
+
+    if (slash == NULL)
+        snprintf(dir, 2, ".");
+    else if (slash == dir)
+        slash[1] = '\0';
+    else
+        *slash = '\0';
+    if (statvfs(dir, &sv) == 0)
+        n = (int64_t)sv.f_bavail * (int64_t)sv.f_frsize;
+    free(dir);
+    return n;
+}
+
+mc_err
+store_write_check(struct store *st)
+{
+    unsigned char rnd[8192];
+    char *hex = xmalloc(2 * sizeof(rnd) + 1);
+    struct db_param p[] = {P_TEXT(hex), P_TIME(time_now_us())};
+    struct db d;
+    mc_err err;
+
+    if (str_prefix(st->url, "sqlite:")) {
+        int64_t free_bytes = sqlite_free_bytes(st->url);
+        if (free_bytes >= 0 && free_bytes < STORE_MIN_FREE) {
+            free(hex);
+            return MC_ERR_STORAGE_FULL;
+        }
+    }
+    crypto_random(rnd, sizeof(rnd)); /* random: no compression makes it smaller */
+    crypto_hex(rnd, sizeof(rnd), hex);
+    if ((err = db_get(st, &d)) != MC_ERR_OK) {
+        free(hex);
+        return err;
+    }
+    if ((err = db_begin(&d, true)) == MC_ERR_OK) {
+        err = db_exec(&d,
+                      "INSERT INTO server_settings (name, value, updated_at) "
+                      "VALUES ('write_probe', $1, $2) ON CONFLICT (name) DO UPDATE SET "
+                      "value = excluded.value, updated_at = excluded.updated_at",
+                      p, NPARAMS(p), NULL);
+        if (err == MC_ERR_OK)
+            err = db_exec(&d, "DELETE FROM server_settings WHERE name = 'write_probe'", NULL, 0,
+                          NULL);
+        if (err == MC_ERR_OK)
+            err = db_commit(&d);
+        else
+            db_rollback(&d);
+    }
+    db_put(&d);
+    free(hex);
     return err;
 }
 

@@ -56,6 +56,16 @@ mc_err store_schema_version(struct store *st, int *db_version, int *binary_versi
 /* Round trip to the database (readiness). */
 mc_err store_ping(struct store *st);
 
+/*
+ * Whether the database can take a write now: for SQLite, at least
+ * STORE_MIN_FREE bytes free beside the database file (SQLite grows its
+ * journal and file as it writes); on both stores a probe row of 16 KiB
+ * written and removed in one transaction.  MC_ERR_STORAGE_FULL when there
+ * is no space, another error when the database fails otherwise.
+ */
+#define STORE_MIN_FREE (1024 * 1024)
+mc_err store_write_check(struct store *st);
+
 /* ---- server settings: small named values (operator key hash, secrets) ---- */
 
 /* *out is owned by the caller; MC_ERR_NOT_FOUND when unset. */

@@ -357,6 +357,11 @@ store_delivery_claim(struct store *st, const struct delivery_work *w, const char
     for (int i = 0; i < v.n; i++)
         json_array_append_new(ids, json_string(v.items[i].id));
     ids_s = json_dumps(ids, JSON_COMPACT);
+    if (ids_s == NULL || json_array_size(ids) != (size_t)v.n) { /* never bind NULL as the list */
+        log_error("event=claim error=\"message ids do not serialise\"");
+        err = MC_ERR_INTERNAL;
+        goto rollback;
+    }
     {
         struct db_param p[] = {P_TIME(now), P_TEXT(owner), P_TEXT(ids_s)};
         err = db_fetch_all(&d, is_pg ? sql_suppress_pg : sql_suppress_sqlite, p, NPARAMS(p),
@@ -371,8 +376,9 @@ store_delivery_claim(struct store *st, const struct delivery_work *w, const char
         char *rids_s = json_dumps(rids, JSON_COMPACT);
         json_decref(rids);
         struct db_param p[] = {P_TEXT(rids_s)};
-        err = db_fetch_all(&d, is_pg ? sql_rcpts_pg : sql_rcpts_sqlite, p, NPARAMS(p), rcpt_row,
-                           sizeof(*rd), (void **)&rd, &nrd);
+        err = rids_s == NULL ? MC_ERR_INTERNAL
+                             : db_fetch_all(&d, is_pg ? sql_rcpts_pg : sql_rcpts_sqlite, p,
+                                            NPARAMS(p), rcpt_row, sizeof(*rd), (void **)&rd, &nrd);
         free(rids_s);
     }
     /* What is handed out counts in the windows; the tenant's always (its
@@ -493,6 +499,15 @@ sent_id_row(struct db *d, struct db_res *r, void *out)
 }
 
 /* The set-based 'sent' update; *applied counts, fenced-out ones are logged. */
+/* A JSON string for s, or null when s is empty or not UTF-8. */
+static json_t *
+text_or_null(const char *s)
+{
+    json_t *v = s[0] ? json_string(s) : NULL;
+
+    return v ? v : json_null();
+}
+
 static mc_err
 record_sent(struct db *d, const char *owner, int64_t now, const struct delivery_result *res,
                int n, int *applied)
@@ -507,15 +522,16 @@ record_sent(struct db *d, const char *owner, int64_t now, const struct delivery_
         const struct delivery_result *x = &res[i];
         if (x->outcome != OUT_SENT)
             continue;
-        json_array_append_new(arr, json_pack("{s:s, s:i, s:o, s:o, s:o}", "id", x->id,
-                                             "attempts", x->attempts, "code",
-                                             x->reply_code ? json_integer(x->reply_code)
-                                                           : json_null(),
-                                             "qid", x->queue_id[0] ? json_string(x->queue_id)
-                                                                   : json_null(),
-                                             "mid", x->message_id[0]
-                                                        ? json_string(x->message_id)
-                                                        : json_null()));
+        /* The queue id comes from the relay: not UTF-8, it is stored as null. */
+        json_t *row = json_pack("{s:s, s:i, s:o, s:o, s:o}", "id", x->id, "attempts",
+                                x->attempts, "code",
+                                x->reply_code ? json_integer(x->reply_code) : json_null(), "qid",
+                                text_or_null(x->queue_id), "mid", text_or_null(x->message_id));
+        if (json_array_append_new(arr, row) != 0) { /* a row lost would be sent again */
+            log_error("event=record error=\"a sent message does not serialise\" msg=%s", x->id);
+            json_decref(arr);
+            return MC_ERR_INTERNAL;
+        }
     }
     if (json_array_size(arr) == 0) {
         json_decref(arr);
@@ -523,9 +539,11 @@ record_sent(struct db *d, const char *owner, int64_t now, const struct delivery_
     }
     arr_s = json_dumps(arr, JSON_COMPACT);
     struct db_param p[] = {P_TIME(now), P_TEXT(owner), P_TEXT(arr_s)};
-    err = db_fetch_all(d, d->ops->dialect == DB_PG ? sql_sent_many_pg : sql_sent_many_sqlite, p,
-                       NPARAMS(p), sent_id_row, sizeof(*done),
-                       (void **)&done, &ndone);
+    err = arr_s == NULL ? MC_ERR_INTERNAL
+                        : db_fetch_all(d, d->ops->dialect == DB_PG ? sql_sent_many_pg
+                                                                     : sql_sent_many_sqlite,
+                                       p, NPARAMS(p), sent_id_row, sizeof(*done), (void **)&done,
+                                       &ndone);
     if (err == MC_ERR_OK) {
         *applied += ndone;
         for (int i = 0; i < n; i++) {
@@ -565,20 +583,23 @@ bounce(struct db *d, const struct bounce_row *b, const char *msg_id, const char 
        int64_t now)
 {
     struct db_param p[] = {P_TEXT(b->recipient_id), P_TIME(now), P_TEXT(b->campaign_id),
-                           P_TEXT(reason), P_TEXT(msg_id)};
+                           P_TEXT(reason), P_TEXT(msg_id), P_TEXT(b->tenant_id)};
+    struct db_param pu[] = {P_TEXT(b->recipient_id), P_TIME(now), P_TEXT(b->tenant_id)};
     mc_err err;
 
     if (b->recipient_id[0] == '\0')
         return MC_ERR_OK;
-    err = db_exec(d, "UPDATE recipients SET status = 'bounced', updated_at = $2 WHERE id = $1", p,
-                  2, NULL);
+    err = db_exec(d,
+                  "UPDATE recipients SET status = 'bounced', updated_at = $2 "
+                  "WHERE id = $1 AND tenant_id = $3",
+                  pu, NPARAMS(pu), NULL);
     if (err == MC_ERR_OK)
         err = db_exec(d,
                       "INSERT INTO unsubscribes (id, tenant_id, email, email_lc, source, "
                       "campaign_id, reason, unsubscribed_at, cause, message_id) SELECT "
                       "gen_random_uuid(), r.tenant_id, r.email, r.email_lc, 'bounce', $3, $4, $2, "
                       "'hard_bounce', $5 FROM recipients r "
-                      "WHERE r.id = $1" UNSUB_ON_CONFLICT,
+                      "WHERE r.id = $1 AND r.tenant_id = $6" UNSUB_ON_CONFLICT,
                       p, NPARAMS(p), NULL);
     return err;
 }

@@ -16,8 +16,7 @@ dkim_key_cleanup(struct dkim_key *k)
     free(k->domain);
     free(k->selector);
     free(k->algorithm);
-    if (k->private_key_enc)
-        memset(k->private_key_enc, 0, strlen(k->private_key_enc));
+    crypto_wipe_str(k->private_key_enc);
     free(k->private_key_enc);
     free(k->public_key);
     memset(k, 0, sizeof(*k));

@@ -49,6 +49,10 @@ pg_result_err(struct db_conn *c, PGresult *res, const char *what)
             return MC_ERR_CONFLICT;
         if (strcmp(state, "23503") == 0)
             return MC_ERR_INVALID;
+        if (strcmp(state, "53100") == 0) { /* disk_full */
+            log_error("event=db backend=postgres error=storage_full what=\"%.80s\"", what);
+            return MC_ERR_STORAGE_FULL;
+        }
         if (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0 ||
             strcmp(state, "55P03") == 0) {
             log_warn("event=db backend=postgres sqlstate=%s what=\"%.80s\"", state, what);

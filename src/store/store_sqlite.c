@@ -75,6 +75,11 @@ sqlite_err(struct db_conn *c, int rc, const char *what)
         return MC_ERR_CONFLICT;
     if (ext == SQLITE_CONSTRAINT_FOREIGNKEY)
         return MC_ERR_INVALID;
+    if (rc == SQLITE_FULL) {
+        /* No space: not a passing outage, so not "try again" (issue 12 finding 18). */
+        log_error("event=db backend=sqlite error=storage_full rc=%d what=\"%.80s\"", ext, what);
+        return MC_ERR_STORAGE_FULL;
+    }
     if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED) {
         log_warn("event=db backend=sqlite error=busy what=\"%s\"", what);
         return MC_ERR_BUSY;

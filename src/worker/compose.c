@@ -185,7 +185,8 @@ compose_render(const struct compose_campaign *c, const struct config *cfg,
     buf_init(&out->text, 0);
     out->has_html = c->html != NULL;
     out->has_text = c->text != NULL;
-    token_make(key, c->tenant_id, c->id, r->recipient_id ? r->recipient_id : TOKEN_NIL_ID, tok);
+    (r->preview_link ? token_make_preview : token_make)(
+        key, c->tenant_id, c->id, r->recipient_id ? r->recipient_id : TOKEN_NIL_ID, tok);
     out->unsubscribe_url = xasprintf("%s/u/%s", cfg->public_url, tok);
     td.email = r->email;
     td.name = r->name;

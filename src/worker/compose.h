@@ -32,6 +32,11 @@ struct compose_recipient {
     const char *email;
     const char *name, *first_name, *last_name;
     const char *attributes; /* JSON object text */
+    /*
+     * A preview's link: looks like the real one but never unsubscribes anyone
+     * (a read-only key may preview; token_make_preview).
+     */
+    bool preview_link;
 };
 
 /* Where a campaign's templates fail to compile. */

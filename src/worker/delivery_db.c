@@ -44,8 +44,11 @@ recover(struct delivery *d)
 {
     int n = 0;
 
-    store_delivery_recover(d->st, time_now_us(),
-                           (int)(d->cfg->retry_max_attempts + d->cfg->lease_expiry_max), &n);
+    mc_err err = store_delivery_recover(
+        d->st, time_now_us(), (int)(d->cfg->retry_max_attempts + d->cfg->lease_expiry_max), &n);
+
+    if (err != MC_ERR_OK) /* the next tick tries again; the leases stay expired till then */
+        log_warn("event=lease_recover error=%s", mc_err_code(err));
     delivery_metrics_lease_expiries(d, n);
 }
 

@@ -1,7 +1,10 @@
 /*
- * fuzz.h - what every libFuzzer target here shares: the entry point's
- * prototype and CHECK, an invariant that (unlike assert) is never compiled
- * out and aborts, so libFuzzer and the replay driver both report it.
+ * fuzz.h - what every libFuzzer target shares: the entry point's prototype
+ * and CHECK, an invariant that aborts (unlike assert, never compiled out),
+ * so libFuzzer and the replay driver both report it as a crash.
+ *
+ * Not a test framework: a target states the parser's invariants with CHECK
+ * and returns 0.
  */
 #ifndef MC_FUZZ_H
 #define MC_FUZZ_H

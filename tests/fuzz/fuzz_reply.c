@@ -9,13 +9,10 @@
  * Built by `make fuzz` (clang, libFuzzer) and by `make fuzz-replay` (any
  * compiler, tests/fuzz/replay.c as the driver).
  */
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
-#include "smtp/reply.h"
 #include "fuzz.h"
+#include "smtp/reply.h"
 
 static void
 check_reply(const struct smtp_reply *r)

@@ -113,6 +113,30 @@ def decode_token(token):
     return raw[0], ids[0], ids[1], ids[2]
 
 
+def working_link_token(database, tenant_id, campaign_id, recipient_id):
+    """The token a sent message carries for this recipient, made here from
+    the key in the database (previews mint preview tokens, which never
+    unsubscribe anyone, so a test that needs a message's link makes it)."""
+    import hashlib
+    import hmac
+
+    rows = db_query(database, "SELECT value FROM server_settings WHERE name = %s",
+                    ("unsubscribe_key_v1",))
+    key = bytes.fromhex(rows[0][0])
+    raw = bytes([1]) + b"".join(uuid.UUID(x).bytes for x in (tenant_id, campaign_id, recipient_id))
+    raw += hmac.new(key, raw, hashlib.sha256).digest()[:16]
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def as_sent(database, preview, tenant_id, campaign_id, recipient_id):
+    """A preview (JSON) as the message for recipient_id is sent: the
+    preview's link (a preview token) replaced by the working link."""
+    url = preview["unsubscribe_url"]
+    real = url[:url.rindex("/u/") + 3] + working_link_token(database, tenant_id, campaign_id,
+                                                            recipient_id)
+    return {k: v.replace(url, real) if isinstance(v, str) else v for k, v in preview.items()}
+
+
 # ---- one tenant and its endpoints ----
 
 

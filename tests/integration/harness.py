@@ -296,7 +296,7 @@ class Server:
 
     def engine_rounds(self):
         """Rounds this server's campaign engine has finished (/metrics)."""
-        text = self.get("/metrics").text
+        text = self.get("/metrics", headers=self.op).text  # metrics take the operator key
         return int(re.search(r"^mailcast_engine_rounds_total (\d+)$", text, re.M).group(1))
 
     def wait_engine_rounds(self, n=2, timeout=15):

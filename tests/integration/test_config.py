@@ -164,6 +164,17 @@ def test_config_check_hides_database_passwords(url):
     (["--public-url", "ftp://example.org"], {}, "public_url"),
     ([], {"MAILCAST_OPERATOR_KEY": "too-short"}, "operator_key"),
     ([], {"MAILCAST_HTTP_THREADS": "x"}, "http_threads"),
+    # Issue 12 finding 21: what goes into MAIL FROM and EHLO.
+    (["--return-path", "bounce@example.com\r\nRCPT TO:<x@example.com>"], {}, "return_path"),
+    (["--return-path", "b" * 250 + "@example.com"], {}, "return_path"),
+    (["--return-path", "not-an-address"], {}, "return_path"),
+    (["--helo-name", "mx.example.com\r\nQUIT"], {}, "helo_name"),
+    (["--helo-name", "mx.example.com QUIT"], {}, "helo_name"),
+    (["--helo-name", "a" * 254], {}, "helo_name"),
+    (["--http-max-connections-per-ip", "0"], {}, "http_max_connections_per_ip"),
+    (["--http-header-timeout", "0"], {}, "http_header_timeout"),
+    (["--http-body-min-rate", "0"], {}, "http_body_min_rate"),
+    (["--metrics-listen", "nowhere"], {}, "metrics_listen"),
     (["--bounce-listen", "nowhere"], {}, "bounce_listen"),
     (["--bounce-listen", "127.0.0.1:65536"], {}, "bounce_listen"),
     ([], {"MAILCAST_BOUNCE_DOMAIN": "not a domain"}, "bounce_domain"),
@@ -183,6 +194,15 @@ def test_invalid_option(args, env, option):
     assert "invalid configuration" in res.stderr
     assert re.search(rf"^{option}:", res.stderr, re.M), res.stderr
     assert "configuration OK" not in res.stdout
+
+
+def test_envelope_names_at_their_limits():
+    host = ".".join(["a" * 63] * 4)[:253]
+    res = check("--return-path", "b" * 64 + "@example.com", "--helo-name", host)
+    assert res.returncode == 0, res.stderr
+    assert dump(res.stdout)["helo_name"] == host
+    res = check("--helo-name", "[192.0.2.1]")
+    assert res.returncode == 0, res.stderr
 
 
 def test_smallest_body_limit_is_accepted():

@@ -28,7 +28,7 @@ import urllib.parse
 
 import pytest
 
-from campaignhelp import Tenant, db_query, decode_token, emails, wait_until
+from campaignhelp import Tenant, as_sent, db_query, decode_token, emails, wait_until
 from deliveryhelp import (HEADER_NAMES, HELO, PUBLIC_URL, RETURN_PATH, check_wire_format,
                           clean_header_value, crlf_to_lf, date_ok, delivery_args, mail_domain,
                           max_in_window, messages, msgid_of, parse, pending_in_claim_order,
@@ -151,7 +151,7 @@ def full(mc, sink):
         for addr, rid in rids.items():
             r = t.preview(cid, {"recipient_id": rid})
             assert r.status_code == 200, r.text
-            previews[cid, addr] = r.json()
+            previews[cid, addr] = as_sent(t.server.database, r.json(), t.id, cid, rid)
     got = {}
     for m in sink.messages_for_domain(dom):
         msg = parse(m.data)
@@ -357,7 +357,8 @@ def test_dir_relay_writes_one_eml_per_message(server_factory, tmp_path):
         assert not msg.defects
         to = msg["To"].addresses[0].addr_spec
         seen.add(to)
-        prev = t.preview(c["id"], {"recipient_id": recipients[to]}).json()
+        prev = as_sent(srv.database, t.preview(c["id"], {"recipient_id": recipients[to]}).json(),
+                       t.id, c["id"], recipients[to])
         date_ok(msg)
         assert msg["MIME-Version"] == "1.0"
         assert re.fullmatch(r"[0-9a-f]{32}@" + re.escape(fdom), msgid_of(msg))

@@ -38,7 +38,7 @@ SAMPLE_RE = re.compile(r"^([a-z_]+)(?:\{([^}]*)\})? (\S+)$")
 
 def samples(server):
     """{(name, frozenset(labels)): value} from GET /metrics."""
-    r = server.get("/metrics")
+    r = server.get("/metrics", headers=server.op)
     assert r.status_code == 200
     assert r.headers["Content-Type"].startswith("text/plain")
     out = {}

@@ -118,7 +118,8 @@ def test_every_operation_through_prism(server, prism):
 
     p("GET", "/healthz", 200)
     p("GET", "/readyz", 200)
-    p("GET", "/metrics", 200)
+    p("GET", "/metrics", 401, valid=False)
+    p("GET", "/metrics", 200, headers=op)
 
     # The web console, and who a key is
     index = p("GET", "/", 200)

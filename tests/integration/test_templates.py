@@ -354,13 +354,13 @@ def test_unsubscribe_url(server_factory, public_url):
     assert adhoc["text"] == f"U: {url}"
     assert adhoc["subject"] == f"s {url}"
     version, tenant, camp, rcpt = decode_token(token)
-    assert (tenant, camp, rcpt) == (t.id, c["id"], NIL_UUID)
+    assert (version, tenant, camp, rcpt) == (2, t.id, c["id"], NIL_UUID), "a preview's token"
 
     mine = preview(t, c, {"recipient_id": member["id"]})
     assert mine["to"] == "member@example.com"
     murl = mine["unsubscribe_url"]
     assert murl.startswith(PUBLIC + "/u/") and murl != url
-    assert decode_token(murl[len(PUBLIC + "/u/"):])[1:] == (t.id, c["id"], member["id"])
+    assert decode_token(murl[len(PUBLIC + "/u/"):]) == (2, t.id, c["id"], member["id"])
     assert mine["text"] == f"U: {murl}"
     # The same recipient always gets the same link.
     assert preview(t, c, {"recipient_id": member["id"]})["unsubscribe_url"] == murl
@@ -409,6 +409,18 @@ def test_preview_recipient_id_in_upper_case(server):
     c = campaign(t, text="{{name}}", recipient_list_id=lst["id"])
     got = preview(t, c, {"recipient_id": y["id"].upper()})
     assert (got["to"], got["text"]) == ("ada@example.com", "Ada")
+
+
+def test_preview_refuses_a_long_recipient_id(server):
+    """Issue 12 finding 21: a recipient_id longer than a UUID is refused,
+    not cut to its first 36 characters (which would name a recipient)."""
+    t = Tenant(server)
+    lst = t.make_list()
+    y = t.add(lst["id"], "ada@example.com", name="Ada")
+    c = campaign(t, text="{{name}}", recipient_list_id=lst["id"])
+    for rid in (y["id"] + "0" * 28, y["id"] + "x", " " + y["id"]):
+        r = t.preview(c["id"], {"recipient_id": rid})
+        invalid_field(r, "recipient_id")
 
 
 def test_preview_by_recipient_id_after_edits(server):

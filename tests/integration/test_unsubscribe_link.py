@@ -17,6 +17,7 @@ a public_url that is not their own address in mail (their port is chosen
 at start); requests go to the server with the link's path.
 """
 
+import base64
 import email
 import email.policy
 import random
@@ -27,7 +28,8 @@ import urllib.parse
 import pytest
 import requests
 
-from campaignhelp import NIL_UUID, Tenant, db_query, decode_token, message_rows, missing_id
+from campaignhelp import (NIL_UUID, Tenant, db_query, decode_token, message_rows, missing_id,
+                          working_link_token)
 from harness import error_of, invalid_field, module_server
 
 PUBLIC = "https://mail.example.test"
@@ -182,12 +184,15 @@ def test_delivered_messages_carry_the_link(server):
         assert re.findall(r"Unsubscribe: (\S+)", text) == [url], text
         assert re.findall(r'href="([^"]+)"', html) == [url], html
         assert f"Hi {r['name']}" in text
-        # The token names this tenant, campaign and recipient, and is the
-        # link the preview shows for the recipient.
+        # The token names this tenant, campaign and recipient; the preview
+        # shows a preview token for the same three (version 2), never the
+        # working link.
         version, tid, cid, rid = decode_token(token_of(url))
         assert (version, tid, cid, rid) == (1, t.id, c["id"], r["id"])
+        assert token_of(url) == working_link_token(server.database, t.id, c["id"], r["id"])
         pv = t.preview(c["id"], {"recipient_id": r["id"]})
-        assert pv.status_code == 200 and pv.json()["unsubscribe_url"] == url, pv.text
+        assert pv.status_code == 200 and pv.json()["unsubscribe_url"] != url, pv.text
+        assert decode_token(token_of(pv.json()["unsubscribe_url"])) == (2, tid, cid, rid)
         seen.add(path)
     assert len(seen) == 3, "every recipient has a link of its own"
 
@@ -373,7 +378,7 @@ def test_links_that_name_nobody_are_404(server):
     assert post_link(server, adhoc, data=ONE_CLICK).status_code == 404
 
     lou = rcpts["lou@example.org"]
-    lou_link = link_path(t.preview(c["id"], {"recipient_id": lou["id"]}).json()["unsubscribe_url"])
+    lou_link = "/u/" + working_link_token(server.database, t.id, c["id"], lou["id"])
     r = t.server.delete(t.rcpt_path(lst["id"], lou["id"]), headers=t.h)
     assert r.status_code == 204, r.text
     assert get_link(server, lou_link).status_code == 404
@@ -381,13 +386,40 @@ def test_links_that_name_nobody_are_404(server):
     assert unsubs(t) == []
 
     kim = rcpts["kim@example.org"]
-    kim_link = link_path(t.preview(c["id"], {"recipient_id": kim["id"]}).json()["unsubscribe_url"])
+    kim_link = "/u/" + working_link_token(server.database, t.id, c["id"], kim["id"])
     assert get_link(server, kim_link).status_code == 200
     r = server.delete(f"/api/v1/tenants/{t.id}", headers=server.op)
     assert r.status_code in (200, 204), r.text
     r = get_link(server, kim_link)
     assert r.status_code == 404 and is_html(r)
     assert post_link(server, kim_link, data=ONE_CLICK).status_code == 404
+
+
+def test_preview_never_mints_a_working_link(server):
+    """Issue 12 finding 3: a read-only key may preview a campaign for a
+    recipient; the link it shows is recognised as a preview's and refused,
+    on GET and on the one-click POST, and nobody is unsubscribed."""
+    t = Tenant(server)
+    lst, rcpts, c = small_campaign(t, [("pia@example.org", "Pia", {})])
+    pia = rcpts["pia@example.org"]
+    ro = {"Authorization": f"Bearer {server.make_key(t.id, scopes=['read'])['key']}"}
+    pv = server.post(f"/api/v1/tenants/{t.id}/campaigns/{c['id']}/preview", headers=ro,
+                     json={"recipient_id": pia["id"]})
+    assert pv.status_code == 200, pv.text
+    url = pv.json()["unsubscribe_url"]
+    assert decode_token(token_of(url)) == (2, t.id, c["id"], pia["id"])
+    r = get_link(server, link_path(url))
+    assert r.status_code == 404 and "preview link" in r.text, r.text
+    r = post_link(server, link_path(url), data=ONE_CLICK)
+    assert r.status_code == 404 and "preview link" in r.text, r.text
+    assert unsubs(t) == []
+    assert recipient_statuses(t, lst["id"]) == {"pia@example.org": "active"}
+    # Flipping the version byte to a link's breaks the MAC.
+    raw = bytearray(base64.urlsafe_b64decode(token_of(url) + "="))
+    raw[0] = 1
+    forged = base64.urlsafe_b64encode(bytes(raw)).rstrip(b"=").decode()
+    assert post_link(server, "/u/" + forged, data=ONE_CLICK).status_code == 404
+    assert unsubs(t) == []
 
 
 def test_link_outlives_its_campaign(server):
@@ -433,9 +465,8 @@ def test_unsubscribe_mid_campaign_stops_the_pending_message(server):
     vid = rcpts[victim]["id"]
 
     # The victim's link (the one in the message it has not got yet).
-    url = t.preview(cid, {"recipient_id": vid}).json()["unsubscribe_url"]
-    assert decode_token(token_of(url))[1:] == (t.id, cid, vid)
-    r = post_link(server, link_path(url), data=ONE_CLICK)
+    r = post_link(server, "/u/" + working_link_token(server.database, t.id, cid, vid),
+                  data=ONE_CLICK)
     assert r.status_code == 200, r.text
     assert [(x["email"], x["source"], x["campaign_id"]) for x in unsubs(t)] == \
         [(victim, "link", cid)]
@@ -502,7 +533,7 @@ def test_campaign_test_send(server):
     assert t.stats(cid) == stats_before
     assert t.get(cid)["status"] == "draft"
     assert message_rows(server, cid) == []
-    metrics = server.get("/metrics").text
+    metrics = server.get("/metrics", headers=server.op).text
     assert t.id not in metrics, "test sends are not delivery outcomes"
 
 

@@ -174,6 +174,30 @@ test_writer(void **state)
     buf_cleanup(&b);
 }
 
+/* Found by fuzz_csv: the reader trims unquoted tabs, so the writer must quote them. */
+static void
+test_writer_keeps_edge_tabs(void **state)
+{
+    struct buf b;
+    char *got;
+
+    (void)state;
+    buf_init(&b, 0);
+    csv_write_field(&b, "a", false);
+    buf_putc(&b, ',');
+    csv_write_field(&b, "\t", false);
+    buf_putc(&b, ',');
+    csv_write_field(&b, "x\t", false);
+    buf_putc(&b, ',');
+    csv_write_field(&b, "in\tside", false);
+    buf_putc(&b, '\n');
+    assert_string_equal(b.data, "a,\"\t\",\"x\t\",in\tside\n");
+    got = parse(b.data, 2, 1000);
+    assert_string_equal(got, "1:a|\t|x\t|in\tside\n");
+    free(got);
+    buf_cleanup(&b);
+}
+
 int
 main(void)
 {
@@ -184,6 +208,7 @@ main(void)
         cmocka_unit_test(test_row_limit),
         cmocka_unit_test(test_stop),
         cmocka_unit_test(test_writer),
+        cmocka_unit_test(test_writer_keeps_edge_tabs),
     };
     return cmocka_run_group_tests_name("core/csv", tests, NULL, NULL);
 }

@@ -106,12 +106,33 @@ test_refuses(void **state)
     bad(longaddr);
 }
 
+/* Finding 10 of issue 12: line and paragraph separators, C1 controls, invisible characters. */
+static void
+test_refuses_separators_and_controls(void **state)
+{
+    (void)state;
+    bad("a\xe2\x80\xa8" "b@example.com"); /* U+2028 LINE SEPARATOR */
+    bad("a\xe2\x80\xa9" "b@example.com"); /* U+2029 PARAGRAPH SEPARATOR */
+    bad("a\xc2\x85" "b@example.com");     /* U+0085 NEXT LINE */
+    bad("a\xc2\x9b" "b@example.com");     /* U+009B, a C1 control */
+    bad("a\xc2\xa0" "b@example.com");     /* U+00A0 NO-BREAK SPACE */
+    bad("a\xe3\x80\x80" "b@example.com"); /* U+3000 IDEOGRAPHIC SPACE */
+    bad("a\xe2\x80\x8b" "b@example.com"); /* U+200B ZERO WIDTH SPACE */
+    bad("a\xe2\x80\xae" "b@example.com"); /* U+202E RIGHT-TO-LEFT OVERRIDE */
+    bad("a\xef\xbb\xbf" "b@example.com"); /* U+FEFF */
+    bad("a\x7f" "b@example.com");           /* DEL */
+    bad("a\xe2\x80\xa8" "b@exa\xe2\x80\xa8mple.com");
+    /* Letters beyond ASCII stay accepted. */
+    ok("j\xc3\xb6rg@example.de", "j\xc3\xb6rg@example.de", "j\xc3\xb6rg@example.de");
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_accepts_and_normalises),
         cmocka_unit_test(test_refuses),
+        cmocka_unit_test(test_refuses_separators_and_controls),
     };
     return cmocka_run_group_tests_name("core/email", tests, NULL, NULL);
 }

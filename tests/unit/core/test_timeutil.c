@@ -83,6 +83,25 @@ test_format_roundtrip(void **state)
     }
 }
 
+/* Found by fuzz_time: an offset must not carry a time out of years 0000-9999. */
+static void
+test_parse_refuses_offsets_past_the_years(void **state)
+{
+    char s[40];
+    int64_t us;
+
+    (void)state;
+    assert_false(time_parse_rfc3339("9999-12-31T23:59:00-23:59", &us));
+    assert_false(time_parse_rfc3339("0000-01-01T00:00:00+00:01", &us));
+    assert_true(time_parse_rfc3339("9999-12-31T23:59:59.999999Z", &us));
+    time_format_rfc3339(us, s, sizeof(s));
+    assert_string_equal(s, "9999-12-31T23:59:59.999999Z");
+    assert_true(time_parse_rfc3339("9999-12-31T23:59:00+23:59", &us));
+    assert_true(time_parse_rfc3339("0000-01-01T00:00:00Z", &us));
+    time_format_rfc3339(us, s, sizeof(s));
+    assert_string_equal(s, "0000-01-01T00:00:00Z");
+}
+
 int
 main(void)
 {
@@ -91,6 +110,7 @@ main(void)
         cmocka_unit_test(test_parse_offsets_and_fractions),
         cmocka_unit_test(test_parse_rejects),
         cmocka_unit_test(test_format_roundtrip),
+        cmocka_unit_test(test_parse_refuses_offsets_past_the_years),
     };
     return cmocka_run_group_tests_name("core/timeutil", tests, NULL, NULL);
 }

@@ -82,6 +82,28 @@ test_rotation(void **state)
     assert_string_equal(r, R);
 }
 
+/* Issue 12 finding 3: a preview's token looks alike and never passes as a link's. */
+static void
+test_preview_tokens_are_not_links(void **state)
+{
+    unsigned char keys[1][TOKEN_KEY_LEN];
+    char tok[TOKEN_LEN + 1], link[TOKEN_LEN + 1], t[MC_UUID_LEN + 1], c[MC_UUID_LEN + 1],
+        r[MC_UUID_LEN + 1];
+
+    (void)state;
+    crypto_random(keys[0], TOKEN_KEY_LEN);
+    token_make_preview(keys[0], T, C, R, tok);
+    token_make(keys[0], T, C, R, link);
+    assert_int_equal(strlen(tok), TOKEN_LEN);
+    assert_string_not_equal(tok, link);
+    assert_false(token_verify((const unsigned char(*)[TOKEN_KEY_LEN])keys, 1, tok, t, c, r));
+    assert_true(token_is_preview((const unsigned char(*)[TOKEN_KEY_LEN])keys, 1, tok));
+    assert_false(token_is_preview((const unsigned char(*)[TOKEN_KEY_LEN])keys, 1, link));
+    /* The version byte is the first 6 bits of the first character: 'A' + 0, 'A' + 1 ("AQ"/"Ag"). */
+    tok[1] = link[1];
+    assert_false(token_verify((const unsigned char(*)[TOKEN_KEY_LEN])keys, 1, tok, t, c, r));
+}
+
 int
 main(void)
 {
@@ -89,6 +111,7 @@ main(void)
         cmocka_unit_test(test_roundtrip),
         cmocka_unit_test(test_tampering_refused),
         cmocka_unit_test(test_rotation),
+        cmocka_unit_test(test_preview_tokens_are_not_links),
     };
     return cmocka_run_group_tests_name("core/token", tests, NULL, NULL);
 }

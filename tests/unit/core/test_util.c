@@ -6,7 +6,10 @@
 
 #include "mctest.h"
 
+#include <jansson.h>
+
 #include "core/err.h"
+#include "core/log.h"
 #include "core/util.h"
 
 static void
@@ -122,6 +125,39 @@ test_err_table(void **state)
     assert_int_equal(mc_err_http((mc_err)9999), 500);
 }
 
+/* Issue 12 finding 20: jansson allocates through xmalloc. */
+static void
+test_json_alloc_through_xmalloc(void **state)
+{
+    json_malloc_t m = NULL;
+    json_free_t f = NULL;
+    json_t *v;
+
+    (void)state;
+    util_json_alloc_init();
+    json_get_alloc_funcs(&m, &f);
+    assert_ptr_equal(m, xmalloc);
+    assert_ptr_equal(f, free);
+    v = json_pack("{s:s}", "a", "b");
+    assert_non_null(v);
+    json_decref(v);
+}
+
+/* Issue 12 finding 5: a logged value can neither end its field nor start a line. */
+static void
+test_log_escape(void **state)
+{
+    char out[64], tiny[8];
+
+    (void)state;
+    assert_string_equal(log_escape("/a\"b\\c\nts=x\x7f\xc3\xa9", out, sizeof(out)),
+                        "/a\\\"b\\\\c\\x0ats=x\\x7f\\xc3\\xa9");
+    assert_string_equal(log_escape("plain-value_1.2", out, sizeof(out)), "plain-value_1.2");
+    assert_string_equal(log_escape(NULL, out, sizeof(out)), "");
+    assert_string_equal(log_escape("abcdefghij", tiny, sizeof(tiny)), "abcd...");
+    assert_string_equal(log_escape("\n\n\n", tiny, sizeof(tiny)), "\\x0a...");
+}
+
 int
 main(void)
 {
@@ -132,6 +168,8 @@ main(void)
         cmocka_unit_test(test_parse_int64),
         cmocka_unit_test(test_utf8),
         cmocka_unit_test(test_err_table),
+        cmocka_unit_test(test_json_alloc_through_xmalloc),
+        cmocka_unit_test(test_log_escape),
     };
     return cmocka_run_group_tests_name("core/util", tests, NULL, NULL);
 }

@@ -1494,6 +1494,73 @@ test_schema_newer_is_refused(void **state)
     assert_int_equal(store_migrate(st, NULL), MC_ERR_SCHEMA_NEWER);
 }
 
+/*
+ * Issue 12 finding 21: a hard bounce marks the message's recipient bounced
+ * and suppresses its address, filtering on the message's tenant too.  A
+ * message whose recipient id names another tenant's recipient (a damaged
+ * row) must not touch that tenant.
+ */
+static void
+test_bounce_stays_in_its_tenant(void **state)
+{
+    struct store *st = st_of(state);
+    struct tenant a, b;
+    struct recipient_list la, lb;
+    struct recipient xa = {0}, xb = {0};
+    struct campaign c;
+    struct campaign_ref ref;
+    struct delivery_work w;
+    struct delivery_vec v = {0};
+    struct delivery_result res = {0};
+    int64_t inserted, now = time_now_us();
+    bool done = false;
+    int applied = 0;
+
+    make_tenant(st, "bounce-a", &a);
+    make_tenant(st, "bounce-b", &b);
+    new_list(st, a.id, "L", &la);
+    new_list(st, b.id, "L", &lb);
+    assert_int_equal(new_recipient(st, a.id, la.id, "same@example.com", &xa), MC_ERR_OK);
+    assert_int_equal(new_recipient(st, b.id, lb.id, "other@example.com", &xb), MC_ERR_OK);
+    new_campaign(st, a.id, la.id, &c);
+    memcpy(ref.id, c.id, sizeof(ref.id));
+    memcpy(ref.tenant_id, a.id, sizeof(ref.tenant_id));
+    memcpy(w.campaign_id, c.id, sizeof(w.campaign_id));
+    memcpy(w.tenant_id, a.id, sizeof(w.tenant_id));
+    assert_int_equal(store_campaign_transition(st, a.id, c.id, CEV_SEND, now, NULL, NULL),
+                     MC_ERR_OK);
+    while (!done)
+        assert_int_equal(store_engine_materialize(st, &ref, 100, 5, now, &inserted, &done),
+                         MC_ERR_OK);
+    assert_int_equal(store_delivery_claim(st, &w, "w1", now, 60 * 1000000LL, 10, &v), MC_ERR_OK);
+    assert_int_equal(v.n, 1);
+    /* The damage: tenant A's message names tenant B's recipient. */
+    struct db_param pd[] = {P_TEXT(xb.id), P_TEXT(v.items[0].id)};
+    exec_sql(st, "UPDATE scheduled_messages SET recipient_id = $1 WHERE id = $2", pd, 2);
+
+    memcpy(res.id, v.items[0].id, sizeof(res.id));
+    res.attempts = v.items[0].attempts;
+    res.outcome = OUT_BOUNCED;
+    res.reply_code = 550;
+    snprintf(res.error, sizeof(res.error), "550 5.1.1 no such user");
+    assert_int_equal(store_delivery_record(st, "w1", now, &res, 1, &applied), MC_ERR_OK);
+    assert_int_equal(one_int(st, "SELECT COUNT(*) FROM recipients WHERE id = $1 AND "
+                                 "status = 'bounced'",
+                             xb.id),
+                     0);
+    assert_int_equal(one_int(st, "SELECT COUNT(*) FROM unsubscribes WHERE tenant_id = $1", b.id),
+                     0);
+
+    delivery_vec_cleanup(&v);
+    campaign_cleanup(&c);
+    recipient_cleanup(&xa);
+    recipient_cleanup(&xb);
+    recipient_list_cleanup(&la);
+    recipient_list_cleanup(&lb);
+    tenant_cleanup(&a);
+    tenant_cleanup(&b);
+}
+
 int
 main(void)
 {
@@ -1514,6 +1581,7 @@ main(void)
         cmocka_unit_test(test_campaign_crud_two_tenants),
         cmocka_unit_test(test_materialize_and_complete),
         cmocka_unit_test(test_claim_rate_windows),
+        cmocka_unit_test(test_bounce_stays_in_its_tenant),
         cmocka_unit_test(test_lease_expiry_poison_bound),
         cmocka_unit_test(test_bounces_two_tenants),
         cmocka_unit_test(test_campaign_timeline),
