@@ -156,6 +156,9 @@ void db_col_uuid(struct db *d, struct db_res *r, int col, char out[MC_UUID_LEN +
  */
 mc_err db_lock_tenant(struct db *d, const char *tenant_id);
 
+/* store_claim.c: deletes the rate_usage buckets no window ending at now reaches. */
+mc_err claim_rate_usage_prune(struct db *d, int64_t now);
+
 /* True when id is a well-formed UUID (the frontend's guard before any SQL). */
 bool store_id_ok(const char *id);
 
