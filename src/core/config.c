@@ -103,6 +103,13 @@ static const struct opt opts[] = {
      "attempts before a message fails"},
     {"dkim_required", INT(dkim_required), "0", 0, 1, false,
      "1: never send a campaign message unsigned (its From domain needs a DKIM key)"},
+    /* Pacing and shaping (issue 15) */
+    {"pacing_burst", INT(pacing_burst), "5", 1, 10000, false,
+     "messages a paced limit lets go at once after a pause (the rest are evenly spaced)"},
+    {"pacing_horizon_ms", INT(pacing_horizon_ms), "1000", 10, 1000, false,
+     "how far ahead of its slot a paced message may be claimed, ms"},
+    {"shaping", STR(shaping), NULL, 0, 0, false,
+     "JSON file of destination sites and shaping rules loaded at start (replaces the table)"},
 };
 
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))

@@ -59,6 +59,10 @@ struct config {
     int64_t retry_cap;            /* longest wait between retries, seconds */
     int64_t retry_max_attempts;   /* attempts before a message fails */
     int64_t dkim_required;        /* 1: a message whose From domain has no key fails */
+    /* Pacing and shaping (issue 15) */
+    int64_t pacing_burst;         /* messages a paced limit lets go at once after a pause */
+    int64_t pacing_horizon_ms;    /* how far ahead of its slot a paced message is claimed */
+    char *shaping;                /* a shaping file loaded at start, or NULL */
 };
 
 /* One command-line override: the option's name (as in the file) and its value. */

@@ -70,6 +70,10 @@ const struct route routes[] = {
     {"POST",   U,                               api_unsub_create,    R_AUTH_WRITE | R_BODY},
     {"POST",   U "/import",                     api_unsub_import,    R_AUTH_WRITE | R_STREAM},
     {"DELETE", U "/{email*}",                   api_unsub_delete,    R_AUTH_WRITE},
+
+    /* Pacing and shaping (issue 15) */
+    {"GET",    "/api/v1/shaping",               api_shaping_get,     R_AUTH_OPERATOR},
+    {"PUT",    "/api/v1/shaping",               api_shaping_put,     R_AUTH_OPERATOR | R_BODY},
 };
 /* clang-format on */
 

@@ -40,12 +40,14 @@
  * cost that grew with every message already sent).  SQLite runs UPDATE ...
  * WHERE id IN (SELECT ... LIMIT n) RETURNING under its write lock.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
 
 #include "core/log.h"
+#include "core/pace.h"
 #include "core/timeutil.h"
 #include "core/util.h"
 #include "store_int.h"
@@ -133,7 +135,7 @@ store_delivery_work(struct store *st, int max, struct delivery_work *out, int *n
 struct claim_ctx {
     bool sending;
     int64_t c_minute, c_hour;            /* the campaign's own limits, 0 none */
-    int64_t t_minute, t_hour, t_day;     /* the tenant's limits */
+    int64_t t_second, t_minute, t_hour, t_day; /* the tenant's limits (t_second 0: none) */
     bool t_enabled;
 };
 
@@ -151,6 +153,7 @@ ctx_row(struct db *d, struct db_res *r, void *out)
         c->t_hour = d->ops->col_int(r, 5);
         c->t_day = d->ops->col_int(r, 6);
         c->t_enabled = d->ops->col_bool(r, 7);
+        c->t_second = d->ops->col_int(r, 8);
     } else {
         c->t_minute = RATE_DEFAULT_MINUTE;
         c->t_hour = RATE_DEFAULT_HOUR;
@@ -222,6 +225,7 @@ msg_row(struct db *d, struct db_res *r, void *out)
     m->to_address = db_col_dup(d, r, 2);
     m->attempts = (int)d->ops->col_int(r, 3);
     m->max_attempts = (int)d->ops->col_int(r, 4);
+    snprintf(m->site, sizeof(m->site), "%s", d->ops->col_text(r, 5) ? d->ops->col_text(r, 5) : "");
 }
 
 struct rcpt_data {
@@ -247,20 +251,46 @@ id_row(struct db *d, struct db_res *r, void *out)
     db_col_uuid(d, r, 0, out);
 }
 
-static const char sql_claim_pg[] =
-    "WITH picked AS (SELECT id FROM scheduled_messages WHERE campaign_id = $1 "
-    "AND status = 'pending' AND next_attempt_at <= $2 ORDER BY next_attempt_at LIMIT $3 "
-    "FOR UPDATE SKIP LOCKED) "
-    "UPDATE scheduled_messages m SET status = 'sending', lease_owner = $4, "
-    "lease_expires_at = $5, attempts = m.attempts + 1, last_attempt_at = $2, updated_at = $2 "
-    "WHERE m.id = ANY(ARRAY(SELECT id FROM picked)) "
-    "RETURNING m.id, m.recipient_id, m.to_address, m.attempts, m.max_attempts";
-static const char sql_claim_sqlite[] =
-    "UPDATE scheduled_messages SET status = 'sending', lease_owner = $4, "
-    "lease_expires_at = $5, attempts = attempts + 1, last_attempt_at = $2, updated_at = $2 "
-    "WHERE id IN (SELECT id FROM scheduled_messages WHERE campaign_id = $1 "
-    "AND status = 'pending' AND next_attempt_at <= $2 ORDER BY next_attempt_at LIMIT $3) "
-    "RETURNING id, recipient_id, to_address, attempts, max_attempts";
+/* The due rows, oldest first, locked on PostgreSQL (SKIP LOCKED: another worker's pick). */
+static const char sql_pick[] =
+    "SELECT id, site FROM scheduled_messages WHERE campaign_id = $1 AND status = 'pending' "
+    "AND next_attempt_at <= $2 ORDER BY next_attempt_at LIMIT $3";
+static const char sql_pick_pg[] =
+    "SELECT id, site FROM scheduled_messages WHERE campaign_id = $1 AND status = 'pending' "
+    "AND next_attempt_at <= $2 ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED";
+/* The picked rows ($3: their ids) leased. */
+static const char sql_take_pg[] =
+    "UPDATE scheduled_messages m SET status = 'sending', lease_owner = $1, "
+    "lease_expires_at = $2, attempts = m.attempts + 1, last_attempt_at = $4, updated_at = $4 "
+    "WHERE m.id = ANY(ARRAY(SELECT jsonb_array_elements_text($3::jsonb)::uuid)) "
+    "AND m.status = 'pending' "
+    "RETURNING m.id, m.recipient_id, m.to_address, m.attempts, m.max_attempts, m.site";
+static const char sql_take_sqlite[] =
+    "UPDATE scheduled_messages SET status = 'sending', lease_owner = $1, "
+    "lease_expires_at = $2, attempts = attempts + 1, last_attempt_at = $4, updated_at = $4 "
+    "WHERE id IN (SELECT value FROM json_each($3)) AND status = 'pending' "
+    "RETURNING id, recipient_id, to_address, attempts, max_attempts, site";
+/* Picked rows held back by their site wait for their expected slot ($1: [{id, t}]). */
+static const char sql_defer_pg[] =
+    "UPDATE scheduled_messages m SET next_attempt_at = to_timestamp(x.t / 1000000.0) "
+    "FROM jsonb_to_recordset($1::jsonb) AS x(id uuid, t bigint) "
+    "WHERE m.id = x.id AND m.status = 'pending'";
+static const char sql_defer_sqlite[] =
+    "UPDATE scheduled_messages SET next_attempt_at = x.t FROM (SELECT value ->> '$.id' AS id, "
+    "value ->> '$.t' AS t FROM json_each($1)) AS x WHERE scheduled_messages.id = x.id "
+    "AND scheduled_messages.status = 'pending'";
+/* Pace state: rows made to exist, then read (and locked, in one order) ($1: scope ids). */
+static const char sql_pace_ensure_pg[] =
+    "INSERT INTO rate_pace (scope_id, tat) SELECT value, 0 FROM "
+    "jsonb_array_elements_text($1::jsonb) ON CONFLICT (scope_id) DO NOTHING";
+static const char sql_pace_ensure_sqlite[] =
+    "INSERT INTO rate_pace (scope_id, tat) SELECT value, 0 FROM json_each($1) WHERE true "
+    "ON CONFLICT (scope_id) DO NOTHING";
+static const char sql_pace_read_pg[] =
+    "SELECT scope_id, tat FROM rate_pace WHERE scope_id IN (SELECT "
+    "jsonb_array_elements_text($1::jsonb)) ORDER BY scope_id FOR UPDATE";
+static const char sql_pace_read_sqlite[] =
+    "SELECT scope_id, tat FROM rate_pace WHERE scope_id IN (SELECT value FROM json_each($1))";
 
 /*
  * The taken rows whose recipient may no longer be mailed (inactive,
@@ -291,14 +321,36 @@ static const char sql_rcpts_pg[] =
     "SELECT id, name, first_name, last_name, attributes FROM recipients "
     "WHERE id = ANY(ARRAY(SELECT jsonb_array_elements_text($1::jsonb)::uuid))";
 
+/* A due row picked for the claim, and what pacing made of it. */
+struct pick {
+    char id[MC_UUID_LEN + 1];
+    char site[64];
+    int scope;       /* its site's paced scope, or -1 */
+    int64_t slot;    /* when it may leave (0: at once) */
+    bool take;       /* claimed now; otherwise it stays pending (deferred when slot != 0) */
+};
+
+/* A paced scope: the tenant, the campaign, or a site on the egress. */
+struct scope {
+    char id[96]; /* the rate_pace key */
+    struct pace_scope p;
+    int64_t tat0;     /* as read, to write back only what changed */
+    int64_t defer_at; /* the next expected slot handed to a deferred row */
+};
+
 /* A claim in progress: what its steps read and leave for the next. */
 struct claim {
     struct db d;
     bool is_pg;
-    const struct delivery_work *w; /* borrowed */
-    const char *owner;             /* borrowed */
+    const struct delivery_work *w;  /* borrowed */
+    const char *owner;              /* borrowed */
+    const struct claim_pacing *pc;  /* borrowed */
     int64_t now;
     struct claim_ctx ctx;
+    struct pick *pk; /* owned */
+    int npk;
+    struct scope *sc; /* owned: [0, nfixed) the tenant's and campaign's, then sites' */
+    int nsc, nfixed;
     struct delivery_vec v;         /* the taken rows */
     char (*gone)[MC_UUID_LEN + 1]; /* owned: taken rows suppressed instead */
     int ngone;
@@ -323,7 +375,7 @@ claim_ctx_load(struct claim *k)
     return db_fetch_one(&k->d,
                         "SELECT c.status, t.status, c.rate_limit_per_minute, "
                         "c.rate_limit_per_hour, l.per_minute, l.per_hour, l.per_day, "
-                        "l.enabled FROM campaigns c JOIN tenants t ON t.id = c.tenant_id "
+                        "l.enabled, l.per_second FROM campaigns c JOIN tenants t ON t.id = c.tenant_id "
                         "LEFT JOIN tenant_rate_limits l ON l.tenant_id = t.id "
                         "WHERE c.tenant_id = $1 AND c.id = $2",
                         p, NPARAMS(p), ctx_row, &k->ctx);
@@ -358,15 +410,284 @@ claim_allowance(struct claim *k, int64_t max, int64_t *allow)
     return MC_ERR_OK;
 }
 
-/* Leases up to n due rows of the campaign (k->v). */
-static mc_err
-claim_take(struct claim *k, int64_t n, int64_t lease_us)
+static void
+pick_row(struct db *d, struct db_res *r, void *out)
 {
-    struct db_param p[] = {P_TEXT(k->w->campaign_id), P_TIME(k->now), P_INT(n),
-                           P_TEXT(k->owner), P_TIME(k->now + lease_us)};
+    struct pick *x = out;
+    const char *site = d->ops->col_text(r, 1);
 
-    return db_fetch_all(&k->d, k->is_pg ? sql_claim_pg : sql_claim_sqlite, p, NPARAMS(p),
-                        msg_row, sizeof(*k->v.items), (void **)&k->v.items, &k->v.n);
+    db_col_uuid(d, r, 0, x->id);
+    snprintf(x->site, sizeof(x->site), "%s", site ? site : "");
+    x->scope = -1;
+}
+
+/* Up to n due rows of the campaign, oldest first (k->pk). */
+static mc_err
+claim_pick(struct claim *k, int64_t n)
+{
+    struct db_param p[] = {P_TEXT(k->w->campaign_id), P_TIME(k->now), P_INT(n)};
+
+    return db_fetch_all(&k->d, k->is_pg ? sql_pick_pg : sql_pick, p, NPARAMS(p), pick_row,
+                        sizeof(*k->pk), (void **)&k->pk, &k->npk);
+}
+
+static int
+scope_add(struct claim *k, const char *id, int64_t interval)
+{
+    for (int i = 0; i < k->nsc; i++)
+        if (strcmp(k->sc[i].id, id) == 0)
+            return i;
+    k->sc = xrealloc(k->sc, (size_t)(k->nsc + 1) * sizeof(*k->sc));
+    memset(&k->sc[k->nsc], 0, sizeof(*k->sc));
+    snprintf(k->sc[k->nsc].id, sizeof(k->sc[k->nsc].id), "%s", id);
+    k->sc[k->nsc].p.interval_us = interval;
+    return k->nsc++;
+}
+
+static int
+scope_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct scope *)a)->id, ((const struct scope *)b)->id);
+}
+
+struct tat_row {
+    char id[96];
+    int64_t tat;
+};
+
+static void
+tat_row(struct db *d, struct db_res *r, void *out)
+{
+    struct tat_row *t = out;
+    const char *id = d->ops->col_text(r, 0);
+
+    snprintf(t->id, sizeof(t->id), "%s", id ? id : "");
+    t->tat = d->ops->col_int(r, 1);
+}
+
+/*
+ * Reads (PostgreSQL: locks, in key order, so two claims never wait on each
+ * other's rows in a cycle) the pace state of scopes [from, k->nsc).
+ */
+static mc_err
+pace_load(struct claim *k, int from)
+{
+    json_t *ids = json_array();
+    struct tat_row *rows = NULL;
+    char *ids_s = NULL;
+    int n = 0;
+    mc_err err;
+
+    if (from >= k->nsc) {
+        json_decref(ids);
+        return MC_ERR_OK;
+    }
+    for (int i = from; i < k->nsc; i++)
+        json_array_append_new(ids, json_string(k->sc[i].id));
+    ids_s = json_dumps(ids, JSON_COMPACT);
+    struct db_param p[] = {P_TEXT(ids_s)};
+    err = db_exec(&k->d, k->is_pg ? sql_pace_ensure_pg : sql_pace_ensure_sqlite, p, 1, NULL);
+    if (err == MC_ERR_OK)
+        err = db_fetch_all(&k->d, k->is_pg ? sql_pace_read_pg : sql_pace_read_sqlite, p, 1,
+                           tat_row, sizeof(*rows), (void **)&rows, &n);
+    for (int r = 0; r < n && err == MC_ERR_OK; r++)
+        for (int i = from; i < k->nsc; i++)
+            if (strcmp(k->sc[i].id, rows[r].id) == 0)
+                k->sc[i].p.tat = k->sc[i].tat0 = rows[r].tat;
+    free(rows);
+    free(ids_s);
+    json_decref(ids);
+    return err;
+}
+
+/*
+ * The tenant's and the campaign's paced scopes, loaded; *cap: how many
+ * messages they can let go within the horizon (the pick needs no more).
+ */
+static mc_err
+claim_pace_fixed(struct claim *k, int64_t *cap)
+{
+    const struct claim_ctx *c = &k->ctx;
+    int64_t t_iv = c->t_enabled ? pace_interval(c->t_second, c->t_minute) : 0;
+    int64_t c_iv = pace_interval(0, c->c_minute);
+    int64_t until = k->now + k->pc->horizon_us;
+    mc_err err;
+
+    if (t_iv > 0)
+        scope_add(k, k->w->tenant_id, t_iv);
+    if (c_iv > 0)
+        scope_add(k, k->w->campaign_id, c_iv);
+    k->nfixed = k->nsc;
+    if ((err = pace_load(k, 0)) != MC_ERR_OK)
+        return err;
+    for (int i = 0; i < k->nfixed; i++) {
+        const struct scope *s = &k->sc[i];
+        int64_t e = pace_earliest(&s->p, k->pc->burst, k->now);
+        /* Slots e, e + T, ... up to until, plus what the burst leaves. */
+        int64_t n = e > until ? 0 : (until - e) / s->p.interval_us + k->pc->burst;
+        *cap = n < *cap ? n : *cap;
+    }
+    return MC_ERR_OK;
+}
+
+struct site_rule {
+    char site[64];
+    int64_t per_second, per_minute;
+};
+
+static void
+site_rule_row(struct db *d, struct db_res *r, void *out)
+{
+    struct site_rule *x = out;
+    const char *s = d->ops->col_text(r, 0);
+
+    snprintf(x->site, sizeof(x->site), "%s", s ? s : "");
+    x->per_second = d->ops->col_int(r, 1);
+    x->per_minute = d->ops->col_int(r, 2);
+}
+
+/* The sites' paced scopes of the picked rows (a site's own rule, else the egress's '*'). */
+static mc_err
+claim_pace_sites(struct claim *k)
+{
+    struct db_param p[] = {P_TEXT(k->pc->egress)};
+    struct site_rule *rules = NULL;
+    int nrules = 0, from = k->nsc;
+    char key[96];
+    mc_err err;
+
+    err = db_fetch_all(&k->d,
+                       "SELECT site, per_second, per_minute FROM shaping_rules WHERE egress = $1 "
+                       "AND (per_second IS NOT NULL OR per_minute IS NOT NULL)",
+                       p, NPARAMS(p), site_rule_row, sizeof(*rules), (void **)&rules, &nrules);
+    for (int i = 0; i < k->npk && err == MC_ERR_OK && nrules > 0; i++) {
+        const struct site_rule *rule = NULL;
+        if (k->pk[i].site[0] == '\0')
+            continue;
+        for (int r = 0; r < nrules; r++) {
+            if (strcmp(rules[r].site, k->pk[i].site) == 0)
+                rule = &rules[r];
+            else if (rule == NULL && strcmp(rules[r].site, "*") == 0)
+                rule = &rules[r];
+        }
+        if (rule == NULL)
+            continue;
+        snprintf(key, sizeof(key), "site:%s/%s", k->pc->egress, k->pk[i].site);
+        scope_add(k, key, pace_interval(rule->per_second, rule->per_minute));
+    }
+    free(rules);
+    if (err != MC_ERR_OK)
+        return err;
+    qsort(k->sc + from, (size_t)(k->nsc - from), sizeof(*k->sc), scope_cmp);
+    for (int i = 0; i < k->npk; i++) {
+        if (k->pk[i].site[0] == '\0')
+            continue;
+        snprintf(key, sizeof(key), "site:%s/%s", k->pc->egress, k->pk[i].site);
+        for (int s = from; s < k->nsc; s++)
+            if (strcmp(k->sc[s].id, key) == 0)
+                k->pk[i].scope = s;
+    }
+    return pace_load(k, from);
+}
+
+/*
+ * Gives each picked row its slot, in order: the latest of what its paced
+ * scopes allow.  A row whose slot lies past the horizon is not taken; when
+ * its site is what holds it back it is deferred to its expected slot (and
+ * the next row is tried), otherwise the tenant or campaign is spent and
+ * the rest stay for a later claim.
+ */
+static void
+claim_pace_assign(struct claim *k)
+{
+    int64_t until = k->now + k->pc->horizon_us, burst = k->pc->burst;
+
+    for (int i = 0; i < k->npk; i++) {
+        struct pick *x = &k->pk[i];
+        int64_t t = k->now, t_fixed = k->now;
+        for (int s = 0; s < k->nfixed; s++) {
+            int64_t e = pace_earliest(&k->sc[s].p, burst, k->now);
+            t_fixed = e > t_fixed ? e : t_fixed;
+        }
+        t = t_fixed;
+        if (x->scope >= 0) {
+            int64_t e = pace_earliest(&k->sc[x->scope].p, burst, k->now);
+            t = e > t ? e : t;
+        }
+        if (t_fixed > until)
+            break;
+        if (t > until) {
+            struct scope *s = &k->sc[x->scope];
+            s->defer_at = s->defer_at > t ? s->defer_at : t;
+            x->slot = s->defer_at;
+            s->defer_at += s->p.interval_us;
+            continue;
+        }
+        for (int s = 0; s < k->nfixed; s++)
+            pace_take(&k->sc[s].p, t);
+        if (x->scope >= 0)
+            pace_take(&k->sc[x->scope].p, t);
+        x->take = true;
+        x->slot = k->nsc > 0 ? t : 0;
+    }
+}
+
+/* Writes back the scopes' advanced state and defers the rows held back by their site. */
+static mc_err
+claim_pace_save(struct claim *k)
+{
+    json_t *defer = json_array();
+    mc_err err = MC_ERR_OK;
+
+    for (int i = 0; i < k->nsc && err == MC_ERR_OK; i++) {
+        struct db_param p[] = {P_TEXT(k->sc[i].id), P_INT(k->sc[i].p.tat)};
+        if (k->sc[i].p.tat != k->sc[i].tat0)
+            err = db_exec(&k->d, "UPDATE rate_pace SET tat = $2 WHERE scope_id = $1", p,
+                          NPARAMS(p), NULL);
+    }
+    for (int i = 0; i < k->npk; i++)
+        if (!k->pk[i].take && k->pk[i].slot > 0)
+            json_array_append_new(defer, json_pack("{s:s, s:I}", "id", k->pk[i].id, "t",
+                                                   (json_int_t)k->pk[i].slot));
+    if (err == MC_ERR_OK && json_array_size(defer) > 0) {
+        char *s = json_dumps(defer, JSON_COMPACT);
+        struct db_param p[] = {P_TEXT(s)};
+        err = db_exec(&k->d, k->is_pg ? sql_defer_pg : sql_defer_sqlite, p, 1, NULL);
+        free(s);
+    }
+    json_decref(defer);
+    return err;
+}
+
+/* Leases the picked rows pacing let go (k->v), each with its slot. */
+static mc_err
+claim_take(struct claim *k, int64_t lease_us)
+{
+    json_t *ids = json_array();
+    char *ids_s;
+    mc_err err;
+
+    for (int i = 0; i < k->npk; i++)
+        if (k->pk[i].take)
+            json_array_append_new(ids, json_string(k->pk[i].id));
+    if (json_array_size(ids) == 0) {
+        json_decref(ids);
+        return MC_ERR_OK;
+    }
+    ids_s = json_dumps(ids, JSON_COMPACT);
+    json_decref(ids);
+    struct db_param p[] = {P_TEXT(k->owner), P_TIME(k->now + lease_us), P_TEXT(ids_s),
+                           P_TIME(k->now)};
+    err = db_fetch_all(&k->d, k->is_pg ? sql_take_pg : sql_take_sqlite, p, NPARAMS(p), msg_row,
+                       sizeof(*k->v.items), (void **)&k->v.items, &k->v.n);
+    free(ids_s);
+    for (int i = 0; i < k->v.n && err == MC_ERR_OK; i++)
+        for (int j = 0; j < k->npk; j++)
+            if (k->pk[j].take && strcmp(k->pk[j].id, k->v.items[i].id) == 0) {
+                k->v.items[i].not_before = k->pk[j].slot;
+                break;
+            }
+    return err;
 }
 
 /* A JSON array (owned text) of the taken rows' ids, or of their recipients' ids. */
@@ -465,9 +786,10 @@ claim_assemble(struct claim *k)
 
 mc_err
 store_delivery_claim(struct store *st, const struct delivery_work *w, const char *owner,
-                     int64_t now, int64_t lease_us, int max, struct delivery_vec *out)
+                     int64_t now, int64_t lease_us, int max, const struct claim_pacing *pc,
+                     struct delivery_vec *out)
 {
-    struct claim k = {.w = w, .owner = owner, .now = now};
+    struct claim k = {.w = w, .owner = owner, .pc = pc, .now = now};
     int64_t allow = 0;
     mc_err err;
 
@@ -481,8 +803,19 @@ store_delivery_claim(struct store *st, const struct delivery_work *w, const char
         goto rollback;
     if ((err = claim_allowance(&k, max, &allow)) != MC_ERR_OK || allow <= 0)
         goto rollback;
-    if ((err = claim_take(&k, allow, lease_us)) != MC_ERR_OK || k.v.n == 0)
+    if ((err = claim_pace_fixed(&k, &allow)) != MC_ERR_OK || allow <= 0)
         goto rollback;
+    if ((err = claim_pick(&k, allow)) != MC_ERR_OK || k.npk == 0)
+        goto rollback;
+    if ((err = claim_pace_sites(&k)) != MC_ERR_OK)
+        goto rollback;
+    claim_pace_assign(&k);
+    if ((err = claim_pace_save(&k)) != MC_ERR_OK || (err = claim_take(&k, lease_us)) != MC_ERR_OK)
+        goto rollback;
+    if (k.v.n == 0) { /* only deferrals */
+        err = db_commit(&k.d);
+        goto out;
+    }
     if ((err = claim_suppress(&k)) == MC_ERR_OK && (err = claim_recipients(&k)) == MC_ERR_OK &&
         (err = claim_count(&k)) == MC_ERR_OK)
         err = db_commit(&k.d);
@@ -507,6 +840,8 @@ out:
     }
     free(k.rd);
     free(k.gone);
+    free(k.pk);
+    free(k.sc);
     delivery_vec_cleanup(&k.v);
     return err;
 }

@@ -21,6 +21,12 @@
  * (compose.h) from the campaign's compiled templates, cached per campaign,
  * and handed to the relay.
  *
+ * Pacing happens at the hand-off: a claim gives each message the slot its
+ * paced limits (tenant, campaign, site: see store_claim.c) allow it to leave
+ * at, at most pacing_horizon_ms ahead, and the loop holds it on a timer
+ * until then.  Held messages count against the claim's room like those in
+ * flight, and a stop hands them back unsent.
+ *
  * Outcomes gather in memory and are recorded in one transaction every
  * 100 ms or 200 outcomes (group commit), each fenced on lease owner and
  * attempt.  A message counts as in flight from its claim until its outcome
@@ -205,6 +211,79 @@ release_unsent(struct delivery *d, const struct delivery_msg *dm)
     delivery_result_add(d, &m, OUT_RELEASE, time_now_us(), 0, "the worker is stopping", NULL);
 }
 
+static void
+msg_strings_free(struct delivery_msg *m)
+{
+    free(m->to_address);
+    free(m->name);
+    free(m->first_name);
+    free(m->last_name);
+    free(m->attributes);
+}
+
+static void
+held_unlink(struct delivery *d, struct held *h)
+{
+    if (h->prev)
+        h->prev->next = h->next;
+    else
+        d->held = h->next;
+    if (h->next)
+        h->next->prev = h->prev;
+    d->nheld--;
+    event_free(h->ev);
+}
+
+/* A held message's slot has come. */
+static void
+held_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct held *h = arg;
+    struct delivery *d = h->d;
+
+    (void)fd;
+    (void)what;
+    held_unlink(d, h);
+    if (delivery_stopping(d))
+        release_unsent(d, &h->dm);
+    else
+        send_one(d, &h->dm);
+    msg_strings_free(&h->dm);
+    free(h);
+}
+
+/* Holds dm (its strings moved in) until its slot, wall-clock microseconds. */
+static void
+hold(struct delivery *d, struct delivery_msg *dm, int64_t wait_us)
+{
+    struct held *h = xcalloc(1, sizeof(*h));
+    struct timeval tv = {(time_t)(wait_us / 1000000), (suseconds_t)(wait_us % 1000000)};
+
+    h->d = d;
+    h->dm = *dm;
+    dm->to_address = dm->name = dm->first_name = dm->last_name = dm->attributes = NULL;
+    h->ev = evtimer_new(d->base, held_cb, h);
+    h->next = d->held;
+    if (d->held)
+        d->held->prev = h;
+    d->held = h;
+    d->nheld++;
+    evtimer_add(h->ev, &tv);
+}
+
+/* Hands every held message back unsent (the worker is stopping). */
+static void
+held_release_all(struct delivery *d)
+{
+    while (d->held) {
+        struct held *h = d->held;
+        held_unlink(d, h);
+        release_unsent(d, &h->dm);
+        msg_strings_free(&h->dm);
+        free(h);
+    }
+}
+
 /* The loop takes the database thread's answers: claimed messages are sent
  * (or, while stopping, handed back); *got: how many were claimed, -1 none. */
 static void
@@ -214,8 +293,11 @@ take_answers(struct delivery *d, int *got)
 
     *got = delivery_answers_take(d, &v);
     for (int i = 0; i < v.n; i++) {
+        int64_t wait = v.items[i].not_before ? v.items[i].not_before - time_now_us() : 0;
         if (delivery_stopping(d))
             release_unsent(d, &v.items[i]);
+        else if (wait > 1000)
+            hold(d, &v.items[i], wait);
         else
             send_one(d, &v.items[i]);
     }
@@ -244,14 +326,15 @@ fill(struct delivery *d)
      * is what stops the claims, commit them now rather than at the timer. */
     if (d->inflight >= d->cfg->delivery_inflight && d->nresults > 0)
         delivery_results_flush(d);
-    room = (int)(d->cfg->delivery_inflight - d->inflight);
+    room = (int)(d->cfg->delivery_inflight - d->inflight - d->nheld);
     if (room <= 0)
         return;
     max = room;
     if (d->pool) {
         /* Top up once the queue has drained to half its depth: a claim's
          * fixed cost is then spread over half a queue, not a few messages. */
-        int cap = queue_depth(d) * (int)d->cfg->smtp_connections, busy = smtp_pool_busy(d->pool);
+        int cap = queue_depth(d) * (int)d->cfg->smtp_connections,
+            busy = smtp_pool_busy(d->pool) + d->nheld;
         if (2 * busy >= cap)
             return;
         max = max < cap - busy ? max : cap - busy;
@@ -401,6 +484,9 @@ delivery_start(struct store *st, const struct config *cfg, const struct secrets 
     d->stop_ev = evtimer_new(d->base, stop_cb, d);
     d->kick = event_new(d->base, -1, 0, tick_cb, d);
     d->dbdone = event_new(d->base, -1, 0, dbdone_cb, d);
+    d->pacing.burst = cfg->pacing_burst;
+    d->pacing.horizon_us = cfg->pacing_horizon_ms * 1000;
+    d->pacing.egress = "default";
     evtimer_add(d->tick, &tick);
     evtimer_add(d->flush, &flush);
     if (!delivery_db_start(d))
@@ -443,6 +529,7 @@ begin_stop(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     smtp_pool_drain(d->pool); /* what has not started goes back at once */
+    held_release_all(d);
     stop_cb(fd, what, d);
 }
 

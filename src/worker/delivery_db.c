@@ -73,7 +73,8 @@ claim_round(struct delivery *d, int max, struct delivery_vec *out)
                                                        : (int)d->cfg->delivery_batch;
 
         if (store_delivery_claim(d->st, w, d->owner, time_now_us(),
-                                 d->cfg->lease_seconds * 1000000LL, n, &v) != MC_ERR_OK)
+                                 d->cfg->lease_seconds * 1000000LL, n, &d->pacing, &v) !=
+            MC_ERR_OK)
             break;
         claimed_in_pass |= v.n > 0;
         vec_append(out, &v);

@@ -58,6 +58,14 @@ struct dmsg {
     char message_id[128];
 };
 
+/* A claimed message waiting in the loop for its paced slot (delivery.c). */
+struct held {
+    struct delivery *d;
+    struct event *ev;       /* owned: fires at the slot */
+    struct delivery_msg dm; /* owned, strings included */
+    struct held *prev, *next;
+};
+
 #define METRIC_TENANTS 1024
 #define NOUTCOMES 5
 #define NLATENCY 12 /* latency buckets, see delivery_metrics.c */
@@ -85,6 +93,8 @@ struct delivery {
     struct smtp_pool *pool;    /* NULL for dir: */
     const char *outbox;        /* borrowed from cfg: the dir: path, or NULL */
     int inflight;
+    struct held *held; /* owned list: claimed, waiting for their slots (not in inflight) */
+    int nheld;
     struct delivery_result *results; /* owned, pending record */
     int nresults, capresults;
     struct camp cache[CACHE_MAX];
@@ -112,6 +122,7 @@ struct delivery {
     bool recover_req;       /* return expired leases (no answer) */
     int64_t recover_asked;  /* the loop's: monotonic, when it last asked */
     /* The database thread's own. */
+    struct claim_pacing pacing; /* from cfg, set at start */
     struct delivery_work work[MAX_WORK];
     int nwork, next_work;
     _Atomic int64_t stop_deadline; /* monotonic; 0 while running; set by delivery_stop */
