@@ -32,9 +32,10 @@ HTTP_SRC  := $(wildcard src/http/*.c)
 TPL_SRC   := $(wildcard src/template/*.c)
 SMTP_SRC  := $(wildcard src/smtp/*.c)
 APP_SRC   := $(wildcard src/app/*.c)
+IMPORT_SRC := $(wildcard src/import/*.c)
 WORKER_SRC := $(wildcard src/worker/*.c)
 CLI_SRC   := $(filter-out src/cli/main.c,$(wildcard src/cli/*.c))
-LIB_SRC   := $(CORE_SRC) $(STORE_SRC) $(TPL_SRC) $(SMTP_SRC) $(APP_SRC) $(WORKER_SRC) $(HTTP_SRC) $(CLI_SRC)
+LIB_SRC   := $(CORE_SRC) $(STORE_SRC) $(TPL_SRC) $(SMTP_SRC) $(APP_SRC) $(IMPORT_SRC) $(WORKER_SRC) $(HTTP_SRC) $(CLI_SRC)
 LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/migrations_gen.o
 MIGRATIONS := $(sort $(wildcard migrations/sqlite/*.sql migrations/pg/*.sql))
 
