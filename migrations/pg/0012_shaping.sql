@@ -32,6 +32,58 @@ CREATE TABLE shaping_rules (
     PRIMARY KEY (egress, site)
 );
 
+-- Automation on receivers' replies (issue 15): rules of the shaping
+-- document, matched against the relay's replies to delivery attempts.
+-- position is the rule's index in the document.  A rule matches a reply
+-- whose code equals match_code (NULL: any), whose enhanced status starts
+-- with match_enhanced (NULL: any) and whose text matches match_regex (a
+-- POSIX extended expression, case-insensitive; NULL: any).  It fires when
+-- trigger_count matching replies fall within trigger_period_s (1 and 0:
+-- at once), and then puts its action in force for duration_s.
+CREATE TABLE shaping_automation (
+    position         INTEGER PRIMARY KEY,
+    egress           TEXT NOT NULL,
+    site             TEXT NOT NULL,
+    match_code       INTEGER,
+    match_enhanced   TEXT,
+    match_regex      TEXT,
+    trigger_count    INTEGER NOT NULL CHECK (trigger_count > 0),
+    trigger_period_s INTEGER NOT NULL CHECK (trigger_period_s >= 0),
+    action           TEXT NOT NULL CHECK (action IN ('set_rate', 'suspend_site',
+                                                     'suspend_tenant')),
+    per_second       INTEGER CHECK (per_second > 0),
+    per_minute       INTEGER CHECK (per_minute > 0),
+    duration_s       INTEGER NOT NULL CHECK (duration_s > 0)
+);
+
+-- Matching replies not yet spent on a trigger (times in Unix microseconds).
+CREATE TABLE shaping_hits (
+    position   INTEGER NOT NULL,
+    egress     TEXT NOT NULL,
+    site       TEXT NOT NULL,
+    tenant_key TEXT NOT NULL,  -- the tenant's id for suspend_tenant rules, else ''
+    at         BIGINT NOT NULL
+);
+CREATE INDEX idx_shaping_hits ON shaping_hits (position, egress, site, tenant_key, at);
+
+-- What automation has put in force, until when and why.  Claims obey every
+-- row whose until_at is in the future; expired rows are deleted by the
+-- lease sweep.  tenant_key '' means every tenant.
+CREATE TABLE shaping_state (
+    id          TEXT PRIMARY KEY,
+    egress      TEXT NOT NULL,
+    site        TEXT NOT NULL,
+    tenant_key  TEXT NOT NULL,
+    action      TEXT NOT NULL,
+    per_second  INTEGER,
+    per_minute  INTEGER,
+    position    INTEGER NOT NULL,
+    last_reply  TEXT NOT NULL,
+    since_at    BIGINT NOT NULL,
+    until_at    BIGINT NOT NULL,
+    UNIQUE (egress, site, tenant_key, action)
+);
+
 -- Built-in destination sites (issue 15): a recipient's domain, or its parent
 -- domain, found here gives the message's site; any other domain is its own
 -- site.  Data, not code: the operator replaces the table with PUT

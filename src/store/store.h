@@ -205,11 +205,50 @@ struct shaping_rule {
     int64_t per_second, per_minute;  /* paced rates, 0: none */
 };
 
+/* An automation rule (issue 15): a reply pattern, a trigger and an action. */
+#define SHAPING_REGEX_MAX 255
+struct shaping_auto {
+    char egress[SHAPING_NAME_MAX + 1];
+    char site[SHAPING_NAME_MAX + 1]; /* "*": any site */
+    int match_code;                  /* 0: any */
+    char match_enhanced[16];         /* a prefix of the enhanced status; "": any */
+    char match_regex[SHAPING_REGEX_MAX + 1]; /* POSIX ERE, case-insensitive; "": any */
+    int64_t trigger_count;           /* 1 with period 0: at once */
+    int64_t trigger_period_s;
+    char action[16];                 /* set_rate, suspend_site, suspend_tenant */
+    int64_t per_second, per_minute;  /* set_rate's rate */
+    int64_t duration_s;
+};
+
 struct shaping {
     struct site_domain *domains; /* owned */
     int ndomains;
     struct shaping_rule *rules; /* owned */
     int nrules;
+    struct shaping_auto *autos; /* owned */
+    int nautos;
+};
+
+/* A reply from the relay to one delivery attempt, for the automation rules. */
+struct shaping_obs {
+    char site[SHAPING_NAME_MAX + 1];
+    char tenant_id[MC_UUID_LEN + 1];
+    int code;
+    char enhanced[16];
+    char text[256];
+};
+
+/* An adjustment or suspension in force (GET /api/v1/shaping/state). */
+struct shaping_state {
+    char id[MC_UUID_LEN + 1];
+    char egress[SHAPING_NAME_MAX + 1];
+    char site[SHAPING_NAME_MAX + 1];
+    char tenant_id[MC_UUID_LEN + 1]; /* "": every tenant */
+    char action[16];
+    int64_t per_second, per_minute;
+    int position; /* the automation rule's index */
+    char last_reply[320];
+    int64_t since, until;
 };
 
 /* The whole table (*out owned by the caller: shaping_cleanup). */
@@ -221,6 +260,19 @@ mc_err store_shaping_get(struct store *st, struct shaping *out);
  */
 mc_err store_shaping_put(struct store *st, const struct shaping *sh);
 void shaping_cleanup(struct shaping *sh);
+/*
+ * Matches the relay's replies against egress's automation rules
+ * (store_automation.c): each match is counted, and a rule whose trigger is
+ * reached puts its action in force until now + its duration (extending one
+ * already in force).  *fired: how many actions were put in force.
+ */
+mc_err store_shaping_observe(struct store *st, const char *egress,
+                             const struct shaping_obs *obs, int n, int64_t now, int *fired);
+/* What is in force at now, soonest to end first (*out owned by the caller, free()). */
+mc_err store_shaping_state_list(struct store *st, int64_t now, struct shaping_state **out,
+                                int *n);
+/* Lifts one; MC_ERR_NOT_FOUND when there is no such id in force. */
+mc_err store_shaping_state_lift(struct store *st, const char *id);
 
 /* ---- recipient lists ---- */
 

@@ -326,6 +326,7 @@ struct pick {
     char id[MC_UUID_LEN + 1];
     char site[64];
     int scope;       /* its site's paced scope, or -1 */
+    int64_t hold;    /* suspended (automation) until then, 0: not */
     int64_t slot;    /* when it may leave (0: at once) */
     bool take;       /* claimed now; otherwise it stays pending (deferred when slot != 0) */
 };
@@ -546,39 +547,95 @@ site_rule_row(struct db *d, struct db_res *r, void *out)
     x->per_minute = d->ops->col_int(r, 2);
 }
 
-/* The sites' paced scopes of the picked rows (a site's own rule, else the egress's '*'). */
+/* What automation has in force on the egress (store_automation.c). */
+struct in_force {
+    char site[64];
+    char tenant[MC_UUID_LEN + 1]; /* "": every tenant */
+    bool suspend;                 /* else a rate */
+    int64_t interval, until;
+};
+
+static void
+in_force_row(struct db *d, struct db_res *r, void *out)
+{
+    struct in_force *x = out;
+    const char *site = d->ops->col_text(r, 0), *tenant = d->ops->col_text(r, 1),
+               *action = d->ops->col_text(r, 2);
+
+    snprintf(x->site, sizeof(x->site), "%s", site ? site : "");
+    snprintf(x->tenant, sizeof(x->tenant), "%s", tenant ? tenant : "");
+    x->suspend = action && strcmp(action, "set_rate") != 0;
+    x->interval = pace_interval(d->ops->col_int(r, 3), d->ops->col_int(r, 4));
+    x->until = d->ops->col_int(r, 5);
+}
+
+/*
+ * The paced interval of a picked row's site (its rule, else the egress's
+ * '*', tightened by a rate automation put in force) and, when automation
+ * suspended the site (for every tenant or for this one), until when.
+ */
+static int64_t
+site_interval(const struct claim *k, const struct pick *x, const struct site_rule *rules,
+              int nrules, const struct in_force *f, int nf, int64_t *hold)
+{
+    const struct site_rule *rule = NULL;
+    int64_t iv = 0;
+
+    for (int r = 0; r < nrules; r++) {
+        if (strcmp(rules[r].site, x->site) == 0)
+            rule = &rules[r];
+        else if (rule == NULL && strcmp(rules[r].site, "*") == 0)
+            rule = &rules[r];
+    }
+    if (rule)
+        iv = pace_interval(rule->per_second, rule->per_minute);
+    for (int i = 0; i < nf; i++) {
+        if (strcmp(f[i].site, x->site) != 0)
+            continue;
+        if (f[i].suspend && (f[i].tenant[0] == '\0' || strcmp(f[i].tenant, k->w->tenant_id) == 0))
+            *hold = f[i].until > *hold ? f[i].until : *hold;
+        else if (!f[i].suspend && f[i].interval > iv)
+            iv = f[i].interval;
+    }
+    return iv;
+}
+
+/* The sites' paced scopes of the picked rows, and the rows automation holds. */
 static mc_err
 claim_pace_sites(struct claim *k)
 {
-    struct db_param p[] = {P_TEXT(k->pc->egress)};
+    struct db_param p[] = {P_TEXT(k->pc->egress), P_INT(k->now)};
     struct site_rule *rules = NULL;
-    int nrules = 0, from = k->nsc;
+    struct in_force *f = NULL;
+    int nrules = 0, nf = 0, from = k->nsc;
     char key[96];
     mc_err err;
 
     err = db_fetch_all(&k->d,
                        "SELECT site, per_second, per_minute FROM shaping_rules WHERE egress = $1 "
                        "AND (per_second IS NOT NULL OR per_minute IS NOT NULL)",
-                       p, NPARAMS(p), site_rule_row, sizeof(*rules), (void **)&rules, &nrules);
-    for (int i = 0; i < k->npk && err == MC_ERR_OK && nrules > 0; i++) {
-        const struct site_rule *rule = NULL;
+                       p, 1, site_rule_row, sizeof(*rules), (void **)&rules, &nrules);
+    if (err == MC_ERR_OK)
+        err = db_fetch_all(&k->d,
+                           "SELECT site, tenant_key, action, per_second, per_minute, until_at "
+                           "FROM shaping_state WHERE egress = $1 AND until_at > $2",
+                           p, NPARAMS(p), in_force_row, sizeof(*f), (void **)&f, &nf);
+    for (int i = 0; i < k->npk && err == MC_ERR_OK && (nrules > 0 || nf > 0); i++) {
+        int64_t iv;
         if (k->pk[i].site[0] == '\0')
             continue;
-        for (int r = 0; r < nrules; r++) {
-            if (strcmp(rules[r].site, k->pk[i].site) == 0)
-                rule = &rules[r];
-            else if (rule == NULL && strcmp(rules[r].site, "*") == 0)
-                rule = &rules[r];
-        }
-        if (rule == NULL)
+        iv = site_interval(k, &k->pk[i], rules, nrules, f, nf, &k->pk[i].hold);
+        if (iv <= 0)
             continue;
         snprintf(key, sizeof(key), "site:%s/%s", k->pc->egress, k->pk[i].site);
-        scope_add(k, key, pace_interval(rule->per_second, rule->per_minute));
+        scope_add(k, key, iv);
     }
     free(rules);
+    free(f);
     if (err != MC_ERR_OK)
         return err;
-    qsort(k->sc + from, (size_t)(k->nsc - from), sizeof(*k->sc), scope_cmp);
+    if (k->nsc > from)
+        qsort(k->sc + from, (size_t)(k->nsc - from), sizeof(*k->sc), scope_cmp);
     for (int i = 0; i < k->npk; i++) {
         if (k->pk[i].site[0] == '\0')
             continue;
@@ -605,6 +662,10 @@ claim_pace_assign(struct claim *k)
     for (int i = 0; i < k->npk; i++) {
         struct pick *x = &k->pk[i];
         int64_t t = k->now, t_fixed = k->now;
+        if (x->hold > k->now) { /* suspended: waits, its attempt unspent */
+            x->slot = x->hold;
+            continue;
+        }
         for (int s = 0; s < k->nfixed; s++) {
             int64_t e = pace_earliest(&k->sc[s].p, burst, k->now);
             t_fixed = e > t_fixed ? e : t_fixed;

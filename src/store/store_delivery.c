@@ -254,6 +254,8 @@ store_delivery_recover(struct store *st, int64_t now, int *n)
                   p, NPARAMS(p), &changes);
     if (err == MC_ERR_OK) {
         err = claim_rate_usage_prune(&d, now); /* buckets no window reaches any more */
+    if (err == MC_ERR_OK)
+        err = shaping_state_prune(&d, now);
     }
     db_put(&d);
     *n = (int)changes;

@@ -17,6 +17,7 @@ shaping_cleanup(struct shaping *sh)
 {
     free(sh->domains);
     free(sh->rules);
+    free(sh->autos);
     memset(sh, 0, sizeof(*sh));
 }
 
@@ -44,6 +45,43 @@ rule_row(struct db *d, struct db_res *r, void *out)
     x->per_minute = d->ops->col_int(r, 5);
 }
 
+static void
+copy_text(struct db *d, struct db_res *r, int col, char *dst, size_t len)
+{
+    const char *s = d->ops->col_text(r, col);
+
+    snprintf(dst, len, "%s", s ? s : "");
+}
+
+static void
+auto_row(struct db *d, struct db_res *r, void *out)
+{
+    struct shaping_auto *x = out;
+
+    copy_text(d, r, 0, x->egress, sizeof(x->egress));
+    copy_text(d, r, 1, x->site, sizeof(x->site));
+    x->match_code = (int)d->ops->col_int(r, 2);
+    copy_text(d, r, 3, x->match_enhanced, sizeof(x->match_enhanced));
+    copy_text(d, r, 4, x->match_regex, sizeof(x->match_regex));
+    x->trigger_count = d->ops->col_int(r, 5);
+    x->trigger_period_s = d->ops->col_int(r, 6);
+    copy_text(d, r, 7, x->action, sizeof(x->action));
+    x->per_second = d->ops->col_int(r, 8);
+    x->per_minute = d->ops->col_int(r, 9);
+    x->duration_s = d->ops->col_int(r, 10);
+}
+
+#define AUTO_COLS                                                                                \
+    "egress, site, match_code, match_enhanced, match_regex, trigger_count, trigger_period_s, "    \
+    "action, per_second, per_minute, duration_s"
+
+mc_err
+shaping_autos_read(struct db *d, struct shaping_auto **out, int *n)
+{
+    return db_fetch_all(d, "SELECT " AUTO_COLS " FROM shaping_automation ORDER BY position",
+                        NULL, 0, auto_row, sizeof(**out), (void **)out, n);
+}
+
 mc_err
 store_shaping_get(struct store *st, struct shaping *out)
 {
@@ -60,6 +98,8 @@ store_shaping_get(struct store *st, struct shaping *out)
                            "SELECT egress, site, max_connections, max_per_connection, "
                            "per_second, per_minute FROM shaping_rules ORDER BY egress, site",
                            NULL, 0, rule_row, sizeof(*sh.rules), (void **)&sh.rules, &sh.nrules);
+    if (err == MC_ERR_OK)
+        err = shaping_autos_read(&d, &sh.autos, &sh.nautos);
     db_put(&d);
     if (err == MC_ERR_OK)
         *out = sh;
@@ -87,6 +127,27 @@ store_shaping_put(struct store *st, const struct shaping *sh)
     err = db_exec(&d, "DELETE FROM site_domains", NULL, 0, NULL);
     if (err == MC_ERR_OK)
         err = db_exec(&d, "DELETE FROM shaping_rules", NULL, 0, NULL);
+    if (err == MC_ERR_OK)
+        err = db_exec(&d, "DELETE FROM shaping_automation", NULL, 0, NULL);
+    for (int i = 0; i < sh->nautos && err == MC_ERR_OK; i++) {
+        const struct shaping_auto *a = &sh->autos[i];
+        struct db_param p[] = {P_INT(i),
+                               P_TEXT(a->egress),
+                               P_TEXT(a->site),
+                               opt_int(a->match_code),
+                               P_TEXT(a->match_enhanced[0] ? a->match_enhanced : NULL),
+                               P_TEXT(a->match_regex[0] ? a->match_regex : NULL),
+                               P_INT(a->trigger_count),
+                               P_INT(a->trigger_period_s),
+                               P_TEXT(a->action),
+                               opt_int(a->per_second),
+                               opt_int(a->per_minute),
+                               P_INT(a->duration_s)};
+        err = db_exec(&d,
+                      "INSERT INTO shaping_automation (position, " AUTO_COLS ") VALUES ($1, $2, "
+                      "$3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                      p, NPARAMS(p), NULL);
+    }
     for (int i = 0; i < sh->ndomains && err == MC_ERR_OK; i++) {
         struct db_param p[] = {P_TEXT(sh->domains[i].domain), P_TEXT(sh->domains[i].site)};
         err = db_exec(&d, "INSERT INTO site_domains (domain, site) VALUES ($1, $2)", p,

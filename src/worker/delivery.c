@@ -111,6 +111,13 @@ queue_depth(struct delivery *d)
     return per < QUEUE_MIN ? QUEUE_MIN : per > QUEUE_MAX ? QUEUE_MAX : (int)per;
 }
 
+/* Jobs queued or in flight in every pool. */
+static int
+pools_busy(const struct delivery *d)
+{
+    return smtp_pool_busy(d->pool) + delivery_sites_busy(d);
+}
+
 /* The pool's verdict on one message. */
 static void
 job_done(struct smtp_job *job, void *arg)
@@ -126,7 +133,7 @@ job_done(struct smtp_job *job, void *arg)
      * the pool's callback, which must not submit). */
     d->rate_n++;
     if (d->pool && !delivery_stopping(d) &&
-        2 * smtp_pool_busy(d->pool) < queue_depth(d) * d->cfg->smtp_connections &&
+        2 * pools_busy(d) < queue_depth(d) * d->cfg->smtp_connections &&
         !event_pending(d->kick, EV_TIMEOUT, NULL))
         event_active(d->kick, EV_TIMEOUT, 0);
 }
@@ -169,6 +176,7 @@ send_one(struct delivery *d, const struct delivery_msg *dm)
     m->d = d;
     memcpy(m->id, dm->id, sizeof(m->id));
     memcpy(m->tenant_id, dm->tenant_id, sizeof(m->tenant_id));
+    memcpy(m->site, dm->site, sizeof(m->site));
     m->attempts = dm->attempts;
     d->inflight++;
     if (!build(d, m, dm)) { /* its outcome is recorded; it counts until then */
@@ -184,7 +192,7 @@ send_one(struct delivery *d, const struct delivery_msg *dm)
     m->job.deadline = m->started + d->cfg->lease_seconds * 1000000LL -
                       (d->cfg->smtp_data_timeout + 2 * d->cfg->smtp_command_timeout) * 1000000LL;
     if (d->pool) {
-        smtp_pool_submit(d->pool, &m->job);
+        smtp_pool_submit(delivery_sites_pool(d, dm->site, job_done), &m->job);
         return;
     }
     /* dir: written now, atomically; the file name is the message's id. */
@@ -291,6 +299,12 @@ take_answers(struct delivery *d, int *got)
 {
     struct delivery_vec v;
 
+    struct shaping sh;
+
+    if (delivery_rules_take(d, &sh)) {
+        delivery_sites_set(d, &sh);
+        shaping_cleanup(&sh);
+    }
     *got = delivery_answers_take(d, &v);
     for (int i = 0; i < v.n; i++) {
         int64_t wait = v.items[i].not_before ? v.items[i].not_before - time_now_us() : 0;
@@ -334,7 +348,7 @@ fill(struct delivery *d)
         /* Top up once the queue has drained to half its depth: a claim's
          * fixed cost is then spread over half a queue, not a few messages. */
         int cap = queue_depth(d) * (int)d->cfg->smtp_connections,
-            busy = smtp_pool_busy(d->pool) + d->nheld;
+            busy = pools_busy(d) + d->nheld;
         if (2 * busy >= cap)
             return;
         max = max < cap - busy ? max : cap - busy;
@@ -377,6 +391,7 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
         d->recover_asked = now;
         delivery_recover_ask(d);
     }
+    delivery_sites_reap(d);
     fill(d);
 }
 
@@ -411,7 +426,8 @@ stop_cb(evutil_socket_t fd, short what, void *arg)
     take_answers(d, &got);
     if (d->inflight > d->nresults)
         log_warn("event=delivery_stop in_flight=%d (handed back)", d->inflight - d->nresults);
-    smtp_pool_free(d->pool); /* ends what is left through job_done */
+    delivery_sites_free(d); /* ends what is left through job_done */
+    smtp_pool_free(d->pool);
     d->pool = NULL;
     delivery_db_quiesce(d); /* job_done may have handed a flush over */
     take_answers(d, &got);
@@ -478,15 +494,22 @@ delivery_start(struct store *st, const struct config *cfg, const struct secrets 
         d->pool = smtp_pool_new(d->base, &p, job_done, d);
         if (d->pool == NULL)
             goto fail;
+        d->relay = p;
+    }
+    d->pacing.burst = cfg->pacing_burst;
+    d->pacing.horizon_us = cfg->pacing_horizon_ms * 1000;
+    d->pacing.egress = "default";
+    {
+        struct shaping sh = {0};
+        if (store_shaping_get(st, &sh) == MC_ERR_OK)
+            delivery_sites_set(d, &sh);
+        shaping_cleanup(&sh);
     }
     d->tick = event_new(d->base, -1, EV_PERSIST, tick_cb, d);
     d->flush = event_new(d->base, -1, EV_PERSIST, flush_cb, d);
     d->stop_ev = evtimer_new(d->base, stop_cb, d);
     d->kick = event_new(d->base, -1, 0, tick_cb, d);
     d->dbdone = event_new(d->base, -1, 0, dbdone_cb, d);
-    d->pacing.burst = cfg->pacing_burst;
-    d->pacing.horizon_us = cfg->pacing_horizon_ms * 1000;
-    d->pacing.egress = "default";
     evtimer_add(d->tick, &tick);
     evtimer_add(d->flush, &flush);
     if (!delivery_db_start(d))
@@ -499,6 +522,8 @@ delivery_start(struct store *st, const struct config *cfg, const struct secrets 
 fail:
     log_error("event=delivery error=\"cannot start delivery\"");
     delivery_db_end(d);
+    delivery_sites_free(d);
+    shaping_cleanup(&d->rules_next);
     smtp_pool_free(d->pool);
     if (d->tick)
         event_free(d->tick);
@@ -529,6 +554,7 @@ begin_stop(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     smtp_pool_drain(d->pool); /* what has not started goes back at once */
+    delivery_sites_drain(d);
     held_release_all(d);
     stop_cb(fd, what, d);
 }
@@ -552,6 +578,10 @@ delivery_stop(struct delivery *d, int timeout_s)
         compose_campaign_free(d->cache[i].c);
     free(d->results);
     free(d->rec);
+    free(d->obs);
+    free(d->obs_rec);
+    delivery_sites_free(d); /* the rules; the pools went at the stop */
+    shaping_cleanup(&d->rules_next);
     delivery_vec_cleanup(&d->claimed);
     event_base_free(d->base);
     dkim_signer_free(d->signer);

@@ -44,8 +44,19 @@ recover(struct delivery *d)
 {
     int n = 0;
 
+    struct shaping sh = {0};
+
     store_delivery_recover(d->st, time_now_us(), &n);
     delivery_metrics_lease_expiries(d, n);
+    /* The shaping rules too, so an operator's change reaches this worker. */
+    if (store_shaping_get(d->st, &sh) == MC_ERR_OK) {
+        pthread_mutex_lock(&d->dbmu);
+        shaping_cleanup(&d->rules_next);
+        d->rules_next = sh;
+        d->rules_ready = true;
+        pthread_mutex_unlock(&d->dbmu);
+        event_active(d->dbdone, EV_TIMEOUT, 0);
+    }
 }
 
 /*
@@ -103,8 +114,14 @@ db_run(void *arg)
             int applied = 0;
             d->rec_req = false;
             pthread_mutex_unlock(&d->dbmu);
+            int fired = 0;
             mc_err err = store_delivery_record(d->st, d->owner, time_now_us(), d->rec, d->nrec,
                                                &applied);
+            /* The relay's refusals feed the automation rules, recorded or not. */
+            if (store_shaping_observe(d->st, d->pacing.egress, d->obs_rec, d->nobs_rec,
+                                      time_now_us(), &fired) != MC_ERR_OK)
+                log_warn("event=shaping_observe_failed n=%d", d->nobs_rec);
+            d->nobs_rec = 0;
             pthread_mutex_lock(&d->dbmu);
             d->rec_err = err;
             d->rec_done = true;
@@ -165,6 +182,13 @@ delivery_results_flush(struct delivery *d)
     }
     t = d->rec, d->rec = d->results, d->results = t;
     cap = d->caprec, d->caprec = d->capresults, d->capresults = cap;
+    {
+        struct shaping_obs *o = d->obs_rec;
+        d->obs_rec = d->obs, d->obs = o;
+        cap = d->capobs_rec, d->capobs_rec = d->capobs, d->capobs = cap;
+        d->nobs_rec = d->nobs;
+        d->nobs = 0;
+    }
     d->nrec = d->nresults;
     d->nresults = 0;
     d->rec_busy = d->rec_req = true;
@@ -238,6 +262,22 @@ delivery_answers_take(struct delivery *d, struct delivery_vec *claimed)
     if (rec)
         record_done(d, rec_err);
     return claim ? claimed->n : -1;
+}
+
+bool
+delivery_rules_take(struct delivery *d, struct shaping *out)
+{
+    bool got;
+
+    pthread_mutex_lock(&d->dbmu);
+    got = d->rules_ready;
+    if (got) {
+        *out = d->rules_next;
+        memset(&d->rules_next, 0, sizeof(d->rules_next));
+        d->rules_ready = false;
+    }
+    pthread_mutex_unlock(&d->dbmu);
+    return got;
 }
 
 void

@@ -106,3 +106,13 @@ def server_factory(new_database, tmp_path):
     yield make
     for srv in servers:
         srv.stop()
+
+
+@pytest.fixture(scope="module")
+def sink():
+    """A scriptable aiosmtpd sink for the module (smtpsink.py); test_delivery.py has its own."""
+    from smtpsink import Sink
+
+    s = Sink().start()
+    yield s
+    s.stop()

@@ -109,6 +109,10 @@ def test_config_check_hides_database_passwords(url):
     (["--public-url", "ftp://example.org"], {}, "public_url"),
     ([], {"MAILCAST_OPERATOR_KEY": "too-short"}, "operator_key"),
     ([], {"MAILCAST_HTTP_THREADS": "x"}, "http_threads"),
+    (["--pacing-burst", "0"], {}, "pacing_burst"),
+    (["--pacing-burst", "10001"], {}, "pacing_burst"),
+    (["--pacing-horizon-ms", "9"], {}, "pacing_horizon_ms"),
+    (["--pacing-horizon-ms", "1001"], {}, "pacing_horizon_ms"),
 ])
 def test_invalid_option(args, env, option):
     res = check(*args, env=child_env(**env))
@@ -116,6 +120,15 @@ def test_invalid_option(args, env, option):
     assert "invalid configuration" in res.stderr
     assert re.search(rf"^{option}:", res.stderr, re.M), res.stderr
     assert "configuration OK" not in res.stdout
+
+
+@pytest.mark.parametrize("option,value", [("pacing_burst", "1"), ("pacing_burst", "10000"),
+                                          ("pacing_horizon_ms", "10"),
+                                          ("pacing_horizon_ms", "1000")])
+def test_pacing_limits_at_their_bounds_are_accepted(option, value):
+    res = check(f"--{option.replace('_', '-')}", value)
+    assert res.returncode == 0, res.stderr
+    assert dump(res.stdout)[option] == value
 
 
 def test_smallest_body_limit_is_accepted():

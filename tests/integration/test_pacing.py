@@ -13,17 +13,9 @@ import pytest
 from campaignhelp import Tenant
 from deliveryhelp import delivery_args, max_in_window, unique_domain
 from harness import OPERATOR_KEY, Server, create_database
-from smtpsink import Sink
 
 BURST = 3
 BIG = {"per_hour": 10000000, "per_day": 100000000}
-
-
-@pytest.fixture(scope="module")
-def sink():
-    s = Sink().start()
-    yield s
-    s.stop()
 
 
 @pytest.fixture

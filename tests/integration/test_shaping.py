@@ -12,16 +12,8 @@ from campaignhelp import Tenant, db_query
 from deliveryhelp import delivery_args, max_in_window, unique_domain
 from harness import (OPERATOR_KEY, Server, ServerError, bearer, create_database, error_of,
                      invalid_field)
-from smtpsink import Sink
 
 BURST = 2
-
-
-@pytest.fixture(scope="module")
-def sink():
-    s = Sink().start()
-    yield s
-    s.stop()
 
 
 @pytest.fixture
@@ -187,7 +179,8 @@ def test_shaping_file_at_start(request, store, sink, tmp_path):
                                 "rules": [{"egress": "default", "site": "filed",
                                            "max_connections": None,
                                            "max_per_connection": None, "per_second": 7,
-                                           "per_minute": None}]}
+                                           "per_minute": None}],
+                                "automation": []}
     finally:
         srv.stop()
     f.write_text('{"domains": {"x.test": "x"}, "rules": [{"egress": "default"}]}')
@@ -197,3 +190,41 @@ def test_shaping_file_at_start(request, store, sink, tmp_path):
         bad.start(timeout=5)
     assert "rules[0].site" in bad.stderr_path.read_text()
     drop()
+
+
+def test_connection_limits_per_site(request, store, sink, tmp_path):
+    """A site limited to one connection of three messages: its mail never
+    travels on two connections at once, never more than three a connection,
+    while another domain uses the worker's other connections."""
+    site, other = unique_domain("connsite"), unique_domain("connother")
+    f = tmp_path / "shaping.json"
+    f.write_text(json.dumps({"domains": {site: "connsite"},
+                             "rules": [{"egress": "default", "site": "connsite",
+                                        "max_connections": 1, "max_per_connection": 3}]}))
+    url, drop = create_database(request, store, tmp_path)
+    srv = Server(tmp_path / "srv", url, OPERATOR_KEY,
+                 delivery_args(sink.url, "--shaping", str(f), "--smtp-connections", "4"))
+    try:
+        srv.start()
+        t = Tenant(srv)
+        t.set_rate_limits(enabled=False)
+        lst = t.make_list(0)
+        t.import_emails(lst["id"], [f"c{i}@{site}" for i in range(15)] +
+                        [f"o{i}@{other}" for i in range(30)])
+        c = t.create(recipient_list_id=lst["id"])
+        t.do(c["id"], "send")
+        assert sink.wait_count(15, 60, lambda m: m.rcpt_tos[0].endswith(site)) == 15
+        assert sink.wait_count(30, 60, lambda m: m.rcpt_tos[0].endswith(other)) == 30
+        by_peer = {}
+        for m in sink.messages_for_domain(site):
+            by_peer.setdefault(m.peer, []).append(m.time)
+        assert max(len(v) for v in by_peer.values()) <= 3, by_peer
+        assert len(by_peer) >= 5
+        spans = sorted((min(v), max(v)) for v in by_peer.values())
+        for (a0, a1), (b0, b1) in zip(spans, spans[1:]):
+            assert a1 <= b0, ("two connections carried the site at once", spans)
+        # The other domain's mail is not confined to the site's connection.
+        assert not ({m.peer for m in sink.messages_for_domain(other)} & set(by_peer))
+    finally:
+        srv.stop()
+        drop()
