@@ -70,6 +70,11 @@ const struct route routes[] = {
     {"POST",   U,                               api_unsub_create,    R_AUTH_WRITE | R_BODY},
     {"POST",   U "/import",                     api_unsub_import,    R_AUTH_WRITE | R_STREAM},
     {"DELETE", U "/{email*}",                   api_unsub_delete,    R_AUTH_WRITE},
+    /* PATCH: the partial updates above, by their REST name (PUT stays, the seed's). */
+    {"PATCH",  T "/rate-limits",                api_rate_limits_put, R_AUTH_OPERATOR | R_BODY},
+    {"PATCH",  L "/{list_id}",                  api_list_update,     R_AUTH_WRITE | R_BODY},
+    {"PATCH",  L "/{list_id}/recipients/{recipient_id}", api_recipient_update, R_AUTH_WRITE | R_BODY},
+    {"PATCH",  C "/{campaign_id}",              api_campaign_update, R_AUTH_WRITE | R_BODY},
 
     /* Pacing and shaping (issue 15) */
     {"GET",    "/api/v1/shaping",               api_shaping_get,     R_AUTH_OPERATOR},

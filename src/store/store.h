@@ -160,7 +160,7 @@ mc_err store_key_list(struct store *st, const char *tenant_id, const struct page
                       struct api_key_list *out);
 mc_err store_key_get(struct store *st, const char *tenant_id, const char *key_id,
                      struct api_key *out);
-/* Revokes the key; revoking twice is fine.  NOT_FOUND for another tenant's key. */
+/* Revokes the key.  NOT_FOUND for an unknown key, another tenant's, or one already revoked. */
 mc_err store_key_revoke(struct store *st, const char *tenant_id, const char *key_id);
 /* Records a use; cheap enough to call per request (at most one write a minute per key). */
 mc_err store_key_touch(struct store *st, const char *key_id, int64_t now);

@@ -181,8 +181,9 @@ class Server:
             self.port = free_port()
             self.stdout_path = self.workdir / f"{self.name}.{self.runs}.stdout"
             self.stderr_path = self.workdir / f"{self.name}.{self.runs}.stderr"
-            argv = [BIN, "serve", "--listen", f"127.0.0.1:{self.port}",
-                    "--database", self.database, *self.args]
+            argv = [BIN, "serve", "--listen", f"127.0.0.1:{self.port}", *self.args]
+            if self.database is not None:  # None: the default, ./var/mailcast.db
+                argv[4:4] = ["--database", self.database]
             with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
                 self.proc = subprocess.Popen(
                     argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL,

@@ -597,7 +597,7 @@ def test_read_only_key(server):
     r = server.get(t.camp_path(c["id"]), headers=t.ro)
     assert r.status_code == 200 and r.json() == c
     st = t.stats(live["id"], headers=t.ro)
-    assert st["total_recipients"] == 2 and st["pending"] == 2
+    assert st["total_recipients"] == 2 and st["pending_count"] == 2
     r = t.preview(c["id"], {"email": "ro@example.com", "name": "Reader"}, headers=t.ro)
     assert r.status_code == 200, r.text
     assert r.json()["html"].startswith("<p>Hi Reader</p>")

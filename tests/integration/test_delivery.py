@@ -213,8 +213,8 @@ def test_full_campaign_one_message_per_active_recipient(full, sink):
         st = full.t.stats(c["id"])
         n = len(full.active)
         assert st["total_recipients"] == n, st
-        assert (st["sent"], st["pending"], st["sending"], st["failed"], st["bounced"],
-                st["cancelled"]) == (n, 0, 0, 0, 0, 0), st
+        assert (st["sent"], st["pending_count"], st["sending_count"], st["failed"], st["bounced"],
+                st["cancelled_count"]) == (n, 0, 0, 0, 0, 0), st
         assert st["progress_percentage"] == 100, st
         rows = messages(full.t.server, c["id"])
         assert set(rows) == set(full.active)
@@ -457,7 +457,7 @@ def test_scripted_campaign_completes_with_counts(scripted):
     c = scripted.final
     assert c["status"] == "completed", c
     st = scripted.t.stats(c["id"])
-    assert (st["sent"], st["failed"], st["bounced"], st["pending"], st["sending"]) == (
+    assert (st["sent"], st["failed"], st["bounced"], st["pending_count"], st["sending_count"]) == (
         6, 2, 1, 0, 0), st
     assert {k: r["status"] for k, r in scripted.rows.items()} == {
         scripted.addr[k]: v for k, v in {
@@ -730,7 +730,7 @@ def test_pause_stops_sending_and_resume_completes(mc, sink):
     assert len(late) <= INFLIGHT, len(late)
     assert n1 < n
     st = t.stats(c["id"])
-    assert st["status"] == "paused" and st["pending"] == n - n1 and st["sending"] == 0, st
+    assert st["status"] == "paused" and st["pending_count"] == n - n1 and st["sending_count"] == 0, st
     t.do(c["id"], "resume")
     c2 = wait_terminal(t, c["id"], timeout=30)
     assert c2["status"] == "completed"
@@ -758,11 +758,11 @@ def test_cancel_while_sending(mc, sink):
     assert c2["status"] == "cancelled", c2
     st = statuses(mc, c["id"])
     assert set(st) <= {"sent", "cancelled"}, st
-    assert st.get("sent", 0) == n1 and st["cancelled"] == n - n1, (st, n1)
+    assert st.get("sent", 0) == n1 and st["cancelled_count"] == n - n1, (st, n1)
     addrs = [m.rcpt_tos[0] for m in got]
     assert len(addrs) == len(set(addrs))
     stats = t.stats(c["id"])
-    assert (stats["sent"], stats["cancelled"], stats["pending"]) == (n1, n - n1, 0), stats
+    assert (stats["sent"], stats["cancelled_count"], stats["pending_count"]) == (n1, n - n1, 0), stats
 
 
 @pytest.mark.parametrize("action", ["pause", "cancel"])
@@ -792,8 +792,8 @@ def test_pause_and_cancel_take_effect_with_default_settings(solo_factory, sink, 
         f"{action} returned after {before} messages; {len(late)} more arrived after it, the "
         f"last {max(late or [0]):.2f}s later; stats now sent={st['sent']} "
         f"pending={st['pending']} cancelled={st['cancelled']}")
-    assert st["sent"] == len(got) and st["sending"] == 0, st
-    assert st["pending" if action == "pause" else "cancelled"] == n - len(got), st
+    assert st["sent"] == len(got) and st["sending_count"] == 0, st
+    assert st["pending_count" if action == "pause" else "cancelled_count"] == n - len(got), st
     if action == "pause":
         t.do(c["id"], "resume")
     else:
@@ -827,7 +827,7 @@ def test_unsubscribe_status_change_and_deletion_while_sending_suppress(mc, sink)
     got = sorted(m.rcpt_tos[0] for m in sink.messages_for_domain(dom))
     assert got == sorted(set(emails(n, dom)) - set(skipped))
     st = t.stats(c["id"])
-    assert (st["sent"], st["suppressed"]) == (n - 3, 3), st
+    assert (st["sent"], st["suppressed_count"]) == (n - 3, 3), st
 
 
 # ---- rate limits and fairness ----
@@ -842,7 +842,7 @@ def test_campaign_rate_limit_below_the_tenants_applies(mc, sink):
     time.sleep(2)
     assert len(sink.messages_for_domain(dom)) == 5
     st = t.stats(c["id"])
-    assert (st["sent"], st["pending"]) == (5, 7), st
+    assert (st["sent"], st["pending_count"]) == (5, 7), st
     assert st["effective_rate_per_minute"] == 5, st
     t.do(c["id"], "cancel")
 
@@ -1095,7 +1095,7 @@ def test_smtp_sink_2000_recipients_nothing_lost(server_factory, tmp_path):
         send_and_wait(t, c["id"], timeout=120)
         took = time.monotonic() - started
         st = t.stats(c["id"])
-        assert (st["sent"], st["failed"], st["pending"], st["sending"]) == (2000, 0, 0, 0), st
+        assert (st["sent"], st["failed"], st["pending_count"], st["sending_count"]) == (2000, 0, 0, 0), st
         rows = messages(srv, c["id"])
         assert len(rows) == 2000
         assert all(r["attempts"] == 1 for r in rows.values())

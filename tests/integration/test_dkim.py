@@ -720,7 +720,7 @@ def test_dkim_required_fails_unsigned_messages(server_factory, tmp_path):
     assert done["status"] == "failed", done
     assert (done["sent_count"], done["failed_count"]) == (0, 5), done
     st = t.stats(c["id"])
-    assert (st["sent"], st["failed"], st["pending"], st["sending"]) == (0, 5, 0, 0), st
+    assert (st["sent"], st["failed"], st["pending_count"], st["sending_count"]) == (0, 5, 0, 0), st
     rows = db_query(srv.database, "SELECT status, last_error FROM scheduled_messages "
                                   "WHERE campaign_id = %s", (c["id"],))
     assert len(rows) == 5

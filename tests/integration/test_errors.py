@@ -41,7 +41,9 @@ def test_unknown_route_is_404_json(server, path):
     ("PUT", "/api/v1/tenants/00000000-0000-4000-8000-000000000000/api-keys", {"GET", "POST"}),
     ("GET", "/api/v1/tenants/00000000-0000-4000-8000-000000000000/api-keys/k1", {"DELETE"}),
     ("POST", "/api/v1/tenants/00000000-0000-4000-8000-000000000000/rate-limits",
-     {"GET", "PUT"}),
+     {"GET", "PUT", "PATCH"}),
+    ("POST", "/api/v1/tenants/00000000-0000-4000-8000-000000000000/campaigns/c1",
+     {"GET", "PUT", "PATCH", "DELETE"}),
 ])
 def test_wrong_method_is_405_with_allow(server, method, path, allow):
     # The method is checked before the key: no key is sent here.
