@@ -4,10 +4,12 @@
 -- moment, in Unix microseconds, from which its next message may go without
 -- a burst.  A scope is a tenant's or a campaign's id, or 'site:EGRESS/SITE'.
 -- Claims read and advance it inside their transaction, so every worker
--- sharing the database paces one shared sequence of slots.
+-- sharing the database paces one shared sequence of slots.  A limit
+-- changed rescales what lies ahead (core/pace.c).
 CREATE TABLE rate_pace (
     scope_id TEXT PRIMARY KEY,
-    tat      BIGINT NOT NULL
+    tat      BIGINT NOT NULL,
+    interval_us BIGINT NOT NULL DEFAULT 0  -- the interval tat was kept under
 );
 
 -- A tenant's per-second limit (NULL: none); it joins the minute, hour and day.

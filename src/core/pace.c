@@ -30,6 +30,16 @@ pace_earliest(const struct pace_scope *s, int64_t burst, int64_t now)
 }
 
 void
+pace_rescale(struct pace_scope *s, int64_t old_interval_us, int64_t now)
+{
+    if (s->interval_us <= 0 || old_interval_us <= 0 || old_interval_us == s->interval_us ||
+        s->tat <= now)
+        return;
+    s->tat = now + (int64_t)((double)(s->tat - now) * (double)s->interval_us /
+                             (double)old_interval_us);
+}
+
+void
 pace_take(struct pace_scope *s, int64_t t)
 {
     if (s->interval_us <= 0)

@@ -27,5 +27,11 @@ int64_t pace_interval(int64_t per_second, int64_t per_minute);
 int64_t pace_earliest(const struct pace_scope *s, int64_t burst, int64_t now);
 /* Takes the slot at t (t >= pace_earliest): advances s->tat. */
 void pace_take(struct pace_scope *s, int64_t t);
+/*
+ * Moves a tat kept under an earlier interval (old_interval_us, 0: unknown)
+ * to the current one: the backlog ahead of now shrinks or grows with the
+ * rate, so a rate raised applies at once, not after the old rate's backlog.
+ */
+void pace_rescale(struct pace_scope *s, int64_t old_interval_us, int64_t now);
 
 #endif

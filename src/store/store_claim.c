@@ -287,10 +287,11 @@ static const char sql_pace_ensure_sqlite[] =
     "INSERT INTO rate_pace (scope_id, tat) SELECT value, 0 FROM json_each($1) WHERE true "
     "ON CONFLICT (scope_id) DO NOTHING";
 static const char sql_pace_read_pg[] =
-    "SELECT scope_id, tat FROM rate_pace WHERE scope_id IN (SELECT "
+    "SELECT scope_id, tat, interval_us FROM rate_pace WHERE scope_id IN (SELECT "
     "jsonb_array_elements_text($1::jsonb)) ORDER BY scope_id FOR UPDATE";
 static const char sql_pace_read_sqlite[] =
-    "SELECT scope_id, tat FROM rate_pace WHERE scope_id IN (SELECT value FROM json_each($1))";
+    "SELECT scope_id, tat, interval_us FROM rate_pace WHERE scope_id IN "
+    "(SELECT value FROM json_each($1))";
 
 /*
  * The taken rows whose recipient may no longer be mailed (inactive,
@@ -335,7 +336,7 @@ struct pick {
 struct scope {
     char id[96]; /* the rate_pace key */
     struct pace_scope p;
-    int64_t tat0;     /* as read, to write back only what changed */
+    int64_t tat0, interval0; /* as read, to write back only what changed */
     int64_t defer_at; /* the next expected slot handed to a deferred row */
 };
 
@@ -453,7 +454,7 @@ scope_cmp(const void *a, const void *b)
 
 struct tat_row {
     char id[96];
-    int64_t tat;
+    int64_t tat, interval; /* the interval the tat was kept under */
 };
 
 static void
@@ -464,6 +465,7 @@ tat_row(struct db *d, struct db_res *r, void *out)
 
     snprintf(t->id, sizeof(t->id), "%s", id ? id : "");
     t->tat = d->ops->col_int(r, 1);
+    t->interval = d->ops->col_int(r, 2);
 }
 
 /*
@@ -493,8 +495,11 @@ pace_load(struct claim *k, int from)
                            tat_row, sizeof(*rows), (void **)&rows, &n);
     for (int r = 0; r < n && err == MC_ERR_OK; r++)
         for (int i = from; i < k->nsc; i++)
-            if (strcmp(k->sc[i].id, rows[r].id) == 0)
+            if (strcmp(k->sc[i].id, rows[r].id) == 0) {
                 k->sc[i].p.tat = k->sc[i].tat0 = rows[r].tat;
+                k->sc[i].interval0 = rows[r].interval;
+                pace_rescale(&k->sc[i].p, rows[r].interval, k->now);
+            }
     free(rows);
     free(ids_s);
     json_decref(ids);
@@ -701,10 +706,11 @@ claim_pace_save(struct claim *k)
     mc_err err = MC_ERR_OK;
 
     for (int i = 0; i < k->nsc && err == MC_ERR_OK; i++) {
-        struct db_param p[] = {P_TEXT(k->sc[i].id), P_INT(k->sc[i].p.tat)};
-        if (k->sc[i].p.tat != k->sc[i].tat0)
-            err = db_exec(&k->d, "UPDATE rate_pace SET tat = $2 WHERE scope_id = $1", p,
-                          NPARAMS(p), NULL);
+        const struct scope *x = &k->sc[i];
+        struct db_param p[] = {P_TEXT(x->id), P_INT(x->p.tat), P_INT(x->p.interval_us)};
+        if (x->p.tat != x->tat0 || x->p.interval_us != x->interval0)
+            err = db_exec(&k->d, "UPDATE rate_pace SET tat = $2, interval_us = $3 "
+                          "WHERE scope_id = $1", p, NPARAMS(p), NULL);
     }
     for (int i = 0; i < k->npk; i++)
         if (!k->pk[i].take && k->pk[i].slot > 0)

@@ -71,6 +71,30 @@ test_a_pause_saves_no_more_than_the_burst(void **state)
 }
 
 static void
+test_a_raised_rate_applies_at_once(void **state)
+{
+    /* A minute apart at 1/min: the tat is a minute ahead. */
+    struct pace_scope s = {.interval_us = 60000000, .tat = 0};
+    int64_t now = 1000000000;
+
+    (void)state;
+    take_n(&s, 1, now, 1, NULL);
+    assert_int_equal(s.tat, now + 60000000);
+    /* Raised to 1000/min (60 ms): the minute ahead becomes 60 ms. */
+    s.interval_us = 60000;
+    pace_rescale(&s, 60000000, now);
+    assert_int_equal(s.tat, now + 60000);
+    assert_int_equal(pace_earliest(&s, 1, now), now + 60000);
+    /* Unchanged, unknown, or already behind: left alone. */
+    s.tat = now + 500000;
+    pace_rescale(&s, 60000, now);
+    pace_rescale(&s, 0, now);
+    assert_int_equal(s.tat, now + 500000);
+    pace_rescale(&s, 120000, now + 600000);
+    assert_int_equal(s.tat, now + 500000);
+}
+
+static void
 test_unpaced_scope_never_waits(void **state)
 {
     struct pace_scope s = {0};
@@ -87,6 +111,7 @@ main(void)
         cmocka_unit_test(test_interval_is_the_tightest_rate),
         cmocka_unit_test(test_burst_then_even_spacing),
         cmocka_unit_test(test_a_pause_saves_no_more_than_the_burst),
+        cmocka_unit_test(test_a_raised_rate_applies_at_once),
         cmocka_unit_test(test_unpaced_scope_never_waits),
     };
 
