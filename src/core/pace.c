@@ -14,8 +14,11 @@ int64_t
 pace_interval(int64_t per_second, int64_t per_minute)
 {
     int64_t a = interval_of(per_second, 1000000), b = interval_of(per_minute, 60000000);
+    int64_t iv = a > b ? a : b;
 
-    return a > b ? a : b;
+    /* Faster than any worker sends ("unlimited" limits such as 2^31-1 a
+     * minute): not paced, so such scopes cost a claim no state at all. */
+    return iv < PACE_MIN_INTERVAL_US ? 0 : iv;
 }
 
 int64_t

@@ -21,7 +21,12 @@ struct pace_scope {
     int64_t tat;         /* microseconds (the caller's clock) */
 };
 
-/* The interval of the tightest of the two rates (0 each: none); 0 when neither is set. */
+/* Intervals under 10 us (rates above about 100,000 a second) are not paced; the windows
+ * still cap them. */
+#define PACE_MIN_INTERVAL_US 10
+
+/* The interval of the tightest of the two rates (0 each: none); 0 when neither is set
+ * or when it is shorter than PACE_MIN_INTERVAL_US. */
 int64_t pace_interval(int64_t per_second, int64_t per_minute);
 /* The earliest moment >= now a message may go under s with the given burst (>= 1). */
 int64_t pace_earliest(const struct pace_scope *s, int64_t burst, int64_t now);

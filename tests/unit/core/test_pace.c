@@ -15,6 +15,10 @@ test_interval_is_the_tightest_rate(void **state)
     assert_int_equal(pace_interval(14, 0), 71429); /* rounded up: never faster */
     assert_int_equal(pace_interval(20, 600), 100000);
     assert_int_equal(pace_interval(5, 600), 200000);
+    /* "Unlimited" limits are not paced: intervals under 10 us. */
+    assert_int_equal(pace_interval(0, 2147483647), 0);
+    assert_int_equal(pace_interval(100000, 0), 10);
+    assert_int_equal(pace_interval(111112, 0), 0); /* 9 us, rounded up */
 }
 
 /* Takes n slots as early as allowed, starting at now; returns the last one. */
