@@ -32,6 +32,7 @@ struct engine {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     bool stop, woken;
+    uint64_t rounds; /* rounds finished, under mu: /metrics shows it */
 };
 
 static bool
@@ -98,6 +99,7 @@ run(void *arg)
     for (;;) {
         bool more = round_once(e);
         pthread_mutex_lock(&e->mu);
+        e->rounds++;
         if (!e->stop && !e->woken && !more) {
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
@@ -113,6 +115,24 @@ run(void *arg)
             break;
     }
     return NULL;
+}
+
+void
+engine_metrics(struct engine *e, struct buf *out)
+{
+    uint64_t n;
+
+    if (e == NULL)
+        return;
+    pthread_mutex_lock(&e->mu);
+    n = e->rounds;
+    pthread_mutex_unlock(&e->mu);
+    buf_printf(out,
+               "# HELP mailcast_engine_rounds_total Rounds the campaign engine finished "
+               "(start due campaigns, create messages, complete finished ones).\n"
+               "# TYPE mailcast_engine_rounds_total counter\n"
+               "mailcast_engine_rounds_total %llu\n",
+               (unsigned long long)n);
 }
 
 struct engine *

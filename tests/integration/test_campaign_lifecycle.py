@@ -16,17 +16,15 @@ import time
 import pytest
 import requests
 
-from campaignhelp import (CAMPAIGN_FIELDS, accepted_of, NO_DELIVERY, Tenant, campaign_server, close_to,
+from campaignhelp import (CAMPAIGN_FIELDS, accepted_of, NO_DELIVERY, Tenant, close_to,
                           db_query, deliver, emails, force_recipient_active, future, iso,
                           message_count, message_rows, message_status_counts,
                           set_campaign_scheduled_at, utcnow, wait_until)
 from harness import error_of, invalid_field, parse_time
 
 
-@pytest.fixture(scope="module")
-def server(request, store, tmp_path_factory):
-    """conftest's shared server, without delivery (see campaignhelp.NO_DELIVERY)."""
-    yield from campaign_server(request, store, tmp_path_factory)
+# The shared module server (conftest.py), without delivery.
+SERVER_ARGS = NO_DELIVERY
 
 ALLOWED = {
     "schedule": {"draft": "scheduled"},
@@ -143,14 +141,14 @@ def test_schedule_then_materialise(server):
         x = t.add(lst["id"], f"{status}@skip.example.com")
         t.set_recipient_status(lst["id"], x["id"], status)
     t.add(lst["id"], "suppressed@skip.example.com")
-    t.suppress("suppressed@skip.example.com")
+    assert t.suppress("suppressed@skip.example.com").status_code == 201
     # Active in the list but on the suppression list (added behind the API's back).
     forced = t.add(lst["id"], "forced@skip.example.com")
-    t.suppress("forced@skip.example.com")
+    assert t.suppress("forced@skip.example.com").status_code == 201
     force_recipient_active(server, forced["id"])
     # Another list of the same tenant, and another tenant's suppression list: no effect.
     t.make_list(3)
-    other_tenant.suppress(good[0])
+    assert other_tenant.suppress(good[0]).status_code == 201
 
     c = t.create(recipient_list_id=lst["id"])
     when = future(3600)
@@ -263,7 +261,7 @@ def test_leaving_draft_needs_active_recipients(server):
         x = t.add(inactive["id"], f"in{i}@example.com")
         t.set_recipient_status(inactive["id"], x["id"], status)
     t.add(inactive["id"], "sup@example.com")
-    t.suppress("sup@example.com")
+    assert t.suppress("sup@example.com").status_code == 201
     c_inactive = t.create(recipient_list_id=inactive["id"])
     for c in (no_list, c_empty, c_inactive):
         for action in ("schedule", "send"):
@@ -301,7 +299,7 @@ def test_send_a_scheduled_campaign_keeps_one_set_of_messages(server):
     t.wait_materialized(c["id"])
     x = t.do(c["id"], "send")
     assert x["status"] == "sending" and x["started_at"] is not None
-    time.sleep(1.2)  # two engine rounds at least
+    server.wait_engine_rounds(2)  # the engine has looked again
     got = t.get(c["id"])
     assert got["total_recipients"] == 6 and got["pending_count"] == 6
     assert message_count(server, c["id"]) == 6
@@ -315,11 +313,11 @@ def test_pause_and_resume_keep_messages(server):
     assert m["pending_count"] == 5
     p = t.do(c["id"], "pause")
     assert p["pending_count"] == 5 and p["total_recipients"] == 5
-    time.sleep(0.8)
+    server.wait_engine_rounds(2)  # the engine has looked again
     assert t.get(c["id"])["status"] == "paused"  # the engine leaves it alone
     r = t.do(c["id"], "resume")
     assert r["started_at"] == m["started_at"]
-    time.sleep(0.8)
+    server.wait_engine_rounds(2)  # the engine has looked again
     got = t.get(c["id"])
     assert got["status"] == "sending" and got["total_recipients"] == 5
     assert message_count(server, c["id"]) == 5
@@ -350,7 +348,7 @@ def test_cancel_cancels_every_pending_message(server, state):
     assert (st["cancelled_count"], st["pending_count"], st["total_recipients"]) == (n, 0, n)
     assert st["estimated_completion_at"] is None
     assert st["completed_at"] == k["completed_at"]
-    time.sleep(0.7)
+    server.wait_engine_rounds(2)  # the engine has looked again
     assert t.get(c["id"])["status"] == "cancelled"
 
 
@@ -382,7 +380,7 @@ def test_cancel_during_materialisation_leaves_nothing_pending(server_factory):
 
     def settled():
         a = t.get(c["id"])
-        time.sleep(1.2)  # past an engine round
+        srv.wait_engine_rounds(2)  # the engine has looked again
         b = t.get(c["id"])
         return b if a == b else None
 
@@ -459,7 +457,7 @@ def test_concurrent_requests_make_one_set_of_messages(server, action, status):
             assert r.json()["status"] == status
     m = t.wait_materialized(c["id"])
     assert m["status"] == status
-    time.sleep(0.7)
+    server.wait_engine_rounds(2)  # the engine has looked again
     st = t.stats(c["id"])
     assert st["total_recipients"] == n and st["pending_count"] == n
     assert message_count(server, c["id"]) == n
@@ -503,7 +501,7 @@ def test_materialise_in_small_batches(server_factory, batch):
         if i % 2:
             t.set_recipient_status(lst["id"], members[a], "bounced")
         else:
-            t.suppress(a)
+            assert t.suppress(a).status_code == 201
     c = t.create(recipient_list_id=lst["id"])
     t.do(c["id"], "send")
     m = t.wait_materialized(c["id"], timeout=60)

@@ -5,15 +5,13 @@ import datetime
 
 import pytest
 
-from campaignhelp import (CAMPAIGN_FIELDS, COUNT_FIELDS, Tenant, campaign_body,
-                          campaign_server, future, iso, message_count, missing_id, utcnow)
+from campaignhelp import (CAMPAIGN_FIELDS, COUNT_FIELDS, NO_DELIVERY, Tenant, campaign_body,
+                          future, iso, message_count, missing_id, utcnow)
 from harness import TIME_RE, UUID_RE, error_of, invalid_field, parse_time
 
 
-@pytest.fixture(scope="module")
-def server(request, store, tmp_path_factory):
-    """conftest's shared server, without delivery (see campaignhelp.NO_DELIVERY)."""
-    yield from campaign_server(request, store, tmp_path_factory)
+# The shared module server (conftest.py), without delivery.
+SERVER_ARGS = NO_DELIVERY
 
 
 def assert_fresh_draft(c):

@@ -142,7 +142,7 @@ def test_a_second_delete_is_404_on_every_resource(server):
     c = t.create(recipient_list_id=lst["id"])
     dk = server.post(f"{t.base}/dkim-keys", json={"domain": "example.com", "selector": "del"},
                      headers=t.h).json()
-    t.suppress("gone@example.com")
+    assert t.suppress("gone@example.com").status_code == 201
     k = server.make_key(t.id)
     other = server.make_tenant()
     targets = [

@@ -23,7 +23,7 @@ import pytest
 import requests
 import yaml
 
-from campaignhelp import campaign_server
+from campaignhelp import NO_DELIVERY
 from harness import OPERATOR_KEY, REPO, bearer, free_port
 
 PRISM = REPO / ".tools" / "node_modules" / ".bin" / "prism"
@@ -31,11 +31,9 @@ SPEC = REPO / "docs" / "openapi.yaml"
 NIL = "00000000-0000-4000-8000-000000000000"
 
 
-@pytest.fixture(scope="module")
-def server(request, store, tmp_path_factory):
-    """The API and the engine without delivery, so campaign states stay put
-    while the test walks them (a test send still goes to the relay)."""
-    yield from campaign_server(request, store, tmp_path_factory)
+# The shared module server (conftest.py): the API and the engine without
+# delivery, so campaign states stay put while the test walks them.
+SERVER_ARGS = NO_DELIVERY
 
 
 @pytest.fixture(scope="module")

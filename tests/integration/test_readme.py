@@ -17,8 +17,6 @@ an error body fails the test.
 import re
 import subprocess
 
-import pytest
-
 from harness import REPO, Server
 
 
