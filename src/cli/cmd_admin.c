@@ -242,6 +242,10 @@ cmd_config_check(struct cli_ctx *c)
     struct buf out;
 
     buf_init(&out, 0);
+    config_warnings(&c->cfg, &out);
+    if (out.len > 0)
+        fputs(out.data, stderr);
+    buf_reset(&out);
     config_dump(&c->cfg, &out);
     printf("configuration OK\n%s", out.data ? out.data : "");
     buf_cleanup(&out);

@@ -73,7 +73,8 @@ static const struct opt opts[] = {
      "smtp://[user:pass@]host[:port][?starttls=require|auto|off], smtps://..., or dir:PATH", NULL},
     {"return_path", STR(return_path), NULL, 0, 0, false,
      "envelope sender", "the campaign's From"},
-    {"helo_name", STR(helo_name), NULL, 0, 0, false, "name given in EHLO", "this host's name"},
+    {"helo_name", STR(helo_name), NULL, 0, 0, false, "name given in EHLO",
+     "this host's fully qualified name (else <hostname>.localdomain)"},
     {"list_unsubscribe_mailto", STR(list_unsubscribe_mailto), NULL, 0, 0, false,
      "a mailto: address added to List-Unsubscribe", "none"},
     {"smtp_ca_file", STR(smtp_ca_file), NULL, 0, 0, false,
@@ -104,6 +105,15 @@ static const struct opt opts[] = {
      "attempts before a message fails", NULL},
     {"dkim_required", INT(dkim_required), "0", 0, 1, false,
      "1: never send a campaign message unsigned (its From domain needs a DKIM key)", NULL},
+    /* SMTP and fault hardening (issue 12) */
+    {"smtp_idle_timeout", INT(smtp_idle_timeout), "30", 1, 3600, false,
+     "seconds an idle relay connection is kept before QUIT (below the relay's own timeout)", NULL},
+    {"smtp_dns_server", STR(smtp_dns_server), NULL, 0, 0, false,
+     "nameserver IP[:port] that resolves the relay's name", "the system's (/etc/resolv.conf)"},
+    {"test_send_timeout", INT(test_send_timeout), "20", 1, 3600, false,
+     "seconds a test send waits for the relay at most (it holds an HTTP thread)", NULL},
+    {"lease_expiry_max", INT(lease_expiry_max), "10", 1, 1000, false,
+     "lease expiries (worker crashes mid-send) before a message fails as poison", NULL},
     /* Pacing and shaping (issue 15) */
     {"pacing_burst", INT(pacing_burst), "5", 1, 10000, false,
      "messages a paced limit lets go at once after a pause (the rest are evenly spaced)", NULL},
@@ -296,6 +306,9 @@ validate(struct config *cfg, struct layered *l, struct buf *errors)
          strpbrk(cfg->list_unsubscribe_mailto, " \t\r\n<>,\"") != NULL))
         buf_printf(errors, "list_unsubscribe_mailto: must be a mailto: URI "
                            "(mailto:unsubscribe@example.com)\n");
+    if (cfg->test_send_timeout >= cfg->http_timeout)
+        buf_printf(errors, "test_send_timeout (%lld) must be below http_timeout (%lld)\n",
+                   (long long)cfg->test_send_timeout, (long long)cfg->http_timeout);
     if (cfg->retry_cap < cfg->retry_base)
         buf_printf(errors, "retry_cap must be at least retry_base\n");
     if (log_level_parse(cfg->log_level) < 0)
@@ -363,6 +376,18 @@ config_load(struct config *cfg, const char *path, const struct config_override *
     for (size_t i = 0; i < NOPTS; i++)
         free(l.val[i]);
     return errors->len > before ? MC_ERR_CONFIG : MC_ERR_OK;
+}
+
+void
+config_warnings(const struct config *cfg, struct buf *out)
+{
+    if ((str_prefix(cfg->relay, "smtp://") || str_prefix(cfg->relay, "smtps://")) &&
+        !str_prefix(cfg->public_url, "https://"))
+        buf_printf(out,
+                   "warning: public_url \"%s\" is not https:// while mail goes to an SMTP "
+                   "relay: one-click unsubscribe (RFC 8058 3.1) needs an HTTPS link, and "
+                   "receivers ignore List-Unsubscribe-Post without it\n",
+                   cfg->public_url);
 }
 
 void

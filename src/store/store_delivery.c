@@ -234,22 +234,32 @@ out:
 }
 
 mc_err
-store_delivery_recover(struct store *st, int64_t now, int *n)
+store_delivery_recover(struct store *st, int64_t now, int attempts_cap, int *n)
 {
-    struct db_param p[] = {P_TIME(now)};
+    struct db_param p[] = {P_TIME(now), P_INT(attempts_cap)};
     int64_t changes = 0;
     struct db d;
     mc_err err;
 
     if ((err = db_get(st, &d)) != MC_ERR_OK)
         return err;
+    /* A lease expiry is not the relay's verdict: the attempt it used is given back by
+     * raising max_attempts, up to attempts_cap; a message that keeps killing its
+     * workers meets the cap and fails as poison (SQLite and PostgreSQL both read the
+     * old row on the right of every SET). */
     err = db_exec(&d,
                   "UPDATE scheduled_messages SET status = CASE "
                   "WHEN (SELECT c.status FROM campaigns c WHERE c.id = "
                   "scheduled_messages.campaign_id) = 'cancelled' THEN 'cancelled' "
-                  "WHEN attempts >= max_attempts THEN 'failed' ELSE 'pending' END, "
+                  "WHEN max_attempts >= $2 AND attempts >= max_attempts THEN 'failed' "
+                  "ELSE 'pending' END, "
+                  "max_attempts = CASE WHEN max_attempts < $2 THEN max_attempts + 1 "
+                  "ELSE max_attempts END, "
                   "lease_owner = NULL, lease_expires_at = NULL, next_attempt_at = $1, "
-                  "last_error = 'the lease expired: the worker stopped or crashed mid-send', "
+                  "last_error = CASE WHEN max_attempts >= $2 AND attempts >= max_attempts "
+                  "THEN 'the lease expired again: failed as a poison message "
+                  "(lease_expiry_max)' "
+                  "ELSE 'the lease expired: the worker stopped or crashed mid-send' END, "
                   "updated_at = $1 WHERE status = 'sending' AND lease_expires_at < $1",
                   p, NPARAMS(p), &changes);
     if (err == MC_ERR_OK) {

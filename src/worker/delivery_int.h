@@ -107,6 +107,7 @@ struct delivery {
     struct event *tick, *flush, *stop_ev;
     struct event *kick; /* a fill soon, after the callback that asks for it returns */
     struct smtp_pool *pool;    /* NULL for dir: */
+    bool quit_asked;           /* the stop has asked the pool's connections to QUIT */
     struct smtp_params relay;  /* the main pool's parameters, copied for site pools */
     struct site_pool spools[MAX_SITE_POOLS];
     int nspools;

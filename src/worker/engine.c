@@ -63,7 +63,8 @@ materialize(struct engine *e, int64_t deadline)
             if (store_engine_materialize(e->st, &refs[i], (int)e->cfg->materialize_batch,
                                          (int)e->cfg->retry_max_attempts, time_now_us(),
                                          &inserted, &done) != MC_ERR_OK) {
-                log_warn("event=materialize_failed tenant=%s campaign=%s", refs[i].tenant_id,
+                if (store_reachable(e->st)) /* an outage is logged once, by the store */
+                    log_warn("event=materialize_failed tenant=%s campaign=%s", refs[i].tenant_id,
                          refs[i].id);
                 done = true; /* retried at the next poll, not in a tight loop */
                 break;
@@ -83,10 +84,10 @@ round_once(struct engine *e)
     bool more;
     int n = 0;
 
-    if (store_engine_start_due(e->st, time_now_us(), &n) != MC_ERR_OK)
+    if (store_engine_start_due(e->st, time_now_us(), &n) != MC_ERR_OK && store_reachable(e->st))
         log_warn("event=engine warn=start_due_failed");
     more = materialize(e, deadline);
-    if (store_engine_complete(e->st, time_now_us(), &n) != MC_ERR_OK)
+    if (store_engine_complete(e->st, time_now_us(), &n) != MC_ERR_OK && store_reachable(e->st))
         log_warn("event=engine warn=complete_failed");
     return more;
 }

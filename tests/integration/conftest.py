@@ -10,6 +10,8 @@
   fixed operator key and the module's SERVER_ARGS; for tests that do not
   interfere with each other (harness.module_server, which every other
   module-scoped server fixture uses too).
+- solo_factory (function): servers on SQLite of the test's own, for
+  behaviour no store changes (the SMTP client): run once, not per store.
 - server_factory (function): starts servers of the test's own, stopped at
   teardown; for lifecycle tests (signals, restarts, generated keys).
 """
@@ -97,6 +99,25 @@ def server_factory(new_database, tmp_path):
         servers.append(srv)
         if start:
             srv.start()
+        return srv
+
+    yield make
+    for srv in servers:
+        srv.stop()
+
+
+@pytest.fixture
+def solo_factory(tmp_path):
+    """Servers on SQLite of the test's own, for behaviour that does not depend
+    on the store (the SMTP client, the worker's queue): run once, not per store."""
+    servers = []
+
+    def make(args):
+        d = tmp_path / f"solo{len(servers)}"
+        d.mkdir()
+        srv = Server(d, f"sqlite:{d / 'mailcast.db'}", OPERATOR_KEY, args)
+        servers.append(srv)
+        srv.start()
         return srv
 
     yield make
