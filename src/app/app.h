@@ -15,6 +15,8 @@
 
 #include <stddef.h>
 
+#include <jansson.h>
+
 #include "bounce/intake.h"
 #include "core/config.h"
 #include "core/err.h"
@@ -86,5 +88,18 @@ void app_helo_default(char *out, size_t n);
  */
 mc_err app_relay_params(const struct config *cfg, struct smtp_params *p, char *err,
                         size_t errlen);
+
+/*
+ * The shaping document (issue 15; see shaping.c for its shape) parsed and
+ * validated into out (owned by the caller: shaping_cleanup).  On
+ * MC_ERR_INVALID, field names the first bad field (e.g. "rules[2].site")
+ * and why says what is wrong.
+ */
+mc_err app_shaping_parse(json_t *doc, struct shaping *out, char *field, size_t flen, char *why,
+                         size_t wlen);
+/* The table as the document GET /api/v1/shaping returns (owned). */
+json_t *app_shaping_json(const struct shaping *sh);
+/* Reads a shaping file and replaces the table with it (`--shaping FILE`); why on failure. */
+mc_err app_shaping_load_file(struct store *st, const char *path, char *why, size_t wlen);
 
 #endif

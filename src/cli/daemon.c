@@ -73,6 +73,15 @@ cli_daemon_open(struct cli_ctx *c, const char *name, sigset_t *set, struct app *
         cli_daemon_close(app);
         return 1;
     }
+    if (c->cfg.shaping != NULL) {
+        char why[512];
+        if (app_shaping_load_file(app->st, c->cfg.shaping, why, sizeof(why)) != MC_ERR_OK) {
+            fprintf(stderr, "mailcast: --shaping: %s\n", why);
+            cli_daemon_close(app);
+            return 1;
+        }
+        log_info("event=shaping_loaded");
+    }
     return 0;
 }
 

@@ -152,6 +152,14 @@ static const struct opt opts[] = {
      "slowest body upload allowed, bytes per second", NULL},
     {"metrics_listen", STR(metrics_listen), NULL, 0, 0, false,
      "HOST:PORT serving /metrics without a key", "/metrics on the API port, operator key"},
+    /* Pacing and shaping (issue 15) */
+    {"pacing_burst", INT(pacing_burst), "5", 1, 10000, false,
+     "messages a paced limit lets go at once after a pause (the rest are evenly spaced)", NULL},
+    {"pacing_horizon_ms", INT(pacing_horizon_ms), "1000", 10, 1000, false,
+     "how far ahead of its slot a paced message may be claimed, ms", NULL},
+    {"shaping", STR(shaping), NULL, 0, 0, false,
+     "JSON file of destination sites and shaping rules loaded at start (replaces the table)",
+     "the table in the database is kept"},
 };
 
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))

@@ -83,6 +83,10 @@ struct config {
     int64_t bounce_session_timeout; /* seconds one session may last */
     /* The web console */
     int64_t timeline_max_points;  /* points of a campaign timeline at most */
+    /* Pacing and shaping (issue 15) */
+    int64_t pacing_burst;         /* messages a paced limit lets go at once after a pause */
+    int64_t pacing_horizon_ms;    /* how far ahead of its slot a paced message is claimed */
+    char *shaping;                /* a shaping file loaded at start, or NULL */
 };
 
 /* One command-line override: the option's name (as in the file) and its value. */

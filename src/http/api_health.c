@@ -2,6 +2,10 @@
  * api_health.c - liveness and readiness (no API key needed) and metrics (the
  * operator key, or a listener of their own).
  */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/timeutil.h"
 #include "core/util.h"
 #include "http.h"
 #include "worker/delivery.h"
@@ -62,6 +66,32 @@ api_metrics_text(struct app *app)
                    "mailcast_queue_messages{state=\"pending\"} %lld\n"
                    "mailcast_queue_messages{state=\"sending\"} %lld\n",
                    (long long)pending, (long long)sending);
+    {
+        struct shaping_state *s = NULL;
+        int n = 0;
+        if (store_shaping_state_list(app->st, time_now_us(), &s, &n) == MC_ERR_OK) {
+            buf_puts(&out, "# HELP mailcast_shaping_in_force Automation actions in force by "
+                           "site (GET /api/v1/shaping/state).\n"
+                           "# TYPE mailcast_shaping_in_force gauge\n"
+                           "# HELP mailcast_shaping_rate_per_second The rate automation set "
+                           "for a site.\n# TYPE mailcast_shaping_rate_per_second gauge\n");
+            for (int i = 0; i < n; i++) {
+                buf_printf(&out,
+                           "mailcast_shaping_in_force{egress=\"%s\",site=\"%s\",action=\"%s\"} "
+                           "1\n",
+                           s[i].egress, s[i].site, s[i].action);
+                if (strcmp(s[i].action, "set_rate") == 0) {
+                    double ps = s[i].per_second ? (double)s[i].per_second : 1e18;
+                    double pm = s[i].per_minute ? (double)s[i].per_minute / 60 : 1e18;
+                    buf_printf(&out,
+                               "mailcast_shaping_rate_per_second{egress=\"%s\",site=\"%s\"} "
+                               "%g\n",
+                               s[i].egress, s[i].site, ps < pm ? ps : pm);
+                }
+            }
+        }
+        free(s);
+    }
     return buf_steal(&out);
 }
 

@@ -429,9 +429,11 @@ api_key_revoke(struct req *r)
 static json_t *
 rate_limits_json(const struct rate_limits *rl)
 {
-    return json_pack("{s:I, s:I, s:I, s:b, s:o}", "per_minute", (json_int_t)rl->per_minute,
-                     "per_hour", (json_int_t)rl->per_hour, "per_day", (json_int_t)rl->per_day,
-                     "enabled", rl->enabled, "updated_at", json_time(rl->updated_at));
+    return json_pack("{s:o, s:I, s:I, s:I, s:b, s:o}", "per_second",
+                     rl->per_second ? json_integer(rl->per_second) : json_null(), "per_minute",
+                     (json_int_t)rl->per_minute, "per_hour", (json_int_t)rl->per_hour, "per_day",
+                     (json_int_t)rl->per_day, "enabled", rl->enabled, "updated_at",
+                     json_time(rl->updated_at));
 }
 
 void
@@ -451,7 +453,7 @@ api_rate_limits_put(struct req *r)
 {
     const char *tid = req_param(r, "tenant_id");
     struct rate_limits rl;
-    bool a = false, b = false, c = false, d = false;
+    bool a = false, b = false, c = false, d = false, e = false;
     mc_err err;
 
     /* Absent fields keep their value; whatever is sent must be valid. */
@@ -459,14 +461,19 @@ api_rate_limits_put(struct req *r)
         reply_store_error(r, err, "tenant");
         return;
     }
+    /* per_second: null removes it. */
+    if (!field_int(r, r->json, "per_second", F_NULLABLE, 1, INT32_MAX, &rl.per_second, &e))
+        return;
+    if (e && json_is_null(json_object_get(r->json, "per_second")))
+        rl.per_second = 0;
     if (!field_int(r, r->json, "per_minute", 0, 1, INT32_MAX, &rl.per_minute, &a) ||
         !field_int(r, r->json, "per_hour", 0, 1, INT32_MAX, &rl.per_hour, &b) ||
         !field_int(r, r->json, "per_day", 0, 1, INT32_MAX, &rl.per_day, &c) ||
         !field_bool(r, r->json, "enabled", 0, &rl.enabled, &d))
         return;
-    if (!a && !b && !c && !d) {
+    if (!a && !b && !c && !d && !e) {
         reply_invalid(r, "per_minute",
-                      "send at least one of per_minute, per_hour, per_day, enabled");
+                      "send at least one of per_second, per_minute, per_hour, per_day, enabled");
         return;
     }
     err = store_rate_limits_put(r->app->st, tid, &rl);
@@ -476,8 +483,9 @@ api_rate_limits_put(struct req *r)
         reply_store_error(r, err, "tenant");
         return;
     }
-    log_info("event=rate_limits tenant=%s per_minute=%lld per_hour=%lld per_day=%lld enabled=%d",
-             tid, (long long)rl.per_minute, (long long)rl.per_hour, (long long)rl.per_day,
+    log_info("event=rate_limits tenant=%s per_second=%lld per_minute=%lld per_hour=%lld "
+             "per_day=%lld enabled=%d",
+             tid, (long long)rl.per_second, (long long)rl.per_minute, (long long)rl.per_hour, (long long)rl.per_day,
              rl.enabled);
     reply_json(r, 200, rate_limits_json(&rl));
 }

@@ -317,6 +317,12 @@ void api_dkim_list(struct req *r);
 void api_dkim_delete(struct req *r);
 json_t *campaign_json(const struct campaign *c);
 
+/* ---- handlers: api_shaping.c (operator) ---- */
+void api_shaping_get(struct req *r);
+void api_shaping_put(struct req *r);
+void api_shaping_state_list(struct req *r);
+void api_shaping_state_lift(struct req *r);
+
 /* Tenant and key as API JSON (shared with the CLI). */
 json_t *tenant_json(const struct tenant *t);
 json_t *api_key_json(const struct api_key *k);

@@ -92,6 +92,11 @@ const struct route routes[] = {
     {"GET",    T "/bounces/{bounce_id}",        api_bounce_get,      R_AUTH_READ},
     {"GET",    T "/bounce-policy",              api_bounce_policy_get, R_AUTH_READ},
     {"PUT",    T "/bounce-policy",              api_bounce_policy_put, R_AUTH_WRITE | R_BODY},
+    /* Pacing and shaping (issue 15) */
+    {"GET",    "/api/v1/shaping",               api_shaping_get,     R_AUTH_OPERATOR},
+    {"PUT",    "/api/v1/shaping",               api_shaping_put,     R_AUTH_OPERATOR | R_BODY},
+    {"GET",    "/api/v1/shaping/state",         api_shaping_state_list, R_AUTH_OPERATOR},
+    {"DELETE", "/api/v1/shaping/state/{state_id}", api_shaping_state_lift, R_AUTH_OPERATOR},
 };
 /* clang-format on */
 

@@ -240,6 +240,7 @@ record(struct smtp_job *job, enum smtp_result res, int code, const char *enhance
        const char *text)
 {
     job->result = res;
+    job->from_relay = false;
     job->code = code;
     snprintf(job->enhanced, sizeof(job->enhanced), "%s", enhanced ? enhanced : "");
     snprintf(job->text, sizeof(job->text), "%s", text ? text : "");
@@ -262,6 +263,7 @@ record_reply(struct conn *c, struct smtp_job *job, enum smtp_result res)
 {
     record(job, res, c->reply.code, c->reply.enhanced,
            c->reply.text.data ? c->reply.text.data : "");
+    job->from_relay = true;
 }
 
 static void

@@ -74,6 +74,7 @@ struct smtp_job {
     char enhanced[16];
     char text[256];
     char queue_id[64];
+    bool from_relay;   /* code and text are the relay's reply, not mailcast's own verdict */
     /* The pool's. */
     struct smtp_job *next;
     bool failed;       /* a reply before DATA refused it */

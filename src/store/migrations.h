@@ -1,7 +1,7 @@
 /*
  * migrations.h - the SQL files of migrations/sqlite and migrations/pg,
  * embedded into the binary at build time (scripts/embed_sql.sh writes
- * migrations_gen.c).  Versions are the files' numbers, ascending, with no gaps.
+ * migrations_gen.c).  Versions are the files' numbers, ascending, with gaps only where a number is reserved for a branch not yet merged.
  */
 #ifndef MC_MIGRATIONS_H
 #define MC_MIGRATIONS_H

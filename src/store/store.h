@@ -185,6 +185,7 @@ void api_key_list_cleanup(struct api_key_list *l);
 /* ---- tenant rate limits ---- */
 
 struct rate_limits {
+    int64_t per_second; /* 0: none */
     int64_t per_minute;
     int64_t per_hour;
     int64_t per_day;
@@ -200,6 +201,93 @@ struct rate_limits {
 mc_err store_rate_limits_get(struct store *st, const char *tenant_id, struct rate_limits *out);
 mc_err store_rate_limits_put(struct store *st, const char *tenant_id,
                              const struct rate_limits *rl);
+
+/* ---- shaping (issue 15): destination sites and rules per (egress, site) ---- */
+
+#define SHAPING_NAME_MAX 63  /* an egress's or a site's name */
+#define SHAPING_DOMAIN_MAX 253
+
+struct site_domain {
+    char domain[SHAPING_DOMAIN_MAX + 1]; /* lowercase; it and its subdomains one level down */
+    char site[SHAPING_NAME_MAX + 1];
+};
+
+struct shaping_rule {
+    char egress[SHAPING_NAME_MAX + 1];
+    char site[SHAPING_NAME_MAX + 1]; /* "*": every site without a rule of its own */
+    int64_t max_connections;         /* per process; 0: the egress's own limit */
+    int64_t max_per_connection;      /* 0: the egress's own limit */
+    int64_t per_second, per_minute;  /* paced rates, 0: none */
+};
+
+/* An automation rule (issue 15): a reply pattern, a trigger and an action. */
+#define SHAPING_REGEX_MAX 255
+struct shaping_auto {
+    char egress[SHAPING_NAME_MAX + 1];
+    char site[SHAPING_NAME_MAX + 1]; /* "*": any site */
+    int match_code;                  /* 0: any */
+    char match_enhanced[16];         /* a prefix of the enhanced status; "": any */
+    char match_regex[SHAPING_REGEX_MAX + 1]; /* POSIX ERE, case-insensitive; "": any */
+    int64_t trigger_count;           /* 1 with period 0: at once */
+    int64_t trigger_period_s;
+    char action[16];                 /* set_rate, suspend_site, suspend_tenant */
+    int64_t per_second, per_minute;  /* set_rate's rate */
+    int64_t duration_s;
+};
+
+struct shaping {
+    struct site_domain *domains; /* owned */
+    int ndomains;
+    struct shaping_rule *rules; /* owned */
+    int nrules;
+    struct shaping_auto *autos; /* owned */
+    int nautos;
+};
+
+/* A reply from the relay to one delivery attempt, for the automation rules. */
+struct shaping_obs {
+    char site[SHAPING_NAME_MAX + 1];
+    char tenant_id[MC_UUID_LEN + 1];
+    int code;
+    char enhanced[16];
+    char text[256];
+};
+
+/* An adjustment or suspension in force (GET /api/v1/shaping/state). */
+struct shaping_state {
+    char id[MC_UUID_LEN + 1];
+    char egress[SHAPING_NAME_MAX + 1];
+    char site[SHAPING_NAME_MAX + 1];
+    char tenant_id[MC_UUID_LEN + 1]; /* "": every tenant */
+    char action[16];
+    int64_t per_second, per_minute;
+    int position; /* the automation rule's index */
+    char last_reply[320];
+    int64_t since, until;
+};
+
+/* The whole table (*out owned by the caller: shaping_cleanup). */
+mc_err store_shaping_get(struct store *st, struct shaping *out);
+/*
+ * Replaces the whole table in one transaction (validated by the caller:
+ * app/shaping.c).  Messages already created keep their site; new ones are
+ * given sites from the new domains.
+ */
+mc_err store_shaping_put(struct store *st, const struct shaping *sh);
+void shaping_cleanup(struct shaping *sh);
+/*
+ * Matches the relay's replies against egress's automation rules
+ * (store_automation.c): each match is counted, and a rule whose trigger is
+ * reached puts its action in force until now + its duration (extending one
+ * already in force).  *fired: how many actions were put in force.
+ */
+mc_err store_shaping_observe(struct store *st, const char *egress,
+                             const struct shaping_obs *obs, int n, int64_t now, int *fired);
+/* What is in force at now, soonest to end first (*out owned by the caller, free()). */
+mc_err store_shaping_state_list(struct store *st, int64_t now, struct shaping_state **out,
+                                int *n);
+/* Lifts one; MC_ERR_NOT_FOUND when there is no such id in force. */
+mc_err store_shaping_state_lift(struct store *st, const char *id);
 
 /* ---- recipient lists ---- */
 
@@ -670,6 +758,15 @@ struct delivery_msg {
     char *attributes;              /* owned, JSON object text */
     int attempts;                  /* this attempt's number (the fence) */
     int max_attempts;
+    char site[64];                 /* the destination site ("" for messages older than sites) */
+    int64_t not_before;            /* its paced slot (Unix microseconds), 0: at once */
+};
+
+/* How claims pace (issue 15): see store_claim.c. */
+struct claim_pacing {
+    int64_t burst;      /* messages a paced scope lets go at once after a pause, >= 1 */
+    int64_t horizon_us; /* a message is claimed at most this long before its slot */
+    const char *egress; /* borrowed: the egress whose shaping rules apply */
 };
 
 struct delivery_vec {
@@ -706,13 +803,22 @@ mc_err store_delivery_work(struct store *st, int max, struct delivery_work *out,
  * tenant's claim lock (so every worker sharing the database counts the same
  * sliding windows) and grants only what the tenant's and the campaign's
  * rate limits leave in the last minute, hour and day.  now is the caller's
- * clock, or the moment the claim holds the lock if that is later.  Messages whose
+ * clock, or the moment the claim holds the lock if that is later.
+ *
+ * Every paced scope (the tenant's per_second and per_minute, the
+ * campaign's per minute, the message's site's rule for pc->egress) spaces
+ * its messages evenly (core/pace.h) with state shared in the database:
+ * each claimed message gets the slot it may leave at (not_before), and only
+ * messages whose slot is within pc->horizon_us are claimed.  A message held
+ * back by its site alone waits (next_attempt_at moves to its expected
+ * slot, no attempt spent) so other sites' messages are claimed.  Messages whose
  * recipient is no longer active, was deleted, or whose address is on the
  * suppression list become 'suppressed' instead.  Nothing is claimed unless
  * the campaign is sending and its tenant active.
  */
 mc_err store_delivery_claim(struct store *st, const struct delivery_work *w, const char *owner,
-                            int64_t now, int64_t lease_us, int max, struct delivery_vec *out);
+                            int64_t now, int64_t lease_us, int max, const struct claim_pacing *pc,
+                            struct delivery_vec *out);
 /*
  * Records results in one transaction, each fenced on (id, owner, attempt,
  * status 'sending'): a worker that lost its lease changes nothing.  A retry

@@ -583,28 +583,36 @@ store_engine_to_materialize(struct store *st, int max, struct campaign_ref *out,
     return err;
 }
 
-static const char sql_mat_bounded[] =
-    "INSERT INTO scheduled_messages (id, tenant_id, campaign_id, recipient_id, to_address, "
-    "status, max_attempts, next_attempt_at, created_at, updated_at) "
-    "SELECT mc_uuid7(), r.tenant_id, c.id, r.id, r.email, 'pending', $6, $3, $3, $3 "
-    "FROM campaigns c JOIN recipients r ON r.recipient_list_id = c.recipient_list_id "
-    "AND r.tenant_id = c.tenant_id "
-    "WHERE c.id = $1 AND c.tenant_id = $2 AND c.status IN ('scheduled', 'sending', 'paused') "
-    "AND r.status = 'active' AND r.id > $4 AND r.id <= $5 AND NOT EXISTS "
-    "(SELECT 1 FROM unsubscribes u WHERE u.tenant_id = r.tenant_id AND u.email_lc = r.email_lc "
-    "AND (u.expires_at IS NULL OR u.expires_at > $3)) "
-    "ON CONFLICT (campaign_id, recipient_id) DO NOTHING";
-static const char sql_mat_last[] =
-    "INSERT INTO scheduled_messages (id, tenant_id, campaign_id, recipient_id, to_address, "
-    "status, max_attempts, next_attempt_at, created_at, updated_at) "
-    "SELECT mc_uuid7(), r.tenant_id, c.id, r.id, r.email, 'pending', $6, $3, $3, $3 "
-    "FROM campaigns c JOIN recipients r ON r.recipient_list_id = c.recipient_list_id "
-    "AND r.tenant_id = c.tenant_id "
-    "WHERE c.id = $1 AND c.tenant_id = $2 AND c.status IN ('scheduled', 'sending', 'paused') "
-    "AND r.status = 'active' AND r.id > $4 AND CAST($5 AS TEXT) IS NULL AND NOT EXISTS "
-    "(SELECT 1 FROM unsubscribes u WHERE u.tenant_id = r.tenant_id AND u.email_lc = r.email_lc "
-    "AND (u.expires_at IS NULL OR u.expires_at > $3)) "
-    "ON CONFLICT (campaign_id, recipient_id) DO NOTHING";
+/*
+ * A message's destination site (issue 15): its domain's entry in
+ * site_domains, else its parent domain's (mx.example.net -> example.net),
+ * else the domain itself.  Two primary-key probes per row.
+ */
+#define MAT_SITE(dom, parent)                                                                   \
+    "COALESCE((SELECT s.site FROM site_domains s WHERE s.domain = " dom "), "                  \
+    "(SELECT s.site FROM site_domains s WHERE s.domain = " parent "), " dom ")"
+#define DOM_SQLITE "substr(r.email_lc, instr(r.email_lc, '@') + 1)"
+#define DOM_PG "split_part(r.email_lc, '@', 2)"
+#define SITE_SQLITE MAT_SITE(DOM_SQLITE, "substr(" DOM_SQLITE ", instr(" DOM_SQLITE ", '.') + 1)")
+#define SITE_PG MAT_SITE(DOM_PG, "substr(" DOM_PG ", strpos(" DOM_PG ", '.') + 1)")
+/* The INSERT ... SELECT of a batch; range: the recipients' id range. */
+#define MAT_SQL(site, range)                                                                    \
+    "INSERT INTO scheduled_messages (id, tenant_id, campaign_id, recipient_id, to_address, "    \
+    "status, max_attempts, next_attempt_at, created_at, updated_at, site) "                    \
+    "SELECT mc_uuid7(), r.tenant_id, c.id, r.id, r.email, 'pending', $6, $3, $3, $3, " site    \
+    " FROM campaigns c JOIN recipients r ON r.recipient_list_id = c.recipient_list_id "         \
+    "AND r.tenant_id = c.tenant_id "                                                            \
+    "WHERE c.id = $1 AND c.tenant_id = $2 AND c.status IN ('scheduled', 'sending', 'paused') "  \
+    "AND r.status = 'active' AND r.id > $4 AND " range " AND NOT EXISTS "                       \
+    "(SELECT 1 FROM unsubscribes u WHERE u.tenant_id = r.tenant_id AND u.email_lc = r.email_lc " \
+    "AND (u.expires_at IS NULL OR u.expires_at > $3)) "                                         \
+    "ON CONFLICT (campaign_id, recipient_id) DO NOTHING"
+#define RANGE_BOUNDED "r.id <= $5"
+#define RANGE_LAST "CAST($5 AS TEXT) IS NULL"
+static const char sql_mat_bounded[] = MAT_SQL(SITE_SQLITE, RANGE_BOUNDED);
+static const char sql_mat_last[] = MAT_SQL(SITE_SQLITE, RANGE_LAST);
+static const char sql_mat_bounded_pg[] = MAT_SQL(SITE_PG, RANGE_BOUNDED);
+static const char sql_mat_last_pg[] = MAT_SQL(SITE_PG, RANGE_LAST);
 
 struct mat_state {
     char list_id[MC_UUID_LEN + 1];
@@ -676,8 +684,12 @@ store_engine_materialize(struct store *st, const struct campaign_ref *c, int bat
             err = MC_ERR_OK; /* fewer than a batch left: this is the last */
         struct db_param pi[] = {P_TEXT(c->id),    P_TEXT(c->tenant_id), P_TIME(now),
                                 P_TEXT(m.cursor), P_TEXT(upper),        P_INT(max_attempts)};
+        bool pg = d.ops->dialect == DB_PG;
         if (err == MC_ERR_OK)
-            err = db_exec(&d, upper ? sql_mat_bounded : sql_mat_last, pi, NPARAMS(pi), &changes);
+            err = db_exec(&d,
+                          upper ? (pg ? sql_mat_bounded_pg : sql_mat_bounded)
+                                : (pg ? sql_mat_last_pg : sql_mat_last),
+                          pi, NPARAMS(pi), &changes);
     }
     *done = upper == NULL;
     if (err == MC_ERR_OK) {

@@ -172,6 +172,16 @@ mc_err db_lock_tenant(struct db *d, const char *tenant_id);
     "WHERE unsubscribes.expires_at IS NOT NULL AND (excluded.expires_at IS NULL OR "              \
     "unsubscribes.expires_at < excluded.expires_at)"
 
+/* store_claim.c: deletes the rate_usage buckets no window ending at now reaches. */
+mc_err claim_rate_usage_prune(struct db *d, int64_t now);
+
+/* store_shaping.c: every automation rule, in document order (*out owned). */
+struct shaping_auto;
+mc_err shaping_autos_read(struct db *d, struct shaping_auto **out, int *n);
+
+/* store_automation.c: deletes expired states and hits no trigger counts any more. */
+mc_err shaping_state_prune(struct db *d, int64_t now);
+
 /* True when id is a well-formed UUID (the frontend's guard before any SQL). */
 bool store_id_ok(const char *id);
 

@@ -223,7 +223,7 @@ store_rate_limits_get(struct store *st, const char *tenant_id, struct rate_limit
     if ((err = db_get(st, &d)) != MC_ERR_OK)
         return err;
     err = db_query(&d,
-                   "SELECT per_minute, per_hour, per_day, enabled, updated_at "
+                   "SELECT per_minute, per_hour, per_day, enabled, updated_at, per_second "
                    "FROM tenant_rate_limits WHERE tenant_id = $1",
                    p, NPARAMS(p), &r);
     if (err == MC_ERR_OK)
@@ -235,7 +235,9 @@ store_rate_limits_get(struct store *st, const char *tenant_id, struct rate_limit
             out->per_day = d.ops->col_int(r, 2);
             out->enabled = d.ops->col_bool(r, 3);
             out->updated_at = d.ops->col_time(r, 4);
+            out->per_second = d.ops->col_int(r, 5);
         } else {
+            out->per_second = 0;
             out->per_minute = RATE_DEFAULT_MINUTE;
             out->per_hour = RATE_DEFAULT_HOUR;
             out->per_day = RATE_DEFAULT_DAY;
@@ -262,16 +264,17 @@ store_rate_limits_put(struct store *st, const char *tenant_id, const struct rate
     crypto_uuid(id);
     struct db_param p[] = {P_TEXT(id),          P_TEXT(tenant_id), P_INT(rl->per_minute),
                            P_INT(rl->per_hour), P_INT(rl->per_day), P_BOOL(rl->enabled),
-                           P_TIME(now)};
+                           P_TIME(now), rl->per_second ? P_INT(rl->per_second) : P_NULL};
     if ((err = db_get(st, &d)) != MC_ERR_OK)
         return err;
     err = db_exec(&d,
                   "INSERT INTO tenant_rate_limits (id, tenant_id, per_minute, per_hour, "
-                  "per_day, enabled, created_at, updated_at) "
-                  "VALUES ($1, $2, $3, $4, $5, $6, $7, $7) "
+                  "per_day, enabled, created_at, updated_at, per_second) "
+                  "VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8) "
                   "ON CONFLICT (tenant_id) DO UPDATE SET per_minute = excluded.per_minute, "
                   "per_hour = excluded.per_hour, per_day = excluded.per_day, "
-                  "enabled = excluded.enabled, updated_at = excluded.updated_at",
+                  "enabled = excluded.enabled, updated_at = excluded.updated_at, "
+                  "per_second = excluded.per_second",
                   p, NPARAMS(p), NULL);
     db_put(&d);
     if (err == MC_ERR_INVALID) /* the foreign key: no such tenant */

@@ -21,6 +21,12 @@
  * (compose.h) from the campaign's compiled templates, cached per campaign,
  * and handed to the relay.
  *
+ * Pacing happens at the hand-off: a claim gives each message the slot its
+ * paced limits (tenant, campaign, site: see store_claim.c) allow it to leave
+ * at, at most pacing_horizon_ms ahead, and the loop holds it on a timer
+ * until then.  Held messages count against the claim's room like those in
+ * flight, and a stop hands them back unsent.
+ *
  * Outcomes gather in memory and are recorded in one transaction every
  * 100 ms or 200 outcomes (group commit), each fenced on lease owner and
  * attempt.  A message counts as in flight from its claim until its outcome
@@ -105,6 +111,13 @@ queue_depth(struct delivery *d)
     return per < QUEUE_MIN ? QUEUE_MIN : per > QUEUE_MAX ? QUEUE_MAX : (int)per;
 }
 
+/* Jobs queued or in flight in every pool. */
+static int
+pools_busy(const struct delivery *d)
+{
+    return smtp_pool_busy(d->pool) + delivery_sites_busy(d);
+}
+
 /* The pool's verdict on one message. */
 static void
 job_done(struct smtp_job *job, void *arg)
@@ -120,7 +133,7 @@ job_done(struct smtp_job *job, void *arg)
      * the pool's callback, which must not submit). */
     d->rate_n++;
     if (d->pool && !delivery_stopping(d) &&
-        2 * smtp_pool_busy(d->pool) < queue_depth(d) * d->cfg->smtp_connections &&
+        2 * pools_busy(d) < queue_depth(d) * d->cfg->smtp_connections &&
         !event_pending(d->kick, EV_TIMEOUT, NULL))
         event_active(d->kick, EV_TIMEOUT, 0);
 }
@@ -163,6 +176,7 @@ send_one(struct delivery *d, const struct delivery_msg *dm)
     m->d = d;
     memcpy(m->id, dm->id, sizeof(m->id));
     memcpy(m->tenant_id, dm->tenant_id, sizeof(m->tenant_id));
+    memcpy(m->site, dm->site, sizeof(m->site));
     m->attempts = dm->attempts;
     d->inflight++;
     if (!build(d, m, dm)) { /* its outcome is recorded; it counts until then */
@@ -178,7 +192,7 @@ send_one(struct delivery *d, const struct delivery_msg *dm)
     m->job.deadline = m->started + d->cfg->lease_seconds * 1000000LL -
                       (d->cfg->smtp_data_timeout + 2 * d->cfg->smtp_command_timeout) * 1000000LL;
     if (d->pool) {
-        smtp_pool_submit(d->pool, &m->job);
+        smtp_pool_submit(delivery_sites_pool(d, dm->site, job_done), &m->job);
         return;
     }
     /* dir: written now, atomically; the file name is the message's id. */
@@ -205,6 +219,79 @@ release_unsent(struct delivery *d, const struct delivery_msg *dm)
     delivery_result_add(d, &m, OUT_RELEASE, time_now_us(), 0, "the worker is stopping", NULL);
 }
 
+static void
+msg_strings_free(struct delivery_msg *m)
+{
+    free(m->to_address);
+    free(m->name);
+    free(m->first_name);
+    free(m->last_name);
+    free(m->attributes);
+}
+
+static void
+held_unlink(struct delivery *d, struct held *h)
+{
+    if (h->prev)
+        h->prev->next = h->next;
+    else
+        d->held = h->next;
+    if (h->next)
+        h->next->prev = h->prev;
+    d->nheld--;
+    event_free(h->ev);
+}
+
+/* A held message's slot has come. */
+static void
+held_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct held *h = arg;
+    struct delivery *d = h->d;
+
+    (void)fd;
+    (void)what;
+    held_unlink(d, h);
+    if (delivery_stopping(d))
+        release_unsent(d, &h->dm);
+    else
+        send_one(d, &h->dm);
+    msg_strings_free(&h->dm);
+    free(h);
+}
+
+/* Holds dm (its strings moved in) until its slot, wall-clock microseconds. */
+static void
+hold(struct delivery *d, struct delivery_msg *dm, int64_t wait_us)
+{
+    struct held *h = xcalloc(1, sizeof(*h));
+    struct timeval tv = {(time_t)(wait_us / 1000000), (suseconds_t)(wait_us % 1000000)};
+
+    h->d = d;
+    h->dm = *dm;
+    dm->to_address = dm->name = dm->first_name = dm->last_name = dm->attributes = NULL;
+    h->ev = evtimer_new(d->base, held_cb, h);
+    h->next = d->held;
+    if (d->held)
+        d->held->prev = h;
+    d->held = h;
+    d->nheld++;
+    evtimer_add(h->ev, &tv);
+}
+
+/* Hands every held message back unsent (the worker is stopping). */
+static void
+held_release_all(struct delivery *d)
+{
+    while (d->held) {
+        struct held *h = d->held;
+        held_unlink(d, h);
+        release_unsent(d, &h->dm);
+        msg_strings_free(&h->dm);
+        free(h);
+    }
+}
+
 /* The loop takes the database thread's answers: claimed messages are sent
  * (or, while stopping, handed back); *got: how many were claimed, -1 none. */
 static void
@@ -212,10 +299,19 @@ take_answers(struct delivery *d, int *got)
 {
     struct delivery_vec v;
 
+    struct shaping sh;
+
+    if (delivery_rules_take(d, &sh)) {
+        delivery_sites_set(d, &sh);
+        shaping_cleanup(&sh);
+    }
     *got = delivery_answers_take(d, &v);
     for (int i = 0; i < v.n; i++) {
+        int64_t wait = v.items[i].not_before ? v.items[i].not_before - time_now_us() : 0;
         if (delivery_stopping(d))
             release_unsent(d, &v.items[i]);
+        else if (wait > 1000)
+            hold(d, &v.items[i], wait);
         else
             send_one(d, &v.items[i]);
     }
@@ -244,14 +340,15 @@ fill(struct delivery *d)
      * is what stops the claims, commit them now rather than at the timer. */
     if (d->inflight >= d->cfg->delivery_inflight && d->nresults > 0)
         delivery_results_flush(d);
-    room = (int)(d->cfg->delivery_inflight - d->inflight);
+    room = (int)(d->cfg->delivery_inflight - d->inflight - d->nheld);
     if (room <= 0)
         return;
     max = room;
     if (d->pool) {
         /* Top up once the queue has drained to half its depth: a claim's
          * fixed cost is then spread over half a queue, not a few messages. */
-        int cap = queue_depth(d) * (int)d->cfg->smtp_connections, busy = smtp_pool_busy(d->pool);
+        int cap = queue_depth(d) * (int)d->cfg->smtp_connections,
+            busy = pools_busy(d) + d->nheld;
         if (2 * busy >= cap)
             return;
         max = max < cap - busy ? max : cap - busy;
@@ -294,6 +391,7 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
         d->recover_asked = now;
         delivery_recover_ask(d);
     }
+    delivery_sites_reap(d);
     fill(d);
 }
 
@@ -341,7 +439,8 @@ stop_cb(evutil_socket_t fd, short what, void *arg)
     take_answers(d, &got);
     if (d->inflight > d->nresults)
         log_warn("event=delivery_stop in_flight=%d (handed back)", d->inflight - d->nresults);
-    smtp_pool_free(d->pool); /* ends what is left through job_done */
+    delivery_sites_free(d); /* ends what is left through job_done */
+    smtp_pool_free(d->pool);
     d->pool = NULL;
     delivery_db_quiesce(d); /* job_done may have handed a flush over */
     take_answers(d, &got);
@@ -408,6 +507,16 @@ delivery_start(struct store *st, const struct config *cfg, const struct secrets 
         d->pool = smtp_pool_new(d->base, &p, job_done, d);
         if (d->pool == NULL)
             goto fail;
+        d->relay = p;
+    }
+    d->pacing.burst = cfg->pacing_burst;
+    d->pacing.horizon_us = cfg->pacing_horizon_ms * 1000;
+    d->pacing.egress = "default";
+    {
+        struct shaping sh = {0};
+        if (store_shaping_get(st, &sh) == MC_ERR_OK)
+            delivery_sites_set(d, &sh);
+        shaping_cleanup(&sh);
     }
     d->tick = event_new(d->base, -1, EV_PERSIST, tick_cb, d);
     d->flush = event_new(d->base, -1, EV_PERSIST, flush_cb, d);
@@ -428,6 +537,8 @@ delivery_start(struct store *st, const struct config *cfg, const struct secrets 
 fail:
     log_error("event=delivery error=\"cannot start delivery\"");
     delivery_db_end(d);
+    delivery_sites_free(d);
+    shaping_cleanup(&d->rules_next);
     smtp_pool_free(d->pool);
     if (d->tick)
         event_free(d->tick);
@@ -458,6 +569,8 @@ begin_stop(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     smtp_pool_drain(d->pool); /* what has not started goes back at once */
+    delivery_sites_drain(d);
+    held_release_all(d);
     stop_cb(fd, what, d);
 }
 
@@ -480,6 +593,10 @@ delivery_stop(struct delivery *d, int timeout_s)
         compose_campaign_free(d->cache[i].c);
     free(d->results);
     free(d->rec);
+    free(d->obs);
+    free(d->obs_rec);
+    delivery_sites_free(d); /* the rules; the pools went at the stop */
+    shaping_cleanup(&d->rules_next);
     delivery_vec_cleanup(&d->claimed);
     event_base_free(d->base);
     dkim_signer_free(d->signer);

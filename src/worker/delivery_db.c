@@ -42,14 +42,23 @@ vec_append(struct delivery_vec *out, struct delivery_vec *v)
 static void
 recover(struct delivery *d)
 {
+    struct shaping sh = {0};
     int n = 0;
-
     mc_err err = store_delivery_recover(
         d->st, time_now_us(), (int)(d->cfg->retry_max_attempts + d->cfg->lease_expiry_max), &n);
 
     if (err != MC_ERR_OK) /* the next tick tries again; the leases stay expired till then */
         log_warn("event=lease_recover error=%s", mc_err_code(err));
     delivery_metrics_lease_expiries(d, n);
+    /* The shaping rules too, so an operator's change reaches this worker. */
+    if (store_shaping_get(d->st, &sh) == MC_ERR_OK) {
+        pthread_mutex_lock(&d->dbmu);
+        shaping_cleanup(&d->rules_next);
+        d->rules_next = sh;
+        d->rules_ready = true;
+        pthread_mutex_unlock(&d->dbmu);
+        event_active(d->dbdone, EV_TIMEOUT, 0);
+    }
 }
 
 /*
@@ -79,7 +88,8 @@ claim_round(struct delivery *d, int max, struct delivery_vec *out)
                                                        : (int)d->cfg->delivery_batch;
 
         if (store_delivery_claim(d->st, w, d->owner, time_now_us(),
-                                 d->cfg->lease_seconds * 1000000LL, n, &v) != MC_ERR_OK)
+                                 d->cfg->lease_seconds * 1000000LL, n, &d->pacing, &v) !=
+            MC_ERR_OK)
             break;
         claimed_in_pass |= v.n > 0;
         vec_append(out, &v);
@@ -106,8 +116,14 @@ db_run(void *arg)
             int applied = 0;
             d->rec_req = false;
             pthread_mutex_unlock(&d->dbmu);
+            int fired = 0;
             mc_err err = store_delivery_record(d->st, d->owner, time_now_us(), d->rec, d->nrec,
                                                &applied);
+            /* The relay's refusals feed the automation rules, recorded or not. */
+            if (store_shaping_observe(d->st, d->pacing.egress, d->obs_rec, d->nobs_rec,
+                                      time_now_us(), &fired) != MC_ERR_OK)
+                log_warn("event=shaping_observe_failed n=%d", d->nobs_rec);
+            d->nobs_rec = 0;
             pthread_mutex_lock(&d->dbmu);
             d->rec_err = err;
             d->rec_done = true;
@@ -168,6 +184,13 @@ delivery_results_flush(struct delivery *d)
     }
     t = d->rec, d->rec = d->results, d->results = t;
     cap = d->caprec, d->caprec = d->capresults, d->capresults = cap;
+    {
+        struct shaping_obs *o = d->obs_rec;
+        d->obs_rec = d->obs, d->obs = o;
+        cap = d->capobs_rec, d->capobs_rec = d->capobs, d->capobs = cap;
+        d->nobs_rec = d->nobs;
+        d->nobs = 0;
+    }
     d->nrec = d->nresults;
     d->nresults = 0;
     d->rec_busy = d->rec_req = true;
@@ -242,6 +265,22 @@ delivery_answers_take(struct delivery *d, struct delivery_vec *claimed)
     if (rec)
         record_done(d, rec_err);
     return claim ? claimed->n : -1;
+}
+
+bool
+delivery_rules_take(struct delivery *d, struct shaping *out)
+{
+    bool got;
+
+    pthread_mutex_lock(&d->dbmu);
+    got = d->rules_ready;
+    if (got) {
+        *out = d->rules_next;
+        memset(&d->rules_next, 0, sizeof(d->rules_next));
+        d->rules_ready = false;
+    }
+    pthread_mutex_unlock(&d->dbmu);
+    return got;
 }
 
 void

@@ -9,6 +9,7 @@
  *   delivery_outcome.c  an SMTP verdict -> an outcome, backoff, the buffer
  *                       of outcomes waiting for their group commit
  *   delivery_metrics.c  counters and their Prometheus text
+ *   delivery_sites.c    per-site pools: the shaping rules' connection limits
  */
 #ifndef MC_DELIVERY_INT_H
 #define MC_DELIVERY_INT_H
@@ -54,12 +55,31 @@ struct dmsg {
     struct delivery *d;
     char id[MC_UUID_LEN + 1];
     char tenant_id[MC_UUID_LEN + 1];
+    char site[SHAPING_NAME_MAX + 1];
     int64_t started; /* monotonic, when handed to the relay */
     int attempts;
     char message_id[128];
 };
 
+/* A claimed message waiting in the loop for its paced slot (delivery.c). */
+struct held {
+    struct delivery *d;
+    struct event *ev;       /* owned: fires at the slot */
+    struct delivery_msg dm; /* owned, strings included */
+    struct held *prev, *next;
+};
+
+/* A pool carrying one site's mail with its rule's connection limits (delivery_sites.c). */
+#define MAX_SITE_POOLS 64
+struct site_pool {
+    char site[SHAPING_NAME_MAX + 1];
+    int64_t max_connections, max_per_connection; /* the rule's, 0: the relay's */
+    struct smtp_pool *pool;                      /* owned */
+    bool retired; /* its rule changed: takes nothing new, freed once empty */
+};
+
 #define METRIC_TENANTS 1024
+#define METRIC_SITES 256
 #define NOUTCOMES 5
 #define NLATENCY 12 /* latency buckets, see delivery_metrics.c */
 
@@ -71,6 +91,9 @@ struct dmetrics {
     uint64_t lat_bucket[NLATENCY], lat_n;
     double lat_sum;
     uint64_t lease_expiries;
+    char sites[METRIC_SITES][SHAPING_NAME_MAX + 1]; /* sites with deferrals, in order seen */
+    uint64_t site_deferrals[METRIC_SITES];
+    int nsites;
 };
 
 struct delivery {
@@ -85,10 +108,19 @@ struct delivery {
     struct event *kick; /* a fill soon, after the callback that asks for it returns */
     struct smtp_pool *pool;    /* NULL for dir: */
     bool quit_asked;           /* the stop has asked the pool's connections to QUIT */
+    struct smtp_params relay;  /* the main pool's parameters, copied for site pools */
+    struct site_pool spools[MAX_SITE_POOLS];
+    int nspools;
+    struct shaping_rule *site_rules; /* owned: the rules with connection limits */
+    int nsite_rules;
     const char *outbox;        /* borrowed from cfg: the dir: path, or NULL */
     int inflight;
+    struct held *held; /* owned list: claimed, waiting for their slots (not in inflight) */
+    int nheld;
     struct delivery_result *results; /* owned, pending record */
     int nresults, capresults;
+    struct shaping_obs *obs; /* owned: the relay's refusals since the last flush */
+    int nobs, capobs;
     struct camp cache[CACHE_MAX];
     int ncache;
     bool refill; /* fill again when the claim in progress comes back */
@@ -109,11 +141,16 @@ struct delivery {
     struct delivery_vec claimed;
     struct delivery_result *rec; /* owned: the outcomes being recorded */
     int nrec, caprec;
+    struct shaping_obs *obs_rec; /* owned: the refusals handed over with rec */
+    int nobs_rec, capobs_rec;
     bool rec_req, rec_busy, rec_done;
     mc_err rec_err;
     bool recover_req;       /* return expired leases (no answer) */
+    struct shaping rules_next; /* read with the sweep, for the loop to take */
+    bool rules_ready;
     int64_t recover_asked;  /* the loop's: monotonic, when it last asked */
     /* The database thread's own. */
+    struct claim_pacing pacing; /* from cfg, set at start */
     struct delivery_work work[MAX_WORK];
     int nwork, next_work;
     _Atomic int64_t stop_deadline; /* monotonic; 0 while running; set by delivery_stop */
@@ -162,11 +199,31 @@ int delivery_answers_take(struct delivery *d, struct delivery_vec *claimed);
 /* Waits until the database thread has answered everything asked of it. */
 void delivery_db_quiesce(struct delivery *d);
 
+/* Takes the shaping rules the last sweep read (into *out, owned); false when none are new. */
+bool delivery_rules_take(struct delivery *d, struct shaping *out);
+
+/* ---- delivery_sites.c (loop thread) ---- */
+
+/* Takes new rules: keeps those with connection limits, retires pools whose limits changed. */
+void delivery_sites_set(struct delivery *d, const struct shaping *sh);
+/* The pool for a message to site: its site's own (made on first use) or the main pool. */
+struct smtp_pool *delivery_sites_pool(struct delivery *d, const char *site, smtp_done_fn done);
+/* Jobs queued or in flight in the site pools. */
+int delivery_sites_busy(const struct delivery *d);
+/* Frees retired pools that are empty. */
+void delivery_sites_reap(struct delivery *d);
+/* Ends the jobs still waiting in the site pools (a stop). */
+void delivery_sites_drain(struct delivery *d);
+/* Frees every site pool (their jobs end through done) and the rules. */
+void delivery_sites_free(struct delivery *d);
+
 /* ---- delivery_metrics.c ---- */
 
 /* Counts one outcome for tenant_id; started (monotonic, 0: never sent) feeds the latency. */
 void delivery_metrics_observe(struct delivery *d, const char *tenant_id,
                               enum delivery_outcome out, int64_t started);
 void delivery_metrics_lease_expiries(struct delivery *d, int n);
+/* Counts one deferral (a 4xx reply of the relay) for site. */
+void delivery_metrics_deferral(struct delivery *d, const char *site);
 
 #endif

@@ -1,10 +1,11 @@
 /*
  * delivery_metrics.c - the delivery worker's counters (outcomes by tenant,
- * SMTP latency, lease expiries) and their Prometheus text.  The loop and
+ * SMTP latency, lease expiries, deferrals by site) and their Prometheus text.  The loop and
  * database threads write them and /metrics reads them from an HTTP
  * thread, all under d->mu.  This file decides nothing about delivery.
  */
 #include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "core/timeutil.h"
@@ -53,6 +54,23 @@ delivery_metrics_lease_expiries(struct delivery *d, int n)
 }
 
 void
+delivery_metrics_deferral(struct delivery *d, const char *site)
+{
+    int s = 0;
+
+    if (site[0] == '\0')
+        return;
+    pthread_mutex_lock(&d->mu);
+    while (s < d->m.nsites && strcmp(d->m.sites[s], site) != 0)
+        s++;
+    if (s == d->m.nsites && s < METRIC_SITES)
+        snprintf(d->m.sites[d->m.nsites++], sizeof(d->m.sites[0]), "%s", site);
+    if (s < METRIC_SITES)
+        d->m.site_deferrals[s]++;
+    pthread_mutex_unlock(&d->mu);
+}
+
+void
 delivery_metrics(struct delivery *d, struct buf *out)
 {
     uint64_t cum = 0;
@@ -85,5 +103,10 @@ delivery_metrics(struct delivery *d, struct buf *out)
                "pending.\n# TYPE mailcast_lease_expiries_total counter\n"
                "mailcast_lease_expiries_total %llu\n",
                (unsigned long long)d->m.lease_expiries);
+    buf_puts(out, "# HELP mailcast_site_deferrals_total The relay's 4xx replies by destination "
+                  "site (this process).\n# TYPE mailcast_site_deferrals_total counter\n");
+    for (int s = 0; s < d->m.nsites; s++)
+        buf_printf(out, "mailcast_site_deferrals_total{site=\"%s\"} %llu\n", d->m.sites[s],
+                   (unsigned long long)d->m.site_deferrals[s]);
     pthread_mutex_unlock(&d->mu);
 }

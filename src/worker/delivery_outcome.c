@@ -62,6 +62,35 @@ delivery_result_add(struct delivery *d, const struct dmsg *m, enum delivery_outc
     snprintf(r->message_id, sizeof(r->message_id), "%s", m->message_id);
 }
 
+/*
+ * Keeps a refusal for the automation rules (store_shaping_observe), only
+ * when it is the relay's own reply: what mailcast concludes itself (a lost
+ * connection, a timeout, a SIZE check) must never trigger a rule.  Classify
+ * with the bounce classification table here once it lands (issue 7).
+ */
+static void
+observe(struct delivery *d, const struct dmsg *m)
+{
+    const struct smtp_job *job = &m->job;
+    struct shaping_obs *o;
+
+    if (!job->from_relay || job->code < 400)
+        return;
+    if (job->code < 500)
+        delivery_metrics_deferral(d, m->site);
+    if (d->nobs == d->capobs) {
+        d->capobs = d->capobs ? d->capobs * 2 : 64;
+        d->obs = xrealloc(d->obs, (size_t)d->capobs * sizeof(*d->obs));
+    }
+    o = &d->obs[d->nobs++];
+    memset(o, 0, sizeof(*o));
+    snprintf(o->site, sizeof(o->site), "%s", m->site);
+    memcpy(o->tenant_id, m->tenant_id, sizeof(o->tenant_id));
+    o->code = job->code;
+    snprintf(o->enhanced, sizeof(o->enhanced), "%s", job->enhanced);
+    snprintf(o->text, sizeof(o->text), "%s", job->text);
+}
+
 void
 delivery_result_of_job(struct delivery *d, const struct dmsg *m)
 {
@@ -69,6 +98,7 @@ delivery_result_of_job(struct delivery *d, const struct dmsg *m)
     int64_t now = time_now_us();
     char err[320];
 
+    observe(d, m);
     snprintf(err, sizeof(err), "%d%s%s %s", job->code, job->enhanced[0] ? " " : "", job->enhanced,
              job->text);
     switch (job->result) {

@@ -126,6 +126,8 @@ def solo_factory(tmp_path):
     yield make
     for srv in servers:
         srv.stop()
+
+
 @pytest.fixture(scope="module")
 def sink():
     """A scriptable SMTP relay on loopback for the module (see smtpsink.py)."""

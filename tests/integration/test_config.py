@@ -187,6 +187,10 @@ def test_config_check_hides_database_passwords(url):
     (["--bounce-max-connections", "0"], {}, "bounce_max_connections"),
     (["--bounce-command-timeout", "0"], {}, "bounce_command_timeout"),
     (["--bounce-session-timeout", "86401"], {}, "bounce_session_timeout"),
+    (["--pacing-burst", "0"], {}, "pacing_burst"),
+    (["--pacing-burst", "10001"], {}, "pacing_burst"),
+    (["--pacing-horizon-ms", "9"], {}, "pacing_horizon_ms"),
+    (["--pacing-horizon-ms", "1001"], {}, "pacing_horizon_ms"),
 ])
 def test_invalid_option(args, env, option):
     res = check(*args, env=child_env(**env))
@@ -203,6 +207,15 @@ def test_envelope_names_at_their_limits():
     assert dump(res.stdout)["helo_name"] == host
     res = check("--helo-name", "[192.0.2.1]")
     assert res.returncode == 0, res.stderr
+
+
+@pytest.mark.parametrize("option,value", [("pacing_burst", "1"), ("pacing_burst", "10000"),
+                                          ("pacing_horizon_ms", "10"),
+                                          ("pacing_horizon_ms", "1000")])
+def test_pacing_limits_at_their_bounds_are_accepted(option, value):
+    res = check(f"--{option.replace('_', '-')}", value)
+    assert res.returncode == 0, res.stderr
+    assert dump(res.stdout)[option] == value
 
 
 def test_smallest_body_limit_is_accepted():

@@ -262,6 +262,14 @@ def test_every_operation_through_prism(server, prism):
     p("POST", token_path, 404, headers={"Content-Type": "application/x-www-form-urlencoded"},
       data="List-Unsubscribe=One-Click")
 
+    # Shaping (operator only)
+    sh = p("GET", "/api/v1/shaping", 200, headers=op).json()
+    p("GET", "/api/v1/shaping", 403, headers=h)
+    p("PUT", "/api/v1/shaping", 200, headers=op, json=sh)
+    p("PUT", "/api/v1/shaping", 422, valid=False, headers=op, json={"domains": {}, "rules": 5})
+    p("GET", "/api/v1/shaping/state", 200, headers=op)
+    p("DELETE", f"/api/v1/shaping/state/{NIL}", 404, headers=op)
+
     # And last, the tenant.
     p("DELETE", tb, 204, headers=op)
     p("DELETE", tb, 404, headers=op)

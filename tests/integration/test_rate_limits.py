@@ -4,7 +4,7 @@ import pytest
 
 from harness import TIME_RE, bearer, error_of, invalid_field
 
-DEFAULTS = {"per_minute": 100, "per_hour": 5000, "per_day": 50000, "enabled": True,
+DEFAULTS = {"per_second": None, "per_minute": 100, "per_hour": 5000, "per_day": 50000, "enabled": True,
             "updated_at": None}
 INT32_MAX = 2147483647
 
@@ -61,6 +61,22 @@ def test_put_all_fields_and_bounds(server):
     assert {k: got[k] for k in body} == body
 
 
+def test_per_second_set_and_removed(server):
+    t = server.make_tenant()
+    r = server.put(rl(t["id"]), json={"per_second": 14}, headers=server.op)
+    assert r.status_code == 200, r.text
+    assert r.json()["per_second"] == 14 and r.json()["per_minute"] == 100
+    assert limits(server, t["id"])["per_second"] == 14
+    r = server.put(rl(t["id"]), json={"per_minute": 50}, headers=server.op)
+    assert (r.json()["per_second"], r.json()["per_minute"]) == (14, 50)
+    for edge in (1, INT32_MAX):
+        r = server.put(rl(t["id"]), json={"per_second": edge}, headers=server.op)
+        assert r.status_code == 200 and r.json()["per_second"] == edge
+    r = server.put(rl(t["id"]), json={"per_second": None}, headers=server.op)
+    assert r.status_code == 200 and r.json()["per_second"] is None
+    assert limits(server, t["id"])["per_second"] is None
+
+
 def test_limits_are_per_tenant(server):
     a = server.make_tenant()
     b = server.make_tenant()
@@ -73,8 +89,10 @@ BAD_INTS = [0, -1, -2147483648, 2147483648, 9223372036854775807, 1.5, 10.0, "10"
             False, None, [], {}]
 
 
-@pytest.mark.parametrize("field", ["per_minute", "per_hour", "per_day"])
-@pytest.mark.parametrize("value", BAD_INTS, ids=repr)
+# null is valid for per_second: it removes the limit (test_per_second_set_and_removed).
+@pytest.mark.parametrize("field,value", [
+    (f, v) for f in ("per_second", "per_minute", "per_hour", "per_day") for v in BAD_INTS
+    if not (f == "per_second" and v is None)], ids=repr)
 def test_put_invalid_int(server, field, value):
     t = server.make_tenant()
     r = server.put(rl(t["id"]), json={field: value}, headers=server.op)

@@ -233,6 +233,12 @@ test_rate_limits(void **state)
     assert_int_equal(got.per_day, 700);
     assert_false(got.enabled);
     assert_true(got.updated_at > 0);
+    assert_int_equal(got.per_second, 0); /* none unless set */
+    rl.per_second = 14;
+    assert_int_equal(store_rate_limits_put(st, a.id, &rl), MC_ERR_OK);
+    assert_int_equal(store_rate_limits_get(st, a.id, &got), MC_ERR_OK);
+    assert_int_equal(got.per_second, 14);
+    rl.per_second = 0;
 
     /* Tenant B still has the defaults. */
     assert_int_equal(store_rate_limits_get(st, b.id, &got), MC_ERR_OK);
@@ -1051,6 +1057,47 @@ test_materialize_and_complete(void **state)
 }
 
 /*
+ * A tenant (t, owned by the caller) with limits rl and a sending campaign
+ * to n recipients at DOMAIN plus n_ex at example.com, materialised; *w is
+ * its work item.
+ */
+static void
+sending_campaign(struct store *st, const char *slug, const char *domain, int n, int n_ex,
+                 const struct rate_limits *rl, struct tenant *t, struct delivery_work *w)
+{
+    struct recipient_list l;
+    struct recipient x = {0};
+    struct campaign c;
+    struct campaign_ref ref;
+    int64_t inserted;
+    bool done = false;
+    char email[128];
+
+    make_tenant(st, slug, t);
+    new_list(st, t->id, "L", &l);
+    for (int i = 0; i < n + n_ex; i++) {
+        snprintf(email, sizeof(email), "w%02d@%s", i, i < n ? domain : "example.com");
+        assert_int_equal(new_recipient(st, t->id, l.id, email, &x), MC_ERR_OK);
+        recipient_cleanup(&x);
+    }
+    new_campaign(st, t->id, l.id, &c);
+    memcpy(ref.id, c.id, sizeof(ref.id));
+    memcpy(ref.tenant_id, t->id, sizeof(ref.tenant_id));
+    memcpy(w->campaign_id, c.id, sizeof(w->campaign_id));
+    memcpy(w->tenant_id, t->id, sizeof(w->tenant_id));
+    assert_int_equal(store_rate_limits_put(st, t->id, rl), MC_ERR_OK);
+    assert_int_equal(store_campaign_transition(st, t->id, c.id, CEV_SEND, time_now_us(), NULL,
+                                               NULL),
+                     MC_ERR_OK);
+    while (!done)
+        assert_int_equal(store_engine_materialize(st, &ref, 100, 5, time_now_us(), &inserted,
+                                                  &done),
+                         MC_ERR_OK);
+    campaign_cleanup(&c);
+    recipient_list_cleanup(&l);
+}
+
+/*
  * Rate windows from rate_usage buckets: per minute 5, per hour 8.  A claim
  * gets what the windows leave, a window that has passed frees its share,
  * and the recovery sweep deletes buckets no window reaches.
@@ -1060,44 +1107,29 @@ test_claim_rate_windows(void **state)
 {
     struct store *st = st_of(state);
     struct tenant a;
-    struct recipient_list l;
-    struct campaign c;
-    struct campaign_ref ref;
     struct delivery_work w;
     struct delivery_vec v = {0};
     struct rate_limits rl = {.per_minute = 5, .per_hour = 8, .per_day = 1000, .enabled = true};
-    int64_t inserted, lease = 60 * 1000000LL, t0;
-    bool done = false;
+    /* A burst as large as the windows: this test is about the windows alone. */
+    const struct claim_pacing pc = {.burst = 100, .horizon_us = 1000000, .egress = "default"};
+    int64_t lease = 60 * 1000000LL, t0;
     int n = 0;
 
-    make_tenant(st, "win-a", &a);
-    list_with(st, a.id, "w", 12, &l);
-    new_campaign(st, a.id, l.id, &c);
-    memcpy(ref.id, c.id, sizeof(ref.id));
-    memcpy(ref.tenant_id, a.id, sizeof(ref.tenant_id));
-    memcpy(w.campaign_id, c.id, sizeof(w.campaign_id));
-    memcpy(w.tenant_id, a.id, sizeof(w.tenant_id));
-    assert_int_equal(store_rate_limits_put(st, a.id, &rl), MC_ERR_OK);
-    assert_int_equal(store_campaign_transition(st, a.id, c.id, CEV_SEND, time_now_us(), NULL, NULL),
-                     MC_ERR_OK);
-    while (!done)
-        assert_int_equal(store_engine_materialize(st, &ref, 100, 5, time_now_us(), &inserted,
-                                                  &done),
-                         MC_ERR_OK);
+    sending_campaign(st, "win-a", "example.com", 12, 0, &rl, &a, &w);
     t0 = time_now_us();
 
-    assert_int_equal(store_delivery_claim(st, &w, "w1", t0, lease, 100, &v), MC_ERR_OK);
+    assert_int_equal(store_delivery_claim(st, &w, "w1", t0, lease, 100, &pc, &v), MC_ERR_OK);
     assert_int_equal(v.n, 5); /* the minute's limit */
     delivery_vec_cleanup(&v);
-    assert_int_equal(store_delivery_claim(st, &w, "w1", t0 + 30 * 1000000LL, lease, 100, &v),
+    assert_int_equal(store_delivery_claim(st, &w, "w1", t0 + 30 * 1000000LL, lease, 100, &pc, &v),
                      MC_ERR_OK);
     assert_int_equal(v.n, 0); /* the same minute */
     delivery_vec_cleanup(&v);
-    assert_int_equal(store_delivery_claim(st, &w, "w1", t0 + 63 * 1000000LL, lease, 100, &v),
+    assert_int_equal(store_delivery_claim(st, &w, "w1", t0 + 63 * 1000000LL, lease, 100, &pc, &v),
                      MC_ERR_OK);
     assert_int_equal(v.n, 3); /* a new minute, but the hour's limit is 8 */
     delivery_vec_cleanup(&v);
-    assert_int_equal(store_delivery_claim(st, &w, "w1", t0 + 7200 * 1000000LL, lease, 100, &v),
+    assert_int_equal(store_delivery_claim(st, &w, "w1", t0 + 7200 * 1000000LL, lease, 100, &pc, &v),
                      MC_ERR_OK);
     assert_int_equal(v.n, 4); /* a new hour: what is left of the 12 */
     delivery_vec_cleanup(&v);
@@ -1108,9 +1140,116 @@ test_claim_rate_windows(void **state)
     assert_int_equal(n, 12); /* the leases expired too */
     assert_int_equal(one_int(st, "SELECT COUNT(*) FROM rate_usage WHERE scope_id = $1", a.id), 0);
 
-    campaign_cleanup(&c);
-    recipient_list_cleanup(&l);
     tenant_cleanup(&a);
+}
+
+/*
+ * Pacing at the claim: per_minute 600 is one slot every 100 ms; burst 3 lets
+ * three go at once, the horizon (1 s) bounds how far ahead slots are
+ * handed out, and the state is shared through the database (a second claim
+ * continues the first one's sequence).
+ */
+static void
+test_claim_pacing(void **state)
+{
+    struct store *st = st_of(state);
+    struct tenant a;
+    struct delivery_work w;
+    struct delivery_vec v = {0};
+    struct rate_limits rl = {.per_minute = 600, .per_hour = 100000, .per_day = 1000000,
+                             .enabled = true};
+    const struct claim_pacing pc = {.burst = 3, .horizon_us = 1000000, .egress = "default"};
+    /* An hour ahead: a claim's stamp never moves to the real clock. */
+    int64_t lease = 7200 * 1000000LL, t0 = time_now_us() + 3600 * 1000000LL;
+
+    sending_campaign(st, "pace-a", "example.com", 40, 0, &rl, &a, &w);
+    assert_int_equal(store_delivery_claim(st, &w, "w1", t0, lease, 100, &pc, &v), MC_ERR_OK);
+    assert_int_equal(v.n, 13); /* three at once, then t0 + 100 ms ... t0 + 1 s */
+    for (int i = 0; i < v.n; i++) {
+        int64_t want = i < 3 ? t0 : t0 + (i - 2) * 100000LL;
+        assert_int_equal(v.items[i].not_before, want);
+        assert_string_equal(v.items[i].site, "example.com");
+    }
+    delivery_vec_cleanup(&v);
+    /* Nothing more within the same horizon. */
+    assert_int_equal(store_delivery_claim(st, &w, "w2", t0 + 1000, lease, 100, &pc, &v),
+                     MC_ERR_OK);
+    assert_int_equal(v.n, 0);
+    delivery_vec_cleanup(&v);
+    /* Half a second on, another worker continues the sequence. */
+    assert_int_equal(store_delivery_claim(st, &w, "w2", t0 + 500000, lease, 100, &pc, &v),
+                     MC_ERR_OK);
+    assert_int_equal(v.n, 5);
+    for (int i = 0; i < v.n; i++)
+        assert_int_equal(v.items[i].not_before, t0 + (11 + i) * 100000LL);
+    delivery_vec_cleanup(&v);
+    /* per_second tighter than the minute: 2 a second is one every 500 ms. */
+    rl.per_second = 2;
+    assert_int_equal(store_rate_limits_put(st, a.id, &rl), MC_ERR_OK);
+    assert_int_equal(store_delivery_claim(st, &w, "w2", t0 + 10000000, lease, 100, &pc, &v),
+                     MC_ERR_OK);
+    assert_int_equal(v.n, 5); /* three at once, then +500 ms, +1 s */
+    assert_int_equal(v.items[4].not_before - v.items[3].not_before, 500000);
+    delivery_vec_cleanup(&v);
+    tenant_cleanup(&a);
+}
+
+/*
+ * A site's rule paces its messages across tenants, and a site held back
+ * never holds back another site: its rows wait (next_attempt_at moves on,
+ * no attempt spent) and the other site's rows are claimed.
+ */
+static void
+test_claim_site_pacing(void **state)
+{
+    struct store *st = st_of(state);
+    struct tenant a, b;
+    struct delivery_work wa, wb;
+    struct delivery_vec v = {0};
+    struct rate_limits off = {.per_minute = 1, .per_hour = 1, .per_day = 1, .enabled = false};
+    const struct claim_pacing pc = {.burst = 1, .horizon_us = 1000000, .egress = "default"};
+    int64_t lease = 7200 * 1000000LL, t0 = time_now_us() + 3600 * 1000000LL;
+    struct db_param p[] = {P_TEXT("default"), P_TEXT("site-test")};
+    int google = 0, other = 0;
+
+    exec_sql(st, "INSERT INTO site_domains (domain, site) VALUES ('pace.test', $1) "
+             "ON CONFLICT (domain) DO NOTHING", p + 1, 1);
+    exec_sql(st, "INSERT INTO shaping_rules (egress, site, per_second) VALUES ($1, $2, 2) "
+             "ON CONFLICT (egress, site) DO NOTHING", p, NPARAMS(p));
+    sending_campaign(st, "site-a", "mx.pace.test", 6, 6, &off, &a, &wa);
+    sending_campaign(st, "site-b", "pace.test", 6, 0, &off, &b, &wb);
+    assert_int_equal(store_delivery_claim(st, &wa, "w1", t0, lease, 100, &pc, &v), MC_ERR_OK);
+    for (int i = 0; i < v.n; i++) {
+        if (strcmp(v.items[i].site, "site-test") == 0)
+            google++;
+        else
+            other++;
+    }
+    assert_int_equal(google, 3); /* t0, +500 ms, +1 s */
+    assert_int_equal(other, 6);  /* example.com: no rule */
+    delivery_vec_cleanup(&v);
+    /* The other tenant shares the site's slots: nothing left in this horizon. */
+    assert_int_equal(store_delivery_claim(st, &wb, "w1", t0 + 1000, lease, 100, &pc, &v),
+                     MC_ERR_OK);
+    assert_int_equal(v.n, 0);
+    delivery_vec_cleanup(&v);
+    /* Held rows wait for their expected slot, their attempts unspent. */
+    assert_int_equal(one_int(st, "SELECT COUNT(*) FROM scheduled_messages WHERE tenant_id = $1 "
+                                 "AND status = 'pending' AND attempts = 0 AND site = 'site-test'",
+                             a.id),
+                     3);
+    assert_int_equal(one_int(st, "SELECT COUNT(*) FROM scheduled_messages WHERE tenant_id = $1 "
+                                 "AND status = 'pending' AND attempts = 0",
+                             b.id),
+                     6);
+    /* Later, tenant B's rows get the site's next slots. */
+    assert_int_equal(store_delivery_claim(st, &wb, "w1", t0 + 5000000, lease, 100, &pc, &v),
+                     MC_ERR_OK);
+    assert_int_equal(v.n, 3);
+    assert_int_equal(v.items[1].not_before - v.items[0].not_before, 500000);
+    delivery_vec_cleanup(&v);
+    tenant_cleanup(&a);
+    tenant_cleanup(&b);
 }
 
 /*
@@ -1131,6 +1270,7 @@ test_lease_expiry_poison_bound(void **state)
     struct delivery_vec v = {0};
     struct rate_limits rl = {.per_minute = 1000, .per_hour = 1000, .per_day = 1000,
                              .enabled = false};
+    const struct claim_pacing pc = {.burst = 1, .horizon_us = 1000000, .egress = "default"};
     int64_t inserted, lease = 1000000LL, t = 0;
     bool done = false;
     int n = 0;
@@ -1155,7 +1295,7 @@ test_lease_expiry_poison_bound(void **state)
     /* Killed mid-send four times: the first two expiries are forgiven (attempts 1 of 3,
      * 2 of 4), the third leaves attempts 3 of 4, the fourth fails it at 4 of 4. */
     for (int kill = 1; kill <= 4; kill++) {
-        assert_int_equal(store_delivery_claim(st, &w, "w1", t, lease, 10, &v), MC_ERR_OK);
+        assert_int_equal(store_delivery_claim(st, &w, "w1", t, lease, 10, &pc, &v), MC_ERR_OK);
         assert_int_equal(v.n, 1);
         assert_int_equal(v.items[0].attempts, kill);
         delivery_vec_cleanup(&v);
@@ -1582,6 +1722,8 @@ main(void)
         cmocka_unit_test(test_materialize_and_complete),
         cmocka_unit_test(test_claim_rate_windows),
         cmocka_unit_test(test_bounce_stays_in_its_tenant),
+        cmocka_unit_test(test_claim_pacing),
+        cmocka_unit_test(test_claim_site_pacing),
         cmocka_unit_test(test_lease_expiry_poison_bound),
         cmocka_unit_test(test_bounces_two_tenants),
         cmocka_unit_test(test_campaign_timeline),

@@ -1,0 +1,133 @@
+/*
+ * delivery_sites.c - per-site connection limits (issue 15): the mail of a
+ * site whose shaping rule limits connections or messages per connection
+ * goes through a pool of its own, made with those limits, so at most
+ * max_connections connections of this process carry the site's mail, each
+ * for at most max_per_connection messages.  Every other message goes
+ * through the worker's main pool.  Limits are per process (each worker
+ * opens its own connections); rates are shared through the database
+ * (store_claim.c), not here.
+ *
+ * DESIGN
+ * The loop thread owns the pools.  The rules come from the database at
+ * start and again with every lease sweep (delivery_db.c); a site whose
+ * limits changed gets a new pool, and the old one is retired: it finishes
+ * what it holds and is freed once empty (delivery_sites_reap, on the tick).
+ * Rules for site "*" pace every site but open no pools: a pool per domain
+ * would be unbounded.  At most MAX_SITE_POOLS pools exist; beyond that a
+ * site's mail goes through the main pool.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "delivery_int.h"
+
+void
+delivery_sites_set(struct delivery *d, const struct shaping *sh)
+{
+    int n = 0;
+
+    free(d->site_rules);
+    d->site_rules = xcalloc((size_t)sh->nrules + 1, sizeof(*d->site_rules));
+    for (int i = 0; i < sh->nrules; i++) {
+        const struct shaping_rule *r = &sh->rules[i];
+        if (strcmp(r->egress, d->pacing.egress) != 0 || strcmp(r->site, "*") == 0 ||
+            (r->max_connections <= 0 && r->max_per_connection <= 0))
+            continue;
+        d->site_rules[n++] = *r;
+    }
+    d->nsite_rules = n;
+    /* Pools whose limits are no longer the rule's retire. */
+    for (int i = 0; i < d->nspools; i++) {
+        struct site_pool *sp = &d->spools[i];
+        const struct shaping_rule *r = NULL;
+        for (int k = 0; k < n && r == NULL; k++)
+            if (strcmp(d->site_rules[k].site, sp->site) == 0)
+                r = &d->site_rules[k];
+        if (!sp->retired && (r == NULL || r->max_connections != sp->max_connections ||
+                             r->max_per_connection != sp->max_per_connection)) {
+            sp->retired = true;
+            log_info("event=site_pool_retired site=%s", sp->site);
+        }
+    }
+}
+
+struct smtp_pool *
+delivery_sites_pool(struct delivery *d, const char *site, smtp_done_fn done)
+{
+    const struct shaping_rule *r = NULL;
+    struct smtp_params p;
+    struct site_pool *sp;
+
+    if (site == NULL || site[0] == '\0')
+        return d->pool;
+    for (int k = 0; k < d->nsite_rules && r == NULL; k++)
+        if (strcmp(d->site_rules[k].site, site) == 0)
+            r = &d->site_rules[k];
+    if (r == NULL)
+        return d->pool;
+    for (int i = 0; i < d->nspools; i++)
+        if (!d->spools[i].retired && strcmp(d->spools[i].site, site) == 0)
+            return d->spools[i].pool;
+    if (d->nspools == MAX_SITE_POOLS)
+        return d->pool;
+    p = d->relay;
+    if (r->max_connections > 0)
+        p.max_connections = (int)r->max_connections;
+    if (r->max_per_connection > 0)
+        p.max_messages = (int)r->max_per_connection;
+    sp = &d->spools[d->nspools];
+    memset(sp, 0, sizeof(*sp));
+    sp->pool = smtp_pool_new(d->base, &p, done, d);
+    if (sp->pool == NULL)
+        return d->pool;
+    snprintf(sp->site, sizeof(sp->site), "%s", site);
+    sp->max_connections = r->max_connections;
+    sp->max_per_connection = r->max_per_connection;
+    d->nspools++;
+    log_info("event=site_pool site=%s max_connections=%d max_per_connection=%d", site,
+             p.max_connections, p.max_messages);
+    return sp->pool;
+}
+
+int
+delivery_sites_busy(const struct delivery *d)
+{
+    int n = 0;
+
+    for (int i = 0; i < d->nspools; i++)
+        n += smtp_pool_busy(d->spools[i].pool);
+    return n;
+}
+
+void
+delivery_sites_reap(struct delivery *d)
+{
+    for (int i = 0; i < d->nspools;) {
+        if (d->spools[i].retired && smtp_pool_busy(d->spools[i].pool) == 0) {
+            smtp_pool_free(d->spools[i].pool);
+            d->spools[i] = d->spools[--d->nspools];
+            continue;
+        }
+        i++;
+    }
+}
+
+void
+delivery_sites_drain(struct delivery *d)
+{
+    for (int i = 0; i < d->nspools; i++)
+        smtp_pool_drain(d->spools[i].pool);
+}
+
+void
+delivery_sites_free(struct delivery *d)
+{
+    for (int i = 0; i < d->nspools; i++)
+        smtp_pool_free(d->spools[i].pool);
+    d->nspools = 0;
+    free(d->site_rules);
+    d->site_rules = NULL;
+    d->nsite_rules = 0;
+}

@@ -1,0 +1,215 @@
+"""Automation on receivers' replies (issue 15): rules in the shaping
+document match the relay's replies (code, enhanced status, regex), fire
+after N matches in a period, and put an action in force for a while: a
+site suspended (its held messages wait and keep their attempts) or a rate
+set, visible at GET /api/v1/shaping/state, lifted by the operator or
+expiring by itself.  Replies mailcast makes up itself never fire a rule.
+Every test runs on both stores.
+"""
+
+import re
+import time
+
+import pytest
+
+from campaignhelp import Tenant, db_query, wait_until
+from deliveryhelp import delivery_args, unique_domain
+from harness import OPERATOR_KEY, Server, create_database, error_of, free_port, invalid_field
+from smtpsink import Reply
+
+UNUSUAL = Reply("rcpt", "421 4.7.28 Our system has detected an unusual rate of unsolicited mail")
+
+
+@pytest.fixture
+def factory(request, store, tmp_path):
+    servers, drops = [], []
+
+    def make(relay, *extra):
+        d = tmp_path / f"srv{len(servers)}"
+        url, drop = create_database(request, store, d)
+        drops.append(drop)
+        srv = Server(d, url, OPERATOR_KEY, delivery_args(relay, "--pacing-burst", "1", *extra))
+        servers.append(srv)
+        srv.start()
+        return srv
+
+    yield make
+    for srv in servers:
+        srv.stop()
+    for drop in drops:
+        drop()
+
+
+def put_rules(srv, site_dom, automation, per_second=1):
+    doc = srv.get("/api/v1/shaping", headers=srv.op).json()
+    doc["domains"][site_dom] = "gsite"
+    doc["rules"].append({"egress": "default", "site": "gsite", "per_second": per_second})
+    doc["automation"] = automation
+    r = srv.put("/api/v1/shaping", json=doc, headers=srv.op)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+SUSPEND = {"egress": "default", "site": "gsite",
+           "match": {"code": 421, "enhanced": "4.7.28", "regex": "unusual rate"},
+           "trigger": {"count": 2, "period_s": 3600},
+           "action": {"type": "suspend_site"}}
+
+
+def state(srv):
+    r = srv.get("/api/v1/shaping/state", headers=srv.op)
+    assert r.status_code == 200, r.text
+    return r.json()["data"]
+
+
+def campaign(t, dom, n, tag):
+    lst = t.make_list(0)
+    t.import_emails(lst["id"], [f"{tag}{i}@{dom}" for i in range(n)])
+    c = t.create(recipient_list_id=lst["id"])
+    t.do(c["id"], "send")
+    return c
+
+
+def test_two_unusual_rate_replies_suspend_the_site_and_it_comes_back(factory, sink):
+    gdom, odom = unique_domain("gsite"), unique_domain("other")
+    sink.script("@" + gdom, UNUSUAL, UNUSUAL, then=None)
+    srv = factory(sink.url)
+    doc = put_rules(srv, gdom, [{**SUSPEND, "duration_s": 6}])
+    assert doc["automation"][0]["trigger"] == {"count": 2, "period_s": 3600}
+    t = Tenant(srv)
+    t.set_rate_limits(enabled=False)
+    c = campaign(t, gdom, 6, "g")
+    st = wait_until(lambda: state(srv), 20, what="the suspension")
+    assert len(st) == 1
+    s = st[0]
+    assert (s["site"], s["action"], s["egress"], s["tenant_id"], s["rule"]) == (
+        "gsite", "suspend_site", "default", None, 0)
+    assert "4.7.28" in s["last_reply"] and "unusual rate" in s["last_reply"]
+    since = time.time()
+    metrics = srv.get("/metrics").text
+    assert re.search(r'^mailcast_site_deferrals_total\{site="gsite"\} [2-9]', metrics, re.M)
+    assert ('mailcast_shaping_in_force{egress="default",site="gsite",action="suspend_site"} 1'
+            in metrics)
+    # Another site goes on meanwhile, at once.
+    o = campaign(t, odom, 20, "o")
+    assert sink.wait_count(20, 10, lambda m: m.rcpt_tos[0].endswith(odom)) == 20
+    assert state(srv), "the other site finished while the suspension was in force"
+    # Held messages wait: a pending message's attempts are exactly those that
+    # reached the sink (one claimed before the suspension began may be in
+    # flight, its attempt counted at its claim).
+    rows = db_query(srv.database, "SELECT to_address, attempts, status FROM scheduled_messages "
+                    "WHERE campaign_id = %s", (c["id"],))
+    seen = {}
+    for a in sink.attempts_for_domain(gdom):
+        seen[a.rcpt] = seen.get(a.rcpt, 0) + 1
+    for addr, attempts, status in rows:
+        want = seen.get(addr.lower(), 0)
+        ok = attempts == want or (status == "sending" and attempts == want + 1)
+        assert ok, (addr, attempts, status, seen)
+    assert sum(1 for _, attempts, status in rows if status == "pending" and attempts == 0) > 0
+    # Expires by itself, then everything goes.
+    wait_until(lambda: not state(srv), 20, what="the suspension to expire")
+    wait_until(lambda: t.get(c["id"])["status"] == "completed", 30, what="the campaign")
+    # Nothing went to the site in the heart of the suspension (what was
+    # claimed before it began, at most a horizon's worth, may still go).
+    quiet = [a.time for a in sink.attempts_for_domain(gdom) if since + 2.0 < a.time < since + 4]
+    assert quiet == []
+    assert len(sink.messages_for_domain(gdom)) == 6
+    assert t.get(o["id"])["status"] == "completed"
+
+
+def test_the_operator_lifts_a_suspension(factory, sink):
+    gdom = unique_domain("glift")
+    sink.script("@" + gdom, UNUSUAL, UNUSUAL, then=None)
+    srv = factory(sink.url)
+    put_rules(srv, gdom, [{**SUSPEND, "duration_s": 3600}])
+    t = Tenant(srv)
+    t.set_rate_limits(enabled=False)
+    c = campaign(t, gdom, 4, "g")
+    s = wait_until(lambda: state(srv), 20, what="the suspension")[0]
+    error_of(srv.delete(f"/api/v1/shaping/state/{s['id']}", headers=t.h), 403, "forbidden")
+    error_of(srv.get("/api/v1/shaping/state", headers=t.h), 403, "forbidden")
+    r = srv.delete(f"/api/v1/shaping/state/{s['id']}", headers=srv.op)
+    assert r.status_code == 204, r.text
+    assert state(srv) == []
+    error_of(srv.delete(f"/api/v1/shaping/state/{s['id']}", headers=srv.op), 404, "not_found")
+    error_of(srv.delete("/api/v1/shaping/state/not-a-uuid", headers=srv.op), 404, "not_found")
+    wait_until(lambda: t.get(c["id"])["status"] == "completed", 30, what="the campaign")
+
+
+def test_set_rate_slows_the_site(factory, sink):
+    gdom = unique_domain("grate")
+    sink.script("@" + gdom, UNUSUAL, then=None)
+    srv = factory(sink.url)
+    put_rules(srv, gdom, [{"egress": "default", "site": "gsite",
+                           "match": {"code": 421, "enhanced": "4.7", "regex": None},
+                           "trigger": "immediate",
+                           "action": {"type": "set_rate", "per_minute": 30},
+                           "duration_s": 600}], per_second=20)
+    t = Tenant(srv)
+    t.set_rate_limits(enabled=False)
+    campaign(t, gdom, 12, "g")
+    s = wait_until(lambda: state(srv), 20, what="the rate to be set")[0]
+    assert (s["action"], s["per_minute"], s["per_second"]) == ("set_rate", 30, None)
+    assert 'mailcast_shaping_rate_per_second{egress="default",site="gsite"} 0.5' in srv.get(
+        "/metrics").text
+    start = time.time()
+    n0 = len(sink.messages_for_domain(gdom))
+    assert sink.wait_count(n0 + 3, 20, lambda m: m.rcpt_tos[0].endswith(gdom)) == n0 + 3
+    times = sorted(m.time for m in sink.messages_for_domain(gdom) if m.time > start + 1.5)
+    # 30 a minute is one every 2 s: after the horizon's worth, no two within 1.5 s.
+    assert all(b - a > 1.5 for a, b in zip(times, times[1:])), times
+
+
+def test_replies_mailcast_makes_up_never_fire(factory):
+    dead = f"smtp://127.0.0.1:{free_port()}?starttls=off"
+    srv = factory(dead)
+    put_rules(srv, "dead.example.net", [{"egress": "default", "site": "*", "match": {},
+                                         "trigger": "immediate",
+                                         "action": {"type": "suspend_site"},
+                                         "duration_s": 600}])
+    t = Tenant(srv)
+    t.set_rate_limits(enabled=False)
+    c = campaign(t, "dead.example.net", 3, "d")
+    wait_until(lambda: db_query(srv.database, "SELECT COUNT(*) FROM scheduled_messages WHERE "
+                                "campaign_id = %s AND last_error IS NOT NULL", (c["id"],))[0][0]
+               == 3, 30, what="the relay to be found down")
+    assert state(srv) == []
+
+
+@pytest.mark.parametrize("rule,field", [
+    ({"site": "x", "match": {}, "trigger": "immediate", "action": {"type": "suspend_site"},
+      "duration_s": 1}, "automation[0].egress"),
+    ({**SUSPEND, "match": {"code": 399}, "duration_s": 1}, "automation[0].match.code"),
+    ({**SUSPEND, "match": {"enhanced": "4.7.x"}, "duration_s": 1}, "automation[0].match.enhanced"),
+    ({**SUSPEND, "match": {"regex": "(("}, "duration_s": 1}, "automation[0].match.regex"),
+    ({**SUSPEND, "match": {"regex": "x" * 256}, "duration_s": 1}, "automation[0].match.regex"),
+    ({**SUSPEND, "trigger": "sometimes", "duration_s": 1}, "automation[0].trigger"),
+    ({**SUSPEND, "trigger": {"count": 0, "period_s": 10}, "duration_s": 1},
+     "automation[0].trigger"),
+    ({**SUSPEND, "trigger": {"count": 2, "period_s": 86401}, "duration_s": 1},
+     "automation[0].trigger"),
+    ({**SUSPEND, "action": {"type": "explode"}, "duration_s": 1}, "automation[0].action"),
+    ({**SUSPEND, "action": {"type": "set_rate"}, "duration_s": 1}, "automation[0].action"),
+    ({**SUSPEND, "duration_s": 0}, "automation[0].duration_s"),
+    ({**SUSPEND, "duration_s": 604801}, "automation[0].duration_s"),
+], ids=repr)
+def test_invalid_automation_changes_nothing(factory, sink, rule, field):
+    srv = factory(sink.url)
+    before = srv.get("/api/v1/shaping", headers=srv.op).json()
+    doc = {**before, "automation": [rule]}
+    invalid_field(srv.put("/api/v1/shaping", json=doc, headers=srv.op), field)
+    assert srv.get("/api/v1/shaping", headers=srv.op).json() == before
+
+
+def test_automation_boundaries_round_trip(factory, sink):
+    srv = factory(sink.url)
+    doc = srv.get("/api/v1/shaping", headers=srv.op).json()
+    rule = {"egress": "default", "site": "*",
+            "match": {"code": 599, "enhanced": "5.7.1", "regex": "x" * 255},
+            "trigger": {"count": 100000, "period_s": 86400},
+            "action": {"type": "set_rate", "per_second": 1, "per_minute": 2147483647},
+            "duration_s": 604800}
+    r = srv.put("/api/v1/shaping", json={**doc, "automation": [rule]}, headers=srv.op)
+    assert r.status_code == 200, r.text
+    assert r.json()["automation"] == [rule]
