@@ -1672,7 +1672,9 @@ test_bounce_stays_in_its_tenant(void **state)
     while (!done)
         assert_int_equal(store_engine_materialize(st, &ref, 100, 5, now, &inserted, &done),
                          MC_ERR_OK);
-    assert_int_equal(store_delivery_claim(st, &w, "w1", now, 60 * 1000000LL, 10, &v), MC_ERR_OK);
+    const struct claim_pacing pc = {.burst = 100, .horizon_us = 1000000, .egress = "default"};
+    assert_int_equal(store_delivery_claim(st, &w, "w1", now, 60 * 1000000LL, 10, &pc, &v),
+                     MC_ERR_OK);
     assert_int_equal(v.n, 1);
     /* The damage: tenant A's message names tenant B's recipient. */
     struct db_param pd[] = {P_TEXT(xb.id), P_TEXT(v.items[0].id)};
