@@ -6,7 +6,7 @@
 #   make test SANITIZE=1   the same under ASan and UBSan
 #   make bench      benchmarks (see bench/RESULTS.md)
 
-PKGS     := libmicrohttpd jansson sqlite3 libpq libcrypto libssl libidn2 libevent libevent_openssl libevent_pthreads
+PKGS     := libmicrohttpd jansson sqlite3 libpq libcrypto libssl libidn2 libevent libevent_openssl libevent_pthreads libcurl
 LIBS_EXTRA := -lcsv -lopendkim
 CC       ?= gcc
 BUILD    ?= build
@@ -31,7 +31,7 @@ STORE_SRC := $(wildcard src/store/*.c)
 HTTP_SRC  := $(wildcard src/http/*.c)
 TPL_SRC   := $(wildcard src/template/*.c)
 SMTP_SRC  := $(wildcard src/smtp/*.c)
-WORKER_SRC := $(wildcard src/worker/*.c)
+WORKER_SRC := $(wildcard src/worker/*.c) $(wildcard src/webhook/*.c)
 CLI_SRC   := $(filter-out src/cli/main.c,$(wildcard src/cli/*.c))
 LIB_SRC   := $(CORE_SRC) $(STORE_SRC) $(TPL_SRC) $(SMTP_SRC) $(WORKER_SRC) $(HTTP_SRC) $(CLI_SRC)
 LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/migrations_gen.o

@@ -11,7 +11,8 @@ want_test=0
 [ "${1:-}" = "--test" ] && want_test=1
 
 build_pkgs="gcc make pkg-config libmicrohttpd-dev libjansson-dev libsqlite3-dev
-libpq-dev libcsv-dev libidn2-dev libevent-dev libssl-dev libopendkim-dev uuid-dev"
+libpq-dev libcsv-dev libidn2-dev libevent-dev libssl-dev libopendkim-dev uuid-dev
+libcurl4-openssl-dev"
 test_pkgs="libcmocka-dev postgresql postfix python3-pytest python3-requests python3-psycopg2
 python3-aiosmtpd python3-dkim python3-selenium chromium chromium-driver openssl nodejs"
 

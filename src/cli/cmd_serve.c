@@ -15,6 +15,7 @@
 #include "cli.h"
 #include "core/log.h"
 #include "http/http.h"
+#include "webhook/webhook.h"
 #include "store/store.h"
 #include "worker/delivery.h"
 #include "worker/engine.h"
@@ -79,6 +80,7 @@ cmd_serve(struct cli_ctx *c)
     struct app app = {0};
     struct http_server *srv = NULL;
     struct delivery *delivery = NULL;
+    struct webhook_sender *webhooks = NULL;
     char *generated = NULL;
     sigset_t set;
     int sig = 0, rc = 1;
@@ -120,6 +122,11 @@ cmd_serve(struct cli_ctx *c)
             goto out;
         }
     }
+    /* Webhooks go out from every process that delivers mail. */
+    if (c->cfg.deliver && (webhooks = webhook_sender_start(app.st, &c->cfg)) == NULL) {
+        fprintf(stderr, "mailcast: cannot start the webhook sender; see the log line above\n");
+        goto out;
+    }
     srv = http_server_start(&app);
     if (srv == NULL) {
         fprintf(stderr, "mailcast: cannot listen on %s; see the log line above\n",
@@ -135,10 +142,13 @@ cmd_serve(struct cli_ctx *c)
     http_server_stop(srv, (int)c->cfg.shutdown_timeout);
     delivery_stop(delivery, (int)c->cfg.shutdown_timeout);
     delivery = NULL;
+    webhook_sender_stop(webhooks, (int)c->cfg.shutdown_timeout);
+    webhooks = NULL;
     log_info("event=stopped");
     rc = 0;
 out:
     delivery_stop(delivery, 0);
+    webhook_sender_stop(webhooks, 0);
     engine_stop(app.engine);
     free(generated);
     store_close(app.st);
@@ -150,6 +160,7 @@ cmd_worker(struct cli_ctx *c)
 {
     struct app app = {0};
     struct delivery *delivery = NULL;
+    struct webhook_sender *webhooks = NULL;
     sigset_t set;
     int sig = 0, rc = 1;
 
@@ -178,6 +189,11 @@ cmd_worker(struct cli_ctx *c)
         fprintf(stderr, "mailcast worker: cannot start delivery; see the log line above\n");
         goto out;
     }
+    if ((webhooks = webhook_sender_start(app.st, &c->cfg)) == NULL) {
+        fprintf(stderr, "mailcast worker: cannot start the webhook sender; see the log line "
+                        "above\n");
+        goto out;
+    }
     log_info("event=start version=%s role=worker backend=%s", MAILCAST_VERSION,
              store_backend(app.st));
     while (sigwait(&set, &sig) != 0)
@@ -185,10 +201,13 @@ cmd_worker(struct cli_ctx *c)
     log_info("event=stopping signal=%s", sig == SIGTERM ? "TERM" : "INT");
     delivery_stop(delivery, (int)c->cfg.shutdown_timeout);
     delivery = NULL;
+    webhook_sender_stop(webhooks, (int)c->cfg.shutdown_timeout);
+    webhooks = NULL;
     log_info("event=stopped");
     rc = 0;
 out:
     delivery_stop(delivery, 0);
+    webhook_sender_stop(webhooks, 0);
     engine_stop(app.engine);
     store_close(app.st);
     return rc;

@@ -15,6 +15,7 @@
 #define L T "/recipient-lists"
 #define U T "/unsubscribes"
 #define C T "/campaigns"
+#define W T "/webhooks"
 
 /* clang-format off */
 const struct route routes[] = {
@@ -70,6 +71,19 @@ const struct route routes[] = {
     {"POST",   U,                               api_unsub_create,    R_AUTH_WRITE | R_BODY},
     {"POST",   U "/import",                     api_unsub_import,    R_AUTH_WRITE | R_STREAM},
     {"DELETE", U "/{email*}",                   api_unsub_delete,    R_AUTH_WRITE},
+
+    {"GET",    T "/events",                     api_event_list,      R_AUTH_READ},
+    {"GET",    C "/{campaign_id}/messages",     api_campaign_messages, R_AUTH_READ},
+    {"GET",    W,                               api_webhook_list,    R_AUTH_READ},
+    {"POST",   W,                               api_webhook_create,  R_AUTH_WRITE | R_BODY},
+    {"GET",    W "/{webhook_id}",               api_webhook_get,     R_AUTH_READ},
+    {"PATCH",  W "/{webhook_id}",               api_webhook_patch,   R_AUTH_WRITE | R_BODY},
+    {"DELETE", W "/{webhook_id}",               api_webhook_delete,  R_AUTH_WRITE},
+    {"POST",   W "/{webhook_id}/rotate-secret", api_webhook_rotate,  R_AUTH_WRITE | R_BODY_OPTIONAL},
+    {"POST",   W "/{webhook_id}/test",          api_webhook_test,    R_AUTH_WRITE | R_BODY_OPTIONAL},
+    {"GET",    W "/{webhook_id}/deliveries",    api_webhook_deliveries, R_AUTH_READ},
+    {"POST",   W "/{webhook_id}/deliveries/{delivery_id}/retry", api_webhook_delivery_retry, R_AUTH_WRITE | R_BODY_OPTIONAL},
+    {"POST",   W "/{webhook_id}/replay",        api_webhook_replay,  R_AUTH_WRITE | R_BODY},
 };
 /* clang-format on */
 

@@ -33,6 +33,7 @@
  * attempts = ? AND status = 'sending': a worker whose lease expired and was
  * taken over cannot overwrite the newer state.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -234,12 +235,6 @@ rcpt_row(struct db *d, struct db_res *r, void *out)
     x->attributes = db_col_dup(d, r, 4);
 }
 
-static void
-id_row(struct db *d, struct db_res *r, void *out)
-{
-    db_col_uuid(d, r, 0, out);
-}
-
 static const char sql_claim_pg[] =
     "WITH picked AS (SELECT id FROM scheduled_messages WHERE campaign_id = $1 "
     "AND status = 'pending' AND next_attempt_at <= $2 ORDER BY next_attempt_at LIMIT $3 "
@@ -261,13 +256,48 @@ static const char sql_claim_sqlite[] =
  * claimed ids), so the plan is a primary-key lookup per row, not a walk of
  * the campaign.
  */
+/* What an outcome's event needs (see outcome_row). */
+#define OUTCOME_COLS " RETURNING id, tenant_id, campaign_id, recipient_id, to_address, status"
+
+/* A message a claim or an outcome changed, as its RETURNING clause gives it. */
+struct outcome_row {
+    char id[MC_UUID_LEN + 1];
+    char tenant_id[MC_UUID_LEN + 1];
+    char campaign_id[MC_UUID_LEN + 1];
+    char recipient_id[MC_UUID_LEN + 1];
+    char *to_address; /* owned */
+    char status[16];
+};
+
+static void
+outcome_row(struct db *d, struct db_res *r, void *out)
+{
+    struct outcome_row *o = out;
+    const char *s = d->ops->col_text(r, 5);
+
+    db_col_uuid(d, r, 0, o->id);
+    db_col_uuid(d, r, 1, o->tenant_id);
+    db_col_uuid(d, r, 2, o->campaign_id);
+    db_col_uuid(d, r, 3, o->recipient_id);
+    o->to_address = db_col_dup(d, r, 4);
+    snprintf(o->status, sizeof(o->status), "%s", s ? s : "");
+}
+
+static void
+outcome_rows_free(struct outcome_row *o, int n)
+{
+    for (int i = 0; i < n; i++)
+        free(o[i].to_address);
+    free(o);
+}
+
 static const char sql_suppress_sqlite[] =
     "UPDATE scheduled_messages SET status = 'suppressed', lease_owner = NULL, "
     "lease_expires_at = NULL, last_attempt_at = NULL, attempts = attempts - 1, updated_at = $1 "
     "WHERE id IN (SELECT value FROM json_each($3)) AND lease_owner = $2 AND status = 'sending' "
     "AND NOT EXISTS (SELECT 1 FROM recipients r WHERE r.id = scheduled_messages.recipient_id "
     "AND r.status = 'active' AND NOT EXISTS (SELECT 1 FROM unsubscribes u WHERE "
-    "u.tenant_id = r.tenant_id AND u.email_lc = r.email_lc)) RETURNING id";
+    "u.tenant_id = r.tenant_id AND u.email_lc = r.email_lc))" OUTCOME_COLS;
 static const char sql_suppress_pg[] =
     "UPDATE scheduled_messages SET status = 'suppressed', lease_owner = NULL, "
     "lease_expires_at = NULL, last_attempt_at = NULL, attempts = attempts - 1, updated_at = $1 "
@@ -275,7 +305,7 @@ static const char sql_suppress_pg[] =
     "AND lease_owner = $2 AND status = 'sending' AND NOT EXISTS (SELECT 1 FROM recipients r "
     "WHERE r.id = scheduled_messages.recipient_id AND r.status = 'active' AND NOT EXISTS "
     "(SELECT 1 FROM unsubscribes u WHERE u.tenant_id = r.tenant_id AND "
-    "u.email_lc = r.email_lc)) RETURNING id";
+    "u.email_lc = r.email_lc))" OUTCOME_COLS;
 
 static const char sql_rcpts_sqlite[] =
     "SELECT id, name, first_name, last_name, attributes FROM recipients "
@@ -291,7 +321,8 @@ store_delivery_claim(struct store *st, const struct delivery_work *w, const char
     struct claim_ctx ctx = {0};
     struct window_counts tc = {0}, cc = {0};
     struct delivery_vec v = {0};
-    char (*gone)[MC_UUID_LEN + 1] = NULL;
+    struct outcome_row *gone = NULL;
+    struct event_batch ev;
     struct rcpt_data *rd = NULL;
     int ngone = 0, nrd = 0;
     json_t *ids = NULL;
@@ -304,6 +335,7 @@ store_delivery_claim(struct store *st, const struct delivery_work *w, const char
     memset(out, 0, sizeof(*out));
     if ((err = db_get(st, &d)) != MC_ERR_OK)
         return err;
+    db_events_init(&ev);
     is_pg = d.ops->dialect == DB_PG;
     if ((err = db_begin(&d, true)) != MC_ERR_OK)
         goto out;
@@ -360,7 +392,7 @@ store_delivery_claim(struct store *st, const struct delivery_work *w, const char
     {
         struct db_param p[] = {P_TIME(now), P_TEXT(owner), P_TEXT(ids_s)};
         err = db_fetch_all(&d, is_pg ? sql_suppress_pg : sql_suppress_sqlite, p, NPARAMS(p),
-                           id_row, sizeof(*gone), (void **)&gone, &ngone);
+                           outcome_row, sizeof(*gone), (void **)&gone, &ngone);
     }
     if (err == MC_ERR_OK) {
         /* The recipients' data for rendering; ids of deleted recipients were suppressed. */
@@ -377,6 +409,16 @@ store_delivery_claim(struct store *st, const struct delivery_work *w, const char
     }
     /* What is handed out counts in the windows; the tenant's always (its
      * limits can be switched on later), the campaign's when it has limits. */
+    /* message.suppressed, in the claim's transaction. */
+    for (int k = 0; k < ngone && err == MC_ERR_OK; k++) {
+        struct event_ref ref = {gone[k].campaign_id, gone[k].id, gone[k].recipient_id,
+                                gone[k].to_address};
+        db_events_add(&ev, gone[k].tenant_id, "message.suppressed", &ref,
+                      json_pack("{s:s}", "reason", "the recipient is no longer active or its "
+                                                   "address is suppressed"));
+    }
+    if (err == MC_ERR_OK)
+        err = db_events_write(&d, &ev, now);
     if (err == MC_ERR_OK && v.n > ngone)
         err = window_add(&d, w->tenant_id, now, v.n - ngone);
     if (err == MC_ERR_OK && v.n > ngone && (ctx.c_minute || ctx.c_hour))
@@ -391,7 +433,7 @@ store_delivery_claim(struct store *st, const struct delivery_work *w, const char
         struct delivery_msg *m = &v.items[i];
         bool suppressed = false;
         for (int k = 0; k < ngone && !suppressed; k++)
-            suppressed = strcmp(gone[k], m->id) == 0;
+            suppressed = strcmp(gone[k].id, m->id) == 0;
         if (suppressed) {
             free(m->to_address);
             continue;
@@ -428,7 +470,8 @@ out:
         free(rd[k].attributes);
     }
     free(rd);
-    free(gone);
+    outcome_rows_free(gone, ngone);
+    db_events_cleanup(&ev);
     json_decref(ids);
     free(ids_s);
     delivery_vec_cleanup(&v);
@@ -444,16 +487,15 @@ static const char sql_retry[] =
     "WHEN (SELECT c.status FROM campaigns c WHERE c.id = scheduled_messages.campaign_id) "
     "= 'cancelled' THEN 'cancelled' WHEN attempts >= max_attempts THEN 'failed' "
     "ELSE 'pending' END, next_attempt_at = $8, lease_owner = NULL, lease_expires_at = NULL, "
-    "last_reply_code = $5, last_error = $6, message_id = $7, updated_at = $4" FENCE;
+    "last_reply_code = $5, last_error = $6, message_id = $7, updated_at = $4" FENCE OUTCOME_COLS;
 static const char sql_failed[] =
     "UPDATE scheduled_messages SET status = 'failed', lease_owner = NULL, "
     "lease_expires_at = NULL, last_reply_code = $5, last_error = $6, message_id = $7, "
-    "updated_at = $4" FENCE;
+    "updated_at = $4" FENCE OUTCOME_COLS;
 static const char sql_bounced[] =
     "UPDATE scheduled_messages SET status = 'bounced', bounced_at = $4, bounce_type = 'hard', "
     "bounce_reason = $6, lease_owner = NULL, lease_expires_at = NULL, last_reply_code = $5, "
-    "last_error = $6, message_id = $7, updated_at = $4" FENCE " RETURNING tenant_id, "
-    "campaign_id, recipient_id";
+    "last_error = $6, message_id = $7, updated_at = $4" FENCE OUTCOME_COLS;
 static const char sql_release[] =
     "UPDATE scheduled_messages SET status = CASE "
     "WHEN (SELECT c.status FROM campaigns c WHERE c.id = scheduled_messages.campaign_id) "
@@ -477,28 +519,64 @@ static const char sql_sent_many_sqlite[] =
     "value ->> '$.code' AS code, value ->> '$.qid' AS qid, value ->> '$.mid' AS mid "
     "FROM json_each($3)) AS x WHERE scheduled_messages.id = x.id "
     "AND scheduled_messages.lease_owner = $2 AND scheduled_messages.attempts = x.attempts "
-    "AND scheduled_messages.status = 'sending' RETURNING scheduled_messages.id";
+    "AND scheduled_messages.status = 'sending' RETURNING scheduled_messages.id, "
+    "scheduled_messages.tenant_id, scheduled_messages.campaign_id, "
+    "scheduled_messages.recipient_id, scheduled_messages.to_address, scheduled_messages.status";
 static const char sql_sent_many_pg[] =
     "UPDATE scheduled_messages m SET status = 'sent', sent_at = $1, lease_owner = NULL, "
     "lease_expires_at = NULL, last_reply_code = x.code, last_error = NULL, "
     "relay_queue_id = x.qid, message_id = x.mid, updated_at = $1 "
     "FROM jsonb_to_recordset($3::jsonb) AS x(id uuid, attempts int, code int, qid text, "
     "mid text) WHERE m.id = x.id AND m.lease_owner = $2 AND m.attempts = x.attempts "
-    "AND m.status = 'sending' RETURNING m.id";
+    "AND m.status = 'sending' RETURNING m.id, m.tenant_id, m.campaign_id, m.recipient_id, "
+    "m.to_address, m.status";
 
+/*
+ * The event of one recorded outcome: message.sent, message.deferred
+ * (pending again), message.failed or message.bounced, by the status the
+ * update left (a retry of a cancelled campaign's message has none).
+ */
 static void
-sent_id_row(struct db *d, struct db_res *r, void *out)
+outcome_event(struct event_batch *ev, const struct outcome_row *o,
+              const struct delivery_result *x)
 {
-    db_col_uuid(d, r, 0, out);
+    struct event_ref ref = {o->campaign_id, o->id, o->recipient_id, o->to_address};
+    const char *type;
+    json_t *data = json_pack("{s:i, s:o, s:o}", "attempt", x->attempts, "smtp_code",
+                             x->reply_code ? json_integer(x->reply_code) : json_null(),
+                             "smtp_reply", x->error[0] ? json_string(x->error) : json_null());
+
+    if (strcmp(o->status, "sent") == 0) {
+        type = "message.sent";
+        json_object_set_new(data, "relay_queue_id",
+                            x->queue_id[0] ? json_string(x->queue_id) : json_null());
+        json_object_set_new(data, "message_id_header",
+                            x->message_id[0] ? json_string(x->message_id) : json_null());
+    } else if (strcmp(o->status, "pending") == 0) {
+        char t[40];
+        type = "message.deferred";
+        time_format_rfc3339(x->next_attempt_at, t, sizeof(t));
+        json_object_set_new(data, "next_attempt_at", json_string(t));
+    } else if (strcmp(o->status, "failed") == 0) {
+        type = "message.failed";
+    } else if (strcmp(o->status, "bounced") == 0) {
+        type = "message.bounced";
+        json_object_set_new(data, "bounce_type", json_string("hard"));
+        json_object_set_new(data, "source", json_string("smtp"));
+    } else {
+        json_decref(data);
+        return;
+    }
+    db_events_add(ev, o->tenant_id, type, &ref, data);
 }
 
-/* The set-based 'sent' update; *applied counts, fenced-out ones are logged. */
+/* The set-based 'sent' update and its events; *applied counts, fenced-out ones are logged. */
 static mc_err
 record_sent(struct db *d, const char *owner, int64_t now, const struct delivery_result *res,
-               int n, int *applied)
+            int n, struct event_batch *ev, int *applied)
 {
     json_t *arr = json_array();
-    char(*done)[MC_UUID_LEN + 1] = NULL;
+    struct outcome_row *done = NULL;
     int ndone = 0;
     char *arr_s;
     mc_err err;
@@ -524,47 +602,39 @@ record_sent(struct db *d, const char *owner, int64_t now, const struct delivery_
     arr_s = json_dumps(arr, JSON_COMPACT);
     struct db_param p[] = {P_TIME(now), P_TEXT(owner), P_TEXT(arr_s)};
     err = db_fetch_all(d, d->ops->dialect == DB_PG ? sql_sent_many_pg : sql_sent_many_sqlite, p,
-                       NPARAMS(p), sent_id_row, sizeof(*done),
-                       (void **)&done, &ndone);
+                       NPARAMS(p), outcome_row, sizeof(*done), (void **)&done, &ndone);
     if (err == MC_ERR_OK) {
         *applied += ndone;
         for (int i = 0; i < n; i++) {
             bool found = res[i].outcome != OUT_SENT;
-            for (int k = 0; k < ndone && !found; k++)
-                found = strcmp(done[k], res[i].id) == 0;
+            for (int k = 0; k < ndone && !found; k++) {
+                if (strcmp(done[k].id, res[i].id) == 0) {
+                    outcome_event(ev, &done[k], &res[i]);
+                    found = true;
+                }
+            }
             if (!found)
                 log_warn("event=fenced_out msg=%s attempt=%d owner=%s", res[i].id,
                          res[i].attempts, owner);
         }
     }
-    free(done);
+    outcome_rows_free(done, ndone);
     free(arr_s);
     json_decref(arr);
     return err;
 }
 
-struct bounce_row {
-    char tenant_id[MC_UUID_LEN + 1];
-    char campaign_id[MC_UUID_LEN + 1];
-    char recipient_id[MC_UUID_LEN + 1];
-};
-
-static void
-bounce_row(struct db *d, struct db_res *r, void *out)
-{
-    struct bounce_row *b = out;
-
-    db_col_uuid(d, r, 0, b->tenant_id);
-    db_col_uuid(d, r, 1, b->campaign_id);
-    db_col_uuid(d, r, 2, b->recipient_id);
-}
-
-/* A hard bounce: the recipient is bounced and its address suppressed (source bounce). */
+/*
+ * A hard bounce: the recipient is bounced and its address suppressed
+ * (source bounce), with suppression.created when the address is new there.
+ */
 static mc_err
-bounce(struct db *d, const struct bounce_row *b, const char *reason, int64_t now)
+bounce(struct db *d, const struct outcome_row *b, const char *reason, int64_t now,
+       struct event_batch *ev)
 {
     struct db_param p[] = {P_TEXT(b->recipient_id), P_TIME(now), P_TEXT(b->campaign_id),
                            P_TEXT(reason)};
+    char *email = NULL;
     mc_err err;
 
     if (b->recipient_id[0] == '\0')
@@ -572,12 +642,22 @@ bounce(struct db *d, const struct bounce_row *b, const char *reason, int64_t now
     err = db_exec(d, "UPDATE recipients SET status = 'bounced', updated_at = $2 WHERE id = $1", p,
                   2, NULL);
     if (err == MC_ERR_OK)
-        err = db_exec(d,
-                      "INSERT INTO unsubscribes (id, tenant_id, email, email_lc, source, "
-                      "campaign_id, reason, unsubscribed_at) SELECT gen_random_uuid(), "
-                      "r.tenant_id, r.email, r.email_lc, 'bounce', $3, $4, $2 FROM recipients r "
-                      "WHERE r.id = $1 ON CONFLICT (tenant_id, email_lc) DO NOTHING",
-                      p, NPARAMS(p), NULL);
+        err = db_one_text(d,
+                          "INSERT INTO unsubscribes (id, tenant_id, email, email_lc, source, "
+                          "campaign_id, reason, unsubscribed_at) SELECT gen_random_uuid(), "
+                          "r.tenant_id, r.email, r.email_lc, 'bounce', $3, $4, $2 FROM "
+                          "recipients r WHERE r.id = $1 ON CONFLICT (tenant_id, email_lc) DO "
+                          "NOTHING RETURNING email",
+                          p, NPARAMS(p), &email);
+    if (err == MC_ERR_NOT_FOUND)
+        return MC_ERR_OK; /* on the list already */
+    if (err == MC_ERR_OK) {
+        struct event_ref ref = {b->campaign_id, NULL, NULL, email};
+        db_events_add(ev, b->tenant_id, "suppression.created", &ref,
+                      json_pack("{s:s, s:o}", "source", "bounce", "reason",
+                                reason && *reason ? json_string(reason) : json_null()));
+    }
+    free(email);
     return err;
 }
 
@@ -585,6 +665,7 @@ mc_err
 store_delivery_record(struct store *st, const char *owner, int64_t now,
                       const struct delivery_result *res, int n, int *applied)
 {
+    struct event_batch ev;
     struct db d;
     mc_err err;
 
@@ -593,12 +674,15 @@ store_delivery_record(struct store *st, const char *owner, int64_t now,
         return MC_ERR_OK;
     if ((err = db_get(st, &d)) != MC_ERR_OK)
         return err;
+    db_events_init(&ev);
     if ((err = db_begin(&d, true)) != MC_ERR_OK)
         goto out;
-    err = record_sent(&d, owner, now, res, n, applied);
+    err = record_sent(&d, owner, now, res, n, &ev, applied);
     for (int i = 0; i < n && err == MC_ERR_OK; i++) {
         const struct delivery_result *x = &res[i];
+        struct outcome_row *o = NULL;
         int64_t changes = 0;
+        int no = 0;
         if (x->outcome == OUT_SENT)
             continue; /* recorded above, in one statement */
         struct db_param p[] = {P_TEXT(x->id),
@@ -613,10 +697,13 @@ store_delivery_record(struct store *st, const char *owner, int64_t now,
         case OUT_SENT:
             break;
         case OUT_RETRY:
-            err = db_exec(&d, sql_retry, p, NPARAMS(p), &changes);
-            break;
         case OUT_FAILED:
-            err = db_exec(&d, sql_failed, p, NPARAMS(p) - 1, &changes);
+            err = db_fetch_all(&d, x->outcome == OUT_RETRY ? sql_retry : sql_failed, p,
+                               NPARAMS(p) - (x->outcome == OUT_FAILED), outcome_row, sizeof(*o),
+                               (void **)&o, &no);
+            if (err == MC_ERR_OK && no == 1)
+                outcome_event(&ev, o, x);
+            changes = no;
             break;
         case OUT_RELEASE: {
             struct db_param pr[] = {p[0], p[1], p[2], p[3], P_TEXT(x->error[0] ? x->error : NULL),
@@ -624,28 +711,31 @@ store_delivery_record(struct store *st, const char *owner, int64_t now,
             err = db_exec(&d, sql_release, pr, NPARAMS(pr), &changes);
             break;
         }
-        case OUT_BOUNCED: {
-            struct bounce_row *b = NULL;
-            int nb = 0;
-            err = db_fetch_all(&d, sql_bounced, p, NPARAMS(p) - 1, bounce_row, sizeof(*b),
-                               (void **)&b, &nb);
-            if (err == MC_ERR_OK && nb == 1)
-                err = bounce(&d, b, x->error, now);
-            changes = nb;
-            free(b);
+        case OUT_BOUNCED:
+            err = db_fetch_all(&d, sql_bounced, p, NPARAMS(p) - 1, outcome_row, sizeof(*o),
+                               (void **)&o, &no);
+            if (err == MC_ERR_OK && no == 1) {
+                outcome_event(&ev, o, x);
+                err = bounce(&d, o, x->error, now, &ev);
+            }
+            changes = no;
             break;
         }
-        }
+        outcome_rows_free(o, no);
         if (err == MC_ERR_OK && changes == 1)
             (*applied)++;
         else if (err == MC_ERR_OK)
             log_warn("event=fenced_out msg=%s attempt=%d owner=%s", x->id, x->attempts, owner);
     }
+    /* The flush's events: one INSERT, in the transaction of the outcomes. */
+    if (err == MC_ERR_OK)
+        err = db_events_write(&d, &ev, now);
     if (err == MC_ERR_OK)
         err = db_commit(&d);
     else
         db_rollback(&d);
 out:
+    db_events_cleanup(&ev);
     db_put(&d);
     return err;
 }
@@ -654,21 +744,45 @@ mc_err
 store_delivery_recover(struct store *st, int64_t now, int *n)
 {
     struct db_param p[] = {P_TIME(now)};
+    struct outcome_row *o = NULL;
+    struct event_batch ev;
     int64_t changes = 0;
+    int no = 0;
     struct db d;
     mc_err err;
 
     if ((err = db_get(st, &d)) != MC_ERR_OK)
         return err;
-    err = db_exec(&d,
-                  "UPDATE scheduled_messages SET status = CASE "
-                  "WHEN (SELECT c.status FROM campaigns c WHERE c.id = "
-                  "scheduled_messages.campaign_id) = 'cancelled' THEN 'cancelled' "
-                  "WHEN attempts >= max_attempts THEN 'failed' ELSE 'pending' END, "
-                  "lease_owner = NULL, lease_expires_at = NULL, next_attempt_at = $1, "
-                  "last_error = 'the lease expired: the worker stopped or crashed mid-send', "
-                  "updated_at = $1 WHERE status = 'sending' AND lease_expires_at < $1",
-                  p, NPARAMS(p), &changes);
+    db_events_init(&ev);
+    /* A message whose last attempt's lease ran out fails here: message.failed with it. */
+    if ((err = db_begin(&d, true)) == MC_ERR_OK)
+        err = db_fetch_all(&d,
+                           "UPDATE scheduled_messages SET status = CASE "
+                           "WHEN (SELECT c.status FROM campaigns c WHERE c.id = "
+                           "scheduled_messages.campaign_id) = 'cancelled' THEN 'cancelled' "
+                           "WHEN attempts >= max_attempts THEN 'failed' ELSE 'pending' END, "
+                           "lease_owner = NULL, lease_expires_at = NULL, next_attempt_at = $1, "
+                           "last_error = 'the lease expired: the worker stopped or crashed "
+                           "mid-send', updated_at = $1 WHERE status = 'sending' AND "
+                           "lease_expires_at < $1" OUTCOME_COLS,
+                           p, NPARAMS(p), outcome_row, sizeof(*o), (void **)&o, &no);
+    for (int i = 0; i < no && err == MC_ERR_OK; i++) {
+        if (strcmp(o[i].status, "failed") != 0)
+            continue;
+        struct event_ref ref = {o[i].campaign_id, o[i].id, o[i].recipient_id, o[i].to_address};
+        db_events_add(&ev, o[i].tenant_id, "message.failed", &ref,
+                      json_pack("{s:s}", "smtp_reply",
+                                "the lease expired: the worker stopped or crashed mid-send"));
+    }
+    if (err == MC_ERR_OK)
+        err = db_events_write(&d, &ev, now);
+    if (err == MC_ERR_OK)
+        err = db_commit(&d);
+    else
+        db_rollback(&d);
+    changes = no;
+    outcome_rows_free(o, no);
+    db_events_cleanup(&ev);
     if (err == MC_ERR_OK) {
         /* Buckets no window reaches any more. */
         struct db_param pb[] = {P_INT(window_floor(&windows[0], now)),

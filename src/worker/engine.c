@@ -9,7 +9,8 @@
  *     until the campaign is done or the round's time budget is spent, so a
  *     million-recipient campaign never holds a lock for long and a stop
  *     request is honoured between batches;
- *  3. complete sending campaigns with nothing pending or in flight.
+ *  3. complete sending campaigns with nothing pending or in flight;
+ *  4. prune events past event_retention_days, PRUNE_BATCH a round.
  * Errors are logged and retried next round; nothing here is lost by a
  * crash, because progress (the cursor) commits with each batch.
  */
@@ -24,6 +25,7 @@
 
 #define ROUND_BUDGET_US (2 * 1000000)
 #define MAX_CAMPAIGNS 16
+#define PRUNE_BATCH 1000
 
 struct engine {
     struct store *st;        /* borrowed */
@@ -87,6 +89,12 @@ round_once(struct engine *e)
     more = materialize(e, deadline);
     if (store_engine_complete(e->st, time_now_us(), &n) != MC_ERR_OK)
         log_warn("event=engine warn=complete_failed");
+    /* Retention: one small batch a round, so the log never holds a long lock. */
+    if (store_event_prune(e->st, time_now_us() - e->cfg->event_retention_days * 86400000000LL,
+                          PRUNE_BATCH, &n) != MC_ERR_OK)
+        log_warn("event=engine warn=event_prune_failed");
+    else if (n > 0)
+        log_info("event=events_pruned n=%d", n);
     return more;
 }
 
