@@ -237,18 +237,22 @@ store_event_list(struct store *st, const char *tenant_id, const struct event_fil
     struct db_param p[] = {P_TEXT(tenant_id), P_TEXT(f->after), P_TEXT(f->type),
                            P_TEXT(f->campaign_id), P_TEXT(f->email_lc), P_INT(f->limit)};
     /* Each filter is "param IS NULL OR column = param", so one statement per order. */
-#define EV_WHERE                                                                              \
+#define EV_WHERE(UUID)                                                                        \
     " FROM events WHERE tenant_id = $1 AND (CAST($3 AS TEXT) IS NULL OR type = $3) "          \
-    "AND ($4 IS NULL OR campaign_id = $4) AND (CAST($5 AS TEXT) IS NULL OR email_lc = $5) "
-    static const char asc[] = "SELECT id, type, data, created_at" EV_WHERE
-                              "AND ($2 IS NULL OR id > $2) ORDER BY id LIMIT $6";
-    static const char desc[] = "SELECT id, type, data, created_at" EV_WHERE
-                               "AND ($2 IS NULL OR id < $2) ORDER BY id DESC LIMIT $6";
-    static const char asc_pg[] = "SELECT id, type, data, created_at" EV_WHERE
-                                 "AND (CAST($2 AS uuid) IS NULL OR id > $2) ORDER BY id LIMIT $6";
-    static const char desc_pg[] =
-        "SELECT id, type, data, created_at" EV_WHERE
-        "AND (CAST($2 AS uuid) IS NULL OR id < $2) ORDER BY id DESC LIMIT $6";
+    "AND (" UUID("$4") " IS NULL OR campaign_id = $4) AND (CAST($5 AS TEXT) IS NULL OR "      \
+    "email_lc = $5) AND (" UUID("$2") " IS NULL OR "
+#define AS_IS(x) x
+#define AS_UUID(x) "CAST(" x " AS uuid)"
+    static const char asc[] = "SELECT id, type, data, created_at" EV_WHERE(AS_IS)
+        "id > $2) ORDER BY id LIMIT $6";
+    static const char desc[] = "SELECT id, type, data, created_at" EV_WHERE(AS_IS)
+        "id < $2) ORDER BY id DESC LIMIT $6";
+    static const char asc_pg[] = "SELECT id, type, data, created_at" EV_WHERE(AS_UUID)
+        "id > $2) ORDER BY id LIMIT $6";
+    static const char desc_pg[] = "SELECT id, type, data, created_at" EV_WHERE(AS_UUID)
+        "id < $2) ORDER BY id DESC LIMIT $6";
+#undef AS_IS
+#undef AS_UUID
 #undef EV_WHERE
     if ((err = db_get(st, &d)) != MC_ERR_OK)
         return err;

@@ -635,7 +635,7 @@ store_webhook_record(struct store *st, const char *owner, int64_t now,
                       "UPDATE webhook_deliveries SET status = $4, lease_owner = NULL, "
                       "lease_expires_at = NULL, last_status_code = $6, last_latency_ms = $7, "
                       "last_error = $8, next_attempt_at = $9, updated_at = $5, completed_at = "
-                      "CASE WHEN $4 = 'pending' THEN NULL ELSE $5 END" WFENCE,
+                      "CASE WHEN $4 = 'pending' THEN completed_at ELSE $5 END" WFENCE,
                       p, NPARAMS(p), &changes);
         if (err != MC_ERR_OK || changes == 0) {
             if (err == MC_ERR_OK)
