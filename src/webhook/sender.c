@@ -28,8 +28,9 @@
  * (3xx included) retries on the schedule with +-20 % jitter, and after the
  * schedule's last step the delivery fails for good (kept for replay).
  *
- * A killed worker loses nothing: its claims' leases expire and any worker
- * makes them pending again.  On stop, no new claims; requests in flight get
+ * A killed worker loses nothing: its claims' leases (twice the request
+ * timeout and 5 s, so a live request always ends first) expire and any
+ * worker makes them pending again.  On stop, no new claims; requests in flight get
  * up to the stop timeout, then whatever is left is abandoned to its lease.
  */
 #include <inttypes.h>
@@ -380,7 +381,7 @@ claim(struct webhook_sender *s, int64_t *next_claim_us)
         return;
     busy = busy_json(s);
     err = store_webhook_claim(s->st, s->owner, time_now_us(),
-                              (s->cfg->webhook_timeout + 60) * 1000000LL, room,
+                              (2 * s->cfg->webhook_timeout + 5) * 1000000LL, room,
                               (int)s->cfg->webhook_endpoint_concurrency, busy, &v);
     free(busy);
     if (err != MC_ERR_OK)
