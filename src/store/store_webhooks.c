@@ -241,14 +241,14 @@ store_webhook_rotate(struct store *st, const char *tenant_id, const char *id, co
 
     if (!store_id_ok(tenant_id) || !store_id_ok(id))
         return MC_ERR_NOT_FOUND;
-    struct db_param p[] = {P_TEXT(tenant_id), P_TEXT(id), P_TEXT(secret), P_TIME(grace_until),
-                           P_TIME(now)};
+    struct db_param p[] = {P_TEXT(tenant_id), P_TEXT(id),          P_TEXT(secret),
+                           P_TIME(grace_until), P_TIME(now), P_BOOL(grace_until != 0)};
     if ((err = db_get(st, &d)) != MC_ERR_OK)
         return err;
     /* No grace: the old secret stops signing at once. */
     err = db_exec(&d,
-                  "UPDATE webhook_endpoints SET previous_secret = CASE WHEN $4 IS NULL THEN NULL "
-                  "ELSE secret END, previous_expires_at = $4, secret = $3, updated_at = $5 "
+                  "UPDATE webhook_endpoints SET previous_secret = CASE WHEN $6 THEN secret END, "
+                  "previous_expires_at = $4, secret = $3, updated_at = $5 "
                   "WHERE tenant_id = $1 AND id = $2",
                   p, NPARAMS(p), &changes);
     if (err == MC_ERR_OK && changes == 0)
