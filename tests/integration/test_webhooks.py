@@ -375,12 +375,12 @@ def test_worker_killed_mid_flight_loses_no_event(request, store, tmp_path, recei
     api = Server(tmp_path / "api", url, OPERATOR_KEY, ["--deliver", "0", *HTTP_ARGS])
     worker_args = ["--relay", f"dir:{tmp_path / 'out'}", *FAST, *HTTP_ARGS,
                    "--lease-seconds", "4", "--smtp-data-timeout", "1", "--smtp-command-timeout", "1",
-                   "--webhook-timeout", "2"]
+                   "--webhook-timeout", "2", "--webhook-endpoint-concurrency", "16"]
     workers = []
     try:
         api.start()
         t = Tenant(api)
-        rc = receiver(delay=0.02)
+        rc = receiver(delay=0.2)
         w = add_hook(t, rc)
         n = 1000
         cid = run_campaign(t, n)
@@ -412,6 +412,8 @@ def test_worker_killed_mid_flight_loses_no_event(request, store, tmp_path, recei
             url, "SELECT event_id, attempts FROM webhook_deliveries WHERE endpoint_id = %s",
             (w["id"],))}
         assert all(got[i] <= attempts[i] for i in got)
+        # The kill caught requests in flight: their leases expired and they went again.
+        assert max(attempts.values()) >= 2
     finally:
         for p in workers:
             if p.poll() is None:
