@@ -6,6 +6,8 @@
 #ifndef MC_CLI_H
 #define MC_CLI_H
 
+#include <signal.h>
+
 #include "core/config.h"
 
 #define MAILCAST_VERSION "0.1.0"
@@ -29,7 +31,20 @@ int cmd_config_check(struct cli_ctx *c);
 int cmd_secret_rotate(struct cli_ctx *c);
 
 struct store;
+struct app;
 /* Opens the configured database and migrates it; prints the reason and returns NULL on failure. */
 struct store *cli_open_store(const struct config *cfg);
+
+/*
+ * For the long-running commands (daemon.c): refuses extra arguments,
+ * blocks SIGTERM and SIGINT (call before starting any thread), fills app
+ * with the configuration, the opened store and the secrets.  Returns 0, or
+ * the exit status after printing why.
+ */
+int cli_daemon_open(struct cli_ctx *c, const char *name, sigset_t *set, struct app *app);
+/* Waits for SIGTERM or SIGINT and logs which. */
+void cli_daemon_wait(sigset_t *set);
+/* Wipes the secrets and closes the store (what cli_daemon_open opened). */
+void cli_daemon_close(struct app *app);
 
 #endif

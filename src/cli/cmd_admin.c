@@ -246,7 +246,7 @@ cmd_secret_rotate(struct cli_ctx *c)
 
     if ((st = cli_open_store(&c->cfg)) == NULL)
         return 1;
-    err = auth_token_key_rotate(st);
+    err = app_token_key_rotate(st);
     store_close(st);
     if (err != MC_ERR_OK)
         return fail("secret rotate", err);

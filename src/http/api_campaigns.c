@@ -251,13 +251,26 @@ apply_fields(struct req *r, struct campaign *c, bool create)
     return true;
 }
 
+/* 422 naming the field, with the line and column of a template error. */
+static void
+reply_template_error(struct req *r, const char *field, const struct tpl_error *e)
+{
+    char msg[256];
+    json_t *err;
+
+    snprintf(msg, sizeof(msg), "%s: line %d, column %d: %s", field, e->line, e->column,
+             e->message);
+    err = json_pack("{s:s, s:s, s:s, s:i, s:i}", "code", mc_err_code(MC_ERR_INVALID), "message",
+                    msg, "field", field, "line", e->line, "column", e->column);
+    reply_json(r, 422, json_pack("{s:o}", "error", err));
+}
+
 /* Compiles one template; replies 422 with line and column when it does not. */
 static bool
 check_template(struct req *r, const char *field, const char *src, enum tpl_ctx ctx)
 {
     struct tpl *t = NULL;
     struct tpl_error e;
-    json_t *err;
 
     if (src == NULL)
         return true;
@@ -266,11 +279,7 @@ check_template(struct req *r, const char *field, const char *src, enum tpl_ctx c
         tpl_free(t);
         return true;
     }
-    char msg[256];
-    snprintf(msg, sizeof(msg), "%s: line %d, column %d: %s", field, e.line, e.column, e.message);
-    err = json_pack("{s:s, s:s, s:s, s:i, s:i}", "code", mc_err_code(MC_ERR_INVALID), "message",
-                    msg, "field", field, "line", e.line, "column", e.column);
-    reply_json(r, 422, json_pack("{s:o}", "error", err));
+    reply_template_error(r, field, &e);
     return false;
 }
 
@@ -612,47 +621,76 @@ out:
 
 /* ---- preview ---- */
 
+/* Who the preview is for: a recipient of the campaign's list, or one described in the body. */
 static bool
-render_one(struct req *r, const char *field, const char *src, enum tpl_ctx ctx,
-           const struct tpl_data *d, json_t *out)
+preview_recipient(struct req *r, const struct campaign *c, struct recipient *x,
+                  struct compose_recipient *out, char norm[EMAIL_MAX + 1], char **attrs)
 {
-    struct tpl *t = NULL;
-    struct tpl_error e;
-    struct buf b;
+    const char *rid = NULL, *email = NULL, *why = NULL;
+    char lc[EMAIL_MAX + 1];
     mc_err err;
 
-    if (src == NULL || *src == '\0') {
-        json_object_set_new(out, field, json_null());
+    if (!field_string(r, r->json, "recipient_id", 0, 64, &rid, NULL))
+        return false;
+    if (rid != NULL) {
+        char id[MC_UUID_LEN + 1];
+        snprintf(id, sizeof(id), "%s", rid);
+        crypto_uuid_lower(id);
+        err = c->list_id[0] ? store_recipient_get(r->app->st, c->tenant_id, c->list_id, id, x)
+                            : MC_ERR_NOT_FOUND;
+        if (err == MC_ERR_NOT_FOUND) {
+            reply_invalid(r, "recipient_id", "no such recipient in the campaign's list");
+            return false;
+        }
+        if (err != MC_ERR_OK) {
+            reply_store_error(r, err, "recipient");
+            return false;
+        }
+        *out = (struct compose_recipient){.recipient_id = x->id, .email = x->email,
+                                          .name = x->name, .first_name = x->first_name,
+                                          .last_name = x->last_name, .attributes = x->attributes};
         return true;
     }
-    if (!check_template(r, field, src, ctx))
+    *out = (struct compose_recipient){0};
+    if (!field_string(r, r->json, "email", F_REQUIRED, 1024, &email, NULL) ||
+        !field_string(r, r->json, "name", F_NULLABLE | F_ONELINE, 255, &out->name, NULL) ||
+        !field_string(r, r->json, "first_name", F_NULLABLE | F_ONELINE, 255, &out->first_name,
+                      NULL) ||
+        !field_string(r, r->json, "last_name", F_NULLABLE | F_ONELINE, 255, &out->last_name,
+                      NULL) ||
+        !field_json(r, r->json, "attributes", F_NULLABLE, false, attrs, NULL))
         return false;
-    tpl_compile(src, strlen(src), ctx, (size_t)r->app->cfg->template_max,
-                (size_t)r->app->cfg->render_max, &t, &e);
-    buf_init(&b, 0);
-    err = tpl_render(t, d, &b);
-    tpl_free(t);
-    if (err != MC_ERR_OK) {
-        reply_invalid(r, field, "%s renders to more than %lld bytes", field,
-                      (long long)r->app->cfg->render_max);
-        buf_cleanup(&b);
+    if (!email_normalize(email, norm, lc, &why)) {
+        reply_invalid(r, "email", "email is not a valid address: %s", why);
         return false;
     }
-    json_object_set_new(out, field, json_stringn(b.data ? b.data : "", b.len));
-    buf_cleanup(&b);
+    out->email = norm;
+    out->attributes = *attrs;
     return true;
 }
 
+/* A part as JSON: its rendered text, or null when the campaign has none. */
+static json_t *
+part_json(bool has, const struct buf *b)
+{
+    return has ? json_stringn(b->data ? b->data : "", b->len) : json_null();
+}
+
+/*
+ * Renders the campaign for one recipient with the builder the delivery
+ * worker uses (compose.h), so a preview is what the recipient gets.
+ */
 void
 api_campaign_preview(struct req *r)
 {
-    const char *rid = NULL, *email = NULL, *why = NULL;
-    char norm[EMAIL_MAX + 1], lc[EMAIL_MAX + 1], tok[TOKEN_LEN + 1];
-    struct tpl_data d = {0};
+    struct compose_campaign *cc = NULL;
+    struct compose_recipient who;
+    struct compose_parts parts = {0};
+    struct compose_error ce;
     struct recipient x = {0};
     struct campaign c = {0};
-    json_t *out = NULL;
-    char *url = NULL;
+    char norm[EMAIL_MAX + 1], *attrs = NULL;
+    const char *why = NULL;
     mc_err err;
 
     err = store_campaign_get(r->app->st, TENANT(r), CAMPAIGN(r), &c);
@@ -660,67 +698,31 @@ api_campaign_preview(struct req *r)
         reply_store_error(r, err, "campaign");
         goto done;
     }
-    if (!field_string(r, r->json, "recipient_id", 0, 64, &rid, NULL))
+    if (!preview_recipient(r, &c, &x, &who, norm, &attrs))
         goto done;
-    if (rid != NULL) {
-        char id[MC_UUID_LEN + 1];
-        snprintf(id, sizeof(id), "%s", rid);
-        crypto_uuid_lower(id);
-        err = c.list_id[0] ? store_recipient_get(r->app->st, c.tenant_id, c.list_id, id, &x)
-                           : MC_ERR_NOT_FOUND;
-        if (err == MC_ERR_NOT_FOUND) {
-            reply_invalid(r, "recipient_id", "no such recipient in the campaign's list");
-            goto done;
-        }
-        if (err != MC_ERR_OK) {
-            reply_store_error(r, err, "recipient");
-            goto done;
-        }
-        d.email = x.email;
-        d.name = x.name;
-        d.first_name = x.first_name;
-        d.last_name = x.last_name;
-        d.attributes = json_loads(x.attributes ? x.attributes : "{}", 0, NULL);
-    } else {
-        struct recipient_patch p = {0};
-        if (!field_string(r, r->json, "email", F_REQUIRED, 1024, &email, NULL) ||
-            !field_string(r, r->json, "name", F_NULLABLE | F_ONELINE, 255, &p.name, NULL) ||
-            !field_string(r, r->json, "first_name", F_NULLABLE | F_ONELINE, 255, &p.first_name,
-                          NULL) ||
-            !field_string(r, r->json, "last_name", F_NULLABLE | F_ONELINE, 255, &p.last_name,
-                          NULL))
-            goto done;
-        json_t *a = json_object_get(r->json, "attributes");
-        if (a != NULL && !json_is_null(a) && !json_is_object(a)) {
-            reply_invalid(r, "attributes", "attributes must be a JSON object");
-            goto done;
-        }
-        if (!email_normalize(email, norm, lc, &why)) {
-            reply_invalid(r, "email", "email is not a valid address: %s", why);
-            goto done;
-        }
-        d.email = norm;
-        d.name = p.name;
-        d.first_name = p.first_name;
-        d.last_name = p.last_name;
-        d.attributes = json_is_object(a) ? json_incref(a) : json_object();
+    err = compose_campaign_from(r->app->st, r->app->cfg, NULL, &c, &cc, &ce);
+    if (err != MC_ERR_OK) {
+        if (ce.field != NULL)
+            reply_template_error(r, ce.field, &ce.tpl);
+        else
+            reply_invalid(r, "html_body", "the campaign has no subject or no body");
+        goto done;
     }
-    token_make(r->app->token_keys[0], c.tenant_id, c.id, rid ? x.id : NIL_UUID, tok);
-    url = xasprintf("%s/u/%s", r->app->cfg->public_url, tok);
-    d.unsubscribe_url = url;
-    d.campaign_name = c.name;
-    d.campaign_id = c.id;
-    out = json_pack("{s:s, s:s}", "to", d.email, "unsubscribe_url", url);
-    if (render_one(r, "subject", c.subject, TPL_SUBJECT, &d, out) &&
-        render_one(r, "html", c.html_body, TPL_HTML, &d, out) &&
-        render_one(r, "text", c.text_body, TPL_TEXT, &d, out)) {
-        reply_json(r, 200, out);
-        out = NULL;
+    err = compose_render(cc, r->app->cfg, r->app->secrets.token_keys[0], &who, &parts, &why);
+    if (err != MC_ERR_OK) {
+        reply_invalid(r, parts.too_large, "%s renders to more than %lld bytes", parts.too_large,
+                      (long long)r->app->cfg->render_max);
+        goto done;
     }
+    reply_json(r, 200,
+               json_pack("{s:s, s:s, s:o, s:o, s:o}", "to", who.email, "unsubscribe_url",
+                         parts.unsubscribe_url, "subject", part_json(true, &parts.subject),
+                         "html", part_json(parts.has_html, &parts.html), "text",
+                         part_json(parts.has_text, &parts.text)));
 done:
-    json_decref(out);
-    json_decref(d.attributes);
-    free(url);
+    compose_parts_cleanup(&parts);
+    compose_campaign_free(cc);
+    free(attrs);
     recipient_cleanup(&x);
     campaign_cleanup(&c);
 }
@@ -763,8 +765,8 @@ api_campaign_test(struct req *r)
     if (!field_string(r, r->json, "name", F_NULLABLE | F_ONELINE, 255, &name, NULL) ||
         !field_json(r, r->json, "attributes", F_NULLABLE, false, &attrs, NULL))
         return;
-    err = compose_campaign_load(r->app->st, r->app->cfg, r->app->dkim_kek, TENANT(r), CAMPAIGN(r),
-                                &cc);
+    err = compose_campaign_load(r->app->st, r->app->cfg, r->app->secrets.dkim_kek, TENANT(r),
+                                CAMPAIGN(r), &cc, NULL);
     if (err != MC_ERR_OK) {
         reply_store_error(r, err, "campaign");
         goto out;
@@ -774,16 +776,11 @@ api_campaign_test(struct req *r)
         struct compose_recipient rc = {.email = norm[i], .name = name, .attributes = attrs};
         char key[MC_UUID_LEN + 1], mid[128];
         crypto_uuid(key);
-        buf_init(&jobs[i].data, (size_t)r->app->cfg->render_max * 3);
-        if (compose_message(cc, r->app->cfg, signer, r->app->token_keys[0], &rc, key, mid,
-                            sizeof(mid), &jobs[i].data, &why) != MC_ERR_OK) {
+        if (compose_job(cc, r->app->cfg, signer, r->app->secrets.token_keys[0], &rc, key, &jobs[i],
+                        mid, sizeof(mid), &why) != MC_ERR_OK) {
             reply_invalid(r, "to", "the message cannot be built: %s", why);
             goto out;
         }
-        jobs[i].mail_from = xstrdup(r->app->cfg->return_path ? r->app->cfg->return_path
-                                                             : cc->from_address);
-        jobs[i].rcpt_to = xstrdup(norm[i]);
-        jobs[i].utf8 = email_needs_utf8(norm[i]) || email_needs_utf8(jobs[i].mail_from);
         jp[i] = &jobs[i];
     }
     if ((err = send_now(r->app->cfg, jp, (int)n)) != MC_ERR_OK) {
@@ -803,11 +800,8 @@ api_campaign_test(struct req *r)
     log_info("event=test_send tenant=%s campaign=%s n=%zu", TENANT(r), CAMPAIGN(r), n);
     reply_json(r, 200, json_pack("{s:o}", "results", results));
 out:
-    for (i = 0; i < TEST_MAX_TO; i++) {
-        free(jobs[i].mail_from);
-        free(jobs[i].rcpt_to);
-        buf_cleanup(&jobs[i].data);
-    }
+    for (i = 0; i < TEST_MAX_TO; i++)
+        compose_job_cleanup(&jobs[i]);
     free(attrs);
     dkim_signer_free(signer);
     compose_campaign_free(cc);

@@ -92,7 +92,7 @@ api_dkim_create(struct req *r)
         goto out;
     }
     k.key_bits = bits;
-    k.private_key_enc = dkim_seal(r->app->dkim_kek, pem ? pem : gen);
+    k.private_key_enc = dkim_seal(r->app->secrets.dkim_kek, pem ? pem : gen);
     err = store_dkim_create(r->app->st, &k);
     if (err == MC_ERR_CONFLICT)
         reply_error(r, err, "the tenant already has a key for selector %s of %s", k.selector,

@@ -90,8 +90,8 @@ resolve(struct req *r, struct link *l)
     mc_err err = MC_ERR_NOT_FOUND;
 
     memset(l, 0, sizeof(*l));
-    if (token_verify((const unsigned char(*)[TOKEN_KEY_LEN])r->app->token_keys,
-                     r->app->ntoken_keys, tok, l->tenant_id, l->campaign_id, l->recipient_id) &&
+    if (token_verify((const unsigned char(*)[TOKEN_KEY_LEN])r->app->secrets.token_keys,
+                     r->app->secrets.ntoken_keys, tok, l->tenant_id, l->campaign_id, l->recipient_id) &&
         strcmp(l->recipient_id, NIL_UUID) != 0) {
         err = store_tenant_get(r->app->st, l->tenant_id, &l->tenant);
         if (err == MC_ERR_OK)

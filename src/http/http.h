@@ -17,26 +17,11 @@
 
 #include "core/config.h"
 #include "core/err.h"
+#include "app/app.h"
 #include "core/util.h"
 #include "store/store.h"
 
-struct metrics;
 struct http_server;
-struct engine;
-struct delivery;
-
-/* Process state shared by every request; owned by the serve command. */
-struct app {
-    const struct config *cfg; /* borrowed */
-    struct store *st;         /* borrowed */
-    char operator_hash[65];   /* hex SHA-256 of the operator key */
-    struct metrics *metrics;  /* owned by the server */
-    struct engine *engine;    /* borrowed: woken when a campaign is scheduled */
-    struct delivery *delivery; /* borrowed: this process's worker, or NULL */
-    unsigned char token_keys[2][32]; /* unsubscribe token keys: current, previous */
-    int ntoken_keys;
-    unsigned char dkim_kek[32];      /* seals the tenants' DKIM private keys */
-};
 
 /* Route flags. */
 #define R_AUTH_NONE 0x00u
@@ -195,27 +180,6 @@ bool auth_check(struct req *r);
  * are stored.
  */
 void auth_key_generate(char **secret, char **prefix, char hash[65]);
-/* Makes a new operator key (owned). */
-char *auth_operator_key_generate(void);
-/*
- * Sets app->operator_hash from the configured key, or from the database,
- * generating and storing a key on first start; *generated (owned, may be
- * NULL) is the new key to show once.
- */
-mc_err auth_operator_init(struct app *app, char **generated);
-
-/*
- * Loads the server's secrets from the database (the unsubscribe token key,
- * the DKIM key-encryption key), generating and storing each on first start,
- * so every process sharing the database signs and opens alike.
- */
-mc_err auth_secrets_init(struct app *app);
-/*
- * Replaces the unsubscribe token key with a new one and keeps the old one
- * as the previous key, which still verifies: links already sent keep
- * working.  Running processes pick the change up when they restart.
- */
-mc_err auth_token_key_rotate(struct store *st);
 
 /* ---- metrics.c ---- */
 

@@ -6,19 +6,24 @@
 #include <string.h>
 
 #include <jansson.h>
+#include <openssl/crypto.h>
 
 #include "compose.h"
 #include "core/crypto.h"
+#include "core/email.h"
 #include "core/log.h"
 #include "core/timeutil.h"
 #include "core/token.h"
+#include "smtp/client.h"
 #include "smtp/dkim.h"
 #include "smtp/mime.h"
 
 #define NIL_UUID "00000000-0000-0000-0000-000000000000"
 
+/* Compiles src (NULL or empty: no part); a failure is noted in *why once. */
 static struct tpl *
-compile(const struct config *cfg, const char *src, enum tpl_ctx ctx, bool *ok)
+compile(const struct config *cfg, const char *field, const char *src, enum tpl_ctx ctx,
+        bool *ok, struct compose_error *why)
 {
     struct tpl *t = NULL;
     struct tpl_error e;
@@ -27,8 +32,12 @@ compile(const struct config *cfg, const char *src, enum tpl_ctx ctx, bool *ok)
         return NULL;
     if (tpl_compile(src, strlen(src), ctx, (size_t)cfg->template_max, (size_t)cfg->render_max, &t,
                     &e) != MC_ERR_OK) {
-        log_error("event=template_broken line=%d column=%d error=\"%s\"", e.line, e.column,
-                  e.message);
+        log_error("event=template_broken field=%s line=%d column=%d error=\"%s\"", field, e.line,
+                  e.column, e.message);
+        if (*ok && why != NULL) {
+            why->field = field;
+            why->tpl = e;
+        }
         *ok = false;
     }
     return t;
@@ -61,36 +70,47 @@ load_dkim(struct store *st, const unsigned char kek[32], const char *tenant_id,
 }
 
 mc_err
-compose_campaign_load(struct store *st, const struct config *cfg, const unsigned char kek[32],
-                      const char *tenant_id, const char *campaign_id,
-                      struct compose_campaign **out)
+compose_campaign_from(struct store *st, const struct config *cfg, const unsigned char *kek,
+                      const struct campaign *c, struct compose_campaign **out,
+                      struct compose_error *why)
 {
-    struct campaign c = {0};
-    struct compose_campaign *x;
+    struct compose_campaign *x = xcalloc(1, sizeof(*x));
     bool ok = true;
-    mc_err err;
 
-    if ((err = store_campaign_get(st, tenant_id, campaign_id, &c)) != MC_ERR_OK)
-        return err;
-    x = xcalloc(1, sizeof(*x));
-    memcpy(x->id, c.id, sizeof(x->id));
-    memcpy(x->tenant_id, c.tenant_id, sizeof(x->tenant_id));
-    x->name = xstrdup(c.name);
-    x->from_address = xstrdup(c.from_address);
-    x->from_name = xstrdup(c.from_name);
-    x->reply_to = xstrdup(c.reply_to);
-    x->subject = compile(cfg, c.subject, TPL_SUBJECT, &ok);
-    x->html = compile(cfg, c.html_body, TPL_HTML, &ok);
-    x->text = compile(cfg, c.text_body, TPL_TEXT, &ok);
-    campaign_cleanup(&c);
-    if (ok)
-        ok = load_dkim(st, kek, tenant_id, x);
+    if (why != NULL)
+        memset(why, 0, sizeof(*why));
+    memcpy(x->id, c->id, sizeof(x->id));
+    memcpy(x->tenant_id, c->tenant_id, sizeof(x->tenant_id));
+    x->name = xstrdup(c->name);
+    x->from_address = xstrdup(c->from_address);
+    x->from_name = xstrdup(c->from_name);
+    x->reply_to = xstrdup(c->reply_to);
+    x->subject = compile(cfg, "subject", c->subject, TPL_SUBJECT, &ok, why);
+    x->html = compile(cfg, "html_body", c->html_body, TPL_HTML, &ok, why);
+    x->text = compile(cfg, "text_body", c->text_body, TPL_TEXT, &ok, why);
+    if (ok && kek != NULL)
+        ok = load_dkim(st, kek, c->tenant_id, x);
     if (!ok || x->subject == NULL || (x->html == NULL && x->text == NULL)) {
         compose_campaign_free(x);
         return MC_ERR_INVALID;
     }
     *out = x;
     return MC_ERR_OK;
+}
+
+mc_err
+compose_campaign_load(struct store *st, const struct config *cfg, const unsigned char *kek,
+                      const char *tenant_id, const char *campaign_id,
+                      struct compose_campaign **out, struct compose_error *why)
+{
+    struct campaign c = {0};
+    mc_err err;
+
+    if ((err = store_campaign_get(st, tenant_id, campaign_id, &c)) != MC_ERR_OK)
+        return err;
+    err = compose_campaign_from(st, cfg, kek, &c, out, why);
+    campaign_cleanup(&c);
+    return err;
 }
 
 void
@@ -108,7 +128,7 @@ compose_campaign_free(struct compose_campaign *c)
     free(c->dkim_domain);
     free(c->dkim_selector);
     if (c->dkim_pem)
-        memset(c->dkim_pem, 0, strlen(c->dkim_pem));
+        OPENSSL_cleanse(c->dkim_pem, strlen(c->dkim_pem));
     free(c->dkim_pem);
     free(c);
 }
@@ -133,38 +153,69 @@ render(const struct tpl *t, const struct tpl_data *td, struct buf *out)
 }
 
 mc_err
-compose_message(const struct compose_campaign *c, const struct config *cfg,
-                struct dkim_signer *signer, const unsigned char key[32],
-                const struct compose_recipient *r,
-                const char *msg_key, char *mid, size_t mid_len, struct buf *out, const char **why)
+compose_render(const struct compose_campaign *c, const struct config *cfg,
+               const unsigned char key[32], const struct compose_recipient *r,
+               struct compose_parts *out, const char **why)
 {
-    char tok[TOKEN_LEN + 1], boundary[40];
-    struct buf subject, html, text;
+    char tok[TOKEN_LEN + 1];
     struct tpl_data td = {0};
-    struct mime_msg mm = {0};
-    unsigned char rnd[12];
-    char *url;
     mc_err err = MC_ERR_OK;
 
-    buf_init(&subject, 0);
-    buf_init(&html, 0);
-    buf_init(&text, 0);
+    memset(out, 0, sizeof(*out));
+    buf_init(&out->subject, 0);
+    buf_init(&out->html, 0);
+    buf_init(&out->text, 0);
+    out->has_html = c->html != NULL;
+    out->has_text = c->text != NULL;
     token_make(key, c->tenant_id, c->id, r->recipient_id ? r->recipient_id : NIL_UUID, tok);
-    url = xasprintf("%s/u/%s", cfg->public_url, tok);
+    out->unsubscribe_url = xasprintf("%s/u/%s", cfg->public_url, tok);
     td.email = r->email;
     td.name = r->name;
     td.first_name = r->first_name;
     td.last_name = r->last_name;
-    td.unsubscribe_url = url;
+    td.unsubscribe_url = out->unsubscribe_url;
     td.campaign_name = c->name;
     td.campaign_id = c->id;
     td.attributes = json_loads(r->attributes ? r->attributes : "{}", 0, NULL);
-    if (!render(c->subject, &td, &subject) || !render(c->html, &td, &html) ||
-        !render(c->text, &td, &text)) {
+    if (!render(c->subject, &td, &out->subject))
+        out->too_large = "subject";
+    else if (!render(c->html, &td, &out->html))
+        out->too_large = "html_body";
+    else if (!render(c->text, &td, &out->text))
+        out->too_large = "text_body";
+    if (out->too_large != NULL) {
         *why = "the message renders larger than render_max";
         err = MC_ERR_TOO_LARGE;
-        goto out;
     }
+    json_decref(td.attributes);
+    return err;
+}
+
+void
+compose_parts_cleanup(struct compose_parts *p)
+{
+    free(p->unsubscribe_url);
+    p->unsubscribe_url = NULL;
+    buf_cleanup(&p->subject);
+    buf_cleanup(&p->html);
+    buf_cleanup(&p->text);
+}
+
+/* Appends the whole message for r to out (bounded by the caller). */
+static mc_err
+compose_message(const struct compose_campaign *c, const struct config *cfg,
+                struct dkim_signer *signer, const unsigned char key[32],
+                const struct compose_recipient *r, const char *msg_key, char *mid,
+                size_t mid_len, struct buf *out, const char **why)
+{
+    struct compose_parts parts;
+    struct mime_msg mm = {0};
+    unsigned char rnd[12];
+    char boundary[40];
+    mc_err err;
+
+    if ((err = compose_render(c, cfg, key, r, &parts, why)) != MC_ERR_OK)
+        goto out;
     message_id(key, msg_key, c->from_address, mid, mid_len);
     crypto_random(rnd, sizeof(rnd));
     memcpy(boundary, "=_mc_", 5);
@@ -174,11 +225,11 @@ compose_message(const struct compose_campaign *c, const struct config *cfg,
     mm.to_addr = r->email;
     mm.to_name = r->name;
     mm.reply_to = c->reply_to;
-    mm.subject = subject.data ? subject.data : "";
-    mm.html = c->html ? (html.data ? html.data : "") : NULL;
-    mm.text = c->text ? (text.data ? text.data : "") : NULL;
+    mm.subject = parts.subject.data ? parts.subject.data : "";
+    mm.html = parts.has_html ? (parts.html.data ? parts.html.data : "") : NULL;
+    mm.text = parts.has_text ? (parts.text.data ? parts.text.data : "") : NULL;
     mm.message_id = mid;
-    mm.list_unsubscribe_url = url;
+    mm.list_unsubscribe_url = parts.unsubscribe_url;
     mm.list_unsubscribe_mailto = cfg->list_unsubscribe_mailto;
     mm.date_us = time_now_us();
     mm.boundary = boundary;
@@ -203,10 +254,30 @@ compose_message(const struct compose_campaign *c, const struct config *cfg,
         *why = err == MC_ERR_TOO_LARGE ? "the message is too large"
                                        : "the message cannot be assembled or signed";
 out:
-    json_decref(td.attributes);
-    free(url);
-    buf_cleanup(&subject);
-    buf_cleanup(&html);
-    buf_cleanup(&text);
+    compose_parts_cleanup(&parts);
     return err;
+}
+
+mc_err
+compose_job(const struct compose_campaign *c, const struct config *cfg,
+            struct dkim_signer *signer, const unsigned char key[32],
+            const struct compose_recipient *r, const char *msg_key, struct smtp_job *job,
+            char *mid, size_t mid_len, const char **why)
+{
+    buf_init(&job->data, (size_t)cfg->render_max * 3);
+    job->mail_from = xstrdup(cfg->return_path ? cfg->return_path : c->from_address);
+    job->rcpt_to = xstrdup(r->email);
+    job->envid = xstrdup(msg_key);
+    job->utf8 = email_needs_utf8(r->email) || email_needs_utf8(job->mail_from);
+    return compose_message(c, cfg, signer, key, r, msg_key, mid, mid_len, &job->data, why);
+}
+
+void
+compose_job_cleanup(struct smtp_job *job)
+{
+    free(job->mail_from);
+    free(job->rcpt_to);
+    free(job->envid);
+    job->mail_from = job->rcpt_to = job->envid = NULL;
+    buf_cleanup(&job->data);
 }

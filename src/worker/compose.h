@@ -32,30 +32,67 @@ struct compose_recipient {
     const char *attributes; /* JSON object text */
 };
 
-/*
- * Loads and compiles the campaign, with the tenant's DKIM key for its From
- * domain (opened with kek) when there is one.  MC_ERR_NOT_FOUND without it,
- * MC_ERR_INVALID when a template no longer compiles or the key cannot be
- * opened (logged).
- */
-mc_err compose_campaign_load(struct store *st, const struct config *cfg,
-                             const unsigned char kek[32], const char *tenant_id,
-                             const char *campaign_id, struct compose_campaign **out);
-void compose_campaign_free(struct compose_campaign *c);
+/* Where a campaign's templates fail to compile. */
+struct compose_error {
+    const char *field; /* "subject", "html_body" or "text_body" (static) */
+    struct tpl_error tpl;
+};
 
 /*
- * Appends the whole message for r to out (bounded by the caller).  key
- * signs the unsubscribe link and, with msg_key (the scheduled message's id:
- * stable across retries), the Message-ID, which is written to
- * message_id[mid_len].  On failure returns MC_ERR_TOO_LARGE or
+ * Compiles campaign c's templates into *out (owned), with the tenant's DKIM
+ * key for its From domain when kek is not NULL and there is one (a preview
+ * passes NULL: it signs nothing).  MC_ERR_INVALID when a template does not
+ * compile (*why, when not NULL, names the field, line and column) or the
+ * key cannot be opened (logged; why->field NULL).
+ */
+mc_err compose_campaign_from(struct store *st, const struct config *cfg,
+                             const unsigned char *kek, const struct campaign *c,
+                             struct compose_campaign **out, struct compose_error *why);
+/* The same for a campaign read from the store: MC_ERR_NOT_FOUND without it. */
+mc_err compose_campaign_load(struct store *st, const struct config *cfg,
+                             const unsigned char *kek, const char *tenant_id,
+                             const char *campaign_id, struct compose_campaign **out,
+                             struct compose_error *why);
+void compose_campaign_free(struct compose_campaign *c);
+
+/* One message's rendered parts: what a preview shows and what MIME assembles. */
+struct compose_parts {
+    char *unsubscribe_url; /* owned: public_url + "/u/" + the recipient's token */
+    struct buf subject, html, text;
+    bool has_html, has_text; /* the campaign has that part */
+    const char *too_large;   /* static: the field that rendered past render_max, or NULL */
+};
+
+/*
+ * Renders c's templates for r into out (initialised here; clean it with
+ * compose_parts_cleanup whatever the result).  key signs the unsubscribe
+ * token, which names r->recipient_id (the nil UUID when NULL).
+ * MC_ERR_TOO_LARGE (and *why) when a part renders larger than render_max.
+ */
+mc_err compose_render(const struct compose_campaign *c, const struct config *cfg,
+                      const unsigned char key[32], const struct compose_recipient *r,
+                      struct compose_parts *out, const char **why);
+void compose_parts_cleanup(struct compose_parts *p);
+
+/*
+ * The one builder of a campaign message, for every sender (the delivery
+ * worker, test sends): fills job with the whole message for r (rendered,
+ * assembled, DKIM-signed by signer when the campaign has a key; bounded by
+ * 3 x render_max), the envelope sender, the recipient, the DSN ENVID
+ * (msg_key) and whether SMTPUTF8 is needed.  key signs the unsubscribe link
+ * and, with msg_key (the scheduled message's id: stable across retries),
+ * the Message-ID, which is written to message_id[mid_len].  job's strings
+ * and data are owned by the caller afterwards, also on failure (free them
+ * with compose_job_cleanup).  On failure returns MC_ERR_TOO_LARGE or
  * MC_ERR_INVALID and points *why at a reason.
  */
 struct dkim_signer;
-/* signer may be NULL (nothing is signed); with dkim_required a campaign without a key fails. */
-mc_err compose_message(const struct compose_campaign *c, const struct config *cfg,
-                       struct dkim_signer *signer, const unsigned char key[32],
-                       const struct compose_recipient *r,
-                       const char *msg_key, char *message_id, size_t mid_len, struct buf *out,
-                       const char **why);
+struct smtp_job;
+mc_err compose_job(const struct compose_campaign *c, const struct config *cfg,
+                   struct dkim_signer *signer, const unsigned char key[32],
+                   const struct compose_recipient *r, const char *msg_key, struct smtp_job *job,
+                   char *message_id, size_t mid_len, const char **why);
+/* Frees what compose_job put in job (not job itself). */
+void compose_job_cleanup(struct smtp_job *job);
 
 #endif

@@ -17,14 +17,15 @@
 
 struct delivery;
 
+struct secrets;
+
 /*
- * Starts the worker thread.  token_key signs unsubscribe links and
- * Message-IDs, dkim_kek opens the tenants' DKIM keys (both copied).  NULL on failure (logged: a bad relay URL, an
- * outbox that cannot be written).
+ * Starts the worker thread.  The secrets (copied) sign unsubscribe links
+ * and Message-IDs and open the tenants' DKIM keys.  NULL on failure
+ * (logged: a bad relay URL, an outbox that cannot be written).
  */
 struct delivery *delivery_start(struct store *st, const struct config *cfg,
-                                const unsigned char token_key[32],
-                                const unsigned char dkim_kek[32]);
+                                const struct secrets *secrets);
 /*
  * Stops claiming, lets messages in flight finish for up to timeout_s,
  * hands the rest back (pending again), records every outcome and joins the

@@ -13,29 +13,9 @@
 
 #include "core/crypto.h"
 #include "core/log.h"
+#include "app/app.h"
 #include "sendnow.h"
 #include "smtp/outbox.h"
-
-mc_err
-relay_params(const struct config *cfg, struct smtp_params *p, char *err, size_t errlen)
-{
-    char host[64] = "localhost";
-    mc_err e;
-
-    memset(p, 0, sizeof(*p));
-    if ((e = smtp_params_parse(cfg->relay, p, err, errlen)) != MC_ERR_OK)
-        return e;
-    gethostname(host, sizeof(host) - 1);
-    p->verify = cfg->smtp_verify != 0;
-    p->ca_file = cfg->smtp_ca_file;
-    snprintf(p->helo_name, sizeof(p->helo_name), "%s", cfg->helo_name ? cfg->helo_name : host);
-    p->connect_timeout = (int)cfg->smtp_connect_timeout;
-    p->command_timeout = (int)cfg->smtp_command_timeout;
-    p->data_timeout = (int)cfg->smtp_data_timeout;
-    p->max_connections = (int)cfg->smtp_connections;
-    p->max_messages = (int)cfg->smtp_messages_per_connection;
-    return MC_ERR_OK;
-}
 
 struct waiter {
     struct event_base *base;
@@ -77,7 +57,7 @@ send_now(const struct config *cfg, struct smtp_job **jobs, int n)
         }
         return MC_ERR_OK;
     }
-    if ((e = relay_params(cfg, &p, err, sizeof(err))) != MC_ERR_OK)
+    if ((e = app_relay_params(cfg, &p, err, sizeof(err))) != MC_ERR_OK)
         return e;
     /* One connection is plenty for a handful of messages. */
     p.max_connections = 1;

@@ -8,9 +8,6 @@
 #include "core/config.h"
 #include "smtp/client.h"
 
-/* The SMTP client's parameters from the configuration's relay URL and options. */
-mc_err relay_params(const struct config *cfg, struct smtp_params *p, char *err, size_t errlen);
-
 /*
  * Sends every job (mail_from, rcpt_to, data set by the caller) and blocks
  * until each has its result (job->result, code, text), at most the relay

@@ -1,0 +1,76 @@
+/*
+ * app.h - the application layer: process state that belongs to neither the
+ * HTTP server nor the delivery worker, which both borrow it.
+ *
+ * `mailcast serve` fills one struct app (configuration, store, secrets,
+ * its engine and delivery worker) and hands it to the HTTP server;
+ * `mailcast worker` fills the same struct without the HTTP parts.  The
+ * secrets every process must share (the unsubscribe-link keys, the key
+ * that seals DKIM keys) live in the database and are loaded here, so a
+ * worker never reaches into http/ for them.  The relay parameters are made
+ * here too, from the configuration, for the worker and the test sends.
+ */
+#ifndef MC_APP_H
+#define MC_APP_H
+
+#include <stddef.h>
+
+#include "core/config.h"
+#include "core/err.h"
+#include "smtp/client.h"
+#include "store/store.h"
+
+struct metrics;
+struct engine;
+struct delivery;
+
+/* The secrets every process sharing a database signs and opens with. */
+struct secrets {
+    unsigned char token_keys[2][32]; /* unsubscribe-link keys: current, previous */
+    int ntoken_keys;                 /* 1, or 2 after a rotation */
+    unsigned char dkim_kek[32];      /* seals the tenants' DKIM private keys */
+};
+
+/* Process state; owned by the serve or worker command, borrowed by everything else. */
+struct app {
+    const struct config *cfg;  /* borrowed */
+    struct store *st;          /* borrowed */
+    char operator_hash[65];    /* hex SHA-256 of the operator key (serve only) */
+    struct secrets secrets;
+    struct metrics *metrics;   /* owned by the HTTP server, or NULL */
+    struct engine *engine;     /* borrowed: woken when a campaign is scheduled */
+    struct delivery *delivery; /* borrowed: this process's worker, or NULL */
+};
+
+/*
+ * Loads the secrets from the database into out, generating and storing each
+ * on first start (a racing process's copy wins), so every process sharing
+ * the database signs and opens alike.
+ */
+mc_err app_secrets_load(struct store *st, struct secrets *out);
+/* Wipes the secrets (OPENSSL_cleanse). */
+void app_secrets_wipe(struct secrets *s);
+/*
+ * Replaces the unsubscribe-link key with a new one and keeps the old one as
+ * the previous key, which still verifies: links already sent keep working.
+ * Running processes pick the change up when they restart.
+ */
+mc_err app_token_key_rotate(struct store *st);
+
+/* Makes a new operator key (owned): "mco_" + 64 hex digits. */
+char *app_operator_key_generate(void);
+/*
+ * Sets app->operator_hash from the configured key, or from the database,
+ * generating and storing a key on first start; *generated (owned, may be
+ * NULL) is the new key to show once.
+ */
+mc_err app_operator_init(struct app *app, char **generated);
+
+/*
+ * The SMTP client's parameters from the configuration's relay URL and
+ * options.  MC_ERR_INVALID with a reason in err[errlen] for a bad URL.
+ */
+mc_err app_relay_params(const struct config *cfg, struct smtp_params *p, char *err,
+                        size_t errlen);
+
+#endif

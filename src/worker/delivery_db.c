@@ -1,0 +1,245 @@
+/*
+ * delivery_db.c - the delivery worker's database thread (see delivery.c's
+ * DESIGN): claims and group commits run here, so the SMTP connections on
+ * the loop thread never wait on the database.
+ *
+ * DESIGN
+ * The loop thread and this one meet in two request slots under dbmu: one
+ * claim (claim_req, answered in claimed) and one record (rec, answered in
+ * rec_err) at a time, plus a request for the lease sweep that needs no
+ * answer.  This thread answers by setting *_done and waking the loop (the
+ * dbdone event); the loop takes the answers with delivery_answers_take().
+ * While a record is in progress the loop keeps collecting outcomes in its
+ * own buffer; the two buffers are swapped, never copied, on each hand-off.
+ * A failed record is merged back in front of the newer outcomes and tried
+ * again with the next flush.
+ */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "core/timeutil.h"
+#include "delivery_int.h"
+
+
+/* Moves the items of v to the end of out. */
+static void
+vec_append(struct delivery_vec *out, struct delivery_vec *v)
+{
+    if (v->n == 0)
+        return;
+    out->items = xrealloc(out->items, (size_t)(out->n + v->n) * sizeof(*out->items));
+    memcpy(out->items + out->n, v->items, (size_t)v->n * sizeof(*v->items));
+    out->n += v->n;
+    free(v->items);
+    memset(v, 0, sizeof(*v));
+}
+
+/* Expired leases (any worker's) back to pending; old rate buckets deleted. */
+static void
+recover(struct delivery *d)
+{
+    int n = 0;
+
+    store_delivery_recover(d->st, time_now_us(), &n);
+    delivery_metrics_lease_expiries(d, n);
+}
+
+/*
+ * Claims up to max messages: one claim per (tenant, campaign) in turn, pass
+ * after pass over the work list, until max is reached or a whole pass
+ * claims nothing.
+ */
+static void
+claim_round(struct delivery *d, int max, struct delivery_vec *out)
+{
+    bool pass_started = false, claimed_in_pass = false;
+
+    while (out->n < max && !delivery_stopping(d)) {
+        if (d->next_work >= d->nwork) {
+            if (pass_started && !claimed_in_pass)
+                break;
+            if (store_delivery_work(d->st, MAX_WORK, d->work, &d->nwork) != MC_ERR_OK ||
+                d->nwork == 0)
+                break;
+            d->next_work = 0;
+            pass_started = true;
+            claimed_in_pass = false;
+        }
+        const struct delivery_work *w = &d->work[d->next_work++];
+        struct delivery_vec v = {0};
+        int n = max - out->n < d->cfg->delivery_batch ? max - out->n
+                                                       : (int)d->cfg->delivery_batch;
+
+        if (store_delivery_claim(d->st, w, d->owner, time_now_us(),
+                                 d->cfg->lease_seconds * 1000000LL, n, &v) != MC_ERR_OK)
+            break;
+        claimed_in_pass |= v.n > 0;
+        vec_append(out, &v);
+    }
+}
+
+static void *
+db_run(void *arg)
+{
+    struct delivery *d = arg;
+
+    pthread_mutex_lock(&d->dbmu);
+    for (;;) {
+        while (!d->dbquit && d->claim_req == 0 && !d->rec_req && !d->recover_req)
+            pthread_cond_wait(&d->dbcv, &d->dbmu);
+        if (d->recover_req) {
+            d->recover_req = false;
+            pthread_mutex_unlock(&d->dbmu);
+            recover(d);
+            pthread_mutex_lock(&d->dbmu);
+            continue; /* nothing to answer */
+        }
+        if (d->rec_req) {
+            int applied = 0;
+            d->rec_req = false;
+            pthread_mutex_unlock(&d->dbmu);
+            mc_err err = store_delivery_record(d->st, d->owner, time_now_us(), d->rec, d->nrec,
+                                               &applied);
+            pthread_mutex_lock(&d->dbmu);
+            d->rec_err = err;
+            d->rec_done = true;
+        } else if (d->claim_req > 0) {
+            struct delivery_vec v = {0};
+            int max = d->claim_req;
+            d->claim_req = 0;
+            pthread_mutex_unlock(&d->dbmu);
+            claim_round(d, max, &v);
+            pthread_mutex_lock(&d->dbmu);
+            d->claimed = v;
+            d->claim_done = true;
+        } else
+            break; /* asked to quit, nothing left to do */
+        pthread_cond_broadcast(&d->dbcv);
+        event_active(d->dbdone, EV_TIMEOUT, 0);
+    }
+    pthread_mutex_unlock(&d->dbmu);
+    return NULL;
+}
+
+bool
+delivery_db_start(struct delivery *d)
+{
+    if (pthread_create(&d->dbthread, NULL, db_run, d) != 0)
+        return false;
+    d->dbthread_started = true;
+    return true;
+}
+
+void
+delivery_db_end(struct delivery *d)
+{
+    if (!d->dbthread_started)
+        return;
+    pthread_mutex_lock(&d->dbmu);
+    d->dbquit = true;
+    pthread_cond_broadcast(&d->dbcv);
+    pthread_mutex_unlock(&d->dbmu);
+    pthread_join(d->dbthread, NULL);
+    d->dbthread_started = false;
+}
+
+void
+delivery_results_flush(struct delivery *d)
+{
+    struct delivery_result *t;
+    int cap;
+
+    if (d->nresults == 0)
+        return;
+    pthread_mutex_lock(&d->dbmu);
+    if (d->rec_busy) {
+        pthread_mutex_unlock(&d->dbmu);
+        return;
+    }
+    t = d->rec, d->rec = d->results, d->results = t;
+    cap = d->caprec, d->caprec = d->capresults, d->capresults = cap;
+    d->nrec = d->nresults;
+    d->nresults = 0;
+    d->rec_busy = d->rec_req = true;
+    pthread_cond_broadcast(&d->dbcv);
+    pthread_mutex_unlock(&d->dbmu);
+}
+
+void
+delivery_claim_ask(struct delivery *d, int max)
+{
+    pthread_mutex_lock(&d->dbmu);
+    d->claim_busy = true;
+    d->claim_req = max;
+    pthread_cond_broadcast(&d->dbcv);
+    pthread_mutex_unlock(&d->dbmu);
+}
+
+void
+delivery_recover_ask(struct delivery *d)
+{
+    pthread_mutex_lock(&d->dbmu);
+    d->recover_req = true;
+    pthread_cond_broadcast(&d->dbcv);
+    pthread_mutex_unlock(&d->dbmu);
+}
+
+/* The loop thread takes back a finished record. */
+static void
+record_done(struct delivery *d, mc_err err)
+{
+    if (err == MC_ERR_OK) {
+        /* A message stops counting as in flight only once its outcome is
+         * committed: that is what bounds the duplicates a kill -9 can cause. */
+        d->inflight -= d->nrec;
+        d->nrec = 0;
+        return;
+    }
+    log_warn("event=record_failed n=%d (kept for the next flush)", d->nrec);
+    if (d->caprec < d->nrec + d->nresults) {
+        d->caprec = d->nrec + d->nresults;
+        d->rec = xrealloc(d->rec, (size_t)d->caprec * sizeof(*d->rec));
+    }
+    memcpy(d->rec + d->nrec, d->results, (size_t)d->nresults * sizeof(*d->rec));
+    struct delivery_result *t = d->results;
+    int cap = d->capresults;
+    d->results = d->rec, d->capresults = d->caprec;
+    d->nresults = d->nrec + d->nresults;
+    d->rec = t, d->caprec = cap, d->nrec = 0;
+}
+
+int
+delivery_answers_take(struct delivery *d, struct delivery_vec *claimed)
+{
+    bool claim = false, rec = false;
+    mc_err rec_err = MC_ERR_OK;
+
+    memset(claimed, 0, sizeof(*claimed));
+    pthread_mutex_lock(&d->dbmu);
+    if (d->claim_done) {
+        *claimed = d->claimed;
+        memset(&d->claimed, 0, sizeof(d->claimed));
+        d->claim_done = d->claim_busy = false;
+        claim = true;
+    }
+    if (d->rec_done) {
+        rec_err = d->rec_err;
+        d->rec_done = d->rec_busy = false;
+        rec = true;
+    }
+    pthread_mutex_unlock(&d->dbmu);
+    if (rec)
+        record_done(d, rec_err);
+    return claim ? claimed->n : -1;
+}
+
+void
+delivery_db_quiesce(struct delivery *d)
+{
+    pthread_mutex_lock(&d->dbmu);
+    while ((d->claim_busy && !d->claim_done) || (d->rec_busy && !d->rec_done))
+        pthread_cond_wait(&d->dbcv, &d->dbmu);
+    pthread_mutex_unlock(&d->dbmu);
+}

@@ -1,0 +1,92 @@
+/*
+ * delivery_outcome.c - what an SMTP verdict means for a message, when a
+ * retry may run, and the buffer of outcomes that the next group commit
+ * records (delivery_db.c hands it over).
+ *
+ * 2xx: sent.  5xx: failed, or bounced for 5.1.x (the address is bad: the
+ * store suppresses it).  4xx or a lost connection: pending again after an
+ * exponential backoff with jitter, failed once the attempts are spent (the
+ * store decides that).  A relay never reached: released, no attempt spent.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "core/crypto.h"
+#include "core/timeutil.h"
+#include "delivery_int.h"
+
+int64_t
+delivery_backoff_us(int attempt, int64_t base_s, int64_t cap_s, double u)
+{
+    double d = (double)base_s;
+
+    for (int i = 1; i < attempt && d < (double)cap_s; i++)
+        d *= 2;
+    if (d > (double)cap_s)
+        d = (double)cap_s;
+    d *= 1.0 + (u * 0.4 - 0.2);
+    return (int64_t)(d * 1e6);
+}
+
+static double
+uniform(void)
+{
+    uint32_t x;
+
+    crypto_random(&x, sizeof(x));
+    return (double)x / 4294967296.0;
+}
+
+/* Adds m's outcome to the buffer the next group commit records. */
+void
+delivery_result_add(struct delivery *d, const struct dmsg *m, enum delivery_outcome out,
+                    int64_t next, int code, const char *error, const char *queue_id)
+{
+    struct delivery_result *r;
+
+    if (d->nresults == d->capresults) {
+        d->capresults = d->capresults ? d->capresults * 2 : 256;
+        d->results = xrealloc(d->results, (size_t)d->capresults * sizeof(*r));
+    }
+    r = &d->results[d->nresults++];
+    delivery_metrics_observe(d, m->tenant_id, out, m->started);
+    memset(r, 0, sizeof(*r));
+    memcpy(r->id, m->id, sizeof(r->id));
+    r->attempts = m->attempts;
+    r->outcome = out;
+    r->next_attempt_at = next;
+    r->reply_code = code;
+    snprintf(r->error, sizeof(r->error), "%s", error ? error : "");
+    snprintf(r->queue_id, sizeof(r->queue_id), "%s", queue_id ? queue_id : "");
+    snprintf(r->message_id, sizeof(r->message_id), "%s", m->message_id);
+}
+
+void
+delivery_result_of_job(struct delivery *d, const struct dmsg *m)
+{
+    const struct smtp_job *job = &m->job;
+    int64_t now = time_now_us();
+    char err[320];
+
+    snprintf(err, sizeof(err), "%d%s%s %s", job->code, job->enhanced[0] ? " " : "", job->enhanced,
+             job->text);
+    switch (job->result) {
+    case SMTP_SENT:
+        delivery_result_add(d, m, OUT_SENT, 0, job->code, NULL, job->queue_id);
+        break;
+    case SMTP_PERMFAIL:
+        delivery_result_add(d, m, str_prefix(job->enhanced, "5.1.") ? OUT_BOUNCED : OUT_FAILED,
+                            0, job->code, err, NULL);
+        break;
+    case SMTP_TEMPFAIL:
+        delivery_result_add(d, m, OUT_RETRY,
+                            now + delivery_backoff_us(m->attempts, d->cfg->retry_base,
+                                                      d->cfg->retry_cap, uniform()),
+                            job->code, job->code ? err : job->text, NULL);
+        break;
+    case SMTP_NOT_SENT:
+        /* The relay was never reached: no attempt is spent; try again after a pause. */
+        delivery_result_add(d, m, OUT_RELEASE, now + 2 * 1000000LL, 0, job->text, NULL);
+        break;
+    }
+}
