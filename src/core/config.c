@@ -317,6 +317,23 @@ validate(struct config *cfg, struct layered *l, struct buf *errors)
                            "(mailto:unsubscribe@example.com)\n");
     if (cfg->retry_cap < cfg->retry_base)
         buf_printf(errors, "retry_cap must be at least retry_base\n");
+    /* The webhook lists' syntax (src/webhook/ parses them at start). */
+    {
+        const char *w = cfg->webhook_retry_schedule;
+        int steps = 1;
+        bool ok = w != NULL && *w != '\0' && strspn(w, "0123456789,") == strlen(w) &&
+                  w[0] != ',' && w[strlen(w) - 1] != ',' && strstr(w, ",,") == NULL;
+        for (const char *p = w; ok && *p; p++)
+            steps += *p == ',';
+        if (!ok || steps > 32)
+            buf_printf(errors, "webhook_retry_schedule: must be 1 to 32 comma-separated numbers "
+                               "of seconds\n");
+    }
+    if (cfg->webhook_allow_cidr != NULL &&
+        strspn(cfg->webhook_allow_cidr, "0123456789abcdefABCDEF.:/, ") !=
+            strlen(cfg->webhook_allow_cidr))
+        buf_printf(errors, "webhook_allow_cidr: must be comma-separated CIDRs "
+                           "(127.0.0.1/32, 10.0.0.0/8, ::1/128)\n");
     if (log_level_parse(cfg->log_level) < 0)
         buf_printf(errors, "log_level: \"%s\" is not debug, info, warn or error\n",
                    cfg->log_level);

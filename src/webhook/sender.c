@@ -212,7 +212,16 @@ start(struct webhook_sender *s, struct webhook_job *job)
     f->job = *job;
     memset(job, 0, sizeof(*job));
     if (webhook_sign(f->job.secret, f->job.event_id, ts, f->job.body, sig) != MC_ERR_OK) {
+        /* A stored secret that does not decode: fail the delivery, do not hold its lease. */
         log_error("event=webhook_sign_failed endpoint=%s", f->job.endpoint_id);
+        s->done = xrealloc(s->done, (size_t)(s->ndone + 1) * sizeof(*s->done));
+        struct webhook_result *x = &s->done[s->ndone++];
+        memset(x, 0, sizeof(*x));
+        memcpy(x->id, f->job.id, sizeof(x->id));
+        memcpy(x->endpoint_id, f->job.endpoint_id, sizeof(x->endpoint_id));
+        x->attempts = f->job.attempts;
+        x->kind = WH_RESULT_FAIL;
+        snprintf(x->error, sizeof(x->error), "bad_secret");
         inflight_free(f);
         return false;
     }
