@@ -604,10 +604,57 @@ out:
 
 #define WFENCE " WHERE id = $1 AND lease_owner = $2 AND attempts = $3 AND status = 'sending'"
 
+/* What a flush's results say about one endpoint. */
+struct endpoint_news {
+    const char *id; /* borrowed from the results */
+    bool ok, gone, failed;
+};
+
+/* The endpoint's health from a flush: one update or two per endpoint, not per result. */
+static mc_err
+endpoint_update(struct db *d, const struct endpoint_news *e, int64_t now, int64_t disable_after_us)
+{
+    struct db_param p[] = {P_TEXT(e->id), P_TIME(now), P_TIME(now - disable_after_us)};
+    int64_t off = 0;
+    mc_err err = MC_ERR_OK;
+
+    /* A success resets the failure clock, whatever else happened in the flush. */
+    if (e->ok)
+        err = db_exec(d,
+                      "UPDATE webhook_endpoints SET last_success_at = $2, failing_since = NULL "
+                      "WHERE id = $1 AND $3 = $3",
+                      p, NPARAMS(p), NULL);
+    else if (e->failed || e->gone)
+        err = db_exec(d,
+                      "UPDATE webhook_endpoints SET failing_since = COALESCE(failing_since, $2) "
+                      "WHERE id = $1 AND $3 = $3",
+                      p, NPARAMS(p), NULL);
+    if (err == MC_ERR_OK && e->gone) {
+        err = db_exec(d,
+                      "UPDATE webhook_endpoints SET enabled = false, disabled_reason = "
+                      "'the endpoint answered 410 Gone', updated_at = $2 WHERE id = $1 "
+                      "AND enabled AND $3 = $3",
+                      p, NPARAMS(p), &off);
+        if (err == MC_ERR_OK && off > 0)
+            log_warn("event=webhook_disabled endpoint=%s reason=gone", e->id);
+    } else if (err == MC_ERR_OK && !e->ok) {
+        err = db_exec(d,
+                      "UPDATE webhook_endpoints SET enabled = false, disabled_reason = "
+                      "'failing without a success for too long', updated_at = $2 "
+                      "WHERE id = $1 AND enabled AND failing_since <= $3",
+                      p, NPARAMS(p), &off);
+        if (err == MC_ERR_OK && off > 0)
+            log_warn("event=webhook_disabled endpoint=%s reason=failing", e->id);
+    }
+    return err;
+}
+
 mc_err
 store_webhook_record(struct store *st, const char *owner, int64_t now,
                      const struct webhook_result *res, int n, int64_t disable_after_us)
 {
+    struct endpoint_news *news = NULL;
+    int nnews = 0;
     struct db d;
     mc_err err;
 
@@ -617,6 +664,7 @@ store_webhook_record(struct store *st, const char *owner, int64_t now,
         return err;
     if ((err = db_begin(&d, true)) != MC_ERR_OK)
         goto out;
+    news = xcalloc((size_t)n, sizeof(*news));
     for (int i = 0; i < n && err == MC_ERR_OK; i++) {
         const struct webhook_result *x = &res[i];
         bool ok = x->kind == WH_RESULT_OK;
@@ -637,48 +685,29 @@ store_webhook_record(struct store *st, const char *owner, int64_t now,
                       "last_error = $8, next_attempt_at = $9, updated_at = $5, completed_at = "
                       "CASE WHEN $4 = 'pending' THEN completed_at ELSE $5 END" WFENCE,
                       p, NPARAMS(p), &changes);
-        if (err != MC_ERR_OK || changes == 0) {
-            if (err == MC_ERR_OK)
-                log_warn("event=webhook_fenced_out delivery=%s attempt=%d", x->id, x->attempts);
+        if (err != MC_ERR_OK)
+            break;
+        if (changes == 0) {
+            log_warn("event=webhook_fenced_out delivery=%s attempt=%d", x->id, x->attempts);
             continue;
         }
-        /* The endpoint's health: a success resets the failure clock. */
-        struct db_param pe[] = {P_TEXT(x->endpoint_id), P_TIME(now),
-                                P_TIME(now - disable_after_us)};
-        if (ok)
-            err = db_exec(&d,
-                          "UPDATE webhook_endpoints SET last_success_at = $2, failing_since = "
-                          "NULL WHERE id = $1 AND $3 = $3",
-                          pe, NPARAMS(pe), NULL);
-        else if (x->kind == WH_RESULT_GONE)
-            err = db_exec(&d,
-                          "UPDATE webhook_endpoints SET enabled = false, disabled_reason = "
-                          "'the endpoint answered 410 Gone', updated_at = $2 WHERE id = $1 "
-                          "AND enabled AND $3 = $3",
-                          pe, NPARAMS(pe), NULL);
-        else {
-            int64_t off = 0;
-            err = db_exec(&d,
-                          "UPDATE webhook_endpoints SET failing_since = COALESCE(failing_since, "
-                          "$2) WHERE id = $1 AND $3 = $3",
-                          pe, NPARAMS(pe), NULL);
-            if (err == MC_ERR_OK)
-                err = db_exec(&d,
-                              "UPDATE webhook_endpoints SET enabled = false, disabled_reason = "
-                              "'failing without a success for too long', updated_at = $2 "
-                              "WHERE id = $1 AND enabled AND failing_since <= $3",
-                              pe, NPARAMS(pe), &off);
-            if (err == MC_ERR_OK && off > 0)
-                log_warn("event=webhook_disabled endpoint=%s reason=failing", x->endpoint_id);
-        }
-        if (err == MC_ERR_OK && x->kind == WH_RESULT_GONE)
-            log_warn("event=webhook_disabled endpoint=%s reason=gone", x->endpoint_id);
+        int k = 0;
+        while (k < nnews && strcmp(news[k].id, x->endpoint_id) != 0)
+            k++;
+        if (k == nnews)
+            news[nnews++].id = x->endpoint_id;
+        news[k].ok |= ok;
+        news[k].gone |= x->kind == WH_RESULT_GONE;
+        news[k].failed |= x->kind == WH_RESULT_FAIL;
     }
+    for (int k = 0; k < nnews && err == MC_ERR_OK; k++)
+        err = endpoint_update(&d, &news[k], now, disable_after_us);
     if (err == MC_ERR_OK)
         err = db_commit(&d);
     else
         db_rollback(&d);
 out:
+    free(news);
     db_put(&d);
     return err;
 }

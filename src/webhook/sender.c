@@ -420,7 +420,10 @@ run(void *arg)
             store_webhook_recover(s->st, time_now_us(), &n);
             next_recover = mono + RECOVER_EVERY_US;
         }
-        if (!stop && mono >= next_claim)
+        /* Claims come in batches: when half the room is free, or nothing is in flight. */
+        if (!stop && mono >= next_claim &&
+            (s->nlive == 0 || s->cfg->webhook_concurrency - s->nlive >=
+                                  (s->cfg->webhook_concurrency + 1) / 2))
             claim(s, &next_claim);
         drain(s);
         record(s);

@@ -213,3 +213,32 @@ def test_retention_prunes_old_events(ev):
     wait_until(lambda: not db_query(ev.database, "SELECT 1 FROM events WHERE id = %s",
                                     (old_id,)), 10, what="the old event pruned")
     assert [e["type"] for e in events(t)["data"]] == ["suppression.created"]
+
+
+def test_one_click_unsubscribe_is_logged(ev, tmp_path):
+    import email
+    import email.policy
+    import re
+    import urllib.parse
+
+    t = Tenant(ev)
+    lst = t.make_list(2)
+    c = t.create(recipient_list_id=lst["id"])
+    t.do(c["id"], "send")
+    t.wait_status(c["id"], "completed", timeout=30)
+    mid, to = db_query(ev.database, "SELECT id, to_address FROM scheduled_messages WHERE "
+                       "campaign_id = %s ORDER BY to_address", (c["id"],))[0]
+    outbox = ev.workdir / "outbox"
+    msg = email.message_from_bytes((outbox / f"{mid}.eml").read_bytes(),
+                                   policy=email.policy.default)
+    link = next(x for x in re.findall(r"<([^>]+)>", str(msg["List-Unsubscribe"]))
+                if x.startswith("https://"))
+    path = urllib.parse.urlsplit(link).path
+    r = ev.post(path, data={"List-Unsubscribe": "One-Click"})
+    assert r.status_code == 200, r.text
+    got = {e["type"]: e["data"] for e in all_events(t, email=to)}
+    assert got["recipient.unsubscribed"]["source"] == "link"
+    assert got["recipient.unsubscribed"]["campaign_id"] == c["id"]
+    assert got["recipient.unsubscribed"]["list_id"] == lst["id"]
+    assert got["suppression.created"]["source"] == "link"
+    assert got["suppression.created"]["campaign_id"] == c["id"]
