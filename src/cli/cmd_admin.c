@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "app/app.h"
 #include "cli.h"
 #include "core/log.h"
 #include "core/timeutil.h"

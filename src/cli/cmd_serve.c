@@ -99,6 +99,9 @@ cmd_serve(struct cli_ctx *c)
     log_info("event=stopped");
     rc = 0;
 out:
+    if (rc != 0 && generated != NULL) /* its hash is stored: show it, or it is lost */
+        fprintf(stderr, "mailcast: the operator key generated at this first start is %s\n",
+                generated);
     delivery_stop(delivery, 0);
     webhook_sender_stop(webhooks, 0);
     engine_stop(app.engine);

@@ -17,6 +17,8 @@
 
 #define TOKEN_KEY_LEN 32
 #define TOKEN_LEN 87
+/* The recipient a token names when it names none (a test send). */
+#define TOKEN_NIL_ID "00000000-0000-0000-0000-000000000000"
 
 /* Writes the token for the three ids (canonical UUIDs) into out[TOKEN_LEN + 1]. */
 void token_make(const unsigned char key[TOKEN_KEY_LEN], const char *tenant_id,

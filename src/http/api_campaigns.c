@@ -21,7 +21,6 @@
 
 #define TENANT(r) req_param((r), "tenant_id")
 #define CAMPAIGN(r) req_param((r), "campaign_id")
-#define NIL_UUID "00000000-0000-0000-0000-000000000000"
 #define RATE_MAX 1000000000
 #define MAX_TAGS 50
 

@@ -18,7 +18,6 @@
 #include "core/token.h"
 #include "http.h"
 
-#define NIL_UUID "00000000-0000-0000-0000-000000000000"
 
 struct link {
     char tenant_id[MC_UUID_LEN + 1];
@@ -92,7 +91,7 @@ resolve(struct req *r, struct link *l)
     memset(l, 0, sizeof(*l));
     if (token_verify((const unsigned char(*)[TOKEN_KEY_LEN])r->app->secrets.token_keys,
                      r->app->secrets.ntoken_keys, tok, l->tenant_id, l->campaign_id, l->recipient_id) &&
-        strcmp(l->recipient_id, NIL_UUID) != 0) {
+        strcmp(l->recipient_id, TOKEN_NIL_ID) != 0) {
         err = store_tenant_get(r->app->st, l->tenant_id, &l->tenant);
         if (err == MC_ERR_OK)
             err = store_recipient_find(r->app->st, l->tenant_id, l->recipient_id, &l->rcpt);

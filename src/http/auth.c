@@ -1,5 +1,6 @@
 /*
- * auth.c - API keys: generation, the operator key, and the per-request check.
+ * auth.c - API keys: tenant key generation and the per-request check (the
+ * operator key is made and loaded by the application layer, app/secrets.c).
  *
  * A tenant key is "mck_" + 12 hex digits (the visible prefix, used to find
  * the key) + "_" + 64 hex digits (256 random bits).  Only the SHA-256 of the

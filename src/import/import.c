@@ -584,7 +584,7 @@ import_finish(struct import *im)
     if (im->stopped || !flush(im))
         return im->err;
     log_info("event=import kind=%s tenant=%s total=%lld invalid=%lld",
-             im->kind == IMPORT_RECIPIENTS ? "recipients" : "suppressions", im->tenant_id,
+             im->kind == IMPORT_RECIPIENTS ? "recipients" : "unsubscribes", im->tenant_id,
              (long long)im->total, (long long)im->invalid);
     return MC_ERR_OK;
 }

@@ -18,12 +18,15 @@
 #include "smtp/dkim.h"
 #include "smtp/mime.h"
 
-#define NIL_UUID "00000000-0000-0000-0000-000000000000"
 
-/* Compiles src (NULL or empty: no part); a failure is noted in *why once. */
+/*
+ * Compiles src (NULL or empty: no part).  A failure is logged when nobody
+ * asks why (the delivery worker: a campaign that compiled when it was saved
+ * no longer does), and noted in *why otherwise (a preview answers with it).
+ */
 static struct tpl *
-compile(const struct config *cfg, const char *field, const char *src, enum tpl_ctx ctx,
-        bool *ok, struct compose_error *why)
+compile(const struct config *cfg, const struct campaign *c, const char *field, const char *src,
+        enum tpl_ctx ctx, bool *ok, struct compose_error *why)
 {
     struct tpl *t = NULL;
     struct tpl_error e;
@@ -32,8 +35,9 @@ compile(const struct config *cfg, const char *field, const char *src, enum tpl_c
         return NULL;
     if (tpl_compile(src, strlen(src), ctx, (size_t)cfg->template_max, (size_t)cfg->render_max, &t,
                     &e) != MC_ERR_OK) {
-        log_error("event=template_broken field=%s line=%d column=%d error=\"%s\"", field, e.line,
-                  e.column, e.message);
+        if (why == NULL)
+            log_error("event=template_broken tenant=%s campaign=%s field=%s line=%d column=%d",
+                      c->tenant_id, c->id, field, e.line, e.column);
         if (*ok && why != NULL) {
             why->field = field;
             why->tpl = e;
@@ -85,9 +89,9 @@ compose_campaign_from(struct store *st, const struct config *cfg, const unsigned
     x->from_address = xstrdup(c->from_address);
     x->from_name = xstrdup(c->from_name);
     x->reply_to = xstrdup(c->reply_to);
-    x->subject = compile(cfg, "subject", c->subject, TPL_SUBJECT, &ok, why);
-    x->html = compile(cfg, "html_body", c->html_body, TPL_HTML, &ok, why);
-    x->text = compile(cfg, "text_body", c->text_body, TPL_TEXT, &ok, why);
+    x->subject = compile(cfg, c, "subject", c->subject, TPL_SUBJECT, &ok, why);
+    x->html = compile(cfg, c, "html_body", c->html_body, TPL_HTML, &ok, why);
+    x->text = compile(cfg, c, "text_body", c->text_body, TPL_TEXT, &ok, why);
     if (ok && kek != NULL)
         ok = load_dkim(st, kek, c->tenant_id, x);
     if (!ok || x->subject == NULL || (x->html == NULL && x->text == NULL)) {
@@ -167,7 +171,7 @@ compose_render(const struct compose_campaign *c, const struct config *cfg,
     buf_init(&out->text, 0);
     out->has_html = c->html != NULL;
     out->has_text = c->text != NULL;
-    token_make(key, c->tenant_id, c->id, r->recipient_id ? r->recipient_id : NIL_UUID, tok);
+    token_make(key, c->tenant_id, c->id, r->recipient_id ? r->recipient_id : TOKEN_NIL_ID, tok);
     out->unsubscribe_url = xasprintf("%s/u/%s", cfg->public_url, tok);
     td.email = r->email;
     td.name = r->name;

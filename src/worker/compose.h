@@ -1,9 +1,10 @@
 /*
  * compose.h - turning a campaign and a recipient into the exact bytes that
  * are sent: templates rendered, headers (with the unsubscribe link and a
- * stable Message-ID) and MIME assembled.  Used by the delivery worker and
- * by the campaign test-send endpoint, so a test message is what a
- * recipient gets.
+ * stable Message-ID) and MIME assembled.  The one builder for every caller:
+ * the delivery worker and the test-send endpoint (compose_job), and the
+ * preview endpoint (compose_render), so a preview and a test message are
+ * what a recipient gets.
  */
 #ifndef MC_COMPOSE_H
 #define MC_COMPOSE_H
@@ -81,9 +82,9 @@ void compose_parts_cleanup(struct compose_parts *p);
  * 3 x render_max), the envelope sender, the recipient, the DSN ENVID
  * (msg_key) and whether SMTPUTF8 is needed.  key signs the unsubscribe link
  * and, with msg_key (the scheduled message's id: stable across retries),
- * the Message-ID, which is written to message_id[mid_len].  job's strings
- * and data are owned by the caller afterwards, also on failure (free them
- * with compose_job_cleanup).  On failure returns MC_ERR_TOO_LARGE or
+ * the Message-ID, which is written to message_id[mid_len].  job must be
+ * zeroed (or cleaned) before; its strings and data are owned by the caller
+ * afterwards, also on failure (free them with compose_job_cleanup).  On failure returns MC_ERR_TOO_LARGE or
  * MC_ERR_INVALID and points *why at a reason.
  */
 struct dkim_signer;

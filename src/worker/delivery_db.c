@@ -24,6 +24,8 @@
 
 
 /* Moves the items of v to the end of out. */
+/* ---- the database thread ---- */
+
 static void
 vec_append(struct delivery_vec *out, struct delivery_vec *v)
 {
@@ -122,6 +124,8 @@ db_run(void *arg)
     pthread_mutex_unlock(&d->dbmu);
     return NULL;
 }
+
+/* ---- the rest runs on the loop thread ---- */
 
 bool
 delivery_db_start(struct delivery *d)

@@ -4,7 +4,8 @@
  *
  *   delivery.c          the loop thread: start, stop protocol, claims asked
  *                       for, messages composed and handed to the relay
- *   delivery_db.c       the database thread and its request slots
+ *   delivery_db.c       the database thread, and the request slots both
+ *                       threads use (each function says which thread calls it)
  *   delivery_outcome.c  an SMTP verdict -> an outcome, backoff, the buffer
  *                       of outcomes waiting for their group commit
  *   delivery_metrics.c  counters and their Prometheus text

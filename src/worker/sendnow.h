@@ -9,7 +9,7 @@
 #include "smtp/client.h"
 
 /*
- * Sends every job (mail_from, rcpt_to, data set by the caller) and blocks
+ * Sends every job (built by compose_job) and blocks
  * until each has its result (job->result, code, text), at most the relay
  * timeouts.  A dir: relay writes the files.
  */

@@ -13,125 +13,13 @@
 #include <libpq-fe.h>
 
 #include "mctest.h"
+#include "storefix.h"
 
 #include "core/crypto.h"
 #include "core/timeutil.h"
 #include "core/util.h"
 #include "store/store.h"
 #include "store/store_int.h"
-
-struct fixture {
-    struct store *st;
-    char *url;
-    char *pg_server; /* server URL to drop the database, PG only */
-    char dbname[40];
-};
-
-static struct store *
-open_store(const char *url)
-{
-    struct store_params sp = {.pool_size = 4, .busy_timeout_ms = 5000};
-    struct store *st = NULL;
-
-    assert_int_equal(store_open(url, &sp, &st), MC_ERR_OK);
-    return st;
-}
-
-static int
-setup_sqlite(void **state)
-{
-    struct fixture *f = xcalloc(1, sizeof(*f));
-
-    f->url = xasprintf("sqlite:/tmp/mc-store-test-%d.db", (int)getpid());
-    unlink(f->url + 7);
-    f->st = open_store(f->url);
-    *state = f;
-    return 0;
-}
-
-static void
-pg_admin(const char *server, const char *sql)
-{
-    PGconn *c = PQconnectdb(server);
-    PGresult *r;
-
-    if (PQstatus(c) != CONNECTION_OK) {
-        fprintf(stderr, "test_store: cannot connect to %s: %s", server, PQerrorMessage(c));
-        abort();
-    }
-    r = PQexec(c, sql);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-        fprintf(stderr, "test_store: %s: %s", sql, PQerrorMessage(c));
-        abort();
-    }
-    PQclear(r);
-    PQfinish(c);
-}
-
-static int
-setup_pg(void **state)
-{
-    const char *server = getenv("MAILCAST_TEST_PG_URL");
-    struct fixture *f;
-    unsigned char rnd[6];
-    char hex[13], sql[128];
-    const char *q;
-
-    if (server == NULL || strstr(server, "///postgres") == NULL) {
-        fprintf(stderr, "test_store: MAILCAST_TEST_PG_URL is not set (tests/run.sh sets it); "
-                        "the PostgreSQL half of the store tests cannot run\n");
-        return -1; /* the group fails: a store test must run on both backends */
-    }
-    f = xcalloc(1, sizeof(*f));
-    crypto_random(rnd, sizeof(rnd));
-    crypto_hex(rnd, sizeof(rnd), hex);
-    snprintf(f->dbname, sizeof(f->dbname), "mc_unit_%s", hex);
-    snprintf(sql, sizeof(sql), "CREATE DATABASE %s", f->dbname);
-    pg_admin(server, sql);
-    q = strstr(server, "///postgres") + strlen("///postgres");
-    f->url = xasprintf("%.*s///%s%s", (int)(strstr(server, "///") - server), server, f->dbname,
-                       q);
-    f->pg_server = xstrdup(server);
-    f->st = open_store(f->url);
-    *state = f;
-    return 0;
-}
-
-static int
-teardown(void **state)
-{
-    struct fixture *f = *state;
-    char sql[128];
-
-    if (f == NULL)
-        return 0;
-    store_close(f->st);
-    if (f->pg_server) {
-        snprintf(sql, sizeof(sql), "DROP DATABASE %s WITH (FORCE)", f->dbname);
-        pg_admin(f->pg_server, sql);
-    } else
-        unlink(f->url + 7);
-    free(f->url);
-    free(f->pg_server);
-    free(f);
-    return 0;
-}
-
-static struct store *
-st_of(void **state)
-{
-    return ((struct fixture *)*state)->st;
-}
-
-static void
-make_tenant(struct store *st, const char *slug, struct tenant *t)
-{
-    memset(t, 0, sizeof(*t));
-    t->name = xstrdup(slug);
-    t->slug = xstrdup(slug);
-    t->status = TENANT_ACTIVE;
-    assert_int_equal(store_tenant_create(st, t), MC_ERR_OK);
-}
 
 /* ---- tests ---- */
 
