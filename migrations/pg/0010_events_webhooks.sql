@@ -3,12 +3,13 @@
 -- events is an outbox: every row is written in the transaction of the
 -- change it records, so an event exists exactly when its change committed.
 -- Ids are time-ordered (UUID version 7), so the primary key is also the
--- cursor of GET .../events and the retention sweep's bound.  campaign_id,
--- message_id and recipient_id carry no foreign key: the log outlives what
--- it talks about.
+-- cursor of GET .../events and the retention sweep's bound.  No column
+-- carries a foreign key: the log outlives what it talks about (tenants are
+-- only ever soft-deleted), and this table takes a row per message sent, so
+-- it pays for no per-row check.
 CREATE TABLE events (
     id           UUID PRIMARY KEY,
-    tenant_id    UUID NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+    tenant_id    UUID NOT NULL,
     type         TEXT NOT NULL,
     campaign_id  UUID,
     message_id   UUID,
@@ -46,11 +47,14 @@ CREATE INDEX idx_webhook_endpoints_tenant ON webhook_endpoints (tenant_id, creat
 
 -- The delivery outbox: one row per (event, endpoint), claimed with a lease
 -- like scheduled_messages; results are fenced on (id, lease_owner, attempts).
+-- Written with the events, a row per message sent, so without foreign keys:
+-- deleting an endpoint deletes its deliveries in the same transaction, and
+-- the retention sweep deletes deliveries (ids time-ordered too) before events.
 CREATE TABLE webhook_deliveries (
     id               UUID PRIMARY KEY,
-    tenant_id        UUID NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
-    endpoint_id      UUID NOT NULL REFERENCES webhook_endpoints (id) ON DELETE CASCADE,
-    event_id         UUID NOT NULL REFERENCES events (id) ON DELETE CASCADE,
+    tenant_id        UUID NOT NULL,
+    endpoint_id      UUID NOT NULL,
+    event_id         UUID NOT NULL,
     status           TEXT NOT NULL DEFAULT 'pending'
                      CHECK (status IN ('pending', 'sending', 'succeeded', 'failed')),
     attempts         INTEGER NOT NULL DEFAULT 0,
@@ -70,4 +74,3 @@ CREATE INDEX idx_webhook_deliveries_due ON webhook_deliveries (next_attempt_at)
 CREATE INDEX idx_webhook_deliveries_lease ON webhook_deliveries (lease_expires_at)
     WHERE lease_expires_at IS NOT NULL;
 CREATE INDEX idx_webhook_deliveries_endpoint ON webhook_deliveries (endpoint_id, id);
-CREATE INDEX idx_webhook_deliveries_event ON webhook_deliveries (event_id);

@@ -117,7 +117,7 @@ static const struct opt opts[] = {
      "seconds before each webhook retry (each +-20 %), comma-separated"},
     {"webhook_concurrency", INT(webhook_concurrency), "32", 1, 1024, false,
      "webhook requests a worker has in flight at most"},
-    {"webhook_endpoint_concurrency", INT(webhook_endpoint_concurrency), "4", 1, 256, false,
+    {"webhook_endpoint_concurrency", INT(webhook_endpoint_concurrency), "8", 1, 256, false,
      "webhook requests in flight to one endpoint at most"},
     {"webhook_connect_timeout", INT(webhook_connect_timeout), "5", 1, 60, false,
      "seconds to connect to a webhook endpoint"},

@@ -634,7 +634,7 @@ struct event_filter {
 /* MC_ERR_INVALID for a malformed cursor or campaign id; NOT_FOUND without the tenant. */
 mc_err store_event_list(struct store *st, const char *tenant_id, const struct event_filter *f,
                         struct event_vec *out);
-/* Deletes up to batch events (and their deliveries) older than before; *n deleted. */
+/* Deletes up to batch events, and batch webhook deliveries, older than before; *n events. */
 mc_err store_event_prune(struct store *st, int64_t before, int batch, int *n);
 void event_vec_cleanup(struct event_vec *v);
 

@@ -223,8 +223,17 @@ store_webhook_delete(struct store *st, const char *tenant_id, const char *id)
         return MC_ERR_NOT_FOUND;
     if ((err = db_get(st, &d)) != MC_ERR_OK)
         return err;
-    err = db_exec(&d, "DELETE FROM webhook_endpoints WHERE tenant_id = $1 AND id = $2", p,
-                  NPARAMS(p), &changes);
+    /* The deliveries go with it (no foreign key: see migrations 0010). */
+    if ((err = db_begin(&d, true)) == MC_ERR_OK)
+        err = db_exec(&d, "DELETE FROM webhook_endpoints WHERE tenant_id = $1 AND id = $2", p,
+                      NPARAMS(p), &changes);
+    if (err == MC_ERR_OK && changes > 0)
+        err = db_exec(&d, "DELETE FROM webhook_deliveries WHERE tenant_id = $1 AND endpoint_id = $2",
+                      p, NPARAMS(p), NULL);
+    if (err == MC_ERR_OK)
+        err = db_commit(&d);
+    else
+        db_rollback(&d);
     db_put(&d);
     if (err == MC_ERR_OK && changes == 0)
         err = MC_ERR_NOT_FOUND;

@@ -53,6 +53,7 @@
 #define RESPONSE_CAP (64 * 1024)
 #define RECOVER_EVERY_US (5 * 1000000LL)
 #define RETRY_AFTER_CAP_S 86400
+#define RECORD_EVERY_US (100 * 1000LL)
 
 struct inflight {
     struct webhook_sender *s; /* borrowed */
@@ -77,6 +78,8 @@ struct webhook_sender {
     int nlive;
     struct webhook_result *done; /* results not yet recorded */
     int ndone;
+    int64_t first_done_us;    /* monotonic: when the oldest of them finished */
+    int freed;                /* transfers finished since the last claim */
     pthread_t thread;
     pthread_mutex_t mu;
     bool stop;
@@ -214,6 +217,8 @@ start(struct webhook_sender *s, struct webhook_job *job)
     if (webhook_sign(f->job.secret, f->job.event_id, ts, f->job.body, sig) != MC_ERR_OK) {
         /* A stored secret that does not decode: fail the delivery, do not hold its lease. */
         log_error("event=webhook_sign_failed endpoint=%s", f->job.endpoint_id);
+        if (s->ndone == 0)
+            s->first_done_us = time_mono_us();
         s->done = xrealloc(s->done, (size_t)(s->ndone + 1) * sizeof(*s->done));
         struct webhook_result *x = &s->done[s->ndone++];
         memset(x, 0, sizeof(*x));
@@ -281,8 +286,11 @@ finish(struct webhook_sender *s, struct inflight *f, CURLcode rc)
     long code = 0;
     int64_t now = time_now_us();
 
+    if (s->ndone == 0)
+        s->first_done_us = time_mono_us();
     s->done = xrealloc(s->done, (size_t)(s->ndone + 1) * sizeof(*s->done));
     x = &s->done[s->ndone++];
+    s->freed++;
     memset(x, 0, sizeof(*x));
     memcpy(x->id, f->job.id, sizeof(x->id));
     memcpy(x->endpoint_id, f->job.endpoint_id, sizeof(x->endpoint_id));
@@ -325,15 +333,30 @@ finish(struct webhook_sender *s, struct inflight *f, CURLcode rc)
              x->kind == WH_RESULT_OK ? "ok" : x->error, x->latency_ms);
 }
 
-static void
-record(struct webhook_sender *s)
+/*
+ * Claims and records go in batches of half what can be in flight (to one
+ * endpoint, or in all, whichever is less), so a busy sender takes the
+ * database's write lock a few times a second, not once per request.
+ */
+static int
+batch_size(const struct webhook_sender *s)
 {
-    if (s->ndone == 0)
+    int64_t c = s->cfg->webhook_concurrency, e = s->cfg->webhook_endpoint_concurrency;
+
+    return (int)((c < e ? c : e) + 1) / 2;
+}
+
+/* Records what finished: in batches, at most RECORD_EVERY_US after the oldest result. */
+static void
+record(struct webhook_sender *s, bool now)
+{
+    if (s->ndone == 0 ||
+        (!now && s->ndone < batch_size(s) && time_mono_us() - s->first_done_us < RECORD_EVERY_US))
         return;
     mc_err err = store_webhook_record(s->st, s->owner, time_now_us(), s->done, s->ndone,
                                       s->cfg->webhook_disable_after_hours * 3600000000LL);
     if (err != MC_ERR_OK)
-        log_warn("event=webhook_record_failed n=%d error=%s", s->ndone, mc_err_str(err));
+        log_warn("event=webhook_record_failed n=%d error=\"%s\"", s->ndone, mc_err_str(err));
     /* On failure the leases expire and the deliveries are tried again: at least once. */
     s->ndone = 0;
 }
@@ -389,12 +412,13 @@ claim(struct webhook_sender *s, int64_t *next_claim_us)
     if (room <= 0)
         return;
     busy = busy_json(s);
+    s->freed = 0;
     err = store_webhook_claim(s->st, s->owner, time_now_us(),
                               (2 * s->cfg->webhook_timeout + 5) * 1000000LL, room,
                               (int)s->cfg->webhook_endpoint_concurrency, busy, &v);
     free(busy);
     if (err != MC_ERR_OK)
-        log_warn("event=webhook_claim_failed error=%s", mc_err_str(err));
+        log_warn("event=webhook_claim_failed error=\"%s\"", mc_err_str(err));
     for (int i = 0; i < v.n; i++)
         start(s, &v.items[i]);
     /* A full claim: more may be due at once; else wait for the poll. */
@@ -420,14 +444,14 @@ run(void *arg)
             store_webhook_recover(s->st, time_now_us(), &n);
             next_recover = mono + RECOVER_EVERY_US;
         }
-        /* Claims come in batches: when half the room is free, or nothing is in flight. */
-        if (!stop && mono >= next_claim &&
-            (s->nlive == 0 || s->cfg->webhook_concurrency - s->nlive >=
-                                  (s->cfg->webhook_concurrency + 1) / 2))
-            claim(s, &next_claim);
         drain(s);
-        record(s);
+        /* Results first, so a claim sees the slots they freed. */
+        record(s, false);
+        if (!stop && (mono >= next_claim || s->freed >= batch_size(s)))
+            claim(s, &next_claim);
         int64_t wait_ms = (next_claim - time_mono_us()) / 1000;
+        if (s->ndone > 0 && (s->first_done_us + RECORD_EVERY_US - time_mono_us()) / 1000 < wait_ms)
+            wait_ms = (s->first_done_us + RECORD_EVERY_US - time_mono_us()) / 1000;
         if (wait_ms < 0)
             wait_ms = 0;
         if (wait_ms > 100)
@@ -435,7 +459,7 @@ run(void *arg)
         curl_multi_poll(s->multi, NULL, 0, (int)wait_ms, NULL);
     }
     drain(s);
-    record(s);
+    record(s, true);
     if (s->nlive > 0)
         log_warn("event=webhook_stop abandoned=%d (their leases expire and they are retried)",
                  s->nlive);

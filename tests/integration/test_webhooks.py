@@ -330,8 +330,10 @@ def test_retry_one_and_replay_a_range(wh, receiver):
     t0 = utcnow()
     for i in range(3):
         t.suppress(f"r{i}@example.com")
-    wait_until(lambda: len(rc.ok_hits()) == 3, 15, what="three received")
-    d = deliveries(t, w["id"])
+    d = wait_until(lambda: (lambda x: x if len(x) == 3 and all(
+        y["status"] == "succeeded" for y in x) else None)(deliveries(t, w["id"])), 15,
+        what="three delivered")
+    assert len(rc.ok_hits()) == 3
     error_of(wh.post(f"{hooks(t)}/{w['id']}/deliveries/{d[0]['id']}/retry", headers=Tenant(wh).h),
              404, "not_found")
     r = wh.post(f"{hooks(t)}/{w['id']}/deliveries/{d[0]['id']}/retry", headers=t.h)
