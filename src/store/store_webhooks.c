@@ -611,7 +611,6 @@ out:
     return err;
 }
 
-#define WFENCE " WHERE id = $1 AND lease_owner = $2 AND attempts = $3 AND status = 'sending'"
 
 /* What a flush's results say about one endpoint. */
 struct endpoint_news {
@@ -658,45 +657,83 @@ endpoint_update(struct db *d, const struct endpoint_news *e, int64_t now, int64_
     return err;
 }
 
+/*
+ * A flush's results in one statement (as the delivery worker records its
+ * 'sent' outcomes): joined on the primary key from a JSON array, fenced on
+ * owner, attempt and 'sending'; RETURNING says which took effect.
+ */
+static const char sql_record_pg[] =
+    "UPDATE webhook_deliveries d SET status = x.status, lease_owner = NULL, "
+    "lease_expires_at = NULL, last_status_code = x.code, last_latency_ms = x.ms, "
+    "last_error = x.err, next_attempt_at = COALESCE(x.next, $2), updated_at = $2, "
+    "completed_at = CASE WHEN x.status = 'pending' THEN d.completed_at ELSE $2 END "
+    "FROM jsonb_to_recordset($3::jsonb) AS x(id uuid, attempts int, status text, code int, "
+    "ms int, err text, next timestamptz) WHERE d.id = x.id AND d.lease_owner = $1 "
+    "AND d.attempts = x.attempts AND d.status = 'sending' RETURNING d.id";
+static const char sql_record_sqlite[] =
+    "UPDATE webhook_deliveries SET status = x.status, lease_owner = NULL, "
+    "lease_expires_at = NULL, last_status_code = x.code, last_latency_ms = x.ms, "
+    "last_error = x.err, next_attempt_at = COALESCE(x.next, $2), updated_at = $2, "
+    "completed_at = CASE WHEN x.status = 'pending' THEN webhook_deliveries.completed_at "
+    "ELSE $2 END FROM (SELECT value ->> '$.id' AS id, value ->> '$.attempts' AS attempts, "
+    "value ->> '$.status' AS status, value ->> '$.code' AS code, value ->> '$.ms' AS ms, "
+    "value ->> '$.err' AS err, value ->> '$.next' AS next FROM json_each($3)) AS x "
+    "WHERE webhook_deliveries.id = x.id AND webhook_deliveries.lease_owner = $1 "
+    "AND webhook_deliveries.attempts = x.attempts AND webhook_deliveries.status = 'sending' "
+    "RETURNING webhook_deliveries.id";
+
 mc_err
 store_webhook_record(struct store *st, const char *owner, int64_t now,
                      const struct webhook_result *res, int n, int64_t disable_after_us)
 {
+    char(*done)[MC_UUID_LEN + 1] = NULL;
     struct endpoint_news *news = NULL;
-    int nnews = 0;
+    json_t *arr = json_array();
+    int nnews = 0, ndone = 0;
+    char *arr_s = NULL;
+    bool pg;
     struct db d;
     mc_err err;
 
-    if (n == 0)
+    if (n == 0) {
+        json_decref(arr);
         return MC_ERR_OK;
-    if ((err = db_get(st, &d)) != MC_ERR_OK)
+    }
+    if ((err = db_get(st, &d)) != MC_ERR_OK) {
+        json_decref(arr);
         return err;
+    }
+    pg = d.ops->dialect == DB_PG;
+    for (int i = 0; i < n; i++) {
+        const struct webhook_result *x = &res[i];
+        bool ok = x->kind == WH_RESULT_OK;
+        json_t *next = json_null();
+        if (!ok && x->next_attempt_at) {
+            char t[40];
+            time_format_rfc3339(x->next_attempt_at, t, sizeof(t));
+            next = pg ? json_string(t) : json_integer(x->next_attempt_at);
+        }
+        json_array_append_new(
+            arr, json_pack("{s:s, s:i, s:s, s:o, s:i, s:o, s:o}", "id", x->id, "attempts",
+                           x->attempts, "status",
+                           ok ? "succeeded" : x->next_attempt_at ? "pending" : "failed", "code",
+                           x->status_code ? json_integer(x->status_code) : json_null(), "ms",
+                           x->latency_ms, "err", x->error[0] ? json_string(x->error) : json_null(),
+                           "next", next));
+    }
+    arr_s = json_dumps(arr, JSON_COMPACT);
+    struct db_param p[] = {P_TEXT(owner), P_TIME(now), P_TEXT(arr_s)};
     if ((err = db_begin(&d, true)) != MC_ERR_OK)
         goto out;
+    err = db_fetch_all(&d, pg ? sql_record_pg : sql_record_sqlite, p, NPARAMS(p), uuid_row,
+                       sizeof(*done), (void **)&done, &ndone);
     news = xcalloc((size_t)n, sizeof(*news));
     for (int i = 0; i < n && err == MC_ERR_OK; i++) {
         const struct webhook_result *x = &res[i];
-        bool ok = x->kind == WH_RESULT_OK;
-        const char *status = ok ? "succeeded" : x->next_attempt_at ? "pending" : "failed";
-        int64_t changes = 0;
-        struct db_param p[] = {P_TEXT(x->id),
-                               P_TEXT(owner),
-                               P_INT(x->attempts),
-                               P_TEXT(status),
-                               P_TIME(now),
-                               x->status_code ? P_INT(x->status_code) : P_NULL,
-                               P_INT(x->latency_ms),
-                               P_TEXT(x->error[0] ? x->error : NULL),
-                               P_TIME(x->next_attempt_at ? x->next_attempt_at : now)};
-        err = db_exec(&d,
-                      "UPDATE webhook_deliveries SET status = $4, lease_owner = NULL, "
-                      "lease_expires_at = NULL, last_status_code = $6, last_latency_ms = $7, "
-                      "last_error = $8, next_attempt_at = $9, updated_at = $5, completed_at = "
-                      "CASE WHEN $4 = 'pending' THEN completed_at ELSE $5 END" WFENCE,
-                      p, NPARAMS(p), &changes);
-        if (err != MC_ERR_OK)
-            break;
-        if (changes == 0) {
+        bool applied = false;
+        for (int k = 0; k < ndone && !applied; k++)
+            applied = strcmp(done[k], x->id) == 0;
+        if (!applied) {
             log_warn("event=webhook_fenced_out delivery=%s attempt=%d", x->id, x->attempts);
             continue;
         }
@@ -705,7 +742,7 @@ store_webhook_record(struct store *st, const char *owner, int64_t now,
             k++;
         if (k == nnews)
             news[nnews++].id = x->endpoint_id;
-        news[k].ok |= ok;
+        news[k].ok |= x->kind == WH_RESULT_OK;
         news[k].gone |= x->kind == WH_RESULT_GONE;
         news[k].failed |= x->kind == WH_RESULT_FAIL;
     }
@@ -717,6 +754,9 @@ store_webhook_record(struct store *st, const char *owner, int64_t now,
         db_rollback(&d);
 out:
     free(news);
+    free(done);
+    free(arr_s);
+    json_decref(arr);
     db_put(&d);
     return err;
 }
