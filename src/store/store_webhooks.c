@@ -494,6 +494,15 @@ webhook_job_vec_cleanup(struct webhook_job_vec *v)
     memset(v, 0, sizeof(*v));
 }
 
+/* What sending a delivery needs (see job_row); the previous secret while its grace lasts. */
+#define JOB_COLS                                                                              \
+    "d.id, d.tenant_id, d.endpoint_id, d.event_id, d.attempts, w.url, w.secret, e.type, "     \
+    "e.data, e.created_at, CASE WHEN w.previous_expires_at > $1 THEN w.previous_secret END"
+
+/*
+ * PostgreSQL claims and reads what sending needs in one statement (SQLite
+ * cannot return columns of an UPDATE's FROM tables: a SELECT follows).
+ */
 static const char sql_claim_pg[] =
     "WITH cand AS (SELECT x.id, x.endpoint_id, x.next_attempt_at FROM webhook_deliveries x "
     "JOIN webhook_endpoints w ON w.id = x.endpoint_id AND w.enabled "
@@ -504,8 +513,9 @@ static const char sql_claim_pg[] =
     "busy AS (SELECT key::uuid AS endpoint_id, value::int AS n FROM jsonb_each_text($5::jsonb)) "
     "UPDATE webhook_deliveries d SET status = 'sending', lease_owner = $2, "
     "lease_expires_at = $4, attempts = d.attempts + 1, last_attempt_at = $1, updated_at = $1 "
-    "WHERE d.id = ANY(ARRAY(SELECT r.id FROM ranked r LEFT JOIN busy b ON "
-    "b.endpoint_id = r.endpoint_id WHERE r.rn <= $6 - COALESCE(b.n, 0))) RETURNING d.id";
+    "FROM webhook_endpoints w, events e WHERE d.id = ANY(ARRAY(SELECT r.id FROM ranked r "
+    "LEFT JOIN busy b ON b.endpoint_id = r.endpoint_id WHERE r.rn <= $6 - COALESCE(b.n, 0))) "
+    "AND w.id = d.endpoint_id AND e.id = d.event_id RETURNING " JOB_COLS;
 static const char sql_claim_sqlite[] =
     "UPDATE webhook_deliveries SET status = 'sending', lease_owner = $2, lease_expires_at = $4, "
     "attempts = attempts + 1, last_attempt_at = $1, updated_at = $1 WHERE id IN ("
@@ -515,6 +525,21 @@ static const char sql_claim_sqlite[] =
     "WHERE x.status = 'pending' AND x.next_attempt_at <= $1 ORDER BY x.next_attempt_at "
     "LIMIT $3)) AS r WHERE r.rn <= $6 - COALESCE((SELECT b.value FROM json_each($5) b WHERE "
     "b.key = r.endpoint_id), 0)) RETURNING id";
+
+/*
+ * PostgreSQL re-plans a prepared statement on every execution while it
+ * judges a custom plan cheaper; for the claim and the record (a CTE with a
+ * window, joins on a JSON array) that planning cost about 1 ms a call, more
+ * than running them.  Their generic plans probe the primary key and the due
+ * index whatever the parameters, so this transaction keeps to them.
+ */
+static mc_err
+generic_plans(struct db *d)
+{
+    if (d->ops->dialect != DB_PG)
+        return MC_ERR_OK;
+    return db_exec(d, "SET LOCAL plan_cache_mode = force_generic_plan", NULL, 0, NULL);
+}
 
 static void
 uuid_row(struct db *d, struct db_res *r, void *out)
@@ -568,30 +593,23 @@ store_webhook_claim(struct store *st, const char *owner, int64_t now, int64_t le
         return err;
     if ((err = db_begin(&d, true)) != MC_ERR_OK)
         goto out;
-    err = db_fetch_all(&d, d.ops->dialect == DB_PG ? sql_claim_pg : sql_claim_sqlite, p,
-                       NPARAMS(p), uuid_row, sizeof(*ids), (void **)&ids, &nids);
+    err = generic_plans(&d);
+    if (err == MC_ERR_OK && d.ops->dialect == DB_PG)
+        err = db_fetch_all(&d, sql_claim_pg, p, NPARAMS(p), job_row, sizeof(*v.items),
+                           (void **)&v.items, &v.n);
+    else if (err == MC_ERR_OK)
+        err = db_fetch_all(&d, sql_claim_sqlite, p, NPARAMS(p), uuid_row, sizeof(*ids),
+                           (void **)&ids, &nids);
     if (err == MC_ERR_OK && nids > 0) {
         arr = json_array();
         for (int i = 0; i < nids; i++)
             json_array_append_new(arr, json_string(ids[i]));
         arr_s = json_dumps(arr, JSON_COMPACT);
-        struct db_param pj[] = {P_TEXT(arr_s), P_TIME(now)};
-        /* The previous secret signs too while its grace period lasts. */
+        struct db_param pj[] = {P_TIME(now), P_TEXT(arr_s)};
         err = db_fetch_all(&d,
-                           d.ops->dialect == DB_PG
-                               ? "SELECT x.id, x.tenant_id, x.endpoint_id, x.event_id, "
-                                 "x.attempts, w.url, w.secret, e.type, e.data, e.created_at, "
-                                 "CASE WHEN w.previous_expires_at > $2 THEN w.previous_secret "
-                                 "END FROM webhook_deliveries x JOIN webhook_endpoints w ON "
-                                 "w.id = x.endpoint_id JOIN events e ON e.id = x.event_id "
-                                 "WHERE x.id = ANY(ARRAY(SELECT "
-                                 "jsonb_array_elements_text($1::jsonb)::uuid))"
-                               : "SELECT x.id, x.tenant_id, x.endpoint_id, x.event_id, "
-                                 "x.attempts, w.url, w.secret, e.type, e.data, e.created_at, "
-                                 "CASE WHEN w.previous_expires_at > $2 THEN w.previous_secret "
-                                 "END FROM webhook_deliveries x JOIN webhook_endpoints w ON "
-                                 "w.id = x.endpoint_id JOIN events e ON e.id = x.event_id "
-                                 "WHERE x.id IN (SELECT value FROM json_each($1))",
+                           "SELECT " JOB_COLS " FROM webhook_deliveries d JOIN webhook_endpoints w "
+                           "ON w.id = d.endpoint_id JOIN events e ON e.id = d.event_id "
+                           "WHERE d.id IN (SELECT value FROM json_each($2))",
                            pj, NPARAMS(pj), job_row, sizeof(*v.items), (void **)&v.items, &v.n);
     }
     if (err == MC_ERR_OK)
@@ -725,7 +743,9 @@ store_webhook_record(struct store *st, const char *owner, int64_t now,
     struct db_param p[] = {P_TEXT(owner), P_TIME(now), P_TEXT(arr_s)};
     if ((err = db_begin(&d, true)) != MC_ERR_OK)
         goto out;
-    err = db_fetch_all(&d, pg ? sql_record_pg : sql_record_sqlite, p, NPARAMS(p), uuid_row,
+    err = generic_plans(&d);
+    if (err == MC_ERR_OK)
+        err = db_fetch_all(&d, pg ? sql_record_pg : sql_record_sqlite, p, NPARAMS(p), uuid_row,
                        sizeof(*done), (void **)&done, &ndone);
     news = xcalloc((size_t)n, sizeof(*news));
     for (int i = 0; i < n && err == MC_ERR_OK; i++) {
