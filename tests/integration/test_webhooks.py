@@ -211,11 +211,12 @@ def test_campaign_delivered_once_per_message_and_in_order(wh, receiver):
     t = Tenant(wh)
     rc = receiver()
     w = add_hook(t, rc)
-    n = 1000
+    # 1,000 by default; MAILCAST_WEBHOOK_CAMPAIGN=10000 for the full size.
+    n = int(os.environ.get("MAILCAST_WEBHOOK_CAMPAIGN", "1000"))
     cid = run_campaign(t, n)
-    t.wait_status(cid, "completed", timeout=120)
+    t.wait_status(cid, "completed", timeout=120 + n // 50)
     want = n + 2  # one message.sent per message, campaign.started, campaign.completed
-    wait_until(lambda: len({h.id for h in rc.ok_hits()}) >= want, 120,
+    wait_until(lambda: len({h.id for h in rc.ok_hits()}) >= want, 120 + n // 50,
                what="every webhook received")
     hits = rc.all_hits()
     assert all(h.verified for h in hits), [h for h in hits if not h.verified][:1]
@@ -226,7 +227,9 @@ def test_campaign_delivered_once_per_message_and_in_order(wh, receiver):
     assert len(db_sent) == n
     assert {h.body["data"]["message_id"] for h in sent} == db_sent
     # At least once, and no more than the attempts explain.
-    attempts = {d["event_id"]: d["attempts"] for d in deliveries(t, w["id"], status="succeeded")}
+    attempts = {str(r[0]): r[1] for r in db_query(
+        wh.database, "SELECT event_id, attempts FROM webhook_deliveries WHERE endpoint_id = %s",
+        (w["id"],))}
     per_id = {}
     for h in hits:
         per_id[h.id] = per_id.get(h.id, 0) + 1
