@@ -6,7 +6,7 @@
 #   make test SANITIZE=1   the same under ASan and UBSan
 #   make bench      benchmarks (see bench/RESULTS.md)
 
-PKGS     := libmicrohttpd jansson sqlite3 libpq libcrypto libssl libidn2 libevent libevent_openssl libevent_pthreads libcurl
+PKGS     := libmicrohttpd jansson sqlite3 libpq libcrypto libssl libidn2 libevent libevent_openssl libevent_pthreads libxml-2.0 libcurl
 LIBS_EXTRA := -lcsv -lopendkim
 CC       ?= gcc
 BUILD    ?= build
@@ -20,6 +20,13 @@ ifdef SANITIZE
 CFLAGS   += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS  += -fsanitize=address,undefined
 BUILD    := build-san
+endif
+# make TSAN=1 test-tsan: ThreadSanitizer, in a build directory of its own;
+# tests/tsan.supp says what is suppressed and why.
+ifdef TSAN
+CFLAGS   += -fsanitize=thread -fno-omit-frame-pointer
+LDFLAGS  += -fsanitize=thread
+BUILD    := build-tsan
 endif
 
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -56,6 +63,8 @@ FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-omit-frame-pointer
 	-std=c11 -D_GNU_SOURCE $(WARN) -Isrc
 FUZZ_TIME ?= 60
 FUZZ_reply_SRC := src/smtp/reply.c src/core/util.c src/core/err.c
+FUZZ_mime_SRC := src/smtp/mime.c src/core/email.c src/core/util.c src/core/err.c
+FUZZ_mime_LIBS := -lidn2
 
 all: mailcast
 
@@ -112,7 +121,7 @@ fuzz: $(FUZZ_NAMES:%=$(BUILD)/fuzz/fuzz_%)
 .SECONDEXPANSION:
 $(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $$(FUZZ_$$*_SRC)
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ $(FUZZ_$*_LIBS)
 
 deps:
 	@bash scripts/deps.sh
@@ -131,6 +140,12 @@ unit: $(UNIT_BIN)
 test: deps-test
 	@$(MAKE) --no-print-directory $(BUILD)/mailcast unit fuzz-build
 	@bash tests/run.sh $(BUILD)
+
+# make TSAN=1 test-tsan: the delivery, crash, fault and SMTP client tests
+# under ThreadSanitizer (build-tsan/); any report fails (tests/tsan.sh).
+test-tsan: deps-test
+	@$(MAKE) --no-print-directory TSAN=1 build-tsan/mailcast
+	@bash tests/tsan.sh build-tsan
 
 # Benchmarks (bench/README.md): C programs built against the library, then
 # every benchmark in turn; each prints a ratio against a baseline measured in
@@ -157,6 +172,6 @@ bench: $(BUILD)/mailcast bench-build
 clean:
 	rm -rf build build-san mailcast
 
-.PHONY: all mailcast deps deps-test run unit test bench bench-build clean fuzz-build fuzz-replay fuzz
+.PHONY: all mailcast deps deps-test run unit test test-tsan bench bench-build clean fuzz-build fuzz-replay fuzz
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

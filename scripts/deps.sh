@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what mailcast needs to build, run and test, from Debian's packages
-# (and @redocly/cli from npm into ./.tools, git-ignored).  Idempotent: when
+# (and, pinned, @redocly/cli and @stoplight/prism-cli from npm into ./.tools,
+# git-ignored).  Idempotent: when
 # everything is present it prints nothing and returns in well under a second.
 #
 #   scripts/deps.sh          build and run dependencies
@@ -11,10 +12,11 @@ want_test=0
 [ "${1:-}" = "--test" ] && want_test=1
 
 build_pkgs="gcc make pkg-config libmicrohttpd-dev libjansson-dev libsqlite3-dev
-libpq-dev libcsv-dev libidn2-dev libevent-dev libssl-dev libopendkim-dev uuid-dev
+libpq-dev libcsv-dev libidn2-dev libevent-dev libssl-dev libopendkim-dev uuid-dev libxml2-dev
 libcurl4-openssl-dev"
 test_pkgs="libcmocka-dev postgresql postfix python3-pytest python3-requests python3-psycopg2
-python3-aiosmtpd python3-dkim python3-selenium chromium chromium-driver openssl nodejs"
+python3-aiosmtpd python3-dkim python3-selenium python3-cryptography python3-pytest-xdist python3-yaml chromium chromium-driver openssl
+nodejs jq"
 
 pkgs=$build_pkgs
 [ $want_test = 1 ] && pkgs="$pkgs $test_pkgs"
@@ -45,16 +47,21 @@ if [ -n "$missing" ]; then
     $sudo apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
 
-if [ $want_test = 1 ]; then
+# npm_tool BIN PACKAGE@VERSION: installs PACKAGE into .tools unless BIN is there.
+npm_tool() {
     top=$(cd "$(dirname "$0")/.." && pwd)
-    if [ ! -x "$top/.tools/node_modules/.bin/redocly" ]; then
-        command -v npm >/dev/null || {
-            echo "deps: npm not found (Debian's nodejs ships it as package npm)" >&2
-            exit 1
-        }
-        echo "deps: installing @redocly/cli into .tools" >&2
-        mkdir -p "$top/.tools"
-        (cd "$top/.tools" && [ -f package.json ] || echo '{"private":true}' >package.json)
-        (cd "$top/.tools" && npm install --no-audit --no-fund --silent @redocly/cli@1.34.20 >/dev/null)
-    fi
+    [ -x "$top/.tools/node_modules/.bin/$1" ] && return 0
+    command -v npm >/dev/null || {
+        echo "deps: npm not found (Debian's nodejs ships it as package npm)" >&2
+        exit 1
+    }
+    echo "deps: installing $2 into .tools" >&2
+    mkdir -p "$top/.tools"
+    (cd "$top/.tools" && [ -f package.json ] || echo '{"private":true}' >package.json)
+    (cd "$top/.tools" && npm install --no-audit --no-fund --silent "$2" >/dev/null)
+}
+
+if [ $want_test = 1 ]; then
+    npm_tool redocly @redocly/cli@1.34.20
+    npm_tool prism @stoplight/prism-cli@5.16.0
 fi

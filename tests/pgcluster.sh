@@ -31,7 +31,7 @@ start)
     # A port number only names the socket file; nothing listens on TCP.
     port=$(( 20000 + $$ % 20000 ))
     as_pg "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-        -o "-p $port -k $dir -c listen_addresses='' -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
+        -o "-p $port -k $dir -c listen_addresses='' -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=400" \
         start >/dev/null || { cat "$dir/server.log" >&2; exit 1; }
     echo "postgresql:///postgres?host=$dir&port=$port&user=postgres"
     ;;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: cmocka unit tests (store tests on SQLite and on a
-# throwaway PostgreSQL), the Python integration tests on both stores, and
-# the OpenAPI lint.  Ends with one line "N passed, N failed"; exits non-zero
+# throwaway PostgreSQL), the Python integration tests on both stores (in
+# parallel, MAILCAST_TEST_JOBS pytest-xdist workers, 4 by default), and the
+# OpenAPI lint.  Ends with one line "N passed, N failed"; exits non-zero
 # when anything failed or nothing ran.
 #
 #   tests/run.sh BUILD_DIR
@@ -58,7 +59,11 @@ done
 echo "== integration tests"
 xml="$build/pytest.xml"
 rm -f "$xml"
-/usr/bin/python3 -m pytest tests/integration -q -p no:cacheprovider --junitxml="$xml" 2>&1 | tail -n 40
+# pytest-xdist: the tests mostly wait (on engines, workers, relays), so more
+# workers than cores pays.  Each worker has its own temp dirs, SQLite files,
+# PostgreSQL databases (random names on the one cluster) and free ports.
+/usr/bin/python3 -m pytest tests/integration -q -p no:cacheprovider -n "${MAILCAST_TEST_JOBS:-4}" --durations=10 \
+    --junitxml="$xml" 2>&1 | tail -n 40
 if [ -f "$xml" ]; then
     read -r p f < <(/usr/bin/python3 - "$xml" <<'PY'
 import sys, xml.etree.ElementTree as ET

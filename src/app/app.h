@@ -67,6 +67,12 @@ char *app_operator_key_generate(void);
 mc_err app_operator_init(struct app *app, char **generated);
 
 /*
+ * Writes the default EHLO name into out: the host name when it is fully
+ * qualified, else its canonical name from the resolver, else
+ * "<hostname>.localdomain" (never a bare single label).
+ */
+void app_helo_default(char *out, size_t n);
+/*
  * The SMTP client's parameters from the configuration's relay URL and
  * options.  MC_ERR_INVALID with a reason in err[errlen] for a bad URL.
  */

@@ -24,10 +24,14 @@ print_json(json_t *v)
     json_decref(v);
 }
 
+/* Reports err in the API's words about what ("tenant", "API key"); returns 1. */
 static int
-fail(const char *what, mc_err err)
+fail(const char *cmd, mc_err err, const char *what)
 {
-    fprintf(stderr, "mailcast: %s: %s\n", what, mc_err_str(err));
+    char msg[256];
+
+    store_error_text(err, what, msg, sizeof(msg));
+    fprintf(stderr, "mailcast %s: %s\n", cmd, msg);
     return 1;
 }
 
@@ -86,12 +90,17 @@ cmd_tenant_create(struct cli_ctx *c)
     t.name = xstrdup(c->argv[0]);
     t.slug = slug ? xstrdup(slug) : tenant_slug_from_name(c->argv[0]);
     t.status = TENANT_ACTIVE;
-    err = store_tenant_create(st, &t);
+    err = tenant_create(st, &t, slug != NULL);
     if (err == MC_ERR_OK)
         print_json(tenant_json(&t));
+    else if (err == MC_ERR_CONFLICT)
+        fprintf(stderr, "mailcast tenant create: a tenant with slug \"%s\" already exists\n",
+                t.slug);
+    else
+        fail("tenant create", err, "tenant");
     tenant_cleanup(&t);
     store_close(st);
-    return err == MC_ERR_OK ? 0 : fail("tenant create", err);
+    return err == MC_ERR_OK ? 0 : 1;
 }
 
 int
@@ -114,7 +123,7 @@ cmd_tenant_list(struct cli_ctx *c)
     }
     tenant_list_cleanup(&l);
     store_close(st);
-    return err == MC_ERR_OK ? 0 : fail("tenant list", err);
+    return err == MC_ERR_OK ? 0 : fail("tenant list", err, "tenant");
 }
 
 int
@@ -135,7 +144,7 @@ cmd_tenant_show(struct cli_ctx *c)
         print_json(tenant_json(&t));
     tenant_cleanup(&t);
     store_close(st);
-    return err == MC_ERR_OK ? 0 : fail("tenant show", err);
+    return err == MC_ERR_OK ? 0 : fail("tenant show", err, "tenant");
 }
 
 int
@@ -174,7 +183,7 @@ cmd_key_create(struct cli_ctx *c)
     free(secret);
     api_key_cleanup(&k);
     store_close(st);
-    return err == MC_ERR_OK ? 0 : fail("key create", err);
+    return err == MC_ERR_OK ? 0 : fail("key create", err, "tenant");
 }
 
 int
@@ -205,7 +214,7 @@ cmd_key_list(struct cli_ctx *c)
     }
     api_key_list_cleanup(&l);
     store_close(st);
-    return err == MC_ERR_OK ? 0 : fail("key list", err);
+    return err == MC_ERR_OK ? 0 : fail("key list", err, "tenant");
 }
 
 int
@@ -224,7 +233,7 @@ cmd_key_revoke(struct cli_ctx *c)
     store_close(st);
     if (err == MC_ERR_OK)
         printf("revoked\n");
-    return err == MC_ERR_OK ? 0 : fail("key revoke", err);
+    return err == MC_ERR_OK ? 0 : fail("key revoke", err, "API key");
 }
 
 int
@@ -233,6 +242,10 @@ cmd_config_check(struct cli_ctx *c)
     struct buf out;
 
     buf_init(&out, 0);
+    config_warnings(&c->cfg, &out);
+    if (out.len > 0)
+        fputs(out.data, stderr);
+    buf_reset(&out);
     config_dump(&c->cfg, &out);
     printf("configuration OK\n%s", out.data ? out.data : "");
     buf_cleanup(&out);
@@ -250,7 +263,7 @@ cmd_secret_rotate(struct cli_ctx *c)
     err = app_token_key_rotate(st);
     store_close(st);
     if (err != MC_ERR_OK)
-        return fail("secret rotate", err);
+        return fail("secret rotate", err, "secret");
     printf("the unsubscribe-link key was rotated; restart every mailcast process to sign with "
            "the new key (links signed with the previous key keep working)\n");
     return 0;

@@ -27,12 +27,12 @@ print_banner(const struct config *cfg, const char *generated)
            str_prefix(cfg->database, "sqlite:") ? cfg->database : "postgres");
     if (generated != NULL) {
         printf("\nA new operator key was generated. It is shown only this once; keep it:\n\n"
-               "    export MAILCAST_KEY=%s\n\n"
+               "    export OP=%s\n\n"
                "Try the API:\n"
-               "    curl -s -H \"Authorization: Bearer $MAILCAST_KEY\" "
+               "    curl -s -H \"Authorization: Bearer $OP\" "
                "-H 'Content-Type: application/json' \\\n"
                "         -d '{\"name\":\"Acme\"}' http://%s/api/v1/tenants\n"
-               "    curl -s -H \"Authorization: Bearer $MAILCAST_KEY\" http://%s/api/v1/tenants\n"
+               "    curl -s -H \"Authorization: Bearer $OP\" http://%s/api/v1/tenants\n"
                "\nREADME.md has the full tour; docs/openapi.yaml every endpoint.\n",
                generated, cfg->listen, cfg->listen);
     } else {

@@ -21,8 +21,8 @@ struct command {
 
 /* clang-format off */
 static const struct command commands[] = {
-    {"serve",         cmd_serve,         "",                 "run the API (and, later, the delivery workers)"},
-    {"worker",        cmd_worker,        "",                 "run delivery workers only"},
+    {"serve",         cmd_serve,         "",                 "run the API, the campaign engine and a delivery worker (--deliver 0: no worker)"},
+    {"worker",        cmd_worker,        "",                 "run the campaign engine and a delivery worker, without the API"},
     {"migrate",       cmd_migrate,       "",                 "apply database migrations and exit"},
     {"tenant create", cmd_tenant_create, "NAME [--slug SLUG]", "create a tenant"},
     {"tenant list",   cmd_tenant_list,   "",                 "list tenants"},
@@ -47,11 +47,14 @@ usage(FILE *fp)
     config_help(&b);
     fprintf(fp, "usage: mailcast [--config FILE] [OPTIONS] COMMAND [ARGS]\n\ncommands:\n");
     for (size_t i = 0; i < NCOMMANDS; i++)
-        fprintf(fp, "  %-14s %-20s %s\n", commands[i].words, commands[i].args, commands[i].help);
+        fprintf(fp, "  %s%s%s\n      %s\n", commands[i].words, commands[i].args[0] ? " " : "",
+                commands[i].args, commands[i].help);
     fprintf(fp,
-            "\noptions (flag, environment, meaning; flags beat the environment, which beats "
-            "the config file):\n  %-24s %-30s %s\n%s\n  --version, --help\n",
-            "--config FILE", "", "read settings from FILE (\"name = value\" lines)", b.data);
+            "\noptions (flag and environment variable; flags beat the environment, which "
+            "beats the config file; numbers show their limits):\n"
+            "  %-40s read settings from FILE (\"name = value\" lines)\n%s"
+            "  --version, --help\n",
+            "--config FILE", b.data);
     buf_cleanup(&b);
 }
 
@@ -145,11 +148,19 @@ main(int argc, char **argv)
         log_set_level((enum log_level)log_level_parse(c.cfg.log_level));
         c.argc = nrest - n;
         c.argv = rest + n;
+        if (commands[i].args[0] == '\0' && c.argc > 0) {
+            fprintf(stderr, "mailcast %s: unexpected %s \"%s\" (see mailcast --help)\n",
+                    commands[i].words, c.argv[0][0] == '-' ? "option" : "argument", c.argv[0]);
+            config_cleanup(&c.cfg);
+            rc = 2;
+            goto out;
+        }
         rc = commands[i].fn(&c);
         config_cleanup(&c.cfg);
         goto out;
     }
-    fprintf(stderr, "mailcast: unknown command \"%s\" (see mailcast --help)\n", rest[0]);
+    fprintf(stderr, "mailcast: unknown %s \"%s\" (see mailcast --help)\n",
+            rest[0][0] == '-' ? "option" : "command", rest[0]);
 out:
     free(rest);
     return rc;

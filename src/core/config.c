@@ -25,112 +25,123 @@ struct opt {
     int64_t min, max;
     bool secret;
     const char *help;
+    const char *unset; /* for --help: what an option without a default means when unset */
 };
 
 #define STR(f) OPT_STR, offsetof(struct config, f)
 #define INT(f) OPT_INT, offsetof(struct config, f)
 
 static const struct opt opts[] = {
-    {"listen", STR(listen), "127.0.0.1:8080", 0, 0, false, "HOST:PORT the API listens on"},
+    {"listen", STR(listen), "127.0.0.1:8080", 0, 0, false, "HOST:PORT the API listens on", NULL},
     {"database", STR(database), "sqlite:./var/mailcast.db", 0, 0, true,
-     "sqlite:PATH or postgres://USER@HOST/DB"},
+     "sqlite:PATH or postgres://USER@HOST/DB", NULL},
     {"operator_key", STR(operator_key), NULL, 0, 0, true,
-     "operator key; generated and printed once when unset"},
+     "operator key (at least 24 characters)", "generated and printed on the first start"},
     {"public_url", STR(public_url), "http://127.0.0.1:8080", 0, 0, false,
-     "base URL of links placed in mail"},
-    {"log_level", STR(log_level), "info", 0, 0, false, "debug, info, warn or error"},
-    {"http_threads", INT(http_threads), "4", 1, 256, false, "HTTP worker threads"},
+     "base URL of links placed in mail", NULL},
+    {"log_level", STR(log_level), "info", 0, 0, false, "debug, info, warn or error", NULL},
+    {"http_threads", INT(http_threads), "4", 1, 256, false, "HTTP worker threads", NULL},
     {"http_max_body", INT(http_max_body), "1048576", 1024, 1073741824, false,
-     "largest JSON request body, bytes"},
+     "largest JSON request body, bytes", NULL},
     {"http_max_connections", INT(http_max_connections), "1024", 1, 65536, false,
-     "concurrent HTTP connections"},
+     "concurrent HTTP connections", NULL},
     {"http_timeout", INT(http_timeout), "60", 1, 3600, false,
-     "seconds an idle HTTP connection is kept"},
-    {"db_pool_size", INT(db_pool_size), "8", 1, 256, false, "database connections"},
+     "seconds an idle HTTP connection is kept", NULL},
+    {"db_pool_size", INT(db_pool_size), "8", 1, 256, false, "database connections", NULL},
     {"db_busy_timeout_ms", INT(db_busy_timeout_ms), "10000", 0, 600000, false,
-     "SQLite busy timeout, milliseconds"},
+     "SQLite busy timeout, milliseconds", NULL},
     {"shutdown_timeout", INT(shutdown_timeout), "30", 1, 3600, false,
-     "seconds in-flight work gets on SIGTERM"},
+     "seconds in-flight work gets on SIGTERM", NULL},
     {"max_page_size", INT(max_page_size), "1000", 1, 100000, false,
-     "largest page a list endpoint returns"},
+     "largest page a list endpoint returns", NULL},
     {"import_batch_size", INT(import_batch_size), "1000", 1, 100000, false,
-     "rows an import writes per transaction"},
+     "rows an import writes per transaction", NULL},
     {"import_max_row", INT(import_max_row), "65536", 256, 16777216, false,
-     "largest CSV row an import accepts, bytes"},
+     "largest CSV row an import accepts, bytes", NULL},
     {"import_max_json", INT(import_max_json), "16777216", 1024, 1073741824, false,
-     "largest JSON import body, bytes (use CSV beyond)"},
+     "largest JSON import body, bytes (use CSV beyond)", NULL},
     {"template_max", INT(template_max), "524288", 64, 16777216, false,
-     "largest template (subject, html or text body), bytes"},
+     "largest template (subject, html or text body), bytes", NULL},
     {"render_max", INT(render_max), "2097152", 256, 67108864, false,
-     "largest rendering of one template, bytes"},
+     "largest rendering of one template, bytes", NULL},
     {"materialize_batch", INT(materialize_batch), "10000", 1, 1000000, false,
-     "messages the campaign engine creates per transaction"},
+     "messages the campaign engine creates per transaction", NULL},
     {"engine_poll_ms", INT(engine_poll_ms), "500", 10, 60000, false,
-     "how often the campaign engine looks for due work, ms"},
-    {"deliver", INT(deliver), "1", 0, 1, false, "1: serve also delivers mail; 0: API only"},
+     "how often the campaign engine looks for due work, ms", NULL},
+    {"deliver", INT(deliver), "1", 0, 1, false, "1: serve also delivers mail; 0: API only", NULL},
     {"relay", STR(relay), "dir:./var/outbox", 0, 0, true,
-     "smtp://[user:pass@]host[:port][?starttls=require|auto|off], smtps://..., or dir:PATH"},
+     "smtp://[user:pass@]host[:port][?starttls=require|auto|off], smtps://..., or dir:PATH", NULL},
     {"return_path", STR(return_path), NULL, 0, 0, false,
-     "envelope sender (default: the campaign's From)"},
-    {"helo_name", STR(helo_name), NULL, 0, 0, false, "name given in EHLO (default: hostname)"},
+     "envelope sender", "the campaign's From"},
+    {"helo_name", STR(helo_name), NULL, 0, 0, false, "name given in EHLO",
+     "this host's fully qualified name (else <hostname>.localdomain)"},
     {"list_unsubscribe_mailto", STR(list_unsubscribe_mailto), NULL, 0, 0, false,
-     "a mailto: address added to List-Unsubscribe"},
+     "a mailto: address added to List-Unsubscribe", "none"},
     {"smtp_ca_file", STR(smtp_ca_file), NULL, 0, 0, false,
-     "CA bundle to verify the relay's certificate (default: the system's)"},
+     "CA bundle to verify the relay's certificate", "the system's"},
     {"smtp_verify", INT(smtp_verify), "1", 0, 1, false,
-     "1: verify the relay's certificate and host name"},
+     "1: verify the relay's certificate and host name", NULL},
     {"smtp_connections", INT(smtp_connections), "8", 1, 1024, false,
-     "connections to the relay at most"},
+     "connections to the relay at most", NULL},
     {"smtp_messages_per_connection", INT(smtp_messages_per_connection), "1000", 1, 1000000,
-     false, "messages sent over one connection before it is renewed"},
+     false, "messages sent over one connection before it is renewed", NULL},
     {"smtp_connect_timeout", INT(smtp_connect_timeout), "30", 1, 600, false,
-     "seconds for connect and greeting"},
+     "seconds for connect and greeting", NULL},
     {"smtp_command_timeout", INT(smtp_command_timeout), "60", 1, 600, false,
-     "seconds for each command's reply"},
+     "seconds for each command's reply", NULL},
     {"smtp_data_timeout", INT(smtp_data_timeout), "600", 1, 3600, false,
-     "seconds for the reply after end of data (RFC 5321 says 600)"},
+     "seconds for the reply after end of data (RFC 5321 says 600)", NULL},
     {"delivery_inflight", INT(delivery_inflight), "1024", 1, 100000, false,
-     "messages a worker holds claimed at once (bounds duplicates after a crash)"},
+     "messages a worker holds claimed at once (bounds duplicates after a crash)", NULL},
     {"delivery_batch", INT(delivery_batch), "256", 1, 10000, false,
-     "messages claimed in one claim"},
+     "messages claimed in one claim", NULL},
     {"delivery_poll_ms", INT(delivery_poll_ms), "200", 10, 60000, false,
-     "how often an idle worker looks for due messages, ms"},
+     "how often an idle worker looks for due messages, ms", NULL},
     {"lease_seconds", INT(lease_seconds), "900", 2, 86400, false,
-     "seconds a claim is held before another worker may take the message"},
-    {"retry_base", INT(retry_base), "30", 1, 86400, false, "seconds before the first retry"},
-    {"retry_cap", INT(retry_cap), "1800", 1, 604800, false, "longest wait between retries, s"},
+     "seconds a claim is held before another worker may take the message", NULL},
+    {"retry_base", INT(retry_base), "30", 1, 86400, false, "seconds before the first retry", NULL},
+    {"retry_cap", INT(retry_cap), "1800", 1, 604800, false, "longest wait between retries, s", NULL},
     {"retry_max_attempts", INT(retry_max_attempts), "5", 1, 100, false,
-     "attempts before a message fails"},
+     "attempts before a message fails", NULL},
     {"dkim_required", INT(dkim_required), "0", 0, 1, false,
-     "1: never send a campaign message unsigned (its From domain needs a DKIM key)"},
+     "1: never send a campaign message unsigned (its From domain needs a DKIM key)", NULL},
+    /* SMTP and fault hardening (issue 12) */
+    {"smtp_idle_timeout", INT(smtp_idle_timeout), "30", 1, 3600, false,
+     "seconds an idle relay connection is kept before QUIT (below the relay's own timeout)", NULL},
+    {"smtp_dns_server", STR(smtp_dns_server), NULL, 0, 0, false,
+     "nameserver IP[:port] that resolves the relay's name", "the system's (/etc/resolv.conf)"},
+    {"test_send_timeout", INT(test_send_timeout), "20", 1, 3600, false,
+     "seconds a test send waits for the relay at most (it holds an HTTP thread)", NULL},
+    {"lease_expiry_max", INT(lease_expiry_max), "10", 1, 1000, false,
+     "lease expiries (worker crashes mid-send) before a message fails as poison", NULL},
     /* Events and webhooks */
     {"event_retention_days", INT(event_retention_days), "30", 1, 3650, false,
-     "days the event log keeps an event"},
+     "days the event log keeps an event", NULL},
     {"webhook_max_endpoints", INT(webhook_max_endpoints), "10", 0, 1000, false,
-     "webhook endpoints a tenant may have"},
+     "webhook endpoints a tenant may have", NULL},
     {"webhook_allow_http", INT(webhook_allow_http), "0", 0, 1, false,
-     "1: allow http:// webhook URLs (default: https only)"},
+     "1: allow http:// webhook URLs (default: https only)", NULL},
     {"webhook_allow_cidr", STR(webhook_allow_cidr), NULL, 0, 0, false,
-     "comma-separated CIDRs webhooks may reach despite the private-range guard"},
+     "comma-separated CIDRs webhooks may reach despite the private-range guard", NULL},
     {"webhook_retry_schedule", STR(webhook_retry_schedule),
      "5,300,1800,7200,18000,36000,36000,50400,72000,86400", 0, 0, false,
-     "seconds before each webhook retry (each +-20 %), comma-separated"},
+     "seconds before each webhook retry (each +-20 %), comma-separated", NULL},
     {"webhook_concurrency", INT(webhook_concurrency), "64", 1, 1024, false,
-     "webhook requests a worker has in flight at most"},
+     "webhook requests a worker has in flight at most", NULL},
     {"webhook_endpoint_concurrency", INT(webhook_endpoint_concurrency), "16", 1, 256, false,
-     "webhook requests in flight to one endpoint at most"},
+     "webhook requests in flight to one endpoint at most", NULL},
     {"webhook_connect_timeout", INT(webhook_connect_timeout), "5", 1, 60, false,
-     "seconds to connect to a webhook endpoint"},
+     "seconds to connect to a webhook endpoint", NULL},
     {"webhook_timeout", INT(webhook_timeout), "15", 1, 300, false,
-     "seconds for a whole webhook request"},
+     "seconds for a whole webhook request", NULL},
     {"webhook_secret_grace_hours", INT(webhook_secret_grace_hours), "24", 0, 720, false,
-     "hours a rotated-out webhook secret still signs"},
+     "hours a rotated-out webhook secret still signs", NULL},
     {"webhook_disable_after_hours", INT(webhook_disable_after_hours), "120", 1, 8760, false,
-     "hours of failures without a success that disable a webhook endpoint"},
+     "hours of failures without a success that disable a webhook endpoint", NULL},
     {"webhook_poll_ms", INT(webhook_poll_ms), "200", 10, 60000, false,
-     "how often an idle webhook sender looks for due deliveries, ms"},
+     "how often an idle webhook sender looks for due deliveries, ms", NULL},
     {"webhook_replay_max", INT(webhook_replay_max), "10000", 1, 1000000, false,
-     "deliveries one webhook replay may queue"},
+     "deliveries one webhook replay may queue", NULL},
 };
 
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
@@ -315,6 +326,9 @@ validate(struct config *cfg, struct layered *l, struct buf *errors)
          strpbrk(cfg->list_unsubscribe_mailto, " \t\r\n<>,\"") != NULL))
         buf_printf(errors, "list_unsubscribe_mailto: must be a mailto: URI "
                            "(mailto:unsubscribe@example.com)\n");
+    if (cfg->test_send_timeout >= cfg->http_timeout)
+        buf_printf(errors, "test_send_timeout (%lld) must be below http_timeout (%lld)\n",
+                   (long long)cfg->test_send_timeout, (long long)cfg->http_timeout);
     if (cfg->retry_cap < cfg->retry_base)
         buf_printf(errors, "retry_cap must be at least retry_base\n");
     /* The webhook lists' syntax (src/webhook/ parses them at start). */
@@ -402,6 +416,18 @@ config_load(struct config *cfg, const char *path, const struct config_override *
 }
 
 void
+config_warnings(const struct config *cfg, struct buf *out)
+{
+    if ((str_prefix(cfg->relay, "smtp://") || str_prefix(cfg->relay, "smtps://")) &&
+        !str_prefix(cfg->public_url, "https://"))
+        buf_printf(out,
+                   "warning: public_url \"%s\" is not https:// while mail goes to an SMTP "
+                   "relay: one-click unsubscribe (RFC 8058 3.1) needs an HTTPS link, and "
+                   "receivers ignore List-Unsubscribe-Post without it\n",
+                   cfg->public_url);
+}
+
+void
 config_cleanup(struct config *cfg)
 {
     for (size_t i = 0; i < NOPTS; i++)
@@ -444,11 +470,13 @@ config_help(struct buf *out)
         size_t j;
 
         env_name(o, env, sizeof(env));
-        snprintf(flag, sizeof(flag), "--%s", o->name);
-        for (j = 2; flag[j]; j++)
+        snprintf(flag, sizeof(flag), "--%s %s", o->name, o->type == OPT_INT ? "N" : "VALUE");
+        for (j = 2; flag[j] != ' '; j++)
             if (flag[j] == '_')
                 flag[j] = '-';
-        buf_printf(out, "  %-24s %-30s %s (default: %s)\n", flag, env, o->help,
-                   o->def ? o->def : "none");
+        buf_printf(out, "  %-40s %s\n      %s", flag, env, o->help);
+        if (o->type == OPT_INT)
+            buf_printf(out, "; %lld..%lld", (long long)o->min, (long long)o->max);
+        buf_printf(out, " (default: %s)\n", o->def ? o->def : o->unset ? o->unset : "unset");
     }
 }

@@ -59,6 +59,11 @@ struct config {
     int64_t retry_cap;            /* longest wait between retries, seconds */
     int64_t retry_max_attempts;   /* attempts before a message fails */
     int64_t dkim_required;        /* 1: a message whose From domain has no key fails */
+    /* SMTP and fault hardening */
+    int64_t smtp_idle_timeout;    /* seconds before an idle relay connection says QUIT */
+    char *smtp_dns_server;        /* NULL: the system's resolvers */
+    int64_t test_send_timeout;    /* seconds a test send waits for the relay at most */
+    int64_t lease_expiry_max;     /* lease expiries before a message fails as poison */
     /* Events and webhooks */
     int64_t event_retention_days;    /* events older than this are pruned */
     int64_t webhook_max_endpoints;   /* endpoints a tenant may have */
@@ -90,6 +95,11 @@ struct config_override {
 mc_err config_load(struct config *cfg, const char *path, const struct config_override *ov,
                    int nov, struct buf *errors);
 void config_cleanup(struct config *cfg);
+/*
+ * Appends one "warning: ..." line per setting that is valid but unwise
+ * (a non-https public_url with an SMTP relay); nothing when all is well.
+ */
+void config_warnings(const struct config *cfg, struct buf *out);
 
 /*
  * Looks up a command-line flag ("--listen") and returns the option name

@@ -102,7 +102,7 @@ api_dkim_create(struct req *r)
     else {
         log_info("event=dkim_key_created tenant=%s domain=%s selector=%s", k.tenant_id, k.domain,
                  k.selector);
-        reply_json(r, 201, dkim_json(&k));
+        reply_created(r, dkim_json(&k), k.id, NULL);
     }
 out:
     if (gen)

@@ -4,6 +4,7 @@
 #include "core/util.h"
 #include "http.h"
 #include "worker/delivery.h"
+#include "worker/engine.h"
 
 void
 api_healthz(struct req *r)
@@ -34,6 +35,7 @@ api_metrics(struct req *r)
     buf_init(&out, 0);
     metrics_render(r->app->metrics, &out);
     delivery_metrics(r->app->delivery, &out);
+    engine_metrics(r->app->engine, &out);
     if (store_queue_depth(r->app->st, &pending, &sending) == MC_ERR_OK)
         buf_printf(&out,
                    "# HELP mailcast_queue_messages Messages of live campaigns by state.\n"

@@ -37,6 +37,19 @@ reply_stopped(struct req *r, struct import *im, mc_err e)
     reply_json(r, mc_err_http(e), o);
 }
 
+/*
+ * A finished import's answer: 201 with the collection as Location when it
+ * created anything, else 200 (updates and skips create nothing).
+ */
+static void
+reply_finished(struct req *r, json_t *report)
+{
+    if (json_integer_value(json_object_get(report, "imported")) == 0)
+        reply_json(r, 200, report);
+    else
+        reply_created(r, report, NULL, "/import");
+}
+
 static void
 on_data(struct req *r, const char *data, size_t len)
 {
@@ -58,7 +71,7 @@ on_end(struct req *r)
     if ((e = import_finish(r->stream)) != MC_ERR_OK)
         reply_stopped(r, r->stream, e);
     else
-        reply_json(r, 201, import_report(r->stream));
+        reply_finished(r, import_report(r->stream));
 }
 
 static void

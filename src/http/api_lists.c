@@ -72,7 +72,7 @@ api_list_create(struct req *r)
     if (err != MC_ERR_OK)
         reply_store_error(r, err, "tenant");
     else
-        reply_json(r, 201, list_json(&l));
+        reply_created(r, list_json(&l), l.id, NULL);
 out:
     free(meta);
     recipient_list_cleanup(&l);
@@ -239,7 +239,7 @@ api_recipient_create(struct req *r)
     else if (err != MC_ERR_OK)
         reply_store_error(r, err, "recipient list");
     else
-        reply_json(r, 201, recipient_json(&x));
+        reply_created(r, recipient_json(&x), x.id, NULL);
 out:
     free(attrs);
     recipient_cleanup(&x);

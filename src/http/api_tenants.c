@@ -36,19 +36,89 @@ tenant_slug_valid(const char *s)
     return true;
 }
 
-/* A slug from a display name: lowercase ASCII letters and digits, '-' between words. */
+/*
+ * ASCII for the Latin letters of U+00C0..U+017F (Latin-1 Supplement and
+ * Latin Extended-A), lowercase: the base letter of each (NFKD without its
+ * marks), or the usual spelling where there is none (ae, oe, ss, th, ij).
+ * A small table rather than iconv's //TRANSLIT, whose output depends on the
+ * process locale.  Other scripts have no ASCII spelling here: their letters
+ * separate words like punctuation.
+ */
+static const char *const latin_ascii[0x180 - 0xC0] = {
+    "a", "a", "a", "a", "a", "a", "ae", "c", /* U+00C0 */
+    "e", "e", "e", "e", "i", "i", "i", "i", /* U+00C8 */
+    "d", "n", "o", "o", "o", "o", "o", "",  /* U+00D0 */
+    "o", "u", "u", "u", "u", "y", "th", "ss", /* U+00D8 */
+    "a", "a", "a", "a", "a", "a", "ae", "c", /* U+00E0 */
+    "e", "e", "e", "e", "i", "i", "i", "i", /* U+00E8 */
+    "d", "n", "o", "o", "o", "o", "o", "",  /* U+00F0 */
+    "o", "u", "u", "u", "u", "y", "th", "y", /* U+00F8 */
+    "a", "a", "a", "a", "a", "a", "c", "c", /* U+0100 */
+    "c", "c", "c", "c", "c", "c", "d", "d", /* U+0108 */
+    "d", "d", "e", "e", "e", "e", "e", "e", /* U+0110 */
+    "e", "e", "e", "e", "g", "g", "g", "g", /* U+0118 */
+    "g", "g", "g", "g", "h", "h", "h", "h", /* U+0120 */
+    "i", "i", "i", "i", "i", "i", "i", "i", /* U+0128 */
+    "i", "i", "ij", "ij", "j", "j", "k", "k", /* U+0130 */
+    "k", "l", "l", "l", "l", "l", "l", "l", /* U+0138 */
+    "l", "l", "l", "n", "n", "n", "n", "n", /* U+0140 */
+    "n", "n", "n", "n", "o", "o", "o", "o", /* U+0148 */
+    "o", "o", "oe", "oe", "r", "r", "r", "r", /* U+0150 */
+    "r", "r", "s", "s", "s", "s", "s", "s", /* U+0158 */
+    "s", "s", "t", "t", "t", "t", "t", "t", /* U+0160 */
+    "u", "u", "u", "u", "u", "u", "u", "u", /* U+0168 */
+    "u", "u", "u", "u", "w", "w", "y", "y", /* U+0170 */
+    "y", "z", "z", "z", "z", "z", "z", "s", /* U+0178 */
+};
+
+/* The ASCII spelling of the UTF-8 character at *p (advancing *p past it), or NULL. */
+static const char *
+slug_char_ascii(const char **p, char one[2])
+{
+    const unsigned char *s = (const unsigned char *)*p;
+    unsigned cp;
+
+    if (s[0] < 0x80) {
+        *p += 1;
+        one[0] = (char)tolower(s[0]);
+        one[1] = '\0';
+        return isalnum(s[0]) ? one : NULL;
+    }
+    /* Two-byte sequences cover U+0080..U+07FF; longer ones are skipped whole. */
+    if ((s[0] & 0xE0) == 0xC0 && (s[1] & 0xC0) == 0x80) {
+        *p += 2;
+        cp = ((unsigned)(s[0] & 0x1F) << 6) | (s[1] & 0x3F);
+        return cp >= 0xC0 && cp < 0x180 && latin_ascii[cp - 0xC0][0] ? latin_ascii[cp - 0xC0]
+                                                                    : NULL;
+    }
+    *p += 1;
+    while ((**p & 0xC0) == 0x80)
+        *p += 1;
+    return NULL;
+}
+
+/*
+ * A slug from a display name: lowercase ASCII letters and digits, '-'
+ * between words; accented Latin letters become their base letters
+ * ("Café Øst" -> "cafe-ost").
+ */
 char *
 tenant_slug_from_name(const char *name)
 {
     char *s = xmalloc(SLUG_MAX + 1);
     size_t n = 0;
 
-    for (; *name && n < SLUG_MAX; name++) {
-        unsigned char c = (unsigned char)*name;
-        if (isalnum(c) && c < 0x80)
-            s[n++] = (char)tolower(c);
-        else if (n > 0 && s[n - 1] != '-')
-            s[n++] = '-';
+    while (*name && n < SLUG_MAX) {
+        char one[2];
+        const char *a = slug_char_ascii(&name, one);
+
+        if (a == NULL) {
+            if (n > 0 && s[n - 1] != '-')
+                s[n++] = '-';
+            continue;
+        }
+        for (; *a && n < SLUG_MAX; a++)
+            s[n++] = *a;
     }
     while (n > 0 && s[n - 1] == '-')
         n--;
@@ -58,6 +128,29 @@ tenant_slug_from_name(const char *name)
         return xstrdup("tenant");
     }
     return s;
+}
+
+mc_err
+tenant_create(struct store *st, struct tenant *t, bool slug_chosen)
+{
+    mc_err err = store_tenant_create(st, t);
+
+    /* A derived slug that is taken gets a random suffix; a chosen one is a conflict. */
+    for (int i = 0; i < 5 && err == MC_ERR_CONFLICT && !slug_chosen; i++) {
+        unsigned char rnd[3];
+        char hex[7];
+        char *base = tenant_slug_from_name(t->name);
+
+        crypto_random(rnd, sizeof(rnd));
+        crypto_hex(rnd, sizeof(rnd), hex);
+        if (strlen(base) > SLUG_MAX - 7)
+            base[SLUG_MAX - 7] = '\0';
+        free(t->slug);
+        t->slug = xasprintf("%s-%s", base, hex);
+        free(base);
+        err = store_tenant_create(st, t);
+    }
+    return err;
 }
 
 void
@@ -86,22 +179,7 @@ api_tenant_create(struct req *r)
     settings = NULL;
     t.status = TENANT_ACTIVE;
     t.slug = has_slug ? xstrdup(slug) : tenant_slug_from_name(name);
-    err = store_tenant_create(r->app->st, &t);
-    /* A derived slug that is taken gets a random suffix; a chosen one is a conflict. */
-    for (int i = 0; i < 5 && err == MC_ERR_CONFLICT && !has_slug; i++) {
-        unsigned char rnd[3];
-        char hex[7];
-        char *base = tenant_slug_from_name(name);
-
-        crypto_random(rnd, sizeof(rnd));
-        crypto_hex(rnd, sizeof(rnd), hex);
-        if (strlen(base) > SLUG_MAX - 7)
-            base[SLUG_MAX - 7] = '\0';
-        free(t.slug);
-        t.slug = xasprintf("%s-%s", base, hex);
-        free(base);
-        err = store_tenant_create(r->app->st, &t);
-    }
+    err = tenant_create(r->app->st, &t, has_slug);
     if (err == MC_ERR_CONFLICT) {
         reply_error(r, err, "a tenant with slug \"%s\" already exists", t.slug);
         goto out;
@@ -111,7 +189,7 @@ api_tenant_create(struct req *r)
         goto out;
     }
     log_info("event=tenant_created tenant=%s slug=%s", t.id, t.slug);
-    reply_json(r, 201, tenant_json(&t));
+    reply_created(r, tenant_json(&t), t.id, NULL);
 out:
     free(settings);
     tenant_cleanup(&t);
@@ -299,7 +377,7 @@ api_key_create(struct req *r)
              k.key_prefix);
     obj = api_key_json(&k);
     json_object_set_new(obj, "key", json_string(secret));
-    reply_json(r, 201, obj);
+    reply_created(r, obj, k.id, NULL);
 out:
     free(secret);
     api_key_cleanup(&k);

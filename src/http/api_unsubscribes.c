@@ -78,7 +78,10 @@ api_unsub_create(struct req *r)
         return;
     }
     log_info("event=suppressed tenant=%s source=manual new=%d", TENANT(r), created);
-    reply_json(r, created ? 201 : 200, unsubscribe_json(&u));
+    if (created)
+        reply_created(r, unsubscribe_json(&u), u.email, NULL);
+    else
+        reply_json(r, 200, unsubscribe_json(&u));
     unsubscribe_cleanup(&u);
 }
 

@@ -82,6 +82,7 @@ struct req {
     char *resp_body;                /* owned */
     const char *resp_type;          /* static */
     char *resp_allow;               /* owned: Allow header for 405 */
+    char *resp_location;            /* owned: Location header (201, 202) */
     bool answered;
 };
 
@@ -109,6 +110,15 @@ void http_server_stop(struct http_server *srv, int timeout_s);
 
 /* Sends obj (stolen) with status. */
 void reply_json(struct req *r, int status, json_t *obj);
+/*
+ * 201 Created with obj (stolen) and a Location header: the request path
+ * (without a trailing slash, and without its last segment when that is
+ * drop, e.g. "/import") followed by "/" and segment, percent-encoded, when
+ * segment is not NULL.
+ */
+void reply_created(struct req *r, json_t *obj, const char *segment, const char *drop);
+/* r's path as reply_created() makes it (owned). */
+char *req_location(const struct req *r, const char *segment, const char *drop);
 void reply_empty(struct req *r, int status);
 /*
  * Answers with a body produced piece by piece: reader fills buf with up to
@@ -128,6 +138,8 @@ void reply_invalid(struct req *r, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Replies for a store error: NOT_FOUND as "<what> not found", others by the table. */
 void reply_store_error(struct req *r, mc_err e, const char *what);
+/* The message reply_store_error() gives for e about what ("tenant"), for the CLI too. */
+void store_error_text(mc_err e, const char *what, char *out, size_t n);
 
 /* The path capture named in the pattern, e.g. "tenant_id"; NULL if absent. */
 const char *req_param(const struct req *r, const char *name);
@@ -232,6 +244,12 @@ json_t *unsubscribe_json(const struct unsubscribe *u);
 bool tenant_slug_valid(const char *s);
 /* A valid slug made from a display name (owned). */
 char *tenant_slug_from_name(const char *name);
+/*
+ * Creates tenant t (name, slug, plan, settings, status set) as the API and
+ * the CLI do: when the slug was derived from the name (!slug_chosen) and is
+ * taken, retries with a random suffix.  MC_ERR_CONFLICT: the slug is taken.
+ */
+mc_err tenant_create(struct store *st, struct tenant *t, bool slug_chosen);
 
 /* ---- handlers: api_campaigns.c ---- */
 void api_campaign_create(struct req *r);

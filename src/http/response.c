@@ -4,6 +4,7 @@
  * Every error leaves as {"error":{"code":"...","message":"..."}} (plus
  * "field" for a 422), with the status from the error table.
  */
+#include <ctype.h>
 #include <microhttpd.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -29,11 +30,52 @@ void
 reply_json(struct req *r, int status, json_t *obj)
 {
     char *s = json_dumps(obj, JSON_COMPACT | JSON_REAL_PRECISION(12));
+    size_t n;
 
     json_decref(obj);
     if (s == NULL)
         abort(); /* out of memory inside jansson */
+    /* A final newline, so `curl` output in a terminal ends its line. */
+    n = strlen(s);
+    s = xrealloc(s, n + 2);
+    s[n] = '\n';
+    s[n + 1] = '\0';
     set_body(r, status, s, "application/json");
+}
+
+char *
+req_location(const struct req *r, const char *segment, const char *drop)
+{
+    size_t n = strlen(r->path), dn = drop ? strlen(drop) : 0;
+    struct buf b;
+
+    while (n > 1 && r->path[n - 1] == '/')
+        n--;
+    if (dn > 0 && n > dn && strncmp(r->path + n - dn, drop, dn) == 0)
+        n -= dn;
+    buf_init(&b, 0);
+    buf_append(&b, r->path, n);
+    if (segment != NULL) {
+        buf_append(&b, "/", 1);
+        /* RFC 3986 unreserved characters, "@" and "+" (allowed in a segment) stay. */
+        for (const unsigned char *p = (const unsigned char *)segment; *p; p++) {
+            if (isalnum(*p) || strchr("-._~@+", *p) != NULL)
+                buf_append(&b, (const char *)p, 1);
+            else
+                buf_printf(&b, "%%%02X", *p);
+        }
+    }
+    return buf_steal(&b);
+}
+
+void
+reply_created(struct req *r, json_t *obj, const char *segment, const char *drop)
+{
+    if (!r->answered) {
+        free(r->resp_location);
+        r->resp_location = req_location(r, segment, drop);
+    }
+    reply_json(r, 201, obj);
 }
 
 void
@@ -91,14 +133,23 @@ reply_invalid(struct req *r, const char *field, const char *fmt, ...)
 }
 
 void
-reply_store_error(struct req *r, mc_err e, const char *what)
+store_error_text(mc_err e, const char *what, char *out, size_t n)
 {
     if (e == MC_ERR_NOT_FOUND)
-        reply_error(r, e, "%s not found", what);
+        snprintf(out, n, "%s not found", what);
     else if (e == MC_ERR_DB || e == MC_ERR_BUSY)
-        reply_error(r, e, "the database is unavailable; try again");
+        snprintf(out, n, "the database is unavailable; try again");
     else
-        reply_error(r, e, "%s", mc_err_str(e));
+        snprintf(out, n, "%s", mc_err_str(e));
+}
+
+void
+reply_store_error(struct req *r, mc_err e, const char *what)
+{
+    char msg[256];
+
+    store_error_text(e, what, msg, sizeof(msg));
+    reply_error(r, e, "%s", msg);
 }
 
 const char *

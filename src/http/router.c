@@ -71,6 +71,11 @@ const struct route routes[] = {
     {"POST",   U,                               api_unsub_create,    R_AUTH_WRITE | R_BODY},
     {"POST",   U "/import",                     api_unsub_import,    R_AUTH_WRITE | R_STREAM},
     {"DELETE", U "/{email*}",                   api_unsub_delete,    R_AUTH_WRITE},
+    /* PATCH: the partial updates above, by their REST name (PUT stays, the seed's). */
+    {"PATCH",  T "/rate-limits",                api_rate_limits_put, R_AUTH_OPERATOR | R_BODY},
+    {"PATCH",  L "/{list_id}",                  api_list_update,     R_AUTH_WRITE | R_BODY},
+    {"PATCH",  L "/{list_id}/recipients/{recipient_id}", api_recipient_update, R_AUTH_WRITE | R_BODY},
+    {"PATCH",  C "/{campaign_id}",              api_campaign_update, R_AUTH_WRITE | R_BODY},
 
     {"GET",    T "/events",                     api_event_list,      R_AUTH_READ},
     {"GET",    C "/{campaign_id}/messages",     api_campaign_messages, R_AUTH_READ},

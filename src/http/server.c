@@ -54,6 +54,7 @@ req_free(struct req *r)
     json_decref(r->json);
     free(r->resp_body);
     free(r->resp_allow);
+    free(r->resp_location);
     free(r);
 }
 
@@ -208,6 +209,12 @@ send_reply(struct MHD_Connection *conn, struct req *r)
     MHD_add_response_header(resp, "X-Request-Id", r->request_id);
     if (r->status == 405 && r->resp_allow)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->resp_allow);
+    if (r->resp_location)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, r->resp_location);
+    /* RFC 9110 15.5.2: a 401 names the scheme the client should use. */
+    if (r->status == 401)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+                                "Bearer realm=\"mailcast\"");
     MHD_add_response_header(resp, "Cache-Control", "no-store");
     ret = MHD_queue_response(conn, (unsigned)r->status, resp);
     MHD_destroy_response(resp);

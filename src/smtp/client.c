@@ -17,24 +17,39 @@
  * 10 minutes) while the final reply after end of data is awaited, because
  * giving up there is what duplicates mail.
  *
+ * Every state change goes through enter_state(), which logs old -> new at
+ * debug level.  A connection left with nothing to do for idle_timeout
+ * (shorter than a relay's own idle timeout) says QUIT rather than being
+ * dropped, and smtp_pool_quit() does the same for every idle connection at a
+ * stop (RFC 5321 4.1.1.10).  The relay's name is resolved with evdns on the
+ * loop, so a slow DNS answer stalls no other connection.
+ *
  * Failures: a reply of 4xx or 5xx ends that job; a lost connection ends its
  * jobs as TEMPFAIL (after end of data the outcome is unknown: the message
  * will be retried, at least once semantics).  A connection that fails
- * before READY trips the circuit breaker: no new connection for a while
- * (1 s doubling to 60 s) and every queued job comes back NOT_SENT.
+ * before READY trips the circuit breaker: no job is taken for a while
+ * (1 s doubling to 60 s) and every queued job comes back NOT_SENT.  While
+ * the breaker is open, a probe connection (no job) is opened every
+ * min(backoff, PROBE_MAX_US), so a relay that has recovered is used again
+ * within seconds, not at the end of a 60 s backoff; the outage is logged
+ * once when it starts and once when the relay is reachable again (with its
+ * length and the number of failures not logged in between).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <arpa/inet.h>
 #include <sys/socket.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
+#include <event2/dns.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
+#include <openssl/crypto.h>
 #include <openssl/x509v3.h>
 
 #include "client.h"
@@ -47,8 +62,12 @@
 #define MAX_EXPECT 8
 #define BACKOFF_MIN_US 1000000LL
 #define BACKOFF_MAX_US (60 * 1000000LL)
+#define PROBE_MAX_US (5 * 1000000LL)
 
 enum cstate { C_CONNECTING, C_GREETING, C_EHLO, C_STARTTLS, C_AUTH, C_AUTH_LOGIN, C_READY, C_QUIT };
+
+static const char *const cstate_names[] = {"CONNECTING", "GREETING", "EHLO", "STARTTLS",
+                                           "AUTH",       "AUTH_LOGIN", "READY", "QUIT"};
 
 enum ekind { E_MAIL, E_RCPT, E_DATA, E_BODY, E_RSET, E_QUIT, E_AUTH_USER, E_AUTH_PASS };
 
@@ -57,6 +76,7 @@ struct expect {
     struct smtp_job *job;
     char *cmd;    /* owned: the command to write, NULL for BODY */
     bool written;
+    bool secret;  /* carries credentials: wiped before it is freed */
 };
 
 struct conn {
@@ -68,6 +88,11 @@ struct conn {
     bool tls_on;
     bool ready_once; /* reached READY: failures after that do not trip the breaker */
     bool closing;    /* the relay said 421: no new job goes on this connection */
+    bool probe;      /* opened by the breaker to see whether the relay is back */
+    struct evdns_getaddrinfo_request *dns_req; /* the relay's name being resolved */
+    bool opening;    /* inside conn_open: a resolution that completes at once is stashed */
+    int sync_err;
+    struct evutil_addrinfo *sync_ai;
     int sent;
     struct expect q[MAX_EXPECT];
     int qlen;
@@ -89,6 +114,12 @@ struct smtp_pool {
     int64_t backoff_until; /* monotonic us */
     int64_t backoff;
     struct event *retry_ev;
+    struct evdns_base *dns; /* owned */
+    int64_t outage_since;   /* monotonic us when the relay became unreachable; 0: reachable */
+    int outage_repeats;     /* failures during the outage not logged */
+    bool quitting;          /* smtp_pool_quit(): no new connection, idle ones say QUIT */
+    void (*closed)(void *); /* called once when quitting and the last connection is gone */
+    void *closed_arg;
 };
 
 static void conn_fail(struct conn *c, const char *why);
@@ -245,6 +276,23 @@ remove_job(struct conn *c, struct smtp_job *job)
     }
 }
 
+/* ---- states ---- */
+
+/* The one place a connection's state changes. */
+static void
+enter_state(struct conn *c, enum cstate st)
+{
+    log_debug("event=smtp_state relay=%s:%d conn=%p state=%s->%s", c->pool->p.host,
+              c->pool->p.port, (void *)c, cstate_names[c->state], cstate_names[st]);
+    c->state = st;
+}
+
+static bool
+conn_idle(const struct conn *c)
+{
+    return c->state == C_READY && c->qlen == 0 && c->njobs == 0;
+}
+
 /* ---- writing ---- */
 
 static void
@@ -257,9 +305,20 @@ set_timeout(struct conn *c)
         secs = c->pool->p.connect_timeout;
     else if (c->qlen > 0 && c->q[0].kind == E_BODY)
         secs = c->pool->p.data_timeout;
+    else if (conn_idle(c))
+        secs = c->pool->p.idle_timeout; /* its expiry says QUIT (event_cb) */
     tv.tv_sec = secs;
     tv.tv_usec = 0;
     bufferevent_set_timeouts(c->bev, &tv, &tv);
+}
+
+static void
+cmd_free(struct expect *e)
+{
+    if (e->cmd && e->secret)
+        OPENSSL_cleanse(e->cmd, strlen(e->cmd));
+    free(e->cmd);
+    e->cmd = NULL;
 }
 
 static void
@@ -274,6 +333,7 @@ push(struct conn *c, enum ekind kind, struct smtp_job *job, char *cmd)
     c->q[c->qlen].job = job;
     c->q[c->qlen].cmd = cmd;
     c->q[c->qlen].written = cmd == NULL;
+    c->q[c->qlen].secret = false;
     c->qlen++;
 }
 
@@ -301,6 +361,16 @@ static void
 send_cmd(struct conn *c, enum ekind kind, char *line)
 {
     push(c, kind, NULL, line);
+    flush_commands(c);
+}
+
+/* send_cmd() for a line with credentials in it: wiped once answered. */
+static void
+send_secret(struct conn *c, enum ekind kind, char *line)
+{
+    push(c, kind, NULL, line);
+    if (c->qlen > 0 && c->q[c->qlen - 1].cmd == line)
+        c->q[c->qlen - 1].secret = true;
     flush_commands(c);
 }
 
@@ -341,7 +411,7 @@ write_body(struct conn *c, struct smtp_job *job)
 static void
 quit(struct conn *c)
 {
-    c->state = C_QUIT;
+    enter_state(c, C_QUIT);
     push(c, E_QUIT, NULL, xstrdup("QUIT\r\n"));
     flush_commands(c);
 }
@@ -360,46 +430,44 @@ conn_free(struct conn *c)
         }
     }
     pool->nconns--;
+    if (c->dns_req) /* its callback sees EVUTIL_EAI_CANCEL and leaves c alone */
+        evdns_getaddrinfo_cancel(c->dns_req);
     for (int i = 0; i < c->qlen; i++)
-        free(c->q[i].cmd);
+        cmd_free(&c->q[i]);
     if (c->bev)
         bufferevent_free(c->bev);
     smtp_reply_cleanup(&c->reply);
     free(c);
+    if (pool->quitting && pool->nconns == 0 && pool->closed) {
+        void (*fn)(void *) = pool->closed;
+        pool->closed = NULL;
+        fn(pool->closed_arg);
+    }
 }
+
+static void conn_open(struct smtp_pool *pool, bool probe);
 
 static void
 retry_cb(evutil_socket_t fd, short what, void *arg)
 {
+    struct smtp_pool *pool = arg;
+    bool connecting = false;
+
     (void)fd;
     (void)what;
-    dispatch(arg);
+    for (struct conn *c = pool->conns; c; c = c->next)
+        connecting |= c->state != C_READY && c->state != C_QUIT;
+    /* The relay is still marked unreachable: one probe, no job at stake. */
+    if (pool->outage_since && !pool->quitting && !connecting &&
+        pool->nconns < pool->p.max_connections)
+        conn_open(pool, true);
+    else
+        dispatch(pool);
 }
 
-/* The relay could not be reached: back off and hand every queued job back. */
 static void
-trip_breaker(struct smtp_pool *pool, const char *why)
+hand_back_queued(struct smtp_pool *pool, const char *why)
 {
-    int64_t now = time_mono_us();
-    struct timeval tv;
-
-    /* Connections opened together fail together: one outage doubles the wait once. */
-    if (now < pool->backoff_until) {
-        while (pool->head) {
-            struct smtp_job *job = pool->head;
-            pool->head = job->next;
-            pool->queued--;
-            finish(pool, job, SMTP_NOT_SENT, 0, NULL, why);
-        }
-        pool->tail = NULL;
-        return;
-    }
-    pool->backoff = pool->backoff ? pool->backoff * 2 : BACKOFF_MIN_US;
-    if (pool->backoff > BACKOFF_MAX_US)
-        pool->backoff = BACKOFF_MAX_US;
-    pool->backoff_until = now + pool->backoff;
-    log_warn("event=relay_unreachable relay=%s:%d backoff_ms=%lld reason=\"%s\"", pool->p.host,
-             pool->p.port, (long long)(pool->backoff / 1000), why);
     while (pool->head) {
         struct smtp_job *job = pool->head;
         pool->head = job->next;
@@ -407,9 +475,44 @@ trip_breaker(struct smtp_pool *pool, const char *why)
         finish(pool, job, SMTP_NOT_SENT, 0, NULL, why);
     }
     pool->tail = NULL;
-    tv.tv_sec = pool->backoff / 1000000;
-    tv.tv_usec = pool->backoff % 1000000;
-    evtimer_add(pool->retry_ev, &tv);
+}
+
+/*
+ * The relay could not be reached: back off and hand every queued job back.
+ * The outage is logged when it starts; later failures only count, until
+ * ready() logs that the relay is back.
+ */
+static void
+trip_breaker(struct smtp_pool *pool, const char *why)
+{
+    int64_t now = time_mono_us();
+    int64_t probe;
+    struct timeval tv;
+
+    if (pool->outage_since == 0) {
+        pool->outage_since = now;
+        pool->outage_repeats = 0;
+        log_warn("event=relay_unreachable relay=%s:%d reason=\"%s\"", pool->p.host, pool->p.port,
+                 why);
+    } else {
+        pool->outage_repeats++;
+        log_debug("event=relay_still_unreachable relay=%s:%d reason=\"%s\"", pool->p.host,
+                  pool->p.port, why);
+    }
+    /* Connections opened together fail together: one outage doubles the wait once. */
+    if (now >= pool->backoff_until) {
+        pool->backoff = pool->backoff ? pool->backoff * 2 : BACKOFF_MIN_US;
+        if (pool->backoff > BACKOFF_MAX_US)
+            pool->backoff = BACKOFF_MAX_US;
+        pool->backoff_until = now + pool->backoff;
+    }
+    hand_back_queued(pool, why);
+    if (pool->retry_ev && !evtimer_pending(pool->retry_ev, NULL)) {
+        probe = pool->backoff < PROBE_MAX_US ? pool->backoff : PROBE_MAX_US;
+        tv.tv_sec = probe / 1000000;
+        tv.tv_usec = probe % 1000000;
+        evtimer_add(pool->retry_ev, &tv);
+    }
 }
 
 static void
@@ -420,7 +523,7 @@ conn_fail(struct conn *c, const char *why)
     char reason[300];
 
     snprintf(reason, sizeof(reason), "%s", why);
-    c->state = C_QUIT; /* nothing is dispatched to it from the callbacks below */
+    enter_state(c, C_QUIT); /* nothing is dispatched to it from the callbacks below */
     while (c->njobs > 0) {
         struct smtp_job *job = c->jobs[0];
         bool body_out = false;
@@ -438,21 +541,36 @@ conn_fail(struct conn *c, const char *why)
                             : reason);
     }
     conn_free(c);
-    if (before_ready)
+    if (before_ready && !pool->quitting)
         trip_breaker(pool, reason);
     dispatch(pool);
+}
+
+/* True for an IPv4 or IPv6 literal, which TLS must not send as SNI (RFC 6066 3). */
+static bool
+is_ip_literal(const char *host)
+{
+    unsigned char a[sizeof(struct in6_addr)];
+
+    return inet_pton(AF_INET, host, a) == 1 || inet_pton(AF_INET6, host, a) == 1;
 }
 
 static SSL *
 new_ssl(struct smtp_pool *pool)
 {
     SSL *ssl = SSL_new(pool->ssl);
+    bool ip = is_ip_literal(pool->p.host);
 
     if (ssl == NULL)
         return NULL;
-    SSL_set_tlsext_host_name(ssl, pool->p.host);
-    if (pool->p.verify)
-        SSL_set1_host(ssl, pool->p.host);
+    if (!ip)
+        SSL_set_tlsext_host_name(ssl, pool->p.host);
+    if (pool->p.verify) {
+        if (ip)
+            X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), pool->p.host);
+        else
+            SSL_set1_host(ssl, pool->p.host);
+    }
     return ssl;
 }
 
@@ -478,7 +596,6 @@ start_tls(struct conn *c)
         return false;
     }
     c->bev = tls; /* the filter owns the socket bufferevent now */
-    c->state = C_STARTTLS;
     bufferevent_setcb(tls, read_cb, NULL, event_cb, c);
     bufferevent_enable(tls, EV_READ | EV_WRITE);
     set_timeout(c);
@@ -488,11 +605,12 @@ start_tls(struct conn *c)
 static void
 send_ehlo(struct conn *c)
 {
-    c->state = C_EHLO;
+    enter_state(c, C_EHLO);
     /* The entry is a reply slot; the connection's state says what it answers. */
     send_cmd(c, E_RSET, xasprintf("EHLO %s\r\n", c->pool->p.helo_name));
 }
 
+/* base64 of n bytes of s; the caller wipes and frees it. */
 static char *
 b64(const char *s, size_t n)
 {
@@ -503,14 +621,61 @@ b64(const char *s, size_t n)
 }
 
 static void
+b64_free(char *s)
+{
+    if (s)
+        OPENSSL_cleanse(s, strlen(s));
+    free(s);
+}
+
+static void
 ready(struct conn *c)
 {
-    c->state = C_READY;
+    struct smtp_pool *pool = c->pool;
+
+    enter_state(c, C_READY);
     if (!c->ready_once) {
         c->ready_once = true;
-        c->pool->backoff = 0;
+        pool->backoff = 0;
+        pool->backoff_until = 0;
+        if (pool->outage_since) {
+            int64_t secs = (time_mono_us() - pool->outage_since) / 1000000;
+            log_info("event=relay_reachable relay=%s:%d after_s=%lld failures_not_logged=%d",
+                     pool->p.host, pool->p.port, (long long)secs, pool->outage_repeats);
+            pool->outage_since = 0;
+            pool->outage_repeats = 0;
+        }
     }
-    dispatch(c->pool);
+    if (pool->quitting) {
+        quit(c);
+        return;
+    }
+    set_timeout(c);
+    dispatch(pool);
+}
+
+/* Sends AUTH PLAIN or starts AUTH LOGIN.  Returns false when c is gone. */
+static bool
+start_auth(struct conn *c)
+{
+    const struct smtp_params *p = &c->pool->p;
+
+    if (c->ext.auth_plain) {
+        char creds[600];
+        int n = snprintf(creds, sizeof(creds), "%c%s%c%s", 0, p->user, 0, p->pass);
+        char *enc = b64(creds, (size_t)n);
+        OPENSSL_cleanse(creds, sizeof(creds));
+        enter_state(c, C_AUTH);
+        send_secret(c, E_RSET, xasprintf("AUTH PLAIN %s\r\n", enc));
+        b64_free(enc);
+    } else if (c->ext.auth_login) {
+        enter_state(c, C_AUTH_LOGIN);
+        send_cmd(c, E_AUTH_USER, xstrdup("AUTH LOGIN\r\n"));
+    } else {
+        conn_fail(c, "the relay offers neither AUTH PLAIN nor AUTH LOGIN");
+        return false;
+    }
+    return true;
 }
 
 /* Returns false when the connection failed (and is gone). */
@@ -521,7 +686,7 @@ after_ehlo(struct conn *c)
 
     if (!c->tls_on && (p->tls == SMTP_TLS_REQUIRE || p->tls == SMTP_TLS_AUTO) &&
         c->ext.starttls) {
-        c->state = C_STARTTLS;
+        enter_state(c, C_STARTTLS);
         send_cmd(c, E_RSET, xstrdup("STARTTLS\r\n"));
         return true;
     }
@@ -529,58 +694,65 @@ after_ehlo(struct conn *c)
         conn_fail(c, "the relay does not offer STARTTLS, which the relay URL requires");
         return false;
     }
-    if (p->user[0]) {
-        if (c->ext.auth_plain) {
-            char creds[600];
-            size_t n = (size_t)snprintf(creds, sizeof(creds), "%c%s%c%s", 0, p->user, 0, p->pass);
-            char *enc = b64(creds, n);
-            c->state = C_AUTH;
-            send_cmd(c, E_RSET, xasprintf("AUTH PLAIN %s\r\n", enc));
-            free(enc);
-            memset(creds, 0, sizeof(creds));
-        } else if (c->ext.auth_login) {
-            c->state = C_AUTH_LOGIN;
-            send_cmd(c, E_AUTH_USER, xstrdup("AUTH LOGIN\r\n"));
-        } else {
-            conn_fail(c, "the relay offers neither AUTH PLAIN nor AUTH LOGIN");
-            return false;
-        }
-        return true;
-    }
+    if (p->user[0])
+        return start_auth(c);
     ready(c);
     return true;
 }
 
-/* A whole reply arrived for the head of the FIFO.  Returns false when c is gone. */
+/* ---- replies ---- */
+
+/* The greeting (no command asked for it).  Returns false when c is gone. */
 static bool
-on_reply(struct conn *c)
+on_greeting(struct conn *c)
 {
     struct smtp_reply *r = &c->reply;
-    int cls = smtp_reply_class(r);
-    struct expect e;
 
-    if (c->state == C_GREETING) {
-        if (r->code != 220) {
-            char why[300];
-            snprintf(why, sizeof(why), "greeting %d %.200s", r->code, r->text.data ? r->text.data : "");
-            conn_fail(c, why);
-            return false;
-        }
-        send_ehlo(c);
-        return true;
-    }
-    if (c->qlen == 0) {
-        conn_fail(c, "a reply came that no command asked for");
+    if (r->code != 220) {
+        char why[300];
+        snprintf(why, sizeof(why), "greeting %d %.200s", r->code, r->text.data ? r->text.data : "");
+        conn_fail(c, why);
         return false;
     }
-    e = c->q[0];
-    memmove(&c->q[0], &c->q[1], (size_t)(c->qlen - 1) * sizeof(c->q[0]));
-    c->qlen--;
-    free(e.cmd);
+    send_ehlo(c);
+    return true;
+}
+
+/* The next step of AUTH LOGIN after a reply to e.  Returns false when c is gone. */
+static bool
+on_auth_login(struct conn *c, const struct expect *e)
+{
+    const struct smtp_params *p = &c->pool->p;
+    int code = c->reply.code;
+
+    if (e->kind == E_AUTH_USER && code == 334) {
+        char *enc = b64(p->user, strlen(p->user));
+        send_secret(c, E_AUTH_PASS, xasprintf("%s\r\n", enc));
+        b64_free(enc);
+    } else if (e->kind == E_AUTH_PASS && code == 334) {
+        char *enc = b64(p->pass, strlen(p->pass));
+        enter_state(c, C_AUTH);
+        send_secret(c, E_RSET, xasprintf("%s\r\n", enc));
+        b64_free(enc);
+    } else {
+        conn_fail(c, "the relay refused AUTH LOGIN");
+        return false;
+    }
+    return true;
+}
+
+/*
+ * A reply during the session's setup (EHLO, STARTTLS, AUTH): the state says
+ * what it answers.  Returns false when c is gone.
+ */
+static bool
+on_setup_reply(struct conn *c, const struct expect *e)
+{
+    struct smtp_reply *r = &c->reply;
 
     switch (c->state) {
     case C_EHLO:
-        if (cls != 2) {
+        if (smtp_reply_class(r) != 2) {
             conn_fail(c, "the relay refused EHLO");
             return false;
         }
@@ -604,73 +776,82 @@ on_reply(struct conn *c)
         ready(c);
         return true;
     case C_AUTH_LOGIN:
-        if (e.kind == E_AUTH_USER && r->code == 334) {
-            char *enc = b64(c->pool->p.user, strlen(c->pool->p.user));
-            send_cmd(c, E_AUTH_PASS, xasprintf("%s\r\n", enc));
-            free(enc);
-        } else if (e.kind == E_AUTH_PASS && r->code == 334) {
-            char *enc = b64(c->pool->p.pass, strlen(c->pool->p.pass));
-            c->state = C_AUTH;
-            send_cmd(c, E_RSET, xasprintf("%s\r\n", enc));
-            free(enc);
-        } else {
-            conn_fail(c, "the relay refused AUTH LOGIN");
-            return false;
-        }
+        return on_auth_login(c, e);
+    default:
         return true;
-    case C_QUIT:
-    case C_READY:
-    case C_CONNECTING:
-    case C_GREETING:
-        break;
     }
+}
 
-    switch (e.kind) {
+/* Drops what is left of a refused job from the FIFO (no PIPELINING) and resets. */
+static void
+drop_job(struct conn *c, struct smtp_job *job)
+{
+    for (int i = 0; i < c->qlen;) {
+        if (c->q[i].job == job) {
+            cmd_free(&c->q[i]);
+            memmove(&c->q[i], &c->q[i + 1], (size_t)(c->qlen - i - 1) * sizeof(c->q[0]));
+            c->qlen--;
+        } else
+            i++;
+    }
+    remove_job(c, job);
+    push(c, E_RSET, NULL, xstrdup("RSET\r\n"));
+    c->pool->done(job, c->pool->arg);
+}
+
+/* The reply to DATA: the body goes out, or the job ends. */
+static void
+on_data_reply(struct conn *c, struct smtp_job *job)
+{
+    struct smtp_reply *r = &c->reply;
+    int cls = smtp_reply_class(r);
+
+    if (r->code == 354 && !job->failed) {
+        write_body(c, job);
+        return;
+    }
+    if (r->code == 354) {
+        /* RFC 2920: a 354 after a refused recipient still needs an end of data. */
+        bufferevent_write(c->bev, ".\r\n", 3);
+        push(c, E_RSET, NULL, NULL);
+    } else {
+        if (!job->failed)
+            record_reply(c, job, cls == 5 ? SMTP_PERMFAIL : SMTP_TEMPFAIL);
+        push(c, E_RSET, NULL, xstrdup("RSET\r\n"));
+    }
+    remove_job(c, job);
+    c->pool->done(job, c->pool->arg);
+}
+
+/* A reply within a transaction (or to QUIT).  Returns false when c is gone. */
+static bool
+on_txn_reply(struct conn *c, const struct expect *e)
+{
+    struct smtp_reply *r = &c->reply;
+    int cls = smtp_reply_class(r);
+
+    switch (e->kind) {
     case E_MAIL:
     case E_RCPT:
-        if (cls != 2 && !e.job->failed) {
-            e.job->failed = true;
-            record_reply(c, e.job, cls == 5 ? SMTP_PERMFAIL : SMTP_TEMPFAIL);
+        if (cls != 2 && !e->job->failed) {
+            e->job->failed = true;
+            record_reply(c, e->job, cls == 5 ? SMTP_PERMFAIL : SMTP_TEMPFAIL);
         }
-        if (e.job->failed && !c->ext.pipelining) {
-            /* Nothing else of this job is on the wire: drop it and reset. */
-            for (int i = 0; i < c->qlen;) {
-                if (c->q[i].job == e.job) {
-                    free(c->q[i].cmd);
-                    memmove(&c->q[i], &c->q[i + 1], (size_t)(c->qlen - i - 1) * sizeof(c->q[0]));
-                    c->qlen--;
-                } else
-                    i++;
-            }
-            remove_job(c, e.job);
-            push(c, E_RSET, NULL, xstrdup("RSET\r\n"));
-            c->pool->done(e.job, c->pool->arg);
-        }
+        /* Without pipelining nothing else of this job is on the wire. */
+        if (e->job->failed && !c->ext.pipelining)
+            drop_job(c, e->job);
         break;
     case E_DATA:
-        if (r->code == 354 && !e.job->failed) {
-            write_body(c, e.job);
-            break;
-        }
-        if (r->code == 354) {
-            /* RFC 2920: a 354 after a refused recipient still needs an end of data. */
-            bufferevent_write(c->bev, ".\r\n", 3);
-            push(c, E_RSET, NULL, NULL);
-        } else {
-            if (!e.job->failed)
-                record_reply(c, e.job, cls == 5 ? SMTP_PERMFAIL : SMTP_TEMPFAIL);
-            push(c, E_RSET, NULL, xstrdup("RSET\r\n"));
-        }
-        remove_job(c, e.job);
-        c->pool->done(e.job, c->pool->arg);
+        on_data_reply(c, e->job);
         break;
     case E_BODY:
-        remove_job(c, e.job);
+        remove_job(c, e->job);
         c->sent++;
         if (cls == 2)
-            smtp_reply_queue_id(r, e.job->queue_id, sizeof(e.job->queue_id));
-        record_reply(c, e.job, cls == 2 ? SMTP_SENT : cls == 5 ? SMTP_PERMFAIL : SMTP_TEMPFAIL);
-        c->pool->done(e.job, c->pool->arg);
+            smtp_reply_queue_id(r, e->job->queue_id, sizeof(e->job->queue_id));
+        record_reply(c, e->job,
+                     cls == 2 ? SMTP_SENT : cls == 5 ? SMTP_PERMFAIL : SMTP_TEMPFAIL);
+        c->pool->done(e->job, c->pool->arg);
         break;
     case E_RSET:
     case E_AUTH_USER:
@@ -684,15 +865,48 @@ on_reply(struct conn *c)
         return false;
     }
     }
+    return true;
+}
+
+/* After a transaction's reply: close when the connection is done, else write on. */
+static void
+after_txn_reply(struct conn *c)
+{
+    struct smtp_pool *pool = c->pool;
+
     /* 421 (RFC 5321 3.8): the relay is closing the channel.  A message
      * dispatched to it now would meet the close and spend an attempt. */
-    if (r->code == 421 && c->state == C_READY)
+    if (c->reply.code == 421 && c->state == C_READY)
         c->closing = true;
     if (c->state == C_READY && c->njobs == 0 &&
-        (c->closing || (c->sent >= c->pool->p.max_messages && c->qlen == 0)))
+        (c->closing || pool->quitting || (c->sent >= pool->p.max_messages && c->qlen == 0)))
         quit(c);
     flush_commands(c);
-    dispatch(c->pool);
+    dispatch(pool);
+}
+
+/* A whole reply arrived for the head of the FIFO.  Returns false when c is gone. */
+static bool
+on_reply(struct conn *c)
+{
+    struct expect e;
+
+    if (c->state == C_GREETING)
+        return on_greeting(c);
+    if (c->qlen == 0) {
+        conn_fail(c, "a reply came that no command asked for");
+        return false;
+    }
+    e = c->q[0];
+    memmove(&c->q[0], &c->q[1], (size_t)(c->qlen - 1) * sizeof(c->q[0]));
+    c->qlen--;
+    cmd_free(&e);
+
+    if (c->state != C_READY && c->state != C_QUIT)
+        return on_setup_reply(c, &e);
+    if (!on_txn_reply(c, &e))
+        return false;
+    after_txn_reply(c);
     return true;
 }
 
@@ -721,6 +935,26 @@ read_cb(struct bufferevent *bev, void *arg)
         conn_fail(c, "the relay sent a line longer than 64 KiB");
 }
 
+/* Why a connection failed with BEV_EVENT_ERROR: TLS (with the verify reason), or I/O. */
+static void
+error_reason(struct conn *c, char *why, size_t n)
+{
+    unsigned long ssl_err = bufferevent_get_openssl_error(c->bev);
+
+    if (ssl_err) {
+        SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+        long vr = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
+        if (ERR_GET_REASON(ssl_err) == SSL_R_CERTIFICATE_VERIFY_FAILED && vr != X509_V_OK)
+            snprintf(why, n, "TLS: certificate verify failed: %s",
+                     X509_verify_cert_error_string(vr));
+        else
+            snprintf(why, n, "TLS: %s", ERR_reason_error_string(ssl_err));
+        ERR_clear_error();
+        return;
+    }
+    snprintf(why, n, "connection error: %s", evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+}
+
 static void
 event_cb(struct bufferevent *bev, short what, void *arg)
 {
@@ -730,7 +964,7 @@ event_cb(struct bufferevent *bev, short what, void *arg)
     (void)bev;
     if (what & BEV_EVENT_CONNECTED) {
         if (c->state == C_CONNECTING) {
-            c->state = C_GREETING;
+            enter_state(c, C_GREETING);
             c->tls_on = c->pool->p.tls == SMTP_TLS_IMPLICIT;
             set_timeout(c);
         } else if (c->state == C_STARTTLS) {
@@ -740,19 +974,19 @@ event_cb(struct bufferevent *bev, short what, void *arg)
         }
         return;
     }
+    if ((what & BEV_EVENT_TIMEOUT) && conn_idle(c)) {
+        /* Idle past smtp_idle_timeout: close politely before the relay does. */
+        quit(c);
+        bufferevent_enable(c->bev, EV_READ | EV_WRITE); /* a timeout disables reading */
+        return;
+    }
     if (what & BEV_EVENT_TIMEOUT)
         snprintf(why, sizeof(why), "timed out waiting for the relay (%s)",
                  c->qlen && c->q[0].kind == E_BODY ? "after end of data" : "command");
     else if (what & BEV_EVENT_EOF)
         snprintf(why, sizeof(why), "the relay closed the connection");
-    else {
-        unsigned long ssl_err = bufferevent_get_openssl_error(c->bev);
-        if (ssl_err)
-            snprintf(why, sizeof(why), "TLS: %s", ERR_reason_error_string(ssl_err));
-        else
-            snprintf(why, sizeof(why), "connection error: %s",
-                     evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
-    }
+    else
+        error_reason(c, why, sizeof(why));
     if (c->state == C_QUIT) {
         struct smtp_pool *pool = c->pool;
         conn_free(c);
@@ -762,13 +996,56 @@ event_cb(struct bufferevent *bev, short what, void *arg)
     conn_fail(c, why);
 }
 
+/* Connects to the resolved address (or fails the connection); takes ai. */
 static void
-conn_open(struct smtp_pool *pool)
+connect_to(struct conn *c, int err, struct evutil_addrinfo *ai)
+{
+    char why[200];
+    int rc;
+
+    if (err != 0 || ai == NULL) {
+        snprintf(why, sizeof(why), "cannot resolve the relay's host name: %s",
+                 err ? evutil_gai_strerror(err) : "no address");
+        if (ai)
+            evutil_freeaddrinfo(ai);
+        conn_fail(c, why);
+        return;
+    }
+    rc = bufferevent_socket_connect(c->bev, ai->ai_addr, (int)ai->ai_addrlen);
+    evutil_freeaddrinfo(ai);
+    if (rc != 0)
+        conn_fail(c, "cannot connect to the relay");
+}
+
+static void
+resolved(int err, struct evutil_addrinfo *ai, void *arg)
+{
+    struct conn *c = arg;
+
+    if (err == EVUTIL_EAI_CANCEL) { /* c is being freed */
+        if (ai)
+            evutil_freeaddrinfo(ai);
+        return;
+    }
+    if (c->opening) { /* answered at once (a numeric host, /etc/hosts): conn_open goes on */
+        c->sync_err = err;
+        c->sync_ai = ai;
+        return;
+    }
+    c->dns_req = NULL;
+    connect_to(c, err, ai);
+}
+
+static void
+conn_open(struct smtp_pool *pool, bool probe)
 {
     struct conn *c = xcalloc(1, sizeof(*c));
+    struct evutil_addrinfo hints = {0};
+    struct evdns_getaddrinfo_request *req;
     char port[8];
 
     c->pool = pool;
+    c->probe = probe;
     smtp_reply_init(&c->reply, 4096);
     if (pool->p.tls == SMTP_TLS_IMPLICIT) {
         SSL *ssl = new_ssl(pool);
@@ -785,22 +1062,26 @@ conn_open(struct smtp_pool *pool)
         conn_fail(c, "cannot create a connection");
         return;
     }
+    if (probe)
+        log_debug("event=relay_probe relay=%s:%d", pool->p.host, pool->p.port);
     bufferevent_setcb(c->bev, read_cb, NULL, event_cb, c);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-    set_timeout(c);
+    set_timeout(c); /* connect_timeout covers the name's resolution too */
+    /* evdns on this loop: a numeric address needs no query, a name never blocks the loop.
+     * The request is ours (not bufferevent_socket_connect_hostname's), so a connection
+     * freed mid-resolution cancels it instead of leaking it. */
     snprintf(port, sizeof(port), "%d", pool->p.port);
-    /* Connects by name: numeric addresses need no resolver; others resolve synchronously. */
-    struct evutil_addrinfo hints = {0}, *ai = NULL;
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
-    if (evutil_getaddrinfo(pool->p.host, port, &hints, &ai) != 0 || ai == NULL) {
-        conn_fail(c, "cannot resolve the relay's host name");
-        return;
-    }
-    int rc = bufferevent_socket_connect(c->bev, ai->ai_addr, (int)ai->ai_addrlen);
-    evutil_freeaddrinfo(ai);
-    if (rc != 0)
-        conn_fail(c, "cannot connect to the relay");
+    hints.ai_protocol = IPPROTO_TCP;
+    hints.ai_flags = EVUTIL_AI_ADDRCONFIG;
+    c->opening = true;
+    req = evdns_getaddrinfo(pool->dns, pool->p.host, port, &hints, resolved, c);
+    c->opening = false;
+    if (req != NULL)
+        c->dns_req = req;
+    else
+        connect_to(c, c->sync_err, c->sync_ai);
 }
 
 /* Hands queued jobs to connections that can take one, opening connections as needed. */
@@ -830,9 +1111,9 @@ dispatch(struct smtp_pool *pool)
             int opening = 0;
             for (struct conn *c = pool->conns; c; c = c->next)
                 opening += c->state != C_READY && c->state != C_QUIT;
-            if (pool->nconns < pool->p.max_connections && opening < pool->queued &&
-                time_mono_us() >= pool->backoff_until)
-                conn_open(pool);
+            if (!pool->quitting && pool->nconns < pool->p.max_connections &&
+                opening < pool->queued && time_mono_us() >= pool->backoff_until)
+                conn_open(pool, false);
             return;
         }
         struct smtp_job *job = pool->head;
@@ -869,10 +1150,8 @@ smtp_pool_new(struct event_base *base, const struct smtp_params *p, smtp_done_fn
     pool->done = done;
     pool->arg = arg;
     pool->ssl = SSL_CTX_new(TLS_client_method());
-    if (pool->ssl == NULL) {
-        free(pool);
-        return NULL;
-    }
+    if (pool->ssl == NULL)
+        goto fail;
     SSL_CTX_set_min_proto_version(pool->ssl, TLS1_2_VERSION);
     if (p->verify) {
         SSL_CTX_set_verify(pool->ssl, SSL_VERIFY_PEER, NULL);
@@ -883,15 +1162,40 @@ smtp_pool_new(struct event_base *base, const struct smtp_params *p, smtp_done_fn
     } else
         SSL_CTX_set_verify(pool->ssl, SSL_VERIFY_NONE, NULL);
     pool->retry_ev = evtimer_new(base, retry_cb, pool);
+    if (pool->retry_ev == NULL)
+        goto fail;
+    if (p->dns_server[0]) {
+        /* A named nameserver (tests, split-horizon setups); /etc/hosts still applies. */
+        pool->dns = evdns_base_new(base, 0);
+        if (pool->dns && evdns_base_nameserver_ip_add(pool->dns, p->dns_server) != 0) {
+            log_error("event=relay error=\"cannot use smtp_dns_server\" server=%s", p->dns_server);
+            goto fail;
+        }
+        if (pool->dns)
+            evdns_base_load_hosts(pool->dns, NULL);
+    } else
+        pool->dns = evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
+    if (pool->dns == NULL)
+        goto fail;
     return pool;
+fail:
+    if (pool->dns)
+        evdns_base_free(pool->dns, 0);
+    if (pool->retry_ev)
+        event_free(pool->retry_ev);
+    SSL_CTX_free(pool->ssl);
+    OPENSSL_cleanse(&pool->p, sizeof(pool->p));
+    free(pool);
+    return NULL;
 }
 
 void
 smtp_pool_submit(struct smtp_pool *pool, struct smtp_job *job)
 {
     job->next = NULL;
-    if (time_mono_us() < pool->backoff_until) {
-        finish(pool, job, SMTP_NOT_SENT, 0, NULL, "the relay is being backed off");
+    if (time_mono_us() < pool->backoff_until || pool->quitting) {
+        finish(pool, job, SMTP_NOT_SENT, 0, NULL,
+               pool->quitting ? "mailcast is stopping" : "the relay is being backed off");
         return;
     }
     if (pool->tail)
@@ -926,6 +1230,38 @@ smtp_pool_drain(struct smtp_pool *pool)
     }
 }
 
+void
+smtp_pool_quit(struct smtp_pool *pool, void (*closed)(void *), void *arg)
+{
+    struct conn *next;
+
+    if (pool == NULL)
+        return;
+    pool->quitting = true;
+    pool->closed = closed;
+    pool->closed_arg = arg;
+    if (pool->retry_ev)
+        evtimer_del(pool->retry_ev);
+    for (struct conn *c = pool->conns; c; c = next) {
+        next = c->next;
+        if (conn_idle(c))
+            quit(c);
+        else if (c->state != C_READY && c->state != C_QUIT && c->njobs == 0)
+            conn_free(c); /* still opening: nothing to say goodbye to yet */
+        /* busy ones say QUIT after their last reply (after_txn_reply) */
+    }
+    if (pool->nconns == 0 && pool->closed) {
+        pool->closed = NULL;
+        closed(arg);
+    }
+}
+
+int
+smtp_pool_conns(const struct smtp_pool *pool)
+{
+    return pool ? pool->nconns : 0;
+}
+
 bool
 smtp_pool_backing_off(const struct smtp_pool *pool)
 {
@@ -954,6 +1290,9 @@ smtp_pool_free(struct smtp_pool *pool)
     }
     if (pool->retry_ev)
         event_free(pool->retry_ev);
+    if (pool->dns)
+        evdns_base_free(pool->dns, 1); /* no request is left: conn_free cancelled them */
     SSL_CTX_free(pool->ssl);
+    OPENSSL_cleanse(&pool->p, sizeof(pool->p)); /* the relay's credentials */
     free(pool);
 }

@@ -41,9 +41,11 @@ struct smtp_params {
     char user[256];       /* "" when no AUTH */
     char pass[256];
     char helo_name[256];
+    char dns_server[64];  /* nameserver IP[:port] for the relay's name; "" the system's */
     int connect_timeout;  /* seconds */
     int command_timeout;
     int data_timeout;     /* the reply after end of data */
+    int idle_timeout;     /* an idle connection says QUIT after this many seconds */
     int max_connections;
     int max_messages;     /* per connection */
 };
@@ -89,6 +91,15 @@ void smtp_pool_submit(struct smtp_pool *pool, struct smtp_job *job);
 int smtp_pool_busy(const struct smtp_pool *pool);
 /* Ends every job still waiting for a connection with SMTP_NOT_SENT (a stop). */
 void smtp_pool_drain(struct smtp_pool *pool);
+/*
+ * Closes the pool politely: no new connection or job from now on; every
+ * idle connection says QUIT at once, busy ones after their last reply,
+ * ones still opening are closed.  closed(arg) (may be NULL) is called once
+ * when the last connection is gone, possibly before this returns.
+ */
+void smtp_pool_quit(struct smtp_pool *pool, void (*closed)(void *), void *arg);
+/* Connections open or opening. */
+int smtp_pool_conns(const struct smtp_pool *pool);
 /* True while the circuit breaker holds new connections back. */
 bool smtp_pool_backing_off(const struct smtp_pool *pool);
 /* Ends every job still in the pool (done with SMTP_NOT_SENT or SMTP_TEMPFAIL) and frees it. */

@@ -210,7 +210,20 @@ dkim_signer_new(void)
         free(s);
         return NULL;
     }
-    dkim_options(s->lib, DKIM_OP_SETOPT, DKIM_OPTS_SIGNHDRS, (void *)hdrs, sizeof(hdrs));
+    /* From is signed once more than it occurs (RFC 6376 8.15): a second From added on
+     * the way breaks the signature instead of being shown to the reader. */
+    static const char *const over[] = {"from", NULL};
+    /* The length is that of the pointer, not of the array: with sizeof(hdrs) the call
+     * fails (DKIM_STAT_INVALID) and the library's default list is signed instead. */
+    if (dkim_options(s->lib, DKIM_OP_SETOPT, DKIM_OPTS_SIGNHDRS, (void *)hdrs, sizeof(char **)) !=
+            DKIM_STAT_OK ||
+        dkim_options(s->lib, DKIM_OP_SETOPT, DKIM_OPTS_OVERSIGNHDRS, (void *)over,
+                     sizeof(char **)) != DKIM_STAT_OK) {
+        log_error("event=dkim error=\"cannot set the signed header list\"");
+        dkim_close(s->lib);
+        free(s);
+        return NULL;
+    }
     return s;
 }
 

@@ -294,6 +294,15 @@ hdr_encoded(struct hdr *h, const char *s, size_t n)
                 break;
             take += c;
         }
+        /* Split after a space, not inside a word, so each encoded-word holds whole
+         * words; only a word longer than one encoded-word is split between characters. */
+        if (i + take < n && u[i + take] != ' ') {
+            size_t sp = take;
+            while (sp > 0 && u[i + sp - 1] != ' ')
+                sp--;
+            if (sp > 0)
+                take = sp;
+        }
         memcpy(word, "=?utf-8?B?", 10);
         len = 10 + base64(u + i, take, word + 10);
         memcpy(word + len, "?=", 2);
@@ -420,7 +429,11 @@ qp_encode(const char *s, size_t n, bool end_soft, struct buf *out)
             continue;
         }
         eol = i + 1 == n || s[i + 1] == '\r' || s[i + 1] == '\n';
-        if ((c >= 33 && c <= 126 && c != '=') || ((c == ' ' || c == '\t') && !eol)) {
+        /* "From " opening an encoded line would be mangled to ">From " by mbox
+         * tools on the way: its F goes encoded (RFC 2045 6.8 advises it). */
+        bool from = len == 0 && c == 'F' && n - i >= 5 && memcmp(s + i, "From ", 5) == 0;
+        if (!from &&
+            ((c >= 33 && c <= 126 && c != '=') || ((c == ' ' || c == '\t') && !eol))) {
             unit[0] = (char)c;
             ulen = 1;
         } else {
@@ -434,6 +447,12 @@ qp_encode(const char *s, size_t n, bool end_soft, struct buf *out)
             memcpy(line + len, "=\r\n", 3);
             buf_append(out, line, len + 3);
             len = 0;
+            if (ulen == 1 && c == 'F' && n - i >= 5 && memcmp(s + i, "From ", 5) == 0) {
+                unit[0] = '=';
+                unit[1] = hex[c >> 4];
+                unit[2] = hex[c & 15];
+                ulen = 3;
+            }
         }
         memcpy(line + len, unit, ulen);
         len += ulen;

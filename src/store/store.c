@@ -9,11 +9,21 @@
  * Migrations run in one transaction; on PostgreSQL an advisory lock inside
  * it serialises processes that start at the same time, on SQLite BEGIN
  * IMMEDIATE does.
+ *
+ * A database that cannot be reached is an outage, not a stream of errors:
+ * the first failed connect logs db_unreachable with its reason, and further
+ * connects wait a capped exponential backoff with jitter (250 ms doubling
+ * to 30 s, each wait drawn from its upper half); a store call in between
+ * fails at once with MC_ERR_DB without touching the network or the log.
+ * The first connect that works logs db_reachable with the outage's length
+ * and how many failures were not logged.  Callers ask store_reachable()
+ * before logging a failure of their own.
  */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/crypto.h"
 #include "core/log.h"
 #include "core/timeutil.h"
 #include "core/util.h"
@@ -29,7 +39,64 @@ struct store {
     struct db_conn **idle; /* owned, params.pool_size slots */
     int nidle;
     int nopen;
+    /* Outage state, under mu. */
+    int64_t down_since; /* monotonic us of the first failed connect; 0: reachable */
+    int64_t next_try;   /* monotonic us: no connect before */
+    int64_t delay;      /* the current backoff, us */
+    int not_logged;     /* failures since the outage was logged */
 };
+
+#define DB_BACKOFF_MIN_US 250000LL
+#define DB_BACKOFF_MAX_US (30 * 1000000LL)
+
+_Thread_local char db_connect_error[300];
+
+/* A connect failed (under st->mu): log the outage once, back off with jitter. */
+static void
+outage_failed(struct store *st)
+{
+    int64_t now = time_mono_us();
+    unsigned char r[2];
+
+    if (st->down_since == 0) {
+        st->down_since = now;
+        st->not_logged = 0;
+        st->delay = 0;
+        log_error("event=db_unreachable backend=%s reason=\"%s\"", st->ops->name,
+                  db_connect_error[0] ? db_connect_error : "cannot connect");
+    } else
+        st->not_logged++;
+    st->delay = st->delay ? st->delay * 2 : DB_BACKOFF_MIN_US;
+    if (st->delay > DB_BACKOFF_MAX_US)
+        st->delay = DB_BACKOFF_MAX_US;
+    crypto_random(r, sizeof(r));
+    /* Full wait in [delay/2, delay): processes that lost the database together spread out. */
+    st->next_try = now + st->delay / 2 + (st->delay / 2) * (((int64_t)r[0] << 8) | r[1]) / 65536;
+}
+
+/* A connect worked (under st->mu): end the outage, saying how long it was. */
+static void
+outage_over(struct store *st)
+{
+    if (st->down_since == 0)
+        return;
+    log_info("event=db_reachable backend=%s after_s=%lld failures_not_logged=%d", st->ops->name,
+             (long long)((time_mono_us() - st->down_since) / 1000000), st->not_logged);
+    st->down_since = 0;
+    st->delay = 0;
+    st->not_logged = 0;
+}
+
+bool
+store_reachable(struct store *st)
+{
+    bool up;
+
+    pthread_mutex_lock(&st->mu);
+    up = st->down_since == 0;
+    pthread_mutex_unlock(&st->mu);
+    return up;
+}
 
 mc_err
 store_open(const char *url, const struct store_params *params, struct store **out)
@@ -97,17 +164,26 @@ db_get(struct store *st, struct db *out)
     if (st->nidle > 0) {
         c = st->idle[--st->nidle];
         pthread_mutex_unlock(&st->mu);
+    } else if (st->down_since && time_mono_us() < st->next_try) {
+        st->not_logged++; /* backing off: fail without trying */
+        pthread_mutex_unlock(&st->mu);
+        return MC_ERR_DB;
     } else {
         st->nopen++;
         pthread_mutex_unlock(&st->mu);
+        db_connect_error[0] = '\0';
         err = st->ops->connect(st->url, &st->params, &c);
+        pthread_mutex_lock(&st->mu);
         if (err != MC_ERR_OK) {
-            pthread_mutex_lock(&st->mu);
             st->nopen--;
+            if (err == MC_ERR_DB)
+                outage_failed(st);
             pthread_cond_signal(&st->cv);
             pthread_mutex_unlock(&st->mu);
             return err;
         }
+        outage_over(st);
+        pthread_mutex_unlock(&st->mu);
     }
     out->ops = st->ops;
     out->conn = c;

@@ -38,6 +38,11 @@ mc_err store_open(const char *url, const struct store_params *params, struct sto
 void store_close(struct store *st);
 /* "sqlite" or "postgres". */
 const char *store_backend(const struct store *st);
+/*
+ * False while the database cannot be reached (an outage store.c has logged
+ * and backs off from); callers skip logging their own failures then.
+ */
+bool store_reachable(struct store *st);
 
 /*
  * Applies every migration newer than the database's version, in one
@@ -160,7 +165,7 @@ mc_err store_key_list(struct store *st, const char *tenant_id, const struct page
                       struct api_key_list *out);
 mc_err store_key_get(struct store *st, const char *tenant_id, const char *key_id,
                      struct api_key *out);
-/* Revokes the key; revoking twice is fine.  NOT_FOUND for another tenant's key. */
+/* Revokes the key.  NOT_FOUND for an unknown key, another tenant's, or one already revoked. */
 mc_err store_key_revoke(struct store *st, const char *tenant_id, const char *key_id);
 /* Records a use; cheap enough to call per request (at most one write a minute per key). */
 mc_err store_key_touch(struct store *st, const char *key_id, int64_t now);
@@ -567,9 +572,14 @@ mc_err store_delivery_record(struct store *st, const char *owner, int64_t now,
                              const struct delivery_result *res, int n, int *applied);
 /* Messages waiting (pending) and in flight (sending) across every campaign. */
 mc_err store_queue_depth(struct store *st, int64_t *pending, int64_t *sending);
-/* Returns expired leases to pending (their attempt counted; *n returned) and
- * deletes rate buckets older than every window. */
-mc_err store_delivery_recover(struct store *st, int64_t now, int *n);
+/*
+ * Returns expired leases to pending (*n returned) and deletes rate buckets
+ * older than every window.  An expiry does not spend the message's attempt
+ * (max_attempts grows by one) while max_attempts is below attempts_cap
+ * (retry_max_attempts + lease_expiry_max); at the cap, a message whose
+ * attempts are spent fails as a poison message.
+ */
+mc_err store_delivery_recover(struct store *st, int64_t now, int attempts_cap, int *n);
 
 /* ---- DKIM keys ---- */
 

@@ -741,9 +741,9 @@ out:
 }
 
 mc_err
-store_delivery_recover(struct store *st, int64_t now, int *n)
+store_delivery_recover(struct store *st, int64_t now, int attempts_cap, int *n)
 {
-    struct db_param p[] = {P_TIME(now)};
+    struct db_param p[] = {P_TIME(now), P_INT(attempts_cap)};
     struct outcome_row *o = NULL;
     struct event_batch ev;
     int64_t changes = 0;
@@ -754,17 +754,29 @@ store_delivery_recover(struct store *st, int64_t now, int *n)
     if ((err = db_get(st, &d)) != MC_ERR_OK)
         return err;
     db_events_init(&ev);
-    /* A message whose last attempt's lease ran out fails here: message.failed with it. */
+    /*
+     * A lease expiry is not the relay's verdict: the attempt it used is given back by
+     * raising max_attempts, up to attempts_cap; a message that keeps killing its
+     * workers meets the cap and fails as poison (SQLite and PostgreSQL both read the
+     * old row on the right of every SET).  A message that fails here gets its
+     * message.failed in the same transaction.
+     */
     if ((err = db_begin(&d, true)) == MC_ERR_OK)
         err = db_fetch_all(&d,
                            "UPDATE scheduled_messages SET status = CASE "
                            "WHEN (SELECT c.status FROM campaigns c WHERE c.id = "
                            "scheduled_messages.campaign_id) = 'cancelled' THEN 'cancelled' "
-                           "WHEN attempts >= max_attempts THEN 'failed' ELSE 'pending' END, "
+                           "WHEN max_attempts >= $2 AND attempts >= max_attempts THEN 'failed' "
+                           "ELSE 'pending' END, "
+                           "max_attempts = CASE WHEN max_attempts < $2 THEN max_attempts + 1 "
+                           "ELSE max_attempts END, "
                            "lease_owner = NULL, lease_expires_at = NULL, next_attempt_at = $1, "
-                           "last_error = 'the lease expired: the worker stopped or crashed "
-                           "mid-send', updated_at = $1 WHERE status = 'sending' AND "
-                           "lease_expires_at < $1" OUTCOME_COLS,
+                           "last_error = CASE WHEN max_attempts >= $2 AND attempts >= "
+                           "max_attempts THEN 'the lease expired again: failed as a poison "
+                           "message (lease_expiry_max)' "
+                           "ELSE 'the lease expired: the worker stopped or crashed mid-send' END, "
+                           "updated_at = $1 WHERE status = 'sending' AND lease_expires_at < $1"
+                           OUTCOME_COLS,
                            p, NPARAMS(p), outcome_row, sizeof(*o), (void **)&o, &no);
     for (int i = 0; i < no && err == MC_ERR_OK; i++) {
         if (strcmp(o[i].status, "failed") != 0)
@@ -772,7 +784,7 @@ store_delivery_recover(struct store *st, int64_t now, int *n)
         struct event_ref ref = {o[i].campaign_id, o[i].id, o[i].recipient_id, o[i].to_address};
         db_events_add(&ev, o[i].tenant_id, "message.failed", &ref,
                       json_pack("{s:s}", "smtp_reply",
-                                "the lease expired: the worker stopped or crashed mid-send"));
+                                "the lease expired again: failed as a poison message"));
     }
     if (err == MC_ERR_OK)
         err = db_events_write(&d, &ev, now);

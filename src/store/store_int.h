@@ -90,6 +90,8 @@ struct db {
 
 /* Borrows a connection (blocks while all are in use); db_put returns it. */
 mc_err db_get(struct store *st, struct db *out);
+/* A backend's connect writes why it failed here (this thread's), for store.c's outage log. */
+extern _Thread_local char db_connect_error[300];
 /* Returns the connection; a connection left inside a transaction is rolled back. */
 void db_put(struct db *d);
 

@@ -193,8 +193,8 @@ store_key_revoke(struct store *st, const char *tenant_id, const char *key_id)
     if ((err = db_get(st, &d)) != MC_ERR_OK)
         return err;
     err = db_exec(&d,
-                  "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $3) "
-                  "WHERE tenant_id = $1 AND id = $2",
+                  "UPDATE api_keys SET revoked_at = $3 "
+                  "WHERE tenant_id = $1 AND id = $2 AND revoked_at IS NULL",
                   p, NPARAMS(p), &changes);
     db_put(&d);
     if (err == MC_ERR_OK && changes == 0)

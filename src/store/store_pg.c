@@ -95,7 +95,9 @@ pg_connect(const char *url, const struct store_params *p, struct db_conn **out)
         char one[400];
         const char *msg = PQerrorMessage(c->pg);
         snprintf(one, sizeof(one), "%.*s", (int)strcspn(msg, "\n"), msg);
-        log_error("event=db backend=postgres error=\"cannot connect: %s\"", one);
+        /* store.c logs it once per outage, not once per try */
+        snprintf(db_connect_error, sizeof(db_connect_error), "cannot connect: %.250s", one);
+        log_debug("event=db backend=postgres error=\"cannot connect: %s\"", one);
         pg_disconnect(c);
         return MC_ERR_DB;
     }

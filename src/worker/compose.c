@@ -17,6 +17,7 @@
 #include "smtp/client.h"
 #include "smtp/dkim.h"
 #include "smtp/mime.h"
+#include "template/html_text.h"
 
 
 /*
@@ -220,6 +221,11 @@ compose_message(const struct compose_campaign *c, const struct config *cfg,
 
     if ((err = compose_render(c, cfg, key, r, &parts, why)) != MC_ERR_OK)
         goto out;
+    /* HTML alone: a text alternative from the HTML, so text clients read it too. */
+    if (parts.has_html && !parts.has_text &&
+        tpl_html_to_text(parts.html.data ? parts.html.data : "", parts.html.len, &parts.text) ==
+            MC_ERR_OK)
+        parts.has_text = true;
     message_id(key, msg_key, c->from_address, mid, mid_len);
     crypto_random(rnd, sizeof(rnd));
     memcpy(boundary, "=_mc_", 5);

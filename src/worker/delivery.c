@@ -322,6 +322,19 @@ stop_cb(evutil_socket_t fd, short what, void *arg)
         evtimer_add(d->stop_ev, &tv);
         return;
     }
+    /* Idle connections say QUIT and wait (bounded) for the relay's answer. */
+    if (d->pool && !d->quit_asked) {
+        d->quit_asked = true;
+        smtp_pool_quit(d->pool, NULL, NULL);
+        /* One more turn of the loop in any case: it runs the callbacks of the
+         * name resolutions the quit cancelled, which free them. */
+        evtimer_add(d->stop_ev, &tv);
+        return;
+    }
+    if (smtp_pool_conns(d->pool) > 0 && time_mono_us() < d->stop_deadline) {
+        evtimer_add(d->stop_ev, &tv);
+        return;
+    }
     /* The database thread finishes what it is doing; its answers are taken
      * here (a claim that comes back now is released unsent). */
     delivery_db_quiesce(d);
@@ -401,6 +414,8 @@ delivery_start(struct store *st, const struct config *cfg, const struct secrets 
     d->stop_ev = evtimer_new(d->base, stop_cb, d);
     d->kick = event_new(d->base, -1, 0, tick_cb, d);
     d->dbdone = event_new(d->base, -1, 0, dbdone_cb, d);
+    if (!d->tick || !d->flush || !d->stop_ev || !d->kick || !d->dbdone)
+        goto fail;
     evtimer_add(d->tick, &tick);
     evtimer_add(d->flush, &flush);
     if (!delivery_db_start(d))

@@ -44,7 +44,8 @@ recover(struct delivery *d)
 {
     int n = 0;
 
-    store_delivery_recover(d->st, time_now_us(), &n);
+    store_delivery_recover(d->st, time_now_us(),
+                           (int)(d->cfg->retry_max_attempts + d->cfg->lease_expiry_max), &n);
     delivery_metrics_lease_expiries(d, n);
 }
 
@@ -201,7 +202,8 @@ record_done(struct delivery *d, mc_err err)
         d->nrec = 0;
         return;
     }
-    log_warn("event=record_failed n=%d (kept for the next flush)", d->nrec);
+    if (store_reachable(d->st)) /* an outage is logged once, by the store */
+        log_warn("event=record_failed n=%d (kept for the next flush)", d->nrec);
     if (d->caprec < d->nrec + d->nresults) {
         d->caprec = d->nrec + d->nresults;
         d->rec = xrealloc(d->rec, (size_t)d->caprec * sizeof(*d->rec));

@@ -84,6 +84,7 @@ struct delivery {
     struct event *tick, *flush, *stop_ev;
     struct event *kick; /* a fill soon, after the callback that asks for it returns */
     struct smtp_pool *pool;    /* NULL for dir: */
+    bool quit_asked;           /* the stop has asked the pool's connections to QUIT */
     const char *outbox;        /* borrowed from cfg: the dir: path, or NULL */
     int inflight;
     struct delivery_result *results; /* owned, pending record */

@@ -34,6 +34,7 @@ struct engine {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     bool stop, woken;
+    uint64_t rounds; /* rounds finished, under mu: /metrics shows it */
 };
 
 static bool
@@ -64,7 +65,8 @@ materialize(struct engine *e, int64_t deadline)
             if (store_engine_materialize(e->st, &refs[i], (int)e->cfg->materialize_batch,
                                          (int)e->cfg->retry_max_attempts, time_now_us(),
                                          &inserted, &done) != MC_ERR_OK) {
-                log_warn("event=materialize_failed tenant=%s campaign=%s", refs[i].tenant_id,
+                if (store_reachable(e->st)) /* an outage is logged once, by the store */
+                    log_warn("event=materialize_failed tenant=%s campaign=%s", refs[i].tenant_id,
                          refs[i].id);
                 done = true; /* retried at the next poll, not in a tight loop */
                 break;
@@ -84,10 +86,10 @@ round_once(struct engine *e)
     bool more;
     int n = 0;
 
-    if (store_engine_start_due(e->st, time_now_us(), &n) != MC_ERR_OK)
+    if (store_engine_start_due(e->st, time_now_us(), &n) != MC_ERR_OK && store_reachable(e->st))
         log_warn("event=engine warn=start_due_failed");
     more = materialize(e, deadline);
-    if (store_engine_complete(e->st, time_now_us(), &n) != MC_ERR_OK)
+    if (store_engine_complete(e->st, time_now_us(), &n) != MC_ERR_OK && store_reachable(e->st))
         log_warn("event=engine warn=complete_failed");
     /* Retention: one small batch a round, so the log never holds a long lock. */
     if (store_event_prune(e->st, time_now_us() - e->cfg->event_retention_days * 86400000000LL,
@@ -106,6 +108,7 @@ run(void *arg)
     for (;;) {
         bool more = round_once(e);
         pthread_mutex_lock(&e->mu);
+        e->rounds++;
         if (!e->stop && !e->woken && !more) {
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
@@ -121,6 +124,24 @@ run(void *arg)
             break;
     }
     return NULL;
+}
+
+void
+engine_metrics(struct engine *e, struct buf *out)
+{
+    uint64_t n;
+
+    if (e == NULL)
+        return;
+    pthread_mutex_lock(&e->mu);
+    n = e->rounds;
+    pthread_mutex_unlock(&e->mu);
+    buf_printf(out,
+               "# HELP mailcast_engine_rounds_total Rounds the campaign engine finished "
+               "(start due campaigns, create messages, complete finished ones).\n"
+               "# TYPE mailcast_engine_rounds_total counter\n"
+               "mailcast_engine_rounds_total %llu\n",
+               (unsigned long long)n);
 }
 
 struct engine *

@@ -22,5 +22,10 @@ struct engine *engine_start(struct store *st, const struct config *cfg);
 void engine_wake(struct engine *e);
 /* Finishes the current step and stops; engine_stop(NULL) is a no-op. */
 void engine_stop(struct engine *e);
+/*
+ * Appends the engine's counters in Prometheus text (rounds finished, so a
+ * test can wait for the engine to have looked again); NULL: nothing.
+ */
+void engine_metrics(struct engine *e, struct buf *out);
 
 #endif

@@ -4,6 +4,11 @@
  * It runs a private libevent loop with its own connection pool in the
  * calling thread, so a test send neither waits behind a campaign's queue
  * nor counts against any rate limit or statistic.
+ *
+ * The calling thread is an HTTP thread, so the whole wait is bounded by
+ * test_send_timeout (config-checked below http_timeout), not by the 600 s
+ * data timeout: a job the relay has not answered by then ends as failed,
+ * saying so.  When every job has ended the connection says QUIT.
  */
 #include <stdio.h>
 #include <string.h>
@@ -19,23 +24,66 @@
 
 struct waiter {
     struct event_base *base;
+    struct smtp_pool *pool;
     int left;
+    bool timed_out;
+    int timeout_s;
 };
+
+static void
+closed(void *arg)
+{
+    struct waiter *w = arg;
+
+    event_base_loopbreak(w->base);
+}
+
+static void
+quit_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct waiter *w = arg;
+
+    (void)fd;
+    (void)what;
+    smtp_pool_quit(w->pool, closed, w);
+}
+
+static void
+timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct waiter *w = arg;
+
+    (void)fd;
+    (void)what;
+    w->timed_out = true;
+    event_base_loopbreak(w->base);
+}
 
 static void
 done(struct smtp_job *job, void *arg)
 {
     struct waiter *w = arg;
+    struct timeval now = {0, 0};
 
-    (void)job;
-    if (--w->left == 0)
-        event_base_loopbreak(w->base);
+    if (w->timed_out) {
+        job->result = SMTP_TEMPFAIL;
+        job->code = 0;
+        snprintf(job->text, sizeof(job->text),
+                 "no answer from the relay within %d s (test_send_timeout); the message may "
+                 "still be delivered",
+                 w->timeout_s);
+    }
+    /* The QUIT goes out from the loop, not from inside the pool's callback. */
+    if (--w->left == 0 && !w->timed_out)
+        event_base_once(w->base, -1, EV_TIMEOUT, quit_cb, w, &now);
 }
 
 mc_err
 send_now(const struct config *cfg, struct smtp_job **jobs, int n)
 {
-    struct waiter w = {NULL, n};
+    struct waiter w = {.left = n, .timeout_s = (int)cfg->test_send_timeout};
+    struct timeval tv = {cfg->test_send_timeout, 0};
+    struct event *timer = NULL;
     struct smtp_params p;
     struct smtp_pool *pool;
     char err[160];
@@ -65,15 +113,27 @@ send_now(const struct config *cfg, struct smtp_job **jobs, int n)
     if (w.base == NULL)
         return MC_ERR_INTERNAL;
     pool = smtp_pool_new(w.base, &p, done, &w);
-    if (pool == NULL) {
+    timer = evtimer_new(w.base, timeout_cb, &w);
+    if (pool == NULL || timer == NULL) {
+        smtp_pool_free(pool);
+        if (timer)
+            event_free(timer);
         event_base_free(w.base);
         return MC_ERR_INTERNAL;
     }
+    w.pool = pool;
+    evtimer_add(timer, &tv);
     for (int i = 0; i < n; i++)
         smtp_pool_submit(pool, jobs[i]);
-    if (w.left > 0)
-        event_base_dispatch(w.base);
+    event_base_dispatch(w.base);
+    w.timed_out = w.left > 0; /* what is left is ended by the free, as unanswered */
+    if (w.timed_out)
+        log_warn("event=test_send_timeout timeout_s=%d unanswered=%d", w.timeout_s, w.left);
+    /* Cancels a resolution still running; one turn of the loop runs its callback. */
+    smtp_pool_quit(pool, NULL, NULL);
+    event_base_loop(w.base, EVLOOP_NONBLOCK);
     smtp_pool_free(pool);
+    event_free(timer);
     event_base_free(w.base);
     return MC_ERR_OK;
 }

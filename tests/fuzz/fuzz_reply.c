@@ -15,17 +15,7 @@
 #include <string.h>
 
 #include "smtp/reply.h"
-
-/* An invariant of the parser; unlike assert, never compiled out. */
-#define CHECK(c)                                                                                   \
-    do {                                                                                           \
-        if (!(c)) {                                                                                \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #c);                  \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+#include "fuzz.h"
 
 static void
 check_reply(const struct smtp_reply *r)

@@ -7,7 +7,11 @@
 - new_database (function): makes a fresh database of the current store and
   drops it after the test.
 - server (module): one shared server per store per test module, with the
-  fixed operator key; for tests that do not interfere with each other.
+  fixed operator key and the module's SERVER_ARGS; for tests that do not
+  interfere with each other (harness.module_server, which every other
+  module-scoped server fixture uses too).
+- solo_factory (function): servers on SQLite of the test's own, for
+  behaviour no store changes (the SMTP client): run once, not per store.
 - server_factory (function): starts servers of the test's own, stopped at
   teardown; for lifecycle tests (signals, restarts, generated keys).
 """
@@ -19,7 +23,7 @@ import tempfile
 
 import pytest
 
-from harness import BIN, OPERATOR_KEY, REPO, PgAdmin, Server, create_database
+from harness import BIN, OPERATOR_KEY, REPO, PgAdmin, Server, create_database, module_server
 
 
 def pytest_configure(config):
@@ -77,16 +81,10 @@ def new_database(request, store, tmp_path):
 
 @pytest.fixture(scope="module")
 def server(request, store, tmp_path_factory):
-    """A server shared by the tests of one module (per store)."""
-    workdir = tmp_path_factory.mktemp(f"server-{store}")
-    url, drop = create_database(request, store, workdir)
-    srv = Server(workdir, url, OPERATOR_KEY)
-    try:
-        srv.start()
-        yield srv
-    finally:
-        srv.stop()
-        drop()
+    """A server shared by the tests of one module (per store), started with
+    the module's SERVER_ARGS (e.g. campaignhelp.NO_DELIVERY) if it has any."""
+    yield from module_server(request, store, tmp_path_factory,
+                             getattr(request.module, "SERVER_ARGS", ()))
 
 
 @pytest.fixture
@@ -101,6 +99,25 @@ def server_factory(new_database, tmp_path):
         servers.append(srv)
         if start:
             srv.start()
+        return srv
+
+    yield make
+    for srv in servers:
+        srv.stop()
+
+
+@pytest.fixture
+def solo_factory(tmp_path):
+    """Servers on SQLite of the test's own, for behaviour that does not depend
+    on the store (the SMTP client, the worker's queue): run once, not per store."""
+    servers = []
+
+    def make(args):
+        d = tmp_path / f"solo{len(servers)}"
+        d.mkdir()
+        srv = Server(d, f"sqlite:{d / 'mailcast.db'}", OPERATOR_KEY, args)
+        servers.append(srv)
+        srv.start()
         return srv
 
     yield make

@@ -121,6 +121,24 @@ def create_database(request, store, directory):
     return url, lambda: admin.drop(url)
 
 
+def module_server(request, store, tmp_path_factory, args=(), name="server", **attrs):
+    """Generator behind every module-scoped server fixture: one `mailcast
+    serve` per store for a test module, on a fresh database of its own and a
+    free port (so pytest-xdist workers never share either), started with
+    args and given attrs (e.g. outbox=...); stopped and dropped at the end."""
+    workdir = tmp_path_factory.mktemp(f"{name}-{store}")
+    url, drop = create_database(request, store, workdir)
+    srv = Server(workdir, url, OPERATOR_KEY, list(args), name=name)
+    for k, v in attrs.items():
+        setattr(srv, k, v)
+    try:
+        srv.start()
+        yield srv
+    finally:
+        srv.stop()
+        drop()
+
+
 def db_execute(database, sql, params=()):
     """Runs one statement directly against a mailcast database URL."""
     if database.startswith("sqlite:"):
@@ -181,8 +199,9 @@ class Server:
             self.port = free_port()
             self.stdout_path = self.workdir / f"{self.name}.{self.runs}.stdout"
             self.stderr_path = self.workdir / f"{self.name}.{self.runs}.stderr"
-            argv = [BIN, "serve", "--listen", f"127.0.0.1:{self.port}",
-                    "--database", self.database, *self.args]
+            argv = [BIN, "serve", "--listen", f"127.0.0.1:{self.port}", *self.args]
+            if self.database is not None:  # None: the default, ./var/mailcast.db
+                argv[4:4] = ["--database", self.database]
             with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
                 self.proc = subprocess.Popen(
                     argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
@@ -275,6 +294,21 @@ class Server:
                 return None
             time.sleep(0.05)
 
+    def engine_rounds(self):
+        """Rounds this server's campaign engine has finished (/metrics)."""
+        text = self.get("/metrics").text
+        return int(re.search(r"^mailcast_engine_rounds_total (\d+)$", text, re.M).group(1))
+
+    def wait_engine_rounds(self, n=2, timeout=15):
+        """Waits until the campaign engine has finished n more rounds, so
+        whatever it would do to the current state it has done: the wait for
+        "nothing else happens" that a sleep only guesses at."""
+        target = self.engine_rounds() + n
+        deadline = time.monotonic() + timeout
+        while self.engine_rounds() < target:
+            assert time.monotonic() < deadline, f"the engine did not finish {n} rounds"
+            time.sleep(0.02)
+
     # -- HTTP --
 
     @property
@@ -292,6 +326,12 @@ class Server:
 
     def request(self, method, path, **kw):
         kw.setdefault("timeout", HTTP_TIMEOUT)
+        if hasattr(kw.get("data"), "__next__"):
+            # A streamed (chunked) body: requests sends it on a pooled
+            # connection whose socket keeps the timeout of the request
+            # before, ignoring this one's; a connection of its own keeps it.
+            with requests.Session() as s:
+                return s.request(method, self.url(path), **kw)
         return self.session.request(method, self.url(path), **kw)
 
     def get(self, path, **kw):

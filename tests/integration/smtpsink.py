@@ -28,6 +28,11 @@ refuses mail from unauthenticated sessions; pipelining=True advertises
 PIPELINING.  port=N binds that port (for a
 relay that appears later); the default is a free one.
 
+Sessions are counted: sessions_total, sessions_open, and closed_sessions
+(one bool per closed connection that said EHLO: whether it said QUIT first);
+sni_names lists the server name each TLS handshake carried (None: no SNI).
+wait_for(predicate) waits on any of these.
+
 make_cert(directory, name) writes a self-signed certificate (CA:TRUE, SAN
 DNS:localhost and IP:127.0.0.1) with the openssl command line tool.
 """
@@ -192,8 +197,16 @@ class _Handler:
             server.loop.call_soon(_close, server)
         return reply.text
 
+    async def handle_QUIT(self, server, session, envelope):
+        server._mc_quit = True
+        with self.sink._cond:
+            self.sink.quits += 1
+            self.sink._cond.notify_all()
+        return "221 2.0.0 Bye"
+
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         session.host_name = hostname
+        server._mc_ehlo = True
         with self.sink._lock:
             self.sink.ehlo_names.append(hostname)
         if self.sink.pipelining:
@@ -221,7 +234,29 @@ class _Controller(Controller):
     def factory(self):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # AUTH without TLS is what the tests want
-            return super().factory()
+            smtp = super().factory()
+        sink = self.handler.sink
+        made, lost = smtp.connection_made, smtp.connection_lost
+
+        def connection_made(transport):
+            first = smtp.transport is None  # STARTTLS calls it again for the same session
+            made(transport)
+            if first:
+                with sink._cond:
+                    sink.sessions_total += 1
+                    sink.sessions_open += 1
+                    sink._cond.notify_all()
+
+        def connection_lost(error):
+            with sink._cond:
+                sink.sessions_open -= 1
+                if getattr(smtp, "_mc_ehlo", False):  # not the controller's bare connect
+                    sink.closed_sessions.append(bool(getattr(smtp, "_mc_quit", False)))
+                sink._cond.notify_all()
+            lost(error)
+
+        smtp.connection_made, smtp.connection_lost = connection_made, connection_lost
+        return smtp
 
     def _trigger_server(self):
         # The stock trigger speaks to the server (and, with TLS options, may fail
@@ -240,6 +275,11 @@ class Sink:
         self.messages: List[Message] = []
         self.ehlo_names: List[str] = []
         self.auth_failures = 0
+        self.quits = 0
+        self.sessions_total = 0
+        self.sessions_open = 0
+        self.closed_sessions: List[bool] = []
+        self.sni_names: List[Optional[str]] = []
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._scripts = {}
@@ -250,6 +290,12 @@ class Sink:
         if tls:
             ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             ctx.load_cert_chain(*tls)
+
+            def sni(sslobj, name, context):
+                with self._lock:
+                    self.sni_names.append(name)
+
+            ctx.sni_callback = sni
             kw["tls_context"] = ctx
             kw["require_starttls"] = require_starttls
         if auth:
@@ -340,6 +386,18 @@ class Sink:
     def count(self):
         with self._lock:
             return len(self.messages)
+
+    def wait_for(self, predicate, timeout):
+        """Waits until predicate(self) holds (checked whenever a record changes);
+        returns its last value."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                ok = predicate(self)
+                left = deadline - time.monotonic()
+                if ok or left <= 0:
+                    return ok
+                self._cond.wait(min(left, 0.2))
 
     def wait_count(self, n, timeout, predicate=None):
         """Waits until at least n accepted messages (matching predicate) were seen;

@@ -5,15 +5,13 @@ import datetime
 
 import pytest
 
-from campaignhelp import (CAMPAIGN_FIELDS, COUNT_FIELDS, Tenant, campaign_body,
-                          campaign_server, future, iso, message_count, missing_id, utcnow)
+from campaignhelp import (CAMPAIGN_FIELDS, COUNT_FIELDS, NO_DELIVERY, Tenant, campaign_body,
+                          future, iso, message_count, missing_id, utcnow)
 from harness import TIME_RE, UUID_RE, error_of, invalid_field, parse_time
 
 
-@pytest.fixture(scope="module")
-def server(request, store, tmp_path_factory):
-    """conftest's shared server, without delivery (see campaignhelp.NO_DELIVERY)."""
-    yield from campaign_server(request, store, tmp_path_factory)
+# The shared module server (conftest.py), without delivery.
+SERVER_ARGS = NO_DELIVERY
 
 
 def assert_fresh_draft(c):
@@ -597,7 +595,7 @@ def test_read_only_key(server):
     r = server.get(t.camp_path(c["id"]), headers=t.ro)
     assert r.status_code == 200 and r.json() == c
     st = t.stats(live["id"], headers=t.ro)
-    assert st["total_recipients"] == 2 and st["pending"] == 2
+    assert st["total_recipients"] == 2 and st["pending_count"] == 2
     r = t.preview(c["id"], {"email": "ro@example.com", "name": "Reader"}, headers=t.ro)
     assert r.status_code == 200, r.text
     assert r.json()["html"].startswith("<p>Hi Reader</p>")

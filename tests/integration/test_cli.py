@@ -36,8 +36,39 @@ def test_tenant_show_missing(new_database):
     db = new_database()
     res = run_cli("tenant", "show", "00000000-0000-4000-8000-000000000000", database=db)
     assert res.returncode == 1
-    assert "not found" in res.stderr
+    assert res.stderr.splitlines()[-1] == "mailcast tenant show: tenant not found"
     assert res.stdout == ""
+
+
+def test_cli_errors_carry_the_apis_words(server_factory, new_database):
+    """The CLI says what the API says for the same failure, not the error's code."""
+    db = new_database()
+    cli_json("tenant", "create", "Taken", "--slug", "taken", database=db)
+    res = run_cli("tenant", "create", "Again", "--slug", "taken", database=db)
+    assert res.returncode == 1 and res.stdout == ""
+    assert res.stderr.splitlines()[-1] == (
+        'mailcast tenant create: a tenant with slug "taken" already exists')
+    srv = server_factory(database=db)
+    r = srv.post("/api/v1/tenants", json={"name": "Again", "slug": "taken"}, headers=srv.op)
+    assert error_of(r, 409, "conflict")["message"] in res.stderr
+
+    # A derived slug that is taken gets a suffix, as in the API.
+    first = cli_json("tenant", "create", "Same Name", database=db)
+    second = cli_json("tenant", "create", "Same Name", database=db)
+    assert first["slug"] == "same-name" and second["slug"].startswith("same-name-")
+
+    missing = "00000000-0000-4000-8000-000000000000"
+    res = run_cli("key", "revoke", first["id"], missing, database=db)
+    api = srv.delete(f"/api/v1/tenants/{first['id']}/api-keys/{missing}", headers=srv.op)
+    assert error_of(api, 404, "not_found")["message"] == "API key not found"
+    assert res.stderr.splitlines()[-1] == "mailcast key revoke: API key not found"
+
+
+def test_tenant_create_transliterates_latin_letters(new_database):
+    db = new_database()
+    t = cli_json("tenant", "create", "Crème Brûlée Łódź", database=db)
+    assert t["slug"] == "creme-brulee-lodz"
+    assert t["name"] == "Crème Brûlée Łódź"
 
 
 def test_tenant_create_derives_a_valid_slug(new_database):

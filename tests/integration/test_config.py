@@ -33,13 +33,68 @@ def test_help_lists_commands_and_options():
     for word in ["serve", "tenant create", "key create", "config check", "--listen",
                  "--http-max-body", "MAILCAST_DATABASE"]:
         assert word in res.stdout, word
+    assert "later" not in res.stdout  # serve does deliver today
+    assert "(default: none) (default" not in res.stdout
+    assert res.stdout.count("(default:") == len(re.findall(r"^  --[a-z-]+ (?:N|VALUE) ",
+                                                            res.stdout, re.M))
+
+
+def help_entries():
+    """--help's options: {name: (env, text)} from "  --flag N|VALUE  ENV\n      text"."""
+    out = run_cli("--help").stdout
+    return {m.group(1).replace("-", "_"): (m.group(2), m.group(3)) for m in re.finditer(
+        r"^  --([a-z-]+) (?:N|VALUE) +(MAILCAST_[A-Z_]+)\n      (.*)$", out, re.M)}
+
+
+def test_help_shows_every_option_with_its_default_and_limits(tmp_path):
+    """Every option `config check` knows is in --help with its default, and
+    every number with its limits, which are the limits config check enforces."""
+    entries = help_entries()
+    defaults = dump(check(cwd=tmp_path).stdout)
+    assert set(entries) == set(defaults)
+    for name, value in defaults.items():
+        env, text = entries[name]
+        assert env == "MAILCAST_" + name.upper()
+        assert text.count("(default: ") == 1, text
+        if re.fullmatch(r"-?\d+", value):
+            m = re.search(r"; (-?\d+)\.\.(-?\d+) \(default: (-?\d+)\)$", text)
+            assert m, (name, text)
+            lo, hi, default = (int(x) for x in m.groups())
+            assert default == int(value)
+            # The limits shown are the ones enforced, at both ends.
+            assert check(f"--{name}", str(lo), cwd=tmp_path).returncode == 0 or name in (
+                "lease_seconds", "retry_cap", "retry_base", "smtp_data_timeout",
+                "smtp_command_timeout")
+            assert check(f"--{name}", str(lo - 1), cwd=tmp_path).returncode == 2, name
+            assert check(f"--{name}", str(hi + 1), cwd=tmp_path).returncode == 2, name
+        elif value != "(unset)":
+            assert text.endswith(f"(default: {value})"), (name, text)
+    assert entries["http_max_body"][1].endswith("; 1024..1073741824 (default: 1048576)")
+    assert entries["return_path"][1] == "envelope sender (default: the campaign's From)"
 
 
 def test_no_command_and_unknown_command():
     res = run_cli()
     assert res.returncode == 2 and "usage" in res.stderr
     res = run_cli("frobnicate")
-    assert res.returncode == 2 and "unknown command" in res.stderr
+    assert res.returncode == 2 and 'unknown command "frobnicate"' in res.stderr
+
+
+def test_unknown_option_before_a_command_is_an_option():
+    res = run_cli("--bogus", "serve")
+    assert res.returncode == 2
+    assert 'unknown option "--bogus"' in res.stderr and "command" not in res.stderr.split("(")[0]
+
+
+@pytest.mark.parametrize("args", [["config", "check", "--bogus"], ["config", "check", "extra"],
+                                  ["tenant", "list", "extra"], ["migrate", "--bogus"],
+                                  ["secret", "rotate", "now"]])
+def test_commands_without_arguments_refuse_them(args, tmp_path):
+    res = run_cli(*args, cwd=tmp_path)
+    assert res.returncode == 2, (res.stdout, res.stderr)
+    assert "OK" not in res.stdout
+    kind = "option" if args[-1].startswith("-") else "argument"
+    assert f'unexpected {kind} "{args[-1]}"' in res.stderr
 
 
 def test_config_check_defaults(tmp_path):

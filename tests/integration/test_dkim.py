@@ -648,6 +648,8 @@ def test_campaign_messages_verify(server_factory, tmp_path):
         assert "l" not in sig, "the body hash covers the whole body"
         h = [x.lower() for x in sig["h"].split(":")]
         assert set(SIGNED + ["reply-to"]) <= set(h), h
+        # From is oversigned (RFC 6376 8.15): listed once more than it occurs.
+        assert h.count("from") == 2, h
         if not verifies(raw, dns):
             failures.append(to)
     assert failures == [], f"{len(failures)}/{len(msgs)} messages do not verify: {failures}"
@@ -671,6 +673,10 @@ def test_campaign_messages_verify(server_factory, tmp_path):
             assert not verifies(alter_header(raw, name), dns), f"{name} of {to} is not covered"
         for where in (0.1, 0.5, 0.95):
             assert not verifies(alter_body(raw, where), dns), f"a body byte of {to}"
+        # A second From added on the way (a spoofed sender shown to the reader) breaks it.
+        lines, body = split(raw)
+        forged = b"\r\n".join(lines[:1] + [b"From: CEO <ceo@evil.example>"] + lines[1:])
+        assert not verifies(forged + b"\r\n\r\n" + body, dns), f"a second From on {to}"
         # The signature itself, and the key published for the selector, matter.
         assert not verifies(alter_header(raw, "dkim-signature"), dns)
         assert not verifies(raw, Dns(dict(key, dns_record=other["dns_record"])))
@@ -720,7 +726,7 @@ def test_dkim_required_fails_unsigned_messages(server_factory, tmp_path):
     assert done["status"] == "failed", done
     assert (done["sent_count"], done["failed_count"]) == (0, 5), done
     st = t.stats(c["id"])
-    assert (st["sent"], st["failed"], st["pending"], st["sending"]) == (0, 5, 0, 0), st
+    assert (st["sent"], st["failed"], st["pending_count"], st["sending_count"]) == (0, 5, 0, 0), st
     rows = db_query(srv.database, "SELECT status, last_error FROM scheduled_messages "
                                   "WHERE campaign_id = %s", (c["id"],))
     assert len(rows) == 5

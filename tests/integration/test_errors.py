@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from harness import OPERATOR_KEY, Server, create_database, error_of, invalid_field
+from harness import error_of, invalid_field, module_server
 
 JSON = {"Content-Type": "application/json"}
 
@@ -41,7 +41,9 @@ def test_unknown_route_is_404_json(server, path):
     ("PUT", "/api/v1/tenants/00000000-0000-4000-8000-000000000000/api-keys", {"GET", "POST"}),
     ("GET", "/api/v1/tenants/00000000-0000-4000-8000-000000000000/api-keys/k1", {"DELETE"}),
     ("POST", "/api/v1/tenants/00000000-0000-4000-8000-000000000000/rate-limits",
-     {"GET", "PUT"}),
+     {"GET", "PUT", "PATCH"}),
+    ("POST", "/api/v1/tenants/00000000-0000-4000-8000-000000000000/campaigns/c1",
+     {"GET", "PUT", "PATCH", "DELETE"}),
 ])
 def test_wrong_method_is_405_with_allow(server, method, path, allow):
     # The method is checked before the key: no key is sent here.
@@ -194,15 +196,8 @@ def test_tenant_create_boundaries_are_accepted(server):
 @pytest.fixture(scope="module")
 def small_server(request, store, tmp_path_factory):
     """A server whose body limit is the smallest allowed, 1024 bytes."""
-    workdir = tmp_path_factory.mktemp(f"small-{store}")
-    url, drop = create_database(request, store, workdir)
-    srv = Server(workdir, url, OPERATOR_KEY, args=["--http-max-body", "1024"])
-    try:
-        srv.start()
-        yield srv
-    finally:
-        srv.stop()
-        drop()
+    yield from module_server(request, store, tmp_path_factory, ["--http-max-body", "1024"],
+                             name="small")
 
 
 def body_of_size(n, name="Sized"):

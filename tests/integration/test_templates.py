@@ -7,14 +7,12 @@ context, the unsubscribe link, and no re-expansion of substituted values."""
 import pytest
 
 from campaignhelp import (NIL_UUID, NO_DELIVERY, PREVIEW_FIELDS, Tenant, campaign_body,
-                          campaign_server, decode_token, missing_id)
+                          decode_token, missing_id)
 from harness import error_of, invalid_field
 
 
-@pytest.fixture(scope="module")
-def server(request, store, tmp_path_factory):
-    """conftest's shared server, without delivery (see campaignhelp.NO_DELIVERY)."""
-    yield from campaign_server(request, store, tmp_path_factory)
+# The shared module server (conftest.py), without delivery.
+SERVER_ARGS = NO_DELIVERY
 
 PUBLIC = "https://mail.example.test"
 

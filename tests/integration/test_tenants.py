@@ -43,7 +43,9 @@ def test_unicode_round_trip(server):
 
 def test_derived_slug(server):
     cases = [("Hello,   World!", "hello-world"), ("  Trim me  ", "trim-me"),
-             ("***", "tenant"), ("ÜBER Café 9", "ber-caf-9")]
+             ("***", "tenant"), ("ÜBER Café 9", "uber-cafe-9"),
+             ("Łódź Œuvre Straße", "lodz-oeuvre-strasse"), ("Smørrebrød Ærø", "smorrebrod-aero"),
+             ("Ünïcödé → 東京 ok", "unicode-ok"), ("東京", "tenant")]
     for name, slug in cases:
         t = server.make_tenant(name)
         assert re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", t["slug"]), t

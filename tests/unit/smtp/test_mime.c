@@ -702,6 +702,78 @@ test_qp_roundtrip(void **state)
     buf_cleanup(&x);
 }
 
+/* No encoded line of the body starts with "From " (mbox would turn it into ">From "). */
+static void
+test_qp_from_line(void **state)
+{
+    static const char *const bodies[] = {
+        "From the start\nFrom again\n",
+        "x\r\nFrom here",
+        /* "From " right after a soft break: the first line is 75 encoded octets. */
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaFrom x\n",
+    };
+    struct mime_msg m = base_msg();
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
+        char *msg;
+        m.text = bodies[i];
+        msg = build(&m);
+        for (const char *p = msg; p; p = strstr(p, "\r\n")) {
+            p += p == msg ? 0 : 2;
+            if (strncmp(p, "From ", 5) == 0)
+                fail_msg("body %zu: an encoded line starts with \"From \"", i);
+            if (*p == '\0')
+                break;
+        }
+        assert_non_null(strstr(msg, "=46rom "));
+        free(msg);
+        roundtrip(bodies[i]);
+    }
+}
+
+/* Encoded-words end after a space, so none cuts a word in two. */
+static void
+test_encoded_words_split_at_spaces(void **state)
+{
+    static const char *const subjects[] = {
+        "Grüße aus Köln und Düsseldorf, Neuigkeiten über unsere Sommerangebote für Sie",
+        "Zoë Ångström wünscht Ihnen schöne Feiertage und einen guten Start ins neue Jahr",
+    };
+    struct mime_msg m = base_msg();
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(subjects) / sizeof(subjects[0]); i++) {
+        char *msg, *v, *p, *dec;
+        int words = 0;
+        m.subject = subjects[i];
+        msg = build(&m);
+        v = header(msg, "Subject", NULL);
+        dec = rfc2047_decode(v);
+        assert_string_equal(dec, subjects[i]);
+        free(dec);
+        /* Each encoded-word but the last decodes to text ending with a space. */
+        for (p = strstr(v, "=?utf-8?B?"); p; p = strstr(p + 1, "=?utf-8?B?")) {
+            char *end = strstr(p, "?=");
+            char *next = strstr(p + 1, "=?utf-8?B?");
+            assert_non_null(end);
+            if (next != NULL) {
+                char *one = strndup(p, (size_t)(end + 2 - p));
+                char *d = rfc2047_decode(one);
+                size_t dl = strlen(d);
+                if (dl == 0 || d[dl - 1] != ' ')
+                    fail_msg("subject %zu: encoded-word \"%s\" ends mid-word", i, d);
+                free(d);
+                free(one);
+            }
+            words++;
+        }
+        assert_true(words > 1);
+        free(v);
+        free(msg);
+    }
+}
+
 static void
 test_list_unsubscribe(void **state)
 {
@@ -933,6 +1005,8 @@ main(void)
         cmocka_unit_test(test_folding),
         cmocka_unit_test(test_header_injection),
         cmocka_unit_test(test_qp_roundtrip),
+        cmocka_unit_test(test_qp_from_line),
+        cmocka_unit_test(test_encoded_words_split_at_spaces),
         cmocka_unit_test(test_list_unsubscribe),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_dot_stuff),

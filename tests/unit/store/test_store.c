@@ -169,13 +169,13 @@ test_keys_two_tenants(void **state)
     assert_int_equal(got.scopes, KEY_SCOPE_READ | KEY_SCOPE_WRITE);
     api_key_cleanup(&got);
 
-    /* Revoking is stamped once. */
+    /* Revoking is stamped once; a second revoke finds nothing to revoke. */
     assert_int_equal(store_key_revoke(st, a.id, ka.id), MC_ERR_OK);
     assert_int_equal(store_key_get(st, a.id, ka.id, &got), MC_ERR_OK);
     int64_t first = got.revoked_at;
     assert_true(first >= now);
     api_key_cleanup(&got);
-    assert_int_equal(store_key_revoke(st, a.id, ka.id), MC_ERR_OK);
+    assert_int_equal(store_key_revoke(st, a.id, ka.id), MC_ERR_NOT_FOUND);
     assert_int_equal(store_key_get(st, a.id, ka.id, &got), MC_ERR_OK);
     assert_int_equal(got.revoked_at, first);
     api_key_cleanup(&got);
@@ -1096,10 +1096,75 @@ test_claim_rate_windows(void **state)
     assert_true(one_int(st, "SELECT COUNT(*) FROM rate_usage WHERE scope_id = $1", a.id) > 0);
 
     /* Two days on, every bucket is older than every window. */
-    assert_int_equal(store_delivery_recover(st, t0 + 2 * 86400 * 1000000LL, &n), MC_ERR_OK);
+    assert_int_equal(store_delivery_recover(st, t0 + 2 * 86400 * 1000000LL, 100, &n), MC_ERR_OK);
     assert_int_equal(n, 12); /* the leases expired too */
     assert_int_equal(one_int(st, "SELECT COUNT(*) FROM rate_usage WHERE scope_id = $1", a.id), 0);
 
+    campaign_cleanup(&c);
+    recipient_list_cleanup(&l);
+    tenant_cleanup(&a);
+}
+
+/*
+ * A lease expiry gives the attempt back (max_attempts + 1) until max_attempts
+ * reaches the cap; then a message with its attempts spent fails as poison.
+ * Here: 2 attempts, cap 4 (two expiries forgiven).
+ */
+static void
+test_lease_expiry_poison_bound(void **state)
+{
+    struct store *st = st_of(state);
+    struct tenant a;
+    struct recipient_list l;
+    struct recipient x = {0};
+    struct campaign c;
+    struct campaign_ref ref;
+    struct delivery_work w;
+    struct delivery_vec v = {0};
+    struct rate_limits rl = {.per_minute = 1000, .per_hour = 1000, .per_day = 1000,
+                             .enabled = false};
+    int64_t inserted, lease = 1000000LL, t = 0;
+    bool done = false;
+    int n = 0;
+
+    make_tenant(st, "poison", &a);
+    new_list(st, a.id, "L", &l);
+    assert_int_equal(new_recipient(st, a.id, l.id, "p@example.com", &x), MC_ERR_OK);
+    recipient_cleanup(&x);
+    new_campaign(st, a.id, l.id, &c);
+    memcpy(ref.id, c.id, sizeof(ref.id));
+    memcpy(ref.tenant_id, a.id, sizeof(ref.tenant_id));
+    memcpy(w.campaign_id, c.id, sizeof(w.campaign_id));
+    memcpy(w.tenant_id, a.id, sizeof(w.tenant_id));
+    assert_int_equal(store_rate_limits_put(st, a.id, &rl), MC_ERR_OK);
+    assert_int_equal(store_campaign_transition(st, a.id, c.id, CEV_SEND, time_now_us(), NULL, NULL),
+                     MC_ERR_OK);
+    while (!done)
+        assert_int_equal(store_engine_materialize(st, &ref, 100, 2, time_now_us(), &inserted,
+                                                  &done),
+                         MC_ERR_OK);
+    t = time_now_us();
+    /* Killed mid-send four times: the first two expiries are forgiven (attempts 1 of 3,
+     * 2 of 4), the third leaves attempts 3 of 4, the fourth fails it at 4 of 4. */
+    for (int kill = 1; kill <= 4; kill++) {
+        assert_int_equal(store_delivery_claim(st, &w, "w1", t, lease, 10, &v), MC_ERR_OK);
+        assert_int_equal(v.n, 1);
+        assert_int_equal(v.items[0].attempts, kill);
+        delivery_vec_cleanup(&v);
+        t += 2 * lease;
+        assert_int_equal(store_delivery_recover(st, t, 4, &n), MC_ERR_OK);
+        assert_int_equal(n, 1);
+        if (kill < 4) {
+            assert_int_equal(one_int(st, "SELECT COUNT(*) FROM scheduled_messages WHERE "
+                                         "campaign_id = $1 AND status = 'pending'", c.id),
+                             1);
+        }
+        t += 1;
+    }
+    assert_int_equal(one_int(st, "SELECT COUNT(*) FROM scheduled_messages WHERE campaign_id = $1 "
+                                 "AND status = 'failed' AND max_attempts = 4 AND attempts = 4",
+                             c.id),
+                     1);
     campaign_cleanup(&c);
     recipient_list_cleanup(&l);
     tenant_cleanup(&a);
@@ -1285,6 +1350,7 @@ main(void)
         cmocka_unit_test(test_campaign_crud_two_tenants),
         cmocka_unit_test(test_materialize_and_complete),
         cmocka_unit_test(test_claim_rate_windows),
+        cmocka_unit_test(test_lease_expiry_poison_bound),
         cmocka_unit_test(test_events_outbox_and_webhook_claims),
         cmocka_unit_test(test_schema_newer_is_refused),
     };
