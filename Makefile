@@ -6,7 +6,7 @@
 #   make test SANITIZE=1   the same under ASan and UBSan
 #   make bench      benchmarks (see bench/RESULTS.md)
 
-PKGS     := libmicrohttpd jansson sqlite3 libpq libcrypto libssl libidn2 libevent libevent_openssl libevent_pthreads libxml-2.0 libcurl
+PKGS     := libmicrohttpd jansson sqlite3 libpq libcrypto libssl libidn2 libevent libevent_openssl libevent_pthreads libxml-2.0 gmime-3.0 libcurl
 LIBS_EXTRA := -lcsv -lopendkim
 CC       ?= gcc
 BUILD    ?= build
@@ -42,8 +42,9 @@ APP_SRC   := $(wildcard src/app/*.c)
 IMPORT_SRC := $(wildcard src/import/*.c)
 WORKER_SRC := $(wildcard src/worker/*.c)
 WEBHOOK_SRC := $(wildcard src/webhook/*.c)
+BOUNCE_SRC := $(wildcard src/bounce/*.c)
 CLI_SRC   := $(filter-out src/cli/main.c,$(wildcard src/cli/*.c))
-LIB_SRC   := $(CORE_SRC) $(STORE_SRC) $(TPL_SRC) $(SMTP_SRC) $(APP_SRC) $(IMPORT_SRC) $(WORKER_SRC) $(WEBHOOK_SRC) $(HTTP_SRC) $(CLI_SRC)
+LIB_SRC   := $(CORE_SRC) $(STORE_SRC) $(TPL_SRC) $(SMTP_SRC) $(BOUNCE_SRC) $(APP_SRC) $(IMPORT_SRC) $(WORKER_SRC) $(WEBHOOK_SRC) $(HTTP_SRC) $(CLI_SRC)
 LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/migrations_gen.o
 MIGRATIONS := $(sort $(wildcard migrations/sqlite/*.sql migrations/pg/*.sql))
 
@@ -65,6 +66,10 @@ FUZZ_TIME ?= 60
 FUZZ_reply_SRC := src/smtp/reply.c src/core/util.c src/core/err.c
 FUZZ_mime_SRC := src/smtp/mime.c src/core/email.c src/core/util.c src/core/err.c
 FUZZ_mime_LIBS := -lidn2
+FUZZ_bounce_SRC := src/bounce/parse.c src/bounce/classify.c src/bounce/ref.c src/core/util.c src/core/err.c src/core/crypto.c
+FUZZ_bounce_FLAGS = $(shell pkg-config --cflags gmime-3.0)
+FUZZ_bounce_LIBS = $(shell pkg-config --libs gmime-3.0 libcrypto jansson)
+FUZZ_smtpd_SRC := src/bounce/smtpd_cmd.c src/core/util.c src/core/err.c
 
 all: mailcast
 
@@ -104,7 +109,7 @@ fuzz-replay: $(FUZZ_REPLAY)
 	@set -e; for n in $(FUZZ_NAMES); do \
 	    $(BUILD)/fuzz/fuzz_$${n}_replay tests/fuzz/corpus/$$n; done
 
-$(BUILD)/fuzz/fuzz_%_replay: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(BUILD)/libmailcast.a
+$(BUILD)/fuzz/fuzz_%_replay: tests/fuzz/fuzz_%.c tests/fuzz/replay.c tests/fuzz/fuzz_check.h $(BUILD)/libmailcast.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) -o $@ $< tests/fuzz/replay.c $(BUILD)/libmailcast.a $(LDFLAGS) $(LIBS)
 
@@ -121,7 +126,7 @@ fuzz: $(FUZZ_NAMES:%=$(BUILD)/fuzz/fuzz_%)
 .SECONDEXPANSION:
 $(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $$(FUZZ_$$*_SRC)
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ $(FUZZ_$*_LIBS)
+	$(FUZZ_CC) $(FUZZ_FLAGS) $(FUZZ_$*_FLAGS) -o $@ $^ $(FUZZ_$*_LIBS)
 
 deps:
 	@bash scripts/deps.sh
@@ -154,6 +159,7 @@ test-tsan: deps-test
 BENCH_BIN    := $(BUILD)/bench/template $(BUILD)/bench/import_baseline $(BUILD)/bench/materialise_baseline
 BENCH_N      ?= 1000000
 BENCH_DELIVERY_N ?= 100000
+BENCH_BOUNCES_N ?= 5000
 BENCH_STORES ?= sqlite,postgres
 BENCH_ENV     = MAILCAST_BIN=$(BUILD)/mailcast BENCH_BIN_DIR=$(BUILD)/bench
 
@@ -168,6 +174,7 @@ bench: $(BUILD)/mailcast bench-build
 	$(BENCH_ENV) /usr/bin/python3 bench/import --rows $(BENCH_N) --stores $(BENCH_STORES)
 	$(BENCH_ENV) /usr/bin/python3 bench/materialise --rows $(BENCH_N) --stores $(BENCH_STORES)
 	$(BENCH_ENV) /usr/bin/python3 bench/delivery --messages $(BENCH_DELIVERY_N) --stores $(BENCH_STORES)
+	$(BENCH_ENV) /usr/bin/python3 bench/bounces --messages $(BENCH_BOUNCES_N) --stores $(BENCH_STORES)
 
 clean:
 	rm -rf build build-san mailcast

@@ -15,6 +15,7 @@
 
 #include <stddef.h>
 
+#include "bounce/intake.h"
 #include "core/config.h"
 #include "core/err.h"
 #include "smtp/client.h"
@@ -40,6 +41,7 @@ struct app {
     struct metrics *metrics;   /* owned by the HTTP server, or NULL */
     struct engine *engine;     /* borrowed: woken when a campaign is scheduled */
     struct delivery *delivery; /* borrowed: this process's worker, or NULL */
+    struct bounce_stats bounce_stats; /* reports taken in by this process, by class */
 };
 
 /*
@@ -48,6 +50,12 @@ struct app {
  * the database signs and opens alike.
  */
 mc_err app_secrets_load(struct store *st, struct secrets *out);
+/*
+ * Reads the unsubscribe-link (and reference) keys only, never making one:
+ * for tools that must not write, such as `mailcast bounce --explain`.
+ * MC_ERR_NOT_FOUND when the database has none yet.
+ */
+mc_err app_secrets_peek(struct store *st, struct secrets *out);
 /* Wipes the secrets (OPENSSL_cleanse). */
 void app_secrets_wipe(struct secrets *s);
 /*

@@ -168,3 +168,29 @@ app_token_key_rotate(struct store *st)
     OPENSSL_cleanse(hex, sizeof(hex));
     return err;
 }
+
+mc_err
+app_secrets_peek(struct store *st, struct secrets *out)
+{
+    struct secrets s = {0};
+    char *cur = NULL, *prev = NULL;
+    mc_err err = store_setting_get(st, TOKEN_KEY, &cur);
+
+    if (err == MC_ERR_OK && !hex32(cur, s.token_keys[0]))
+        err = MC_ERR_INTERNAL;
+    if (err == MC_ERR_OK) {
+        s.ntoken_keys = 1;
+        if (store_setting_get(st, TOKEN_KEY_PREVIOUS, &prev) == MC_ERR_OK &&
+            hex32(prev, s.token_keys[1]))
+            s.ntoken_keys = 2;
+        *out = s;
+    }
+    if (cur != NULL)
+        OPENSSL_cleanse(cur, strlen(cur));
+    if (prev != NULL)
+        OPENSSL_cleanse(prev, strlen(prev));
+    free(cur);
+    free(prev);
+    app_secrets_wipe(&s);
+    return err;
+}

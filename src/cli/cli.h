@@ -29,6 +29,12 @@ int cmd_key_list(struct cli_ctx *c);
 int cmd_key_revoke(struct cli_ctx *c);
 int cmd_config_check(struct cli_ctx *c);
 int cmd_secret_rotate(struct cli_ctx *c);
+int cmd_bounce(struct cli_ctx *c);
+
+/* The value after "--name" in the command's arguments, or NULL. */
+const char *cli_opt_value(struct cli_ctx *c, const char *name);
+/* True when "--name" stands among the command's arguments. */
+bool cli_opt_flag(struct cli_ctx *c, const char *name);
 
 struct store;
 struct app;
@@ -44,6 +50,15 @@ struct store *cli_open_store(const struct config *cfg);
 int cli_daemon_open(struct cli_ctx *c, const char *name, sigset_t *set, struct app *app);
 /* Waits for SIGTERM or SIGINT and logs which. */
 void cli_daemon_wait(sigset_t *set);
+struct bounce_listener;
+struct bounce_intake_ctx;
+/*
+ * Starts the bounce listener when bounce_listen is set (*out NULL when it
+ * is not); x (the intake's context, filled here) must outlive it.  False
+ * (reported) when it cannot start.
+ */
+bool cli_bounce_listener_start(struct app *app, struct bounce_intake_ctx *x,
+                               struct bounce_listener **out);
 /* Wipes the secrets and closes the store (what cli_daemon_open opened). */
 void cli_daemon_close(struct app *app);
 

@@ -35,9 +35,8 @@ fail(const char *cmd, mc_err err, const char *what)
     return 1;
 }
 
-/* Finds "--name VALUE" in the command's arguments; *present for flags without a value. */
-static const char *
-opt_value(struct cli_ctx *c, const char *name)
+const char *
+cli_opt_value(struct cli_ctx *c, const char *name)
 {
     for (int i = 0; i + 1 < c->argc; i++)
         if (strcmp(c->argv[i], name) == 0)
@@ -45,8 +44,8 @@ opt_value(struct cli_ctx *c, const char *name)
     return NULL;
 }
 
-static bool
-opt_flag(struct cli_ctx *c, const char *name)
+bool
+cli_opt_flag(struct cli_ctx *c, const char *name)
 {
     for (int i = 0; i < c->argc; i++)
         if (strcmp(c->argv[i], name) == 0)
@@ -72,7 +71,7 @@ int
 cmd_tenant_create(struct cli_ctx *c)
 {
     struct tenant t = {0};
-    const char *slug = opt_value(c, "--slug");
+    const char *slug = cli_opt_value(c, "--slug");
     struct store *st;
     mc_err err;
 
@@ -150,7 +149,7 @@ cmd_tenant_show(struct cli_ctx *c)
 int
 cmd_key_create(struct cli_ctx *c)
 {
-    const char *name = opt_value(c, "--name"), *exp = opt_value(c, "--expires");
+    const char *name = cli_opt_value(c, "--name"), *exp = cli_opt_value(c, "--expires");
     struct api_key k = {0};
     char *secret = NULL;
     char hash[65];
@@ -171,7 +170,7 @@ cmd_key_create(struct cli_ctx *c)
         return 1;
     snprintf(k.tenant_id, sizeof(k.tenant_id), "%s", c->argv[0]);
     k.name = xstrdup(name ? name : "default");
-    k.scopes = opt_flag(c, "--read-only") ? KEY_SCOPE_READ : KEY_SCOPE_READ | KEY_SCOPE_WRITE;
+    k.scopes = cli_opt_flag(c, "--read-only") ? KEY_SCOPE_READ : KEY_SCOPE_READ | KEY_SCOPE_WRITE;
     auth_key_generate(&secret, &k.key_prefix, hash);
     k.key_hash = xstrdup(hash);
     err = store_key_create(st, &k);

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "app/app.h"
+#include "bounce/listener.h"
 #include "cli.h"
 #include "core/log.h"
 #include "http/http.h"
@@ -50,6 +51,8 @@ cmd_serve(struct cli_ctx *c)
     struct app app = {0};
     struct http_server *srv = NULL;
     struct delivery *delivery = NULL;
+    struct bounce_listener *bounces = NULL;
+    struct bounce_intake_ctx bounce_ctx;
     struct webhook_sender *webhooks = NULL; /* owned */
     char *generated = NULL;
     sigset_t set;
@@ -76,6 +79,8 @@ cmd_serve(struct cli_ctx *c)
             goto out;
         }
     }
+    if (!cli_bounce_listener_start(&app, &bounce_ctx, &bounces))
+        goto out;
     /* Webhooks go out from every process that delivers mail. */
     if (c->cfg.deliver && (webhooks = webhook_sender_start(app.st, &c->cfg)) == NULL) {
         fprintf(stderr, "mailcast: cannot start the webhook sender; see the log line above\n");
@@ -92,6 +97,8 @@ cmd_serve(struct cli_ctx *c)
     print_banner(&c->cfg, generated);
     cli_daemon_wait(&set);
     http_server_stop(srv, (int)c->cfg.shutdown_timeout);
+    bounce_listener_stop(bounces);
+    bounces = NULL;
     delivery_stop(delivery, (int)c->cfg.shutdown_timeout);
     delivery = NULL;
     webhook_sender_stop(webhooks, (int)c->cfg.shutdown_timeout);
@@ -99,6 +106,7 @@ cmd_serve(struct cli_ctx *c)
     log_info("event=stopped");
     rc = 0;
 out:
+    bounce_listener_stop(bounces);
     if (rc != 0 && generated != NULL) /* its hash is stored: show it, or it is lost */
         fprintf(stderr, "mailcast: the operator key generated at this first start is %s\n",
                 generated);

@@ -10,6 +10,7 @@
 #include <stdio.h>
 
 #include "app/app.h"
+#include "bounce/listener.h"
 #include "cli.h"
 #include "core/log.h"
 #include "store/store.h"
@@ -22,6 +23,8 @@ cmd_worker(struct cli_ctx *c)
 {
     struct app app = {0};
     struct delivery *delivery = NULL;
+    struct bounce_listener *bounces = NULL;
+    struct bounce_intake_ctx bounce_ctx;
     struct webhook_sender *webhooks = NULL; /* owned */
     sigset_t set;
     int rc;
@@ -36,6 +39,8 @@ cmd_worker(struct cli_ctx *c)
         fprintf(stderr, "mailcast worker: cannot start delivery; see the log line above\n");
         goto out;
     }
+    if (!cli_bounce_listener_start(&app, &bounce_ctx, &bounces))
+        goto out;
     if ((webhooks = webhook_sender_start(app.st, &c->cfg)) == NULL) {
         fprintf(stderr, "mailcast worker: cannot start the webhook sender; see the log line "
                         "above\n");
@@ -44,6 +49,8 @@ cmd_worker(struct cli_ctx *c)
     log_info("event=start version=%s role=worker backend=%s", MAILCAST_VERSION,
              store_backend(app.st));
     cli_daemon_wait(&set);
+    bounce_listener_stop(bounces);
+    bounces = NULL;
     delivery_stop(delivery, (int)c->cfg.shutdown_timeout);
     delivery = NULL;
     webhook_sender_stop(webhooks, (int)c->cfg.shutdown_timeout);
@@ -51,6 +58,7 @@ cmd_worker(struct cli_ctx *c)
     log_info("event=stopped");
     rc = 0;
 out:
+    bounce_listener_stop(bounces);
     delivery_stop(delivery, 0);
     webhook_sender_stop(webhooks, 0);
     engine_stop(app.engine);

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "app/app.h"
+#include "bounce/listener.h"
 #include "cli.h"
 #include "core/log.h"
 #include "store/store.h"
@@ -91,4 +92,25 @@ cli_daemon_close(struct app *app)
     app_secrets_wipe(&app->secrets);
     store_close(app->st);
     app->st = NULL;
+}
+
+bool
+cli_bounce_listener_start(struct app *app, struct bounce_intake_ctx *x,
+                          struct bounce_listener **out)
+{
+    *out = NULL;
+    if (app->cfg->bounce_listen == NULL)
+        return true;
+    *x = (struct bounce_intake_ctx){
+        .st = app->st,
+        .keys = (const unsigned char(*)[BOUNCE_REF_KEY_LEN])app->secrets.token_keys,
+        .nkeys = app->secrets.ntoken_keys,
+        .raw_max = (size_t)app->cfg->bounce_raw_max,
+        .stats = &app->bounce_stats,
+    };
+    *out = bounce_listener_start(app->cfg, x);
+    if (*out == NULL)
+        fprintf(stderr, "mailcast: cannot listen for bounces on %s; see the log line above\n",
+                app->cfg->bounce_listen);
+    return *out != NULL;
 }

@@ -33,6 +33,8 @@ static const struct command commands[] = {
     {"key revoke",    cmd_key_revoke,    "TENANT_ID KEY_ID", "revoke an API key"},
     {"config check",  cmd_config_check,  "",                 "validate the configuration and print it"},
     {"secret rotate", cmd_secret_rotate, "",                 "new unsubscribe-link key; links already sent keep working"},
+    {"bounce",        cmd_bounce,        "[--explain] [--recipient ADDR] [FILE]",
+                                                             "take in a bounce or complaint (--explain: only print what it says)"},
 };
 /* clang-format on */
 

@@ -114,6 +114,29 @@ static const struct opt opts[] = {
      "seconds a test send waits for the relay at most (it holds an HTTP thread)", NULL},
     {"lease_expiry_max", INT(lease_expiry_max), "10", 1, 1000, false,
      "lease expiries (worker crashes mid-send) before a message fails as poison", NULL},
+    /* Bounces and complaints */
+    {"bounce_domain", STR(bounce_domain), NULL, 0, 0, false,
+     "domain of the VERP envelope senders", "return_path or the campaign's From"},
+    {"bounce_max_message", INT(bounce_max_message), "10485760", 1024, 1073741824, false,
+     "largest bounce or complaint message taken in, bytes (the listener's SIZE)", NULL},
+    {"bounce_raw_max", INT(bounce_raw_max), "262144", 0, 16777216, false,
+     "bytes of a report's raw message kept with its record", NULL},
+    {"bounce_retention_days", INT(bounce_retention_days), "30", 1, 3650, false,
+     "days bounce and complaint records are kept", NULL},
+    {"bounce_listen", STR(bounce_listen), NULL, 0, 0, false,
+     "HOST:PORT of the SMTP listener for bounces and complaints", "no listener"},
+    {"bounce_feedback_address", STR(bounce_feedback_address), NULL, 0, 0, false,
+     "a feedback-loop address the listener also accepts mail for", "none"},
+    {"bounce_tls_cert", STR(bounce_tls_cert), NULL, 0, 0, false,
+     "PEM certificate chain: the listener offers STARTTLS", "no STARTTLS"},
+    {"bounce_tls_key", STR(bounce_tls_key), NULL, 0, 0, false,
+     "PEM private key of bounce_tls_cert", "none"},
+    {"bounce_max_connections", INT(bounce_max_connections), "100", 1, 100000, false,
+     "concurrent SMTP sessions the listener serves (421 beyond)", NULL},
+    {"bounce_command_timeout", INT(bounce_command_timeout), "300", 1, 3600, false,
+     "seconds the listener waits for a command or a piece of DATA", NULL},
+    {"bounce_session_timeout", INT(bounce_session_timeout), "1800", 1, 86400, false,
+     "seconds one listener session may last", NULL},
     /* Events and webhooks */
     {"event_retention_days", INT(event_retention_days), "30", 1, 3650, false,
      "days the event log keeps an event", NULL},
@@ -267,15 +290,15 @@ config_flag_option(const char *flag)
     return o ? o->name : NULL;
 }
 
-static bool
-parse_listen(struct config *cfg)
+bool
+config_split_hostport(const char *s, char **host_out, int *port_out)
 {
-    const char *colon = strrchr(cfg->listen, ':');
+    const char *colon = strrchr(s, ':');
     int64_t port;
-    const char *host = cfg->listen;
+    const char *host = s;
     size_t hlen;
 
-    if (colon == NULL || !parse_int64(colon + 1, 1, 65535, &port))
+    if (colon == NULL || !parse_int64(colon + 1, 0, 65535, &port))
         return false;
     hlen = (size_t)(colon - host);
     if (hlen >= 2 && host[0] == '[' && host[hlen - 1] == ']') {
@@ -284,9 +307,16 @@ parse_listen(struct config *cfg)
     }
     if (hlen == 0)
         return false;
-    cfg->listen_host = xstrndup(host, hlen);
-    cfg->listen_port = (int)port;
+    *host_out = xstrndup(host, hlen);
+    *port_out = (int)port;
     return true;
+}
+
+static bool
+parse_listen(struct config *cfg)
+{
+    return config_split_hostport(cfg->listen, &cfg->listen_host, &cfg->listen_port) &&
+           cfg->listen_port > 0;
 }
 
 static void
@@ -297,6 +327,19 @@ validate(struct config *cfg, struct layered *l, struct buf *errors)
     if (!parse_listen(cfg))
         buf_printf(errors, "listen: \"%s\" (from %s) is not HOST:PORT with a port 1-65535\n",
                    cfg->listen, l->from[0]);
+    if (cfg->bounce_listen) {
+        char *h = NULL;
+        int port = 0;
+        if (!config_split_hostport(cfg->bounce_listen, &h, &port))
+            buf_printf(errors, "bounce_listen: \"%s\" is not HOST:PORT with a port 0-65535\n",
+                       cfg->bounce_listen);
+        free(h);
+    }
+    if ((cfg->bounce_tls_cert == NULL) != (cfg->bounce_tls_key == NULL))
+        buf_printf(errors, "bounce_tls_cert: goes with bounce_tls_key, both or neither\n");
+    if (cfg->bounce_domain && (strchr(cfg->bounce_domain, '@') || strchr(cfg->bounce_domain, ' ') ||
+                               !strchr(cfg->bounce_domain, '.')))
+        buf_printf(errors, "bounce_domain: \"%s\" is not a domain name\n", cfg->bounce_domain);
     if (!str_prefix(cfg->database, "sqlite:") && !str_prefix(cfg->database, "postgres://") &&
         !str_prefix(cfg->database, "postgresql://"))
         buf_printf(errors, "database: must start with sqlite: or postgres://\n");

@@ -64,6 +64,17 @@ struct config {
     char *smtp_dns_server;        /* NULL: the system's resolvers */
     int64_t test_send_timeout;    /* seconds a test send waits for the relay at most */
     int64_t lease_expiry_max;     /* lease expiries before a message fails as poison */
+    /* Bounces and complaints */
+    char *bounce_domain;          /* VERP domain; NULL: return_path as before */
+    int64_t bounce_max_message;   /* bytes of one report taken in (listener SIZE, pipe) */
+    int64_t bounce_raw_max;       /* bytes of the raw report kept with its record */
+    int64_t bounce_retention_days; /* days records are kept */
+    char *bounce_listen;          /* "HOST:PORT" of the SMTP listener, NULL: none */
+    char *bounce_feedback_address; /* a feedback-loop address the listener accepts, or NULL */
+    char *bounce_tls_cert, *bounce_tls_key; /* PEM files: STARTTLS offered, or NULL */
+    int64_t bounce_max_connections; /* listener sessions at once */
+    int64_t bounce_command_timeout; /* seconds for a command or a piece of DATA */
+    int64_t bounce_session_timeout; /* seconds one session may last */
     /* Events and webhooks */
     int64_t event_retention_days;    /* events older than this are pruned */
     int64_t webhook_max_endpoints;   /* endpoints a tenant may have */
@@ -100,6 +111,8 @@ void config_cleanup(struct config *cfg);
  * (a non-https public_url with an SMTP relay); nothing when all is well.
  */
 void config_warnings(const struct config *cfg, struct buf *out);
+/* Splits "HOST:PORT" (or "[v6]:PORT"; port 0-65535): *host owned.  False when malformed. */
+bool config_split_hostport(const char *s, char **host, int *port);
 
 /*
  * Looks up a command-line flag ("--listen") and returns the option name

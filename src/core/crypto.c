@@ -171,3 +171,39 @@ crypto_equal(const void *a, const void *b, size_t n)
 {
     return CRYPTO_memcmp(a, b, n) == 0;
 }
+
+void
+crypto_uuid_bytes(const char *id, unsigned char out[16])
+{
+    int n = 0;
+
+    for (const char *p = id; *p && n < 32; p++) {
+        int v;
+        if (*p == '-')
+            continue;
+        v = (*p >= '0' && *p <= '9') ? *p - '0' : ((*p | 0x20) - 'a' + 10);
+        if (n % 2 == 0)
+            out[n / 2] = (unsigned char)(v << 4);
+        else
+            out[n / 2] |= (unsigned char)v;
+        n++;
+    }
+}
+
+void
+crypto_uuid_text(const unsigned char b[16], char out[MC_UUID_LEN + 1])
+{
+    char h[33];
+
+    crypto_hex(b, 16, h);
+    memcpy(out, h, 8);
+    out[8] = '-';
+    memcpy(out + 9, h + 8, 4);
+    out[13] = '-';
+    memcpy(out + 14, h + 12, 4);
+    out[18] = '-';
+    memcpy(out + 19, h + 16, 4);
+    out[23] = '-';
+    memcpy(out + 24, h + 20, 12);
+    out[36] = '\0';
+}

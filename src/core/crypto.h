@@ -21,6 +21,10 @@ void crypto_uuid7(char out[MC_UUID_LEN + 1]);
 bool crypto_uuid_valid(const char *s);
 /* Lowercases a valid UUID in place. */
 void crypto_uuid_lower(char *s);
+/* The 16 bytes of a valid UUID (check it first with crypto_uuid_valid). */
+void crypto_uuid_bytes(const char *id, unsigned char out[16]);
+/* The canonical lowercase text of 16 UUID bytes into out[37]. */
+void crypto_uuid_text(const unsigned char b[16], char out[MC_UUID_LEN + 1]);
 /* SHA-256 of p[0..n) as 64 lowercase hex digits into out[65]. */
 void crypto_sha256_hex(const void *p, size_t n, char out[65]);
 /* HMAC-SHA256 of data[0..n) under key into out[32]; aborts if libcrypto fails. */

@@ -13,42 +13,6 @@
 static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 static void
-uuid_bytes(const char *id, unsigned char out[16])
-{
-    int n = 0;
-
-    for (const char *p = id; *p && n < 32; p++) {
-        int v;
-        if (*p == '-')
-            continue;
-        v = (*p >= '0' && *p <= '9') ? *p - '0' : ((*p | 0x20) - 'a' + 10);
-        if (n % 2 == 0)
-            out[n / 2] = (unsigned char)(v << 4);
-        else
-            out[n / 2] |= (unsigned char)v;
-        n++;
-    }
-}
-
-static void
-uuid_text(const unsigned char b[16], char out[MC_UUID_LEN + 1])
-{
-    char h[33];
-
-    crypto_hex(b, 16, h);
-    memcpy(out, h, 8);
-    out[8] = '-';
-    memcpy(out + 9, h + 8, 4);
-    out[13] = '-';
-    memcpy(out + 14, h + 12, 4);
-    out[18] = '-';
-    memcpy(out + 19, h + 16, 4);
-    out[23] = '-';
-    memcpy(out + 24, h + 20, 12);
-    out[36] = '\0';
-}
-
-static void
 mac(const unsigned char key[TOKEN_KEY_LEN], const unsigned char *data, size_t n,
     unsigned char out[MAC_LEN])
 {
@@ -66,9 +30,9 @@ token_make(const unsigned char key[TOKEN_KEY_LEN], const char *tenant_id,
     size_t o = 0;
 
     raw[0] = VERSION;
-    uuid_bytes(tenant_id, raw + 1);
-    uuid_bytes(campaign_id, raw + 17);
-    uuid_bytes(recipient_id, raw + 33);
+    crypto_uuid_bytes(tenant_id, raw + 1);
+    crypto_uuid_bytes(campaign_id, raw + 17);
+    crypto_uuid_bytes(recipient_id, raw + 33);
     mac(key, raw, 49, raw + 49);
     for (size_t i = 0; i < RAW_LEN; i += 3) {
         unsigned v = (unsigned)raw[i] << 16;
@@ -133,8 +97,8 @@ token_verify(const unsigned char (*keys)[TOKEN_KEY_LEN], int nkeys, const char *
     }
     if (!ok)
         return false;
-    uuid_text(raw + 1, tenant_id);
-    uuid_text(raw + 17, campaign_id);
-    uuid_text(raw + 33, recipient_id);
+    crypto_uuid_text(raw + 1, tenant_id);
+    crypto_uuid_text(raw + 17, campaign_id);
+    crypto_uuid_text(raw + 33, recipient_id);
     return true;
 }

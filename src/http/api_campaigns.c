@@ -61,6 +61,10 @@ static const struct {
     {"failed_count", offsetof(struct campaign_counts, failed)},
     {"cancelled_count", offsetof(struct campaign_counts, cancelled)},
     {"suppressed_count", offsetof(struct campaign_counts, suppressed)},
+    {"bounced_hard_count", offsetof(struct campaign_counts, bounced_hard)},
+    {"bounced_soft_count", offsetof(struct campaign_counts, bounced_soft)},
+    {"complained_count", offsetof(struct campaign_counts, complained)},
+    {"blocked_count", offsetof(struct campaign_counts, blocked)},
 };
 
 /*
@@ -660,6 +664,10 @@ api_campaign_stats(struct req *r)
     json_object_set_new(o, "sent", json_integer(c.counts.sent));
     json_object_set_new(o, "bounced", json_integer(c.counts.bounced));
     json_object_set_new(o, "failed", json_integer(c.counts.failed));
+    json_object_set_new(o, "bounced_hard", json_integer(c.counts.bounced_hard));
+    json_object_set_new(o, "bounced_soft", json_integer(c.counts.bounced_soft));
+    json_object_set_new(o, "complained", json_integer(c.counts.complained));
+    json_object_set_new(o, "blocked", json_integer(c.counts.blocked));
     json_object_set_new(o, "progress_percentage", json_real(progress(&c)));
     json_object_set_new(o, "sent_last_minute", json_integer(last_minute));
     json_object_set_new(o, "effective_rate_per_minute",

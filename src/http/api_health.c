@@ -36,6 +36,7 @@ api_metrics(struct req *r)
     metrics_render(r->app->metrics, &out);
     delivery_metrics(r->app->delivery, &out);
     engine_metrics(r->app->engine, &out);
+    bounce_metrics(&r->app->bounce_stats, &out);
     if (store_queue_depth(r->app->st, &pending, &sending) == MC_ERR_OK)
         buf_printf(&out,
                    "# HELP mailcast_queue_messages Messages of live campaigns by state.\n"

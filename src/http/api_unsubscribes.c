@@ -16,11 +16,17 @@
 json_t *
 unsubscribe_json(const struct unsubscribe *u)
 {
-    return json_pack("{s:s, s:s, s:s, s:o, s:o, s:o}", "id", u->id, "email", u->email, "source",
-                     unsub_source_str(u->source), "campaign_id",
-                     json_str_or_null(u->campaign_id[0] ? u->campaign_id : NULL), "reason",
-                     json_str_or_null(u->reason), "unsubscribed_at",
-                     json_time(u->unsubscribed_at));
+    json_t *o = json_pack("{s:s, s:s, s:s, s:o, s:o, s:o}", "id", u->id, "email", u->email,
+                          "source", unsub_source_str(u->source), "campaign_id",
+                          json_str_or_null(u->campaign_id[0] ? u->campaign_id : NULL), "reason",
+                          json_str_or_null(u->reason), "unsubscribed_at",
+                          json_time(u->unsubscribed_at));
+
+    json_object_set_new(o, "cause", json_string(unsub_cause_str(u->cause)));
+    json_object_set_new(o, "message_id",
+                        json_str_or_null(u->message_id[0] ? u->message_id : NULL));
+    json_object_set_new(o, "expires_at", json_time(u->expires_at));
+    return o;
 }
 
 void

@@ -270,6 +270,16 @@ void api_campaign_test(struct req *r);
 void api_unsubscribe_page(struct req *r);
 void api_unsubscribe_post(struct req *r);
 
+/* ---- handlers: api_bounces.c ---- */
+void api_bounce_list(struct req *r);
+void api_bounce_create(struct req *r);
+void api_bounce_get(struct req *r);
+void api_bounce_policy_get(struct req *r);
+void api_bounce_policy_put(struct req *r);
+struct bounce_stats;
+/* Prometheus lines for the bounce counters. */
+void bounce_metrics(const struct bounce_stats *s, struct buf *out);
+
 /* ---- handlers: api_dkim.c ---- */
 void api_dkim_create(struct req *r);
 void api_dkim_list(struct req *r);

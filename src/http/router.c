@@ -77,6 +77,11 @@ const struct route routes[] = {
     {"PATCH",  L "/{list_id}/recipients/{recipient_id}", api_recipient_update, R_AUTH_WRITE | R_BODY},
     {"PATCH",  C "/{campaign_id}",              api_campaign_update, R_AUTH_WRITE | R_BODY},
 
+    {"GET",    T "/bounces",                    api_bounce_list,     R_AUTH_READ},
+    {"POST",   T "/bounces",                    api_bounce_create,   R_AUTH_WRITE | R_BODY},
+    {"GET",    T "/bounces/{bounce_id}",        api_bounce_get,      R_AUTH_READ},
+    {"GET",    T "/bounce-policy",              api_bounce_policy_get, R_AUTH_READ},
+    {"PUT",    T "/bounce-policy",              api_bounce_policy_put, R_AUTH_WRITE | R_BODY},
     {"GET",    T "/events",                     api_event_list,      R_AUTH_READ},
     {"GET",    C "/{campaign_id}/messages",     api_campaign_messages, R_AUTH_READ},
     {"GET",    W,                               api_webhook_list,    R_AUTH_READ},

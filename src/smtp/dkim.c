@@ -202,7 +202,7 @@ dkim_signer_new(void)
     static const char *const hdrs[] = {"from",          "to",          "subject",
                                        "date",          "message-id",  "mime-version",
                                        "content-type",  "reply-to",    "list-unsubscribe",
-                                       "list-unsubscribe-post", NULL};
+                                       "list-unsubscribe-post", "x-mailcast-ref", NULL};
     struct dkim_signer *s = xcalloc(1, sizeof(*s));
 
     s->lib = dkim_init(NULL, NULL);

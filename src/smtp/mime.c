@@ -531,6 +531,14 @@ mime_build(const struct mime_msg *m, struct buf *out)
         addr_header(&h, "Reply-To", NULL, m->reply_to, &tmp, &val);
     subject_header(&h, m->subject, &val);
     buf_printf(out, "Message-ID: <%s>\r\n", m->message_id);
+    if (m->ref) {
+        size_t rl = strlen(m->ref);
+        if (rl == 0 || rl > 64 || strspn(m->ref, "abcdefghijklmnopqrstuvwxyz234567") != rl) {
+            err = MC_ERR_INVALID;
+            goto out;
+        }
+        buf_printf(out, "X-Mailcast-Ref: %s\r\n", m->ref);
+    }
     buf_puts(out, "MIME-Version: 1.0\r\n");
     if (m->list_unsubscribe_url)
         unsubscribe_headers(&h, m->list_unsubscribe_url, mailto, &tmp);

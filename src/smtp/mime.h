@@ -28,13 +28,16 @@ struct mime_msg {
     const char *list_unsubscribe_mailto; /* "mailto:..."; may be NULL */
     int64_t date_us;                     /* Date header */
     const char *boundary;                /* multipart boundary (caller supplies a random one) */
+    const char *ref;                     /* X-Mailcast-Ref (bounce/ref.h), or NULL */
 };
 
 /*
  * Appends the complete message (headers, blank line, body) to out.
  *
  * Headers, in this order: Date (RFC 5322, UTC "+0000"), From, To,
- * Reply-To (when given), Subject, Message-ID, MIME-Version: 1.0,
+ * Reply-To (when given), Subject, Message-ID, X-Mailcast-Ref (when given:
+ * the signed reference that bounces and feedback reports name the message
+ * by; only base32 characters), MIME-Version: 1.0,
  * List-Unsubscribe: <url>[, <mailto>] and List-Unsubscribe-Post:
  * List-Unsubscribe=One-Click (when a URL is given), Content-Type and
  * Content-Transfer-Encoding.  Header lines are folded at whitespace to at

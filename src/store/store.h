@@ -352,13 +352,23 @@ enum unsub_source { UNSUB_MANUAL, UNSUB_LINK, UNSUB_BOUNCE, UNSUB_COMPLAINT, UNS
 const char *unsub_source_str(enum unsub_source s);
 int unsub_source_parse(const char *s);
 
+/* Why an address is suppressed (the source says where the entry came from). */
+enum unsub_cause { CAUSE_UNSUBSCRIBED, CAUSE_HARD_BOUNCE, CAUSE_SOFT_BOUNCE, CAUSE_COMPLAINT,
+                   CAUSE_MANUAL };
+
+const char *unsub_cause_str(enum unsub_cause c);
+int unsub_cause_parse(const char *s);
+
 struct unsubscribe {
     char id[MC_UUID_LEN + 1];
     char *email; /* owned */
     enum unsub_source source;
+    enum unsub_cause cause;
     char campaign_id[MC_UUID_LEN + 1]; /* "" when none */
+    char message_id[MC_UUID_LEN + 1];  /* the message whose bounce caused it, "" when none */
     char *reason; /* owned, may be NULL */
     int64_t unsubscribed_at;
+    int64_t expires_at; /* 0: never; an expired entry no longer suppresses */
 };
 
 struct unsubscribe_vec {
@@ -389,6 +399,128 @@ mc_err store_unsub_import(struct store *st, const char *tenant_id, const struct 
 void unsubscribe_cleanup(struct unsubscribe *u);
 void unsubscribe_vec_cleanup(struct unsubscribe_vec *v);
 
+/* ---- bounces and complaints ---- */
+
+/* A tenant's bounce policy; a tenant without one has the defaults. */
+struct bounce_policy {
+    int64_t soft_limit;         /* soft bounces on distinct messages before suppressing (3) */
+    int64_t soft_window_days;   /* ... counted within this many days (30) */
+    int64_t soft_suppress_days; /* how long a soft suppression lasts (30) */
+    char *bounce_domain;        /* owned, may be NULL: the tenant's own VERP domain */
+    int64_t updated_at;         /* 0 while the defaults apply */
+};
+
+#define BOUNCE_POLICY_DEFAULTS {3, 30, 30, NULL, 0}
+
+mc_err store_bounce_policy_get(struct store *st, const char *tenant_id, struct bounce_policy *out);
+/* Replaces the tenant's policy (validated by the caller); *out gets the stored one. */
+mc_err store_bounce_policy_put(struct store *st, const char *tenant_id,
+                               const struct bounce_policy *p, struct bounce_policy *out);
+void bounce_policy_cleanup(struct bounce_policy *p);
+
+/* One recipient of a report, as the intake hands it to the store; all borrowed. */
+struct bounce_item {
+    const char *email;    /* NULL: the referenced message's own recipient */
+    const char *class;    /* "hard", "soft", ... (bounce_class_str) */
+    const char *status, *action, *diagnostic, *remote_mta; /* may be NULL */
+};
+
+/* A whole report; all borrowed. */
+struct bounce_report_in {
+    const char *tenant_id;  /* NULL: whoever the message belongs to (only then may it be none) */
+    const char *message_id; /* a verified reference, or NULL */
+    const char *kind;       /* "dsn", "arf", "auto_reply", "other", "not_bounce", "api" */
+    const char *source;     /* "smtp", "pipe", "api" */
+    const char *reporting_mta, *feedback_type; /* may be NULL */
+    const char *raw;        /* may be NULL: the message as text, already bounded */
+    bool raw_truncated;
+    const struct bounce_item *items;
+    int n;
+    int64_t now;
+};
+
+/* What the report changed, per item (same order). */
+enum bounce_outcome {
+    BOUNCE_OUT_SUPPRESSED,   /* the address is now suppressed (hard, complaint, soft limit) */
+    BOUNCE_OUT_COUNTED,      /* recorded and counted; nothing suppressed (soft under the limit, block) */
+    BOUNCE_OUT_RECORDED,     /* recorded only (auto-reply, other feedback, not a bounce) */
+    BOUNCE_OUT_STRANGER,     /* names someone other than the message's recipient: changes nothing */
+    BOUNCE_OUT_UNREFERENCED, /* no valid reference: kept for the operator only */
+    BOUNCE_OUT_DUPLICATE,    /* the same report about the same message again: changes nothing */
+};
+
+const char *bounce_outcome_str(enum bounce_outcome o);
+
+struct bounce_applied {
+    char tenant_id[MC_UUID_LEN + 1];   /* "" when unreferenced */
+    char campaign_id[MC_UUID_LEN + 1]; /* "" when none */
+    char message_id[MC_UUID_LEN + 1];  /* "" when none */
+    int n;
+    struct bounce_applied_item {
+        char id[MC_UUID_LEN + 1]; /* the bounce record */
+        enum bounce_outcome outcome;
+    } items[64];
+};
+
+/*
+ * Records a report and applies the tenant's policy, all in one transaction:
+ * finds the message (and through it tenant, campaign and recipient), writes
+ * one bounces row per item (one row when there are none), and for an item
+ * naming the message's recipient: hard -> suppressed (cause hard_bounce),
+ * the recipient 'bounced', the message 'bounced'; complaint -> suppressed
+ * for every list (cause complaint), the recipient 'complained'; soft and
+ * undetermined -> counted, and suppressed for soft_suppress_days once
+ * soft_limit soft bounces on distinct messages fall within soft_window_days
+ * with no delivery since; block -> counted only.  Campaign counters follow.
+ * At most 64 items.  MC_ERR_NOT_FOUND when tenant_id is given and the
+ * message is not the tenant's (or, without a message, the tenant is gone).
+ */
+mc_err store_bounce_record(struct store *st, const struct bounce_report_in *in,
+                           struct bounce_applied *out);
+
+struct bounce_rec {
+    char id[MC_UUID_LEN + 1];
+    char tenant_id[MC_UUID_LEN + 1];
+    char message_id[MC_UUID_LEN + 1];   /* "" when none */
+    char campaign_id[MC_UUID_LEN + 1];  /* "" when none */
+    char recipient_id[MC_UUID_LEN + 1]; /* "" when none */
+    char *email;                        /* owned, may be NULL */
+    char *kind, *class, *status, *action, *diagnostic, *reporting_mta, *remote_mta;
+    char *feedback_type, *source, *outcome; /* owned, may be NULL */
+    char *raw;                          /* owned, only from store_bounce_get */
+    bool raw_truncated;
+    int64_t received_at;
+};
+
+struct bounce_rec_vec {
+    struct bounce_rec *items; /* owned */
+    int n;
+    int64_t total;
+};
+
+struct bounce_filter {
+    const char *campaign_id; /* NULL: any */
+    const char *class;       /* NULL: any */
+    const char *email_lc;    /* NULL: any */
+    int64_t since;           /* 0: any */
+};
+
+/* Newest first, without the raw message. */
+mc_err store_bounce_list(struct store *st, const char *tenant_id, const struct bounce_filter *f,
+                         const struct page *pg, struct bounce_rec_vec *out);
+/* One record with its raw message. */
+mc_err store_bounce_get(struct store *st, const char *tenant_id, const char *id,
+                        struct bounce_rec *out);
+/*
+ * The bounce domain of the tenant whose message this is (*out owned, NULL
+ * when the tenant has none); MC_ERR_NOT_FOUND without the message.
+ */
+mc_err store_bounce_domain_of(struct store *st, const char *message_id, char **out);
+/* Deletes records received before the given time; *n (may be NULL) gets how many. */
+mc_err store_bounce_prune(struct store *st, int64_t before, int64_t *n);
+void bounce_rec_cleanup(struct bounce_rec *b);
+void bounce_rec_vec_cleanup(struct bounce_rec_vec *v);
+
 /* ---- campaigns ---- */
 
 enum campaign_status {
@@ -408,6 +540,7 @@ int campaign_status_parse(const char *s);
 struct campaign_counts {
     int64_t pending, sending, sent, delivered, bounced, failed, cancelled, suppressed;
     int64_t opened, clicked;
+    int64_t bounced_hard, bounced_soft, complained, blocked; /* from bounce reports */
 };
 
 struct campaign {
@@ -530,7 +663,7 @@ enum delivery_outcome {
     OUT_SENT,    /* 2xx: the relay took it */
     OUT_RETRY,   /* transient: pending again at next_attempt_at, or failed when attempts are spent */
     OUT_FAILED,  /* permanent */
-    OUT_BOUNCED, /* permanent, bad mailbox (5.1.x): the recipient bounces, the address is suppressed */
+    OUT_BOUNCED, /* permanent and hard (bounce_classify): the recipient bounces, the address is suppressed */
     OUT_RELEASE, /* never handed to the relay: pending again, the attempt not counted */
 };
 

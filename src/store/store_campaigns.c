@@ -69,7 +69,8 @@ campaign_vec_cleanup(struct campaign_vec *v)
     "rate_limit_per_hour, status, total_recipients, pending_count, sending_count, "           \
     "sent_count, delivered_count, bounced_count, failed_count, cancelled_count, "             \
     "suppressed_count, opened_count, clicked_count, created_at, updated_at, started_at, "     \
-    "completed_at, materialized_at"
+    "completed_at, materialized_at, bounced_hard_count, bounced_soft_count, complained_count, " \
+    "blocked_count"
 
 static void
 camp_row(struct db *d, struct db_res *r, void *out)
@@ -112,6 +113,10 @@ camp_row(struct db *d, struct db_res *r, void *out)
     c->started_at = o->col_time(r, 30);
     c->completed_at = o->col_time(r, 31);
     c->materialized_at = o->col_time(r, 32);
+    c->counts.bounced_hard = o->col_int(r, 33);
+    c->counts.bounced_soft = o->col_int(r, 34);
+    c->counts.complained = o->col_int(r, 35);
+    c->counts.blocked = o->col_int(r, 36);
 }
 
 static mc_err
@@ -594,7 +599,8 @@ static const char sql_mat_bounded[] =
     "AND r.tenant_id = c.tenant_id "
     "WHERE c.id = $1 AND c.tenant_id = $2 AND c.status IN ('scheduled', 'sending', 'paused') "
     "AND r.status = 'active' AND r.id > $4 AND r.id <= $5 AND NOT EXISTS "
-    "(SELECT 1 FROM unsubscribes u WHERE u.tenant_id = r.tenant_id AND u.email_lc = r.email_lc) "
+    "(SELECT 1 FROM unsubscribes u WHERE u.tenant_id = r.tenant_id AND u.email_lc = r.email_lc "
+    "AND (u.expires_at IS NULL OR u.expires_at > $3)) "
     "ON CONFLICT (campaign_id, recipient_id) DO NOTHING";
 static const char sql_mat_last[] =
     "INSERT INTO scheduled_messages (id, tenant_id, campaign_id, recipient_id, to_address, "
@@ -604,7 +610,8 @@ static const char sql_mat_last[] =
     "AND r.tenant_id = c.tenant_id "
     "WHERE c.id = $1 AND c.tenant_id = $2 AND c.status IN ('scheduled', 'sending', 'paused') "
     "AND r.status = 'active' AND r.id > $4 AND CAST($5 AS TEXT) IS NULL AND NOT EXISTS "
-    "(SELECT 1 FROM unsubscribes u WHERE u.tenant_id = r.tenant_id AND u.email_lc = r.email_lc) "
+    "(SELECT 1 FROM unsubscribes u WHERE u.tenant_id = r.tenant_id AND u.email_lc = r.email_lc "
+    "AND (u.expires_at IS NULL OR u.expires_at > $3)) "
     "ON CONFLICT (campaign_id, recipient_id) DO NOTHING";
 
 struct mat_state {

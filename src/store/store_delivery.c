@@ -296,7 +296,7 @@ static const char sql_suppress_sqlite[] =
     "lease_expires_at = NULL, last_attempt_at = NULL, attempts = attempts - 1, updated_at = $1 "
     "WHERE id IN (SELECT value FROM json_each($3)) AND lease_owner = $2 AND status = 'sending' "
     "AND NOT EXISTS (SELECT 1 FROM recipients r WHERE r.id = scheduled_messages.recipient_id "
-    "AND r.status = 'active' AND NOT EXISTS (SELECT 1 FROM unsubscribes u WHERE "
+    "AND r.status = 'active' AND NOT EXISTS (SELECT 1 FROM suppressions u WHERE "
     "u.tenant_id = r.tenant_id AND u.email_lc = r.email_lc))" OUTCOME_COLS;
 static const char sql_suppress_pg[] =
     "UPDATE scheduled_messages SET status = 'suppressed', lease_owner = NULL, "
@@ -304,7 +304,7 @@ static const char sql_suppress_pg[] =
     "WHERE id = ANY(ARRAY(SELECT jsonb_array_elements_text($3::jsonb)::uuid)) "
     "AND lease_owner = $2 AND status = 'sending' AND NOT EXISTS (SELECT 1 FROM recipients r "
     "WHERE r.id = scheduled_messages.recipient_id AND r.status = 'active' AND NOT EXISTS "
-    "(SELECT 1 FROM unsubscribes u WHERE u.tenant_id = r.tenant_id AND "
+    "(SELECT 1 FROM suppressions u WHERE u.tenant_id = r.tenant_id AND "
     "u.email_lc = r.email_lc))" OUTCOME_COLS;
 
 static const char sql_rcpts_sqlite[] =
@@ -633,7 +633,7 @@ bounce(struct db *d, const struct outcome_row *b, const char *reason, int64_t no
        struct event_batch *ev)
 {
     struct db_param p[] = {P_TEXT(b->recipient_id), P_TIME(now), P_TEXT(b->campaign_id),
-                           P_TEXT(reason)};
+                           P_TEXT(reason), P_TEXT(b->id)};
     char *email = NULL;
     mc_err err;
 
@@ -644,10 +644,10 @@ bounce(struct db *d, const struct outcome_row *b, const char *reason, int64_t no
     if (err == MC_ERR_OK)
         err = db_one_text(d,
                           "INSERT INTO unsubscribes (id, tenant_id, email, email_lc, source, "
-                          "campaign_id, reason, unsubscribed_at) SELECT gen_random_uuid(), "
-                          "r.tenant_id, r.email, r.email_lc, 'bounce', $3, $4, $2 FROM "
-                          "recipients r WHERE r.id = $1 ON CONFLICT (tenant_id, email_lc) DO "
-                          "NOTHING RETURNING email",
+                          "campaign_id, reason, unsubscribed_at, cause, message_id) SELECT "
+                          "gen_random_uuid(), r.tenant_id, r.email, r.email_lc, 'bounce', $3, $4, "
+                          "$2, 'hard_bounce', $5 FROM recipients r WHERE r.id = $1"
+                          UNSUB_ON_CONFLICT " RETURNING email",
                           p, NPARAMS(p), &email);
     if (err == MC_ERR_NOT_FOUND)
         return MC_ERR_OK; /* on the list already */

@@ -30,7 +30,7 @@
 /* Joined from the batch's addresses, so each is one probe of a unique index. */
 static const char sql_suppressed_pg[] =
     "SELECT u.email_lc FROM jsonb_array_elements_text($2::jsonb) AS e(v) "
-    "JOIN unsubscribes u ON u.tenant_id = $1 AND u.email_lc = e.v";
+    "JOIN suppressions u ON u.tenant_id = $1 AND u.email_lc = e.v";
 
 static const char sql_existing_pg[] =
     "SELECT r.email_lc, r.id, r.attributes FROM jsonb_array_elements_text($2::jsonb) AS e(v) "
@@ -64,7 +64,7 @@ static const char sql_update_pg[] =
     "first_name text, last_name text, attributes jsonb) WHERE r.id = x.id";
 /* SQLite, one row at a time (import_sqlite). */
 static const char sql_is_suppressed[] =
-    "SELECT 1 FROM unsubscribes WHERE tenant_id = $1 AND email_lc = $2";
+    "SELECT 1 FROM suppressions WHERE tenant_id = $1 AND email_lc = $2";
 static const char sql_find_existing[] =
     "SELECT email_lc, id, attributes FROM recipients WHERE recipient_list_id = $2 "
     "AND email_lc = $3 AND tenant_id = $1";
@@ -78,7 +78,8 @@ static const char sql_insert_row[] =
     "INSERT INTO recipients (id, tenant_id, recipient_list_id, email, email_lc, name, "
     "first_name, last_name, status, attributes, subscribed_at, created_at, updated_at) "
     "SELECT $1, $2, $3, $4, $5, $6, $7, $8, 'active', $9, $10, $10, $10 WHERE NOT EXISTS "
-    "(SELECT 1 FROM unsubscribes WHERE tenant_id = $2 AND email_lc = $5) "
+    "(SELECT 1 FROM unsubscribes WHERE tenant_id = $2 AND email_lc = $5 AND "
+    "(expires_at IS NULL OR expires_at > $10)) "
     "ON CONFLICT (recipient_list_id, email_lc) DO NOTHING";
 static const char sql_update[] =
     "UPDATE recipients SET name = COALESCE($4, name), first_name = COALESCE($5, first_name), "

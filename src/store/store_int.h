@@ -158,6 +158,20 @@ void db_col_uuid(struct db *d, struct db_res *r, int col, char out[MC_UUID_LEN +
  */
 mc_err db_lock_tenant(struct db *d, const char *tenant_id);
 
+/*
+ * The end of an INSERT INTO unsubscribes: an address already there keeps
+ * its entry, unless that entry is temporary (a soft-bounce suppression) and
+ * the new one lasts longer or for ever, which then replaces it.  (An
+ * expired entry is deleted by a trigger before the insert.)
+ */
+#define UNSUB_ON_CONFLICT                                                                         \
+    " ON CONFLICT (tenant_id, email_lc) DO UPDATE SET source = excluded.source, "                 \
+    "cause = excluded.cause, expires_at = excluded.expires_at, "                                  \
+    "message_id = excluded.message_id, campaign_id = excluded.campaign_id, "                      \
+    "reason = excluded.reason, unsubscribed_at = excluded.unsubscribed_at "                       \
+    "WHERE unsubscribes.expires_at IS NOT NULL AND (excluded.expires_at IS NULL OR "              \
+    "unsubscribes.expires_at < excluded.expires_at)"
+
 /* True when id is a well-formed UUID (the frontend's guard before any SQL). */
 bool store_id_ok(const char *id);
 

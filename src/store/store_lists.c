@@ -348,7 +348,7 @@ store_recipient_create(struct store *st, const char *tenant_id, const char *list
     if ((err = db_lock_tenant(&d, tenant_id)) != MC_ERR_OK)
         goto rollback;
     /* An address on the suppression list is recorded, but never as active. */
-    err = db_one_int(&d, "SELECT COUNT(*) FROM unsubscribes WHERE tenant_id = $1 AND email_lc = $2",
+    err = db_one_int(&d, "SELECT COUNT(*) FROM suppressions WHERE tenant_id = $1 AND email_lc = $2",
                      ps, NPARAMS(ps), &suppressed);
     if (err != MC_ERR_OK)
         goto rollback;
@@ -453,7 +453,7 @@ store_recipient_update(struct store *st, const char *tenant_id, const char *list
     if (rp->has_status && rp->status == RCPT_ACTIVE) {
         struct db_param q[] = {P_TEXT(tenant_id), P_TEXT(list_id), P_TEXT(id)};
         err = db_one_int(&d,
-                         "SELECT COUNT(*) FROM recipients r JOIN unsubscribes u "
+                         "SELECT COUNT(*) FROM recipients r JOIN suppressions u "
                          "ON u.tenant_id = r.tenant_id AND u.email_lc = r.email_lc "
                          "WHERE r.tenant_id = $1 AND r.recipient_list_id = $2 AND r.id = $3",
                          q, NPARAMS(q), &suppressed);

@@ -29,6 +29,40 @@ unsub_source_parse(const char *s)
     return -1;
 }
 
+static const char *const cause_names[] = {"unsubscribed", "hard_bounce", "soft_bounce",
+                                          "complaint", "manual"};
+
+const char *
+unsub_cause_str(enum unsub_cause c)
+{
+    return cause_names[c];
+}
+
+int
+unsub_cause_parse(const char *s)
+{
+    for (int i = 0; s && i < 5; i++)
+        if (strcmp(s, cause_names[i]) == 0)
+            return i;
+    return -1;
+}
+
+/* The cause of an entry added by hand, by a link or by the delivery worker. */
+static enum unsub_cause
+cause_of(enum unsub_source source)
+{
+    switch (source) {
+    case UNSUB_LINK:
+        return CAUSE_UNSUBSCRIBED;
+    case UNSUB_BOUNCE:
+        return CAUSE_HARD_BOUNCE;
+    case UNSUB_COMPLAINT:
+        return CAUSE_COMPLAINT;
+    default:
+        return CAUSE_MANUAL;
+    }
+}
+
 void
 unsubscribe_cleanup(struct unsubscribe *u)
 {
@@ -48,7 +82,8 @@ unsubscribe_vec_cleanup(struct unsubscribe_vec *v)
     memset(v, 0, sizeof(*v));
 }
 
-#define UNSUB_COLS "id, email, source, campaign_id, reason, unsubscribed_at"
+#define UNSUB_COLS                                                                            \
+    "id, email, source, campaign_id, reason, unsubscribed_at, cause, message_id, expires_at"
 
 static void
 unsub_row(struct db *d, struct db_res *r, void *out)
@@ -63,6 +98,10 @@ unsub_row(struct db *d, struct db_res *r, void *out)
     db_col_uuid(d, r, 3, u->campaign_id);
     u->reason = db_col_dup(d, r, 4);
     u->unsubscribed_at = d->ops->col_time(r, 5);
+    s = unsub_cause_parse(d->ops->col_text(r, 6));
+    u->cause = s < 0 ? CAUSE_MANUAL : (enum unsub_cause)s;
+    db_col_uuid(d, r, 7, u->message_id);
+    u->expires_at = d->ops->col_time(r, 8);
 }
 
 static mc_err
@@ -149,7 +188,8 @@ store_unsub_add(struct store *st, const char *tenant_id, const char *email, cons
                            P_TEXT(unsub_source_str(source)),
                            P_TEXT(campaign_id),
                            P_TEXT(reason),
-                           P_TIME(now)};
+                           P_TIME(now),
+                           P_TEXT(unsub_cause_str(cause_of(source)))};
     struct db_param pm[] = {P_TEXT(tenant_id), P_TEXT(email_lc), P_TIME(now)};
     if ((err = db_get(st, &d)) != MC_ERR_OK)
         return err;
@@ -160,9 +200,9 @@ store_unsub_add(struct store *st, const char *tenant_id, const char *email, cons
         err = db_exec(&d,
                   /* The campaign may be gone (links outlive campaigns): then no campaign. */
                   "INSERT INTO unsubscribes (id, tenant_id, email, email_lc, source, campaign_id, "
-                  "reason, unsubscribed_at) SELECT $1, t.id, $3, $4, $5, (SELECT c.id FROM "
-                  "campaigns c WHERE c.id = $6 AND c.tenant_id = t.id), $7, $8 FROM tenants t "
-                  "WHERE t.id = $2 ON CONFLICT (tenant_id, email_lc) DO NOTHING",
+                  "reason, unsubscribed_at, cause) SELECT $1, t.id, $3, $4, $5, (SELECT c.id FROM "
+                  "campaigns c WHERE c.id = $6 AND c.tenant_id = t.id), $7, $8, $9 FROM tenants t "
+                  "WHERE t.id = $2" UNSUB_ON_CONFLICT,
                   p, NPARAMS(p), &changes);
     if (err == MC_ERR_OK && changes == 0 && reason != NULL) {
         struct db_param pr[] = {P_TEXT(tenant_id), P_TEXT(email_lc), P_TEXT(reason)};

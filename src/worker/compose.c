@@ -8,6 +8,7 @@
 #include <jansson.h>
 #include <openssl/crypto.h>
 
+#include "bounce/ref.h"
 #include "compose.h"
 #include "core/crypto.h"
 #include "core/email.h"
@@ -95,6 +96,17 @@ compose_campaign_from(struct store *st, const struct config *cfg, const unsigned
     x->text = compile(cfg, c, "text_body", c->text_body, TPL_TEXT, &ok, why);
     if (ok && kek != NULL)
         ok = load_dkim(st, kek, c->tenant_id, x);
+    if (ok && kek != NULL) {
+        /* Sending: the tenant's own bounce domain, when it has one. */
+        struct bounce_policy pol = BOUNCE_POLICY_DEFAULTS;
+        if (store_bounce_policy_get(st, c->tenant_id, &pol) == MC_ERR_OK) {
+            x->bounce_domain = pol.bounce_domain;
+            pol.bounce_domain = NULL;
+        } else {
+            log_warn("event=bounce_policy_unread tenant=%s campaign=%s", c->tenant_id, c->id);
+        }
+        bounce_policy_cleanup(&pol);
+    }
     if (!ok || x->subject == NULL || (x->html == NULL && x->text == NULL)) {
         compose_campaign_free(x);
         return MC_ERR_INVALID;
@@ -132,6 +144,7 @@ compose_campaign_free(struct compose_campaign *c)
     tpl_free(c->text);
     free(c->dkim_domain);
     free(c->dkim_selector);
+    free(c->bounce_domain);
     if (c->dkim_pem)
         OPENSSL_cleanse(c->dkim_pem, strlen(c->dkim_pem));
     free(c->dkim_pem);
@@ -210,8 +223,8 @@ compose_parts_cleanup(struct compose_parts *p)
 static mc_err
 compose_message(const struct compose_campaign *c, const struct config *cfg,
                 struct dkim_signer *signer, const unsigned char key[32],
-                const struct compose_recipient *r, const char *msg_key, char *mid,
-                size_t mid_len, struct buf *out, const char **why)
+                const struct compose_recipient *r, const char *msg_key, const char *ref,
+                char *mid, size_t mid_len, struct buf *out, const char **why)
 {
     struct compose_parts parts;
     struct mime_msg mm = {0};
@@ -243,6 +256,7 @@ compose_message(const struct compose_campaign *c, const struct config *cfg,
     mm.list_unsubscribe_mailto = cfg->list_unsubscribe_mailto;
     mm.date_us = time_now_us();
     mm.boundary = boundary;
+    mm.ref = ref;
     if (c->dkim_pem == NULL && cfg->dkim_required) {
         *why = "no DKIM key for the From domain, and dkim_required is set";
         err = MC_ERR_INVALID;
@@ -274,12 +288,22 @@ compose_job(const struct compose_campaign *c, const struct config *cfg,
             const struct compose_recipient *r, const char *msg_key, struct smtp_job *job,
             char *mid, size_t mid_len, const char **why)
 {
+    const char *domain = c->bounce_domain ? c->bounce_domain : cfg->bounce_domain;
+    char ref[BOUNCE_REF_LEN + 1];
+    bool has_ref = crypto_uuid_valid(msg_key);
+
     buf_init(&job->data, (size_t)cfg->render_max * 3);
-    job->mail_from = xstrdup(cfg->return_path ? cfg->return_path : c->from_address);
+    if (has_ref)
+        bounce_ref_make(key, msg_key, ref);
+    if (has_ref && domain)
+        job->mail_from = xasprintf("%s%s@%s", BOUNCE_REF_PREFIX, ref, domain);
+    else
+        job->mail_from = xstrdup(cfg->return_path ? cfg->return_path : c->from_address);
     job->rcpt_to = xstrdup(r->email);
     job->envid = xstrdup(msg_key);
     job->utf8 = email_needs_utf8(r->email) || email_needs_utf8(job->mail_from);
-    return compose_message(c, cfg, signer, key, r, msg_key, mid, mid_len, &job->data, why);
+    return compose_message(c, cfg, signer, key, r, msg_key, has_ref ? ref : NULL, mid, mid_len,
+                           &job->data, why);
 }
 
 void

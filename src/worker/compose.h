@@ -23,6 +23,7 @@ struct compose_campaign {
     char *name, *from_address, *from_name, *reply_to; /* owned */
     struct tpl *subject, *html, *text;                /* owned; html or text may be NULL */
     char *dkim_domain, *dkim_selector, *dkim_pem;     /* owned: the From domain's key, or NULL */
+    char *bounce_domain; /* owned: the tenant's own VERP domain (bounce policy), or NULL */
 };
 
 /* Who a message is for; every pointer borrowed, NULL when unknown. */
@@ -82,7 +83,11 @@ void compose_parts_cleanup(struct compose_parts *p);
  * 3 x render_max), the envelope sender, the recipient, the DSN ENVID
  * (msg_key) and whether SMTPUTF8 is needed.  key signs the unsubscribe link
  * and, with msg_key (the scheduled message's id: stable across retries),
- * the Message-ID, which is written to message_id[mid_len].  job must be
+ * the Message-ID, which is written to message_id[mid_len], and the signed
+ * reference (bounce/ref.h) in the X-Mailcast-Ref header, which the DKIM
+ * signature covers.  With a bounce domain (the tenant's, else the
+ * configured bounce_domain) the envelope sender is the VERP address
+ * "mcb-<reference>@domain"; without one it is return_path or the From.  job must be
  * zeroed (or cleaned) before; its strings and data are owned by the caller
  * afterwards, also on failure (free them with compose_job_cleanup).  On failure returns MC_ERR_TOO_LARGE or
  * MC_ERR_INVALID and points *why at a reason.

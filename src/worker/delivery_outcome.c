@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "bounce/classify.h"
 #include "core/crypto.h"
 #include "core/timeutil.h"
 #include "delivery_int.h"
@@ -75,8 +76,15 @@ delivery_result_of_job(struct delivery *d, const struct dmsg *m)
         delivery_result_add(d, m, OUT_SENT, 0, job->code, NULL, job->queue_id);
         break;
     case SMTP_PERMFAIL:
-        delivery_result_add(d, m, str_prefix(job->enhanced, "5.1.") ? OUT_BOUNCED : OUT_FAILED,
-                            0, job->code, err, NULL);
+        /* The one classification (bounce/classify.def) that asynchronous reports
+         * use too: only a hard failure bounces the recipient; a block is the
+         * sender's problem and suppresses nobody. */
+        delivery_result_add(
+            d, m,
+            bounce_classify(job->enhanced, job->code, job->text, false) == BOUNCE_HARD
+                ? OUT_BOUNCED
+                : OUT_FAILED,
+            0, job->code, err, NULL);
         break;
     case SMTP_TEMPFAIL:
         delivery_result_add(d, m, OUT_RETRY,

@@ -25,6 +25,7 @@
 
 #define ROUND_BUDGET_US (2 * 1000000)
 #define MAX_CAMPAIGNS 16
+#define PRUNE_EVERY_US (60 * 1000000LL)
 #define PRUNE_BATCH 1000
 
 struct engine {
@@ -35,6 +36,7 @@ struct engine {
     pthread_cond_t cv;
     bool stop, woken;
     uint64_t rounds; /* rounds finished, under mu: /metrics shows it */
+    int64_t next_prune; /* monotonic time of the next bounce-record sweep */
 };
 
 static bool
@@ -91,6 +93,13 @@ round_once(struct engine *e)
     more = materialize(e, deadline);
     if (store_engine_complete(e->st, time_now_us(), &n) != MC_ERR_OK && store_reachable(e->st))
         log_warn("event=engine warn=complete_failed");
+    /* Bounce records past their retention, once a minute or so. */
+    if (time_mono_us() >= e->next_prune) {
+        int64_t keep = e->cfg->bounce_retention_days * 86400LL * 1000000LL;
+        if (store_bounce_prune(e->st, time_now_us() - keep, NULL) != MC_ERR_OK)
+            log_warn("event=engine warn=bounce_prune_failed");
+        e->next_prune = time_mono_us() + PRUNE_EVERY_US;
+    }
     /* Retention: one small batch a round, so the log never holds a long lock. */
     if (store_event_prune(e->st, time_now_us() - e->cfg->event_retention_days * 86400000000LL,
                           PRUNE_BATCH, &n) != MC_ERR_OK)

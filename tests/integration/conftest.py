@@ -14,6 +14,8 @@
   behaviour no store changes (the SMTP client): run once, not per store.
 - server_factory (function): starts servers of the test's own, stopped at
   teardown; for lifecycle tests (signals, restarts, generated keys).
+- sink (module): a scriptable aiosmtpd relay (smtpsink.Sink) for a module's
+  delivering servers.
 """
 
 import os
@@ -24,6 +26,7 @@ import tempfile
 import pytest
 
 from harness import BIN, OPERATOR_KEY, REPO, PgAdmin, Server, create_database, module_server
+from smtpsink import Sink
 
 
 def pytest_configure(config):
@@ -123,3 +126,9 @@ def solo_factory(tmp_path):
     yield make
     for srv in servers:
         srv.stop()
+@pytest.fixture(scope="module")
+def sink():
+    """A scriptable SMTP relay on loopback for the module (see smtpsink.py)."""
+    s = Sink().start()
+    yield s
+    s.stop()

@@ -23,7 +23,7 @@ FAST = ["--delivery-poll-ms", "50", "--engine-poll-ms", "50",
         "--public-url", PUBLIC_URL, "--helo-name", HELO]
 
 HEADER_NAMES = {"date", "from", "to", "reply-to", "subject", "message-id", "mime-version",
-                "list-unsubscribe", "list-unsubscribe-post", "content-type",
+                "list-unsubscribe", "list-unsubscribe-post", "x-mailcast-ref", "content-type",
                 "content-transfer-encoding"}
 
 

@@ -18,7 +18,8 @@ LIST_FIELDS = {"id", "name", "description", "metadata", "recipient_count", "acti
 RECIPIENT_FIELDS = {"id", "recipient_list_id", "email", "name", "first_name", "last_name",
                     "status", "attributes", "subscribed_at", "unsubscribed_at", "created_at",
                     "updated_at"}
-UNSUB_FIELDS = {"id", "email", "source", "campaign_id", "reason", "unsubscribed_at"}
+UNSUB_FIELDS = {"id", "email", "source", "campaign_id", "reason", "unsubscribed_at", "cause",
+                "message_id", "expires_at"}
 IMPORT_REPORT_FIELDS = {"total", "imported", "updated", "skipped_duplicates",
                         "skipped_suppressed", "invalid", "errors"}
 EXPORT_FIXED = ["email", "name", "first_name", "last_name"]

@@ -22,7 +22,8 @@ CSV = {"Content-Type": "text/csv"}
 # total_recipients (both) and sent/bounced/failed (stats) are the seed API's
 # names, kept for its clients.  No delivered/opened/clicked: nothing feeds them.
 COUNT_FIELDS = ["pending_count", "sending_count", "sent_count", "bounced_count",
-                "failed_count", "cancelled_count", "suppressed_count"]
+                "failed_count", "cancelled_count", "suppressed_count", "bounced_hard_count",
+                "bounced_soft_count", "complained_count", "blocked_count"]
 CAMPAIGN_FIELDS = {
     "id", "name", "description", "subject", "from_address", "from_name", "reply_to",
     "html_body", "text_body", "recipient_list_id", "scheduled_at", "rate_limit_per_minute",

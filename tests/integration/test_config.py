@@ -164,6 +164,18 @@ def test_config_check_hides_database_passwords(url):
     (["--public-url", "ftp://example.org"], {}, "public_url"),
     ([], {"MAILCAST_OPERATOR_KEY": "too-short"}, "operator_key"),
     ([], {"MAILCAST_HTTP_THREADS": "x"}, "http_threads"),
+    (["--bounce-listen", "nowhere"], {}, "bounce_listen"),
+    (["--bounce-listen", "127.0.0.1:65536"], {}, "bounce_listen"),
+    ([], {"MAILCAST_BOUNCE_DOMAIN": "not a domain"}, "bounce_domain"),
+    (["--bounce-tls-cert", "/x.pem"], {}, "bounce_tls_cert"),
+    (["--bounce-max-message", "1023"], {}, "bounce_max_message"),
+    (["--bounce-max-message", "1073741825"], {}, "bounce_max_message"),
+    (["--bounce-raw-max", "16777217"], {}, "bounce_raw_max"),
+    (["--bounce-retention-days", "0"], {}, "bounce_retention_days"),
+    (["--bounce-retention-days", "3651"], {}, "bounce_retention_days"),
+    (["--bounce-max-connections", "0"], {}, "bounce_max_connections"),
+    (["--bounce-command-timeout", "0"], {}, "bounce_command_timeout"),
+    (["--bounce-session-timeout", "86401"], {}, "bounce_session_timeout"),
 ])
 def test_invalid_option(args, env, option):
     res = check(*args, env=child_env(**env))
@@ -210,3 +222,18 @@ def test_serve_rejects_arguments(new_database, tmp_path):
     res = run_cli("serve", "extra", "--listen", f"127.0.0.1:{free_port()}",
                   database=new_database(), env=child_env(OPERATOR_KEY), cwd=tmp_path)
     assert res.returncode == 2 and "extra" in res.stderr
+
+
+def test_bounce_options_at_their_limits(tmp_path):
+    res = check("--bounce-listen", "127.0.0.1:0", "--bounce-domain", "bounces.example.com",
+                "--bounce-max-message", "1024", "--bounce-raw-max", "0",
+                "--bounce-retention-days", "3650", "--bounce-max-connections", "100000",
+                "--bounce-command-timeout", "3600", "--bounce-session-timeout", "86400",
+                "--bounce-tls-cert", "/c.pem", "--bounce-tls-key", "/k.pem", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    d = dump(res.stdout)
+    assert (d["bounce_max_message"], d["bounce_retention_days"], d["bounce_raw_max"]) == (
+        "1024", "3650", "0")
+    env = child_env(MAILCAST_BOUNCE_DOMAIN="b.example.org", MAILCAST_BOUNCE_LISTEN="[::1]:2525")
+    d = dump(check(env=env, cwd=tmp_path).stdout)
+    assert (d["bounce_domain"], d["bounce_listen"]) == ("b.example.org", "[::1]:2525")

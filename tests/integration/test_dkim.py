@@ -38,7 +38,7 @@ DKIM_FIELDS = {"id", "domain", "selector", "algorithm", "key_bits", "dns_name", 
                "dns_record", "created_at"}
 # Signed on every campaign message (and Reply-To when the campaign has one).
 SIGNED = ["from", "to", "subject", "date", "message-id", "mime-version", "content-type",
-          "list-unsubscribe", "list-unsubscribe-post"]
+          "list-unsubscribe", "list-unsubscribe-post", "x-mailcast-ref"]
 # A long public_url and a mailto make a long, folded List-Unsubscribe.
 PUBLIC = "https://mail.example.test/" + "/".join(f"unsubscribe-segment-{i}" for i in range(8))
 MAILTO = "mailto:unsubscribe-requests@lists.example.net"

@@ -195,6 +195,19 @@ def test_every_operation_through_prism(server, prism):
     p("DELETE", f"{db}/{dk['id']}", 204, headers=h)
     p("DELETE", f"{db}/{dk['id']}", 404, headers=h)
 
+    # Bounces
+    bb = f"{tb}/bounces"
+    p("GET", f"{tb}/bounce-policy", 200, headers=h)
+    p("PUT", f"{tb}/bounce-policy", 200, headers=h, json={"soft_limit": 2})
+    p("PUT", f"{tb}/bounce-policy", 422, valid=False, headers=h, json={"soft_limit": 0})
+    bn = p("POST", bb, 201, headers=h,
+           json={"email": "bounced@example.com", "type": "hard", "status": "5.1.1"}).json()
+    p("POST", bb, 422, valid=False, headers=h, json={"email": "b@example.com", "type": "gone"})
+    p("GET", bb, 200, headers=h)
+    p("GET", f"{bb}?class=nope", 422, valid=False, headers=h)
+    p("GET", f"{bb}/{bn['id']}", 200, headers=h)
+    p("GET", f"{bb}/{NIL}", 404, headers=h)
+
     # Campaigns
     cb = f"{tb}/campaigns"
     body = {"name": "Prism", "subject": "Hi {{name}}", "from_address": "news@example.com",

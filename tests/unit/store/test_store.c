@@ -1170,6 +1170,256 @@ test_lease_expiry_poison_bound(void **state)
     tenant_cleanup(&a);
 }
 
+/* ---- bounces ---- */
+
+/* A message of campaign c to recipient x, already sent. */
+static void
+sent_message(struct store *st, const char *tenant_id, const char *campaign_id,
+             const struct recipient *x, int64_t sent_at, char id[MC_UUID_LEN + 1])
+{
+    crypto_uuid7(id);
+    struct db_param p[] = {P_TEXT(id), P_TEXT(tenant_id), P_TEXT(campaign_id), P_TEXT(x->id),
+                           P_TEXT(x->email), P_TIME(sent_at)};
+    exec_sql(st,
+             "INSERT INTO scheduled_messages (id, tenant_id, campaign_id, recipient_id, "
+             "to_address, status, next_attempt_at, sent_at, created_at, updated_at) VALUES "
+             "($1, $2, $3, $4, $5, 'sent', $6, $6, $6, $6)",
+             p, NPARAMS(p));
+}
+
+static enum bounce_outcome
+report(struct store *st, const char *tenant_id, const char *msg, const char *kind,
+       const char *email, const char *cls, struct bounce_applied *a)
+{
+    struct bounce_item it = {email, cls, "5.1.1", "failed", "550 5.1.1 user unknown", NULL};
+    struct bounce_report_in in = {.tenant_id = tenant_id,
+                                  .message_id = msg,
+                                  .kind = kind,
+                                  .source = "smtp",
+                                  .raw = "From: MAILER-DAEMON\r\n\r\nraw",
+                                  .items = &it,
+                                  .n = 1,
+                                  .now = time_now_us()};
+
+    assert_int_equal(store_bounce_record(st, &in, a), MC_ERR_OK);
+    assert_int_equal(a->n, 1);
+    return a->items[0].outcome;
+}
+
+static enum unsub_cause
+suppressed_for(struct store *st, const char *tenant_id, const char *email_lc, int64_t *expires)
+{
+    struct unsubscribe u = {0};
+    enum unsub_cause c;
+
+    if (store_unsub_get(st, tenant_id, email_lc, &u) != MC_ERR_OK)
+        return (enum unsub_cause)-1;
+    c = u.cause;
+    if (expires)
+        *expires = u.expires_at;
+    unsubscribe_cleanup(&u);
+    return c;
+}
+
+static const char *
+rcpt_status(struct store *st, const char *id)
+{
+    static const char *const names[] = {"active", "unsubscribed", "bounced", "complained"};
+    return names[one_int(st,
+                         "SELECT CASE status WHEN 'active' THEN 0 WHEN 'unsubscribed' THEN 1 "
+                         "WHEN 'bounced' THEN 2 ELSE 3 END FROM recipients WHERE id = $1",
+                         id)];
+}
+
+/*
+ * The intake's transaction: the referenced message decides everything; a
+ * stranger, a duplicate, an unreferenced report change nothing; hard and
+ * complaint suppress at once, soft after the policy's limit and for a
+ * while, block never; another tenant neither sees nor changes any of it.
+ */
+static void
+test_bounces_two_tenants(void **state)
+{
+    struct store *st = st_of(state);
+    struct tenant a, b;
+    struct recipient_list la, lb;
+    struct recipient x[5], y = {0};
+    struct campaign ca, ca2, cb;
+    struct bounce_applied ap;
+    struct bounce_policy pol = BOUNCE_POLICY_DEFAULTS, got = {0};
+    char m[5][MC_UUID_LEN + 1], m2[MC_UUID_LEN + 1], mb[MC_UUID_LEN + 1], email[64];
+    int64_t now = time_now_us(), exp = 0;
+    struct campaign c = {0};
+
+    make_tenant(st, "bnc-a", &a);
+    make_tenant(st, "bnc-b", &b);
+    new_list(st, a.id, "A", &la);
+    new_list(st, b.id, "B", &lb);
+    new_campaign(st, a.id, la.id, &ca);
+    new_campaign(st, a.id, la.id, &ca2);
+    new_campaign(st, b.id, lb.id, &cb);
+    for (int i = 0; i < 5; i++) {
+        snprintf(email, sizeof(email), "Bx%d@Example.com", i);
+        assert_int_equal(new_recipient(st, a.id, la.id, email, &x[i]), MC_ERR_OK);
+        sent_message(st, a.id, ca.id, &x[i], now - 1000, m[i]);
+    }
+    assert_int_equal(new_recipient(st, b.id, lb.id, "bx0@example.com", &y), MC_ERR_OK);
+    sent_message(st, b.id, cb.id, &y, now - 1000, mb);
+
+    /* Hard: suppressed at once, the recipient bounced, counted once. */
+    assert_int_equal(report(st, NULL, m[0], "dsn", "bx0@example.com", "hard", &ap),
+                     BOUNCE_OUT_SUPPRESSED);
+    assert_string_equal(ap.tenant_id, a.id);
+    assert_string_equal(ap.campaign_id, ca.id);
+    assert_int_equal(suppressed_for(st, a.id, "bx0@example.com", &exp), CAUSE_HARD_BOUNCE);
+    assert_int_equal(exp, 0);
+    assert_string_equal(rcpt_status(st, x[0].id), "bounced");
+    assert_int_equal((int)suppressed_for(st, b.id, "bx0@example.com", NULL), -1);
+    assert_string_equal(rcpt_status(st, y.id), "active");
+    /* The same report again changes nothing. */
+    assert_int_equal(report(st, NULL, m[0], "dsn", "bx0@example.com", "hard", &ap),
+                     BOUNCE_OUT_DUPLICATE);
+
+    /* A report naming someone else than the message's recipient suppresses nobody. */
+    assert_int_equal(report(st, NULL, m[1], "dsn", "stranger@example.org", "hard", &ap),
+                     BOUNCE_OUT_STRANGER);
+    assert_int_equal((int)suppressed_for(st, a.id, "stranger@example.org", NULL), -1);
+    assert_int_equal((int)suppressed_for(st, a.id, "bx1@example.com", NULL), -1);
+    /* No valid reference: kept for the operator, no tenant's. */
+    assert_int_equal(report(st, NULL, NULL, "dsn", "bx1@example.com", "hard", &ap),
+                     BOUNCE_OUT_UNREFERENCED);
+    assert_string_equal(ap.tenant_id, "");
+    assert_int_equal((int)suppressed_for(st, a.id, "bx1@example.com", NULL), -1);
+    /* Another tenant's message, named through the API of this one: not found. */
+    struct bounce_item it = {NULL, "hard", NULL, NULL, NULL, NULL};
+    struct bounce_report_in in = {.tenant_id = a.id, .message_id = mb, .kind = "api",
+                                  .source = "api", .items = &it, .n = 1, .now = now};
+    assert_int_equal(store_bounce_record(st, &in, &ap), MC_ERR_NOT_FOUND);
+    assert_int_equal((int)suppressed_for(st, b.id, "bx0@example.com", NULL), -1);
+
+    /* A complaint (a feedback report with the recipient redacted): every list. */
+    assert_int_equal(report(st, NULL, m[2], "arf", NULL, "complaint", &ap),
+                     BOUNCE_OUT_SUPPRESSED);
+    assert_int_equal(suppressed_for(st, a.id, "bx2@example.com", NULL), CAUSE_COMPLAINT);
+    assert_string_equal(rcpt_status(st, x[2].id), "complained");
+    /* Other feedback is recorded only; so is an auto-reply. */
+    assert_int_equal(report(st, NULL, m[3], "arf", NULL, "undetermined", &ap),
+                     BOUNCE_OUT_RECORDED);
+    assert_int_equal(report(st, NULL, m[3], "auto_reply", "bx3@example.com", "auto_reply", &ap),
+                     BOUNCE_OUT_RECORDED);
+    /* A block is counted, never suppressing. */
+    assert_int_equal(report(st, NULL, m[3], "dsn", "bx3@example.com", "block", &ap),
+                     BOUNCE_OUT_COUNTED);
+    assert_int_equal((int)suppressed_for(st, a.id, "bx3@example.com", NULL), -1);
+    assert_string_equal(rcpt_status(st, x[3].id), "active");
+
+    /* Soft: the policy's limit of 2 on distinct messages, then suppressed for a while. */
+    assert_int_equal(store_bounce_policy_get(st, a.id, &got), MC_ERR_OK);
+    assert_int_equal(got.soft_limit, 3);
+    assert_int_equal(got.updated_at, 0);
+    pol.soft_limit = 2;
+    pol.soft_suppress_days = 7;
+    assert_int_equal(store_bounce_policy_put(st, a.id, &pol, &got), MC_ERR_OK);
+    assert_int_equal(got.soft_limit, 2);
+    assert_true(got.updated_at > 0);
+    assert_int_equal(report(st, NULL, m[4], "dsn", "bx4@example.com", "soft", &ap),
+                     BOUNCE_OUT_COUNTED);
+    /* The same message again is no second message. */
+    assert_int_equal(report(st, NULL, m[4], "dsn", "bx4@example.com", "undetermined", &ap),
+                     BOUNCE_OUT_COUNTED);
+    assert_int_equal((int)suppressed_for(st, a.id, "bx4@example.com", NULL), -1);
+    sent_message(st, a.id, ca2.id, &x[4], time_now_us(), m2);
+    assert_int_equal(report(st, NULL, m2, "dsn", "bx4@example.com", "soft", &ap),
+                     BOUNCE_OUT_SUPPRESSED);
+    assert_int_equal(suppressed_for(st, a.id, "bx4@example.com", &exp), CAUSE_SOFT_BOUNCE);
+    assert_true(exp > now + 6 * 86400LL * 1000000 && exp < now + 8 * 86400LL * 1000000);
+    assert_string_equal(rcpt_status(st, x[4].id), "active"); /* only for a while */
+    /* B's policy is untouched. */
+    bounce_policy_cleanup(&got);
+    assert_int_equal(store_bounce_policy_get(st, b.id, &got), MC_ERR_OK);
+    assert_int_equal(got.soft_limit, 3);
+
+    /* An expired suppression no longer suppresses: a new recipient stays active ... */
+    struct db_param pe[] = {P_TEXT(a.id), P_TIME(now - 1000)};
+    exec_sql(st, "UPDATE unsubscribes SET expires_at = $2 WHERE tenant_id = $1 AND "
+                 "email_lc = 'bx4@example.com'", pe, NPARAMS(pe));
+    struct recipient_list l2;
+    struct recipient z = {0};
+    new_list(st, a.id, "A2", &l2);
+    assert_int_equal(new_recipient(st, a.id, l2.id, "bx4@example.com", &z), MC_ERR_OK);
+    assert_int_equal(z.status, RCPT_ACTIVE);
+    /* ... and a new entry for the address replaces the expired one. */
+    bool created = false;
+    assert_int_equal(store_unsub_add(st, a.id, "bx4@example.com", "bx4@example.com", UNSUB_MANUAL,
+                                     NULL, NULL, &created, NULL),
+                     MC_ERR_OK);
+    assert_true(created);
+    assert_int_equal(suppressed_for(st, a.id, "bx4@example.com", &exp), CAUSE_MANUAL);
+    assert_int_equal(exp, 0);
+
+    /* Campaign counters. */
+    assert_int_equal(store_campaign_get(st, a.id, ca.id, &c), MC_ERR_OK);
+    assert_int_equal(c.counts.bounced_hard, 1);
+    assert_int_equal(c.counts.complained, 1);
+    assert_int_equal(c.counts.blocked, 1);
+    assert_int_equal(c.counts.bounced_soft, 2);
+    campaign_cleanup(&c);
+
+    /* The records: the tenant's only, filtered, with the raw message one at a time. */
+    struct bounce_rec_vec v = {0};
+    struct bounce_filter f = {0};
+    struct page pg = {100, 0};
+    assert_int_equal(store_bounce_list(st, a.id, &f, &pg, &v), MC_ERR_OK);
+    assert_int_equal(v.total, 10); /* not the unreferenced one */
+    assert_null(v.items[0].raw);
+    bounce_rec_vec_cleanup(&v);
+    f.class = "hard";
+    assert_int_equal(store_bounce_list(st, a.id, &f, &pg, &v), MC_ERR_OK);
+    assert_int_equal(v.total, 3); /* the first, its duplicate, the stranger */
+    f.email_lc = "bx0@example.com";
+    bounce_rec_vec_cleanup(&v);
+    assert_int_equal(store_bounce_list(st, a.id, &f, &pg, &v), MC_ERR_OK);
+    assert_int_equal(v.total, 2);
+    assert_string_equal(v.items[1].outcome, "suppressed");
+    struct bounce_rec r = {0};
+    assert_int_equal(store_bounce_get(st, a.id, v.items[1].id, &r), MC_ERR_OK);
+    assert_string_equal(r.raw, "From: MAILER-DAEMON\r\n\r\nraw");
+    assert_string_equal(r.message_id, m[0]);
+    bounce_rec_cleanup(&r);
+    assert_int_equal(store_bounce_get(st, b.id, v.items[1].id, &r), MC_ERR_NOT_FOUND);
+    bounce_rec_vec_cleanup(&v);
+    f.class = NULL;
+    f.email_lc = NULL;
+    f.campaign_id = cb.id;
+    assert_int_equal(store_bounce_list(st, a.id, &f, &pg, &v), MC_ERR_OK);
+    assert_int_equal(v.total, 0);
+    bounce_rec_vec_cleanup(&v);
+    assert_int_equal(store_bounce_list(st, b.id, &(struct bounce_filter){0}, &pg, &v), MC_ERR_OK);
+    assert_int_equal(v.total, 0);
+    bounce_rec_vec_cleanup(&v);
+
+    /* Pruning by age. */
+    int64_t pruned = 0;
+    assert_int_equal(store_bounce_prune(st, now - 1, &pruned), MC_ERR_OK);
+    assert_int_equal(pruned, 0);
+    assert_int_equal(store_bounce_prune(st, time_now_us() + 1, &pruned), MC_ERR_OK);
+    assert_int_equal(pruned, 11); /* the unreferenced one too */
+
+    bounce_policy_cleanup(&got);
+    recipient_cleanup(&z);
+    recipient_list_cleanup(&l2);
+    for (int i = 0; i < 5; i++)
+        recipient_cleanup(&x[i]);
+    recipient_cleanup(&y);
+    campaign_cleanup(&ca);
+    campaign_cleanup(&ca2);
+    campaign_cleanup(&cb);
+    recipient_list_cleanup(&la);
+    recipient_list_cleanup(&lb);
+    tenant_cleanup(&a);
+    tenant_cleanup(&b);
+}
+
 /*
  * The event outbox: db_event_message (what bounce and complaint intake
  * call inside their own transaction) writes the event and queues it for
@@ -1351,6 +1601,7 @@ main(void)
         cmocka_unit_test(test_materialize_and_complete),
         cmocka_unit_test(test_claim_rate_windows),
         cmocka_unit_test(test_lease_expiry_poison_bound),
+        cmocka_unit_test(test_bounces_two_tenants),
         cmocka_unit_test(test_events_outbox_and_webhook_claims),
         cmocka_unit_test(test_schema_newer_is_refused),
     };
