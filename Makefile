@@ -6,7 +6,7 @@
 #   make test SANITIZE=1   the same under ASan and UBSan
 #   make bench      benchmarks (see bench/RESULTS.md)
 
-PKGS     := libmicrohttpd jansson sqlite3 libpq libcrypto libssl libidn2 libevent libevent_openssl libevent_pthreads libxml-2.0 gmime-3.0
+PKGS     := libmicrohttpd jansson sqlite3 libpq libcrypto libssl libidn2 libevent libevent_openssl libevent_pthreads libxml-2.0 gmime-3.0 libcurl
 LIBS_EXTRA := -lcsv -lopendkim
 CC       ?= gcc
 BUILD    ?= build
@@ -41,9 +41,10 @@ SMTP_SRC  := $(wildcard src/smtp/*.c)
 APP_SRC   := $(wildcard src/app/*.c)
 IMPORT_SRC := $(wildcard src/import/*.c)
 WORKER_SRC := $(wildcard src/worker/*.c)
+WEBHOOK_SRC := $(wildcard src/webhook/*.c)
 BOUNCE_SRC := $(wildcard src/bounce/*.c)
 CLI_SRC   := $(filter-out src/cli/main.c,$(wildcard src/cli/*.c))
-LIB_SRC   := $(CORE_SRC) $(STORE_SRC) $(TPL_SRC) $(SMTP_SRC) $(BOUNCE_SRC) $(APP_SRC) $(IMPORT_SRC) $(WORKER_SRC) $(HTTP_SRC) $(CLI_SRC)
+LIB_SRC   := $(CORE_SRC) $(STORE_SRC) $(TPL_SRC) $(SMTP_SRC) $(BOUNCE_SRC) $(APP_SRC) $(IMPORT_SRC) $(WORKER_SRC) $(WEBHOOK_SRC) $(HTTP_SRC) $(CLI_SRC)
 LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/migrations_gen.o $(BUILD)/gen/console_gen.o
 MIGRATIONS := $(sort $(wildcard migrations/sqlite/*.sql migrations/pg/*.sql))
 

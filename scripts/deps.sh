@@ -14,7 +14,7 @@ want_test=0
 
 build_pkgs="gcc make pkg-config libmicrohttpd-dev libjansson-dev libsqlite3-dev
 libpq-dev libcsv-dev libidn2-dev libevent-dev libssl-dev libopendkim-dev uuid-dev libxml2-dev
-libgmime-3.0-dev nodejs"
+libgmime-3.0-dev libcurl4-openssl-dev nodejs"
 test_pkgs="libcmocka-dev postgresql postfix python3-pytest python3-requests python3-psycopg2
 python3-aiosmtpd python3-dkim python3-selenium python3-cryptography python3-pytest-xdist python3-yaml chromium chromium-driver openssl
 jq fonts-noto-color-emoji fonts-wqy-microhei fonts-dejavu clang libclang-rt-14-dev"

@@ -1,7 +1,9 @@
 #!/bin/sh
 # Writes a C file that embeds migrations/sqlite/*.sql and migrations/pg/*.sql
 # as the tables declared in src/store/migrations.h.  Files are NNNN_name.sql;
-# versions must ascend (a gap is a number reserved for a branch not yet merged).
+# versions must ascend strictly.  A gap is allowed: numbers are reserved per
+# branch (see the brief), so 10 may land before 9; store_migrate applies
+# every version the database has not recorded, whatever the order.
 set -eu
 emit() {
     dialect=$1
@@ -14,9 +16,10 @@ emit() {
         ver=$(echo "$base" | sed 's/_.*//' | sed 's/^0*//')
         n=$((n + 1))
         if [ "$ver" -le "$last" ]; then
-            echo "embed_sql: $f: expected a version above $last" >&2
+            echo "embed_sql: $f: version $ver does not ascend past $last" >&2
             exit 1
         fi
+        last=$ver
         echo "    {$ver, \"$base\","
         sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/     "/' -e 's/$/\\n"/' "$f"
         echo "    },"

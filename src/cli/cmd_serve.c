@@ -18,6 +18,7 @@
 #include "http/http.h"
 #include "store/store.h"
 #include "worker/delivery.h"
+#include "webhook/webhook.h"
 #include "worker/engine.h"
 
 static void
@@ -52,6 +53,7 @@ cmd_serve(struct cli_ctx *c)
     struct delivery *delivery = NULL;
     struct bounce_listener *bounces = NULL;
     struct bounce_intake_ctx bounce_ctx;
+    struct webhook_sender *webhooks = NULL; /* owned */
     char *generated = NULL;
     sigset_t set;
     int rc;
@@ -79,6 +81,11 @@ cmd_serve(struct cli_ctx *c)
     }
     if (!cli_bounce_listener_start(&app, &bounce_ctx, &bounces))
         goto out;
+    /* Webhooks go out from every process that delivers mail. */
+    if (c->cfg.deliver && (webhooks = webhook_sender_start(app.st, &c->cfg)) == NULL) {
+        fprintf(stderr, "mailcast: cannot start the webhook sender; see the log line above\n");
+        goto out;
+    }
     srv = http_server_start(&app);
     if (srv == NULL) {
         fprintf(stderr, "mailcast: cannot listen on %s; see the log line above\n",
@@ -94,6 +101,8 @@ cmd_serve(struct cli_ctx *c)
     bounces = NULL;
     delivery_stop(delivery, (int)c->cfg.shutdown_timeout);
     delivery = NULL;
+    webhook_sender_stop(webhooks, (int)c->cfg.shutdown_timeout);
+    webhooks = NULL;
     log_info("event=stopped");
     rc = 0;
 out:
@@ -102,6 +111,7 @@ out:
         fprintf(stderr, "mailcast: the operator key generated at this first start is %s\n",
                 generated);
     delivery_stop(delivery, 0);
+    webhook_sender_stop(webhooks, 0);
     engine_stop(app.engine);
     free(generated);
     cli_daemon_close(&app);

@@ -15,6 +15,7 @@
 #include "core/log.h"
 #include "store/store.h"
 #include "worker/delivery.h"
+#include "webhook/webhook.h"
 #include "worker/engine.h"
 
 int
@@ -24,6 +25,7 @@ cmd_worker(struct cli_ctx *c)
     struct delivery *delivery = NULL;
     struct bounce_listener *bounces = NULL;
     struct bounce_intake_ctx bounce_ctx;
+    struct webhook_sender *webhooks = NULL; /* owned */
     sigset_t set;
     int rc;
 
@@ -39,6 +41,11 @@ cmd_worker(struct cli_ctx *c)
     }
     if (!cli_bounce_listener_start(&app, &bounce_ctx, &bounces))
         goto out;
+    if ((webhooks = webhook_sender_start(app.st, &c->cfg)) == NULL) {
+        fprintf(stderr, "mailcast worker: cannot start the webhook sender; see the log line "
+                        "above\n");
+        goto out;
+    }
     log_info("event=start version=%s role=worker backend=%s", MAILCAST_VERSION,
              store_backend(app.st));
     cli_daemon_wait(&set);
@@ -46,11 +53,14 @@ cmd_worker(struct cli_ctx *c)
     bounces = NULL;
     delivery_stop(delivery, (int)c->cfg.shutdown_timeout);
     delivery = NULL;
+    webhook_sender_stop(webhooks, (int)c->cfg.shutdown_timeout);
+    webhooks = NULL;
     log_info("event=stopped");
     rc = 0;
 out:
     bounce_listener_stop(bounces);
     delivery_stop(delivery, 0);
+    webhook_sender_stop(webhooks, 0);
     engine_stop(app.engine);
     cli_daemon_close(&app);
     return rc;

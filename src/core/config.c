@@ -160,6 +160,34 @@ static const struct opt opts[] = {
     {"shaping", STR(shaping), NULL, 0, 0, false,
      "JSON file of destination sites and shaping rules loaded at start (replaces the table)",
      "the table in the database is kept"},
+    /* Events and webhooks */
+    {"event_retention_days", INT(event_retention_days), "30", 1, 3650, false,
+     "days the event log keeps an event", NULL},
+    {"webhook_max_endpoints", INT(webhook_max_endpoints), "10", 0, 1000, false,
+     "webhook endpoints a tenant may have", NULL},
+    {"webhook_allow_http", INT(webhook_allow_http), "0", 0, 1, false,
+     "1: allow http:// webhook URLs (default: https only)", NULL},
+    {"webhook_allow_cidr", STR(webhook_allow_cidr), NULL, 0, 0, false,
+     "comma-separated CIDRs webhooks may reach despite the private-range guard", NULL},
+    {"webhook_retry_schedule", STR(webhook_retry_schedule),
+     "5,300,1800,7200,18000,36000,36000,50400,72000,86400", 0, 0, false,
+     "seconds before each webhook retry (each +-20 %), comma-separated", NULL},
+    {"webhook_concurrency", INT(webhook_concurrency), "64", 1, 1024, false,
+     "webhook requests a worker has in flight at most", NULL},
+    {"webhook_endpoint_concurrency", INT(webhook_endpoint_concurrency), "16", 1, 256, false,
+     "webhook requests in flight to one endpoint at most", NULL},
+    {"webhook_connect_timeout", INT(webhook_connect_timeout), "5", 1, 60, false,
+     "seconds to connect to a webhook endpoint", NULL},
+    {"webhook_timeout", INT(webhook_timeout), "15", 1, 300, false,
+     "seconds for a whole webhook request", NULL},
+    {"webhook_secret_grace_hours", INT(webhook_secret_grace_hours), "24", 0, 720, false,
+     "hours a rotated-out webhook secret still signs", NULL},
+    {"webhook_disable_after_hours", INT(webhook_disable_after_hours), "120", 1, 8760, false,
+     "hours of failures without a success that disable a webhook endpoint", NULL},
+    {"webhook_poll_ms", INT(webhook_poll_ms), "200", 10, 60000, false,
+     "how often an idle webhook sender looks for due deliveries, ms", NULL},
+    {"webhook_replay_max", INT(webhook_replay_max), "10000", 1, 1000000, false,
+     "deliveries one webhook replay may queue", NULL},
 };
 
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
@@ -413,6 +441,23 @@ validate(struct config *cfg, struct layered *l, struct buf *errors)
                    (long long)cfg->test_send_timeout, (long long)cfg->http_timeout);
     if (cfg->retry_cap < cfg->retry_base)
         buf_printf(errors, "retry_cap must be at least retry_base\n");
+    /* The webhook lists' syntax (src/webhook/ parses them at start). */
+    {
+        const char *w = cfg->webhook_retry_schedule;
+        int steps = 1;
+        bool ok = w != NULL && *w != '\0' && strspn(w, "0123456789,") == strlen(w) &&
+                  w[0] != ',' && w[strlen(w) - 1] != ',' && strstr(w, ",,") == NULL;
+        for (const char *p = w; ok && *p; p++)
+            steps += *p == ',';
+        if (!ok || steps > 32)
+            buf_printf(errors, "webhook_retry_schedule: must be 1 to 32 comma-separated numbers "
+                               "of seconds\n");
+    }
+    if (cfg->webhook_allow_cidr != NULL &&
+        strspn(cfg->webhook_allow_cidr, "0123456789abcdefABCDEF.:/, ") !=
+            strlen(cfg->webhook_allow_cidr))
+        buf_printf(errors, "webhook_allow_cidr: must be comma-separated CIDRs "
+                           "(127.0.0.1/32, 10.0.0.0/8, ::1/128)\n");
     if (log_level_parse(cfg->log_level) < 0)
         buf_printf(errors, "log_level: \"%s\" is not debug, info, warn or error\n",
                    cfg->log_level);

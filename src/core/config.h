@@ -87,6 +87,20 @@ struct config {
     int64_t pacing_burst;         /* messages a paced limit lets go at once after a pause */
     int64_t pacing_horizon_ms;    /* how far ahead of its slot a paced message is claimed */
     char *shaping;                /* a shaping file loaded at start, or NULL */
+    /* Events and webhooks */
+    int64_t event_retention_days;    /* events older than this are pruned */
+    int64_t webhook_max_endpoints;   /* endpoints a tenant may have */
+    int64_t webhook_allow_http;      /* 1: http:// endpoints allowed (else https only) */
+    char *webhook_allow_cidr;        /* comma-separated CIDRs exempt from the SSRF ranges */
+    char *webhook_retry_schedule;    /* seconds before each retry, comma-separated */
+    int64_t webhook_concurrency;     /* requests a worker has in flight at most */
+    int64_t webhook_endpoint_concurrency; /* ... of them to one endpoint */
+    int64_t webhook_connect_timeout; /* seconds */
+    int64_t webhook_timeout;         /* seconds for a whole request */
+    int64_t webhook_secret_grace_hours; /* the old secret still signs after a rotation */
+    int64_t webhook_disable_after_hours; /* failing this long without a success disables */
+    int64_t webhook_poll_ms;         /* how often an idle sender looks for due deliveries */
+    int64_t webhook_replay_max;      /* deliveries one replay may queue */
 };
 
 /* One command-line override: the option's name (as in the file) and its value. */

@@ -323,6 +323,22 @@ void api_shaping_put(struct req *r);
 void api_shaping_state_list(struct req *r);
 void api_shaping_state_lift(struct req *r);
 
+/* ---- handlers: api_events.c, api_webhooks.c ---- */
+void api_event_list(struct req *r);
+void api_campaign_messages(struct req *r);
+json_t *event_json(const struct event *e);
+json_t *webhook_json(const struct webhook *w);
+void api_webhook_create(struct req *r);
+void api_webhook_list(struct req *r);
+void api_webhook_get(struct req *r);
+void api_webhook_patch(struct req *r);
+void api_webhook_delete(struct req *r);
+void api_webhook_rotate(struct req *r);
+void api_webhook_test(struct req *r);
+void api_webhook_deliveries(struct req *r);
+void api_webhook_delivery_retry(struct req *r);
+void api_webhook_replay(struct req *r);
+
 /* Tenant and key as API JSON (shared with the CLI). */
 json_t *tenant_json(const struct tenant *t);
 json_t *api_key_json(const struct api_key *k);

@@ -20,6 +20,7 @@
 #define L T "/recipient-lists"
 #define U T "/unsubscribes"
 #define C T "/campaigns"
+#define W T "/webhooks"
 
 /* clang-format off */
 const struct route routes[] = {
@@ -97,6 +98,18 @@ const struct route routes[] = {
     {"PUT",    "/api/v1/shaping",               api_shaping_put,     R_AUTH_OPERATOR | R_BODY},
     {"GET",    "/api/v1/shaping/state",         api_shaping_state_list, R_AUTH_OPERATOR},
     {"DELETE", "/api/v1/shaping/state/{state_id}", api_shaping_state_lift, R_AUTH_OPERATOR},
+    {"GET",    T "/events",                     api_event_list,      R_AUTH_READ},
+    {"GET",    C "/{campaign_id}/messages",     api_campaign_messages, R_AUTH_READ},
+    {"GET",    W,                               api_webhook_list,    R_AUTH_READ},
+    {"POST",   W,                               api_webhook_create,  R_AUTH_WRITE | R_BODY},
+    {"GET",    W "/{webhook_id}",               api_webhook_get,     R_AUTH_READ},
+    {"PATCH",  W "/{webhook_id}",               api_webhook_patch,   R_AUTH_WRITE | R_BODY},
+    {"DELETE", W "/{webhook_id}",               api_webhook_delete,  R_AUTH_WRITE},
+    {"POST",   W "/{webhook_id}/rotate-secret", api_webhook_rotate,  R_AUTH_WRITE | R_BODY_OPTIONAL},
+    {"POST",   W "/{webhook_id}/test",          api_webhook_test,    R_AUTH_WRITE | R_BODY_OPTIONAL},
+    {"GET",    W "/{webhook_id}/deliveries",    api_webhook_deliveries, R_AUTH_READ},
+    {"POST",   W "/{webhook_id}/deliveries/{delivery_id}/retry", api_webhook_delivery_retry, R_AUTH_WRITE | R_BODY_OPTIONAL},
+    {"POST",   W "/{webhook_id}/replay",        api_webhook_replay,  R_AUTH_WRITE | R_BODY},
 };
 /* clang-format on */
 

@@ -871,4 +871,204 @@ mc_err store_dkim_for_domain(struct store *st, const char *tenant_id, const char
 void dkim_key_cleanup(struct dkim_key *k);
 void dkim_key_vec_cleanup(struct dkim_key_vec *v);
 
+/* ---- the event log (store_events.c) ---- */
+
+/* True when s is one of the event types (message.sent, campaign.started, ...). */
+bool event_type_valid(const char *s);
+
+struct event {
+    char id[MC_UUID_LEN + 1]; /* time-ordered: also the cursor */
+    char type[32];
+    char *data; /* owned, JSON object text */
+    int64_t created_at;
+};
+
+struct event_vec {
+    struct event *items; /* owned */
+    int n;
+};
+
+/* Filters of the event list; NULL pointers do not filter (all borrowed). */
+struct event_filter {
+    const char *after; /* cursor: ids after it in the list's order */
+    const char *type;
+    const char *campaign_id;
+    const char *email_lc;
+    int limit;
+    bool ascending; /* oldest first; else newest first */
+};
+
+/* MC_ERR_INVALID for a malformed cursor or campaign id; NOT_FOUND without the tenant. */
+mc_err store_event_list(struct store *st, const char *tenant_id, const struct event_filter *f,
+                        struct event_vec *out);
+/* Deletes up to batch events, and batch webhook deliveries, older than before; *n events. */
+mc_err store_event_prune(struct store *st, int64_t before, int batch, int *n);
+void event_vec_cleanup(struct event_vec *v);
+
+/* One message of a campaign, for "who did not get it". */
+struct message_info {
+    char id[MC_UUID_LEN + 1];
+    char recipient_id[MC_UUID_LEN + 1]; /* "" once the recipient was deleted */
+    char *email;                        /* owned */
+    char status[16];
+    int attempts;
+    int last_reply_code; /* 0: none */
+    char *last_error;    /* owned, may be NULL: the last SMTP reply or local reason */
+    char *relay_queue_id; /* owned, may be NULL */
+    int64_t sent_at, failed_at, next_attempt_at, created_at;
+};
+
+struct message_vec {
+    struct message_info *items; /* owned */
+    int n;
+    int64_t total;
+};
+
+/* In id order; status and email_lc (NULL: any) filter.  NOT_FOUND without the campaign. */
+mc_err store_campaign_messages(struct store *st, const char *tenant_id, const char *campaign_id,
+                               const char *status, const char *email_lc, const struct page *pg,
+                               struct message_vec *out);
+void message_vec_cleanup(struct message_vec *v);
+
+/* ---- webhooks (store_webhooks.c) ---- */
+
+struct webhook {
+    char id[MC_UUID_LEN + 1];
+    char tenant_id[MC_UUID_LEN + 1];
+    char *url;             /* owned */
+    char *description;     /* owned, may be NULL */
+    char *event_types;     /* owned: "*" or ",type,type," */
+    bool enabled;
+    char *disabled_reason; /* owned, may be NULL */
+    int64_t previous_expires_at; /* the rotated-out secret signs until then; 0 none */
+    int64_t failing_since, last_success_at, created_at, updated_at;
+};
+
+struct webhook_vec {
+    struct webhook *items; /* owned */
+    int n;
+    int64_t total;
+};
+
+/* NULL / false leave a field unchanged; enabling clears the reason and the failure clock. */
+struct webhook_patch {
+    const char *url;
+    bool set_description;
+    const char *description;
+    const char *event_types;
+    bool has_enabled, enabled;
+};
+
+/*
+ * Inserts w (tenant_id, url, description, event_types, enabled) with its
+ * secret (borrowed, never read back); fills the rest.  MC_ERR_LIMIT when
+ * the tenant has max endpoints already, NOT_FOUND without the tenant.
+ */
+mc_err store_webhook_create(struct store *st, struct webhook *w, const char *secret, int max);
+mc_err store_webhook_get(struct store *st, const char *tenant_id, const char *id,
+                         struct webhook *out);
+/* Newest first. */
+mc_err store_webhook_list(struct store *st, const char *tenant_id, const struct page *pg,
+                          struct webhook_vec *out);
+mc_err store_webhook_update(struct store *st, const char *tenant_id, const char *id,
+                            const struct webhook_patch *p, struct webhook *out);
+/* Deletes the endpoint and its deliveries. */
+mc_err store_webhook_delete(struct store *st, const char *tenant_id, const char *id);
+/* secret becomes the signing secret; the old one also signs until grace_until (0: not at all). */
+mc_err store_webhook_rotate(struct store *st, const char *tenant_id, const char *id,
+                            const char *secret, int64_t grace_until, struct webhook *out);
+/* Records a webhook.test event queued for this endpoint only; STATE when disabled. */
+mc_err store_webhook_test(struct store *st, const char *tenant_id, const char *id,
+                          char event_id[MC_UUID_LEN + 1]);
+
+/* One delivery of an event to an endpoint (never the receiver's response body). */
+struct webhook_delivery {
+    char id[MC_UUID_LEN + 1];
+    char event_id[MC_UUID_LEN + 1];
+    char event_type[32];
+    char status[12]; /* pending, sending, succeeded, failed */
+    int attempts;
+    int last_status_code; /* 0: no HTTP answer */
+    int last_latency_ms;
+    char *last_error; /* owned, may be NULL: the error class */
+    int64_t next_attempt_at, last_attempt_at, created_at, completed_at;
+};
+
+struct webhook_delivery_vec {
+    struct webhook_delivery *items; /* owned */
+    int n;
+    int64_t total;
+};
+
+/* Newest first; status NULL for any.  NOT_FOUND without the endpoint. */
+mc_err store_webhook_deliveries(struct store *st, const char *tenant_id, const char *webhook_id,
+                                const char *status, const struct page *pg,
+                                struct webhook_delivery_vec *out);
+/* A finished delivery becomes due now with a fresh round of attempts; STATE while in progress. */
+mc_err store_webhook_delivery_retry(struct store *st, const char *tenant_id,
+                                    const char *webhook_id, const char *delivery_id);
+/*
+ * Queues a new delivery to the endpoint of every event of [from, to) it
+ * subscribes to.  MC_ERR_LIMIT (nothing queued) past max; STATE when the
+ * endpoint is disabled.
+ */
+mc_err store_webhook_replay(struct store *st, const char *tenant_id, const char *webhook_id,
+                            int64_t from, int64_t to, int max, int64_t *queued);
+void webhook_cleanup(struct webhook *w);
+void webhook_vec_cleanup(struct webhook_vec *v);
+void webhook_delivery_vec_cleanup(struct webhook_delivery_vec *v);
+
+/* A claimed delivery with what sending it needs (all owned). */
+struct webhook_job {
+    char id[MC_UUID_LEN + 1];
+    char tenant_id[MC_UUID_LEN + 1];
+    char endpoint_id[MC_UUID_LEN + 1];
+    char event_id[MC_UUID_LEN + 1]; /* the webhook-id header, the same on every retry */
+    int attempts;                   /* this attempt's number (the fence) */
+    int64_t created_at;             /* the event's */
+    char *url;
+    char *secret;          /* whsec_... */
+    char *previous_secret; /* NULL, or still signing during a rotation's grace */
+    char *body;            /* {"type","timestamp","data"} */
+};
+
+struct webhook_job_vec {
+    struct webhook_job *items; /* owned */
+    int n;
+};
+
+enum webhook_result_kind { WH_RESULT_OK, WH_RESULT_FAIL, WH_RESULT_GONE };
+
+struct webhook_result {
+    char id[MC_UUID_LEN + 1];
+    char endpoint_id[MC_UUID_LEN + 1];
+    int attempts; /* from the claim */
+    enum webhook_result_kind kind;
+    int status_code; /* 0: no HTTP answer */
+    int latency_ms;
+    char error[64];          /* the error class, "" on success */
+    int64_t next_attempt_at; /* FAIL: when to try again, 0: failed for good */
+};
+
+/*
+ * Claims up to max due deliveries of enabled endpoints for owner, with a
+ * lease until now + lease_us, at most per_endpoint minus busy_json's count
+ * ({"endpoint id": in flight}) for each endpoint.
+ */
+mc_err store_webhook_claim(struct store *st, const char *owner, int64_t now, int64_t lease_us,
+                           int max, int per_endpoint, const char *busy_json,
+                           struct webhook_job_vec *out);
+/*
+ * Records results in one transaction, fenced on (id, owner, attempt): a
+ * success resets its endpoint's failure clock; GONE disables the endpoint;
+ * a failure starts the clock, and an endpoint failing for disable_after_us
+ * without a success is disabled.
+ */
+mc_err store_webhook_record(struct store *st, const char *owner, int64_t now,
+                            const struct webhook_result *res, int n, int64_t disable_after_us);
+/* Expired leases become pending again (their attempt counted); *n of them. */
+mc_err store_webhook_recover(struct store *st, int64_t now, int *n);
+void webhook_job_cleanup(struct webhook_job *j);
+void webhook_job_vec_cleanup(struct webhook_job_vec *v);
+
 #endif

@@ -7,7 +7,10 @@
  * engine functions below, each a conditional update (WHERE status IN the
  * allowed set) that logs old -> new.  No other code writes the status.
  */
+#include <stdio.h>
 #include <stdlib.h>
+
+#include <jansson.h>
 #include <string.h>
 
 #include "core/log.h"
@@ -320,6 +323,7 @@ store_campaign_delete(struct store *st, const char *tenant_id, const char *id,
  */
 struct transition {
     const char *name;
+    const char *event; /* the event type it records */
     unsigned from; /* bit set of allowed statuses */
     enum campaign_status to;
     const char *sql;
@@ -330,23 +334,39 @@ struct transition {
 #define WHERE " WHERE tenant_id = $1 AND id = $2 AND status IN "
 
 static const struct transition transitions[] = {
-    [CEV_SCHEDULE] = {"schedule", B(CAMP_DRAFT), CAMP_SCHEDULED,
+    [CEV_SCHEDULE] = {"schedule", "campaign.scheduled", B(CAMP_DRAFT), CAMP_SCHEDULED,
                       UPD "status = 'scheduled', scheduled_at = $3" WHERE "('draft')"},
-    [CEV_SEND] = {"send", B(CAMP_DRAFT) | B(CAMP_SCHEDULED), CAMP_SENDING,
+    [CEV_SEND] = {"send", "campaign.started", B(CAMP_DRAFT) | B(CAMP_SCHEDULED), CAMP_SENDING,
                   UPD "status = 'sending', scheduled_at = $3, started_at = COALESCE(started_at, $3)"
                       WHERE "('draft', 'scheduled')"},
-    [CEV_PAUSE] = {"pause", B(CAMP_SENDING), CAMP_PAUSED,
+    [CEV_PAUSE] = {"pause", "campaign.paused", B(CAMP_SENDING), CAMP_PAUSED,
                    UPD "status = 'paused'" WHERE "('sending') AND $3 = $3"},
-    [CEV_RESUME] = {"resume", B(CAMP_PAUSED), CAMP_SENDING,
+    [CEV_RESUME] = {"resume", "campaign.resumed", B(CAMP_PAUSED), CAMP_SENDING,
                     UPD "status = 'sending'" WHERE "('paused') AND $3 = $3"},
-    [CEV_CANCEL] = {"cancel", B(CAMP_SCHEDULED) | B(CAMP_SENDING) | B(CAMP_PAUSED),
+    [CEV_CANCEL] = {"cancel", "campaign.cancelled", B(CAMP_SCHEDULED) | B(CAMP_SENDING) | B(CAMP_PAUSED),
                     CAMP_CANCELLED,
                     UPD "status = 'cancelled', completed_at = $3"
                         WHERE "('scheduled', 'sending', 'paused')"},
-    [CEV_START] = {"start", B(CAMP_SCHEDULED), CAMP_SENDING,
+    [CEV_START] = {"start", "campaign.started", B(CAMP_SCHEDULED), CAMP_SENDING,
                    UPD "status = 'sending', started_at = COALESCE(started_at, $3)"
                        WHERE "('scheduled')"},
 };
+
+/* A campaign event's data: the change, and the schedule for campaign.scheduled. */
+static json_t *
+campaign_event_data(enum campaign_status old, enum campaign_status to, int64_t when,
+                    enum campaign_event ev)
+{
+    json_t *d = json_pack("{s:s, s:s}", "status", camp_status_names[to], "previous_status",
+                          camp_status_names[old]);
+
+    if (ev == CEV_SCHEDULE) {
+        char t[40];
+        time_format_rfc3339(when, t, sizeof(t));
+        json_object_set_new(d, "scheduled_at", json_string(t));
+    }
+    return d;
+}
 
 mc_err
 store_campaign_transition(struct store *st, const char *tenant_id, const char *id,
@@ -405,6 +425,14 @@ store_campaign_transition(struct store *st, const char *tenant_id, const char *i
                       "UPDATE scheduled_messages SET status = 'cancelled', updated_at = $3 "
                       "WHERE tenant_id = $1 AND campaign_id = $2 AND status = 'pending'",
                       pc, NPARAMS(pc), NULL);
+    }
+    if (err == MC_ERR_OK) {
+        struct event_batch eb;
+        struct event_ref ref = {.campaign_id = id};
+        db_events_init(&eb);
+        db_events_add(&eb, tenant_id, t->event, &ref, campaign_event_data(old, t->to, when, ev));
+        err = db_events_write(&d, &eb, now);
+        db_events_cleanup(&eb);
     }
     if (err == MC_ERR_OK)
         err = db_commit(&d);
@@ -509,31 +537,68 @@ ref_row(struct db *d, struct db_res *r, void *out)
     db_col_uuid(d, r, 1, c->tenant_id);
 }
 
-/* Runs an UPDATE ... RETURNING id, tenant_id[, status] and logs each row's change. */
+struct engine_row {
+    char id[MC_UUID_LEN + 1];
+    char tenant_id[MC_UUID_LEN + 1];
+    char status[16];
+};
+
+static void
+engine_row(struct db *d, struct db_res *r, void *out)
+{
+    struct engine_row *c = out;
+    const char *s = d->ops->col_text(r, 2);
+
+    db_col_uuid(d, r, 0, c->id);
+    db_col_uuid(d, r, 1, c->tenant_id);
+    snprintf(c->status, sizeof(c->status), "%s", s ? s : "");
+}
+
+/*
+ * Runs an UPDATE ... RETURNING id, tenant_id, status and, in the same
+ * transaction, records each row's campaign.<new status> event; logs each change.
+ */
 static mc_err
 engine_update(struct store *st, const char *sql, int64_t now, const char *action,
               const char *old, int *n)
 {
     struct db_param p[] = {P_TIME(now)};
-    struct campaign_ref *refs = NULL;
+    struct engine_row *rows = NULL;
+    struct event_batch eb;
     struct db d;
     mc_err err;
 
     *n = 0;
     if ((err = db_get(st, &d)) != MC_ERR_OK)
         return err;
-    err = db_fetch_all(&d, sql, p, NPARAMS(p), ref_row, sizeof(*refs), (void **)&refs, n);
-    db_put(&d);
+    db_events_init(&eb);
+    if ((err = db_begin(&d, true)) == MC_ERR_OK)
+        err = db_fetch_all(&d, sql, p, NPARAMS(p), engine_row, sizeof(*rows), (void **)&rows, n);
     for (int i = 0; err == MC_ERR_OK && i < *n; i++) {
-        struct campaign c = {0};
-        const char *now_status = action;
-        if (store_campaign_get(st, refs[i].tenant_id, refs[i].id, &c) == MC_ERR_OK)
-            now_status = campaign_status_str(c.status);
-        log_info("event=campaign_status tenant=%s campaign=%s action=%s old=%s new=%s",
-                 refs[i].tenant_id, refs[i].id, action, old, now_status);
-        campaign_cleanup(&c);
+        char type[48];
+        struct event_ref ref = {.campaign_id = rows[i].id};
+        int v = campaign_status_parse(rows[i].status);
+        snprintf(type, sizeof(type), "campaign.%s", strcmp(rows[i].status, "sending") == 0
+                                                        ? "started"
+                                                        : rows[i].status);
+        db_events_add(&eb, rows[i].tenant_id, type, &ref,
+                      campaign_event_data(campaign_status_parse(old), v < 0 ? CAMP_FAILED : v,
+                                          now, CEV_START));
     }
-    free(refs);
+    if (err == MC_ERR_OK)
+        err = db_events_write(&d, &eb, now);
+    if (err == MC_ERR_OK)
+        err = db_commit(&d);
+    else {
+        db_rollback(&d);
+        *n = 0;
+    }
+    db_events_cleanup(&eb);
+    db_put(&d);
+    for (int i = 0; err == MC_ERR_OK && i < *n; i++)
+        log_info("event=campaign_status tenant=%s campaign=%s action=%s old=%s new=%s",
+                 rows[i].tenant_id, rows[i].id, action, old, rows[i].status);
+    free(rows);
     return err;
 }
 
@@ -544,7 +609,7 @@ store_engine_start_due(struct store *st, int64_t now, int *n)
                          "UPDATE campaigns SET status = 'sending', "
                          "started_at = COALESCE(started_at, $1), updated_at = $1 "
                          "WHERE status = 'scheduled' AND scheduled_at <= $1 "
-                         "RETURNING id, tenant_id",
+                         "RETURNING id, tenant_id, status",
                          now, "start", "scheduled", n);
 }
 
@@ -557,7 +622,7 @@ store_engine_complete(struct store *st, int64_t now, int *n)
                          "AND bounced_count + failed_count > 0 THEN 'failed' ELSE 'completed' END, "
                          "completed_at = $1, updated_at = $1 "
                          "WHERE status = 'sending' AND materialized_at IS NOT NULL "
-                         "AND pending_count = 0 AND sending_count = 0 RETURNING id, tenant_id",
+                         "AND pending_count = 0 AND sending_count = 0 RETURNING id, tenant_id, status",
                          now, "complete", "sending", n);
 }
 

@@ -245,12 +245,6 @@ rcpt_row(struct db *d, struct db_res *r, void *out)
     x->attributes = db_col_dup(d, r, 4);
 }
 
-static void
-id_row(struct db *d, struct db_res *r, void *out)
-{
-    db_col_uuid(d, r, 0, out);
-}
-
 /* The due rows, oldest first, locked on PostgreSQL (SKIP LOCKED: another worker's pick). */
 static const char sql_pick[] =
     "SELECT id, site FROM scheduled_messages WHERE campaign_id = $1 AND status = 'pending' "
@@ -305,7 +299,7 @@ static const char sql_suppress_sqlite[] =
     "WHERE id IN (SELECT value FROM json_each($3)) AND lease_owner = $2 AND status = 'sending' "
     "AND NOT EXISTS (SELECT 1 FROM recipients r WHERE r.id = scheduled_messages.recipient_id "
     "AND r.status = 'active' AND NOT EXISTS (SELECT 1 FROM suppressions u WHERE "
-    "u.tenant_id = r.tenant_id AND u.email_lc = r.email_lc)) RETURNING id";
+    "u.tenant_id = r.tenant_id AND u.email_lc = r.email_lc))" OUTCOME_COLS;
 static const char sql_suppress_pg[] =
     "UPDATE scheduled_messages SET status = 'suppressed', lease_owner = NULL, "
     "lease_expires_at = NULL, last_attempt_at = NULL, attempts = attempts - 1, updated_at = $1 "
@@ -313,7 +307,7 @@ static const char sql_suppress_pg[] =
     "AND lease_owner = $2 AND status = 'sending' AND NOT EXISTS (SELECT 1 FROM recipients r "
     "WHERE r.id = scheduled_messages.recipient_id AND r.status = 'active' AND NOT EXISTS "
     "(SELECT 1 FROM suppressions u WHERE u.tenant_id = r.tenant_id AND "
-    "u.email_lc = r.email_lc)) RETURNING id";
+    "u.email_lc = r.email_lc))" OUTCOME_COLS;
 
 static const char sql_rcpts_sqlite[] =
     "SELECT id, name, first_name, last_name, attributes FROM recipients "
@@ -354,7 +348,7 @@ struct claim {
     struct scope *sc; /* owned: [0, nfixed) the tenant's and campaign's, then sites' */
     int nsc, nfixed;
     struct delivery_vec v;         /* the taken rows */
-    char (*gone)[MC_UUID_LEN + 1]; /* owned: taken rows suppressed instead */
+    struct outcome_row *gone; /* owned: taken rows suppressed instead */
     int ngone;
     struct rcpt_data *rd; /* owned */
     int nrd;
@@ -785,8 +779,23 @@ claim_suppress(struct claim *k)
     /* Never bind NULL as the list: it would match nothing and suppress nobody. */
     mc_err err = ids == NULL ? MC_ERR_INTERNAL
                              : db_fetch_all(&k->d, k->is_pg ? sql_suppress_pg : sql_suppress_sqlite,
-                                            p, NPARAMS(p), id_row, sizeof(*k->gone),
+                                            p, NPARAMS(p), outcome_row, sizeof(*k->gone),
                                             (void **)&k->gone, &k->ngone);
+    /* message.suppressed, in the claim's transaction. */
+    if (err == MC_ERR_OK && k->ngone > 0) {
+        struct event_batch ev;
+        db_events_init(&ev);
+        for (int g = 0; g < k->ngone; g++) {
+            struct event_ref ref = {k->gone[g].campaign_id, k->gone[g].id,
+                                    k->gone[g].recipient_id, k->gone[g].to_address};
+            db_events_add(&ev, k->gone[g].tenant_id, "message.suppressed", &ref,
+                          json_pack("{s:s}", "reason",
+                                    "the recipient is no longer active or its address is "
+                                    "suppressed"));
+        }
+        err = db_events_write(&k->d, &ev, k->now);
+        db_events_cleanup(&ev);
+    }
 
     free(ids);
     return err;
@@ -834,7 +843,7 @@ claim_assemble(struct claim *k)
         struct delivery_msg *m = &v->items[i];
         bool suppressed = false;
         for (int g = 0; g < k->ngone && !suppressed; g++)
-            suppressed = strcmp(k->gone[g], m->id) == 0;
+            suppressed = strcmp(k->gone[g].id, m->id) == 0;
         if (suppressed) {
             free(m->to_address);
             continue;
@@ -912,7 +921,7 @@ out:
         free(k.rd[r].attributes);
     }
     free(k.rd);
-    free(k.gone);
+    outcome_rows_free(k.gone, k.ngone);
     free(k.pk);
     free(k.sc);
     delivery_vec_cleanup(&k.v);

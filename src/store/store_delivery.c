@@ -8,6 +8,7 @@
  * attempts = ? AND status = 'sending': a worker whose lease expired and was
  * taken over cannot overwrite the newer state.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,6 +19,30 @@
 #include "core/util.h"
 #include "store_int.h"
 
+/* ---- the rows an outcome or a claim returns (store_int.h) ---- */
+
+void
+outcome_row(struct db *d, struct db_res *r, void *out)
+{
+    struct outcome_row *o = out;
+    const char *s = d->ops->col_text(r, 5);
+
+    db_col_uuid(d, r, 0, o->id);
+    db_col_uuid(d, r, 1, o->tenant_id);
+    db_col_uuid(d, r, 2, o->campaign_id);
+    db_col_uuid(d, r, 3, o->recipient_id);
+    o->to_address = db_col_dup(d, r, 4);
+    snprintf(o->status, sizeof(o->status), "%s", s ? s : "");
+}
+
+void
+outcome_rows_free(struct outcome_row *o, int n)
+{
+    for (int i = 0; i < n; i++)
+        free(o[i].to_address);
+    free(o);
+}
+
 /* ---- results ---- */
 
 #define FENCE " WHERE id = $1 AND lease_owner = $2 AND attempts = $3 AND status = 'sending'"
@@ -27,16 +52,15 @@ static const char sql_retry[] =
     "WHEN (SELECT c.status FROM campaigns c WHERE c.id = scheduled_messages.campaign_id) "
     "= 'cancelled' THEN 'cancelled' WHEN attempts >= max_attempts THEN 'failed' "
     "ELSE 'pending' END, next_attempt_at = $8, lease_owner = NULL, lease_expires_at = NULL, "
-    "last_reply_code = $5, last_error = $6, message_id = $7, updated_at = $4" FENCE;
+    "last_reply_code = $5, last_error = $6, message_id = $7, updated_at = $4" FENCE OUTCOME_COLS;
 static const char sql_failed[] =
     "UPDATE scheduled_messages SET status = 'failed', lease_owner = NULL, "
     "lease_expires_at = NULL, last_reply_code = $5, last_error = $6, message_id = $7, "
-    "updated_at = $4" FENCE;
+    "updated_at = $4" FENCE OUTCOME_COLS;
 static const char sql_bounced[] =
     "UPDATE scheduled_messages SET status = 'bounced', bounced_at = $4, bounce_type = 'hard', "
     "bounce_reason = $6, lease_owner = NULL, lease_expires_at = NULL, last_reply_code = $5, "
-    "last_error = $6, message_id = $7, updated_at = $4" FENCE " RETURNING tenant_id, "
-    "campaign_id, recipient_id";
+    "last_error = $6, message_id = $7, updated_at = $4" FENCE OUTCOME_COLS;
 static const char sql_release[] =
     "UPDATE scheduled_messages SET status = CASE "
     "WHEN (SELECT c.status FROM campaigns c WHERE c.id = scheduled_messages.campaign_id) "
@@ -60,22 +84,57 @@ static const char sql_sent_many_sqlite[] =
     "value ->> '$.code' AS code, value ->> '$.qid' AS qid, value ->> '$.mid' AS mid "
     "FROM json_each($3)) AS x WHERE scheduled_messages.id = x.id "
     "AND scheduled_messages.lease_owner = $2 AND scheduled_messages.attempts = x.attempts "
-    "AND scheduled_messages.status = 'sending' RETURNING scheduled_messages.id";
+    "AND scheduled_messages.status = 'sending' RETURNING scheduled_messages.id, "
+    "scheduled_messages.tenant_id, scheduled_messages.campaign_id, "
+    "scheduled_messages.recipient_id, scheduled_messages.to_address, scheduled_messages.status";
 static const char sql_sent_many_pg[] =
     "UPDATE scheduled_messages m SET status = 'sent', sent_at = $1, lease_owner = NULL, "
     "lease_expires_at = NULL, last_reply_code = x.code, last_error = NULL, "
     "relay_queue_id = x.qid, message_id = x.mid, updated_at = $1 "
     "FROM jsonb_to_recordset($3::jsonb) AS x(id uuid, attempts int, code int, qid text, "
     "mid text) WHERE m.id = x.id AND m.lease_owner = $2 AND m.attempts = x.attempts "
-    "AND m.status = 'sending' RETURNING m.id";
+    "AND m.status = 'sending' RETURNING m.id, m.tenant_id, m.campaign_id, m.recipient_id, "
+    "m.to_address, m.status";
 
+/*
+ * The event of one recorded outcome: message.sent, message.deferred
+ * (pending again), message.failed or message.bounced, by the status the
+ * update left (a retry of a cancelled campaign's message has none).
+ */
 static void
-sent_id_row(struct db *d, struct db_res *r, void *out)
+outcome_event(struct event_batch *ev, const struct outcome_row *o,
+              const struct delivery_result *x)
 {
-    db_col_uuid(d, r, 0, out);
+    struct event_ref ref = {o->campaign_id, o->id, o->recipient_id, o->to_address};
+    const char *type;
+    json_t *data = json_pack("{s:i, s:o, s:o}", "attempt", x->attempts, "smtp_code",
+                             x->reply_code ? json_integer(x->reply_code) : json_null(),
+                             "smtp_reply", x->error[0] ? json_string(x->error) : json_null());
+
+    if (strcmp(o->status, "sent") == 0) {
+        type = "message.sent";
+        json_object_set_new(data, "relay_queue_id",
+                            x->queue_id[0] ? json_string(x->queue_id) : json_null());
+        json_object_set_new(data, "message_id_header",
+                            x->message_id[0] ? json_string(x->message_id) : json_null());
+    } else if (strcmp(o->status, "pending") == 0) {
+        char t[40];
+        type = "message.deferred";
+        time_format_rfc3339(x->next_attempt_at, t, sizeof(t));
+        json_object_set_new(data, "next_attempt_at", json_string(t));
+    } else if (strcmp(o->status, "failed") == 0) {
+        type = "message.failed";
+    } else if (strcmp(o->status, "bounced") == 0) {
+        type = "message.bounced";
+        json_object_set_new(data, "bounce_type", json_string("hard"));
+        json_object_set_new(data, "source", json_string("smtp"));
+    } else {
+        json_decref(data);
+        return;
+    }
+    db_events_add(ev, o->tenant_id, type, &ref, data);
 }
 
-/* The set-based 'sent' update; *applied counts, fenced-out ones are logged. */
 /* A JSON string for s, or null when s is empty or not UTF-8. */
 static json_t *
 text_or_null(const char *s)
@@ -85,12 +144,13 @@ text_or_null(const char *s)
     return v ? v : json_null();
 }
 
+/* The set-based 'sent' update and its events; *applied counts, fenced-out ones are logged. */
 static mc_err
 record_sent(struct db *d, const char *owner, int64_t now, const struct delivery_result *res,
-               int n, int *applied)
+            int n, struct event_batch *ev, int *applied)
 {
     json_t *arr = json_array();
-    char(*done)[MC_UUID_LEN + 1] = NULL;
+    struct outcome_row *done = NULL;
     int ndone = 0;
     char *arr_s;
     mc_err err;
@@ -119,49 +179,41 @@ record_sent(struct db *d, const char *owner, int64_t now, const struct delivery_
     err = arr_s == NULL ? MC_ERR_INTERNAL
                         : db_fetch_all(d, d->ops->dialect == DB_PG ? sql_sent_many_pg
                                                                      : sql_sent_many_sqlite,
-                                       p, NPARAMS(p), sent_id_row, sizeof(*done), (void **)&done,
+                                       p, NPARAMS(p), outcome_row, sizeof(*done), (void **)&done,
                                        &ndone);
     if (err == MC_ERR_OK) {
         *applied += ndone;
         for (int i = 0; i < n; i++) {
             bool found = res[i].outcome != OUT_SENT;
-            for (int k = 0; k < ndone && !found; k++)
-                found = strcmp(done[k], res[i].id) == 0;
+            for (int k = 0; k < ndone && !found; k++) {
+                if (strcmp(done[k].id, res[i].id) == 0) {
+                    outcome_event(ev, &done[k], &res[i]);
+                    found = true;
+                }
+            }
             if (!found)
                 log_warn("event=fenced_out msg=%s attempt=%d owner=%s", res[i].id,
                          res[i].attempts, owner);
         }
     }
-    free(done);
+    outcome_rows_free(done, ndone);
     free(arr_s);
     json_decref(arr);
     return err;
 }
 
-struct bounce_row {
-    char tenant_id[MC_UUID_LEN + 1];
-    char campaign_id[MC_UUID_LEN + 1];
-    char recipient_id[MC_UUID_LEN + 1];
-};
-
-static void
-bounce_row(struct db *d, struct db_res *r, void *out)
-{
-    struct bounce_row *b = out;
-
-    db_col_uuid(d, r, 0, b->tenant_id);
-    db_col_uuid(d, r, 1, b->campaign_id);
-    db_col_uuid(d, r, 2, b->recipient_id);
-}
-
-/* A hard bounce: the recipient is bounced and its address suppressed (source bounce). */
+/*
+ * A hard bounce: the recipient is bounced and its address suppressed
+ * (source bounce), with suppression.created when the address is new there.
+ */
 static mc_err
-bounce(struct db *d, const struct bounce_row *b, const char *msg_id, const char *reason,
-       int64_t now)
+bounce(struct db *d, const struct outcome_row *b, const char *reason, int64_t now,
+       struct event_batch *ev)
 {
     struct db_param p[] = {P_TEXT(b->recipient_id), P_TIME(now), P_TEXT(b->campaign_id),
-                           P_TEXT(reason), P_TEXT(msg_id), P_TEXT(b->tenant_id)};
+                           P_TEXT(reason), P_TEXT(b->id), P_TEXT(b->tenant_id)};
     struct db_param pu[] = {P_TEXT(b->recipient_id), P_TIME(now), P_TEXT(b->tenant_id)};
+    char *email = NULL;
     mc_err err;
 
     if (b->recipient_id[0] == '\0')
@@ -171,13 +223,23 @@ bounce(struct db *d, const struct bounce_row *b, const char *msg_id, const char 
                   "WHERE id = $1 AND tenant_id = $3",
                   pu, NPARAMS(pu), NULL);
     if (err == MC_ERR_OK)
-        err = db_exec(d,
-                      "INSERT INTO unsubscribes (id, tenant_id, email, email_lc, source, "
-                      "campaign_id, reason, unsubscribed_at, cause, message_id) SELECT "
-                      "gen_random_uuid(), r.tenant_id, r.email, r.email_lc, 'bounce', $3, $4, $2, "
-                      "'hard_bounce', $5 FROM recipients r "
-                      "WHERE r.id = $1 AND r.tenant_id = $6" UNSUB_ON_CONFLICT,
-                      p, NPARAMS(p), NULL);
+        err = db_one_text(d,
+                          "INSERT INTO unsubscribes (id, tenant_id, email, email_lc, source, "
+                          "campaign_id, reason, unsubscribed_at, cause, message_id) SELECT "
+                          "gen_random_uuid(), r.tenant_id, r.email, r.email_lc, 'bounce', $3, $4, "
+                          "$2, 'hard_bounce', $5 FROM recipients r "
+                          "WHERE r.id = $1 AND r.tenant_id = $6"
+                          UNSUB_ON_CONFLICT " RETURNING email",
+                          p, NPARAMS(p), &email);
+    if (err == MC_ERR_NOT_FOUND)
+        return MC_ERR_OK; /* on the list already */
+    if (err == MC_ERR_OK) {
+        struct event_ref ref = {b->campaign_id, NULL, NULL, email};
+        db_events_add(ev, b->tenant_id, "suppression.created", &ref,
+                      json_pack("{s:s, s:o}", "source", "bounce", "reason",
+                                reason && *reason ? json_string(reason) : json_null()));
+    }
+    free(email);
     return err;
 }
 
@@ -185,6 +247,7 @@ mc_err
 store_delivery_record(struct store *st, const char *owner, int64_t now,
                       const struct delivery_result *res, int n, int *applied)
 {
+    struct event_batch ev;
     struct db d;
     mc_err err;
 
@@ -193,12 +256,15 @@ store_delivery_record(struct store *st, const char *owner, int64_t now,
         return MC_ERR_OK;
     if ((err = db_get(st, &d)) != MC_ERR_OK)
         return err;
+    db_events_init(&ev);
     if ((err = db_begin(&d, true)) != MC_ERR_OK)
         goto out;
-    err = record_sent(&d, owner, now, res, n, applied);
+    err = record_sent(&d, owner, now, res, n, &ev, applied);
     for (int i = 0; i < n && err == MC_ERR_OK; i++) {
         const struct delivery_result *x = &res[i];
+        struct outcome_row *o = NULL;
         int64_t changes = 0;
+        int no = 0;
         if (x->outcome == OUT_SENT)
             continue; /* recorded above, in one statement */
         struct db_param p[] = {P_TEXT(x->id),
@@ -213,10 +279,13 @@ store_delivery_record(struct store *st, const char *owner, int64_t now,
         case OUT_SENT:
             break;
         case OUT_RETRY:
-            err = db_exec(&d, sql_retry, p, NPARAMS(p), &changes);
-            break;
         case OUT_FAILED:
-            err = db_exec(&d, sql_failed, p, NPARAMS(p) - 1, &changes);
+            err = db_fetch_all(&d, x->outcome == OUT_RETRY ? sql_retry : sql_failed, p,
+                               NPARAMS(p) - (x->outcome == OUT_FAILED), outcome_row, sizeof(*o),
+                               (void **)&o, &no);
+            if (err == MC_ERR_OK && no == 1)
+                outcome_event(&ev, o, x);
+            changes = no;
             break;
         case OUT_RELEASE: {
             struct db_param pr[] = {p[0], p[1], p[2], p[3], P_TEXT(x->error[0] ? x->error : NULL),
@@ -224,28 +293,31 @@ store_delivery_record(struct store *st, const char *owner, int64_t now,
             err = db_exec(&d, sql_release, pr, NPARAMS(pr), &changes);
             break;
         }
-        case OUT_BOUNCED: {
-            struct bounce_row *b = NULL;
-            int nb = 0;
-            err = db_fetch_all(&d, sql_bounced, p, NPARAMS(p) - 1, bounce_row, sizeof(*b),
-                               (void **)&b, &nb);
-            if (err == MC_ERR_OK && nb == 1)
-                err = bounce(&d, b, x->id, x->error, now);
-            changes = nb;
-            free(b);
+        case OUT_BOUNCED:
+            err = db_fetch_all(&d, sql_bounced, p, NPARAMS(p) - 1, outcome_row, sizeof(*o),
+                               (void **)&o, &no);
+            if (err == MC_ERR_OK && no == 1) {
+                outcome_event(&ev, o, x);
+                err = bounce(&d, o, x->error, now, &ev);
+            }
+            changes = no;
             break;
         }
-        }
+        outcome_rows_free(o, no);
         if (err == MC_ERR_OK && changes == 1)
             (*applied)++;
         else if (err == MC_ERR_OK)
             log_warn("event=fenced_out msg=%s attempt=%d owner=%s", x->id, x->attempts, owner);
     }
+    /* The flush's events: one INSERT, in the transaction of the outcomes. */
+    if (err == MC_ERR_OK)
+        err = db_events_write(&d, &ev, now);
     if (err == MC_ERR_OK)
         err = db_commit(&d);
     else
         db_rollback(&d);
 out:
+    db_events_cleanup(&ev);
     db_put(&d);
     return err;
 }
@@ -254,31 +326,57 @@ mc_err
 store_delivery_recover(struct store *st, int64_t now, int attempts_cap, int *n)
 {
     struct db_param p[] = {P_TIME(now), P_INT(attempts_cap)};
+    struct outcome_row *o = NULL;
+    struct event_batch ev;
     int64_t changes = 0;
+    int no = 0;
     struct db d;
     mc_err err;
 
     if ((err = db_get(st, &d)) != MC_ERR_OK)
         return err;
-    /* A lease expiry is not the relay's verdict: the attempt it used is given back by
+    db_events_init(&ev);
+    /*
+     * A lease expiry is not the relay's verdict: the attempt it used is given back by
      * raising max_attempts, up to attempts_cap; a message that keeps killing its
      * workers meets the cap and fails as poison (SQLite and PostgreSQL both read the
-     * old row on the right of every SET). */
-    err = db_exec(&d,
-                  "UPDATE scheduled_messages SET status = CASE "
-                  "WHEN (SELECT c.status FROM campaigns c WHERE c.id = "
-                  "scheduled_messages.campaign_id) = 'cancelled' THEN 'cancelled' "
-                  "WHEN max_attempts >= $2 AND attempts >= max_attempts THEN 'failed' "
-                  "ELSE 'pending' END, "
-                  "max_attempts = CASE WHEN max_attempts < $2 THEN max_attempts + 1 "
-                  "ELSE max_attempts END, "
-                  "lease_owner = NULL, lease_expires_at = NULL, next_attempt_at = $1, "
-                  "last_error = CASE WHEN max_attempts >= $2 AND attempts >= max_attempts "
-                  "THEN 'the lease expired again: failed as a poison message "
-                  "(lease_expiry_max)' "
-                  "ELSE 'the lease expired: the worker stopped or crashed mid-send' END, "
-                  "updated_at = $1 WHERE status = 'sending' AND lease_expires_at < $1",
-                  p, NPARAMS(p), &changes);
+     * old row on the right of every SET).  A message that fails here gets its
+     * message.failed in the same transaction.
+     */
+    if ((err = db_begin(&d, true)) == MC_ERR_OK)
+        err = db_fetch_all(&d,
+                           "UPDATE scheduled_messages SET status = CASE "
+                           "WHEN (SELECT c.status FROM campaigns c WHERE c.id = "
+                           "scheduled_messages.campaign_id) = 'cancelled' THEN 'cancelled' "
+                           "WHEN max_attempts >= $2 AND attempts >= max_attempts THEN 'failed' "
+                           "ELSE 'pending' END, "
+                           "max_attempts = CASE WHEN max_attempts < $2 THEN max_attempts + 1 "
+                           "ELSE max_attempts END, "
+                           "lease_owner = NULL, lease_expires_at = NULL, next_attempt_at = $1, "
+                           "last_error = CASE WHEN max_attempts >= $2 AND attempts >= "
+                           "max_attempts THEN 'the lease expired again: failed as a poison "
+                           "message (lease_expiry_max)' "
+                           "ELSE 'the lease expired: the worker stopped or crashed mid-send' END, "
+                           "updated_at = $1 WHERE status = 'sending' AND lease_expires_at < $1"
+                           OUTCOME_COLS,
+                           p, NPARAMS(p), outcome_row, sizeof(*o), (void **)&o, &no);
+    for (int i = 0; i < no && err == MC_ERR_OK; i++) {
+        if (strcmp(o[i].status, "failed") != 0)
+            continue;
+        struct event_ref ref = {o[i].campaign_id, o[i].id, o[i].recipient_id, o[i].to_address};
+        db_events_add(&ev, o[i].tenant_id, "message.failed", &ref,
+                      json_pack("{s:s}", "smtp_reply",
+                                "the lease expired again: failed as a poison message"));
+    }
+    if (err == MC_ERR_OK)
+        err = db_events_write(&d, &ev, now);
+    if (err == MC_ERR_OK)
+        err = db_commit(&d);
+    else
+        db_rollback(&d);
+    changes = no;
+    outcome_rows_free(o, no);
+    db_events_cleanup(&ev);
     if (err == MC_ERR_OK) {
         err = claim_rate_usage_prune(&d, now); /* buckets no window reaches any more */
     if (err == MC_ERR_OK)

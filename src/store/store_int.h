@@ -185,4 +185,63 @@ mc_err shaping_state_prune(struct db *d, int64_t now);
 /* True when id is a well-formed UUID (the frontend's guard before any SQL). */
 bool store_id_ok(const char *id);
 
+/* ---- the event log (store_events.c), written inside the caller's transaction ---- */
+
+/*
+ * Events gathered for one transaction, written by db_events_write() in one
+ * multi-row INSERT (and one INSERT that queues them for every enabled
+ * webhook endpoint of their tenant subscribed to their type).
+ */
+struct event_batch {
+    void *rows; /* owned: a json_t array */
+    int n;
+};
+
+/* Ids and address of what an event talks about; NULL or "" when none (all borrowed). */
+struct event_ref {
+    const char *campaign_id;
+    const char *message_id;
+    const char *recipient_id;
+    const char *email;
+};
+
+void db_events_init(struct event_batch *b);
+/*
+ * Adds one event of tenant_id: data (a json_t object, stolen; NULL for
+ * {}) gets the ids and address of ref too.  The event's id is a fresh
+ * time-ordered UUID.
+ */
+void db_events_add(struct event_batch *b, const char *tenant_id, const char *type,
+                   const struct event_ref *ref, void *data);
+/* Writes and empties the batch (nothing when empty); inside the caller's transaction. */
+mc_err db_events_write(struct db *d, struct event_batch *b, int64_t now);
+void db_events_cleanup(struct event_batch *b);
+
+/*
+ * message.bounced or message.complained for the tenant's scheduled message
+ * msg_id, written at once inside the caller's transaction (the bounce and
+ * complaint intake calls this with its own status change): the campaign,
+ * recipient and address come from the message row, detail (a json_t object,
+ * borrowed, may be NULL) adds what the intake knows (bounce type, reason,
+ * the DSN's status and diagnostic).  NOT_FOUND without the message.
+ */
+mc_err db_event_message(struct db *d, const char *tenant_id, const char *msg_id,
+                        const char *type, const void *detail, int64_t now);
+
+/*
+ * store_delivery.c: the columns an outcome or a claim's suppression
+ * returns, what its event needs, and the row they are read into.
+ */
+#define OUTCOME_COLS " RETURNING id, tenant_id, campaign_id, recipient_id, to_address, status"
+struct outcome_row {
+    char id[MC_UUID_LEN + 1];
+    char tenant_id[MC_UUID_LEN + 1];
+    char campaign_id[MC_UUID_LEN + 1];
+    char recipient_id[MC_UUID_LEN + 1];
+    char *to_address; /* owned */
+    char status[16];
+};
+void outcome_row(struct db *d, struct db_res *r, void *out);
+void outcome_rows_free(struct outcome_row *o, int n);
+
 #endif

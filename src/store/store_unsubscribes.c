@@ -114,9 +114,54 @@ unsub_get(struct db *d, const char *tenant_id, const char *email_lc, struct unsu
                         p, NPARAMS(p), unsub_row, out);
 }
 
+#define MARKED_COLS " RETURNING id, recipient_list_id, email"
 static const char sql_mark_one[] =
     "UPDATE recipients SET status = 'unsubscribed', unsubscribed_at = $3, updated_at = $3 "
-    "WHERE tenant_id = $1 AND email_lc = $2 AND status = 'active'";
+    "WHERE tenant_id = $1 AND email_lc = $2 AND status = 'active'" MARKED_COLS;
+
+/* A recipient row an unsubscribe marked, or an address a suppression added. */
+struct marked {
+    char id[MC_UUID_LEN + 1];
+    char list_id[MC_UUID_LEN + 1];
+    char *email; /* owned */
+};
+
+static void
+marked_row(struct db *d, struct db_res *r, void *out)
+{
+    struct marked *m = out;
+
+    db_col_uuid(d, r, 0, m->id);
+    db_col_uuid(d, r, 1, m->list_id);
+    m->email = db_col_dup(d, r, 2);
+}
+
+static void
+email_row(struct db *d, struct db_res *r, void *out)
+{
+    ((struct marked *)out)->email = db_col_dup(d, r, 0);
+}
+
+static void
+marked_free(struct marked *m, int n)
+{
+    for (int i = 0; i < n; i++)
+        free(m[i].email);
+    free(m);
+}
+
+/* recipient.unsubscribed for each marked row. */
+static void
+marked_events(struct event_batch *eb, const char *tenant_id, const struct marked *m, int n,
+              enum unsub_source source, const char *campaign_id)
+{
+    for (int i = 0; i < n; i++) {
+        struct event_ref ref = {campaign_id, NULL, m[i].id, m[i].email};
+        db_events_add(eb, tenant_id, "recipient.unsubscribed", &ref,
+                      json_pack("{s:s, s:s}", "list_id", m[i].list_id, "source",
+                                source_names[source]));
+    }
+}
 
 mc_err
 store_unsub_add(struct store *st, const char *tenant_id, const char *email, const char *email_lc,
@@ -125,12 +170,15 @@ store_unsub_add(struct store *st, const char *tenant_id, const char *email, cons
 {
     char id[MC_UUID_LEN + 1];
     int64_t now = time_now_us(), changes = 0;
+    struct marked *m = NULL;
+    struct event_batch eb;
+    int nm = 0;
     struct db d;
     mc_err err;
 
     if (!store_id_ok(tenant_id))
         return MC_ERR_NOT_FOUND;
-    if (campaign_id != NULL && *campaign_id == '\0')
+    if (campaign_id != NULL && (*campaign_id == '\0' || !store_id_ok(campaign_id)))
         campaign_id = NULL;
     crypto_uuid(id);
     struct db_param p[] = {P_TEXT(id),
@@ -162,9 +210,21 @@ store_unsub_add(struct store *st, const char *tenant_id, const char *email, cons
                       pr, NPARAMS(pr), NULL);
     }
     if (err == MC_ERR_OK)
-        err = db_exec(&d, sql_mark_one, pm, NPARAMS(pm), NULL);
+        err = db_fetch_all(&d, sql_mark_one, pm, NPARAMS(pm), marked_row, sizeof(*m),
+                           (void **)&m, &nm);
     if (err == MC_ERR_OK && out)
         err = unsub_get(&d, tenant_id, email_lc, out);
+    db_events_init(&eb);
+    if (err == MC_ERR_OK && changes > 0) {
+        struct event_ref ref = {campaign_id, NULL, NULL, email};
+        db_events_add(&eb, tenant_id, "suppression.created", &ref,
+                      json_pack("{s:s, s:o}", "source", source_names[source], "reason",
+                                reason ? json_string(reason) : json_null()));
+    }
+    marked_events(&eb, tenant_id, m, nm, source, campaign_id);
+    if (err == MC_ERR_OK)
+        err = db_events_write(&d, &eb, now);
+    db_events_cleanup(&eb);
     if (err == MC_ERR_OK)
         err = db_commit(&d);
     else
@@ -172,6 +232,7 @@ store_unsub_add(struct store *st, const char *tenant_id, const char *email, cons
     if (err == MC_ERR_OK && created)
         *created = changes > 0;
 out:
+    marked_free(m, nm);
     db_put(&d);
     return err;
 }
@@ -227,7 +288,8 @@ mc_err
 store_unsub_delete(struct store *st, const char *tenant_id, const char *email_lc)
 {
     struct db_param p[] = {P_TEXT(tenant_id), P_TEXT(email_lc)};
-    int64_t changes = 0;
+    struct event_batch eb;
+    char *email = NULL;
     struct db d;
     mc_err err;
 
@@ -235,11 +297,24 @@ store_unsub_delete(struct store *st, const char *tenant_id, const char *email_lc
         return MC_ERR_NOT_FOUND;
     if ((err = db_get(st, &d)) != MC_ERR_OK)
         return err;
-    err = db_exec(&d, "DELETE FROM unsubscribes WHERE tenant_id = $1 AND email_lc = $2", p,
-                  NPARAMS(p), &changes);
+    db_events_init(&eb);
+    if ((err = db_begin(&d, true)) == MC_ERR_OK)
+        err = db_one_text(&d,
+                          "DELETE FROM unsubscribes WHERE tenant_id = $1 AND email_lc = $2 "
+                          "RETURNING email",
+                          p, NPARAMS(p), &email);
+    if (err == MC_ERR_OK) {
+        struct event_ref ref = {.email = email};
+        db_events_add(&eb, tenant_id, "suppression.deleted", &ref, NULL);
+        err = db_events_write(&d, &eb, time_now_us());
+    }
+    if (err == MC_ERR_OK)
+        err = db_commit(&d);
+    else
+        db_rollback(&d);
+    db_events_cleanup(&eb);
+    free(email);
     db_put(&d);
-    if (err == MC_ERR_OK && changes == 0)
-        err = MC_ERR_NOT_FOUND;
     return err;
 }
 
@@ -247,20 +322,21 @@ static const char sql_unsub_import_sqlite[] =
     "INSERT INTO unsubscribes (id, tenant_id, email, email_lc, source, reason, unsubscribed_at) "
     "SELECT json_extract(j.value, '$.id'), $1, json_extract(j.value, '$.email'), "
     "json_extract(j.value, '$.email_lc'), 'import', json_extract(j.value, '$.reason'), $2 "
-    "FROM json_each($3) j WHERE true ON CONFLICT (tenant_id, email_lc) DO NOTHING";
+    "FROM json_each($3) j WHERE true ON CONFLICT (tenant_id, email_lc) DO NOTHING "
+    "RETURNING email";
 static const char sql_unsub_import_pg[] =
     "INSERT INTO unsubscribes (id, tenant_id, email, email_lc, source, reason, unsubscribed_at) "
     "SELECT x.id, $1, x.email, x.email_lc, 'import', x.reason, $2 "
     "FROM jsonb_to_recordset($3::jsonb) AS x(id uuid, email text, email_lc text, reason text) "
-    "ON CONFLICT (tenant_id, email_lc) DO NOTHING";
+    "ON CONFLICT (tenant_id, email_lc) DO NOTHING RETURNING email";
 static const char sql_mark_many_sqlite[] =
     "UPDATE recipients SET status = 'unsubscribed', unsubscribed_at = $2, updated_at = $2 "
     "WHERE tenant_id = $1 AND status = 'active' AND email_lc IN "
-    "(SELECT json_extract(value, '$.email_lc') FROM json_each($3))";
+    "(SELECT json_extract(value, '$.email_lc') FROM json_each($3))" MARKED_COLS;
 static const char sql_mark_many_pg[] =
     "UPDATE recipients SET status = 'unsubscribed', unsubscribed_at = $2, updated_at = $2 "
     "WHERE tenant_id = $1 AND status = 'active' AND email_lc = ANY(ARRAY("
-    "SELECT x.email_lc FROM jsonb_to_recordset($3::jsonb) AS x(email_lc text)))";
+    "SELECT x.email_lc FROM jsonb_to_recordset($3::jsonb) AS x(email_lc text)))" MARKED_COLS;
 
 mc_err
 store_unsub_import(struct store *st, const char *tenant_id, const struct import_row *rows,
@@ -269,6 +345,9 @@ store_unsub_import(struct store *st, const char *tenant_id, const struct import_
     json_t *arr = json_array();
     char *arr_s = NULL;
     int64_t now = time_now_us(), changes = 0;
+    struct marked *m = NULL, *added_rows = NULL;
+    struct event_batch eb;
+    int nm = 0, nadded = 0;
     bool is_pg;
     struct db d;
     mc_err err;
@@ -298,10 +377,23 @@ store_unsub_import(struct store *st, const char *tenant_id, const struct import_
         goto out;
     err = db_lock_tenant(&d, tenant_id);
     if (err == MC_ERR_OK)
-        err = db_exec(&d, is_pg ? sql_unsub_import_pg : sql_unsub_import_sqlite, p, NPARAMS(p),
-                      &changes);
+        err = db_fetch_all(&d, is_pg ? sql_unsub_import_pg : sql_unsub_import_sqlite, p,
+                           NPARAMS(p), email_row, sizeof(*added_rows), (void **)&added_rows,
+                           &nadded);
     if (err == MC_ERR_OK)
-        err = db_exec(&d, is_pg ? sql_mark_many_pg : sql_mark_many_sqlite, p, NPARAMS(p), NULL);
+        err = db_fetch_all(&d, is_pg ? sql_mark_many_pg : sql_mark_many_sqlite, p, NPARAMS(p),
+                           marked_row, sizeof(*m), (void **)&m, &nm);
+    changes = nadded;
+    db_events_init(&eb);
+    for (int i = 0; i < nadded; i++) {
+        struct event_ref ref = {.email = added_rows[i].email};
+        db_events_add(&eb, tenant_id, "suppression.created", &ref,
+                      json_pack("{s:s}", "source", "import"));
+    }
+    marked_events(&eb, tenant_id, m, nm, UNSUB_IMPORT, NULL);
+    if (err == MC_ERR_OK)
+        err = db_events_write(&d, &eb, now);
+    db_events_cleanup(&eb);
     if (err == MC_ERR_OK)
         err = db_commit(&d);
     else
@@ -311,6 +403,8 @@ store_unsub_import(struct store *st, const char *tenant_id, const struct import_
         *dups += n - changes;
     }
 out:
+    marked_free(m, nm);
+    marked_free(added_rows, nadded);
     db_put(&d);
     free(arr_s);
     return err;

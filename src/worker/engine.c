@@ -9,7 +9,8 @@
  *     until the campaign is done or the round's time budget is spent, so a
  *     million-recipient campaign never holds a lock for long and a stop
  *     request is honoured between batches;
- *  3. complete sending campaigns with nothing pending or in flight.
+ *  3. complete sending campaigns with nothing pending or in flight;
+ *  4. prune events past event_retention_days, PRUNE_BATCH a round.
  * Errors are logged and retried next round; nothing here is lost by a
  * crash, because progress (the cursor) commits with each batch.
  */
@@ -25,6 +26,7 @@
 #define ROUND_BUDGET_US (2 * 1000000)
 #define MAX_CAMPAIGNS 16
 #define PRUNE_EVERY_US (60 * 1000000LL)
+#define PRUNE_BATCH 1000
 
 struct engine {
     struct store *st;        /* borrowed */
@@ -98,6 +100,12 @@ round_once(struct engine *e)
             log_warn("event=engine warn=bounce_prune_failed");
         e->next_prune = time_mono_us() + PRUNE_EVERY_US;
     }
+    /* Retention: one small batch a round, so the log never holds a long lock. */
+    if (store_event_prune(e->st, time_now_us() - e->cfg->event_retention_days * 86400000000LL,
+                          PRUNE_BATCH, &n) != MC_ERR_OK)
+        log_warn("event=engine warn=event_prune_failed");
+    else if (n > 0)
+        log_info("event=events_pruned n=%d", n);
     return more;
 }
 

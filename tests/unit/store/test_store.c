@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <jansson.h>
 #include <libpq-fe.h>
 
 #include "mctest.h"
@@ -1703,6 +1704,155 @@ test_bounce_stays_in_its_tenant(void **state)
     tenant_cleanup(&b);
 }
 
+/*
+ * The event outbox: db_event_message (what bounce and complaint intake
+ * call inside their own transaction) writes the event and queues it for
+ * subscribed endpoints only, exactly when the transaction commits; another
+ * tenant's message is not found.  Then the webhook claim (leases, the
+ * per-endpoint cap), a fenced record, and lease recovery.
+ */
+static void
+test_events_outbox_and_webhook_claims(void **state)
+{
+    struct store *st = st_of(state);
+    struct tenant a, b;
+    struct recipient_list l;
+    struct recipient x = {0};
+    struct campaign c;
+    struct campaign_ref ref;
+    struct webhook all = {0}, sent_only = {0};
+    struct webhook_job_vec jobs = {0};
+    int64_t inserted, now = time_now_us();
+    bool done = false;
+    char msg[MC_UUID_LEN + 1];
+    struct db d;
+    int n = 0;
+
+    make_tenant(st, "ev-a", &a);
+    make_tenant(st, "ev-b", &b);
+    new_list(st, a.id, "L", &l);
+    assert_int_equal(new_recipient(st, a.id, l.id, "Ev@example.com", &x), MC_ERR_OK);
+    recipient_cleanup(&x);
+    new_campaign(st, a.id, l.id, &c);
+    memcpy(ref.id, c.id, sizeof(ref.id));
+    memcpy(ref.tenant_id, a.id, sizeof(ref.tenant_id));
+    memcpy(all.tenant_id, a.id, sizeof(all.tenant_id));
+    all.url = xstrdup("https://a.example.com/");
+    all.event_types = xstrdup("*");
+    all.enabled = true;
+    assert_int_equal(store_webhook_create(st, &all, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", 2),
+                     MC_ERR_OK);
+    memcpy(sent_only.tenant_id, a.id, sizeof(sent_only.tenant_id));
+    sent_only.url = xstrdup("https://b.example.com/");
+    sent_only.event_types = xstrdup(",message.sent,");
+    sent_only.enabled = true;
+    assert_int_equal(
+        store_webhook_create(st, &sent_only, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", 2),
+        MC_ERR_OK);
+    /* The tenant's limit is 2 here. */
+    struct webhook third = {.url = xstrdup("https://c.example.com/"), .event_types = xstrdup("*")};
+    memcpy(third.tenant_id, a.id, sizeof(third.tenant_id));
+    assert_int_equal(store_webhook_create(st, &third, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", 2),
+                     MC_ERR_LIMIT);
+    webhook_cleanup(&third);
+    /* campaign.started: queued for "*" only. */
+    assert_int_equal(store_campaign_transition(st, a.id, c.id, CEV_SEND, now, NULL, NULL),
+                     MC_ERR_OK);
+    while (!done)
+        assert_int_equal(store_engine_materialize(st, &ref, 100, 5, now, &inserted, &done),
+                         MC_ERR_OK);
+
+    assert_int_equal(db_get(st, &d), MC_ERR_OK);
+    {
+        char *s = NULL;
+        struct db_param p[] = {P_TEXT(c.id)};
+        assert_int_equal(db_one_text(&d, "SELECT id FROM scheduled_messages WHERE campaign_id = $1",
+                                     p, 1, &s),
+                         MC_ERR_OK);
+        snprintf(msg, sizeof(msg), "%s", s);
+        free(s);
+    }
+    /* Rolled back: neither the event nor its delivery exists. */
+    json_t *detail = json_pack("{s:s, s:s}", "bounce_type", "hard", "reason", "5.1.1 no user");
+    assert_int_equal(db_begin(&d, true), MC_ERR_OK);
+    assert_int_equal(db_event_message(&d, a.id, msg, "message.bounced", detail, now), MC_ERR_OK);
+    db_rollback(&d);
+    db_put(&d);
+    assert_int_equal(one_int(st, "SELECT COUNT(*) FROM events WHERE type = 'message.bounced' "
+                                 "AND tenant_id = $1", a.id), 0);
+    assert_int_equal(one_int(st, "SELECT COUNT(*) FROM webhook_deliveries WHERE tenant_id = $1",
+                             a.id), 1); /* campaign.started's */
+    /* Committed: one event, one delivery (to the endpoint subscribed to everything). */
+    assert_int_equal(db_get(st, &d), MC_ERR_OK);
+    assert_int_equal(db_begin(&d, true), MC_ERR_OK);
+    assert_int_equal(db_event_message(&d, a.id, msg, "message.bounced", detail, now), MC_ERR_OK);
+    assert_int_equal(db_event_message(&d, b.id, msg, "message.bounced", detail, now),
+                     MC_ERR_NOT_FOUND);
+    assert_int_equal(db_event_message(&d, a.id, msg, "message.lost", detail, now),
+                     MC_ERR_NOT_FOUND);
+    assert_int_equal(db_commit(&d), MC_ERR_OK);
+    db_put(&d);
+    json_decref(detail);
+    struct event_filter f = {.type = "message.bounced", .limit = 10};
+    struct event_vec ev = {0};
+    assert_int_equal(store_event_list(st, a.id, &f, &ev), MC_ERR_OK);
+    assert_int_equal(ev.n, 1);
+    json_t *data = json_loads(ev.items[0].data, 0, NULL);
+    assert_string_equal(json_string_value(json_object_get(data, "message_id")), msg);
+    assert_string_equal(json_string_value(json_object_get(data, "campaign_id")), c.id);
+    assert_string_equal(json_string_value(json_object_get(data, "email")), "Ev@example.com");
+    assert_string_equal(json_string_value(json_object_get(data, "reason")), "5.1.1 no user");
+    json_decref(data);
+    event_vec_cleanup(&ev);
+    assert_int_equal(store_event_list(st, b.id, &f, &ev), MC_ERR_OK);
+    assert_int_equal(ev.n, 0); /* the other tenant sees none */
+    event_vec_cleanup(&ev);
+    /* campaign.started went to "*" too: two deliveries, none to the message.sent endpoint. */
+    assert_int_equal(one_int(st, "SELECT COUNT(*) FROM webhook_deliveries WHERE endpoint_id = $1",
+                             all.id), 2);
+    assert_int_equal(one_int(st, "SELECT COUNT(*) FROM webhook_deliveries WHERE endpoint_id = $1",
+                             sent_only.id), 0);
+
+    /* Claims: a cap of 1 per endpoint, leases, fencing, recovery. */
+    now = time_now_us();
+    assert_int_equal(store_webhook_claim(st, "o1", now, 1000000, 10, 1, "{}", &jobs), MC_ERR_OK);
+    assert_int_equal(jobs.n, 1);
+    assert_string_equal(jobs.items[0].endpoint_id, all.id);
+    assert_int_equal(jobs.items[0].attempts, 1);
+    assert_non_null(strstr(jobs.items[0].body, "\"type\":"));
+    struct webhook_result res = {.kind = WH_RESULT_OK, .status_code = 200, .attempts = 1};
+    memcpy(res.id, jobs.items[0].id, sizeof(res.id));
+    memcpy(res.endpoint_id, all.id, sizeof(res.endpoint_id));
+    webhook_job_vec_cleanup(&jobs);
+    char busy[80];
+    snprintf(busy, sizeof(busy), "{\"%s\": 1}", all.id);
+    assert_int_equal(store_webhook_claim(st, "o2", now, 1000000, 10, 1, busy, &jobs), MC_ERR_OK);
+    assert_int_equal(jobs.n, 0); /* the endpoint is at its cap in this worker */
+    webhook_job_vec_cleanup(&jobs);
+    assert_int_equal(store_webhook_claim(st, "o2", now, 1000000, 10, 1, "{}", &jobs), MC_ERR_OK);
+    assert_int_equal(jobs.n, 1);
+    webhook_job_vec_cleanup(&jobs);
+    /* A record under another owner changes nothing; the right one succeeds. */
+    assert_int_equal(store_webhook_record(st, "o2", now, &res, 1, 1), MC_ERR_OK);
+    assert_int_equal(one_int(st, "SELECT COUNT(*) FROM webhook_deliveries WHERE endpoint_id = $1 "
+                                 "AND status = 'succeeded'", all.id), 0);
+    assert_int_equal(store_webhook_record(st, "o1", now, &res, 1, 1), MC_ERR_OK);
+    assert_int_equal(one_int(st, "SELECT COUNT(*) FROM webhook_deliveries WHERE endpoint_id = $1 "
+                                 "AND status = 'succeeded'", all.id), 1);
+    /* o2's lease expires: pending again, its attempt counted. */
+    assert_int_equal(store_webhook_recover(st, now + 2000000, &n), MC_ERR_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(one_int(st, "SELECT COUNT(*) FROM webhook_deliveries WHERE endpoint_id = $1 "
+                                 "AND status = 'pending' AND attempts = 1", all.id), 1);
+
+    webhook_cleanup(&all);
+    webhook_cleanup(&sent_only);
+    campaign_cleanup(&c);
+    recipient_list_cleanup(&l);
+    tenant_cleanup(&a);
+    tenant_cleanup(&b);
+}
+
 int
 main(void)
 {
@@ -1729,6 +1879,7 @@ main(void)
         cmocka_unit_test(test_lease_expiry_poison_bound),
         cmocka_unit_test(test_bounces_two_tenants),
         cmocka_unit_test(test_campaign_timeline),
+        cmocka_unit_test(test_events_outbox_and_webhook_claims),
         cmocka_unit_test(test_schema_newer_is_refused),
     };
     int failed = 0;
