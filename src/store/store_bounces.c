@@ -18,6 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "core/crypto.h"
 #include "core/log.h"
 #include "core/timeutil.h"
@@ -284,7 +286,7 @@ soft_count(struct db *d, const struct target *t, const struct bounce_policy *pol
 /*
  * The policy for one item that names the message's recipient (or the
  * tenant's address, from the API): what it suppresses and counts.
- * The one place every applied bounce passes (an event for it belongs here).
+ * The one place every applied bounce passes, so its event is written here.
  */
 static mc_err
 apply(struct db *d, const struct target *t, const char *cls, const char *kind,
@@ -335,6 +337,18 @@ apply(struct db *d, const struct target *t, const char *cls, const char *kind,
                       "UPDATE scheduled_messages SET bounced_at = $2, bounce_type = $3, "
                       "bounce_reason = $4 WHERE id = $1",
                       pm, NPARAMS(pm), NULL);
+    }
+    /* message.bounced or message.complained, in the intake's transaction. */
+    if (err == MC_ERR_OK && t->message_id) {
+        json_t *detail = json_pack("{s:s, s:s, s:o, s:b}", "bounce_type", cls, "kind", kind,
+                                   "diagnostic",
+                                   t->diagnostic ? json_string(t->diagnostic) : json_null(),
+                                   "suppressed", *out == BOUNCE_OUT_SUPPRESSED);
+        err = db_event_message(d, t->tenant_id, t->message_id,
+                               strcmp(cls, "complaint") == 0 ? "message.complained"
+                                                             : "message.bounced",
+                               detail, t->now);
+        json_decref(detail);
     }
     return err;
 }

@@ -39,6 +39,12 @@ def bounces(t, **params):
     return r.json()
 
 
+def events(t, **params):
+    r = t.server.get(f"{t.base}/events", headers=t.h, params={"limit": 1000, **params})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
 def unsub(t, email):
     r = t.server.get(f"{t.base}/unsubscribes", headers=t.h, params={"q": email})
     assert r.status_code == 200, r.text
@@ -79,6 +85,10 @@ def test_pipe_hard_bounce_suppresses_and_second_campaign_skips(mc, sink):
     assert "Final-Recipient: rfc822; " + gone in full["raw"] and full["raw_truncated"] is False
     st = t.stats(c["id"])
     assert (st["bounced_hard"], st["bounced_soft"], st["complained"], st["blocked"]) == (1, 0, 0, 0)
+    # The event log says so, in the intake's transaction (issue 11).
+    ev = [e for e in events(t, type="message.bounced")["data"] if e["data"]["email"] == gone]
+    assert len(ev) == 1 and ev[0]["data"]["message_id"] == row["id"], ev
+    assert (ev[0]["data"]["bounce_type"], ev[0]["data"]["suppressed"]) == ("hard", True), ev
     # The same report again (an MTA retrying) changes nothing more.
     assert pipe(mc.database, msg)[0] == 0
     assert t.stats(c["id"])["bounced_hard"] == 1
@@ -124,6 +134,8 @@ def test_complaint_by_header_reference_and_block(mc, sink):
     report = arf(headers_of(sent[a][2]))
     assert pipe(mc.database, report, "--recipient", "fbl@mailcast.example.test")[0] == 0
     assert unsub(t, a)["cause"] == "complaint"
+    ev = events(t, type="message.complained")["data"]
+    assert [e["data"]["message_id"] for e in ev] == [sent[a][0]["id"]], ev
     assert recipient_status(mc, sent[a][0]["recipient_id"]) == "complained"
     # A block (policy, 5.7.1) is counted and suppresses nobody.
     block = dsn(sent[b][1], b, status="5.7.1",
