@@ -90,9 +90,13 @@ export async function download(path, filename) {
   setTimeout(() => URL.revokeObjectURL(a.href), 10000);
 }
 
-// The public metrics (Prometheus text) as {name: [{labels, value}]}.
+// The server's metrics (Prometheus text) as {name: [{labels, value}]}: they
+// take the operator key, sent like every API call's (never in the URL).
 export async function metrics() {
-  const r = await fetch('/metrics', { cache: 'no-store', credentials: 'omit' });
+  const r = await fetch('/metrics', {
+    cache: 'no-store', credentials: 'omit',
+    headers: { Authorization: `Bearer ${savedKey() || ''}` },
+  });
   if (!r.ok) throw new ApiError(r.status, null);
   const out = {};
   for (const line of (await r.text()).split('\n')) {

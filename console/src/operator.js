@@ -1,6 +1,6 @@
 // operator.js - the operator's pages: tenants (create, suspend,
 // reactivate), a tenant's keys (create: the secret shown once; revoke) and
-// rate limits (edit), and a system view from the public metrics.
+// rate limits (edit), and a system view from the server's metrics.
 import { html, useState, useRef, useEffect, useLoad, usePoll, num, time, ErrorBox, Loading, Empty, Status,
   Pager, Copy, confirmAction, Field, useSubmit } from './ui.js';
 import { api, metrics } from './api.js';

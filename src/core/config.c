@@ -166,7 +166,7 @@ static const struct opt opts[] = {
     {"webhook_max_endpoints", INT(webhook_max_endpoints), "10", 0, 1000, false,
      "webhook endpoints a tenant may have", NULL},
     {"webhook_allow_http", INT(webhook_allow_http), "0", 0, 1, false,
-     "1: allow http:// webhook URLs (default: https only)", NULL},
+     "1: allow http:// webhook URLs (otherwise https only)", NULL},
     {"webhook_allow_cidr", STR(webhook_allow_cidr), NULL, 0, 0, false,
      "comma-separated CIDRs webhooks may reach despite the private-range guard", NULL},
     {"webhook_retry_schedule", STR(webhook_retry_schedule),

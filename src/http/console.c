@@ -82,5 +82,5 @@ console_asset(struct req *r)
                 return;
             }
     }
-    reply_error(r, MC_ERR_NO_ROUTE, "no console asset %s", p ? p : "");
+    reply_error(r, MC_ERR_NO_ROUTE, "no console asset %s", r->raw_path);
 }

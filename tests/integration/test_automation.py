@@ -86,7 +86,7 @@ def test_two_unusual_rate_replies_suspend_the_site_and_it_comes_back(factory, si
         "gsite", "suspend_site", "default", None, 0)
     assert "4.7.28" in s["last_reply"] and "unusual rate" in s["last_reply"]
     since = time.time()
-    metrics = srv.get("/metrics").text
+    metrics = srv.get("/metrics", headers=srv.op).text
     assert re.search(r'^mailcast_site_deferrals_total\{site="gsite"\} [2-9]', metrics, re.M)
     assert ('mailcast_shaping_in_force{egress="default",site="gsite",action="suspend_site"} 1'
             in metrics)
@@ -152,7 +152,7 @@ def test_set_rate_slows_the_site(factory, sink):
     s = wait_until(lambda: state(srv), 20, what="the rate to be set")[0]
     assert (s["action"], s["per_minute"], s["per_second"]) == ("set_rate", 30, None)
     assert 'mailcast_shaping_rate_per_second{egress="default",site="gsite"} 0.5' in srv.get(
-        "/metrics").text
+        "/metrics", headers=srv.op).text
     start = time.time()
     n0 = len(sink.messages_for_domain(gdom))
     assert sink.wait_count(n0 + 3, 20, lambda m: m.rcpt_tos[0].endswith(gdom)) == n0 + 3

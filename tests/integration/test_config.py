@@ -63,7 +63,7 @@ def test_help_shows_every_option_with_its_default_and_limits(tmp_path):
             assert default == int(value)
             # The limits shown are the ones enforced, at both ends.
             assert check(f"--{name}", str(lo), cwd=tmp_path).returncode == 0 or name in (
-                "lease_seconds", "retry_cap", "retry_base", "smtp_data_timeout",
+                "lease_seconds", "retry_cap", "retry_base", "smtp_data_timeout", "http_timeout",
                 "smtp_command_timeout")
             assert check(f"--{name}", str(lo - 1), cwd=tmp_path).returncode == 2, name
             assert check(f"--{name}", str(hi + 1), cwd=tmp_path).returncode == 2, name
