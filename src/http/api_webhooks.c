@@ -146,7 +146,7 @@ api_webhook_create(struct req *r)
     log_info("event=webhook_created tenant=%s webhook=%s", w.tenant_id, w.id);
     out = webhook_json(&w);
     json_object_set_new(out, "secret", json_string(secret));
-    reply_json(r, 201, out);
+    reply_created(r, out, w.id, NULL);
 out:
     if (secret) {
         OPENSSL_cleanse(secret, strlen(secret));

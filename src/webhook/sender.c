@@ -355,7 +355,7 @@ record(struct webhook_sender *s, bool now)
         return;
     mc_err err = store_webhook_record(s->st, s->owner, time_now_us(), s->done, s->ndone,
                                       s->cfg->webhook_disable_after_hours * 3600000000LL);
-    if (err != MC_ERR_OK)
+    if (err != MC_ERR_OK && store_reachable(s->st))
         log_warn("event=webhook_record_failed n=%d error=\"%s\"", s->ndone, mc_err_str(err));
     /* On failure the leases expire and the deliveries are tried again: at least once. */
     s->ndone = 0;
@@ -417,7 +417,8 @@ claim(struct webhook_sender *s, int64_t *next_claim_us)
                               (2 * s->cfg->webhook_timeout + 5) * 1000000LL, room,
                               (int)s->cfg->webhook_endpoint_concurrency, busy, &v);
     free(busy);
-    if (err != MC_ERR_OK)
+    /* A database outage is logged once, by the store (db_unreachable). */
+    if (err != MC_ERR_OK && store_reachable(s->st))
         log_warn("event=webhook_claim_failed error=\"%s\"", mc_err_str(err));
     for (int i = 0; i < v.n; i++)
         start(s, &v.items[i]);

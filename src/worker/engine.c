@@ -96,14 +96,17 @@ round_once(struct engine *e)
     /* Bounce records past their retention, once a minute or so. */
     if (time_mono_us() >= e->next_prune) {
         int64_t keep = e->cfg->bounce_retention_days * 86400LL * 1000000LL;
-        if (store_bounce_prune(e->st, time_now_us() - keep, NULL) != MC_ERR_OK)
+        if (store_bounce_prune(e->st, time_now_us() - keep, NULL) != MC_ERR_OK &&
+            store_reachable(e->st))
             log_warn("event=engine warn=bounce_prune_failed");
         e->next_prune = time_mono_us() + PRUNE_EVERY_US;
     }
     /* Retention: one small batch a round, so the log never holds a long lock. */
     if (store_event_prune(e->st, time_now_us() - e->cfg->event_retention_days * 86400000000LL,
-                          PRUNE_BATCH, &n) != MC_ERR_OK)
-        log_warn("event=engine warn=event_prune_failed");
+                          PRUNE_BATCH, &n) != MC_ERR_OK) {
+        if (store_reachable(e->st)) /* an outage is logged once, by the store */
+            log_warn("event=engine warn=event_prune_failed");
+    }
     else if (n > 0)
         log_info("event=events_pruned n=%d", n);
     return more;

@@ -1,10 +1,10 @@
 """The real-world bounce corpus (shared/corpus/bounces, Sisimai's set-of-emails
 under its BSD licence) and the agreement measure its README defines.
 
-The corpus lives outside the repository, in the shared folder beside the
-checkout: <repo>/../shared/corpus/bounces (a fresh clone and CI have it
-there).  MAILCAST_BOUNCE_CORPUS overrides the place; a git worktree also
-looks beside its main checkout.
+The corpus is copied, unchanged and with its BSD 2-clause LICENSE, into
+tests/corpus/bounces, so a fresh clone anywhere has it; the shared folder
+beside the checkout (<repo>/../shared/corpus/bounces) is the source.
+MAILCAST_BOUNCE_CORPUS overrides the place.
 
 Run as a script to see every disagreement:
     MAILCAST_BIN=build/mailcast /usr/bin/python3 tests/integration/bouncecorpus.py
@@ -25,6 +25,7 @@ def corpus_dir():
     cands = []
     if os.environ.get("MAILCAST_BOUNCE_CORPUS"):
         cands.append(Path(os.environ["MAILCAST_BOUNCE_CORPUS"]))
+    cands.append(REPO / "tests" / "corpus" / "bounces")  # the copy in the tree (BSD licence kept)
     cands.append(REPO.parent / "shared" / "corpus" / "bounces")
     try:
         common = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--git-common-dir"],

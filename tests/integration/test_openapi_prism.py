@@ -33,7 +33,7 @@ NIL = "00000000-0000-4000-8000-000000000000"
 
 # The shared module server (conftest.py): the API and the engine without
 # delivery, so campaign states stay put while the test walks them.
-SERVER_ARGS = NO_DELIVERY
+SERVER_ARGS = [*NO_DELIVERY, "--webhook-allow-http", "1", "--webhook-allow-cidr", "127.0.0.1/32"]
 
 
 @pytest.fixture(scope="module")
@@ -247,6 +247,30 @@ def test_every_operation_through_prism(server, prism):
     p("POST", f"{cp}/resume", 200, headers=h)
     p("GET", f"{cp}/timeline", 200, headers=h)
     p("GET", f"{cb}/{NIL}/timeline", 404, headers=h)
+    # Events and webhooks (a loopback endpoint, allowed by SERVER_ARGS)
+    p("GET", f"{tb}/events", 200, headers=h)
+    p("GET", f"{tb}/events?limit=0", 422, valid=False, headers=h)
+    p("GET", f"{cp}/messages", 200, headers=h)
+    p("GET", f"{cb}/{NIL}/messages", 404, headers=h)
+    wb = f"{tb}/webhooks"
+    wh = p("POST", wb, 201, headers=h,
+           json={"url": "http://127.0.0.1:9/hook", "events": ["*"]}).json()
+    p("POST", wb, 422, valid=False, headers=h, json={"url": "ftp://127.0.0.1/x"})
+    p("GET", wb, 200, headers=h)
+    wp = f"{wb}/{wh['id']}"
+    p("GET", wp, 200, headers=h)
+    p("GET", f"{wb}/{NIL}", 404, headers=h)
+    p("PATCH", wp, 200, headers=h, json={"description": "through Prism"})
+    p("PATCH", wp, 422, valid=False, headers=h, json={"events": []})
+    p("POST", f"{wp}/rotate-secret", 200, headers=h)
+    p("POST", f"{wp}/test", 202, headers=h)
+    p("GET", f"{wp}/deliveries", 200, headers=h)
+    p("POST", f"{wp}/deliveries/{NIL}/retry", 404, headers=h)
+    p("POST", f"{wp}/replay", 202, headers=h,
+      json={"from": "2020-01-01T00:00:00Z", "to": "2099-01-01T00:00:00Z"})
+    p("POST", f"{wp}/replay", 422, valid=False, headers=h, json={"from": "yesterday"})
+    p("DELETE", wp, 204, headers=h)
+    p("DELETE", wp, 404, headers=h)
     p("POST", f"{cp}/cancel", 200, headers=h)
     p("POST", f"{cp}/cancel", 409, headers=h)
     p("GET", f"{cp}/stats", 200, headers=h)
