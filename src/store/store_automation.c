@@ -196,6 +196,26 @@ store_shaping_state_list(struct store *st, int64_t now, struct shaping_state **o
     return err;
 }
 
+/*
+ * Messages a suspension held wait with their next attempt at its end (the
+ * claim's slot); lifting it brings those of its site (and tenant) back at
+ * once, not an hour later.  A second either side covers the conversion of
+ * the slot to a timestamp.
+ */
+static const char sql_unhold_sqlite[] =
+    "UPDATE scheduled_messages SET next_attempt_at = $2 WHERE status = 'pending' AND EXISTS "
+    "(SELECT 1 FROM shaping_state s WHERE s.id = $1 AND s.action <> 'set_rate' AND "
+    "s.until_at > $2 AND scheduled_messages.site = s.site AND (s.tenant_key IN ('', '*') OR "
+    "s.tenant_key = scheduled_messages.tenant_id) AND scheduled_messages.next_attempt_at "
+    "BETWEEN s.until_at - 1000000 AND s.until_at + 1000000)";
+static const char sql_unhold_pg[] =
+    "UPDATE scheduled_messages m SET next_attempt_at = to_timestamp($2 / 1000000.0) "
+    "FROM shaping_state s WHERE s.id = $1 AND s.action <> 'set_rate' AND s.until_at > $2 AND "
+    "m.status = 'pending' AND m.site = s.site AND (s.tenant_key IN ('', '*') OR "
+    "s.tenant_key = m.tenant_id::text) AND m.next_attempt_at BETWEEN "
+    "to_timestamp((s.until_at - 1000000) / 1000000.0) AND "
+    "to_timestamp((s.until_at + 1000000) / 1000000.0)";
+
 mc_err
 store_shaping_state_lift(struct store *st, const char *id)
 {
@@ -208,11 +228,21 @@ store_shaping_state_lift(struct store *st, const char *id)
         return MC_ERR_NOT_FOUND;
     if ((err = db_get(st, &d)) != MC_ERR_OK)
         return err;
-    err = db_exec(&d, "DELETE FROM shaping_state WHERE id = $1 AND until_at > $2", p,
-                  NPARAMS(p), &changes);
-    db_put(&d);
+    if ((err = db_begin(&d, true)) != MC_ERR_OK)
+        goto out;
+    err = db_exec(&d, d.ops->dialect == DB_PG ? sql_unhold_pg : sql_unhold_sqlite, p,
+                  NPARAMS(p), NULL);
+    if (err == MC_ERR_OK)
+        err = db_exec(&d, "DELETE FROM shaping_state WHERE id = $1 AND until_at > $2", p,
+                      NPARAMS(p), &changes);
     if (err == MC_ERR_OK && changes == 0)
         err = MC_ERR_NOT_FOUND;
+    if (err == MC_ERR_OK)
+        err = db_commit(&d);
+    else
+        db_rollback(&d);
+out:
+    db_put(&d);
     if (err == MC_ERR_OK)
         log_info("event=shaping_lifted id=%s", id);
     return err;
