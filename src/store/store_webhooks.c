@@ -84,6 +84,18 @@ wh_get(struct db *d, const char *tenant_id, const char *id, struct webhook *out)
                         p, NPARAMS(p), wh_row, out);
 }
 
+/* After an UPDATE of one endpoint: NOT_FOUND when it changed nothing, else the row re-read. */
+static mc_err
+updated_get(struct db *d, mc_err err, int64_t changes, const char *tenant_id, const char *id,
+            struct webhook *out)
+{
+    if (err == MC_ERR_OK && changes == 0)
+        err = MC_ERR_NOT_FOUND;
+    if (err == MC_ERR_OK && out)
+        err = wh_get(d, tenant_id, id, out);
+    return err;
+}
+
 mc_err
 store_webhook_create(struct store *st, struct webhook *w, const char *secret, int max)
 {
@@ -203,10 +215,7 @@ store_webhook_update(struct store *st, const char *tenant_id, const char *id,
                   "failing_since = CASE WHEN $7 = 1 THEN NULL ELSE failing_since END, "
                   "updated_at = $8 WHERE tenant_id = $1 AND id = $2",
                   p, NPARAMS(p), &changes);
-    if (err == MC_ERR_OK && changes == 0)
-        err = MC_ERR_NOT_FOUND;
-    if (err == MC_ERR_OK && out)
-        err = wh_get(&d, tenant_id, id, out);
+    err = updated_get(&d, err, changes, tenant_id, id, out);
     db_put(&d);
     return err;
 }
@@ -260,10 +269,7 @@ store_webhook_rotate(struct store *st, const char *tenant_id, const char *id, co
                   "previous_expires_at = $4, secret = $3, updated_at = $5 "
                   "WHERE tenant_id = $1 AND id = $2",
                   p, NPARAMS(p), &changes);
-    if (err == MC_ERR_OK && changes == 0)
-        err = MC_ERR_NOT_FOUND;
-    if (err == MC_ERR_OK && out)
-        err = wh_get(&d, tenant_id, id, out);
+    err = updated_get(&d, err, changes, tenant_id, id, out);
     db_put(&d);
     return err;
 }
