@@ -113,6 +113,8 @@ static const struct opt opts[] = {
      "nameserver IP[:port] that resolves the relay's name", "the system's (/etc/resolv.conf)"},
     {"test_send_timeout", INT(test_send_timeout), "20", 1, 3600, false,
      "seconds a test send waits for the relay at most (it holds an HTTP thread)", NULL},
+    {"test_send_concurrency", INT(test_send_concurrency), "2", 1, 64, false,
+     "test sends in progress at once (never more than half the HTTP threads)", NULL},
     {"lease_expiry_max", INT(lease_expiry_max), "10", 1, 1000, false,
      "lease expiries (worker crashes mid-send) before a message fails as poison", NULL},
     /* Bounces and complaints */

@@ -69,6 +69,7 @@ struct config {
     int64_t smtp_idle_timeout;    /* seconds before an idle relay connection says QUIT */
     char *smtp_dns_server;        /* NULL: the system's resolvers */
     int64_t test_send_timeout;    /* seconds a test send waits for the relay at most */
+    int64_t test_send_concurrency; /* test sends in progress at once, at most */
     int64_t lease_expiry_max;     /* lease expiries before a message fails as poison */
     /* Bounces and complaints */
     char *bounce_domain;          /* VERP domain; NULL: return_path as before */
