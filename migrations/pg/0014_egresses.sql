@@ -33,8 +33,8 @@ CREATE TABLE egress_pool_members (
 );
 CREATE INDEX idx_egress_pool_members_egress ON egress_pool_members (egress);
 
-INSERT INTO egresses (name, created_at, updated_at) VALUES ('default', to_timestamp(0), to_timestamp(0));
-INSERT INTO egress_pools (name, created_at, updated_at) VALUES ('default', to_timestamp(0), to_timestamp(0));
+INSERT INTO egresses (name, created_at, updated_at) VALUES ('default', now(), now());
+INSERT INTO egress_pools (name, created_at, updated_at) VALUES ('default', now(), now());
 INSERT INTO egress_pool_members (pool, egress, weight) VALUES ('default', 'default', 1);
 
 -- The pool a tenant's mail leaves through (a pool in use cannot be deleted).

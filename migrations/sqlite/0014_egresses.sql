@@ -33,8 +33,8 @@ CREATE TABLE egress_pool_members (
 ) WITHOUT ROWID;
 CREATE INDEX idx_egress_pool_members_egress ON egress_pool_members (egress);
 
-INSERT INTO egresses (name, created_at, updated_at) VALUES ('default', 0, 0);
-INSERT INTO egress_pools (name, created_at, updated_at) VALUES ('default', 0, 0);
+INSERT INTO egresses (name, created_at, updated_at) VALUES ('default', CAST((julianday('now') - 2440587.5) * 86400000000.0 AS INTEGER), CAST((julianday('now') - 2440587.5) * 86400000000.0 AS INTEGER));
+INSERT INTO egress_pools (name, created_at, updated_at) VALUES ('default', CAST((julianday('now') - 2440587.5) * 86400000000.0 AS INTEGER), CAST((julianday('now') - 2440587.5) * 86400000000.0 AS INTEGER));
 INSERT INTO egress_pool_members (pool, egress, weight) VALUES ('default', 'default', 1);
 
 -- The pool a tenant's mail leaves through (a pool in use cannot be deleted).
