@@ -335,6 +335,11 @@ mc_err store_egress_list(struct store *st, struct egress **out, int *n);
  */
 mc_err store_egress_update(struct store *st, const char *name, const struct egress *e,
                            struct egress *out);
+/*
+ * The egress a tenant's one-off mail (test sends) leaves through: its
+ * pool's heaviest member (by name on a tie).  NOT_FOUND without the tenant.
+ */
+mc_err store_tenant_egress(struct store *st, const char *tenant_id, struct egress *out);
 /* NOT_FOUND without it; CONFLICT while a pool has it as a member. */
 mc_err store_egress_delete(struct store *st, const char *name);
 

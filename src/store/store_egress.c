@@ -151,6 +151,28 @@ store_egress_get(struct store *st, const char *name, struct egress *out)
 }
 
 mc_err
+store_tenant_egress(struct store *st, const char *tenant_id, struct egress *out)
+{
+    struct db_param p[] = {P_TEXT(tenant_id)};
+    struct db d;
+    mc_err err;
+
+    if (!store_id_ok(tenant_id))
+        return MC_ERR_NOT_FOUND;
+    if ((err = db_get(st, &d)) != MC_ERR_OK)
+        return err;
+    err = db_fetch_one(&d,
+                       "SELECT e.name, e.relay, e.ehlo_name, e.source_address, "
+                       "e.max_connections, e.created_at, e.updated_at FROM tenants t "
+                       "JOIN egress_pool_members m ON m.pool = t.egress_pool "
+                       "JOIN egresses e ON e.name = m.egress WHERE t.id = $1 "
+                       "ORDER BY m.weight DESC, e.name LIMIT 1",
+                       p, 1, egress_row, out);
+    db_put(&d);
+    return err;
+}
+
+mc_err
 store_egress_list(struct store *st, struct egress **out, int *n)
 {
     struct db d;

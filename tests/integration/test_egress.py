@@ -253,6 +253,11 @@ def test_each_tenant_leaves_only_through_its_pool(mc, sinks):
     assert set(b.ehlo_names) == {"egress-b.test"}
     for _, c in jobs:
         assert {s for s, _ in statuses(mc, c["id"])} == {"sent"}
+    # A test send leaves through the tenant's pool too.
+    t2, c2 = jobs[1]
+    r = t2.action(c2["id"], "test", {"to": [f"probe@{d2}"]})
+    assert r.status_code == 200 and r.json()["results"][0]["status"] == "sent", r.text
+    assert len(b.messages_to(f"probe@{d2}")) == 1 and a.messages_to(f"probe@{d2}") == []
 
 
 def test_a_dead_egress_fails_over_and_comes_back(mc, sinks):
