@@ -58,6 +58,10 @@ delivery_egress_set(struct delivery *d, const struct egress *list, int n)
         if (!o->retired && !keep) {
             o->retired = true;
             log_info("event=egress_retired egress=%s", o->name);
+            /* Its sites' pools were made from its old parameters: they retire too. */
+            for (int k = 0; k < d->nspools; k++)
+                if (strcmp(d->spools[k].egress, o->name) == 0)
+                    d->spools[k].retired = true;
         }
     }
     /* New (or changed): a pool of its own. */

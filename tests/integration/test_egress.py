@@ -356,3 +356,25 @@ def test_four_workers_hold_the_site_and_tenant_rates_together(request, store, si
     owners = {w.name for w in workers if w.lines("event=delivery_start")}
     assert len(owners) == 4
     assert {s for s, _ in statuses(srv, c["id"])} == {"sent"}
+
+
+def test_a_changed_egress_is_used_without_a_restart(mc, sinks):
+    """PATCH an egress's relay: the worker retires the old pool at its next
+    sweep and the tenant's next mail goes to the new relay."""
+    a, b = sinks
+    make_egress(mc, "moving", b.url, wait=True)
+    make_pool(mc, "moving", [("moving", 1)])
+    d1 = unique_domain("before")
+    t, c = sending_tenant(mc, 5, d1, "moving")
+    t.do(c["id"], "send")
+    assert b.wait_count(5, 30, lambda m: m.rcpt_tos[0].endswith(d1)) == 5
+    r = mc.patch("/api/v1/egresses/moving", json={"relay": a.url}, headers=mc.op)
+    assert r.status_code == 200 and r.json()["relay"] == a.url, r.text
+    wait_until(lambda: mc.stderr().count("event=egress egress=moving ") >= 2, 15,
+               what="the worker's new pool for the egress")
+    d2 = unique_domain("after")
+    lst = t.make_list(5, domain=d2)
+    c2 = t.create(recipient_list_id=lst["id"])
+    t.do(c2["id"], "send")
+    assert a.wait_count(5, 30, lambda m: m.rcpt_tos[0].endswith(d2)) == 5
+    assert b.messages_for_domain(d2) == []
