@@ -80,6 +80,7 @@ struct config {
     char *bounce_feedback_address; /* a feedback-loop address the listener accepts, or NULL */
     char *bounce_tls_cert, *bounce_tls_key; /* PEM files: STARTTLS offered, or NULL */
     int64_t bounce_max_connections; /* listener sessions at once */
+    int64_t bounce_max_connections_per_ip; /* ... from one address */
     int64_t bounce_command_timeout; /* seconds for a command or a piece of DATA */
     int64_t bounce_session_timeout; /* seconds one session may last */
     /* The web console */

@@ -475,3 +475,25 @@ def test_helo_when_ehlo_is_not_understood_and_no_smtputf8_without_it(solo_factor
         assert len(rows) == 1 and "5.6.7" in (rows[0].get("last_error") or "") + str(rows[0]), rows
     finally:
         relay.close()
+
+
+def test_mail_parameters_say_what_the_message_is(solo_factory):
+    """BODY=8BITMIME and SMTPUTF8 only for a message whose headers carry UTF-8
+    (every body is 7-bit: quoted-printable or base64); an ASCII one declares
+    neither (a strict-peer review saw BODY=8BITMIME on every message)."""
+    with Sink() as sink:
+        srv = solo_factory(delivery_args(sink.url))
+        t = Tenant(srv)
+        dom = unique_domain("params")
+        lst = t.make_list(1, domain=dom)
+        t.add(lst["id"], f"jörg@{dom}")
+        c = t.create(recipient_list_id=lst["id"], from_address="news@from.example.org")
+        t.do(c["id"], "send")
+        assert wait_terminal(t, c["id"], timeout=30)["status"] == "completed"
+        got = {m.rcpt_tos[0]: [o.upper() for o in m.mail_options]
+               for m in sink.messages_for_domain(dom)}
+        assert len(got) == 2, got
+        for rcpt, opts in got.items():
+            utf8 = not rcpt.isascii()
+            assert ("SMTPUTF8" in opts) == utf8 and ("BODY=8BITMIME" in opts) == utf8, (rcpt, opts)
+            assert all(o.startswith(("SIZE=", "SMTPUTF8", "BODY=", "RET=", "ENVID=")) for o in opts)
