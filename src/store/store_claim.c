@@ -11,7 +11,10 @@
  *                      FOR NO KEY UPDATE; SQLite: BEGIN IMMEDIATE serialises
  *                      every writer anyway) and read the campaign's and the
  *                      tenant's state and limits
+ *   claim_egresses     the tenant's pool's members this worker can send
+ *                      through now (none: nothing is claimed)
  *   claim_allowance    what the minute, hour and day windows leave
+ *   claim_egress_assign  each picked row an egress, at random by weight
  *   claim_take         the due rows, leased
  *   claim_suppress     the taken rows whose recipient may no longer be mailed
  *   claim_recipients   the recipients' data for rendering
