@@ -90,6 +90,15 @@ void app_helo_default(char *out, size_t n);
  */
 mc_err app_relay_params(const struct config *cfg, struct smtp_params *p, char *err,
                         size_t errlen);
+/*
+ * The SMTP client's parameters for egress eg (issue 15): its relay URL
+ * (NULL: the configuration's), EHLO name, source address and connection
+ * cap over the configuration's.  MC_ERR_INVALID with a reason for a bad URL.
+ */
+mc_err app_egress_params(const struct config *cfg, const struct egress *eg,
+                         struct smtp_params *p, char *err, size_t errlen);
+/* An egress's, a pool's or a site's name: 1-63 of [a-z0-9._-]. */
+bool app_shaping_name_ok(const char *s);
 
 /*
  * The shaping document (issue 15; see shaping.c for its shape) parsed and

@@ -41,24 +41,37 @@ app_helo_default(char *out, size_t n)
 mc_err
 app_relay_params(const struct config *cfg, struct smtp_params *p, char *err, size_t errlen)
 {
+    struct egress e = {.name = "default"};
+
+    return app_egress_params(cfg, &e, p, err, errlen);
+}
+
+mc_err
+app_egress_params(const struct config *cfg, const struct egress *eg, struct smtp_params *p,
+                  char *err, size_t errlen)
+{
+    const char *ehlo = eg->ehlo_name ? eg->ehlo_name : cfg->helo_name;
     mc_err e;
 
     memset(p, 0, sizeof(*p));
-    if ((e = smtp_params_parse(cfg->relay, p, err, errlen)) != MC_ERR_OK)
+    if ((e = smtp_params_parse(eg->relay ? eg->relay : cfg->relay, p, err, errlen)) != MC_ERR_OK)
         return e;
     p->verify = cfg->smtp_verify != 0;
     p->ca_file = cfg->smtp_ca_file;
-    if (cfg->helo_name)
-        snprintf(p->helo_name, sizeof(p->helo_name), "%s", cfg->helo_name);
+    if (ehlo)
+        snprintf(p->helo_name, sizeof(p->helo_name), "%s", ehlo);
     else
         app_helo_default(p->helo_name, sizeof(p->helo_name));
+    snprintf(p->source_address, sizeof(p->source_address), "%s",
+             eg->source_address ? eg->source_address : "");
     snprintf(p->dns_server, sizeof(p->dns_server), "%s",
              cfg->smtp_dns_server ? cfg->smtp_dns_server : "");
     p->idle_timeout = (int)cfg->smtp_idle_timeout;
     p->connect_timeout = (int)cfg->smtp_connect_timeout;
     p->command_timeout = (int)cfg->smtp_command_timeout;
     p->data_timeout = (int)cfg->smtp_data_timeout;
-    p->max_connections = (int)cfg->smtp_connections;
+    p->max_connections =
+        (int)(eg->max_connections > 0 ? eg->max_connections : cfg->smtp_connections);
     p->max_messages = (int)cfg->smtp_messages_per_connection;
     return MC_ERR_OK;
 }

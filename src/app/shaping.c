@@ -34,9 +34,8 @@ char_ok(char c, bool dots)
            (dots && (c == '.' || c == '_'));
 }
 
-/* A site's or an egress's name: 1-63 of [a-z0-9._-]. */
-static bool
-name_ok(const char *s)
+bool
+app_shaping_name_ok(const char *s)
 {
     size_t n = strlen(s);
 
@@ -87,10 +86,10 @@ parse_rule(json_t *o, int i, struct shaping_rule *x, char *field, size_t flen, c
     if (!json_is_object(o))
         return bad(field, flen, why, wlen, f, "a rule must be an object");
     snprintf(f, sizeof(f), "rules[%d].egress", i);
-    if (eg == NULL || !name_ok(eg))
+    if (eg == NULL || !app_shaping_name_ok(eg))
         return bad(field, flen, why, wlen, f, "egress must be a name of 1-63 of a-z 0-9 . _ -");
     snprintf(f, sizeof(f), "rules[%d].site", i);
-    if (site == NULL || (strcmp(site, "*") != 0 && !name_ok(site)))
+    if (site == NULL || (strcmp(site, "*") != 0 && !app_shaping_name_ok(site)))
         return bad(field, flen, why, wlen, f,
                    "site must be \"*\" or a name of 1-63 of a-z 0-9 . _ -");
     snprintf(x->egress, sizeof(x->egress), "%s", eg);
@@ -197,10 +196,10 @@ parse_auto(json_t *o, int i, struct shaping_auto *x, char *field, size_t flen, c
     if (!json_is_object(o))
         return bad(field, flen, why, wlen, f, "an automation rule must be an object");
     snprintf(ff, sizeof(ff), "%s.egress", f);
-    if (eg == NULL || !name_ok(eg))
+    if (eg == NULL || !app_shaping_name_ok(eg))
         return bad(field, flen, why, wlen, ff, "egress must be a name of 1-63 of a-z 0-9 . _ -");
     snprintf(ff, sizeof(ff), "%s.site", f);
-    if (site == NULL || (strcmp(site, "*") != 0 && !name_ok(site)))
+    if (site == NULL || (strcmp(site, "*") != 0 && !app_shaping_name_ok(site)))
         return bad(field, flen, why, wlen, ff,
                    "site must be \"*\" or a name of 1-63 of a-z 0-9 . _ -");
     snprintf(x->egress, sizeof(x->egress), "%s", eg);
@@ -278,7 +277,7 @@ app_shaping_parse(json_t *doc, struct shaping *out, char *field, size_t flen, ch
             err = bad(field, flen, why, wlen, f, "a domain must be lowercase a-z 0-9 - labels");
             goto out;
         }
-        if (site == NULL || !name_ok(site)) {
+        if (site == NULL || !app_shaping_name_ok(site)) {
             err = bad(field, flen, why, wlen, f, "a site must be a name of 1-63 of a-z 0-9 . _ -");
             goto out;
         }

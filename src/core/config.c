@@ -164,6 +164,15 @@ static const struct opt opts[] = {
     {"shaping", STR(shaping), NULL, 0, 0, false,
      "JSON file of destination sites and shaping rules loaded at start (replaces the table)",
      "the table in the database is kept"},
+    /* Egresses and egress pools (issue 15) */
+    {"egress_max", INT(egress_max), "16", 1, 64, false,
+     "egresses the operator may define, 'default' included", NULL},
+    {"egress_pool_max", INT(egress_pool_max), "64", 1, 10000, false,
+     "egress pools the operator may define, 'default' included", NULL},
+    {"egress_pool_members_max", INT(egress_pool_members_max), "8", 1, 64, false,
+     "egresses one pool may have", NULL},
+    {"egress_weight_max", INT(egress_weight_max), "1000", 1, 1000000, false,
+     "largest weight of a pool's member", NULL},
     /* Events and webhooks */
     {"event_retention_days", INT(event_retention_days), "30", 1, 3650, false,
      "days the event log keeps an event", NULL},

@@ -89,6 +89,11 @@ struct config {
     int64_t pacing_burst;         /* messages a paced limit lets go at once after a pause */
     int64_t pacing_horizon_ms;    /* how far ahead of its slot a paced message is claimed */
     char *shaping;                /* a shaping file loaded at start, or NULL */
+    /* Egresses and egress pools (issue 15) */
+    int64_t egress_max;              /* egresses, 'default' included */
+    int64_t egress_pool_max;         /* pools, 'default' included */
+    int64_t egress_pool_members_max; /* members of one pool */
+    int64_t egress_weight_max;       /* a member's largest weight */
     /* Events and webhooks */
     int64_t event_retention_days;    /* events older than this are pruned */
     int64_t webhook_max_endpoints;   /* endpoints a tenant may have */

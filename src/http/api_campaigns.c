@@ -807,6 +807,7 @@ api_campaign_test(struct req *r)
 {
     struct compose_campaign *cc = NULL;
     struct dkim_signer *signer = NULL;
+    struct egress eg = {0};
     struct smtp_job jobs[TEST_MAX_TO], *jp[TEST_MAX_TO];
     json_t *to = json_object_get(r->json, "to"), *e, *results;
     const char *name = NULL, *why = NULL;
@@ -862,7 +863,12 @@ api_campaign_test(struct req *r)
         }
         jp[i] = &jobs[i];
     }
-    if ((err = send_now(r->app->cfg, jp, (int)n)) != MC_ERR_OK) {
+    /* Through the tenant's pool, like its campaigns' mail. */
+    if ((err = store_tenant_egress(r->app->st, TENANT(r), &eg)) != MC_ERR_OK) {
+        reply_store_error(r, err, "tenant");
+        goto out;
+    }
+    if ((err = send_now(r->app->cfg, &eg, jp, (int)n)) != MC_ERR_OK) {
         reply_error(r, err, "the relay cannot be used: %s", mc_err_str(err));
         goto out;
     }
@@ -882,6 +888,7 @@ out:
     for (i = 0; i < TEST_MAX_TO; i++)
         compose_job_cleanup(&jobs[i]);
     free(attrs);
+    egress_cleanup(&eg);
     dkim_signer_free(signer);
     compose_campaign_free(cc);
     atomic_fetch_sub(&r->app->test_sends, 1);

@@ -17,9 +17,10 @@
 json_t *
 tenant_json(const struct tenant *t)
 {
-    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:o, s:o}", "id", t->id, "name", t->name,
-                     "slug", t->slug, "status", tenant_status_str(t->status), "plan", t->plan,
-                     "settings", json_from_text(t->settings), "created_at",
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:s, s:o, s:o}", "id", t->id, "name",
+                     t->name, "slug", t->slug, "status", tenant_status_str(t->status), "plan",
+                     t->plan, "settings", json_from_text(t->settings), "egress_pool",
+                     t->egress_pool[0] ? t->egress_pool : "default", "created_at",
                      json_time(t->created_at), "updated_at", json_time(t->updated_at));
 }
 
@@ -158,12 +159,13 @@ api_tenant_create(struct req *r)
 {
     const char *name = NULL, *slug = NULL, *plan = NULL;
     struct tenant t = {0};
-    bool has_slug = false;
+    bool has_slug = false, has_pool = false;
     char *settings = NULL;
     mc_err err;
 
     if (!field_string(r, r->json, "name", F_REQUIRED | F_NONEMPTY | F_ONELINE, 255, &name,
                       NULL) ||
+        !api_tenant_pool_field(r, t.egress_pool, &has_pool) ||
         !field_string(r, r->json, "slug", 0, SLUG_MAX, &slug, &has_slug) ||
         !field_string(r, r->json, "plan", F_NONEMPTY | F_ONELINE, 50, &plan, NULL) ||
         !field_json(r, r->json, "settings", 0, false, &settings, NULL))
@@ -241,16 +243,20 @@ api_tenant_patch(struct req *r)
 {
     struct tenant_patch tp = {0};
     const char *status = NULL;
-    bool has_status = false;
+    bool has_status = false, has_pool = false;
     struct tenant t = {0};
+    char pool[SHAPING_NAME_MAX + 1] = "";
     char *settings = NULL;
     mc_err err;
 
     if (!field_string(r, r->json, "name", F_NONEMPTY | F_ONELINE, 255, &tp.name, NULL) ||
         !field_string(r, r->json, "plan", F_NONEMPTY | F_ONELINE, 50, &tp.plan, NULL) ||
         !field_string(r, r->json, "status", 0, 20, &status, &has_status) ||
-        !field_json(r, r->json, "settings", 0, false, &settings, NULL))
+        !field_json(r, r->json, "settings", 0, false, &settings, NULL) ||
+        !api_tenant_pool_field(r, pool, &has_pool))
         goto out;
+    if (has_pool)
+        tp.egress_pool = pool;
     if (has_status) {
         int s = tenant_status_parse(status);
         if (s != TENANT_ACTIVE && s != TENANT_SUSPENDED) {
@@ -268,6 +274,8 @@ api_tenant_patch(struct req *r)
     }
     if (has_status)
         log_info("event=tenant_status tenant=%s status=%s", t.id, tenant_status_str(t.status));
+    if (has_pool)
+        log_info("event=tenant_egress_pool tenant=%s pool=%s", t.id, t.egress_pool);
     reply_json(r, 200, tenant_json(&t));
 out:
     free(settings);

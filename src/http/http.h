@@ -324,6 +324,24 @@ void api_shaping_put(struct req *r);
 void api_shaping_state_list(struct req *r);
 void api_shaping_state_lift(struct req *r);
 
+/* ---- handlers: api_egress.c (operator) ---- */
+void api_egress_create(struct req *r);
+void api_egress_list(struct req *r);
+void api_egress_get(struct req *r);
+void api_egress_patch(struct req *r);
+void api_egress_delete(struct req *r);
+void api_egress_pool_create(struct req *r);
+void api_egress_pool_list(struct req *r);
+void api_egress_pool_get(struct req *r);
+void api_egress_pool_patch(struct req *r);
+void api_egress_pool_delete(struct req *r);
+/*
+ * The tenant's "egress_pool" field of a create or PATCH body: a pool's
+ * name that exists, copied into out (*present: it was there); false after
+ * replying 422.
+ */
+bool api_tenant_pool_field(struct req *r, char out[SHAPING_NAME_MAX + 1], bool *present);
+
 /* ---- handlers: api_events.c, api_webhooks.c ---- */
 void api_event_list(struct req *r);
 void api_campaign_messages(struct req *r);

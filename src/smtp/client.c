@@ -35,6 +35,7 @@
  * once when it starts and once when the relay is reachable again (with its
  * length and the number of failures not logged in between).
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1026,6 +1027,44 @@ event_cb(struct bufferevent *bev, short what, void *arg)
     conn_fail(c, why);
 }
 
+/*
+ * Gives the connection a socket of family bound to the egress's source
+ * address (port chosen by the system), so the relay sees that address;
+ * -1 when the address is not of that family or cannot be bound.
+ */
+static int
+bind_source(struct conn *c, int family)
+{
+    struct sockaddr_storage sa = {0};
+    socklen_t len;
+    evutil_socket_t fd;
+
+    if (family == AF_INET) {
+        struct sockaddr_in *in = (struct sockaddr_in *)&sa;
+        in->sin_family = AF_INET;
+        if (inet_pton(AF_INET, c->pool->p.source_address, &in->sin_addr) != 1)
+            return -1;
+        len = sizeof(*in);
+    } else if (family == AF_INET6) {
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&sa;
+        in6->sin6_family = AF_INET6;
+        if (inet_pton(AF_INET6, c->pool->p.source_address, &in6->sin6_addr) != 1)
+            return -1;
+        len = sizeof(*in6);
+    } else
+        return -1;
+    fd = socket(family, SOCK_STREAM, 0);
+    if (fd < 0)
+        return -1;
+    if (bind(fd, (struct sockaddr *)&sa, len) != 0 || evutil_make_socket_nonblocking(fd) != 0 ||
+        evutil_make_socket_closeonexec(fd) != 0 || bufferevent_setfd(c->bev, fd) != 0) {
+        log_warn("event=egress_bind source=%s errno=%d", c->pool->p.source_address, errno);
+        evutil_closesocket(fd);
+        return -1;
+    }
+    return 0;
+}
+
 /* Connects to the resolved address (or fails the connection); takes ai. */
 static void
 connect_to(struct conn *c, int err, struct evutil_addrinfo *ai)
@@ -1039,6 +1078,11 @@ connect_to(struct conn *c, int err, struct evutil_addrinfo *ai)
         if (ai)
             evutil_freeaddrinfo(ai);
         conn_fail(c, why);
+        return;
+    }
+    if (c->pool->p.source_address[0] && bind_source(c, ai->ai_family) != 0) {
+        evutil_freeaddrinfo(ai);
+        conn_fail(c, "cannot bind the egress's source address");
         return;
     }
     rc = bufferevent_socket_connect(c->bev, ai->ai_addr, (int)ai->ai_addrlen);

@@ -48,6 +48,7 @@ struct smtp_params {
     int idle_timeout;     /* an idle connection says QUIT after this many seconds */
     int max_connections;
     int max_messages;     /* per connection */
+    char source_address[64]; /* a local IP literal to bind before connecting; "" none */
 };
 
 /*

@@ -101,6 +101,7 @@ struct tenant {
     char *plan;     /* owned */
     char *settings; /* owned, JSON object text */
     enum tenant_status status;
+    char egress_pool[64]; /* the egress pool its mail leaves through ("" on create: default) */
     int64_t created_at;
     int64_t updated_at;
 };
@@ -118,6 +119,7 @@ struct tenant_patch {
     const char *settings;
     bool has_status;
     enum tenant_status status;
+    const char *egress_pool; /* NULL: unchanged; the caller checked the pool exists */
 };
 
 const char *tenant_status_str(enum tenant_status s);
@@ -246,6 +248,7 @@ struct shaping {
 
 /* A reply from the relay to one delivery attempt, for the automation rules. */
 struct shaping_obs {
+    char egress[SHAPING_NAME_MAX + 1];
     char site[SHAPING_NAME_MAX + 1];
     char tenant_id[MC_UUID_LEN + 1];
     int code;
@@ -279,7 +282,9 @@ void shaping_cleanup(struct shaping *sh);
  * Matches the relay's replies against egress's automation rules
  * (store_automation.c): each match is counted, and a rule whose trigger is
  * reached puts its action in force until now + its duration (extending one
- * already in force).  *fired: how many actions were put in force.
+ * already in force).  *fired: how many actions were put in force.  An
+ * observation's egress, when set, is the one it went through; egress is
+ * for those without one.
  */
 mc_err store_shaping_observe(struct store *st, const char *egress,
                              const struct shaping_obs *obs, int n, int64_t now, int *fired);
@@ -288,6 +293,69 @@ mc_err store_shaping_state_list(struct store *st, int64_t now, struct shaping_st
                                 int *n);
 /* Lifts one; MC_ERR_NOT_FOUND when there is no such id in force. */
 mc_err store_shaping_state_lift(struct store *st, const char *id);
+
+/* ---- egresses and egress pools (issue 15, item 5; store_egress.c) ---- */
+
+#define EGRESS_RELAY_MAX 512
+#define EGRESS_ADDRESS_MAX 64
+
+/* One way out.  'default' has no relay of its own (NULL: the configuration's --relay). */
+struct egress {
+    char name[SHAPING_NAME_MAX + 1];
+    char *relay;          /* owned, NULL for 'default' */
+    char *ehlo_name;      /* owned, NULL: the process's default */
+    char *source_address; /* owned, NULL: the system chooses */
+    int64_t max_connections; /* per process, 0: the smtp_connections option */
+    int64_t created_at, updated_at;
+};
+
+struct egress_member {
+    char egress[SHAPING_NAME_MAX + 1];
+    int64_t weight;
+};
+
+struct egress_pool {
+    char name[SHAPING_NAME_MAX + 1];
+    struct egress_member *members; /* owned */
+    int nmembers;
+    int64_t created_at, updated_at;
+};
+
+void egress_cleanup(struct egress *e);
+void egress_pool_cleanup(struct egress_pool *p);
+
+/* Inserts e (times filled); CONFLICT when the name is taken, LIMIT at max egresses. */
+mc_err store_egress_create(struct store *st, struct egress *e, int max);
+mc_err store_egress_get(struct store *st, const char *name, struct egress *out);
+/* Every egress, by name (*out owned: egress_cleanup each, then free). */
+mc_err store_egress_list(struct store *st, struct egress **out, int *n);
+/*
+ * Replaces the fields of name with e's (relay, ehlo_name, source_address,
+ * max_connections), out the row as stored.  NOT_FOUND without it.
+ */
+mc_err store_egress_update(struct store *st, const char *name, const struct egress *e,
+                           struct egress *out);
+/*
+ * The egress a tenant's one-off mail (test sends) leaves through: its
+ * pool's heaviest member (by name on a tie).  NOT_FOUND without the tenant.
+ */
+mc_err store_tenant_egress(struct store *st, const char *tenant_id, struct egress *out);
+/* NOT_FOUND without it; CONFLICT while a pool has it as a member. */
+mc_err store_egress_delete(struct store *st, const char *name);
+
+/*
+ * Inserts p with its members (times filled); CONFLICT when the name is
+ * taken, LIMIT at max pools, INVALID when a member is no egress.
+ */
+mc_err store_egress_pool_create(struct store *st, struct egress_pool *p, int max);
+mc_err store_egress_pool_get(struct store *st, const char *name, struct egress_pool *out);
+/* Every pool with its members, by name (*out owned: egress_pool_cleanup each, then free). */
+mc_err store_egress_pool_list(struct store *st, struct egress_pool **out, int *n);
+/* Replaces the members of pool name with p's; NOT_FOUND, INVALID as create. */
+mc_err store_egress_pool_update(struct store *st, const char *name, const struct egress_pool *p,
+                                struct egress_pool *out);
+/* NOT_FOUND without it; CONFLICT while a tenant (not deleted) is assigned it. */
+mc_err store_egress_pool_delete(struct store *st, const char *name);
 
 /* ---- recipient lists ---- */
 
@@ -759,6 +827,7 @@ struct delivery_msg {
     int attempts;                  /* this attempt's number (the fence) */
     int max_attempts;
     char site[64];                 /* the destination site ("" for messages older than sites) */
+    char egress[SHAPING_NAME_MAX + 1]; /* the egress the claim chose from the tenant's pool */
     int64_t not_before;            /* its paced slot (Unix microseconds), 0: at once */
 };
 
@@ -766,7 +835,9 @@ struct delivery_msg {
 struct claim_pacing {
     int64_t burst;      /* messages a paced scope lets go at once after a pause, >= 1 */
     int64_t horizon_us; /* a message is claimed at most this long before its slot */
-    const char *egress; /* borrowed: the egress whose shaping rules apply */
+    const char *const *up; /* borrowed: the egresses this process can send through now; */
+    int nup;                /* up NULL: every egress */
+    int64_t seed;            /* varies the weighted choice between claims */
 };
 
 struct delivery_vec {

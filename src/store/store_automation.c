@@ -131,7 +131,8 @@ store_shaping_observe(struct store *st, const char *egress, const struct shaping
                                REG_EXTENDED | REG_ICASE | REG_NOSUB) == 0;
     for (int k = 0; k < n && err == MC_ERR_OK; k++)
         for (int i = 0; i < nautos && err == MC_ERR_OK; i++) {
-            if (strcmp(autos[i].egress, egress) != 0)
+            /* An observation names the egress it went through; else the argument's. */
+            if (strcmp(autos[i].egress, obs[k].egress[0] ? obs[k].egress : egress) != 0)
                 continue;
             if (autos[i].match_regex[0] && !re_ok[i])
                 continue; /* validated at PUT; a regex this libc refuses matches nothing */

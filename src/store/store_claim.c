@@ -11,7 +11,10 @@
  *                      FOR NO KEY UPDATE; SQLite: BEGIN IMMEDIATE serialises
  *                      every writer anyway) and read the campaign's and the
  *                      tenant's state and limits
+ *   claim_egresses     the tenant's pool's members this worker can send
+ *                      through now (none: nothing is claimed)
  *   claim_allowance    what the minute, hour and day windows leave
+ *   claim_egress_assign  each picked row an egress, at random by weight
  *   claim_take         the due rows, leased
  *   claim_suppress     the taken rows whose recipient may no longer be mailed
  *   claim_recipients   the recipients' data for rendering
@@ -137,6 +140,7 @@ struct claim_ctx {
     int64_t c_minute, c_hour;            /* the campaign's own limits, 0 none */
     int64_t t_second, t_minute, t_hour, t_day; /* the tenant's limits (t_second 0: none) */
     bool t_enabled;
+    char pool[SHAPING_NAME_MAX + 1]; /* the tenant's egress pool */
 };
 
 static void
@@ -160,6 +164,8 @@ ctx_row(struct db *d, struct db_res *r, void *out)
         c->t_day = RATE_DEFAULT_DAY;
         c->t_enabled = true;
     }
+    snprintf(c->pool, sizeof(c->pool), "%s",
+             d->ops->col_text(r, 9) ? d->ops->col_text(r, 9) : "default");
 }
 
 struct window_counts {
@@ -320,6 +326,7 @@ static const char sql_rcpts_pg[] =
 struct pick {
     char id[MC_UUID_LEN + 1];
     char site[64];
+    const char *egress; /* borrowed from the claim's members: the way out it was given */
     int scope;       /* its site's paced scope, or -1 */
     int64_t hold;    /* suspended (automation) until then, 0: not */
     int64_t slot;    /* when it may leave (0: at once) */
@@ -352,6 +359,9 @@ struct claim {
     int ngone;
     struct rcpt_data *rd; /* owned */
     int nrd;
+    struct egress_member *eg; /* owned: the tenant's pool's members this process can reach */
+    int neg;
+    int64_t eg_total; /* their weights' sum */
 };
 
 /* Locks the tenant's row, stamps the claim and reads the campaign's and tenant's state. */
@@ -371,7 +381,7 @@ claim_ctx_load(struct claim *k)
     return db_fetch_one(&k->d,
                         "SELECT c.status, t.status, c.rate_limit_per_minute, "
                         "c.rate_limit_per_hour, l.per_minute, l.per_hour, l.per_day, "
-                        "l.enabled, l.per_second FROM campaigns c JOIN tenants t ON t.id = c.tenant_id "
+                        "l.enabled, l.per_second, t.egress_pool FROM campaigns c JOIN tenants t ON t.id = c.tenant_id "
                         "LEFT JOIN tenant_rate_limits l ON l.tenant_id = t.id "
                         "WHERE c.tenant_id = $1 AND c.id = $2",
                         p, NPARAMS(p), ctx_row, &k->ctx);
@@ -533,21 +543,24 @@ claim_pace_fixed(struct claim *k, int64_t *cap)
 struct site_rule {
     char site[64];
     int64_t per_second, per_minute;
+    char egress[SHAPING_NAME_MAX + 1];
 };
 
 static void
 site_rule_row(struct db *d, struct db_res *r, void *out)
 {
     struct site_rule *x = out;
-    const char *s = d->ops->col_text(r, 0);
+    const char *s = d->ops->col_text(r, 0), *eg = d->ops->col_text(r, 3);
 
     snprintf(x->site, sizeof(x->site), "%s", s ? s : "");
     x->per_second = d->ops->col_int(r, 1);
     x->per_minute = d->ops->col_int(r, 2);
+    snprintf(x->egress, sizeof(x->egress), "%s", eg ? eg : "");
 }
 
 /* What automation has in force on the egress (store_automation.c). */
 struct in_force {
+    char egress[SHAPING_NAME_MAX + 1];
     char site[64];
     char tenant[MC_UUID_LEN + 1]; /* "": every tenant */
     bool suspend;                 /* else a rate */
@@ -566,6 +579,8 @@ in_force_row(struct db *d, struct db_res *r, void *out)
     x->suspend = action && strcmp(action, "set_rate") != 0;
     x->interval = pace_interval(d->ops->col_int(r, 3), d->ops->col_int(r, 4));
     x->until = d->ops->col_int(r, 5);
+    snprintf(x->egress, sizeof(x->egress), "%s",
+             d->ops->col_text(r, 6) ? d->ops->col_text(r, 6) : "");
 }
 
 /*
@@ -581,6 +596,8 @@ site_interval(const struct claim *k, const struct pick *x, const struct site_rul
     int64_t iv = 0;
 
     for (int r = 0; r < nrules; r++) {
+        if (strcmp(rules[r].egress, x->egress) != 0)
+            continue;
         if (strcmp(rules[r].site, x->site) == 0)
             rule = &rules[r];
         else if (rule == NULL && strcmp(rules[r].site, "*") == 0)
@@ -589,7 +606,7 @@ site_interval(const struct claim *k, const struct pick *x, const struct site_rul
     if (rule)
         iv = pace_interval(rule->per_second, rule->per_minute);
     for (int i = 0; i < nf; i++) {
-        if (strcmp(f[i].site, x->site) != 0)
+        if (strcmp(f[i].site, x->site) != 0 || strcmp(f[i].egress, x->egress) != 0)
             continue;
         if (f[i].suspend && (f[i].tenant[0] == '\0' || strcmp(f[i].tenant, k->w->tenant_id) == 0))
             *hold = f[i].until > *hold ? f[i].until : *hold;
@@ -599,11 +616,101 @@ site_interval(const struct claim *k, const struct pick *x, const struct site_rul
     return iv;
 }
 
+static void
+member_row(struct db *d, struct db_res *r, void *out)
+{
+    struct egress_member *x = out;
+    const char *eg = d->ops->col_text(r, 0);
+
+    snprintf(x->egress, sizeof(x->egress), "%s", eg ? eg : "");
+    x->weight = d->ops->col_int(r, 1);
+}
+
+static bool
+egress_up(const struct claim_pacing *pc, const char *name)
+{
+    if (pc->up == NULL)
+        return true;
+    for (int i = 0; i < pc->nup; i++)
+        if (strcmp(pc->up[i], name) == 0)
+            return true;
+    return false;
+}
+
+/*
+ * The tenant's pool's members this process can send through (k->eg:
+ * known to it and not backing off): a member that is down gives its share
+ * to the others.  When every member is down
+ * (*none) nothing is claimed: the rows wait, their attempts unspent, until
+ * one answers again.  A pool without members (none can be made through
+ * the API) sends through 'default'.
+ */
+static mc_err
+claim_egresses(struct claim *k, bool *none)
+{
+    struct db_param p[] = {P_TEXT(k->ctx.pool)};
+    struct egress_member *all = NULL;
+    int nall = 0;
+    mc_err err;
+
+    *none = false;
+    err = db_fetch_all(&k->d,
+                       "SELECT egress, weight FROM egress_pool_members WHERE pool = $1 "
+                       "ORDER BY egress",
+                       p, 1, member_row, sizeof(*all), (void **)&all, &nall);
+    if (err != MC_ERR_OK) {
+        free(all);
+        return err;
+    }
+    if (nall == 0) {
+        all = xrealloc(all, sizeof(*all));
+        memset(all, 0, sizeof(*all));
+        snprintf(all[0].egress, sizeof(all[0].egress), "default");
+        all[0].weight = 1;
+        nall = 1;
+    }
+    k->eg = xcalloc((size_t)nall, sizeof(*k->eg));
+    for (int i = 0; i < nall; i++)
+        if (egress_up(k->pc, all[i].egress)) {
+            k->eg[k->neg++] = all[i];
+            k->eg_total += all[i].weight;
+        }
+    free(all);
+    *none = k->neg == 0;
+    return MC_ERR_OK;
+}
+
+/* splitmix64: a well-spread sequence from any seed, for the weighted choice. */
+static uint64_t
+mix_next(uint64_t *state)
+{
+    uint64_t z = (*state += 0x9E3779B97F4A7C15ULL);
+
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+/* Gives each picked row an egress: member i with probability weight_i / total. */
+static void
+claim_egress_assign(struct claim *k)
+{
+    uint64_t state = (uint64_t)k->pc->seed ^ (uint64_t)k->now;
+
+    for (int i = 0; i < k->npk; i++) {
+        int64_t r = (int64_t)(mix_next(&state) % (uint64_t)k->eg_total);
+        int m = 0;
+        while (m < k->neg - 1 && r >= k->eg[m].weight)
+            r -= k->eg[m++].weight;
+        k->pk[i].egress = k->eg[m].egress;
+    }
+}
+
 /* The sites' paced scopes of the picked rows, and the rows automation holds. */
 static mc_err
 claim_pace_sites(struct claim *k)
 {
-    struct db_param p[] = {P_TEXT(k->pc->egress), P_INT(k->now)};
+    struct db_param p[] = {P_INT(k->now)};
     struct site_rule *rules = NULL;
     struct in_force *f = NULL;
     int nrules = 0, nf = 0, from = k->nsc;
@@ -611,13 +718,13 @@ claim_pace_sites(struct claim *k)
     mc_err err;
 
     err = db_fetch_all(&k->d,
-                       "SELECT site, per_second, per_minute FROM shaping_rules WHERE egress = $1 "
-                       "AND (per_second IS NOT NULL OR per_minute IS NOT NULL)",
-                       p, 1, site_rule_row, sizeof(*rules), (void **)&rules, &nrules);
+                       "SELECT site, per_second, per_minute, egress FROM shaping_rules WHERE "
+                       "per_second IS NOT NULL OR per_minute IS NOT NULL",
+                       NULL, 0, site_rule_row, sizeof(*rules), (void **)&rules, &nrules);
     if (err == MC_ERR_OK)
         err = db_fetch_all(&k->d,
-                           "SELECT site, tenant_key, action, per_second, per_minute, until_at "
-                           "FROM shaping_state WHERE egress = $1 AND until_at > $2",
+                           "SELECT site, tenant_key, action, per_second, per_minute, until_at, "
+                           "egress FROM shaping_state WHERE until_at > $1",
                            p, NPARAMS(p), in_force_row, sizeof(*f), (void **)&f, &nf);
     for (int i = 0; i < k->npk && err == MC_ERR_OK && (nrules > 0 || nf > 0); i++) {
         int64_t iv;
@@ -626,7 +733,7 @@ claim_pace_sites(struct claim *k)
         iv = site_interval(k, &k->pk[i], rules, nrules, f, nf, &k->pk[i].hold);
         if (iv <= 0)
             continue;
-        snprintf(key, sizeof(key), "site:%s/%s", k->pc->egress, k->pk[i].site);
+        snprintf(key, sizeof(key), "site:%s/%s", k->pk[i].egress, k->pk[i].site);
         scope_add(k, key, iv);
     }
     free(rules);
@@ -638,7 +745,7 @@ claim_pace_sites(struct claim *k)
     for (int i = 0; i < k->npk; i++) {
         if (k->pk[i].site[0] == '\0')
             continue;
-        snprintf(key, sizeof(key), "site:%s/%s", k->pc->egress, k->pk[i].site);
+        snprintf(key, sizeof(key), "site:%s/%s", k->pk[i].egress, k->pk[i].site);
         for (int s = from; s < k->nsc; s++)
             if (strcmp(k->sc[s].id, key) == 0)
                 k->pk[i].scope = s;
@@ -748,6 +855,8 @@ claim_take(struct claim *k, int64_t lease_us)
         for (int j = 0; j < k->npk; j++)
             if (k->pk[j].take && strcmp(k->pk[j].id, k->v.items[i].id) == 0) {
                 k->v.items[i].not_before = k->pk[j].slot;
+                snprintf(k->v.items[i].egress, sizeof(k->v.items[i].egress), "%s",
+                         k->pk[j].egress);
                 break;
             }
     return err;
@@ -873,6 +982,7 @@ store_delivery_claim(struct store *st, const struct delivery_work *w, const char
 {
     struct claim k = {.w = w, .owner = owner, .pc = pc, .now = now};
     int64_t allow = 0;
+    bool no_egress = false;
     mc_err err;
 
     memset(out, 0, sizeof(*out));
@@ -883,12 +993,15 @@ store_delivery_claim(struct store *st, const struct delivery_work *w, const char
         goto out;
     if ((err = claim_ctx_load(&k)) != MC_ERR_OK || !k.ctx.sending)
         goto rollback;
+    if ((err = claim_egresses(&k, &no_egress)) != MC_ERR_OK || no_egress)
+        goto rollback;
     if ((err = claim_allowance(&k, max, &allow)) != MC_ERR_OK || allow <= 0)
         goto rollback;
     if ((err = claim_pace_fixed(&k, &allow)) != MC_ERR_OK || allow <= 0)
         goto rollback;
     if ((err = claim_pick(&k, allow)) != MC_ERR_OK || k.npk == 0)
         goto rollback;
+    claim_egress_assign(&k);
     if ((err = claim_pace_sites(&k)) != MC_ERR_OK)
         goto rollback;
     claim_pace_assign(&k);
@@ -924,6 +1037,7 @@ out:
     outcome_rows_free(k.gone, k.ngone);
     free(k.pk);
     free(k.sc);
+    free(k.eg);
     delivery_vec_cleanup(&k.v);
     return err;
 }

@@ -1,6 +1,7 @@
 /*
  * store_tenants.c - tenants and their rate limits.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,7 +47,7 @@ tenant_list_cleanup(struct tenant_list *l)
     memset(l, 0, sizeof(*l));
 }
 
-#define TENANT_COLS "id, name, slug, status, plan, settings, created_at, updated_at"
+#define TENANT_COLS "id, name, slug, status, plan, settings, created_at, updated_at, egress_pool"
 
 static void
 tenant_row(struct db *d, struct db_res *r, void *out)
@@ -64,6 +65,8 @@ tenant_row(struct db *d, struct db_res *r, void *out)
     t->settings = db_col_dup(d, r, 5);
     t->created_at = d->ops->col_time(r, 6);
     t->updated_at = d->ops->col_time(r, 7);
+    snprintf(t->egress_pool, sizeof(t->egress_pool), "%s",
+             d->ops->col_text(r, 8) ? d->ops->col_text(r, 8) : "default");
 }
 
 mc_err
@@ -81,14 +84,17 @@ store_tenant_create(struct store *st, struct tenant *t)
                            P_TEXT(tenant_status_str(t->status)),
                            P_TEXT(t->plan ? t->plan : "free"),
                            P_TEXT(t->settings ? t->settings : "{}"),
-                           P_TIME(now)};
+                           P_TIME(now),
+                           P_TEXT(t->egress_pool[0] ? t->egress_pool : "default")};
     if ((err = db_get(st, &d)) != MC_ERR_OK)
         return err;
     err = db_exec(&d,
-                  "INSERT INTO tenants (" TENANT_COLS ") VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+                  "INSERT INTO tenants (" TENANT_COLS ") VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8)",
                   p, NPARAMS(p), NULL);
     db_put(&d);
     if (err == MC_ERR_OK) {
+        if (t->egress_pool[0] == '\0')
+            snprintf(t->egress_pool, sizeof(t->egress_pool), "default");
         if (t->plan == NULL)
             t->plan = xstrdup("free");
         if (t->settings == NULL)
@@ -163,7 +169,8 @@ store_tenant_update(struct store *st, const char *id, const struct tenant_patch 
 {
     const char *status = tp->has_status ? tenant_status_str(tp->status) : NULL;
     struct db_param p[] = {P_TEXT(id),     P_TEXT(tp->name),     P_TEXT(tp->plan),
-                           P_TEXT(status), P_TEXT(tp->settings), P_TIME(time_now_us())};
+                           P_TEXT(status), P_TEXT(tp->settings), P_TIME(time_now_us()),
+                           P_TEXT(tp->egress_pool)};
     int64_t changes = 0;
     struct db d;
     mc_err err;
@@ -175,7 +182,7 @@ store_tenant_update(struct store *st, const char *id, const struct tenant_patch 
     err = db_exec(&d,
                   "UPDATE tenants SET name = COALESCE($2, name), plan = COALESCE($3, plan), "
                   "status = COALESCE($4, status), settings = COALESCE($5, settings), "
-                  "updated_at = $6 WHERE id = $1 AND status <> 'deleted'",
+                  "egress_pool = COALESCE($7, egress_pool), updated_at = $6 WHERE id = $1 AND status <> 'deleted'",
                   p, NPARAMS(p), &changes);
     if (err == MC_ERR_OK && changes == 0)
         err = MC_ERR_NOT_FOUND;

@@ -119,12 +119,24 @@ queue_depth(struct delivery *d)
 static int
 pools_busy(const struct delivery *d)
 {
-    return smtp_pool_busy(d->pool) + delivery_sites_busy(d);
+    return smtp_pool_busy(d->pool) + delivery_sites_busy(d) + delivery_egress_busy(d);
+}
+
+/* Connections the worker may open: the main pool's and each other egress's. */
+static int
+conns_total(const struct delivery *d)
+{
+    int n = (int)d->cfg->smtp_connections;
+
+    for (int i = 0; i < d->neg; i++)
+        if (!d->eg[i].retired)
+            n += d->eg[i].p.max_connections;
+    return n;
 }
 
 /* The pool's verdict on one message. */
-static void
-job_done(struct smtp_job *job, void *arg)
+void
+delivery_job_done(struct smtp_job *job, void *arg)
 {
     struct dmsg *m = (struct dmsg *)job;
     struct delivery *d = arg;
@@ -136,8 +148,7 @@ job_done(struct smtp_job *job, void *arg)
     /* A connection is free: refill now, not at the next tick (never from inside
      * the pool's callback, which must not submit). */
     d->rate_n++;
-    if (d->pool && !delivery_stopping(d) &&
-        2 * pools_busy(d) < queue_depth(d) * d->cfg->smtp_connections &&
+    if (d->pool && !delivery_stopping(d) && 2 * pools_busy(d) < queue_depth(d) * conns_total(d) &&
         !event_pending(d->kick, EV_TIMEOUT, NULL))
         event_active(d->kick, EV_TIMEOUT, 0);
 }
@@ -188,6 +199,7 @@ send_one(struct delivery *d, const struct delivery_msg *dm)
     memcpy(m->id, dm->id, sizeof(m->id));
     memcpy(m->tenant_id, dm->tenant_id, sizeof(m->tenant_id));
     memcpy(m->site, dm->site, sizeof(m->site));
+    snprintf(m->egress, sizeof(m->egress), "%s", dm->egress[0] ? dm->egress : "default");
     m->attempts = dm->attempts;
     d->inflight++;
     if (!build(d, m, dm)) { /* its outcome is recorded; it counts until then */
@@ -202,8 +214,17 @@ send_one(struct delivery *d, const struct delivery_msg *dm)
      */
     m->job.deadline = m->started + d->cfg->lease_seconds * 1000000LL -
                       (d->cfg->smtp_data_timeout + 2 * d->cfg->smtp_command_timeout) * 1000000LL;
-    if (d->pool) {
-        smtp_pool_submit(delivery_sites_pool(d, dm->site, job_done), &m->job);
+    if (d->pool || strcmp(m->egress, "default") != 0) {
+        struct smtp_pool *pool = delivery_sites_pool(d, m->egress, dm->site, delivery_job_done);
+        if (pool != NULL) {
+            smtp_pool_submit(pool, &m->job);
+            return;
+        }
+        /* An egress this process no longer has (removed meanwhile): pending again, unsent. */
+        m->job.result = SMTP_NOT_SENT;
+        snprintf(m->job.text, sizeof(m->job.text), "the egress %s is not known here",
+                 m->egress);
+        delivery_job_done(&m->job, d);
         return;
     }
     /* dir: written now, atomically; the file name is the message's id. */
@@ -214,7 +235,7 @@ send_one(struct delivery *d, const struct delivery_msg *dm)
     snprintf(m->job.queue_id, sizeof(m->job.queue_id), "%s.eml", m->id);
     snprintf(m->job.text, sizeof(m->job.text), "%s",
              m->job.result == SMTP_SENT ? "written to the outbox" : "cannot write to the outbox");
-    job_done(&m->job, d);
+    delivery_job_done(&m->job, d);
 }
 
 /* Ends a claimed message that will not be sent: back to pending, no attempt used. */
@@ -311,7 +332,15 @@ take_answers(struct delivery *d, int *got)
     struct delivery_vec v;
 
     struct shaping sh;
+    struct egress *eg = NULL;
+    int neg = 0;
 
+    if (delivery_egress_take(d, &eg, &neg)) {
+        delivery_egress_set(d, eg, neg);
+        for (int i = 0; i < neg; i++)
+            egress_cleanup(&eg[i]);
+        free(eg);
+    }
     if (delivery_rules_take(d, &sh)) {
         delivery_sites_set(d, &sh);
         shaping_cleanup(&sh);
@@ -341,7 +370,8 @@ fill(struct delivery *d)
 {
     int room, max;
 
-    if (delivery_stopping(d) || (d->pool != NULL && smtp_pool_backing_off(d->pool)))
+    /* No egress can take mail (every relay backing off): nothing to claim for. */
+    if (delivery_stopping(d) || delivery_egress_up(d) == 0)
         return;
     if (d->claim_busy) {
         d->refill = true;
@@ -358,7 +388,7 @@ fill(struct delivery *d)
     if (d->pool) {
         /* Top up once the queue has drained to half its depth: a claim's
          * fixed cost is then spread over half a queue, not a few messages. */
-        int cap = queue_depth(d) * (int)d->cfg->smtp_connections,
+        int cap = queue_depth(d) * conns_total(d),
             busy = pools_busy(d) + d->nheld;
         if (2 * busy >= cap)
             return;
@@ -403,6 +433,7 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
         delivery_recover_ask(d);
     }
     delivery_sites_reap(d);
+    delivery_egress_reap(d);
     fill(d);
 }
 
@@ -435,12 +466,14 @@ stop_cb(evutil_socket_t fd, short what, void *arg)
     if (d->pool && !d->quit_asked) {
         d->quit_asked = true;
         smtp_pool_quit(d->pool, NULL, NULL);
+        delivery_egress_quit(d);
         /* One more turn of the loop in any case: it runs the callbacks of the
          * name resolutions the quit cancelled, which free them. */
         evtimer_add(d->stop_ev, &tv);
         return;
     }
-    if (smtp_pool_conns(d->pool) > 0 && time_mono_us() < d->stop_deadline) {
+    if (smtp_pool_conns(d->pool) + delivery_egress_conns(d) > 0 &&
+        time_mono_us() < d->stop_deadline) {
         evtimer_add(d->stop_ev, &tv);
         return;
     }
@@ -451,6 +484,7 @@ stop_cb(evutil_socket_t fd, short what, void *arg)
     if (d->inflight > d->nresults)
         log_warn("event=delivery_stop in_flight=%d (handed back)", d->inflight - d->nresults);
     delivery_sites_free(d); /* ends what is left through job_done */
+    delivery_egress_free(d);
     smtp_pool_free(d->pool);
     d->pool = NULL;
     delivery_db_quiesce(d); /* job_done may have handed a flush over */
@@ -515,16 +549,22 @@ delivery_start(struct store *st, const struct config *cfg, const struct secrets 
             log_error("event=relay error=\"%s\"", err);
             goto fail;
         }
-        d->pool = smtp_pool_new(d->base, &p, job_done, d);
+        d->pool = smtp_pool_new(d->base, &p, delivery_job_done, d);
         if (d->pool == NULL)
             goto fail;
         d->relay = p;
     }
     d->pacing.burst = cfg->pacing_burst;
     d->pacing.horizon_us = cfg->pacing_horizon_ms * 1000;
-    d->pacing.egress = "default";
     {
         struct shaping sh = {0};
+        struct egress *eg = NULL;
+        int neg = 0;
+        if (store_egress_list(st, &eg, &neg) == MC_ERR_OK)
+            delivery_egress_set(d, eg, neg);
+        for (int i = 0; i < neg; i++)
+            egress_cleanup(&eg[i]);
+        free(eg);
         if (store_shaping_get(st, &sh) == MC_ERR_OK)
             delivery_sites_set(d, &sh);
         shaping_cleanup(&sh);
@@ -549,6 +589,7 @@ fail:
     log_error("event=delivery error=\"cannot start delivery\"");
     delivery_db_end(d);
     delivery_sites_free(d);
+    delivery_egress_free(d);
     shaping_cleanup(&d->rules_next);
     smtp_pool_free(d->pool);
     if (d->tick)
@@ -581,6 +622,7 @@ begin_stop(evutil_socket_t fd, short what, void *arg)
     (void)what;
     smtp_pool_drain(d->pool); /* what has not started goes back at once */
     delivery_sites_drain(d);
+    delivery_egress_drain(d);
     held_release_all(d);
     stop_cb(fd, what, d);
 }
@@ -608,6 +650,9 @@ delivery_stop(struct delivery *d, int timeout_s)
     free(d->obs_rec);
     delivery_sites_free(d); /* the rules; the pools went at the stop */
     shaping_cleanup(&d->rules_next);
+    for (int i = 0; i < d->neg_next; i++)
+        egress_cleanup(&d->eg_next[i]);
+    free(d->eg_next);
     delivery_vec_cleanup(&d->claimed);
     event_base_free(d->base);
     dkim_signer_free(d->signer);

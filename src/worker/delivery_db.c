@@ -43,7 +43,8 @@ static void
 recover(struct delivery *d)
 {
     struct shaping sh = {0};
-    int n = 0;
+    struct egress *eg = NULL;
+    int n = 0, neg = 0;
     mc_err err = store_delivery_recover(
         d->st, time_now_us(), (int)(d->cfg->retry_max_attempts + d->cfg->lease_expiry_max), &n);
 
@@ -56,6 +57,18 @@ recover(struct delivery *d)
         shaping_cleanup(&d->rules_next);
         d->rules_next = sh;
         d->rules_ready = true;
+        pthread_mutex_unlock(&d->dbmu);
+        event_active(d->dbdone, EV_TIMEOUT, 0);
+    }
+    /* And the egresses, so a new or changed one is used without a restart. */
+    if (store_egress_list(d->st, &eg, &neg) == MC_ERR_OK) {
+        pthread_mutex_lock(&d->dbmu);
+        for (int i = 0; i < d->neg_next; i++)
+            egress_cleanup(&d->eg_next[i]);
+        free(d->eg_next);
+        d->eg_next = eg;
+        d->neg_next = neg;
+        d->eg_ready = true;
         pthread_mutex_unlock(&d->dbmu);
         event_active(d->dbdone, EV_TIMEOUT, 0);
     }
@@ -120,7 +133,7 @@ db_run(void *arg)
             mc_err err = store_delivery_record(d->st, d->owner, time_now_us(), d->rec, d->nrec,
                                                &applied);
             /* The relay's refusals feed the automation rules, recorded or not. */
-            if (store_shaping_observe(d->st, d->pacing.egress, d->obs_rec, d->nobs_rec,
+            if (store_shaping_observe(d->st, "default", d->obs_rec, d->nobs_rec,
                                       time_now_us(), &fired) != MC_ERR_OK)
                 log_warn("event=shaping_observe_failed n=%d", d->nobs_rec);
             d->nobs_rec = 0;
@@ -131,6 +144,12 @@ db_run(void *arg)
             struct delivery_vec v = {0};
             int max = d->claim_req;
             d->claim_req = 0;
+            memcpy(d->up_db, d->up_req, sizeof(d->up_db));
+            for (int i = 0; i < d->nup_req; i++)
+                d->up_ptr[i] = d->up_db[i];
+            d->pacing.up = d->up_ptr;
+            d->pacing.nup = d->nup_req;
+            d->pacing.seed++;
             pthread_mutex_unlock(&d->dbmu);
             claim_round(d, max, &v);
             pthread_mutex_lock(&d->dbmu);
@@ -204,6 +223,8 @@ delivery_claim_ask(struct delivery *d, int max)
     pthread_mutex_lock(&d->dbmu);
     d->claim_busy = true;
     d->claim_req = max;
+    memcpy(d->up_req, d->up_loop, sizeof(d->up_req));
+    d->nup_req = d->nup_loop;
     pthread_cond_broadcast(&d->dbcv);
     pthread_mutex_unlock(&d->dbmu);
 }

@@ -10,6 +10,8 @@
  *                       of outcomes waiting for their group commit
  *   delivery_metrics.c  counters and their Prometheus text
  *   delivery_sites.c    per-site pools: the shaping rules' connection limits
+ *   delivery_egress.c   the egresses' pools (issue 15): one per egress besides
+ *                       the default's (the main pool), and which can be used
  */
 #ifndef MC_DELIVERY_INT_H
 #define MC_DELIVERY_INT_H
@@ -56,6 +58,7 @@ struct dmsg {
     char id[MC_UUID_LEN + 1];
     char tenant_id[MC_UUID_LEN + 1];
     char site[SHAPING_NAME_MAX + 1];
+    char egress[SHAPING_NAME_MAX + 1]; /* the egress the claim gave it */
     int64_t started; /* monotonic, when handed to the relay */
     int attempts;
     char message_id[128];
@@ -72,10 +75,20 @@ struct held {
 /* A pool carrying one site's mail with its rule's connection limits (delivery_sites.c). */
 #define MAX_SITE_POOLS 64
 struct site_pool {
+    char egress[SHAPING_NAME_MAX + 1];
     char site[SHAPING_NAME_MAX + 1];
     int64_t max_connections, max_per_connection; /* the rule's, 0: the relay's */
     struct smtp_pool *pool;                      /* owned */
     bool retired; /* its rule changed: takes nothing new, freed once empty */
+};
+
+/* An egress other than 'default' and its pool (delivery_egress.c). */
+#define MAX_EGRESSES 64
+struct egress_out {
+    char name[SHAPING_NAME_MAX + 1];
+    struct smtp_params p;
+    struct smtp_pool *pool; /* owned */
+    bool retired;           /* removed or changed: takes nothing new, freed once empty */
 };
 
 #define METRIC_TENANTS 1024
@@ -113,6 +126,8 @@ struct delivery {
     int nspools;
     struct shaping_rule *site_rules; /* owned: the rules with connection limits */
     int nsite_rules;
+    struct egress_out eg[MAX_EGRESSES]; /* the egresses besides 'default' (d->pool) */
+    int neg;
     const char *outbox;        /* borrowed from cfg: the dir: path, or NULL */
     int inflight;
     struct held *held; /* owned list: claimed, waiting for their slots (not in inflight) */
@@ -148,6 +163,17 @@ struct delivery {
     bool recover_req;       /* return expired leases (no answer) */
     struct shaping rules_next; /* read with the sweep, for the loop to take */
     bool rules_ready;
+    struct egress *eg_next; /* owned: the egresses read with the sweep, for the loop */
+    int neg_next;
+    bool eg_ready;
+    /* The egresses a claim may give messages: the loop's (delivery_egress_up),
+     * copied under dbmu with each ask, and the database thread's copy. */
+    char up_loop[MAX_EGRESSES + 1][SHAPING_NAME_MAX + 1];
+    int nup_loop;
+    char up_req[MAX_EGRESSES + 1][SHAPING_NAME_MAX + 1];
+    int nup_req;
+    char up_db[MAX_EGRESSES + 1][SHAPING_NAME_MAX + 1]; /* the database thread's copy */
+    const char *up_ptr[MAX_EGRESSES + 1];
     int64_t recover_asked;  /* the loop's: monotonic, when it last asked */
     /* The database thread's own. */
     struct claim_pacing pacing; /* from cfg, set at start */
@@ -206,8 +232,12 @@ bool delivery_rules_take(struct delivery *d, struct shaping *out);
 
 /* Takes new rules: keeps those with connection limits, retires pools whose limits changed. */
 void delivery_sites_set(struct delivery *d, const struct shaping *sh);
-/* The pool for a message to site: its site's own (made on first use) or the main pool. */
-struct smtp_pool *delivery_sites_pool(struct delivery *d, const char *site, smtp_done_fn done);
+/*
+ * The pool for a message to site through egress: the (egress, site)'s own
+ * (made on first use) or the egress's pool; NULL when the egress is unknown.
+ */
+struct smtp_pool *delivery_sites_pool(struct delivery *d, const char *egress, const char *site,
+                                      smtp_done_fn done);
 /* Jobs queued or in flight in the site pools. */
 int delivery_sites_busy(const struct delivery *d);
 /* Frees retired pools that are empty. */
@@ -216,6 +246,33 @@ void delivery_sites_reap(struct delivery *d);
 void delivery_sites_drain(struct delivery *d);
 /* Frees every site pool (their jobs end through done) and the rules. */
 void delivery_sites_free(struct delivery *d);
+
+/* ---- delivery.c ---- */
+
+/* Every pool's verdict on one of its messages (a struct dmsg): recorded, then freed. */
+void delivery_job_done(struct smtp_job *job, void *arg);
+
+/* ---- delivery_egress.c (loop thread) ---- */
+
+/* Takes the egresses read from the store: new pools made, changed or removed ones retired. */
+void delivery_egress_set(struct delivery *d, const struct egress *list, int n);
+/* The pool of egress name ('default' or "": the main pool, NULL for dir:); NULL when unknown. */
+struct smtp_pool *delivery_egress_pool(struct delivery *d, const char *name);
+/* The parameters egress name's pools are made with (NULL when unknown). */
+const struct smtp_params *delivery_egress_params(const struct delivery *d, const char *name);
+/* Fills d->up_loop with the egresses that can take mail now (known, not backing off). */
+int delivery_egress_up(struct delivery *d);
+/* Jobs queued or in flight, and connections open, in the egress pools (not the main one). */
+int delivery_egress_busy(const struct delivery *d);
+int delivery_egress_conns(const struct delivery *d);
+/* Frees retired pools that are empty. */
+void delivery_egress_reap(struct delivery *d);
+/* A stop: drain, then quit, then free every egress pool. */
+void delivery_egress_drain(struct delivery *d);
+void delivery_egress_quit(struct delivery *d);
+void delivery_egress_free(struct delivery *d);
+/* Takes the egresses the last sweep read (*out owned); false when none are new. */
+bool delivery_egress_take(struct delivery *d, struct egress **out, int *n);
 
 /* ---- delivery_metrics.c ---- */
 

@@ -85,6 +85,7 @@ observe(struct delivery *d, const struct dmsg *m)
     o = &d->obs[d->nobs++];
     memset(o, 0, sizeof(*o));
     snprintf(o->site, sizeof(o->site), "%s", m->site);
+    snprintf(o->egress, sizeof(o->egress), "%s", m->egress);
     memcpy(o->tenant_id, m->tenant_id, sizeof(o->tenant_id));
     o->code = job->code;
     snprintf(o->enhanced, sizeof(o->enhanced), "%s", job->enhanced);

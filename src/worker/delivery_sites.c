@@ -1,10 +1,11 @@
 /*
  * delivery_sites.c - per-site connection limits (issue 15): the mail of a
- * site whose shaping rule limits connections or messages per connection
- * goes through a pool of its own, made with those limits, so at most
- * max_connections connections of this process carry the site's mail, each
- * for at most max_per_connection messages.  Every other message goes
- * through the worker's main pool.  Limits are per process (each worker
+ * site whose shaping rule on an egress limits connections or messages per
+ * connection goes through a pool of its own on that egress, made with those
+ * limits (and never more connections than the egress's own cap), so at
+ * most max_connections connections of this process carry the site's mail
+ * through that egress, each for at most max_per_connection messages.  Every
+ * other message goes through its egress's pool.  Limits are per process (each worker
  * opens its own connections); rates are shared through the database
  * (store_claim.c), not here.
  *
@@ -26,54 +27,69 @@
 void
 delivery_sites_set(struct delivery *d, const struct shaping *sh)
 {
-    int n = 0;
+    struct shaping_rule *old = d->site_rules;
+    int n = 0, nold = d->nsite_rules;
 
-    free(d->site_rules);
     d->site_rules = xcalloc((size_t)sh->nrules + 1, sizeof(*d->site_rules));
     for (int i = 0; i < sh->nrules; i++) {
         const struct shaping_rule *r = &sh->rules[i];
-        if (strcmp(r->egress, d->pacing.egress) != 0 || strcmp(r->site, "*") == 0 ||
+        bool known = false;
+        if (strcmp(r->site, "*") == 0 ||
             (r->max_connections <= 0 && r->max_per_connection <= 0))
             continue;
         d->site_rules[n++] = *r;
+        for (int k = 0; k < nold && !known; k++)
+            known = memcmp(&old[k], r, sizeof(*r)) == 0;
+        if (!known) /* once per rule taken: the operator sees a change arrive */
+            log_info("event=site_rule egress=%s site=%s max_connections=%lld "
+                     "max_per_connection=%lld",
+                     r->egress, r->site, (long long)r->max_connections,
+                     (long long)r->max_per_connection);
     }
+    free(old);
     d->nsite_rules = n;
     /* Pools whose limits are no longer the rule's retire. */
     for (int i = 0; i < d->nspools; i++) {
         struct site_pool *sp = &d->spools[i];
         const struct shaping_rule *r = NULL;
         for (int k = 0; k < n && r == NULL; k++)
-            if (strcmp(d->site_rules[k].site, sp->site) == 0)
+            if (strcmp(d->site_rules[k].site, sp->site) == 0 &&
+                strcmp(d->site_rules[k].egress, sp->egress) == 0)
                 r = &d->site_rules[k];
         if (!sp->retired && (r == NULL || r->max_connections != sp->max_connections ||
                              r->max_per_connection != sp->max_per_connection)) {
             sp->retired = true;
-            log_info("event=site_pool_retired site=%s", sp->site);
+            log_info("event=site_pool_retired egress=%s site=%s", sp->egress, sp->site);
         }
     }
 }
 
 struct smtp_pool *
-delivery_sites_pool(struct delivery *d, const char *site, smtp_done_fn done)
+delivery_sites_pool(struct delivery *d, const char *egress, const char *site, smtp_done_fn done)
 {
+    const char *eg = egress && egress[0] ? egress : "default";
+    struct smtp_pool *main = delivery_egress_pool(d, eg);
+    const struct smtp_params *base = delivery_egress_params(d, eg);
     const struct shaping_rule *r = NULL;
     struct smtp_params p;
     struct site_pool *sp;
 
-    if (site == NULL || site[0] == '\0')
-        return d->pool;
+    if (main == NULL || base == NULL || site == NULL || site[0] == '\0')
+        return main;
     for (int k = 0; k < d->nsite_rules && r == NULL; k++)
-        if (strcmp(d->site_rules[k].site, site) == 0)
+        if (strcmp(d->site_rules[k].site, site) == 0 && strcmp(d->site_rules[k].egress, eg) == 0)
             r = &d->site_rules[k];
     if (r == NULL)
-        return d->pool;
+        return main;
     for (int i = 0; i < d->nspools; i++)
-        if (!d->spools[i].retired && strcmp(d->spools[i].site, site) == 0)
+        if (!d->spools[i].retired && strcmp(d->spools[i].site, site) == 0 &&
+            strcmp(d->spools[i].egress, eg) == 0)
             return d->spools[i].pool;
     if (d->nspools == MAX_SITE_POOLS)
-        return d->pool;
-    p = d->relay;
-    if (r->max_connections > 0)
+        return main;
+    p = *base;
+    /* The rule's limit, never above the egress's own cap. */
+    if (r->max_connections > 0 && r->max_connections < p.max_connections)
         p.max_connections = (int)r->max_connections;
     if (r->max_per_connection > 0)
         p.max_messages = (int)r->max_per_connection;
@@ -81,12 +97,14 @@ delivery_sites_pool(struct delivery *d, const char *site, smtp_done_fn done)
     memset(sp, 0, sizeof(*sp));
     sp->pool = smtp_pool_new(d->base, &p, done, d);
     if (sp->pool == NULL)
-        return d->pool;
+        return main;
     snprintf(sp->site, sizeof(sp->site), "%s", site);
+    snprintf(sp->egress, sizeof(sp->egress), "%s", eg);
     sp->max_connections = r->max_connections;
     sp->max_per_connection = r->max_per_connection;
     d->nspools++;
-    log_info("event=site_pool site=%s max_connections=%d max_per_connection=%d", site,
+    log_info("event=site_pool egress=%s site=%s max_connections=%d max_per_connection=%d", eg,
+             site,
              p.max_connections, p.max_messages);
     return sp->pool;
 }

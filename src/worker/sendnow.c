@@ -3,7 +3,8 @@
  *
  * It runs a private libevent loop with its own connection pool in the
  * calling thread, so a test send neither waits behind a campaign's queue
- * nor counts against any rate limit or statistic.
+ * nor counts against any rate limit or statistic.  It leaves through the
+ * egress it is given (the tenant's pool's heaviest member).
  *
  * The calling thread is an HTTP thread, so the whole wait is bounded by
  * test_send_timeout (config-checked below http_timeout), not by the 600 s
@@ -79,7 +80,7 @@ done(struct smtp_job *job, void *arg)
 }
 
 mc_err
-send_now(const struct config *cfg, struct smtp_job **jobs, int n)
+send_now(const struct config *cfg, const struct egress *eg, struct smtp_job **jobs, int n)
 {
     struct waiter w = {.left = n, .timeout_s = (int)cfg->test_send_timeout};
     struct timeval tv = {cfg->test_send_timeout, 0};
@@ -89,7 +90,11 @@ send_now(const struct config *cfg, struct smtp_job **jobs, int n)
     char err[160];
     mc_err e;
 
-    if (str_prefix(cfg->relay, "dir:")) {
+    struct egress dflt = {.name = "default"};
+
+    if (eg == NULL)
+        eg = &dflt;
+    if (eg->relay == NULL && str_prefix(cfg->relay, "dir:")) {
         const char *dir = cfg->relay + 4;
         for (int i = 0; i < n; i++) {
             unsigned char rnd[8];
@@ -105,7 +110,7 @@ send_now(const struct config *cfg, struct smtp_job **jobs, int n)
         }
         return MC_ERR_OK;
     }
-    if ((e = app_relay_params(cfg, &p, err, sizeof(err))) != MC_ERR_OK)
+    if ((e = app_egress_params(cfg, eg, &p, err, sizeof(err))) != MC_ERR_OK)
         return e;
     /* One connection is plenty for a handful of messages. */
     p.max_connections = 1;

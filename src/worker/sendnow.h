@@ -7,12 +7,15 @@
 
 #include "core/config.h"
 #include "smtp/client.h"
+#include "store/store.h"
 
 /*
  * Sends every job (built by compose_job) and blocks
  * until each has its result (job->result, code, text), at most the relay
  * timeouts.  A dir: relay writes the files.
  */
-mc_err send_now(const struct config *cfg, struct smtp_job **jobs, int n);
+/* eg (borrowed; NULL: 'default') is the egress they leave through. */
+mc_err send_now(const struct config *cfg, const struct egress *eg, struct smtp_job **jobs,
+                int n);
 
 #endif

@@ -28,7 +28,9 @@ refuses mail from unauthenticated sessions; pipelining=True advertises
 PIPELINING.  port=N binds that port (for a
 relay that appears later); the default is a free one.
 
-Sessions are counted: sessions_total, sessions_open, and closed_sessions
+host= binds another loopback address (Linux routes all of 127/8 to lo), for
+a second egress.  Sessions are counted: sessions_total, sessions_open (and
+sessions_open_max, the most open at once), and closed_sessions
 (one bool per closed connection that said EHLO: whether it said QUIT first);
 sni_names lists the server name each TLS handshake carried (None: no SNI).
 wait_for(predicate) waits on any of these.
@@ -245,6 +247,7 @@ class _Controller(Controller):
                 with sink._cond:
                     sink.sessions_total += 1
                     sink.sessions_open += 1
+                    sink.sessions_open_max = max(sink.sessions_open_max, sink.sessions_open)
                     sink._cond.notify_all()
 
         def connection_lost(error):
@@ -267,10 +270,11 @@ class _Controller(Controller):
 
 class Sink:
     def __init__(self, port=None, tls=None, require_starttls=False, auth=None,
-                 auth_required=None, auth_mechanisms=("PLAIN", "LOGIN"), pipelining=False):
+                 auth_required=None, auth_mechanisms=("PLAIN", "LOGIN"), pipelining=False,
+                 host="127.0.0.1"):
         self.port = port or free_port()
         self.pipelining = pipelining
-        self.host = "127.0.0.1"
+        self.host = host
         self.attempts: List[Attempt] = []
         self.messages: List[Message] = []
         self.ehlo_names: List[str] = []
@@ -278,6 +282,7 @@ class Sink:
         self.quits = 0
         self.sessions_total = 0
         self.sessions_open = 0
+        self.sessions_open_max = 0
         self.closed_sessions: List[bool] = []
         self.sni_names: List[Optional[str]] = []
         self._lock = threading.Lock()

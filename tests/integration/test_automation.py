@@ -214,3 +214,33 @@ def test_automation_boundaries_round_trip(factory, sink):
     r = srv.put("/api/v1/shaping", json={**doc, "automation": [rule]}, headers=srv.op)
     assert r.status_code == 200, r.text
     assert r.json()["automation"] == [rule]
+
+
+def test_a_suspended_site_slows_no_other_site_or_tenant(factory, sink):
+    """Fairness: tenant A (5 a second) mails a site that automation suspends
+    at its first refusal and another site; tenant B (5 a second) mails the
+    other site.  While the suspension holds, A's other mail and B's mail each
+    keep at least 95 % of their rate: held messages take no slot of their
+    tenant's pace."""
+    gdom, odom = unique_domain("gsite"), unique_domain("free")
+    sink.script("@" + gdom, UNUSUAL, then=UNUSUAL)
+    srv = factory(sink.url)
+    put_rules(srv, gdom, [{**SUSPEND, "trigger": "immediate",
+                           "duration_s": 120}], per_second=50)
+    ta, tb = Tenant(srv), Tenant(srv)
+    for t in (ta, tb):
+        t.set_rate_limits(per_second=5, per_minute=100000, per_hour=10000000,
+                          per_day=100000000)
+    campaign(ta, gdom, 30, "a")
+    wait_until(lambda: state(srv), 20, what="the suspension")
+    campaign(ta, odom, 30, "ao")
+    campaign(tb, odom, 30, "bo")
+    assert sink.wait_count(60, 60, lambda m: m.rcpt_tos[0].endswith(odom)) == 60
+    assert state(srv), "the suspension ended before the other mail was sent"
+    for tag in ("ao", "bo"):
+        times = sorted(m.time for m in sink.messages_for_domain(odom)
+                       if m.rcpt_tos[0].startswith(tag))
+        # The pace from the first to the last: the burst (1) then one each 200 ms.
+        rate = (len(times) - 1) / (times[-1] - times[0])
+        print(tag, "rate", round(rate, 2))
+        assert rate >= 0.95 * 5, (tag, rate)

@@ -197,6 +197,14 @@ def test_config_check_hides_database_passwords(url):
     (["--pacing-burst", "10001"], {}, "pacing_burst"),
     (["--pacing-horizon-ms", "9"], {}, "pacing_horizon_ms"),
     (["--pacing-horizon-ms", "1001"], {}, "pacing_horizon_ms"),
+    (["--egress-max", "0"], {}, "egress_max"),
+    (["--egress-max", "65"], {}, "egress_max"),
+    (["--egress-pool-max", "0"], {}, "egress_pool_max"),
+    (["--egress-pool-max", "10001"], {}, "egress_pool_max"),
+    (["--egress-pool-members-max", "0"], {}, "egress_pool_members_max"),
+    (["--egress-pool-members-max", "65"], {}, "egress_pool_members_max"),
+    (["--egress-weight-max", "0"], {}, "egress_weight_max"),
+    (["--egress-weight-max", "1000001"], {}, "egress_weight_max"),
 ])
 def test_invalid_option(args, env, option):
     res = check(*args, env=child_env(**env))
@@ -230,7 +238,14 @@ def test_envelope_names_at_their_limits():
 
 @pytest.mark.parametrize("option,value", [("pacing_burst", "1"), ("pacing_burst", "10000"),
                                           ("pacing_horizon_ms", "10"),
-                                          ("pacing_horizon_ms", "1000")])
+                                          ("pacing_horizon_ms", "1000"),
+                                          ("egress_max", "1"), ("egress_max", "64"),
+                                          ("egress_pool_max", "1"),
+                                          ("egress_pool_max", "10000"),
+                                          ("egress_pool_members_max", "1"),
+                                          ("egress_pool_members_max", "64"),
+                                          ("egress_weight_max", "1"),
+                                          ("egress_weight_max", "1000000")])
 def test_pacing_limits_at_their_bounds_are_accepted(option, value):
     res = check(f"--{option.replace('_', '-')}", value)
     assert res.returncode == 0, res.stderr

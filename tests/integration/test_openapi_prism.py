@@ -295,6 +295,37 @@ def test_every_operation_through_prism(server, prism):
     p("GET", "/api/v1/shaping/state", 200, headers=op)
     p("DELETE", f"/api/v1/shaping/state/{NIL}", 404, headers=op)
 
+    # Egresses and pools (operator only)
+    p("GET", "/api/v1/egresses", 200, headers=op)
+    p("GET", "/api/v1/egresses", 403, headers=h)
+    p("POST", "/api/v1/egresses", 201, headers=op,
+      json={"name": "prism-eg", "relay": "smtp://127.0.0.3:2525", "ehlo_name": "out.test",
+            "source_address": "127.0.0.1", "max_connections": 2})
+    p("POST", "/api/v1/egresses", 409, headers=op,
+      json={"name": "prism-eg", "relay": "smtp://127.0.0.3:2525"})
+    p("POST", "/api/v1/egresses", 422, valid=False, headers=op, json={"name": "x"})
+    p("GET", "/api/v1/egresses/prism-eg", 200, headers=op)
+    p("GET", "/api/v1/egresses/nope", 404, headers=op)
+    p("PATCH", "/api/v1/egresses/prism-eg", 200, headers=op, json={"ehlo_name": None})
+    p("PATCH", "/api/v1/egresses/default", 409, headers=op, json={"max_connections": 2})
+    p("PATCH", "/api/v1/egresses/prism-eg", 422, valid=False, headers=op,
+      json={"max_connections": 0})
+    p("GET", "/api/v1/egress-pools", 200, headers=op)
+    p("POST", "/api/v1/egress-pools", 201, headers=op,
+      json={"name": "prism-pool", "members": [{"egress": "prism-eg", "weight": 2}]})
+    p("POST", "/api/v1/egress-pools", 422, valid=False, headers=op,
+      json={"name": "p2", "members": []})
+    p("GET", "/api/v1/egress-pools/prism-pool", 200, headers=op)
+    p("GET", "/api/v1/egress-pools/nope", 404, headers=op)
+    p("PATCH", "/api/v1/egress-pools/prism-pool", 200, headers=op,
+      json={"members": [{"egress": "prism-eg"}, {"egress": "default", "weight": 1}]})
+    p("DELETE", "/api/v1/egresses/prism-eg", 409, headers=op)
+    p("DELETE", "/api/v1/egress-pools/default", 409, headers=op)
+    p("DELETE", "/api/v1/egress-pools/prism-pool", 204, headers=op)
+    p("DELETE", "/api/v1/egress-pools/prism-pool", 404, headers=op)
+    p("DELETE", "/api/v1/egresses/prism-eg", 204, headers=op)
+    p("DELETE", "/api/v1/egresses/prism-eg", 404, headers=op)
+
     # And last, the tenant.
     p("DELETE", tb, 204, headers=op)
     p("DELETE", tb, 404, headers=op)

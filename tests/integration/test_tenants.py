@@ -6,7 +6,8 @@ import pytest
 
 from harness import TIME_RE, UUID_RE, error_of, invalid_field, parse_time
 
-TENANT_FIELDS = {"id", "name", "slug", "status", "plan", "settings", "created_at", "updated_at"}
+TENANT_FIELDS = {"id", "name", "slug", "status", "plan", "settings", "egress_pool", "created_at",
+                 "updated_at"}
 
 
 def test_create_minimal(server):

@@ -1112,7 +1112,7 @@ test_claim_rate_windows(void **state)
     struct delivery_vec v = {0};
     struct rate_limits rl = {.per_minute = 5, .per_hour = 8, .per_day = 1000, .enabled = true};
     /* A burst as large as the windows: this test is about the windows alone. */
-    const struct claim_pacing pc = {.burst = 100, .horizon_us = 1000000, .egress = "default"};
+    const struct claim_pacing pc = {.burst = 100, .horizon_us = 1000000};
     int64_t lease = 60 * 1000000LL, t0;
     int n = 0;
 
@@ -1159,7 +1159,7 @@ test_claim_pacing(void **state)
     struct delivery_vec v = {0};
     struct rate_limits rl = {.per_minute = 600, .per_hour = 100000, .per_day = 1000000,
                              .enabled = true};
-    const struct claim_pacing pc = {.burst = 3, .horizon_us = 1000000, .egress = "default"};
+    const struct claim_pacing pc = {.burst = 3, .horizon_us = 1000000};
     /* An hour ahead: a claim's stamp never moves to the real clock. */
     int64_t lease = 7200 * 1000000LL, t0 = time_now_us() + 3600 * 1000000LL;
 
@@ -1208,7 +1208,7 @@ test_claim_site_pacing(void **state)
     struct delivery_work wa, wb;
     struct delivery_vec v = {0};
     struct rate_limits off = {.per_minute = 1, .per_hour = 1, .per_day = 1, .enabled = false};
-    const struct claim_pacing pc = {.burst = 1, .horizon_us = 1000000, .egress = "default"};
+    const struct claim_pacing pc = {.burst = 1, .horizon_us = 1000000};
     int64_t lease = 7200 * 1000000LL, t0 = time_now_us() + 3600 * 1000000LL;
     struct db_param p[] = {P_TEXT("default"), P_TEXT("site-test")};
     int google = 0, other = 0;
@@ -1271,7 +1271,7 @@ test_lease_expiry_poison_bound(void **state)
     struct delivery_vec v = {0};
     struct rate_limits rl = {.per_minute = 1000, .per_hour = 1000, .per_day = 1000,
                              .enabled = false};
-    const struct claim_pacing pc = {.burst = 1, .horizon_us = 1000000, .egress = "default"};
+    const struct claim_pacing pc = {.burst = 1, .horizon_us = 1000000};
     int64_t inserted, lease = 1000000LL, t = 0;
     bool done = false;
     int n = 0;
@@ -1673,7 +1673,7 @@ test_bounce_stays_in_its_tenant(void **state)
     while (!done)
         assert_int_equal(store_engine_materialize(st, &ref, 100, 5, now, &inserted, &done),
                          MC_ERR_OK);
-    const struct claim_pacing pc = {.burst = 100, .horizon_us = 1000000, .egress = "default"};
+    const struct claim_pacing pc = {.burst = 100, .horizon_us = 1000000};
     assert_int_equal(store_delivery_claim(st, &w, "w1", now, 60 * 1000000LL, 10, &pc, &v),
                      MC_ERR_OK);
     assert_int_equal(v.n, 1);
