@@ -7,11 +7,15 @@
  * is a small state machine (GREETED -> READY (after EHLO/HELO) -> MAIL ->
  * RCPT -> DATA), changed only by enter_state(), which logs old -> new at
  * debug level.  Commands are read a line at a time (smtpd_cmd.c), so
- * pipelined commands are answered in order.  A message is taken in through
- * the intake pipeline on this thread: the 250 after the end of data is
- * written only once the transaction has committed, and a database failure
- * answers 451 4.3.0, so a crash between DATA and 250 loses nothing the
- * sender was told was accepted (it retries).  Bounded everywhere: a
+ * pipelined commands are answered in order.  At the end of data the
+ * message is parsed here (bounce_intake_prepare) and handed to the
+ * committer's database thread (committer.c), which records every message
+ * waiting in one transaction (group commit); meanwhile the session reads
+ * nothing more (s->job is set), and the loop serves the other sessions.
+ * The 250 is written only when the job comes back committed, 451 4.3.0 when
+ * the commit failed, so a crash between DATA and 250 loses nothing the
+ * sender was told was accepted (it retries).  A session that ends while
+ * its job is out is freed when the job comes back.  Bounded everywhere: a
  * command line (1000 bytes), a message (bounce_max_message: past it the
  * rest is read and dropped, then 552), the recipients of one transaction,
  * the sessions at once, the time per command and per session, and the
@@ -36,6 +40,7 @@
 
 #include "core/log.h"
 #include "core/util.h"
+#include "committer.h"
 #include "listener.h"
 #include "ref.h"
 #include "smtpd_cmd.h"
@@ -55,6 +60,7 @@ struct bounce_listener {
     struct evconnlistener *lev;      /* owned */
     struct event *stop_ev;           /* owned */
     SSL_CTX *tls;                    /* owned, NULL without a certificate */
+    struct bounce_committer *committer; /* owned */
     pthread_t thread;
     int port;
     int nsess;
@@ -73,6 +79,8 @@ struct sess {
     struct buf data; /* the message, dot-stuffing undone */
     bool over;       /* the message passed bounce_max_message */
     bool bol;        /* DATA: at the start of a line */
+    struct bounce_job *job; /* borrowed: the message out for its commit, NULL when none */
+    bool gone;              /* ended while its job was out: freed when the job returns */
     struct sess *next;
 };
 
@@ -101,6 +109,13 @@ sess_free(struct sess *s)
 {
     struct sess **pp;
 
+    if (s->job) {
+        /* The committer holds the job: the session waits for it, silent. */
+        s->gone = true;
+        bufferevent_disable(s->bev, EV_READ | EV_WRITE);
+        event_del(s->deadline);
+        return;
+    }
     for (pp = &s->l->sessions; *pp && *pp != s; pp = &(*pp)->next)
         ;
     if (*pp)
@@ -234,26 +249,48 @@ starttls(struct sess *s)
     enter_state(s, S_GREETED);
 }
 
-/* Takes in the message for each recipient; 250 only after every commit. */
+/*
+ * Parses the message once per recipient and hands it to the committer; the
+ * session reads nothing more until job_done answers.
+ */
 static void
 data_done(struct sess *s)
 {
-    const struct bounce_intake_ctx *x = s->l->x;
-    mc_err err = MC_ERR_OK;
+    struct bounce_job *job;
 
     if (s->over) {
         reply(s, "552 5.3.4 Message too big");
         transaction_reset(s);
         return;
     }
-    for (int i = 0; i < s->nrcpt && err == MC_ERR_OK; i++)
-        err = bounce_intake_message(x, s->data.data ? s->data.data : "", s->data.len, "smtp",
-                                    s->rcpts[i], NULL);
-    if (err == MC_ERR_OK)
-        reply(s, "250 2.0.0 Ok: taken");
-    else
-        reply(s, "451 4.3.0 Temporary failure, try again later");
-    transaction_reset(s);
+    job = bounce_job_new(s, s->nrcpt);
+    for (int i = 0; i < s->nrcpt; i++)
+        bounce_intake_prepare(s->l->x, s->data.data ? s->data.data : "", s->data.len, "smtp",
+                              s->rcpts[i], &job->ps[i]);
+    /* Reading stays on (turning it off and on costs two epoll_ctl a message):
+     * sess_read leaves what comes meanwhile in the buffer, up to its
+     * watermark, and a read timeout while the job is out is ignored. */
+    s->job = job;
+    bounce_committer_submit(s->l->committer, job);
+}
+
+/* A job back from the committer (on the loop): 250 only if it committed. */
+static void
+job_done(struct bounce_job *job, void *arg)
+{
+    struct sess *s = job->owner;
+
+    (void)arg;
+    s->job = NULL;
+    if (s->gone) {
+        sess_free(s);
+    } else {
+        reply(s, job->err == MC_ERR_OK ? "250 2.0.0 Ok: taken"
+                                       : "451 4.3.0 Temporary failure, try again later");
+        transaction_reset(s);
+        sess_read(s->bev, s); /* what the client pipelined meanwhile */
+    }
+    bounce_job_free(job);
 }
 
 /* One line of DATA (without its line end, eol false for a piece of a long line). */
@@ -372,7 +409,7 @@ sess_read(struct bufferevent *bev, void *arg)
     struct sess *s = arg;
     struct evbuffer *in = bufferevent_get_input(bev);
 
-    while (s->state != S_CLOSING && evbuffer_get_length(in) > 0) {
+    while (s->state != S_CLOSING && s->job == NULL && evbuffer_get_length(in) > 0) {
         size_t eol_len = 0;
         struct evbuffer_ptr e = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF);
         size_t n = e.pos < 0 ? evbuffer_get_length(in) : (size_t)e.pos;
@@ -425,6 +462,10 @@ sess_event(struct bufferevent *bev, short what, void *arg)
     (void)bev;
     if (what == BEV_EVENT_CONNECTED)
         return; /* the TLS handshake is done */
+    if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) && s->job && !s->gone) {
+        bufferevent_enable(bev, EV_READ); /* the client waits for our answer */
+        return;
+    }
     if (what & BEV_EVENT_TIMEOUT) {
         log_info("event=bounce_smtp_timeout state=%s", state_names[s->state]);
         if (s->state != S_CLOSING) {
@@ -446,6 +487,10 @@ sess_deadline(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
+    if (s->job) { /* the commit's answer comes first */
+        evtimer_add(s->deadline, &(struct timeval){.tv_sec = 1});
+        return;
+    }
     log_info("event=bounce_smtp_session_timeout state=%s", state_names[s->state]);
     if (s->state == S_CLOSING) {
         sess_free(s);
@@ -568,6 +613,9 @@ bounce_listener_start(const struct config *cfg, const struct bounce_intake_ctx *
         l->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
                                                  : ((struct sockaddr_in *)&ss)->sin_port);
     l->stop_ev = event_new(l->base, -1, 0, stop_cb, l->base);
+    l->committer = bounce_committer_start(l->base, x, job_done, l);
+    if (l->committer == NULL)
+        goto fail;
     if (pthread_create(&l->thread, NULL, run, l) != 0) {
         log_error("event=bounce_listen_failed error=\"cannot start the listener thread\"");
         goto fail;
@@ -577,6 +625,7 @@ bounce_listener_start(const struct config *cfg, const struct bounce_intake_ctx *
     return l;
 fail:
     free(host);
+    bounce_committer_stop(l->committer);
     if (l->stop_ev)
         event_free(l->stop_ev);
     if (l->lev)
@@ -601,6 +650,9 @@ bounce_listener_stop(struct bounce_listener *l)
         return;
     event_active(l->stop_ev, EV_TIMEOUT, 0);
     pthread_join(l->thread, NULL);
+    bounce_committer_stop(l->committer); /* frees the jobs still out */
+    for (struct sess *s = l->sessions; s; s = s->next)
+        s->job = NULL;
     while (l->sessions)
         sess_free(l->sessions);
     event_free(l->stop_ev);

@@ -145,6 +145,11 @@ refs_scan(struct bounce_report *r, const char *s, size_t n)
     size_t plen = strlen(BOUNCE_REF_PREFIX), hlen = strlen(BOUNCE_REF_HEADER);
 
     for (size_t i = 0; i < n && r->nrefs < BOUNCE_MAX_REFS; i++) {
+        char c = (char)(s[i] | 0x20);
+        /* Most bytes start neither: one comparison each (this loop was the
+         * listener's hottest spot under perf). */
+        if (c != BOUNCE_REF_PREFIX[0] && c != (BOUNCE_REF_HEADER[0] | 0x20))
+            continue;
         if (i + plen <= n && strncasecmp(s + i, BOUNCE_REF_PREFIX, plen) == 0 &&
             (i == 0 || !is_b32(s[i - 1])) && ref_at(s + i + plen, n - i - plen)) {
             ref_add(r, s + i + plen);

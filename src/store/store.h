@@ -576,6 +576,15 @@ struct bounce_applied {
 mc_err store_bounce_record(struct store *st, const struct bounce_report_in *in,
                            struct bounce_applied *out);
 
+/*
+ * Records n reports in one transaction (group commit: one commit, and on
+ * SQLite one fsync, for all of them), each as store_bounce_record does;
+ * outs[i] says what ins[i] changed.  All or nothing: on any error nothing
+ * is written and outs are zeroed.
+ */
+mc_err store_bounce_record_batch(struct store *st, const struct bounce_report_in *const *ins,
+                                 int n, struct bounce_applied *outs);
+
 struct bounce_rec {
     char id[MC_UUID_LEN + 1];
     char tenant_id[MC_UUID_LEN + 1];

@@ -407,9 +407,23 @@ insert_record(struct db *d, const struct bounce_report_in *in, const char *tenan
                    p, NPARAMS(p), NULL);
 }
 
-mc_err
-store_bounce_record(struct store *st, const struct bounce_report_in *in,
-                    struct bounce_applied *out)
+/* Whether a report can be recorded at all (checked before any transaction). */
+static mc_err
+record_check(const struct bounce_report_in *in)
+{
+    int n = in->n > 0 ? in->n : 1;
+
+    if (n > (int)(sizeof(((struct bounce_applied *)0)->items) /
+                  sizeof(((struct bounce_applied *)0)->items[0])))
+        return MC_ERR_INVALID;
+    if (in->tenant_id && !store_id_ok(in->tenant_id))
+        return MC_ERR_NOT_FOUND;
+    return MC_ERR_OK;
+}
+
+/* Records one report inside the caller's transaction; *out written whatever happens. */
+static mc_err
+record_one(struct db *d, const struct bounce_report_in *in, struct bounce_applied *out)
 {
     static const struct bounce_item none = {NULL, "undetermined", NULL, NULL, NULL, NULL};
     struct bounce_policy pol = BOUNCE_POLICY_DEFAULTS;
@@ -417,22 +431,13 @@ store_bounce_record(struct store *st, const struct bounce_report_in *in,
     const char *tenant_id = NULL;
     bool found = false;
     int n = in->n > 0 ? in->n : 1;
-    struct db d;
-    mc_err err;
+    mc_err err = MC_ERR_OK;
 
     memset(out, 0, sizeof(*out));
     memset(&m, 0, sizeof(m));
-    if (n > (int)(sizeof(out->items) / sizeof(out->items[0])))
-        return MC_ERR_INVALID;
-    if (in->tenant_id && !store_id_ok(in->tenant_id))
-        return MC_ERR_NOT_FOUND;
-    if ((err = db_get(st, &d)) != MC_ERR_OK)
-        return err;
-    if ((err = db_begin(&d, true)) != MC_ERR_OK)
-        goto out;
     if (in->message_id && store_id_ok(in->message_id)) {
         struct db_param p[] = {P_TEXT(in->message_id)};
-        err = db_fetch_one(&d,
+        err = db_fetch_one(d,
                            "SELECT tenant_id, campaign_id, recipient_id, to_address FROM "
                            "scheduled_messages WHERE id = $1",
                            p, NPARAMS(p), msg_row, &m);
@@ -451,13 +456,13 @@ store_bounce_record(struct store *st, const struct bounce_report_in *in,
     if (err == MC_ERR_OK && !found && in->tenant_id) {
         struct db_param p[] = {P_TEXT(in->tenant_id)};
         int64_t one = 0;
-        err = db_one_int(&d, "SELECT 1 FROM tenants WHERE id = $1", p, NPARAMS(p), &one);
+        err = db_one_int(d, "SELECT 1 FROM tenants WHERE id = $1", p, NPARAMS(p), &one);
     }
     tenant_id = found ? m.tenant_id : in->tenant_id;
     if (err == MC_ERR_OK && tenant_id) {
-        err = db_lock_tenant(&d, tenant_id);
+        err = db_lock_tenant(d, tenant_id);
         if (err == MC_ERR_OK)
-            err = policy_get(&d, tenant_id, &pol);
+            err = policy_get(d, tenant_id, &pol);
     }
     for (int i = 0; i < n && err == MC_ERR_OK; i++) {
         const struct bounce_item *it = in->n > 0 ? &in->items[i] : &none;
@@ -474,20 +479,16 @@ store_bounce_record(struct store *st, const struct bounce_report_in *in,
             oc = BOUNCE_OUT_STRANGER; /* a forged or misdirected report suppresses nobody */
         else if (email == NULL)
             oc = BOUNCE_OUT_RECORDED;
-        else if ((err = is_duplicate(&d, &t, it->class, &dup)) == MC_ERR_OK && dup)
+        else if ((err = is_duplicate(d, &t, it->class, &dup)) == MC_ERR_OK && dup)
             oc = BOUNCE_OUT_DUPLICATE;
         else if (err == MC_ERR_OK)
-            err = apply(&d, &t, it->class, in->kind, &pol, &oc);
+            err = apply(d, &t, it->class, in->kind, &pol, &oc);
         if (err == MC_ERR_OK)
-            err = insert_record(&d, in, tenant_id, found ? &m : NULL, it, email, lc, oc,
+            err = insert_record(d, in, tenant_id, found ? &m : NULL, it, email, lc, oc,
                                 out->items[i].id);
         out->items[i].outcome = oc;
         free(lc);
     }
-    if (err == MC_ERR_OK)
-        err = db_commit(&d);
-    else
-        db_rollback(&d);
     if (err == MC_ERR_OK) {
         out->n = n;
         if (tenant_id)
@@ -498,9 +499,42 @@ store_bounce_record(struct store *st, const struct bounce_report_in *in,
             out->message_id[MC_UUID_LEN] = '\0';
         }
     }
-out:
     free(m.to_address);
     bounce_policy_cleanup(&pol);
+    return err;
+}
+
+mc_err
+store_bounce_record(struct store *st, const struct bounce_report_in *in,
+                    struct bounce_applied *out)
+{
+    return store_bounce_record_batch(st, &in, 1, out);
+}
+
+mc_err
+store_bounce_record_batch(struct store *st, const struct bounce_report_in *const *ins, int n,
+                          struct bounce_applied *outs)
+{
+    struct db d;
+    mc_err err;
+
+    for (int i = 0; i < n; i++)
+        if ((err = record_check(ins[i])) != MC_ERR_OK)
+            return err;
+    if ((err = db_get(st, &d)) != MC_ERR_OK)
+        return err;
+    if ((err = db_begin(&d, true)) != MC_ERR_OK)
+        goto out;
+    for (int i = 0; i < n && err == MC_ERR_OK; i++)
+        err = record_one(&d, ins[i], &outs[i]);
+    if (err == MC_ERR_OK)
+        err = db_commit(&d);
+    else
+        db_rollback(&d);
+    if (err != MC_ERR_OK)
+        for (int i = 0; i < n; i++)
+            memset(&outs[i], 0, sizeof(outs[i]));
+out:
     db_put(&d);
     return err;
 }
