@@ -148,7 +148,8 @@ refs_scan(struct bounce_report *r, const char *s, size_t n)
         char c = (char)(s[i] | 0x20);
         /* Most bytes start neither: one comparison each (this loop was the
          * listener's hottest spot under perf). */
-        if (c != BOUNCE_REF_PREFIX[0] && c != (BOUNCE_REF_HEADER[0] | 0x20))
+        if ((c != BOUNCE_REF_PREFIX[0] || i + 1 >= n || (s[i + 1] | 0x20) != BOUNCE_REF_PREFIX[1]) &&
+            (c != (BOUNCE_REF_HEADER[0] | 0x20) || i + 1 >= n || s[i + 1] != BOUNCE_REF_HEADER[1]))
             continue;
         if (i + plen <= n && strncasecmp(s + i, BOUNCE_REF_PREFIX, plen) == 0 &&
             (i == 0 || !is_b32(s[i - 1])) && ref_at(s + i + plen, n - i - plen)) {
@@ -400,6 +401,13 @@ block_get(const struct block *b, const char *name)
 
 static char *text_clean(const char *s, size_t n, size_t max);
 
+/* White space or a control character: text_clean makes runs of them one space. */
+static bool
+is_blank(unsigned char c)
+{
+    return c == ' ' || c < 0x20 || c == 0x7f;
+}
+
 /* "rfc822; a@b" -> "a@b"; "dns; mx.example" -> "mx.example" (new memory, trimmed, no controls). */
 static char *
 typed_value(const char *v)
@@ -495,16 +503,24 @@ text_clean(const char *s, size_t n, size_t max)
     /* What is left of the address's own brackets and separators. */
     while (n > 0 && *s && strchr(">:;,)]. \t\r\n", *s) != NULL)
         s++, n--;
-    for (size_t i = 0; i < n && b.len + 2 <= max; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == ' ' || c == '\t' || c == '\r' || c == '\n' || c < 0x20 || c == 0x7f) {
+    for (size_t i = 0; i < n && b.len + 2 <= max;) {
+        size_t j = i, take;
+        if (is_blank((unsigned char)s[i])) {
             space = b.len > 0;
+            i++;
             continue;
         }
         if (space)
             buf_putc(&b, ' ');
         space = false;
-        buf_putc(&b, (char)c);
+        /* The word at once, as much of it as fits. */
+        while (j < n && !is_blank((unsigned char)s[j]))
+            j++;
+        take = j - i < max - 1 - b.len ? j - i : max - 1 - b.len;
+        if (take == 0)
+            break;
+        buf_append(&b, s + i, take);
+        i += take;
     }
     if (b.len == 0) {
         buf_cleanup(&b);

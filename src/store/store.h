@@ -619,6 +619,15 @@ mc_err store_bounce_list(struct store *st, const char *tenant_id, const struct b
 mc_err store_bounce_get(struct store *st, const char *tenant_id, const char *id,
                         struct bounce_rec *out);
 /*
+ * The reports that named no message by a valid reference (no tenant: kept
+ * for the operator only, pruned like the others), newest first, received at
+ * or after since (0 for any); and one of them with its raw message
+ * (MC_ERR_NOT_FOUND for a malformed, unknown or a tenant's record's id).
+ */
+mc_err store_bounce_unmatched_list(struct store *st, int64_t since, const struct page *pg,
+                                   struct bounce_rec_vec *out);
+mc_err store_bounce_unmatched_get(struct store *st, const char *id, struct bounce_rec *out);
+/*
  * The bounce domain of the tenant whose message this is (*out owned, NULL
  * when the tenant has none); MC_ERR_NOT_FOUND without the message.
  */

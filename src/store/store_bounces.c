@@ -421,9 +421,20 @@ record_check(const struct bounce_report_in *in)
     return MC_ERR_OK;
 }
 
+/*
+ * The tenant a batch last locked and its policy: the next report of the
+ * same tenant in the transaction needs neither again (two round trips a
+ * report fewer on PostgreSQL; the lock is held until the commit).
+ */
+struct batch_tenant {
+    char tenant_id[MC_UUID_LEN + 1]; /* "" when none yet */
+    struct bounce_policy pol;        /* owned */
+};
+
 /* Records one report inside the caller's transaction; *out written whatever happens. */
 static mc_err
-record_one(struct db *d, const struct bounce_report_in *in, struct bounce_applied *out)
+record_one(struct db *d, struct batch_tenant *bt, const struct bounce_report_in *in,
+           struct bounce_applied *out)
 {
     static const struct bounce_item none = {NULL, "undetermined", NULL, NULL, NULL, NULL};
     struct bounce_policy pol = BOUNCE_POLICY_DEFAULTS;
@@ -459,11 +470,17 @@ record_one(struct db *d, const struct bounce_report_in *in, struct bounce_applie
         err = db_one_int(d, "SELECT 1 FROM tenants WHERE id = $1", p, NPARAMS(p), &one);
     }
     tenant_id = found ? m.tenant_id : in->tenant_id;
-    if (err == MC_ERR_OK && tenant_id) {
+    if (err == MC_ERR_OK && tenant_id && strcmp(bt->tenant_id, tenant_id) != 0) {
+        bt->tenant_id[0] = '\0';
+        bounce_policy_cleanup(&bt->pol);
         err = db_lock_tenant(d, tenant_id);
         if (err == MC_ERR_OK)
-            err = policy_get(d, tenant_id, &pol);
+            err = policy_get(d, tenant_id, &bt->pol);
+        if (err == MC_ERR_OK)
+            memcpy(bt->tenant_id, tenant_id, MC_UUID_LEN + 1);
     }
+    if (tenant_id)
+        pol = bt->pol; /* borrowed: soft_count and apply read its numbers only */
     for (int i = 0; i < n && err == MC_ERR_OK; i++) {
         const struct bounce_item *it = in->n > 0 ? &in->items[i] : &none;
         const char *email = it->email ? it->email : (found ? m.to_address : NULL);
@@ -500,7 +517,6 @@ record_one(struct db *d, const struct bounce_report_in *in, struct bounce_applie
         }
     }
     free(m.to_address);
-    bounce_policy_cleanup(&pol);
     return err;
 }
 
@@ -515,6 +531,7 @@ mc_err
 store_bounce_record_batch(struct store *st, const struct bounce_report_in *const *ins, int n,
                           struct bounce_applied *outs)
 {
+    struct batch_tenant bt = {.pol = BOUNCE_POLICY_DEFAULTS};
     struct db d;
     mc_err err;
 
@@ -526,7 +543,7 @@ store_bounce_record_batch(struct store *st, const struct bounce_report_in *const
     if ((err = db_begin(&d, true)) != MC_ERR_OK)
         goto out;
     for (int i = 0; i < n && err == MC_ERR_OK; i++)
-        err = record_one(&d, ins[i], &outs[i]);
+        err = record_one(&d, &bt, ins[i], &outs[i]);
     if (err == MC_ERR_OK)
         err = db_commit(&d);
     else
@@ -535,6 +552,7 @@ store_bounce_record_batch(struct store *st, const struct bounce_report_in *const
         for (int i = 0; i < n; i++)
             memset(&outs[i], 0, sizeof(outs[i]));
 out:
+    bounce_policy_cleanup(&bt.pol);
     db_put(&d);
     return err;
 }
@@ -611,28 +629,74 @@ store_bounce_list(struct store *st, const char *tenant_id, const struct bounce_f
     return MC_ERR_OK;
 }
 
-mc_err
-store_bounce_get(struct store *st, const char *tenant_id, const char *id, struct bounce_rec *out)
+/* One record with its raw message, by a statement whose last parameter is the id. */
+static mc_err
+record_get(struct store *st, const char *sql, const struct db_param *p, int np,
+           struct bounce_rec *out)
 {
-    struct db_param p[] = {P_TEXT(tenant_id), P_TEXT(id)};
+    struct bounce_rec b;
     struct db d;
     mc_err err;
 
-    if (!store_id_ok(tenant_id) || !store_id_ok(id))
-        return MC_ERR_NOT_FOUND;
     if ((err = db_get(st, &d)) != MC_ERR_OK)
         return err;
-    struct bounce_rec b;
     memset(&b, 0, sizeof(b));
-    err = db_fetch_one(&d,
-                       "SELECT " BOUNCE_COLS ", raw FROM bounces WHERE tenant_id = $1 AND id = $2",
-                       p, NPARAMS(p), bounce_raw_row, &b);
+    err = db_fetch_one(&d, sql, p, np, bounce_raw_row, &b);
     db_put(&d);
     if (err != MC_ERR_OK)
         bounce_rec_cleanup(&b);
     else
         *out = b;
     return err;
+}
+
+mc_err
+store_bounce_get(struct store *st, const char *tenant_id, const char *id, struct bounce_rec *out)
+{
+    struct db_param p[] = {P_TEXT(tenant_id), P_TEXT(id)};
+
+    if (!store_id_ok(tenant_id) || !store_id_ok(id))
+        return MC_ERR_NOT_FOUND;
+    return record_get(st,
+                      "SELECT " BOUNCE_COLS ", raw FROM bounces WHERE tenant_id = $1 AND id = $2",
+                      p, NPARAMS(p), out);
+}
+
+/* Unmatched: no tenant (no valid reference); $1 since (NULL for any). */
+#define UNMATCHED_WHERE " WHERE tenant_id IS NULL AND (received_at >= $1 OR $1 IS NULL)"
+
+mc_err
+store_bounce_unmatched_list(struct store *st, int64_t since, const struct page *pg,
+                            struct bounce_rec_vec *out)
+{
+    struct db_param p[] = {P_TIME(since), P_INT(pg->limit), P_INT(pg->offset)};
+    struct bounce_rec_vec v = {0};
+    mc_err err;
+
+    err = store_page(st, "SELECT COUNT(*) FROM bounces" UNMATCHED_WHERE,
+                     "SELECT " BOUNCE_COLS " FROM bounces" UNMATCHED_WHERE
+                     " ORDER BY received_at DESC, id DESC LIMIT $2 OFFSET $3",
+                     p, 1, NPARAMS(p), bounce_row, sizeof(*v.items), (void **)&v.items, &v.n,
+                     &v.total);
+    if (err != MC_ERR_OK) {
+        bounce_rec_vec_cleanup(&v);
+        return err;
+    }
+    *out = v;
+    return MC_ERR_OK;
+}
+
+mc_err
+store_bounce_unmatched_get(struct store *st, const char *id, struct bounce_rec *out)
+{
+    struct db_param p[] = {P_TEXT(id)};
+
+    if (!store_id_ok(id))
+        return MC_ERR_NOT_FOUND;
+    return record_get(st,
+                      "SELECT " BOUNCE_COLS ", raw FROM bounces WHERE tenant_id IS NULL AND "
+                      "id = $1",
+                      p, NPARAMS(p), out);
 }
 
 mc_err
