@@ -271,6 +271,7 @@ data_done(struct sess *s)
      * sess_read leaves what comes meanwhile in the buffer, up to its
      * watermark, and a read timeout while the job is out is ignored. */
     s->job = job;
+    log_debug("event=bounce_smtp_queued rcpts=%d", s->nrcpt);
     bounce_committer_submit(s->l->committer, job);
 }
 

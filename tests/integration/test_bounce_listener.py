@@ -5,6 +5,7 @@ the database fails), and garbage, long lines, oversized messages, idle
 clients and too many connections cannot take it down.
 """
 
+import re
 import smtplib
 import socket
 import ssl
@@ -275,3 +276,83 @@ def test_kill_9_between_data_and_250_loses_nothing_accepted(request, store, sink
     s.quit()
     assert unsub_cause(t, a) == "hard_bounce"
     assert t.server.get(f"{t.base}/bounces", headers=t.h).json()["total"] == 1
+
+
+def test_group_commit_answers_after_the_batch_and_kill_9_loses_nothing(request, store, sink,
+                                                                      tmp_path):
+    """Messages that end while a commit is in progress are committed together,
+    each answered 250 only after that commit; a kill -9 while a batch waits on
+    the database answers none of it and writes none of it, and what was
+    answered before stays."""
+    url, drop = create_database(request, store, tmp_path / "db")
+    request.addfinalizer(drop)
+    port = free_port()
+    args = delivery_args(sink.url, "--bounce-domain", BOUNCE_DOMAIN, "--bounce-listen",
+                         f"127.0.0.1:{port}", "--db-busy-timeout-ms", "60000",
+                         "--log-level", "debug")
+    srv = Server(tmp_path / "srv", url, OPERATOR_KEY, args)
+    srv.bounce_port = port
+    srv.start()
+    request.addfinalizer(srv.kill)
+    t = Tenant(srv)
+    _, _, sent = sent_campaign(srv, sink, t, 1)
+    (a,) = sent
+    verp = sent[a][1]
+
+    def queued():
+        return srv.stderr().count("event=bounce_smtp_queued")
+
+    def emails():
+        r = t.server.get(f"{t.base}/bounces", headers=t.h, params={"limit": 1000})
+        return {b["email"] for b in r.json()["data"]}
+
+    def open_sessions(n):
+        sessions = []
+        for _ in range(n):
+            s = smtp(srv)
+            assert s.mail("")[0] == 250 and s.rcpt(verp)[0] == 250
+            assert s.docmd("DATA")[0] == 354
+            sessions.append(s)
+        return sessions
+
+    # Four messages end while the database is held: all wait, then one batch answers them.
+    first = [f"batch{i}@example.org" for i in range(4)]
+    sessions = open_sessions(4)
+    with DatabaseHeld(url):
+        before = queued()
+        for s, who in zip(sessions, first):
+            s.send(dsn(verp, who) + b".\r\n")
+        wait_until(lambda: queued() >= before + 4, 30, what="four messages queued")
+        sessions[-1].sock.settimeout(0.5)
+        with pytest.raises(OSError):
+            sessions[-1].sock.recv(1)  # no answer before the commit
+        sessions[-1].sock.settimeout(10)
+    for s in sessions:
+        assert s.getreply()[0] == 250
+        s.quit()
+    assert set(first) <= emails()
+    commits = [int(x) for x in
+               re.findall(r"event=bounce_group_commit jobs=(\d+)", srv.stderr())]
+    assert max(commits) >= 2, commits  # at least two of them in one transaction
+
+    # Three more end while the database is held, and the process is killed.
+    second = [f"killed{i}@example.org" for i in range(3)]
+    sessions = open_sessions(3)
+    with DatabaseHeld(url):
+        before = queued()
+        for s, who in zip(sessions, second):
+            s.send(dsn(verp, who) + b".\r\n")
+        wait_until(lambda: queued() >= before + 3, 30, what="three messages queued")
+        srv.kill()
+    for s in sessions:
+        s.sock.settimeout(10)
+        assert s.sock.recv(100) == b""  # died without a 250
+    srv.start()
+    got = emails()
+    assert set(first) <= got  # what was answered 250 stays
+    assert not set(second) & got  # what was not answered was not written
+    # A sender retries: taken.
+    s = smtp(srv)
+    assert s.sendmail("", [verp], dsn(verp, second[0])) == {}
+    s.quit()
+    assert second[0] in emails()
