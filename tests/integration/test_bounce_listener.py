@@ -237,16 +237,14 @@ class DatabaseHeld:
         self.conn.close()
 
 
-def test_kill_9_between_data_and_250_loses_nothing_accepted(request, store, sink,
-                                                            tmp_path):
-    """The sender is told 250 only after the commit: a kill -9 while the intake
-    waits on the database leaves the sender without an answer (so it retries)
-    and the database without a half-written report; the retry is taken."""
+def killable_listener(request, store, sink, tmp_path, *extra):
+    """A server of its own (to be killed) with one message sent: (server,
+    database URL, tenant, the recipient, its VERP address)."""
     url, drop = create_database(request, store, tmp_path / "db")
     request.addfinalizer(drop)
     port = free_port()
     args = delivery_args(sink.url, "--bounce-domain", BOUNCE_DOMAIN, "--bounce-listen",
-                         f"127.0.0.1:{port}", "--db-busy-timeout-ms", "60000")
+                         f"127.0.0.1:{port}", "--db-busy-timeout-ms", "60000", *extra)
     srv = Server(tmp_path / "srv", url, OPERATOR_KEY, args)
     srv.bounce_port = port
     srv.start()
@@ -254,7 +252,15 @@ def test_kill_9_between_data_and_250_loses_nothing_accepted(request, store, sink
     t = Tenant(srv)
     _, _, sent = sent_campaign(srv, sink, t, 1)
     (a,) = sent
-    verp = sent[a][1]
+    return srv, url, t, a, sent[a][1]
+
+
+def test_kill_9_between_data_and_250_loses_nothing_accepted(request, store, sink,
+                                                            tmp_path):
+    """The sender is told 250 only after the commit: a kill -9 while the intake
+    waits on the database leaves the sender without an answer (so it retries)
+    and the database without a half-written report; the retry is taken."""
+    srv, url, t, a, verp = killable_listener(request, store, sink, tmp_path)
     s = smtp(srv)
     assert s.mail("")[0] == 250 and s.rcpt(verp)[0] == 250
     assert s.docmd("DATA")[0] == 354
@@ -284,20 +290,8 @@ def test_group_commit_answers_after_the_batch_and_kill_9_loses_nothing(request, 
     each answered 250 only after that commit; a kill -9 while a batch waits on
     the database answers none of it and writes none of it, and what was
     answered before stays."""
-    url, drop = create_database(request, store, tmp_path / "db")
-    request.addfinalizer(drop)
-    port = free_port()
-    args = delivery_args(sink.url, "--bounce-domain", BOUNCE_DOMAIN, "--bounce-listen",
-                         f"127.0.0.1:{port}", "--db-busy-timeout-ms", "60000",
-                         "--log-level", "debug")
-    srv = Server(tmp_path / "srv", url, OPERATOR_KEY, args)
-    srv.bounce_port = port
-    srv.start()
-    request.addfinalizer(srv.kill)
-    t = Tenant(srv)
-    _, _, sent = sent_campaign(srv, sink, t, 1)
-    (a,) = sent
-    verp = sent[a][1]
+    srv, url, t, a, verp = killable_listener(request, store, sink, tmp_path,
+                                             "--log-level", "debug")
 
     def queued():
         return srv.stderr().count("event=bounce_smtp_queued")
