@@ -4,11 +4,12 @@
  * DESIGN
  * The loop thread and this one meet in two lists under mu: queued (jobs
  * submitted, waiting for a commit) and done (jobs committed or failed,
- * waiting for the loop).  This thread takes every queued job at once and
- * records all their reports in one transaction, so the commit (and on
- * SQLite its fsync) is paid once per batch, not once per message: while
- * one batch commits, the loop keeps parsing the next messages, and they
- * form the next batch.  No timer delays a lone message.  A failed commit
+ * waiting for the loop).  This thread takes every queued job at once,
+ * parses them (before the transaction, so the loop, which may be the
+ * delivery worker's, does only I/O) and records all their reports in one
+ * transaction, so the commit (and on SQLite its fsync) is paid once per
+ * batch, not once per message: while one batch commits, the loop keeps
+ * reading the next messages, and they form the next batch.  No timer delays a lone message.  A failed commit
  * fails every job of the batch (each sender gets 451 and retries); none
  * of them was written.  The batch is bounded by the sessions that can
  * wait (one job per session, bounce_max_connections).  The answer goes
@@ -51,8 +52,13 @@ bounce_job_free(struct bounce_job *job)
 {
     if (job == NULL)
         return;
-    for (int i = 0; i < job->n; i++)
+    for (int i = 0; i < job->n; i++) {
         bounce_prepared_cleanup(&job->ps[i]);
+        if (job->rcpts)
+            free(job->rcpts[i]);
+    }
+    free(job->rcpts);
+    free(job->data);
     free(job->ps);
     free(job);
 }
@@ -75,6 +81,15 @@ commit_batch(struct bounce_committer *c, struct bounce_job *jobs)
     int n = 0, cap = 0, njobs = 0;
     mc_err err = MC_ERR_OK;
 
+    /* Parsed here, before the transaction: the listener's loop only reads. */
+    for (struct bounce_job *j = jobs; j; j = j->next) {
+        if (j->data == NULL)
+            continue;
+        for (int i = 0; i < j->n; i++)
+            bounce_intake_prepare(c->x, j->data, j->len, j->source, j->rcpts[i], &j->ps[i]);
+        free(j->data);
+        j->data = NULL;
+    }
     for (struct bounce_job *j = jobs; j; j = j->next, njobs++)
         for (int i = 0; i < j->n; i++) {
             if (n == cap)

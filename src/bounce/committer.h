@@ -2,8 +2,8 @@
  * committer.h - the bounce intake's database thread: takes prepared
  * reports from an event loop, records all that wait in one transaction
  * (group commit), and hands each job back to the loop with its result.
- * It does not parse (bounce_intake_prepare runs on the loop) and does not
- * speak SMTP.
+ * It parses only what it is handed raw (bounce_intake_prepare, before the
+ * transaction) and does not speak SMTP.
  */
 #ifndef MC_BOUNCE_COMMITTER_H
 #define MC_BOUNCE_COMMITTER_H
@@ -17,6 +17,13 @@ struct bounce_job {
     void *owner;                /* borrowed: who waits (the listener's session) */
     int n;
     struct bounce_prepared *ps; /* owned: n prepared reports, never moved */
+    /* The message as received, not parsed yet (the committer prepares ps
+     * from it, one per envelope recipient, then frees it); NULL when ps
+     * were prepared by the caller. */
+    char *data;      /* owned */
+    size_t len;
+    char **rcpts;    /* owned: n envelope recipients */
+    const char *source; /* static: "smtp" */
     mc_err err;                 /* the commit's result, set before done is called */
     struct bounce_job *next;    /* the committer's queues */
 };

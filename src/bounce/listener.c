@@ -3,19 +3,22 @@
  * (see listener.h).
  *
  * DESIGN
- * One thread with its own libevent base serves every session.  A session
- * is a small state machine (GREETED -> READY (after EHLO/HELO) -> MAIL ->
- * RCPT -> DATA), changed only by enter_state(), which logs old -> new at
- * debug level.  Commands are read a line at a time (smtpd_cmd.c), so
+ * The sessions run on the delivery worker's event base when the process
+ * delivers (issue 10: the same loop as the client side), else on a thread
+ * and base of the listener's own; either way the loop only does SMTP I/O.
+ * A session is a small state machine (GREETED -> READY (after EHLO/HELO) ->
+ * MAIL -> RCPT -> DATA), changed only by enter_state(), which logs old ->
+ * new at debug level.  Commands are read a line at a time (smtpd_cmd.c), so
  * pipelined commands are answered in order.  At the end of data the
- * message is parsed here (bounce_intake_prepare) and handed to the
- * committer's database thread (committer.c), which records every message
- * waiting in one transaction (group commit); meanwhile the session reads
- * nothing more (s->job is set), and the loop serves the other sessions.
- * The 250 is written only when the job comes back committed, 451 4.3.0 when
- * the commit failed, so a crash between DATA and 250 loses nothing the
- * sender was told was accepted (it retries).  A session that ends while
- * its job is out is freed when the job comes back.  Bounded everywhere: a
+ * message goes as it is to the committer's database thread (committer.c),
+ * which parses every message waiting and records them in one transaction
+ * (group commit); meanwhile the session reads nothing more (s->job is set),
+ * and the loop serves the other sessions.  The 250 is written only when the
+ * job comes back committed, 451 4.3.0 when the commit failed, so a crash
+ * between DATA and 250 loses nothing the sender was told was accepted (it
+ * retries).  A session that ends while its job is out is freed when the job
+ * comes back.  Only RCPT may ask the store on the loop: for a VERP address
+ * at a tenant's own bounce domain, one indexed lookup.  Bounded everywhere: a
  * command line (1000 bytes), a message (bounce_max_message: past it the
  * rest is read and dropped, then 552), the recipients of one transaction,
  * the sessions at once, the time per command and per session, and the
@@ -56,9 +59,13 @@ static const char *const state_names[] = {"greeted", "ready", "mail", "rcpt", "d
 struct bounce_listener {
     const struct config *cfg;        /* borrowed */
     const struct bounce_intake_ctx *x; /* borrowed */
-    struct event_base *base;         /* owned */
+    struct event_base *base;         /* owned, or the delivery worker's (shared) */
+    bool shared;                     /* base is the delivery worker's: no thread here */
     struct evconnlistener *lev;      /* owned */
-    struct event *stop_ev;           /* owned */
+    struct event *stop_ev;           /* owned, own base only */
+    pthread_mutex_t mu;              /* shared base: the stop's hand-shake */
+    pthread_cond_t cv;
+    bool torn_down;                  /* under mu */
     SSL_CTX *tls;                    /* owned, NULL without a certificate */
     struct bounce_committer *committer; /* owned */
     pthread_t thread;
@@ -264,9 +271,12 @@ data_done(struct sess *s)
         return;
     }
     job = bounce_job_new(s, s->nrcpt);
+    job->len = s->data.len;
+    job->data = s->data.data ? buf_steal(&s->data) : xstrdup("");
+    job->source = "smtp";
+    job->rcpts = xcalloc((size_t)s->nrcpt, sizeof(*job->rcpts));
     for (int i = 0; i < s->nrcpt; i++)
-        bounce_intake_prepare(s->l->x, s->data.data ? s->data.data : "", s->data.len, "smtp",
-                              s->rcpts[i], &job->ps[i]);
+        job->rcpts[i] = xstrdup(s->rcpts[i]);
     /* Reading stays on (turning it off and on costs two epoll_ctl a message):
      * sess_read leaves what comes meanwhile in the buffer, up to its
      * watermark, and a read timeout while the job is out is ignored. */
@@ -544,6 +554,35 @@ stop_cb(evutil_socket_t fd, short what, void *arg)
     event_base_loopbreak(arg);
 }
 
+/* Closes everything on the base (on its loop's thread, or once it has stopped). */
+static void
+teardown(struct bounce_listener *l)
+{
+    evconnlistener_free(l->lev);
+    l->lev = NULL;
+    bounce_committer_stop(l->committer); /* frees the jobs still out */
+    l->committer = NULL;
+    for (struct sess *s = l->sessions; s; s = s->next)
+        s->job = NULL;
+    while (l->sessions)
+        sess_free(l->sessions);
+}
+
+/* The stop on a shared base: runs on the delivery worker's loop. */
+static void
+teardown_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct bounce_listener *l = arg;
+
+    (void)fd;
+    (void)what;
+    teardown(l);
+    pthread_mutex_lock(&l->mu);
+    l->torn_down = true;
+    pthread_cond_signal(&l->cv);
+    pthread_mutex_unlock(&l->mu);
+}
+
 static void *
 run(void *arg)
 {
@@ -573,7 +612,8 @@ tls_context(const struct config *cfg)
 }
 
 struct bounce_listener *
-bounce_listener_start(const struct config *cfg, const struct bounce_intake_ctx *x)
+bounce_listener_start(const struct config *cfg, const struct bounce_intake_ctx *x,
+                      struct event_base *base)
 {
     struct bounce_listener *l = xcalloc(1, sizeof(*l));
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
@@ -586,6 +626,9 @@ bounce_listener_start(const struct config *cfg, const struct bounce_intake_ctx *
 
     l->cfg = cfg;
     l->x = x;
+    l->shared = base != NULL;
+    pthread_mutex_init(&l->mu, NULL);
+    pthread_cond_init(&l->cv, NULL);
     evthread_use_pthreads();
     if (!config_split_hostport(cfg->bounce_listen, &host, &p)) {
         log_error("event=bounce_listen_failed error=\"bounce_listen is not HOST:PORT\"");
@@ -600,7 +643,7 @@ bounce_listener_start(const struct config *cfg, const struct bounce_intake_ctx *
         log_error("event=bounce_listen_failed error=\"cannot resolve the address\"");
         goto fail;
     }
-    l->base = event_base_new();
+    l->base = base ? base : event_base_new();
     l->lev = evconnlistener_new_bind(l->base, accept_cb, l,
                                      LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
                                          LEV_OPT_CLOSE_ON_EXEC,
@@ -613,15 +656,17 @@ bounce_listener_start(const struct config *cfg, const struct bounce_intake_ctx *
     if (getsockname(evconnlistener_get_fd(l->lev), (struct sockaddr *)&ss, &sl) == 0)
         l->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
                                                  : ((struct sockaddr_in *)&ss)->sin_port);
-    l->stop_ev = event_new(l->base, -1, 0, stop_cb, l->base);
     l->committer = bounce_committer_start(l->base, x, job_done, l);
     if (l->committer == NULL)
         goto fail;
-    if (pthread_create(&l->thread, NULL, run, l) != 0) {
+    if (!l->shared)
+        l->stop_ev = event_new(l->base, -1, 0, stop_cb, l->base);
+    if (!l->shared && pthread_create(&l->thread, NULL, run, l) != 0) {
         log_error("event=bounce_listen_failed error=\"cannot start the listener thread\"");
         goto fail;
     }
-    log_info("event=bounce_listening host=%s port=%d tls=%d", host, l->port, l->tls != NULL);
+    log_info("event=bounce_listening host=%s port=%d tls=%d loop=%s", host, l->port,
+             l->tls != NULL, l->shared ? "delivery" : "own");
     free(host);
     return l;
 fail:
@@ -631,9 +676,11 @@ fail:
         event_free(l->stop_ev);
     if (l->lev)
         evconnlistener_free(l->lev);
-    if (l->base)
+    if (l->base && !l->shared)
         event_base_free(l->base);
     SSL_CTX_free(l->tls);
+    pthread_mutex_destroy(&l->mu);
+    pthread_cond_destroy(&l->cv);
     free(l);
     return NULL;
 }
@@ -649,16 +696,22 @@ bounce_listener_stop(struct bounce_listener *l)
 {
     if (l == NULL)
         return;
-    event_active(l->stop_ev, EV_TIMEOUT, 0);
-    pthread_join(l->thread, NULL);
-    bounce_committer_stop(l->committer); /* frees the jobs still out */
-    for (struct sess *s = l->sessions; s; s = s->next)
-        s->job = NULL;
-    while (l->sessions)
-        sess_free(l->sessions);
-    event_free(l->stop_ev);
-    evconnlistener_free(l->lev);
-    event_base_free(l->base);
+    if (l->shared) {
+        /* The sessions' callbacks run on the delivery worker's loop: so does the end. */
+        event_base_once(l->base, -1, EV_TIMEOUT, teardown_cb, l, NULL);
+        pthread_mutex_lock(&l->mu);
+        while (!l->torn_down)
+            pthread_cond_wait(&l->cv, &l->mu);
+        pthread_mutex_unlock(&l->mu);
+    } else {
+        event_active(l->stop_ev, EV_TIMEOUT, 0);
+        pthread_join(l->thread, NULL);
+        teardown(l);
+        event_free(l->stop_ev);
+        event_base_free(l->base);
+    }
     SSL_CTX_free(l->tls);
+    pthread_mutex_destroy(&l->mu);
+    pthread_cond_destroy(&l->cv);
     free(l);
 }

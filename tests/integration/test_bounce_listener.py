@@ -350,3 +350,27 @@ def test_group_commit_answers_after_the_batch_and_kill_9_loses_nothing(request, 
     assert s.sendmail("", [verp], dsn(verp, second[0])) == {}
     s.quit()
     assert second[0] in emails()
+
+
+def test_the_listener_shares_the_delivery_loop_or_runs_its_own(request, store, lmc, tmp_path):
+    """With delivery on, the sessions run on the delivery worker's event loop;
+    a process that does not deliver (`--deliver 0`) gives the listener a loop
+    of its own, with the same answers."""
+    assert "event=bounce_listening" in lmc.stderr()
+    assert "loop=delivery" in lmc.stderr()
+    url, drop = create_database(request, store, tmp_path / "db")
+    request.addfinalizer(drop)
+    port = free_port()
+    srv = Server(tmp_path / "srv", url, OPERATOR_KEY, [
+        "--deliver", "0", "--bounce-domain", BOUNCE_DOMAIN, "--bounce-listen",
+        f"127.0.0.1:{port}", "--bounce-feedback-address", FBL])
+    srv.bounce_port = port
+    srv.start()
+    request.addfinalizer(srv.stop)
+    assert "loop=own" in srv.stderr()
+    s = smtp(srv)
+    assert s.rcpt("nobody@" + BOUNCE_DOMAIN)[0] == 503  # MAIL first
+    assert s.sendmail("", [FBL], arf("From: x@example.org\r\nTo: someone@example.net\r\n")) == {}
+    s.quit()
+    got = srv.get("/api/v1/bounces/unmatched", headers=srv.op).json()
+    assert got["total"] == 1 and got["data"][0]["kind"] == "arf", got
