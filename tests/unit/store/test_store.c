@@ -1397,7 +1397,7 @@ test_bounce_batch_all_or_nothing(void **state)
     char ma[MC_UUID_LEN + 1], mb[MC_UUID_LEN + 1];
     int64_t now = time_now_us();
     struct bounce_item hard = {"gc@example.com", "hard", "5.1.1", "failed", "550 5.1.1", NULL};
-    struct bounce_item soft = {NULL, "soft", "4.2.2", "delayed", "452 full", NULL};
+    struct bounce_item soft = {NULL, "soft", "4.2.2", "failed", "452 full", NULL};
     struct bounce_report_in r0 = {.message_id = NULL, .kind = "dsn", .source = "smtp",
                                   .raw = "raw", .items = &hard, .n = 1, .now = now};
     struct bounce_report_in r1 = r0, r2 = r0;
