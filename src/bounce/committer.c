@@ -9,12 +9,12 @@
  * delivery worker's, does only I/O) and records all their reports in one
  * transaction, so the commit (and on SQLite its fsync) is paid once per
  * batch, not once per message: while one batch commits, the loop keeps
- * reading the next messages, and they form the next batch.  No timer delays a lone message.  A failed commit
- * fails every job of the batch (each sender gets 451 and retries); none
- * of them was written.  The batch is bounded by the sessions that can
- * wait (one job per session, bounce_max_connections).  The answer goes
- * back through one event on the loop's base (event_active is thread-safe
- * with evthread_use_pthreads).
+ * reading the next messages, and they form the next batch.  No timer
+ * delays a lone message.  A failed commit fails every job of the batch
+ * (each sender gets 451 and retries); none of them was written.  The
+ * batch is bounded by the sessions that can wait (one job per session,
+ * bounce_max_connections).  The answer goes back through one event on the
+ * loop's base (event_active is thread-safe with evthread_use_pthreads).
  */
 #include <pthread.h>
 #include <stdlib.h>

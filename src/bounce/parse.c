@@ -139,17 +139,22 @@ ref_at(const char *s, size_t n)
 }
 
 /* Every "mcb-<ref>" and "X-Mailcast-Ref: <ref>" in s[0..n). */
+/* Whether s (left bytes) starts with lit's first two characters, ignoring ASCII case. */
+static bool
+two_ci(const char *s, size_t left, const char *lit)
+{
+    return left >= 2 && (s[0] | 0x20) == (lit[0] | 0x20) && (s[1] | 0x20) == (lit[1] | 0x20);
+}
+
 static void
 refs_scan(struct bounce_report *r, const char *s, size_t n)
 {
     size_t plen = strlen(BOUNCE_REF_PREFIX), hlen = strlen(BOUNCE_REF_HEADER);
 
     for (size_t i = 0; i < n && r->nrefs < BOUNCE_MAX_REFS; i++) {
-        char c = (char)(s[i] | 0x20);
-        /* Most bytes start neither: one comparison each (this loop was the
+        /* Most bytes start neither: two comparisons each (this loop was the
          * listener's hottest spot under perf). */
-        if ((c != BOUNCE_REF_PREFIX[0] || i + 1 >= n || (s[i + 1] | 0x20) != BOUNCE_REF_PREFIX[1]) &&
-            (c != (BOUNCE_REF_HEADER[0] | 0x20) || i + 1 >= n || s[i + 1] != BOUNCE_REF_HEADER[1]))
+        if (!two_ci(s + i, n - i, BOUNCE_REF_PREFIX) && !two_ci(s + i, n - i, BOUNCE_REF_HEADER))
             continue;
         if (i + plen <= n && strncasecmp(s + i, BOUNCE_REF_PREFIX, plen) == 0 &&
             (i == 0 || !is_b32(s[i - 1])) && ref_at(s + i + plen, n - i - plen)) {
