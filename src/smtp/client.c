@@ -388,10 +388,12 @@ start_job(struct conn *c, struct smtp_job *job)
     char size[32] = "";
     if (c->ext.size > 0)
         snprintf(size, sizeof(size), " SIZE=%zu", job->data.len);
-    snprintf(line, sizeof(line), "MAIL FROM:<%s>%s%s%s%s%s\r\n", job->mail_from, size,
+    /* The body is 7-bit (quoted-printable, base64) unless its headers carry UTF-8
+     * under SMTPUTF8; a bounce needs only the headers, where the reference is. */
+    snprintf(line, sizeof(line), "MAIL FROM:<%s>%s%s%s%s%s%s\r\n", job->mail_from, size,
              job->utf8 && c->ext.smtputf8 ? " SMTPUTF8" : "",
-             c->ext.eightbitmime ? " BODY=8BITMIME" : "", envid ? " ENVID=" : "",
-             envid ? job->envid : "");
+             job->utf8 && c->ext.eightbitmime ? " BODY=8BITMIME" : "",
+             c->ext.dsn ? " RET=HDRS" : "", envid ? " ENVID=" : "", envid ? job->envid : "");
     push(c, E_MAIL, job, xstrdup(line));
     snprintf(line, sizeof(line), "RCPT TO:<%s>\r\n", job->rcpt_to);
     push(c, E_RCPT, job, xstrdup(line));

@@ -97,6 +97,32 @@ def test_test_send_wait_is_bounded_by_test_send_timeout(solo_factory):
         assert 1.5 < took < 5, took
 
 
+def test_test_sends_cannot_take_every_http_thread(solo_factory):
+    """A test send holds an HTTP thread while the relay thinks: past
+    test_send_concurrency the next is refused at once (429), and /healthz
+    stays quick (an attacker review stalled it for 17 s with four)."""
+    import concurrent.futures
+    with Sink() as sink:
+        sink.script("@slow-cap.example", slow(4))
+        srv = solo_factory(delivery_args(sink.url, "--test-send-concurrency", "1",
+                                         "--http-threads", "4", "--test-send-timeout", "10"))
+        t = Tenant(srv)
+        c = campaign(t, 1, unique_domain("cap"))
+        with concurrent.futures.ThreadPoolExecutor(2) as ex:
+            first = ex.submit(t.action, c["id"], "test", {"to": ["a@slow-cap.example"]})
+            wait_until(lambda: sink.sessions_open > 0, 10, what="the first test send connected")
+            t0 = time.monotonic()
+            second = t.action(c["id"], "test", {"to": ["b@slow-cap.example"]})
+            assert second.status_code == 429, second.text
+            assert second.json()["error"]["code"] == "too_many_requests"
+            assert srv.get("/healthz").status_code == 200
+            assert time.monotonic() - t0 < 2
+            assert first.result().status_code == 200
+        # Once it finished, a test send goes again.
+        r = t.action(c["id"], "test", {"to": ["c@fast-cap.example"]})
+        assert r.status_code == 200, r.text
+
+
 def test_test_send_timeout_must_stay_below_http_timeout(tmp_path):
     from harness import run_cli
     res = run_cli("config", "check", "--test-send-timeout", "60", "--http-timeout", "60")
@@ -449,3 +475,25 @@ def test_helo_when_ehlo_is_not_understood_and_no_smtputf8_without_it(solo_factor
         assert len(rows) == 1 and "5.6.7" in (rows[0].get("last_error") or "") + str(rows[0]), rows
     finally:
         relay.close()
+
+
+def test_mail_parameters_say_what_the_message_is(solo_factory):
+    """BODY=8BITMIME and SMTPUTF8 only for a message whose headers carry UTF-8
+    (every body is 7-bit: quoted-printable or base64); an ASCII one declares
+    neither (a strict-peer review saw BODY=8BITMIME on every message)."""
+    with Sink() as sink:
+        srv = solo_factory(delivery_args(sink.url))
+        t = Tenant(srv)
+        dom = unique_domain("params")
+        lst = t.make_list(1, domain=dom)
+        t.add(lst["id"], f"jörg@{dom}")
+        c = t.create(recipient_list_id=lst["id"], from_address="news@from.example.org")
+        t.do(c["id"], "send")
+        assert wait_terminal(t, c["id"], timeout=30)["status"] == "completed"
+        got = {m.rcpt_tos[0]: [o.upper() for o in m.mail_options]
+               for m in sink.messages_for_domain(dom)}
+        assert len(got) == 2, got
+        for rcpt, opts in got.items():
+            utf8 = not rcpt.isascii()
+            assert ("SMTPUTF8" in opts) == utf8 and ("BODY=8BITMIME" in opts) == utf8, (rcpt, opts)
+            assert all(o.startswith(("SIZE=", "SMTPUTF8", "BODY=", "RET=", "ENVID=")) for o in opts)
