@@ -120,8 +120,10 @@ sess_free(struct sess *s)
     struct sess **pp;
 
     if (s->job) {
-        /* The committer holds the job: the session waits for it, silent. */
+        /* The committer holds the job: the session waits for it, silent
+         * (closing: it no longer counts against its address's limit). */
         s->gone = true;
+        enter_state(s, S_CLOSING);
         bufferevent_disable(s->bev, EV_READ | EV_WRITE);
         event_del(s->deadline);
         return;
