@@ -28,6 +28,17 @@ raw_text(const char *data, size_t len, size_t max, bool *truncated)
     buf_init(&b, 0);
     while (i < len) {
         unsigned char c = (unsigned char)data[i];
+        size_t run = i;
+
+        /* A run of printable ASCII and line ends is copied as it is, at once. */
+        while (run < len && ((data[run] >= 0x20 && data[run] < 0x7f) || data[run] == '\r' ||
+                             data[run] == '\n' || data[run] == '\t'))
+            run++;
+        if (run > i) {
+            buf_append(&b, data + i, run - i);
+            i = run;
+            continue;
+        }
         size_t n = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3
                               : (c & 0xf8) == 0xf0 ? 4 : 0;
         if (c != 0 && n > 0 && i + n <= len && str_valid_utf8(data + i, n, true)) {
@@ -90,52 +101,88 @@ log_applied(const struct bounce_report_in *in, const struct bounce_applied *a)
                  bounce_outcome_str(a->items[i].outcome));
 }
 
+void
+bounce_intake_prepare(const struct bounce_intake_ctx *x, const char *data, size_t len,
+                      const char *source, const char *envelope_rcpt, struct bounce_prepared *out)
+{
+    struct bounce_report *r = &out->r;
+    struct bounce_report_in *in = &out->in;
+    bool truncated = false;
+
+    memset(out, 0, sizeof(*out));
+    bounce_parse(data, len, r);
+    in->message_id = bounce_intake_reference(x, r, envelope_rcpt, out->msg_id) ? out->msg_id
+                                                                                : NULL;
+    in->kind = bounce_kind_str(r->kind);
+    in->source = source;
+    in->reporting_mta = r->reporting_mta;
+    in->feedback_type = r->feedback_type;
+    for (int i = 0; i < r->nrcpts && in->n < BOUNCE_PREPARED_MAX; i++) {
+        const struct bounce_rcpt *y = &r->rcpts[i];
+        out->items[in->n++] = (struct bounce_item){
+            y->email, bounce_class_str(y->cls), y->status, y->action, y->diagnostic,
+            y->remote_mta};
+    }
+    /* A feedback report that redacted the recipient: the reference names them. */
+    if (in->n == 0 && r->kind == BOUNCE_KIND_ARF)
+        out->items[in->n++] = (struct bounce_item){
+            NULL, bounce_class_str(bounce_classify_feedback(r->feedback_type)), NULL,
+            r->feedback_type, NULL, NULL};
+    in->items = out->items;
+    out->raw = raw_text(data, len, x->raw_max, &truncated);
+    in->raw = out->raw;
+    in->raw_truncated = truncated;
+}
+
+void
+bounce_prepared_cleanup(struct bounce_prepared *p)
+{
+    if (p == NULL)
+        return;
+    free(p->raw);
+    p->raw = NULL;
+    bounce_report_cleanup(&p->r);
+}
+
+mc_err
+bounce_intake_commit(const struct bounce_intake_ctx *x, struct bounce_prepared *const *ps, int n)
+{
+    const struct bounce_report_in **ins = xcalloc((size_t)n, sizeof(*ins)); /* owned */
+    struct bounce_applied *outs = xcalloc((size_t)n, sizeof(*outs));        /* owned */
+    int64_t now = time_now_us();
+    mc_err err;
+
+    for (int i = 0; i < n; i++) {
+        ps[i]->in.now = now;
+        ins[i] = &ps[i]->in;
+    }
+    err = store_bounce_record_batch(x->st, ins, n, outs);
+    for (int i = 0; i < n && err == MC_ERR_OK; i++) {
+        ps[i]->a = outs[i];
+        count(x, ins[i], &outs[i]);
+        log_applied(ins[i], &outs[i]);
+    }
+    if (err != MC_ERR_OK)
+        log_error("event=bounce_intake_failed source=%s n=%d error=\"%s\"",
+                  n > 0 ? ins[0]->source : "-", n, mc_err_str(err));
+    free(ins);
+    free(outs);
+    return err;
+}
+
 mc_err
 bounce_intake_message(const struct bounce_intake_ctx *x, const char *data, size_t len,
                       const char *source, const char *envelope_rcpt, struct bounce_applied *out)
 {
-    struct bounce_item items[64];
-    struct bounce_report r;
-    struct bounce_report_in in;
-    struct bounce_applied a;
-    char msg_id[MC_UUID_LEN + 1];
-    bool truncated = false;
-    char *raw;
+    struct bounce_prepared *p = xmalloc(sizeof(*p)); /* owned */
     mc_err err;
 
-    bounce_parse(data, len, &r);
-    memset(&in, 0, sizeof(in));
-    in.message_id = bounce_intake_reference(x, &r, envelope_rcpt, msg_id) ? msg_id : NULL;
-    in.kind = bounce_kind_str(r.kind);
-    in.source = source;
-    in.reporting_mta = r.reporting_mta;
-    in.feedback_type = r.feedback_type;
-    in.now = time_now_us();
-    for (int i = 0; i < r.nrcpts && in.n < 64; i++) {
-        const struct bounce_rcpt *y = &r.rcpts[i];
-        items[in.n++] = (struct bounce_item){y->email,  bounce_class_str(y->cls), y->status,
-                                             y->action, y->diagnostic,            y->remote_mta};
-    }
-    /* A feedback report that redacted the recipient: the reference names them. */
-    if (in.n == 0 && r.kind == BOUNCE_KIND_ARF)
-        items[in.n++] = (struct bounce_item){
-            NULL, bounce_class_str(bounce_classify_feedback(r.feedback_type)), NULL,
-            r.feedback_type, NULL, NULL};
-    in.items = items;
-    raw = raw_text(data, len, x->raw_max, &truncated);
-    in.raw = raw;
-    in.raw_truncated = truncated;
-    err = store_bounce_record(x->st, &in, &a);
-    if (err == MC_ERR_OK) {
-        count(x, &in, &a);
-        log_applied(&in, &a);
-        if (out)
-            *out = a;
-    } else {
-        log_error("event=bounce_intake_failed source=%s error=\"%s\"", source, mc_err_str(err));
-    }
-    free(raw);
-    bounce_report_cleanup(&r);
+    bounce_intake_prepare(x, data, len, source, envelope_rcpt, p);
+    err = bounce_intake_commit(x, &p, 1);
+    if (err == MC_ERR_OK && out)
+        *out = p->a;
+    bounce_prepared_cleanup(p);
+    free(p);
     return err;
 }
 

@@ -45,6 +45,41 @@ mc_err bounce_intake_message(const struct bounce_intake_ctx *x, const char *data
                              const char *source, const char *envelope_rcpt,
                              struct bounce_applied *out);
 
+#define BOUNCE_PREPARED_MAX 64 /* recipients of one report taken (the store's limit) */
+
+/*
+ * One message parsed and made ready for the store: in borrows from the
+ * other fields, so a prepared report never moves (allocate it, then
+ * prepare it in place).  a is what bounce_intake_commit recorded.
+ */
+struct bounce_prepared {
+    struct bounce_report r; /* owned: the parse */
+    struct bounce_item items[BOUNCE_PREPARED_MAX];
+    char msg_id[MC_UUID_LEN + 1];
+    char *raw;                  /* owned: the message as bounded text */
+    struct bounce_report_in in; /* borrows from the fields above */
+    struct bounce_applied a;
+};
+
+/*
+ * The first half of bounce_intake_message, without the database: parses
+ * data and finds its reference into *out (cleaned up with
+ * bounce_prepared_cleanup).  Thread-safe; data is not kept.
+ */
+void bounce_intake_prepare(const struct bounce_intake_ctx *x, const char *data, size_t len,
+                           const char *source, const char *envelope_rcpt,
+                           struct bounce_prepared *out);
+
+/*
+ * The second half: records n prepared reports in one transaction (group
+ * commit), then counts and logs them; each ps[i]->a says what changed.
+ * All or nothing: an error (the store's) means none was recorded.
+ */
+mc_err bounce_intake_commit(const struct bounce_intake_ctx *x, struct bounce_prepared *const *ps,
+                            int n);
+
+void bounce_prepared_cleanup(struct bounce_prepared *p);
+
 /*
  * A report from a tenant's provider by webhook: the tenant's message (by
  * id) or the tenant's address, with a class ("hard", "soft", "complaint").

@@ -3,15 +3,22 @@
  * (see listener.h).
  *
  * DESIGN
- * One thread with its own libevent base serves every session.  A session
- * is a small state machine (GREETED -> READY (after EHLO/HELO) -> MAIL ->
- * RCPT -> DATA), changed only by enter_state(), which logs old -> new at
- * debug level.  Commands are read a line at a time (smtpd_cmd.c), so
- * pipelined commands are answered in order.  A message is taken in through
- * the intake pipeline on this thread: the 250 after the end of data is
- * written only once the transaction has committed, and a database failure
- * answers 451 4.3.0, so a crash between DATA and 250 loses nothing the
- * sender was told was accepted (it retries).  Bounded everywhere: a
+ * The sessions run on the delivery worker's event base when the process
+ * delivers (issue 10: the same loop as the client side), else on a thread
+ * and base of the listener's own; either way the loop only does SMTP I/O.
+ * A session is a small state machine (GREETED -> READY (after EHLO/HELO) ->
+ * MAIL -> RCPT -> DATA), changed only by enter_state(), which logs old ->
+ * new at debug level.  Commands are read a line at a time (smtpd_cmd.c), so
+ * pipelined commands are answered in order.  At the end of data the
+ * message goes as it is to the committer's database thread (committer.c),
+ * which parses every message waiting and records them in one transaction
+ * (group commit); meanwhile the session reads nothing more (s->job is set),
+ * and the loop serves the other sessions.  The 250 is written only when the
+ * job comes back committed, 451 4.3.0 when the commit failed, so a crash
+ * between DATA and 250 loses nothing the sender was told was accepted (it
+ * retries).  A session that ends while its job is out is freed when the job
+ * comes back.  Only RCPT may ask the store on the loop: for a VERP address
+ * at a tenant's own bounce domain, one indexed lookup.  Bounded everywhere: a
  * command line (1000 bytes), a message (bounce_max_message: past it the
  * rest is read and dropped, then 552), the recipients of one transaction,
  * the sessions at once, the time per command and per session, and the
@@ -36,6 +43,7 @@
 
 #include "core/log.h"
 #include "core/util.h"
+#include "committer.h"
 #include "listener.h"
 #include "ref.h"
 #include "smtpd_cmd.h"
@@ -51,10 +59,15 @@ static const char *const state_names[] = {"greeted", "ready", "mail", "rcpt", "d
 struct bounce_listener {
     const struct config *cfg;        /* borrowed */
     const struct bounce_intake_ctx *x; /* borrowed */
-    struct event_base *base;         /* owned */
+    struct event_base *base;         /* owned, or the delivery worker's (shared) */
+    bool shared;                     /* base is the delivery worker's: no thread here */
     struct evconnlistener *lev;      /* owned */
-    struct event *stop_ev;           /* owned */
+    struct event *stop_ev;           /* owned, own base only */
+    pthread_mutex_t mu;              /* shared base: the stop's hand-shake */
+    pthread_cond_t cv;
+    bool torn_down;                  /* under mu */
     SSL_CTX *tls;                    /* owned, NULL without a certificate */
+    struct bounce_committer *committer; /* owned */
     bool stopping;                   /* 421 sent to every session: the loop ends with them */
     pthread_t thread;
     int port;
@@ -74,6 +87,8 @@ struct sess {
     struct buf data; /* the message, dot-stuffing undone */
     bool over;       /* the message passed bounce_max_message */
     bool bol;        /* DATA: at the start of a line */
+    struct bounce_job *job; /* borrowed: the message out for its commit, NULL when none */
+    bool gone;              /* ended while its job was out: freed when the job returns */
     bool skip;       /* the rest of a command line too long was answered: drop it */
     unsigned char addr[16]; /* the peer's address (IPv4 in the first 4), for the per-address cap */
     struct sess *next;
@@ -104,6 +119,15 @@ sess_free(struct sess *s)
 {
     struct sess **pp;
 
+    if (s->job) {
+        /* The committer holds the job: the session waits for it, silent
+         * (closing: it no longer counts against its address's limit). */
+        s->gone = true;
+        enter_state(s, S_CLOSING);
+        bufferevent_disable(s->bev, EV_READ | EV_WRITE);
+        event_del(s->deadline);
+        return;
+    }
     for (pp = &s->l->sessions; *pp && *pp != s; pp = &(*pp)->next)
         ;
     if (*pp)
@@ -112,7 +136,7 @@ sess_free(struct sess *s)
     bufferevent_free(s->bev);
     event_free(s->deadline);
     buf_cleanup(&s->data);
-    if (s->l->stopping && s->l->nsess == 0)
+    if (s->l->stopping && !s->l->shared && s->l->nsess == 0)
         event_base_loopbreak(s->l->base);
     free(s);
 }
@@ -245,26 +269,52 @@ starttls(struct sess *s)
     enter_state(s, S_GREETED);
 }
 
-/* Takes in the message for each recipient; 250 only after every commit. */
+/*
+ * Parses the message once per recipient and hands it to the committer; the
+ * session reads nothing more until job_done answers.
+ */
 static void
 data_done(struct sess *s)
 {
-    const struct bounce_intake_ctx *x = s->l->x;
-    mc_err err = MC_ERR_OK;
+    struct bounce_job *job;
 
     if (s->over) {
         reply(s, "552 5.3.4 Message too big");
         transaction_reset(s);
         return;
     }
-    for (int i = 0; i < s->nrcpt && err == MC_ERR_OK; i++)
-        err = bounce_intake_message(x, s->data.data ? s->data.data : "", s->data.len, "smtp",
-                                    s->rcpts[i], NULL);
-    if (err == MC_ERR_OK)
-        reply(s, "250 2.0.0 Ok: taken");
-    else
-        reply(s, "451 4.3.0 Temporary failure, try again later");
-    transaction_reset(s);
+    job = bounce_job_new(s, s->nrcpt);
+    job->len = s->data.len;
+    job->data = s->data.data ? buf_steal(&s->data) : xstrdup("");
+    job->source = "smtp";
+    job->rcpts = xcalloc((size_t)s->nrcpt, sizeof(*job->rcpts));
+    for (int i = 0; i < s->nrcpt; i++)
+        job->rcpts[i] = xstrdup(s->rcpts[i]);
+    /* Reading stays on (turning it off and on costs two epoll_ctl a message):
+     * sess_read leaves what comes meanwhile in the buffer, up to its
+     * watermark, and a read timeout while the job is out is ignored. */
+    s->job = job;
+    log_debug("event=bounce_smtp_queued rcpts=%d", s->nrcpt);
+    bounce_committer_submit(s->l->committer, job);
+}
+
+/* A job back from the committer (on the loop): 250 only if it committed. */
+static void
+job_done(struct bounce_job *job, void *arg)
+{
+    struct sess *s = job->owner;
+
+    (void)arg;
+    s->job = NULL;
+    if (s->gone) {
+        sess_free(s);
+    } else {
+        reply(s, job->err == MC_ERR_OK ? "250 2.0.0 Ok: taken"
+                                       : "451 4.3.0 Temporary failure, try again later");
+        transaction_reset(s);
+        sess_read(s->bev, s); /* what the client pipelined meanwhile */
+    }
+    bounce_job_free(job);
 }
 
 /* One line of DATA (without its line end, eol false for a piece of a long line). */
@@ -392,7 +442,7 @@ sess_read(struct bufferevent *bev, void *arg)
     struct sess *s = arg;
     struct evbuffer *in = bufferevent_get_input(bev);
 
-    while (s->state != S_CLOSING && evbuffer_get_length(in) > 0) {
+    while (s->state != S_CLOSING && s->job == NULL && evbuffer_get_length(in) > 0) {
         size_t eol_len = 0;
         /* Only CRLF ends a line of DATA (RFC 5321 §2.3.8): a bare LF must not
          * end the message ("<LF>.<LF>" smuggling); commands take a bare LF too. */
@@ -459,6 +509,10 @@ sess_event(struct bufferevent *bev, short what, void *arg)
     (void)bev;
     if (what == BEV_EVENT_CONNECTED)
         return; /* the TLS handshake is done */
+    if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) && s->job && !s->gone) {
+        bufferevent_enable(bev, EV_READ); /* the client waits for our answer */
+        return;
+    }
     if (what & BEV_EVENT_TIMEOUT) {
         log_info("event=bounce_smtp_timeout state=%s", state_names[s->state]);
         if (s->state != S_CLOSING) {
@@ -480,6 +534,10 @@ sess_deadline(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
+    if (s->job) { /* the commit's answer comes first */
+        evtimer_add(s->deadline, &(struct timeval){.tv_sec = 1});
+        return;
+    }
     log_info("event=bounce_smtp_session_timeout state=%s", state_names[s->state]);
     if (s->state == S_CLOSING) {
         sess_free(s);
@@ -563,6 +621,46 @@ stop_cb(evutil_socket_t fd, short what, void *arg)
     event_base_loopexit(l->base, &(struct timeval){.tv_sec = 1});
 }
 
+/* Closes everything on the base (on its loop's thread, or once it has stopped). */
+static void
+teardown(struct bounce_listener *l)
+{
+    evconnlistener_free(l->lev);
+    l->lev = NULL;
+    bounce_committer_stop(l->committer); /* frees the jobs still out */
+    l->committer = NULL;
+    for (struct sess *s = l->sessions; s; s = s->next)
+        s->job = NULL;
+    while (l->sessions)
+        sess_free(l->sessions);
+}
+
+/* The stop on a shared base: runs on the delivery worker's loop. */
+static void
+teardown_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct bounce_listener *l = arg;
+
+    (void)fd;
+    (void)what;
+    /* The loop goes on for the client side: each session hears 421 now, as
+     * far as its socket takes it (TLS sessions are just closed). */
+    for (struct sess *s = l->sessions; s; s = s->next)
+        if (s->state != S_CLOSING && !s->tls && !s->gone) {
+            struct evbuffer *out = bufferevent_get_output(s->bev);
+            reply(s, "421 4.3.2 Service shutting down");
+            size_t n = evbuffer_get_length(out);
+            if (send(bufferevent_getfd(s->bev), evbuffer_pullup(out, -1), n,
+                     MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+                log_debug("event=bounce_smtp_421_unsent");
+        }
+    teardown(l);
+    pthread_mutex_lock(&l->mu);
+    l->torn_down = true;
+    pthread_cond_signal(&l->cv);
+    pthread_mutex_unlock(&l->mu);
+}
+
 static void *
 run(void *arg)
 {
@@ -592,7 +690,8 @@ tls_context(const struct config *cfg)
 }
 
 struct bounce_listener *
-bounce_listener_start(const struct config *cfg, const struct bounce_intake_ctx *x)
+bounce_listener_start(const struct config *cfg, const struct bounce_intake_ctx *x,
+                      struct event_base *base)
 {
     struct bounce_listener *l = xcalloc(1, sizeof(*l));
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
@@ -605,6 +704,9 @@ bounce_listener_start(const struct config *cfg, const struct bounce_intake_ctx *
 
     l->cfg = cfg;
     l->x = x;
+    l->shared = base != NULL;
+    pthread_mutex_init(&l->mu, NULL);
+    pthread_cond_init(&l->cv, NULL);
     evthread_use_pthreads();
     if (!config_split_hostport(cfg->bounce_listen, &host, &p)) {
         log_error("event=bounce_listen_failed error=\"bounce_listen is not HOST:PORT\"");
@@ -619,7 +721,7 @@ bounce_listener_start(const struct config *cfg, const struct bounce_intake_ctx *
         log_error("event=bounce_listen_failed error=\"cannot resolve the address\"");
         goto fail;
     }
-    l->base = event_base_new();
+    l->base = base ? base : event_base_new();
     l->lev = evconnlistener_new_bind(l->base, accept_cb, l,
                                      LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
                                          LEV_OPT_CLOSE_ON_EXEC,
@@ -632,23 +734,31 @@ bounce_listener_start(const struct config *cfg, const struct bounce_intake_ctx *
     if (getsockname(evconnlistener_get_fd(l->lev), (struct sockaddr *)&ss, &sl) == 0)
         l->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
                                                  : ((struct sockaddr_in *)&ss)->sin_port);
-    l->stop_ev = event_new(l->base, -1, 0, stop_cb, l);
-    if (pthread_create(&l->thread, NULL, run, l) != 0) {
+    l->committer = bounce_committer_start(l->base, x, job_done, l);
+    if (l->committer == NULL)
+        goto fail;
+    if (!l->shared)
+        l->stop_ev = event_new(l->base, -1, 0, stop_cb, l);
+    if (!l->shared && pthread_create(&l->thread, NULL, run, l) != 0) {
         log_error("event=bounce_listen_failed error=\"cannot start the listener thread\"");
         goto fail;
     }
-    log_info("event=bounce_listening host=%s port=%d tls=%d", host, l->port, l->tls != NULL);
+    log_info("event=bounce_listening host=%s port=%d tls=%d loop=%s", host, l->port,
+             l->tls != NULL, l->shared ? "delivery" : "own");
     free(host);
     return l;
 fail:
     free(host);
+    bounce_committer_stop(l->committer);
     if (l->stop_ev)
         event_free(l->stop_ev);
     if (l->lev)
         evconnlistener_free(l->lev);
-    if (l->base)
+    if (l->base && !l->shared)
         event_base_free(l->base);
     SSL_CTX_free(l->tls);
+    pthread_mutex_destroy(&l->mu);
+    pthread_cond_destroy(&l->cv);
     free(l);
     return NULL;
 }
@@ -664,13 +774,22 @@ bounce_listener_stop(struct bounce_listener *l)
 {
     if (l == NULL)
         return;
-    event_active(l->stop_ev, EV_TIMEOUT, 0);
-    pthread_join(l->thread, NULL);
-    while (l->sessions)
-        sess_free(l->sessions);
-    event_free(l->stop_ev);
-    evconnlistener_free(l->lev);
-    event_base_free(l->base);
+    if (l->shared) {
+        /* The sessions' callbacks run on the delivery worker's loop: so does the end. */
+        event_base_once(l->base, -1, EV_TIMEOUT, teardown_cb, l, NULL);
+        pthread_mutex_lock(&l->mu);
+        while (!l->torn_down)
+            pthread_cond_wait(&l->cv, &l->mu);
+        pthread_mutex_unlock(&l->mu);
+    } else {
+        event_active(l->stop_ev, EV_TIMEOUT, 0);
+        pthread_join(l->thread, NULL);
+        teardown(l);
+        event_free(l->stop_ev);
+        event_base_free(l->base);
+    }
     SSL_CTX_free(l->tls);
+    pthread_mutex_destroy(&l->mu);
+    pthread_cond_destroy(&l->cv);
     free(l);
 }

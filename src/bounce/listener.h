@@ -17,13 +17,17 @@
 struct bounce_listener;
 
 /*
- * Binds cfg->bounce_listen and starts serving on a thread of its own.  x
- * (borrowed, with everything it points to) must outlive the listener.
- * NULL (logged) when the address cannot be bound or the TLS certificate
- * cannot be loaded.
+ * Binds cfg->bounce_listen and starts serving: on base (borrowed: the
+ * delivery worker's, whose loop runs on another thread) when given, else
+ * on a thread and base of its own (a process that does not deliver).  A
+ * database thread of its own (committer.h) parses and commits.  x
+ * (borrowed, with everything it points to) must outlive the listener, and
+ * base's loop must run until bounce_listener_stop returns.  NULL (logged)
+ * when the address cannot be bound or the TLS certificate cannot be loaded.
  */
 struct bounce_listener *bounce_listener_start(const struct config *cfg,
-                                              const struct bounce_intake_ctx *x);
+                                              const struct bounce_intake_ctx *x,
+                                              struct event_base *base);
 /* The port bound (useful with port 0). */
 int bounce_listener_port(const struct bounce_listener *l);
 /* Stops accepting, closes every session (a message not yet answered 250 was not

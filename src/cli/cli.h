@@ -52,13 +52,15 @@ int cli_daemon_open(struct cli_ctx *c, const char *name, sigset_t *set, struct a
 void cli_daemon_wait(sigset_t *set);
 struct bounce_listener;
 struct bounce_intake_ctx;
+struct delivery;
 /*
  * Starts the bounce listener when bounce_listen is set (*out NULL when it
- * is not); x (the intake's context, filled here) must outlive it.  False
+ * is not), on delivery's event loop when delivery (borrowed, may be NULL)
+ * runs; x (the intake's context, filled here) must outlive it.  False
  * (reported) when it cannot start.
  */
 bool cli_bounce_listener_start(struct app *app, struct bounce_intake_ctx *x,
-                               struct bounce_listener **out);
+                               struct delivery *delivery, struct bounce_listener **out);
 /* Wipes the secrets and closes the store (what cli_daemon_open opened). */
 void cli_daemon_close(struct app *app);
 

@@ -79,7 +79,7 @@ cmd_serve(struct cli_ctx *c)
             goto out;
         }
     }
-    if (!cli_bounce_listener_start(&app, &bounce_ctx, &bounces))
+    if (!cli_bounce_listener_start(&app, &bounce_ctx, delivery, &bounces))
         goto out;
     /* Webhooks go out from every process that delivers mail. */
     if (c->cfg.deliver && (webhooks = webhook_sender_start(app.st, &c->cfg)) == NULL) {

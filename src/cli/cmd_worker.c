@@ -39,7 +39,7 @@ cmd_worker(struct cli_ctx *c)
         fprintf(stderr, "mailcast worker: cannot start delivery; see the log line above\n");
         goto out;
     }
-    if (!cli_bounce_listener_start(&app, &bounce_ctx, &bounces))
+    if (!cli_bounce_listener_start(&app, &bounce_ctx, delivery, &bounces))
         goto out;
     if ((webhooks = webhook_sender_start(app.st, &c->cfg)) == NULL) {
         fprintf(stderr, "mailcast worker: cannot start the webhook sender; see the log line "

@@ -18,6 +18,7 @@
 #include "cli.h"
 #include "core/log.h"
 #include "store/store.h"
+#include "worker/delivery.h"
 
 struct store *
 cli_open_store(const struct config *cfg)
@@ -105,7 +106,7 @@ cli_daemon_close(struct app *app)
 
 bool
 cli_bounce_listener_start(struct app *app, struct bounce_intake_ctx *x,
-                          struct bounce_listener **out)
+                          struct delivery *delivery, struct bounce_listener **out)
 {
     *out = NULL;
     if (app->cfg->bounce_listen == NULL)
@@ -117,7 +118,8 @@ cli_bounce_listener_start(struct app *app, struct bounce_intake_ctx *x,
         .raw_max = (size_t)app->cfg->bounce_raw_max,
         .stats = &app->bounce_stats,
     };
-    *out = bounce_listener_start(app->cfg, x);
+    /* On the delivery worker's loop when this process delivers (issue 10). */
+    *out = bounce_listener_start(app->cfg, x, delivery ? delivery_event_base(delivery) : NULL);
     if (*out == NULL)
         fprintf(stderr, "mailcast: cannot listen for bounces on %s; see the log line above\n",
                 app->cfg->bounce_listen);

@@ -1,7 +1,8 @@
 /*
  * api_bounces.c - a tenant's bounces and complaints: the records (list with
- * filters, one with its raw message), the webhook endpoint for providers
- * that report bounces by HTTP, and the tenant's bounce policy.  Handlers
+ * filters, one with its raw message), the operator's unmatched reports,
+ * the webhook endpoint for providers that report bounces by HTTP, and the
+ * tenant's bounce policy.  Handlers
  * validate and call: the webhook goes through the intake pipeline
  * (bounce/intake.c) like every other report.
  */
@@ -99,6 +100,49 @@ api_bounce_get(struct req *r)
 {
     struct bounce_rec b = {0};
     mc_err err = store_bounce_get(r->app->st, TENANT(r), req_param(r, "bounce_id"), &b);
+
+    if (err != MC_ERR_OK) {
+        reply_store_error(r, err, "bounce");
+        return;
+    }
+    reply_json(r, 200, bounce_json(&b, true));
+    bounce_rec_cleanup(&b);
+}
+
+/* The operator's unmatched reports (no valid reference, so no tenant's), newest first. */
+void
+api_bounce_unmatched_list(struct req *r)
+{
+    const char *since = req_query(r, "since");
+    struct bounce_rec_vec v = {0};
+    struct page pg;
+    int64_t t = 0;
+    json_t *items;
+    mc_err err;
+
+    if (!req_page(r, &pg))
+        return;
+    if (since && !time_parse_rfc3339(since, &t)) {
+        reply_invalid(r, "since", "since must be an RFC 3339 time");
+        return;
+    }
+    err = store_bounce_unmatched_list(r->app->st, t, &pg, &v);
+    if (err != MC_ERR_OK) {
+        reply_store_error(r, err, "bounce");
+        return;
+    }
+    items = json_array();
+    for (int i = 0; i < v.n; i++)
+        json_array_append_new(items, bounce_json(&v.items[i], false));
+    reply_json(r, 200, json_page(items, v.total, &pg));
+    bounce_rec_vec_cleanup(&v);
+}
+
+void
+api_bounce_unmatched_get(struct req *r)
+{
+    struct bounce_rec b = {0};
+    mc_err err = store_bounce_unmatched_get(r->app->st, req_param(r, "bounce_id"), &b);
 
     if (err != MC_ERR_OK) {
         reply_store_error(r, err, "bounce");

@@ -302,6 +302,9 @@ void api_unsubscribe_post(struct req *r);
 void api_bounce_list(struct req *r);
 void api_bounce_create(struct req *r);
 void api_bounce_get(struct req *r);
+/* The operator's reports that matched no valid reference. */
+void api_bounce_unmatched_list(struct req *r);
+void api_bounce_unmatched_get(struct req *r);
 void api_bounce_policy_get(struct req *r);
 void api_bounce_policy_put(struct req *r);
 struct bounce_stats;

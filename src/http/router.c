@@ -93,6 +93,8 @@ const struct route routes[] = {
     {"GET",    T "/bounces/{bounce_id}",        api_bounce_get,      R_AUTH_READ},
     {"GET",    T "/bounce-policy",              api_bounce_policy_get, R_AUTH_READ},
     {"PUT",    T "/bounce-policy",              api_bounce_policy_put, R_AUTH_WRITE | R_BODY},
+    {"GET",    "/api/v1/bounces/unmatched",     api_bounce_unmatched_list, R_AUTH_OPERATOR},
+    {"GET",    "/api/v1/bounces/unmatched/{bounce_id}", api_bounce_unmatched_get, R_AUTH_OPERATOR},
     /* Pacing and shaping (issue 15) */
     {"GET",    "/api/v1/shaping",               api_shaping_get,     R_AUTH_OPERATOR},
     {"PUT",    "/api/v1/shaping",               api_shaping_put,     R_AUTH_OPERATOR | R_BODY},

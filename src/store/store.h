@@ -644,6 +644,15 @@ struct bounce_applied {
 mc_err store_bounce_record(struct store *st, const struct bounce_report_in *in,
                            struct bounce_applied *out);
 
+/*
+ * Records n reports in one transaction (group commit: one commit, and on
+ * SQLite one fsync, for all of them), each as store_bounce_record does;
+ * outs[i] says what ins[i] changed.  All or nothing: on any error nothing
+ * is written and outs are zeroed.
+ */
+mc_err store_bounce_record_batch(struct store *st, const struct bounce_report_in *const *ins,
+                                 int n, struct bounce_applied *outs);
+
 struct bounce_rec {
     char id[MC_UUID_LEN + 1];
     char tenant_id[MC_UUID_LEN + 1];
@@ -677,6 +686,15 @@ mc_err store_bounce_list(struct store *st, const char *tenant_id, const struct b
 /* One record with its raw message. */
 mc_err store_bounce_get(struct store *st, const char *tenant_id, const char *id,
                         struct bounce_rec *out);
+/*
+ * The reports that named no message by a valid reference (no tenant: kept
+ * for the operator only, pruned like the others), newest first, received at
+ * or after since (0 for any); and one of them with its raw message
+ * (MC_ERR_NOT_FOUND for a malformed, unknown or a tenant's record's id).
+ */
+mc_err store_bounce_unmatched_list(struct store *st, int64_t since, const struct page *pg,
+                                   struct bounce_rec_vec *out);
+mc_err store_bounce_unmatched_get(struct store *st, const char *id, struct bounce_rec *out);
 /*
  * The bounce domain of the tenant whose message this is (*out owned, NULL
  * when the tenant has none); MC_ERR_NOT_FOUND without the message.

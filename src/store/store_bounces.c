@@ -392,9 +392,34 @@ insert_record(struct db *d, const struct bounce_report_in *in, const char *tenan
                    p, NPARAMS(p), NULL);
 }
 
-mc_err
-store_bounce_record(struct store *st, const struct bounce_report_in *in,
-                    struct bounce_applied *out)
+/* Whether a report can be recorded at all (checked before any transaction). */
+static mc_err
+record_check(const struct bounce_report_in *in)
+{
+    int n = in->n > 0 ? in->n : 1;
+
+    if (n > (int)(sizeof(((struct bounce_applied *)0)->items) /
+                  sizeof(((struct bounce_applied *)0)->items[0])))
+        return MC_ERR_INVALID;
+    if (in->tenant_id && !store_id_ok(in->tenant_id))
+        return MC_ERR_NOT_FOUND;
+    return MC_ERR_OK;
+}
+
+/*
+ * The tenant a batch last locked and its policy: the next report of the
+ * same tenant in the transaction needs neither again (two round trips a
+ * report fewer on PostgreSQL; the lock is held until the commit).
+ */
+struct batch_tenant {
+    char tenant_id[MC_UUID_LEN + 1]; /* "" when none yet */
+    struct bounce_policy pol;        /* owned */
+};
+
+/* Records one report inside the caller's transaction; *out written whatever happens. */
+static mc_err
+record_one(struct db *d, struct batch_tenant *bt, const struct bounce_report_in *in,
+           struct bounce_applied *out)
 {
     static const struct bounce_item none = {NULL, "undetermined", NULL, NULL, NULL, NULL};
     struct bounce_policy pol = BOUNCE_POLICY_DEFAULTS;
@@ -402,22 +427,13 @@ store_bounce_record(struct store *st, const struct bounce_report_in *in,
     const char *tenant_id = NULL;
     bool found = false;
     int n = in->n > 0 ? in->n : 1;
-    struct db d;
-    mc_err err;
+    mc_err err = MC_ERR_OK;
 
     memset(out, 0, sizeof(*out));
     memset(&m, 0, sizeof(m));
-    if (n > (int)(sizeof(out->items) / sizeof(out->items[0])))
-        return MC_ERR_INVALID;
-    if (in->tenant_id && !store_id_ok(in->tenant_id))
-        return MC_ERR_NOT_FOUND;
-    if ((err = db_get(st, &d)) != MC_ERR_OK)
-        return err;
-    if ((err = db_begin(&d, true)) != MC_ERR_OK)
-        goto out;
     if (in->message_id && store_id_ok(in->message_id)) {
         struct db_param p[] = {P_TEXT(in->message_id)};
-        err = db_fetch_one(&d,
+        err = db_fetch_one(d,
                            "SELECT tenant_id, campaign_id, recipient_id, to_address FROM "
                            "scheduled_messages WHERE id = $1",
                            p, NPARAMS(p), msg_row, &m);
@@ -436,14 +452,20 @@ store_bounce_record(struct store *st, const struct bounce_report_in *in,
     if (err == MC_ERR_OK && !found && in->tenant_id) {
         struct db_param p[] = {P_TEXT(in->tenant_id)};
         int64_t one = 0;
-        err = db_one_int(&d, "SELECT 1 FROM tenants WHERE id = $1", p, NPARAMS(p), &one);
+        err = db_one_int(d, "SELECT 1 FROM tenants WHERE id = $1", p, NPARAMS(p), &one);
     }
     tenant_id = found ? m.tenant_id : in->tenant_id;
-    if (err == MC_ERR_OK && tenant_id) {
-        err = db_lock_tenant(&d, tenant_id);
+    if (err == MC_ERR_OK && tenant_id && strcmp(bt->tenant_id, tenant_id) != 0) {
+        bt->tenant_id[0] = '\0';
+        bounce_policy_cleanup(&bt->pol);
+        err = db_lock_tenant(d, tenant_id);
         if (err == MC_ERR_OK)
-            err = policy_get(&d, tenant_id, &pol);
+            err = policy_get(d, tenant_id, &bt->pol);
+        if (err == MC_ERR_OK)
+            memcpy(bt->tenant_id, tenant_id, MC_UUID_LEN + 1);
     }
+    if (tenant_id)
+        pol = bt->pol; /* borrowed: soft_count and apply read its numbers only */
     for (int i = 0; i < n && err == MC_ERR_OK; i++) {
         const struct bounce_item *it = in->n > 0 ? &in->items[i] : &none;
         const char *email = it->email ? it->email : (found ? m.to_address : NULL);
@@ -461,20 +483,16 @@ store_bounce_record(struct store *st, const struct bounce_report_in *in,
             oc = BOUNCE_OUT_RECORDED;
         else if (it->action && strncasecmp(it->action, "delayed", 7) == 0)
             oc = BOUNCE_OUT_RECORDED; /* a delay warning: the message may still arrive */
-        else if ((err = is_duplicate(&d, &t, it->class, &dup)) == MC_ERR_OK && dup)
+        else if ((err = is_duplicate(d, &t, it->class, &dup)) == MC_ERR_OK && dup)
             oc = BOUNCE_OUT_DUPLICATE;
         else if (err == MC_ERR_OK)
-            err = apply(&d, &t, it->class, in->kind, &pol, &oc);
+            err = apply(d, &t, it->class, in->kind, &pol, &oc);
         if (err == MC_ERR_OK)
-            err = insert_record(&d, in, tenant_id, found ? &m : NULL, it, email, lc, oc,
+            err = insert_record(d, in, tenant_id, found ? &m : NULL, it, email, lc, oc,
                                 out->items[i].id);
         out->items[i].outcome = oc;
         free(lc);
     }
-    if (err == MC_ERR_OK)
-        err = db_commit(&d);
-    else
-        db_rollback(&d);
     if (err == MC_ERR_OK) {
         out->n = n;
         if (tenant_id)
@@ -485,9 +503,43 @@ store_bounce_record(struct store *st, const struct bounce_report_in *in,
             out->message_id[MC_UUID_LEN] = '\0';
         }
     }
-out:
     free(m.to_address);
-    bounce_policy_cleanup(&pol);
+    return err;
+}
+
+mc_err
+store_bounce_record(struct store *st, const struct bounce_report_in *in,
+                    struct bounce_applied *out)
+{
+    return store_bounce_record_batch(st, &in, 1, out);
+}
+
+mc_err
+store_bounce_record_batch(struct store *st, const struct bounce_report_in *const *ins, int n,
+                          struct bounce_applied *outs)
+{
+    struct batch_tenant bt = {.pol = BOUNCE_POLICY_DEFAULTS};
+    struct db d;
+    mc_err err;
+
+    for (int i = 0; i < n; i++)
+        if ((err = record_check(ins[i])) != MC_ERR_OK)
+            return err;
+    if ((err = db_get(st, &d)) != MC_ERR_OK)
+        return err;
+    if ((err = db_begin(&d, true)) != MC_ERR_OK)
+        goto out;
+    for (int i = 0; i < n && err == MC_ERR_OK; i++)
+        err = record_one(&d, &bt, ins[i], &outs[i]);
+    if (err == MC_ERR_OK)
+        err = db_commit(&d);
+    else
+        db_rollback(&d);
+    if (err != MC_ERR_OK)
+        for (int i = 0; i < n; i++)
+            memset(&outs[i], 0, sizeof(outs[i]));
+out:
+    bounce_policy_cleanup(&bt.pol);
     db_put(&d);
     return err;
 }
@@ -564,28 +616,74 @@ store_bounce_list(struct store *st, const char *tenant_id, const struct bounce_f
     return MC_ERR_OK;
 }
 
-mc_err
-store_bounce_get(struct store *st, const char *tenant_id, const char *id, struct bounce_rec *out)
+/* One record with its raw message, by a statement whose last parameter is the id. */
+static mc_err
+record_get(struct store *st, const char *sql, const struct db_param *p, int np,
+           struct bounce_rec *out)
 {
-    struct db_param p[] = {P_TEXT(tenant_id), P_TEXT(id)};
+    struct bounce_rec b;
     struct db d;
     mc_err err;
 
-    if (!store_id_ok(tenant_id) || !store_id_ok(id))
-        return MC_ERR_NOT_FOUND;
     if ((err = db_get(st, &d)) != MC_ERR_OK)
         return err;
-    struct bounce_rec b;
     memset(&b, 0, sizeof(b));
-    err = db_fetch_one(&d,
-                       "SELECT " BOUNCE_COLS ", raw FROM bounces WHERE tenant_id = $1 AND id = $2",
-                       p, NPARAMS(p), bounce_raw_row, &b);
+    err = db_fetch_one(&d, sql, p, np, bounce_raw_row, &b);
     db_put(&d);
     if (err != MC_ERR_OK)
         bounce_rec_cleanup(&b);
     else
         *out = b;
     return err;
+}
+
+mc_err
+store_bounce_get(struct store *st, const char *tenant_id, const char *id, struct bounce_rec *out)
+{
+    struct db_param p[] = {P_TEXT(tenant_id), P_TEXT(id)};
+
+    if (!store_id_ok(tenant_id) || !store_id_ok(id))
+        return MC_ERR_NOT_FOUND;
+    return record_get(st,
+                      "SELECT " BOUNCE_COLS ", raw FROM bounces WHERE tenant_id = $1 AND id = $2",
+                      p, NPARAMS(p), out);
+}
+
+/* Unmatched: no tenant (no valid reference); $1 since (NULL for any). */
+#define UNMATCHED_WHERE " WHERE tenant_id IS NULL AND (received_at >= $1 OR $1 IS NULL)"
+
+mc_err
+store_bounce_unmatched_list(struct store *st, int64_t since, const struct page *pg,
+                            struct bounce_rec_vec *out)
+{
+    struct db_param p[] = {P_TIME(since), P_INT(pg->limit), P_INT(pg->offset)};
+    struct bounce_rec_vec v = {0};
+    mc_err err;
+
+    err = store_page(st, "SELECT COUNT(*) FROM bounces" UNMATCHED_WHERE,
+                     "SELECT " BOUNCE_COLS " FROM bounces" UNMATCHED_WHERE
+                     " ORDER BY received_at DESC, id DESC LIMIT $2 OFFSET $3",
+                     p, 1, NPARAMS(p), bounce_row, sizeof(*v.items), (void **)&v.items, &v.n,
+                     &v.total);
+    if (err != MC_ERR_OK) {
+        bounce_rec_vec_cleanup(&v);
+        return err;
+    }
+    *out = v;
+    return MC_ERR_OK;
+}
+
+mc_err
+store_bounce_unmatched_get(struct store *st, const char *id, struct bounce_rec *out)
+{
+    struct db_param p[] = {P_TEXT(id)};
+
+    if (!store_id_ok(id))
+        return MC_ERR_NOT_FOUND;
+    return record_get(st,
+                      "SELECT " BOUNCE_COLS ", raw FROM bounces WHERE tenant_id IS NULL AND "
+                      "id = $1",
+                      p, NPARAMS(p), out);
 }
 
 mc_err

@@ -627,6 +627,12 @@ begin_stop(evutil_socket_t fd, short what, void *arg)
     stop_cb(fd, what, d);
 }
 
+struct event_base *
+delivery_event_base(struct delivery *d)
+{
+    return d->base;
+}
+
 void
 delivery_stop(struct delivery *d, int timeout_s)
 {

@@ -32,6 +32,12 @@ struct delivery *delivery_start(struct store *st, const struct config *cfg,
  * thread.  delivery_stop(NULL) is a no-op.
  */
 void delivery_stop(struct delivery *d, int timeout_s);
+/*
+ * The worker's event base (borrowed), for the bounce listener's sessions,
+ * which share the client side's loop: events may be added from any thread
+ * (evthread is on), and must all be gone before delivery_stop.
+ */
+struct event_base *delivery_event_base(struct delivery *d);
 
 /* Appends the worker's metrics (Prometheus text): outcomes by tenant, SMTP latency, lease expiries. */
 void delivery_metrics(struct delivery *d, struct buf *out);

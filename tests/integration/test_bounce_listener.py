@@ -5,6 +5,7 @@ the database fails), and garbage, long lines, oversized messages, idle
 clients and too many connections cannot take it down.
 """
 
+import re
 import smtplib
 import socket
 import ssl
@@ -283,16 +284,14 @@ class DatabaseHeld:
         self.conn.close()
 
 
-def test_kill_9_between_data_and_250_loses_nothing_accepted(request, store, sink,
-                                                            tmp_path):
-    """The sender is told 250 only after the commit: a kill -9 while the intake
-    waits on the database leaves the sender without an answer (so it retries)
-    and the database without a half-written report; the retry is taken."""
+def killable_listener(request, store, sink, tmp_path, *extra):
+    """A server of its own (to be killed) with one message sent: (server,
+    database URL, tenant, the recipient, its VERP address)."""
     url, drop = create_database(request, store, tmp_path / "db")
     request.addfinalizer(drop)
     port = free_port()
     args = delivery_args(sink.url, "--bounce-domain", BOUNCE_DOMAIN, "--bounce-listen",
-                         f"127.0.0.1:{port}", "--db-busy-timeout-ms", "60000")
+                         f"127.0.0.1:{port}", "--db-busy-timeout-ms", "60000", *extra)
     srv = Server(tmp_path / "srv", url, OPERATOR_KEY, args)
     srv.bounce_port = port
     srv.start()
@@ -300,7 +299,15 @@ def test_kill_9_between_data_and_250_loses_nothing_accepted(request, store, sink
     t = Tenant(srv)
     _, _, sent = sent_campaign(srv, sink, t, 1)
     (a,) = sent
-    verp = sent[a][1]
+    return srv, url, t, a, sent[a][1]
+
+
+def test_kill_9_between_data_and_250_loses_nothing_accepted(request, store, sink,
+                                                            tmp_path):
+    """The sender is told 250 only after the commit: a kill -9 while the intake
+    waits on the database leaves the sender without an answer (so it retries)
+    and the database without a half-written report; the retry is taken."""
+    srv, url, t, a, verp = killable_listener(request, store, sink, tmp_path)
     s = smtp(srv)
     assert s.mail("")[0] == 250 and s.rcpt(verp)[0] == 250
     assert s.docmd("DATA")[0] == 354
@@ -322,6 +329,98 @@ def test_kill_9_between_data_and_250_loses_nothing_accepted(request, store, sink
     s.quit()
     assert unsub_cause(t, a) == "hard_bounce"
     assert t.server.get(f"{t.base}/bounces", headers=t.h).json()["total"] == 1
+
+
+def test_group_commit_answers_after_the_batch_and_kill_9_loses_nothing(request, store, sink,
+                                                                      tmp_path):
+    """Messages that end while a commit is in progress are committed together,
+    each answered 250 only after that commit; a kill -9 while a batch waits on
+    the database answers none of it and writes none of it, and what was
+    answered before stays."""
+    srv, url, t, a, verp = killable_listener(request, store, sink, tmp_path,
+                                             "--log-level", "debug")
+
+    def queued():
+        return srv.stderr().count("event=bounce_smtp_queued")
+
+    def emails():
+        r = t.server.get(f"{t.base}/bounces", headers=t.h, params={"limit": 1000})
+        return {b["email"] for b in r.json()["data"]}
+
+    def open_sessions(n):
+        sessions = []
+        for _ in range(n):
+            s = smtp(srv)
+            assert s.mail("")[0] == 250 and s.rcpt(verp)[0] == 250
+            assert s.docmd("DATA")[0] == 354
+            sessions.append(s)
+        return sessions
+
+    # Four messages end while the database is held: all wait, then one batch answers them.
+    first = [f"batch{i}@example.org" for i in range(4)]
+    sessions = open_sessions(4)
+    with DatabaseHeld(url):
+        before = queued()
+        for s, who in zip(sessions, first):
+            s.send(dsn(verp, who) + b".\r\n")
+        wait_until(lambda: queued() >= before + 4, 30, what="four messages queued")
+        sessions[-1].sock.settimeout(0.5)
+        with pytest.raises(OSError):
+            sessions[-1].sock.recv(1)  # no answer before the commit
+        sessions[-1].sock.settimeout(10)
+    for s in sessions:
+        assert s.getreply()[0] == 250
+        s.quit()
+    assert set(first) <= emails()
+    commits = [int(x) for x in
+               re.findall(r"event=bounce_group_commit jobs=(\d+)", srv.stderr())]
+    assert max(commits) >= 2, commits  # at least two of them in one transaction
+
+    # Three more end while the database is held, and the process is killed.
+    second = [f"killed{i}@example.org" for i in range(3)]
+    sessions = open_sessions(3)
+    with DatabaseHeld(url):
+        before = queued()
+        for s, who in zip(sessions, second):
+            s.send(dsn(verp, who) + b".\r\n")
+        wait_until(lambda: queued() >= before + 3, 30, what="three messages queued")
+        srv.kill()
+    for s in sessions:
+        s.sock.settimeout(10)
+        assert s.sock.recv(100) == b""  # died without a 250
+    srv.start()
+    got = emails()
+    assert set(first) <= got  # what was answered 250 stays
+    assert not set(second) & got  # what was not answered was not written
+    # A sender retries: taken.
+    s = smtp(srv)
+    assert s.sendmail("", [verp], dsn(verp, second[0])) == {}
+    s.quit()
+    assert second[0] in emails()
+
+
+def test_the_listener_shares_the_delivery_loop_or_runs_its_own(request, store, lmc, tmp_path):
+    """With delivery on, the sessions run on the delivery worker's event loop;
+    a process that does not deliver (`--deliver 0`) gives the listener a loop
+    of its own, with the same answers."""
+    assert "event=bounce_listening" in lmc.stderr()
+    assert "loop=delivery" in lmc.stderr()
+    url, drop = create_database(request, store, tmp_path / "db")
+    request.addfinalizer(drop)
+    port = free_port()
+    srv = Server(tmp_path / "srv", url, OPERATOR_KEY, [
+        "--deliver", "0", "--bounce-domain", BOUNCE_DOMAIN, "--bounce-listen",
+        f"127.0.0.1:{port}", "--bounce-feedback-address", FBL])
+    srv.bounce_port = port
+    srv.start()
+    request.addfinalizer(srv.stop)
+    assert "loop=own" in srv.stderr()
+    s = smtp(srv)
+    assert s.rcpt("nobody@" + BOUNCE_DOMAIN)[0] == 503  # MAIL first
+    assert s.sendmail("", [FBL], arf("From: x@example.org\r\nTo: someone@example.net\r\n")) == {}
+    s.quit()
+    got = srv.get("/api/v1/bounces/unmatched", headers=srv.op).json()
+    assert got["total"] == 1 and got["data"][0]["kind"] == "arf", got
 
 
 def test_shutdown_tells_open_sessions_421(request, store, sink, tmp_path):

@@ -23,6 +23,7 @@ import pytest
 import requests
 import yaml
 
+from bouncehelp import dsn, pipe
 from campaignhelp import NO_DELIVERY
 from harness import OPERATOR_KEY, REPO, bearer, free_port
 
@@ -219,6 +220,14 @@ def test_every_operation_through_prism(server, prism):
     p("GET", f"{bb}?class=nope", 422, valid=False, headers=h)
     p("GET", f"{bb}/{bn['id']}", 200, headers=h)
     p("GET", f"{bb}/{NIL}", 404, headers=h)
+    # The operator's unmatched reports: one taken in through the pipe without a reference.
+    assert pipe(server.database, dsn("postmaster@x.example", "nobody@example.org"),
+                "--recipient", "postmaster@x.example")[0] == 0
+    un = p("GET", "/api/v1/bounces/unmatched", 200, headers=op).json()
+    p("GET", "/api/v1/bounces/unmatched?since=yesterday", 422, valid=False, headers=op)
+    p("GET", "/api/v1/bounces/unmatched", 403, headers=h)
+    p("GET", f"/api/v1/bounces/unmatched/{un['data'][0]['id']}", 200, headers=op)
+    p("GET", f"/api/v1/bounces/unmatched/{NIL}", 404, headers=op)
 
     # Campaigns
     cb = f"{tb}/campaigns"

@@ -1381,6 +1381,75 @@ rcpt_status(struct store *st, const char *id)
 }
 
 /*
+ * Group commit: a batch of reports is one transaction, all or nothing; a
+ * report later in the batch sees what an earlier one wrote (the second
+ * report about the same message is a duplicate).
+ */
+static void
+test_bounce_batch_all_or_nothing(void **state)
+{
+    struct store *st = st_of(state);
+    struct tenant a, b;
+    struct recipient_list la, lb;
+    struct recipient x = {0}, y = {0};
+    struct campaign ca, cb;
+    struct bounce_applied outs[3];
+    char ma[MC_UUID_LEN + 1], mb[MC_UUID_LEN + 1];
+    int64_t now = time_now_us();
+    struct bounce_item hard = {"gc@example.com", "hard", "5.1.1", "failed", "550 5.1.1", NULL};
+    struct bounce_item soft = {NULL, "soft", "4.2.2", "failed", "452 full", NULL};
+    struct bounce_report_in r0 = {.message_id = NULL, .kind = "dsn", .source = "smtp",
+                                  .raw = "raw", .items = &hard, .n = 1, .now = now};
+    struct bounce_report_in r1 = r0, r2 = r0;
+    const struct bounce_report_in *ins[3] = {&r0, &r1, &r2};
+
+    make_tenant(st, "gc-a", &a);
+    make_tenant(st, "gc-b", &b);
+    new_list(st, a.id, "A", &la);
+    new_list(st, b.id, "B", &lb);
+    new_campaign(st, a.id, la.id, &ca);
+    new_campaign(st, b.id, lb.id, &cb);
+    assert_int_equal(new_recipient(st, a.id, la.id, "gc@example.com", &x), MC_ERR_OK);
+    assert_int_equal(new_recipient(st, b.id, lb.id, "gc@example.com", &y), MC_ERR_OK);
+    sent_message(st, a.id, ca.id, &x, now - 1000, ma);
+    sent_message(st, b.id, cb.id, &y, now - 1000, mb);
+
+    /* A failing report (another tenant's message through a's API) takes the batch with it. */
+    r0.message_id = ma;
+    r1.message_id = mb;
+    r1.tenant_id = a.id;
+    r1.kind = "api";
+    r2.message_id = mb;
+    r2.items = &soft;
+    assert_int_equal(store_bounce_record_batch(st, ins, 3, outs), MC_ERR_NOT_FOUND);
+    assert_int_equal(outs[0].n, 0);
+    assert_int_equal(one_int(st, "SELECT COUNT(*) FROM bounces WHERE message_id = $1", ma), 0);
+    assert_int_equal((int)suppressed_for(st, a.id, "gc@example.com", NULL), -1);
+
+    /* The same reports as one good batch: each applied, the repeat a duplicate. */
+    r1 = r0;
+    assert_int_equal(store_bounce_record_batch(st, ins, 3, outs), MC_ERR_OK);
+    assert_int_equal(outs[0].items[0].outcome, BOUNCE_OUT_SUPPRESSED);
+    assert_int_equal(outs[1].items[0].outcome, BOUNCE_OUT_DUPLICATE);
+    assert_int_equal(outs[2].items[0].outcome, BOUNCE_OUT_COUNTED);
+    assert_string_equal(outs[0].tenant_id, a.id);
+    assert_string_equal(outs[2].tenant_id, b.id);
+    assert_int_equal(suppressed_for(st, a.id, "gc@example.com", NULL), CAUSE_HARD_BOUNCE);
+    assert_int_equal((int)suppressed_for(st, b.id, "gc@example.com", NULL), -1);
+    assert_int_equal(one_int(st, "SELECT COUNT(*) FROM bounces WHERE message_id = $1", ma), 2);
+    assert_int_equal(one_int(st, "SELECT COUNT(*) FROM bounces WHERE message_id = $1", mb), 1);
+
+    recipient_cleanup(&x);
+    recipient_cleanup(&y);
+    campaign_cleanup(&ca);
+    campaign_cleanup(&cb);
+    recipient_list_cleanup(&la);
+    recipient_list_cleanup(&lb);
+    tenant_cleanup(&a);
+    tenant_cleanup(&b);
+}
+
+/*
  * The intake's transaction: the referenced message decides everything; a
  * stranger, a duplicate, an unreferenced report change nothing; hard and
  * complaint suppress at once, soft after the policy's limit and for a
@@ -1536,7 +1605,27 @@ test_bounces_two_tenants(void **state)
     assert_string_equal(r.message_id, m[0]);
     bounce_rec_cleanup(&r);
     assert_int_equal(store_bounce_get(st, b.id, v.items[1].id, &r), MC_ERR_NOT_FOUND);
+    char tenants_rec[MC_UUID_LEN + 1];
+    memcpy(tenants_rec, v.items[1].id, sizeof(tenants_rec));
     bounce_rec_vec_cleanup(&v);
+    /* The unreferenced report is the operator's alone: no tenant, its raw message kept. */
+    assert_int_equal(store_bounce_unmatched_list(st, now, &pg, &v), MC_ERR_OK);
+    assert_int_equal(v.total, 1);
+    assert_string_equal(v.items[0].tenant_id, "");
+    assert_string_equal(v.items[0].outcome, "unreferenced");
+    assert_string_equal(v.items[0].email, "bx1@example.com");
+    assert_null(v.items[0].raw);
+    assert_int_equal(store_bounce_unmatched_get(st, v.items[0].id, &r), MC_ERR_OK);
+    assert_string_equal(r.raw, "From: MAILER-DAEMON\r\n\r\nraw");
+    bounce_rec_cleanup(&r);
+    assert_int_equal(store_bounce_get(st, a.id, v.items[0].id, &r), MC_ERR_NOT_FOUND);
+    bounce_rec_vec_cleanup(&v);
+    assert_int_equal(store_bounce_unmatched_list(st, time_now_us() + 1000000, &pg, &v), MC_ERR_OK);
+    assert_int_equal(v.total, 0);
+    bounce_rec_vec_cleanup(&v);
+    /* A tenant's record is not unmatched; a malformed id is nobody's. */
+    assert_int_equal(store_bounce_unmatched_get(st, tenants_rec, &r), MC_ERR_NOT_FOUND);
+    assert_int_equal(store_bounce_unmatched_get(st, "not-an-id", &r), MC_ERR_NOT_FOUND);
     f.class = NULL;
     f.email_lc = NULL;
     f.campaign_id = cb.id;
@@ -1553,6 +1642,9 @@ test_bounces_two_tenants(void **state)
     assert_int_equal(pruned, 0);
     assert_int_equal(store_bounce_prune(st, time_now_us() + 1, &pruned), MC_ERR_OK);
     assert_int_equal(pruned, 11); /* the unreferenced one too */
+    assert_int_equal(store_bounce_unmatched_list(st, now, &pg, &v), MC_ERR_OK);
+    assert_int_equal(v.total, 0);
+    bounce_rec_vec_cleanup(&v);
 
     bounce_policy_cleanup(&got);
     recipient_cleanup(&z);
@@ -1878,6 +1970,7 @@ main(void)
         cmocka_unit_test(test_claim_site_pacing),
         cmocka_unit_test(test_lease_expiry_poison_bound),
         cmocka_unit_test(test_bounces_two_tenants),
+        cmocka_unit_test(test_bounce_batch_all_or_nothing),
         cmocka_unit_test(test_campaign_timeline),
         cmocka_unit_test(test_events_outbox_and_webhook_claims),
         cmocka_unit_test(test_schema_newer_is_refused),
