@@ -129,6 +129,7 @@ class OwnCluster:
         subprocess.run(["bash", self.script, "stop", self.dir], capture_output=True, timeout=120)
 
 
+@pytest.mark.slow(13)
 def test_postgres_restart_mid_campaign(tmp_path):
     cluster = OwnCluster()
     srv = None
