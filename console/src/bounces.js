@@ -116,6 +116,7 @@ export function BouncePolicy({ ctx }) {
   return html`${head}
     <p>${`Hard bounces and complaints suppress the address at once. Soft bounces suppress it for ${p.soft_suppress_days} days once ${p.soft_limit} of them fall within ${p.soft_window_days} days, with no delivery in between. Blocks (a server refusing the sender, not the address) never suppress.`}</p>
     <p class="muted">${`Bounce domain: ${p.bounce_domain || "the server's"} · ${p.updated_at ? 'changed ' + time(p.updated_at) : 'the defaults, never changed'}`}</p>
+    ${!ctx.canWrite && html`<p class="muted">A key with the write scope can change it.</p>`}
     ${ctx.canWrite && html`<form class="card" onSubmit=${f.submit} novalidate>
       <div class="grid3">${POLICY.map(([k, label, min, max, hint]) => html`<${Field} id=${k} label=${label} error=${f.error} hint=${hint}>
         <input id=${k} type="number" min=${min} max=${max} required value=${form[k]} onInput=${set(k)} /><//>`)}</div>

@@ -27,8 +27,8 @@ function Bar({ c, label }) {
   const total = c.recipient_count ?? c.total_recipients;
   if (!['cancelled', 'failed'].includes(c.status) || !total)
     return html`<${Progress} value=${c.progress_percentage} label=${label} />`;
-  return html`<${Progress} value=${(100 * c.sent_count) / total} label=${label}
-    text=${`${num(c.sent_count)} of ${num(total)} sent`} />`;
+  return html`<div class="stopped"><${Progress} value=${(100 * c.sent_count) / total} label=${label}
+    text=${`${num(c.sent_count)} of ${num(total)} sent`} /></div>`;
 }
 
 export function CampaignList({ ctx }) {

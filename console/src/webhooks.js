@@ -97,7 +97,7 @@ function Deliveries({ ctx, path, done, onLoad }) {
     ${r.data && !rows.length && html`<${Empty}>${f.applied.status ? 'No delivery matches.' : 'Nothing sent to this endpoint yet.'}<//>`}
     ${rows.length > 0 && html`<div class="table-wrap"><table class="stack"><caption class="sr-only">Deliveries, newest first</caption>
       <thead><tr><th scope="col">Created</th><th scope="col">Event</th><th scope="col">Status</th>
-        <th scope="col">Last answer</th><th scope="col" class="n wide">Attempts</th><th scope="col" class="wide">Last attempt</th>
+        <th scope="col">Last answer</th><th scope="col" class="n wide">Attempts</th><th scope="col" class="wide">Last or next attempt</th>
         ${ctx.canWrite && html`<th scope="col"><span class="sr-only">Actions</span></th>`}</tr></thead>
       <tbody>${rows.map((d) => html`<tr key=${d.id}><td>${time(d.created_at)}</td><td><code>${d.event_type}</code></td>
         <td><${Status} s=${d.status} /></td>

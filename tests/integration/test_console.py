@@ -169,11 +169,14 @@ class Browser:
                 self.requests.append((p.get("documentURL", ""), p["request"]["url"]))
 
     def narrow(self, pages):
-        """Visits (route, heading, screenshot name) at 375 px wide: nothing
-        wider than the screen; then back to the desktop width."""
+        """Visits (route, heading, screenshot name[, element to scroll to])
+        at 375 px wide: nothing wider than the screen; then back to the
+        desktop width."""
         self.d.set_window_size(375, 812)
-        for route, heading, name in pages:
+        for route, heading, name, *scroll in pages:
             self.go(route, heading)
+            if scroll:
+                self.d.execute_script("arguments[0].scrollIntoView()", self.one(scroll[0]))
             width = self.d.execute_script("return document.documentElement.scrollWidth")
             assert width <= 375, (name, width)
             self.page(name)

@@ -81,6 +81,7 @@ def outbox_message(server, email):
     return wait_until(find, 10, what=f"the message to {email}")
 
 
+@pytest.mark.slow(70)
 def test_console_bounces_events_webhooks(server, browser, receiver, tmp_path, store):
     b = browser
     b.base = server.base
@@ -326,6 +327,7 @@ def test_console_bounces_events_webhooks(server, browser, receiver, tmp_path, st
     assert queued == want, (done, want)
     b.wait(lambda: server.get(f"{t.base}/webhooks/{wid}/deliveries", headers=t.h).json()[
         "total"] == before + queued, "the replayed deliveries")
+    b.d.execute_script("arguments[0].scrollIntoView()", b.one("#replay-h"))
     b.page("44-webhook-replayed")
 
     # ---- 375 px wide ----
@@ -335,7 +337,7 @@ def test_console_bounces_events_webhooks(server, browser, receiver, tmp_path, st
               ("events", "Events", "53-narrow-events"),
               ("webhooks", "Webhooks", "54-narrow-webhooks"),
               (f"webhooks/{wid}", receiver.url, "55-narrow-webhook"),
-              (f"campaigns/{winter['id']}", "Winter sale", "56-narrow-campaign"),
+              (f"campaigns/{winter['id']}", "Winter sale", "56-narrow-campaign-messages", "#messages-h"),
               (f"campaigns/{slow['id']}", "Slow digest", "57-narrow-cancelled")))
     sign_out(b)
 
