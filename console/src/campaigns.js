@@ -263,6 +263,7 @@ export function CampaignView({ id, ctx }) {
     ${ctx.canWrite && html`<${TestSend} ctx=${ctx} c=${c} />`}`;
 }
 
+const REPORTED = { complaint: 'complaint', auto_reply: 'auto-reply' };
 const MESSAGE_STATUSES = ['pending', 'sending', 'sent', 'delivered', 'bounced', 'failed', 'cancelled', 'suppressed'];
 
 // The campaign's messages, one row per recipient: who did not get it, and why.
@@ -272,11 +273,16 @@ function Messages({ ctx, c, live }) {
   const r = useLoad(() => api('GET', `${ctx.base}/campaigns/${c.id}/messages`,
     { query: { ...f.applied, limit: 50, offset } }), [c.id, f.applied, offset]);
   usePoll(r.reload, POLL_MS, live);
+  // A message stays "sent" when a bounce comes back later: the campaign's
+  // bounce records (one page) mark those rows.  Without them, no marks.
+  const bounces = useLoad(() => api('GET', ctx.base + '/bounces', { query: { campaign_id: c.id, limit: 500 } }), [c.id]);
+  const reported = {};
+  for (const b of bounces.data ? bounces.data.data : []) if (b.message_id) reported[b.message_id] = b.class;
   const rows = r.data ? r.data.data : [];
   const when = (m) => (m.sent_at ? 'sent ' + time(m.sent_at) : m.failed_at ? time(m.failed_at)
     : m.next_attempt_at && m.status === 'pending' ? 'due ' + time(m.next_attempt_at) : '');
   return html`<section aria-labelledby="messages-h"><h2 id="messages-h">Messages</h2>
-    <p class="muted">One per recipient. Choose <em>failed</em>, <em>bounced</em>, <em>suppressed</em> or <em>cancelled</em> to see who did not get it, with the mail server's last reply.</p>
+    <p class="muted">One per recipient. Choose <em>failed</em>, <em>bounced</em>, <em>suppressed</em> or <em>cancelled</em> to see who did not get it, with the mail server's last reply; a bounce reported after sending is marked beside the status.</p>
     <form class="row filters" onSubmit=${(e) => { e.preventDefault(); f.apply(); }}>
       <span class="f"><label for="mf-status">Status</label>
         <select id="mf-status" value=${f.draft.status} onChange=${f.set('status', true)}>${options(MESSAGE_STATUSES, 'any')}</select></span>
@@ -289,7 +295,8 @@ function Messages({ ctx, c, live }) {
     ${rows.length > 0 && html`<div class="table-wrap"><table class="stack"><caption class="sr-only">Messages of the campaign</caption>
       <thead><tr><th scope="col">Address</th><th scope="col">Status</th><th scope="col">Last reply</th>
         <th scope="col" class="n wide">Attempts</th><th scope="col" class="wide">When</th></tr></thead>
-      <tbody>${rows.map((m) => html`<tr key=${m.id}><td>${m.email}</td><td><${Status} s=${m.status} /></td>
+      <tbody>${rows.map((m) => html`<tr key=${m.id}><td>${m.email}</td><td><${Status} s=${m.status} />${reported[m.id]
+        && html` <span class=${'badge s-' + reported[m.id]}>${REPORTED[reported[m.id]] || reported[m.id] + ' bounce'} reported</span>`}</td>
         <td class="clip">${m.last_smtp_code ? m.last_smtp_code + ' ' : ''}${m.last_smtp_reply || ''}</td>
         <td class="n wide">${num(m.attempts)}</td><td class="wide">${when(m)}</td></tr>`)}</tbody></table></div>`}
     <${Pager} page=${r.data} onOffset=${setOffset} /></section>`;

@@ -152,7 +152,8 @@ def test_console_bounces_events_webhooks(server, browser, receiver, tmp_path, st
     b.fill("#mf-email", hard["email"])
     b.button("Find").click()
     b.wait(lambda: len(rows(b, "section[aria-labelledby=messages-h]")) == 1, "one message")
-    assert hard["email"] in rows(b, "section[aria-labelledby=messages-h]")[0]
+    found = rows(b, "section[aria-labelledby=messages-h]")[0]
+    assert hard["email"] in found and "sent hard bounce reported" in found, found
     b.d.execute_script("arguments[0].scrollIntoView()", b.one("#messages-h"))
     b.page("32-campaign-messages")
 
