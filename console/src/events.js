@@ -46,6 +46,7 @@ export function Events({ ctx, query }) {
       <span class="f"><label for="ef-email">Address</label>
         <input id="ef-email" type="email" value=${f.draft.email} onInput=${f.set('email')} placeholder="jane@example.com" /></span>
       <button>Apply</button>
+      <button type="button" onClick=${() => (after ? setCursors([]) : r.reload())}>Show the newest</button>
     </form>
     <${ErrorBox} error=${r.error} />
     ${r.loading && html`<${Loading} what="events" />`}

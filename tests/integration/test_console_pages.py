@@ -230,6 +230,10 @@ def test_console_bounces_events_webhooks(server, browser, receiver, tmp_path, st
     b.wait(lambda: shown() == expected(api_second), "the older events")
     b.button("Newer").click()
     b.wait(lambda: shown() == expected(api_first), "the newest events again")
+    b.button("Older").click()
+    b.wait(lambda: shown() == expected(api_second), "the older events again")
+    b.button("Show the newest").click()
+    b.wait(lambda: shown() == expected(api_first), "the newest events from the button")
     def api_events(**q):
         return server.get(f"{t.base}/events", params=q, headers=t.h).json()
 
