@@ -2,7 +2,7 @@
 // paging; one record with its raw report, shown as text, never as HTML) and
 // the bounce policy (read by all, changed with the write scope).
 import { html, useState, useEffect, useLoad, time, zone, ErrorBox, Loading, Empty, Status, Pager,
-  Field, useSubmit, useFilters, options, isoOf } from './ui.js';
+  Field, useSubmit, useFilters, options, isoOf, described } from './ui.js';
 import { api } from './api.js';
 import { useCampaignNames, CampaignLink } from './campaigns.js';
 
@@ -119,10 +119,10 @@ export function BouncePolicy({ ctx }) {
     ${!ctx.canWrite && html`<p class="muted">A key with the write scope can change it.</p>`}
     ${ctx.canWrite && html`<form class="card" onSubmit=${f.submit} novalidate>
       <div class="grid3">${POLICY.map(([k, label, min, max, hint]) => html`<${Field} id=${k} label=${label} error=${f.error} hint=${hint}>
-        <input id=${k} type="number" min=${min} max=${max} required value=${form[k]} onInput=${set(k)} /><//>`)}</div>
+        <input id=${k} ...${described(k, f.error)} type="number" min=${min} max=${max} required value=${form[k]} onInput=${set(k)} /><//>`)}</div>
       <${Field} id="bounce_domain" label="Bounce domain (optional)" error=${f.error}
         hint="Your own domain for the envelope sender; its MX must point at mailcast. Empty: the server's.">
-        <input id="bounce_domain" value=${form.bounce_domain} onInput=${set('bounce_domain')} placeholder="bounces.example.com" /><//>
+        <input id="bounce_domain" ...${described('bounce_domain', f.error)} value=${form.bounce_domain} onInput=${set('bounce_domain')} placeholder="bounces.example.com" /><//>
       ${f.error && !POLICY.some(([k]) => k === f.error.field) && f.error.field !== 'bounce_domain' && html`<${ErrorBox} error=${f.error} />`}
       <div class="row"><button class="primary" disabled=${f.busy}>Save policy</button>
         ${saved && html`<span class="ok" role="status">Saved.</span>`}</div>

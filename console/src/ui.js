@@ -165,6 +165,12 @@ export function Field({ id, label, error, hint, children }) {
   </div>`;
 }
 
+// The accessibility attributes of the control of Field id (its hint and error).
+export const described = (id, error) => ({
+  'aria-describedby': `${id}-hint ${id}-error`,
+  'aria-invalid': error && error.field === id ? 'true' : undefined,
+});
+
 // A form's submit: runs fn, keeps the error, disables while busy.
 export function useSubmit(fn) {
   const [busy, setBusy] = useState(false);

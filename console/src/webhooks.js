@@ -3,7 +3,7 @@
 // disable, rotate its secret, send a test, delete it, its deliveries (with
 // retry) and a replay of a time range.
 import { html, useState, useEffect, useLoad, usePoll, num, time, zone, ErrorBox, Loading, Empty, Status, Pager,
-  Field, Secret, confirmAction, useSubmit, useFilters, options, isoOf } from './ui.js';
+  Field, Secret, confirmAction, useSubmit, useFilters, options, isoOf, described } from './ui.js';
 import { api } from './api.js';
 import { EVENT_TYPES } from './events.js';
 
@@ -33,9 +33,9 @@ function WebhookForm({ initial, action, onSave }) {
   const fieldless = f.error && !['url', 'description'].includes(f.error.field);
   return html`<form onSubmit=${f.submit} novalidate>
     <${Field} id="url" label="URL" error=${f.error} hint="https://… on your side; it must answer 2xx within the timeout.">
-      <input id="url" type="url" required value=${w.url} onInput=${set('url')} placeholder="https://hooks.example.com/mailcast" /><//>
+      <input id="url" ...${described('url', f.error)} type="url" required value=${w.url} onInput=${set('url')} placeholder="https://hooks.example.com/mailcast" /><//>
     <${Field} id="description" label="Description (optional)" error=${f.error}>
-      <input id="description" value=${w.description} onInput=${set('description')} placeholder="CRM sync" /><//>
+      <input id="description" ...${described('description', f.error)} value=${w.description} onInput=${set('description')} placeholder="CRM sync" /><//>
     <${EventsPicker} value=${w.events} onChange=${(events) => setW({ ...w, events })} />
     <label class="check"><input type="checkbox" id="wh-enabled" checked=${w.enabled}
       onChange=${(e) => setW({ ...w, enabled: e.target.checked })} /> Enabled</label>

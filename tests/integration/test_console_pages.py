@@ -198,6 +198,8 @@ def test_console_bounces_events_webhooks(server, browser, receiver, tmp_path, st
     assert refused["error"]["message"] in err.text, (err.text, refused)
     assert err.find_element("xpath", "..").find_element("tag name", "input") \
         .get_attribute("id") == "soft_limit"
+    assert b.one("#soft_limit").get_attribute("aria-invalid") == "true"
+    assert "soft_limit-error" in b.one("#soft_limit").get_attribute("aria-describedby")
     b.page("35-bounce-policy-error", allow=("status of 422",))
     b.fill("#soft_limit", "5")
     b.fill("#bounce_domain", "bounces.acme.example")
