@@ -113,6 +113,8 @@ static const struct opt opts[] = {
      "nameserver IP[:port] that resolves the relay's name", "the system's (/etc/resolv.conf)"},
     {"test_send_timeout", INT(test_send_timeout), "20", 1, 3600, false,
      "seconds a test send waits for the relay at most (it holds an HTTP thread)", NULL},
+    {"test_send_concurrency", INT(test_send_concurrency), "2", 1, 64, false,
+     "test sends in progress at once (never more than half the HTTP threads)", NULL},
     {"lease_expiry_max", INT(lease_expiry_max), "10", 1, 1000, false,
      "lease expiries (worker crashes mid-send) before a message fails as poison", NULL},
     /* Bounces and complaints */
@@ -134,6 +136,8 @@ static const struct opt opts[] = {
      "PEM private key of bounce_tls_cert", "none"},
     {"bounce_max_connections", INT(bounce_max_connections), "100", 1, 100000, false,
      "concurrent SMTP sessions the listener serves (421 beyond)", NULL},
+    {"bounce_max_connections_per_ip", INT(bounce_max_connections_per_ip), "10", 1, 100000,
+     false, "listener sessions at once from one address", NULL},
     {"bounce_command_timeout", INT(bounce_command_timeout), "300", 1, 3600, false,
      "seconds the listener waits for a command or a piece of DATA", NULL},
     {"bounce_session_timeout", INT(bounce_session_timeout), "1800", 1, 86400, false,

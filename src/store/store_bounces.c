@@ -17,6 +17,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <jansson.h>
 
@@ -458,6 +459,8 @@ store_bounce_record(struct store *st, const struct bounce_report_in *in,
             oc = BOUNCE_OUT_STRANGER; /* a forged or misdirected report suppresses nobody */
         else if (email == NULL)
             oc = BOUNCE_OUT_RECORDED;
+        else if (it->action && strncasecmp(it->action, "delayed", 7) == 0)
+            oc = BOUNCE_OUT_RECORDED; /* a delay warning: the message may still arrive */
         else if ((err = is_duplicate(&d, &t, it->class, &dup)) == MC_ERR_OK && dup)
             oc = BOUNCE_OUT_DUPLICATE;
         else if (err == MC_ERR_OK)

@@ -158,6 +158,22 @@ def test_complaint_by_header_reference_and_block(mc, sink):
     assert (st["complained"], st["blocked"], st["bounced_hard"]) == (1, 1, 0)
 
 
+def test_a_delay_warning_is_recorded_and_counts_for_nothing(mc, sink):
+    """Action: delayed (RFC 3464 §2.3.3) says the MTA is still trying: the
+    message may yet arrive, so it is no soft bounce (a strict-peer review saw
+    Postfix's delay warnings counted towards suppression)."""
+    t = Tenant(mc)
+    c, _, sent = sent_campaign(mc, sink, t, 1)
+    (a,) = sent
+    warn = dsn(sent[a][1], a, status="4.4.1", action="delayed",
+               diag="connect to mx.example.net[192.0.2.1]:25: Connection timed out")
+    assert pipe(mc.database, warn)[0] == 0
+    recs = bounces(t, email=a)["data"]
+    assert [(b["class"], b["outcome"]) for b in recs] == [("soft", "recorded")], recs
+    assert t.stats(c["id"])["bounced_soft"] == 0
+    assert all(e["data"]["email"] != a for e in events(t, type="message.bounced")["data"])
+
+
 def test_soft_bounces_suppress_after_the_limit_for_a_while(mc, sink):
     t = Tenant(mc)
     r = t.server.put(f"{t.base}/bounce-policy", headers=t.h,
