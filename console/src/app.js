@@ -7,14 +7,20 @@ import { api, savedKey, saveKey, forgetKey } from './api.js';
 import { CampaignList, CampaignView, CampaignEdit } from './campaigns.js';
 import { ListIndex, ListView, Suppressions, DkimKeys, RateLimitsView } from './tenant.js';
 import { TenantIndex, TenantView, SystemView } from './operator.js';
+import { Bounces, BounceView, BouncePolicy } from './bounces.js';
+import { Events } from './events.js';
+import { WebhookIndex, WebhookView } from './webhooks.js';
 
 // path: the hash route's first segment; nav: shown in the menu.
-// Extension point: bounces, events and webhooks add their line here.
 export const tenantPages = [
   { path: 'campaigns', title: 'Campaigns', nav: true, list: CampaignList, item: CampaignView },
   { path: 'edit', title: 'Campaign editor', parent: 'campaigns', list: CampaignEdit, item: CampaignEdit },
   { path: 'lists', title: 'Lists', nav: true, list: ListIndex, item: ListView },
   { path: 'suppressions', title: 'Suppressions', nav: true, list: Suppressions },
+  { path: 'bounces', title: 'Bounces', nav: true, list: Bounces, item: BounceView },
+  { path: 'bounce-policy', title: 'Bounce policy', parent: 'bounces', list: BouncePolicy },
+  { path: 'events', title: 'Events', nav: true, list: Events },
+  { path: 'webhooks', title: 'Webhooks', nav: true, list: WebhookIndex, item: WebhookView },
   { path: 'dkim', title: 'DKIM keys', nav: true, list: DkimKeys },
   { path: 'limits', title: 'Rate limits', nav: true, list: RateLimitsView },
 ];
@@ -23,9 +29,11 @@ export const operatorPages = [
   { path: 'system', title: 'System', nav: true, list: SystemView },
 ];
 
+// #/page/id?k=v: the query presets a page's filters (e.g. #/events?email=…).
 function parseHash() {
-  const parts = location.hash.replace(/^#\/?/, '').split('/').filter(Boolean).map(decodeURIComponent);
-  return { page: parts[0] || '', id: parts[1] || '' };
+  const [path, q] = location.hash.replace(/^#\/?/, '').split('?');
+  const parts = path.split('/').filter(Boolean).map(decodeURIComponent);
+  return { page: parts[0] || '', id: parts[1] || '', q: q || '', query: Object.fromEntries(new URLSearchParams(q || '')) };
 }
 
 function SignIn({ onIn, notice }) {
@@ -96,7 +104,7 @@ function Shell({ who, onOut }) {
       </div>
     </header>
     <main id="main" tabindex="-1">
-      <${View} key=${route.page + '/' + route.id} id=${route.id} ctx=${ctx} />
+      <${View} key=${route.page + '/' + route.id + '?' + route.q} id=${route.id} query=${route.query} ctx=${ctx} />
     </main>`;
 }
 

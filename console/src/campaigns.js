@@ -1,13 +1,35 @@
 // campaigns.js - the tenant's campaigns: the list (live progress), one
 // campaign (live counts, chart, actions, preview, test send) and the editor.
 import { html, useState, useEffect, useRef, useLoad, usePoll, num, time, zone, ErrorBox, Loading,
-  Empty, Progress, Status, Pager, confirmAction, Field, useSubmit } from './ui.js';
+  Empty, Progress, Status, Pager, confirmAction, Field, useSubmit, useFilters, options } from './ui.js';
 import { api } from './api.js';
 import { Timeline } from './chart.js';
 
 const LIVE = ['sending'];
 const POLL_MS = 2000;
 const TIMELINE_MS = 15000;
+
+// The campaigns' names by id, for the pages that name a campaign (bounces, events).
+export function useCampaignNames(ctx) {
+  const r = useLoad(() => api('GET', ctx.base + '/campaigns', { query: { limit: 200 } }), []);
+  const rows = r.data ? r.data.data : [];
+  return { ids: rows.map((c) => c.id), names: Object.fromEntries(rows.map((c) => [c.id, c.name])) };
+}
+
+export function CampaignLink({ id, names }) {
+  if (!id) return '';
+  return html`<a href=${'#/campaigns/' + id}>${names[id] || 'a campaign'}</a>`;
+}
+
+// A stopped campaign's messages were all settled, most by being cancelled:
+// its bar shows what was sent of the total, not the API's 100 % "done".
+function Bar({ c, label }) {
+  const total = c.recipient_count ?? c.total_recipients;
+  if (!['cancelled', 'failed'].includes(c.status) || !total)
+    return html`<${Progress} value=${c.progress_percentage} label=${label} />`;
+  return html`<div class="stopped"><${Progress} value=${(100 * c.sent_count) / total} label=${label}
+    text=${`${num(c.sent_count)} of ${num(total)} sent`} /></div>`;
+}
 
 export function CampaignList({ ctx }) {
   const [offset, setOffset] = useState(0);
@@ -31,7 +53,7 @@ export function CampaignList({ ctx }) {
       <tbody>${rows.map((c) => html`<tr key=${c.id}>
         <td><a href=${'#/campaigns/' + c.id}>${c.name}</a></td>
         <td><${Status} s=${c.status} /></td>
-        <td class="w-progress"><${Progress} value=${c.progress_percentage} label=${'Progress of ' + c.name} /></td>
+        <td class="w-progress"><${Bar} c=${c} label=${'Progress of ' + c.name} /></td>
         <td class="n">${num(c.sent_count)}</td><td class="n wide">${num(c.total_recipients)}</td>
         <td class="wide">${time(c.created_at)}</td></tr>`)}</tbody></table></div>`}
     <${Pager} page=${r.data} onOffset=${setOffset} />`;
@@ -45,10 +67,19 @@ const ACTIONS = [
   ['cancel', 'Cancel', ['scheduled', 'sending', 'paused'], 'Cancel this campaign? Messages not yet sent will never be sent.', true],
 ];
 
-function Counts({ s }) {
-  const items = [['Sent', s.sent_count], ['Failed', s.failed_count], ['Bounced', s.bounced_count],
-    ['Suppressed', s.suppressed_count], ['Pending', s.pending_count + s.sending_count]];
-  return html`<dl class="counts">${items.map(([k, v]) => html`<div><dt>${k}</dt><dd>${num(v)}</dd></div>`)}</dl>`;
+const countList = (items) => html`<dl class="counts">${items.map(([k, v]) => html`<div><dt>${k}</dt><dd>${num(v)}</dd></div>`)}</dl>`;
+
+// What happened to the messages, then what came back after they were sent.
+function Counts({ s, c }) {
+  const items = [['Sent', s.sent_count], ['Pending', s.pending_count + s.sending_count],
+    ['Failed', s.failed_count], ['Refused (bounced)', s.bounced_count], ['Suppressed', s.suppressed_count]];
+  if (s.cancelled_count) items.push(['Cancelled', s.cancelled_count]);
+  const back = [['Hard bounces', s.bounced_hard_count], ['Soft bounces', s.bounced_soft_count],
+    ['Complaints', s.complained_count], ['Blocked', s.blocked_count]];
+  return html`${countList(items)}
+    <h3 id="reported-h">Reported after sending</h3>
+    ${countList(back)}
+    <p class="muted"><a href=${'#/bounces?campaign_id=' + c.id}>Bounces of this campaign</a> · <a href=${'#/events?campaign_id=' + c.id}>its events</a></p>`;
 }
 
 function Schedule({ ctx, c, done }) {
@@ -134,7 +165,7 @@ function Preview({ ctx, c }) {
   return html`<section aria-labelledby="preview-h"><h2 id="preview-h">Preview</h2>
     <form class="inline" onSubmit=${f.submit}>
       <label for="preview-rcpt">Recipient</label>
-      <select id="preview-rcpt" value=${rid} onChange=${(e) => setRid(e.target.value)}>
+      <select id="preview-rcpt" value=${rid || (people[0] && people[0].id) || ''} onChange=${(e) => setRid(e.target.value)}>
         ${people.length === 0 && html`<option value="">A sample recipient (preview@example.com)</option>`}
         ${people.map((p) => html`<option value=${p.id}>${p.email}${p.name ? ' — ' + p.name : ''}</option>`)}
       </select>
@@ -201,8 +232,10 @@ export function CampaignView({ id, ctx }) {
     ${c.status === 'draft' && html`<${Schedule} ctx=${ctx} c=${c} done=${r.reload} />`}`}
     <${ErrorBox} error=${actErr} />
     <section aria-labelledby="progress-h"><h2 id="progress-h">Progress</h2>
-      <${Progress} value=${s.progress_percentage} label="Campaign progress" />
-      <${Counts} s=${s} />
+      <${Bar} c=${{ ...s, status: c.status }} label="Campaign progress" />
+      ${c.status === 'cancelled' && html`<p><strong>Cancelled${c.completed_at ? ' ' + time(c.completed_at) : ''}:</strong> ${
+        `${num(s.sent_count)} of ${num(s.recipient_count)} messages were sent; the other ${num(s.recipient_count - s.sent_count)} never will be.`}</p>`}
+      <${Counts} s=${s} c=${c} />
       <p class="muted">
         ${s.materialized ? html`${num(s.total_recipients)} recipients · ${num(s.sent_last_minute)} sent in the last minute`
           : c.status === 'draft' ? 'Not sent yet' : 'Preparing the messages…'}
@@ -225,8 +258,48 @@ export function CampaignView({ id, ctx }) {
         ${c.description && html`<dt>Description</dt><dd>${c.description}</dd>`}
         ${c.tags && c.tags.length > 0 && html`<dt>Tags</dt><dd>${c.tags.join(', ')}</dd>`}
       </dl></section>
+    ${s.materialized && html`<${Messages} ctx=${ctx} c=${c} live=${live} />`}
     <${Preview} ctx=${ctx} c=${c} />
     ${ctx.canWrite && html`<${TestSend} ctx=${ctx} c=${c} />`}`;
+}
+
+const REPORTED = { complaint: 'complaint', auto_reply: 'auto-reply' };
+const MESSAGE_STATUSES = ['pending', 'sending', 'sent', 'delivered', 'bounced', 'failed', 'cancelled', 'suppressed'];
+
+// The campaign's messages, one row per recipient: who did not get it, and why.
+function Messages({ ctx, c, live }) {
+  const [offset, setOffset] = useState(0);
+  const f = useFilters({ status: '', email: '' }, () => setOffset(0));
+  const r = useLoad(() => api('GET', `${ctx.base}/campaigns/${c.id}/messages`,
+    { query: { ...f.applied, limit: 50, offset } }), [c.id, f.applied, offset]);
+  usePoll(r.reload, POLL_MS, live);
+  // A message stays "sent" when a bounce comes back later: the campaign's
+  // bounce records (one page) mark those rows.  Without them, no marks.
+  const bounces = useLoad(() => api('GET', ctx.base + '/bounces', { query: { campaign_id: c.id, limit: 500 } }), [c.id]);
+  const reported = {};
+  for (const b of bounces.data ? bounces.data.data : []) if (b.message_id) reported[b.message_id] = b.class;
+  const rows = r.data ? r.data.data : [];
+  const when = (m) => (m.sent_at ? 'sent ' + time(m.sent_at) : m.failed_at ? time(m.failed_at)
+    : m.next_attempt_at && m.status === 'pending' ? 'due ' + time(m.next_attempt_at) : '');
+  return html`<section aria-labelledby="messages-h"><h2 id="messages-h">Messages</h2>
+    <p class="muted">One per recipient. Choose <em>failed</em>, <em>bounced</em>, <em>suppressed</em> or <em>cancelled</em> to see who did not get it, with the mail server's last reply; a bounce reported after sending is marked beside the status.</p>
+    <form class="row filters" onSubmit=${(e) => { e.preventDefault(); f.apply(); }}>
+      <span class="f"><label for="mf-status">Status</label>
+        <select id="mf-status" value=${f.draft.status} onChange=${f.set('status', true)}>${options(MESSAGE_STATUSES, 'any')}</select></span>
+      <span class="f"><label for="mf-email">Address</label>
+        <input id="mf-email" type="email" value=${f.draft.email} onInput=${f.set('email')} placeholder="exact address" /></span>
+      <button>Find</button>
+    </form>
+    <${ErrorBox} error=${r.error} />
+    ${r.data && !rows.length && html`<${Empty}>${f.applied.status || f.applied.email ? 'No message matches.' : 'No messages.'}<//>`}
+    ${rows.length > 0 && html`<div class="table-wrap"><table class="stack"><caption class="sr-only">Messages of the campaign</caption>
+      <thead><tr><th scope="col">Address</th><th scope="col">Status</th><th scope="col">Last reply</th>
+        <th scope="col" class="n wide">Attempts</th><th scope="col" class="wide">When</th></tr></thead>
+      <tbody>${rows.map((m) => html`<tr key=${m.id}><td>${m.email}</td><td><${Status} s=${m.status} />${reported[m.id]
+        && html` <span class=${'badge s-' + reported[m.id]}>${REPORTED[reported[m.id]] || reported[m.id] + ' bounce'} reported</span>`}</td>
+        <td class="clip">${m.last_smtp_code ? m.last_smtp_code + ' ' : ''}${m.last_smtp_reply || ''}</td>
+        <td class="n wide">${num(m.attempts)}</td><td class="wide">${when(m)}</td></tr>`)}</tbody></table></div>`}
+    <${Pager} page=${r.data} onOffset=${setOffset} /></section>`;
 }
 
 const FIELDS = ['name', 'description', 'subject', 'from_address', 'from_name', 'reply_to',

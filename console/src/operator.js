@@ -2,7 +2,7 @@
 // reactivate), a tenant's keys (create: the secret shown once; revoke) and
 // rate limits (edit), and a system view from the server's metrics.
 import { html, useState, useRef, useEffect, useLoad, usePoll, num, time, ErrorBox, Loading, Empty, Status,
-  Pager, Copy, confirmAction, Field, useSubmit } from './ui.js';
+  Pager, Secret, confirmAction, Field, useSubmit } from './ui.js';
 import { api, metrics } from './api.js';
 
 export function TenantIndex() {
@@ -44,10 +44,8 @@ function NewKey({ path, done }) {
       <label class="check"><input type="checkbox" id="key-write" checked=${write} onChange=${(e) => setWrite(e.target.checked)} /> may write</label>
       <button class="primary" disabled=${f.busy}>Create key</button></form>
     <${ErrorBox} error=${f.error} />
-    ${secret && html`<div class="secret" role="status">
-      <p><strong>Copy the key for ${secret.name} now: it is shown only once.</strong></p>
-      <p><code class="wrap" id="new-secret">${secret.key}</code> <${Copy} text=${secret.key} label="Copy key" /></p>
-      <button type="button" class="small" onClick=${() => setSecret(null)}>I have copied it</button></div>`}`;
+    ${secret && html`<${Secret} title=${`Copy the key for ${secret.name} now: it is shown only once.`}
+      value=${secret.key} id="new-secret" copyLabel="Copy key" onDone=${() => setSecret(null)} />`}`;
 }
 
 function LimitsForm({ path }) {

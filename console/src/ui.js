@@ -17,7 +17,11 @@ export const zone = Intl.DateTimeFormat().resolvedOptions().timeZone || 'local t
 
 export const num = (n) => (n === null || n === undefined ? '–' : numberFmt.format(n));
 export const pct = (n) => pctFmt.format(n || 0) + ' %';
+const timeSecFmt = new Intl.DateTimeFormat(undefined, {
+  year: 'numeric', month: 'short', day: 'numeric', hour: 'numeric', minute: '2-digit', second: '2-digit',
+  timeZoneName: 'short' });
 export const time = (s) => (s ? timeFmt.format(new Date(s)) : '–');
+export const timeSec = (s) => (s ? timeSecFmt.format(new Date(s)) : '–');
 
 // Loads fn() when deps change; returns {data, error, loading, reload}.
 export function useLoad(fn, deps) {
@@ -57,11 +61,12 @@ export function Empty({ children }) {
   return html`<div class="empty">${children}</div>`;
 }
 
-export function Progress({ value, label }) {
+// text: what the bar says instead of its percentage (e.g. "12 of 300 sent").
+export function Progress({ value, label, text }) {
   const v = Math.max(0, Math.min(100, value || 0));
   return html`<div class="progress" role="progressbar" aria-label=${label || 'Progress'}
-      aria-valuemin="0" aria-valuemax="100" aria-valuenow=${Math.round(v)}>
-    <div class="track"><div class="bar" style=${{ width: v + '%' }}></div></div><span>${pct(v)}</span></div>`;
+      aria-valuemin="0" aria-valuemax="100" aria-valuenow=${Math.round(v)} aria-valuetext=${text}>
+    <div class="track"><div class="bar" style=${{ width: v + '%' }}></div></div><span>${text || pct(v)}</span></div>`;
 }
 
 export function Status({ s }) {
@@ -77,6 +82,40 @@ export function Copy({ text, label }) {
   };
   return html`<button type="button" class="small" onClick=${copy}
       aria-label=${(label || 'Copy') + (done ? ': copied' : '')}>${done ? 'Copied' : (label || 'Copy')}</button>`;
+}
+
+// A secret the API shows only once (a key, a webhook's signing secret).
+export function Secret({ title, value, id, copyLabel, onDone }) {
+  return html`<div class="secret" role="status">
+    <p><strong>${title}</strong></p>
+    <p><code class="wrap" id=${id}>${value}</code> <${Copy} text=${value} label=${copyLabel} /></p>
+    <button type="button" class="small" onClick=${onDone}>I have copied it</button></div>`;
+}
+
+// A datetime-local input's value (the browser's zone) as RFC 3339 UTC, or ''.
+export function isoOf(local) {
+  const d = local ? new Date(local) : null;
+  return d && !isNaN(d) ? d.toISOString() : '';
+}
+
+// <option>s for a filter <select>: '' first (labelled `any`), then values.
+export function options(values, any, labels) {
+  return [html`<option value="">${any}</option>`].concat(values.map((v) =>
+    html`<option value=${v}>${(labels && labels[v]) || v}</option>`));
+}
+
+// Filters a list page applies: selects at once, text fields on Enter or
+// "Apply".  Returns {draft, applied, set(key, now), apply}.
+export function useFilters(initial, onApply) {
+  const [draft, setDraft] = useState(initial);
+  const [applied, setApplied] = useState(initial);
+  const apply = (f) => { setApplied(f || draft); if (onApply) onApply(); };
+  const set = (k, now) => (e) => {
+    const f = { ...draft, [k]: e.target.value };
+    setDraft(f);
+    if (now) apply(f);
+  };
+  return { draft, applied, set, apply };
 }
 
 // Paging for the API's {total, limit, offset} envelope.
@@ -125,6 +164,12 @@ export function Field({ id, label, error, hint, children }) {
     ${mine && html`<p class="field-error" id=${id + '-error'} role="alert">${where}${error.message}</p>`}
   </div>`;
 }
+
+// The accessibility attributes of the control of Field id (its hint and error).
+export const described = (id, error) => ({
+  'aria-describedby': `${id}-hint ${id}-error`,
+  'aria-invalid': error && error.field === id ? 'true' : undefined,
+});
 
 // A form's submit: runs fn, keeps the error, disables while busy.
 export function useSubmit(fn) {

@@ -168,6 +168,27 @@ class Browser:
                 p = msg["params"]
                 self.requests.append((p.get("documentURL", ""), p["request"]["url"]))
 
+    def narrow(self, pages):
+        """Visits (route, heading, screenshot name[, element to scroll to])
+        at 375 px wide: nothing wider than the screen; then back to the
+        desktop width."""
+        self.d.set_window_size(375, 812)
+        for route, heading, name, *scroll in pages:
+            self.go(route, heading)
+            if scroll:
+                self.d.execute_script("arguments[0].scrollIntoView()", self.one(scroll[0]))
+            width = self.d.execute_script("return document.documentElement.scrollWidth")
+            assert width <= 375, (name, width)
+            self.page(name)
+        self.d.set_window_size(1280, 900)
+
+    def same_origin(self, base):
+        """The requests the console's pages made (at least one), none outside base."""
+        ours = [u for doc, u in self.requests if doc.startswith(base + "/")]
+        outside = [u for u in ours if not (u.startswith(base + "/") or u.startswith(("data:", "blob:")))]
+        assert ours and not outside, outside or self.requests
+        return ours
+
     def page(self, name, allow=()):
         """A page is done: screenshot it, check its console log, and that
         every control has a label and every button a name."""
@@ -184,18 +205,24 @@ class Browser:
         assert not unlabelled, (name, unlabelled)
 
 
-@pytest.fixture
-def browser(tmp_path, store):
+def open_browser(tmp_path, store, folder):
+    """A Browser, quit at the end, its screenshots then copied to
+    $MAILCAST_SCREENSHOTS/<folder>/ (for a fixture to yield from)."""
     b = Browser(tmp_path, store)
     try:
         yield b
     finally:
         b.quit()
         dest = Path(os.environ.get("MAILCAST_SCREENSHOTS", "/tmp/mailcast-console-screenshots"))
-        dest = dest / store
+        dest = dest / folder
         shutil.rmtree(dest, ignore_errors=True)
         shutil.copytree(b.shots, dest)
         print(f"\nconsole screenshots ({store}): {dest}")
+
+
+@pytest.fixture
+def browser(tmp_path, store):
+    yield from open_browser(tmp_path, store, store)
 
 
 def sign_in(b, key):
@@ -456,15 +483,9 @@ def test_console_tenant_and_operator(server, browser, tmp_path, store):
     b.page("14-rate-limits")
 
     # ---- 375 px wide ----
-    b.d.set_window_size(375, 812)
-    for route, heading, name in ((f"campaigns/{slow['id']}", "Weekly digest", "15-narrow-campaign"),
-                                 ("campaigns", "Campaigns", "16-narrow-campaigns"),
-                                 (f"lists/{list_id}", "Spring readers 2027", "17-narrow-list")):
-        b.go(route, heading)
-        width = b.d.execute_script("return document.documentElement.scrollWidth")
-        assert width <= 375, (name, width)
-        b.page(name)
-    b.d.set_window_size(1280, 900)
+    b.narrow(((f"campaigns/{slow['id']}", "Weekly digest", "15-narrow-campaign"),
+              ("campaigns", "Campaigns", "16-narrow-campaigns"),
+              (f"lists/{list_id}", "Spring readers 2027", "17-narrow-list")))
     sign_out(b)
 
     # ---- a read-only key sees no write controls ----
@@ -550,9 +571,6 @@ def test_console_tenant_and_operator(server, browser, tmp_path, store):
     # ---- nothing left the origin, and no page logged an error ----
     assert not b.errors, b.errors
     # (Chromium's own pages, such as the first new tab, are not the console's.)
-    ours = [u for doc, u in b.requests if doc.startswith(server.base + "/")]
+    ours = b.same_origin(server.base)
     assert len(ours) > 50, b.requests
     assert any("/timeline" in u for u in ours) and any("/vendor/uplot.js" in u for u in ours)
-    outside = [u for u in ours
-               if not (u.startswith(server.base + "/") or u.startswith(("data:", "blob:")))]
-    assert not outside, outside
