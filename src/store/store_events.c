@@ -71,6 +71,31 @@ db_events_cleanup(struct event_batch *b)
     memset(b, 0, sizeof(*b));
 }
 
+/* True when s (NUL-terminated) is printable ASCII: most ids, addresses and replies. */
+static bool
+plain_ascii(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+
+    while (*p >= 0x20 && *p < 0x7f)
+        p++;
+    return *p == '\0';
+}
+
+const char *
+db_utf8_or_null(const char *s)
+{
+    json_t *v;
+
+    if (s == NULL || *s == '\0')
+        return NULL;
+    if (plain_ascii(s))
+        return s;
+    v = json_string(s);
+    json_decref(v);
+    return v ? s : NULL;
+}
+
 void
 db_json_string_put(struct buf *b, const char *s)
 {
@@ -82,10 +107,8 @@ db_json_string_put(struct buf *b, const char *s)
         buf_puts(b, "null");
         return;
     }
-    /* Printable ASCII (ids, addresses, most SMTP replies): quoted here. */
-    for (p = (const unsigned char *)s; *p >= 0x20 && *p < 0x7f; p++)
-        ;
-    if (*p == '\0') {
+    /* Printable ASCII: quoted here. */
+    if (plain_ascii(s)) {
         buf_putc(b, '"');
         for (p = (const unsigned char *)s; *p; p++) {
             if (*p == '"' || *p == '\\')
@@ -269,9 +292,8 @@ write_sqlite(struct db *d, struct event_batch *b, int64_t now)
     return err;
 }
 
-/* Appends s to a PostgreSQL array literal's text: "s" quoted, or NULL. */
-static void
-pg_array_put(struct buf *a, const char *s)
+void
+db_pg_array_put(struct buf *a, const char *s)
 {
     buf_putc(a, a->len > 0 ? ',' : '{');
     if (s == NULL) {
@@ -306,7 +328,7 @@ write_pg(struct db *d, struct event_batch *b, int64_t now)
                             e->email_lc,
                             e->data};
         for (int k = 0; k < 8; k++)
-            pg_array_put(&a[k], v[k]);
+            db_pg_array_put(&a[k], v[k]);
     }
     for (int k = 0; k < 8; k++)
         buf_putc(&a[k], '}');

@@ -233,6 +233,14 @@ void db_events_add(struct event_batch *b, const char *tenant_id, const char *typ
  */
 void db_events_add_text(struct event_batch *b, const char *tenant_id, const char *type,
                         const struct event_ref *ref, const char *fields);
+/* s when it is non-empty UTF-8 (what jansson takes), else NULL. */
+const char *db_utf8_or_null(const char *s);
+/*
+ * Appends s (NULL: NULL) as the next element of a PostgreSQL array literal
+ * being built in a (empty: the opening brace comes first); the caller
+ * closes it with '}'.
+ */
+void db_pg_array_put(struct buf *a, const char *s);
 /* Appends s to b as a JSON string (jansson's escaping), or null when s is NULL or not UTF-8. */
 void db_json_string_put(struct buf *b, const char *s);
 /* Writes and empties the batch (nothing when empty); inside the caller's transaction. */
