@@ -29,6 +29,10 @@ LDFLAGS  += -fsanitize=thread
 BUILD    := build-tsan
 endif
 
+# The sub-makes of `make run` and `make test` build on every core: a
+# newcomer types plain `make test`, and a serial build was a third of it.
+NPROC    := $(shell nproc 2>/dev/null || echo 2)
+
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 LIBS       = $(PKG_LIBS) $(LIBS_EXTRA) -lpthread -lm
@@ -160,20 +164,20 @@ deps-test:
 
 # `make run` builds after deps in one shell, so pkg-config sees fresh packages.
 run: deps
-	@$(MAKE) --no-print-directory mailcast
+	@$(MAKE) -j$(NPROC) --no-print-directory mailcast
 	@mkdir -p var
 	./mailcast serve
 
 unit: $(UNIT_BIN)
 
 test: deps-test
-	@$(MAKE) --no-print-directory $(BUILD)/mailcast unit fuzz-build
+	@$(MAKE) -j$(NPROC) --no-print-directory $(BUILD)/mailcast unit fuzz-build
 	@bash tests/run.sh $(BUILD)
 
 # make TSAN=1 test-tsan: the delivery, crash, fault and SMTP client tests
 # under ThreadSanitizer (build-tsan/); any report fails (tests/tsan.sh).
 test-tsan: deps-test
-	@$(MAKE) --no-print-directory TSAN=1 build-tsan/mailcast
+	@$(MAKE) -j$(NPROC) --no-print-directory TSAN=1 build-tsan/mailcast
 	@bash tests/tsan.sh build-tsan
 
 # Benchmarks (bench/README.md): C programs built against the library, then

@@ -63,7 +63,7 @@ rm -f "$xml"
 # workers than cores pays.  Each worker has its own temp dirs, SQLite files,
 # PostgreSQL databases (random names on the one cluster) and free ports.
 /usr/bin/python3 -m pytest tests/integration -q -p no:cacheprovider -n "${MAILCAST_TEST_JOBS:-4}" --durations=10 \
-    --junitxml="$xml" 2>&1 | tail -n 40
+    -o junit_logging=system-err --junitxml="$xml" 2>&1 | tail -n 40
 if [ -f "$xml" ]; then
     read -r p f < <(/usr/bin/python3 - "$xml" <<'PY'
 import sys, xml.etree.ElementTree as ET

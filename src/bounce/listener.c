@@ -55,6 +55,7 @@ struct bounce_listener {
     struct evconnlistener *lev;      /* owned */
     struct event *stop_ev;           /* owned */
     SSL_CTX *tls;                    /* owned, NULL without a certificate */
+    bool stopping;                   /* 421 sent to every session: the loop ends with them */
     pthread_t thread;
     int port;
     int nsess;
@@ -73,6 +74,7 @@ struct sess {
     struct buf data; /* the message, dot-stuffing undone */
     bool over;       /* the message passed bounce_max_message */
     bool bol;        /* DATA: at the start of a line */
+    bool skip;       /* the rest of a command line too long was answered: drop it */
     struct sess *next;
 };
 
@@ -109,6 +111,8 @@ sess_free(struct sess *s)
     bufferevent_free(s->bev);
     event_free(s->deadline);
     buf_cleanup(&s->data);
+    if (s->l->stopping && s->l->nsess == 0)
+        event_base_loopbreak(s->l->base);
     free(s);
 }
 
@@ -164,6 +168,12 @@ rcpt_ok(struct sess *s, const char *addr)
     bool ok;
 
     if (cfg->bounce_feedback_address && str_ieq(addr, cfg->bounce_feedback_address))
+        return true;
+    /* RFC 5321 §4.5.1: postmaster is accepted; what it gets is taken in as any
+     * report (one with no valid reference is kept for the operator only). */
+    if (str_ieq(addr, "postmaster") ||
+        (at && cfg->bounce_domain && (size_t)(at - addr) == 10 &&
+         strncasecmp(addr, "postmaster", 10) == 0 && str_ieq(at + 1, cfg->bounce_domain)))
         return true;
     if (at == NULL || !bounce_ref_from_address(addr, ref) ||
         !bounce_ref_verify(x->keys, x->nkeys, ref, id))
@@ -294,6 +304,11 @@ command(struct sess *s, const char *line, size_t n)
         error_counted(s);
         return;
     }
+    if (p == SMTPD_PARAM) {
+        reply(s, "555 5.5.4 Parameter not recognized");
+        error_counted(s);
+        return;
+    }
     switch (c.verb) {
     case SMTPD_EHLO:
     case SMTPD_HELO:
@@ -325,6 +340,8 @@ command(struct sess *s, const char *line, size_t n)
             error_counted(s);
         } else if (c.size > s->l->cfg->bounce_max_message) {
             reply(s, "552 5.3.4 Message too big");
+        } else if (c.path_utf8 && !c.smtputf8) {
+            reply(s, "553 5.6.7 Non-ASCII address without SMTPUTF8");
         } else {
             s->utf8 = c.smtputf8;
             reply(s, "250 2.1.0 Ok");
@@ -337,6 +354,8 @@ command(struct sess *s, const char *line, size_t n)
             error_counted(s);
         } else if (s->nrcpt >= MAX_RCPTS) {
             reply(s, "452 4.5.3 Too many recipients");
+        } else if (c.path_utf8 && !s->utf8) {
+            reply(s, "553 5.6.7 Non-ASCII address without SMTPUTF8");
         } else if (!rcpt_ok(s, c.path)) {
             reply(s, "550 5.1.1 No such recipient here");
             error_counted(s);
@@ -374,7 +393,12 @@ sess_read(struct bufferevent *bev, void *arg)
 
     while (s->state != S_CLOSING && evbuffer_get_length(in) > 0) {
         size_t eol_len = 0;
-        struct evbuffer_ptr e = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF);
+        /* Only CRLF ends a line of DATA (RFC 5321 §2.3.8): a bare LF must not
+         * end the message ("<LF>.<LF>" smuggling); commands take a bare LF too. */
+        struct evbuffer_ptr e =
+            evbuffer_search_eol(in, NULL, &eol_len,
+                                s->state == S_DATA ? EVBUFFER_EOL_CRLF_STRICT
+                                                   : EVBUFFER_EOL_CRLF);
         size_t n = e.pos < 0 ? evbuffer_get_length(in) : (size_t)e.pos;
         char *line;
 
@@ -390,12 +414,21 @@ sess_read(struct bufferevent *bev, void *arg)
             free(line);
             continue;
         }
+        if (s->skip) {
+            /* The rest of a line already answered 500: no second reply. */
+            evbuffer_drain(in, n + eol_len);
+            if (e.pos < 0)
+                return;
+            s->skip = false;
+            continue;
+        }
         if (e.pos < 0) {
             if (n > SMTPD_LINE_MAX + 2) {
                 /* A command line without end: drop what came, answer once. */
                 evbuffer_drain(in, n);
                 reply(s, "500 5.5.2 Line too long");
                 error_counted(s);
+                s->skip = true;
             }
             return;
         }
@@ -490,12 +523,32 @@ accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa, i
                         l->cfg->helo_name ? l->cfg->helo_name : "mailcast");
 }
 
+/*
+ * Shutdown: no new connection; every open session hears 421 (RFC 5321
+ * §3.8) and ends once it is written, a second at most; a message whose
+ * 250 was not sent is the sender's to retry.
+ */
 static void
 stop_cb(evutil_socket_t fd, short what, void *arg)
 {
+    struct bounce_listener *l = arg;
+
     (void)fd;
     (void)what;
-    event_base_loopbreak(arg);
+    evconnlistener_disable(l->lev);
+    l->stopping = true;
+    if (l->nsess == 0) {
+        event_base_loopbreak(l->base);
+        return;
+    }
+    for (struct sess *s = l->sessions, *next; s; s = next) {
+        next = s->next; /* sess_close may free s */
+        if (s->state != S_CLOSING) {
+            reply(s, "421 4.3.2 Service shutting down");
+            sess_close(s);
+        }
+    }
+    event_base_loopexit(l->base, &(struct timeval){.tv_sec = 1});
 }
 
 static void *
@@ -567,7 +620,7 @@ bounce_listener_start(const struct config *cfg, const struct bounce_intake_ctx *
     if (getsockname(evconnlistener_get_fd(l->lev), (struct sockaddr *)&ss, &sl) == 0)
         l->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
                                                  : ((struct sockaddr_in *)&ss)->sin_port);
-    l->stop_ev = event_new(l->base, -1, 0, stop_cb, l->base);
+    l->stop_ev = event_new(l->base, -1, 0, stop_cb, l);
     if (pthread_create(&l->thread, NULL, run, l) != 0) {
         log_error("event=bounce_listen_failed error=\"cannot start the listener thread\"");
         goto fail;

@@ -17,11 +17,17 @@ static const struct {
     {"VRFY", SMTPD_VRFY}, {"HELP", SMTPD_HELP},
 };
 
-/* "FROM:<path> params" (or "TO:"): path into out->path, then the parameters. */
+/*
+ * "FROM:<path> params" (or "TO:"): path into out->path, then the parameters.
+ * Only those of extensions the listener advertises (SIZE, 8BITMIME,
+ * SMTPUTF8, on MAIL) are taken; any other is SMTPD_PARAM (555, RFC 5321
+ * §4.1.1.11): no DSN is advertised, so no RET, ENVID, NOTIFY or ORCPT.
+ */
 static enum smtpd_parse
 parse_path(const char *s, const char *prefix, struct smtpd_cmd *out)
 {
     size_t plen = strlen(prefix), n;
+    bool mail = out->verb == SMTPD_MAIL;
     const char *e, *p;
 
     if (strncasecmp(s, prefix, plen) != 0)
@@ -36,9 +42,12 @@ parse_path(const char *s, const char *prefix, struct smtpd_cmd *out)
         return SMTPD_SYNTAX;
     memcpy(out->path, s + 1, n);
     out->path[n] = '\0';
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
         if ((unsigned char)out->path[i] < 0x21 || out->path[i] == '<')
             return SMTPD_SYNTAX;
+        if ((unsigned char)out->path[i] >= 0x80)
+            out->path_utf8 = true;
+    }
     /* A source route ("<@a,@b:u@d>") is dropped, as RFC 5321 allows. */
     if (out->path[0] == '@' && (p = strchr(out->path, ':')) != NULL)
         memmove(out->path, p + 1, strlen(p + 1) + 1);
@@ -53,6 +62,8 @@ parse_path(const char *s, const char *prefix, struct smtpd_cmd *out)
         while (*p && *p != ' ')
             p++;
         len = (size_t)(p - w);
+        if (!mail)
+            return SMTPD_PARAM;
         if (len > 5 && strncasecmp(w, "SIZE=", 5) == 0) {
             char num[24];
             if (len - 5 >= sizeof(num))
@@ -65,8 +76,9 @@ parse_path(const char *s, const char *prefix, struct smtpd_cmd *out)
             out->body_8bit = true;
         } else if (len == 8 && strncasecmp(w, "SMTPUTF8", 8) == 0) {
             out->smtputf8 = true;
+        } else if (len != 9 || strncasecmp(w, "BODY=7BIT", 9) != 0) {
+            return SMTPD_PARAM;
         }
-        /* Other parameters (BODY=7BIT, RET, ENVID, NOTIFY, ORCPT) change nothing here. */
     }
     return SMTPD_OK;
 }
@@ -100,10 +112,10 @@ smtpd_cmd_parse(const char *line, size_t len, struct smtpd_cmd *out)
         return out->arg[0] ? SMTPD_OK : SMTPD_SYNTAX;
     case SMTPD_MAIL:
         return parse_path(out->arg, "FROM:", out);
-    case SMTPD_RCPT:
-        if (parse_path(out->arg, "TO:", out) != SMTPD_OK || out->path[0] == '\0')
-            return SMTPD_SYNTAX;
-        return SMTPD_OK;
+    case SMTPD_RCPT: {
+        enum smtpd_parse r = parse_path(out->arg, "TO:", out);
+        return r == SMTPD_OK && out->path[0] == '\0' ? SMTPD_SYNTAX : r;
+    }
     case SMTPD_DATA:
     case SMTPD_RSET:
     case SMTPD_QUIT:

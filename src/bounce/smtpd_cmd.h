@@ -36,12 +36,14 @@ struct smtpd_cmd {
     char path[SMTPD_PATH_MAX + 1]; /* between < and >; "" for the null path <> */
     int64_t size;                  /* MAIL SIZE=, -1 when absent */
     bool body_8bit, smtputf8;
+    bool path_utf8; /* the path has octets over 127 */
 };
 
 enum smtpd_parse {
     SMTPD_OK,
     SMTPD_SYNTAX,   /* 501: arguments malformed */
     SMTPD_TOO_LONG, /* 500: line too long */
+    SMTPD_PARAM,    /* 555: a MAIL or RCPT parameter not advertised */
 };
 
 /*

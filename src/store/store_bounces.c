@@ -17,6 +17,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <jansson.h>
 
@@ -214,36 +215,15 @@ struct target {
     int64_t now;
 };
 
-/* Adds (or lengthens) the suppression of t's address; expires 0 is for ever. */
+/* Suppresses t's address (db_suppress); expires 0 is for ever. */
 static mc_err
 suppress(struct db *d, const struct target *t, const char *source, const char *cause,
-         int64_t expires)
+         int64_t expires, struct event_batch *ev)
 {
-    char id[MC_UUID_LEN + 1];
+    struct suppress_req r = {t->tenant_id, t->email,      t->email_lc,   source, cause,
+                             t->campaign_id, t->message_id, t->diagnostic, expires, t->now};
 
-    crypto_uuid(id);
-    struct db_param p[] = {P_TEXT(id),        P_TEXT(t->tenant_id),  P_TEXT(t->email),
-                           P_TEXT(t->email_lc), P_TEXT(source),      P_TEXT(t->campaign_id),
-                           P_TEXT(t->diagnostic), P_TIME(t->now),    P_TEXT(cause),
-                           P_TEXT(t->message_id), P_TIME(expires)};
-    return db_exec(d,
-                   "INSERT INTO unsubscribes (id, tenant_id, email, email_lc, source, campaign_id, "
-                   "reason, unsubscribed_at, cause, message_id, expires_at) SELECT $1, $2, $3, $4, "
-                   "$5, $6, $7, $8, $9, $10, $11 WHERE true" UNSUB_ON_CONFLICT,
-                   p, NPARAMS(p), NULL);
-}
-
-/* Sets every active recipient row of t's address in the tenant's lists to status. */
-static mc_err
-mark_recipients(struct db *d, const struct target *t, const char *status)
-{
-    struct db_param p[] = {P_TEXT(t->tenant_id), P_TEXT(t->email_lc), P_TIME(t->now),
-                           P_TEXT(status)};
-
-    return db_exec(d,
-                   "UPDATE recipients SET status = $4, updated_at = $3 WHERE tenant_id = $1 AND "
-                   "email_lc = $2 AND status = 'active'",
-                   p, NPARAMS(p), NULL);
+    return db_suppress(d, &r, ev);
 }
 
 /*
@@ -293,6 +273,7 @@ apply(struct db *d, const struct target *t, const char *cls, const char *kind,
       const struct bounce_policy *pol, enum bounce_outcome *out)
 {
     const char *counter = counter_of(cls);
+    struct event_batch ev;
     mc_err err = MC_ERR_OK;
 
     *out = BOUNCE_OUT_RECORDED;
@@ -310,25 +291,29 @@ apply(struct db *d, const struct target *t, const char *cls, const char *kind,
     *out = BOUNCE_OUT_COUNTED;
     if (err != MC_ERR_OK)
         return err;
+    db_events_init(&ev);
     if (strcmp(cls, "hard") == 0) {
-        err = suppress(d, t, "bounce", "hard_bounce", 0);
+        err = suppress(d, t, "bounce", "hard_bounce", 0, &ev);
         if (err == MC_ERR_OK)
-            err = mark_recipients(d, t, "bounced");
+            err = db_recipients_mark(d, t->tenant_id, t->email_lc, "bounced", t->now);
         *out = BOUNCE_OUT_SUPPRESSED;
     } else if (strcmp(cls, "complaint") == 0) {
-        err = suppress(d, t, "complaint", "complaint", 0);
+        err = suppress(d, t, "complaint", "complaint", 0, &ev);
         if (err == MC_ERR_OK)
-            err = mark_recipients(d, t, "complained");
+            err = db_recipients_mark(d, t->tenant_id, t->email_lc, "complained", t->now);
         *out = BOUNCE_OUT_SUPPRESSED;
     } else if (strcmp(cls, "soft") == 0 || strcmp(cls, "undetermined") == 0) {
         int64_t n = 0;
         err = soft_count(d, t, pol, &n);
         if (err == MC_ERR_OK && n + 1 >= pol->soft_limit) {
             err = suppress(d, t, "bounce", "soft_bounce",
-                           t->now + pol->soft_suppress_days * DAY_US);
+                           t->now + pol->soft_suppress_days * DAY_US, &ev);
             *out = BOUNCE_OUT_SUPPRESSED;
         }
     }
+    if (err == MC_ERR_OK)
+        err = db_events_write(d, &ev, t->now);
+    db_events_cleanup(&ev);
     if (err == MC_ERR_OK && t->message_id && strcmp(cls, "block") != 0) {
         struct db_param pm[] = {P_TEXT(t->message_id), P_TIME(t->now), P_TEXT(cls),
                                 P_TEXT(t->diagnostic)};
@@ -474,6 +459,8 @@ store_bounce_record(struct store *st, const struct bounce_report_in *in,
             oc = BOUNCE_OUT_STRANGER; /* a forged or misdirected report suppresses nobody */
         else if (email == NULL)
             oc = BOUNCE_OUT_RECORDED;
+        else if (it->action && strncasecmp(it->action, "delayed", 7) == 0)
+            oc = BOUNCE_OUT_RECORDED; /* a delay warning: the message may still arrive */
         else if ((err = is_duplicate(&d, &t, it->class, &dup)) == MC_ERR_OK && dup)
             oc = BOUNCE_OUT_DUPLICATE;
         else if (err == MC_ERR_OK)

@@ -228,44 +228,49 @@ record_sent(struct db *d, const char *owner, int64_t now, const struct delivery_
     return err;
 }
 
+/* The address and its lowercase twin of a recipient. */
+struct rcpt_addr {
+    char *email;
+    char *email_lc;
+};
+
+static void
+rcpt_addr_row(struct db *d, struct db_res *r, void *out)
+{
+    struct rcpt_addr *a = out;
+
+    a->email = db_col_dup(d, r, 0);
+    a->email_lc = db_col_dup(d, r, 1);
+}
+
 /*
- * A hard bounce: the recipient is bounced and its address suppressed
- * (source bounce), with suppression.created when the address is new there.
+ * A hard bounce at send time: the address is suppressed and its recipients
+ * bounced, as for one reported later (store_bounces.c), through the same
+ * db_suppress().
  */
 static mc_err
 bounce(struct db *d, const struct outcome_row *b, const char *reason, int64_t now,
        struct event_batch *ev)
 {
-    struct db_param p[] = {P_TEXT(b->recipient_id), P_TIME(now), P_TEXT(b->campaign_id),
-                           P_TEXT(reason), P_TEXT(b->id), P_TEXT(b->tenant_id)};
-    struct db_param pu[] = {P_TEXT(b->recipient_id), P_TIME(now), P_TEXT(b->tenant_id)};
-    char *email = NULL;
+    struct db_param p[] = {P_TEXT(b->recipient_id), P_TEXT(b->tenant_id)};
+    struct rcpt_addr a = {0};
     mc_err err;
 
     if (b->recipient_id[0] == '\0')
         return MC_ERR_OK;
-    err = db_exec(d,
-                  "UPDATE recipients SET status = 'bounced', updated_at = $2 "
-                  "WHERE id = $1 AND tenant_id = $3",
-                  pu, NPARAMS(pu), NULL);
-    if (err == MC_ERR_OK)
-        err = db_one_text(d,
-                          "INSERT INTO unsubscribes (id, tenant_id, email, email_lc, source, "
-                          "campaign_id, reason, unsubscribed_at, cause, message_id) SELECT "
-                          "gen_random_uuid(), r.tenant_id, r.email, r.email_lc, 'bounce', $3, $4, "
-                          "$2, 'hard_bounce', $5 FROM recipients r "
-                          "WHERE r.id = $1 AND r.tenant_id = $6"
-                          UNSUB_ON_CONFLICT " RETURNING email",
-                          p, NPARAMS(p), &email);
+    err = db_fetch_one(d, "SELECT email, email_lc FROM recipients WHERE id = $1 AND tenant_id = $2",
+                       p, NPARAMS(p), rcpt_addr_row, &a);
     if (err == MC_ERR_NOT_FOUND)
-        return MC_ERR_OK; /* on the list already */
+        return MC_ERR_OK; /* deleted meanwhile: nobody to suppress */
     if (err == MC_ERR_OK) {
-        struct event_ref ref = {b->campaign_id, NULL, NULL, email};
-        db_events_add(ev, b->tenant_id, "suppression.created", &ref,
-                      json_pack("{s:s, s:o}", "source", "bounce", "reason",
-                                reason && *reason ? json_string(reason) : json_null()));
+        struct suppress_req r = {b->tenant_id, a.email,  a.email_lc, "bounce", "hard_bounce",
+                                 b->campaign_id, b->id,  reason,     0,        now};
+        err = db_suppress(d, &r, ev);
     }
-    free(email);
+    if (err == MC_ERR_OK)
+        err = db_recipients_mark(d, b->tenant_id, a.email_lc, "bounced", now);
+    free(a.email);
+    free(a.email_lc);
     return err;
 }
 

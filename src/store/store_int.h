@@ -248,6 +248,29 @@ mc_err db_events_write(struct db *d, struct event_batch *b, int64_t now);
 void db_events_cleanup(struct event_batch *b);
 
 /*
+ * An address going on the suppression list (store_unsubscribes.c): the one
+ * path of every bounce and complaint, at send time or reported later.
+ */
+struct suppress_req {
+    const char *tenant_id;
+    const char *email;
+    const char *email_lc;
+    const char *source;      /* unsubscribes.source: bounce, complaint */
+    const char *cause;       /* hard_bounce, soft_bounce, complaint */
+    const char *campaign_id; /* NULL when none */
+    const char *message_id;  /* NULL when none */
+    const char *reason;      /* the diagnostic; NULL when none */
+    int64_t expires;         /* 0: for ever */
+    int64_t now;
+};
+/* Lists it (or lengthens an expiring entry, UNSUB_ON_CONFLICT) and queues
+ * suppression.created to ev when the list changed. */
+mc_err db_suppress(struct db *d, const struct suppress_req *s, struct event_batch *ev);
+/* Sets the address's active recipient rows in all the tenant's lists to status. */
+mc_err db_recipients_mark(struct db *d, const char *tenant_id, const char *email_lc,
+                          const char *status, int64_t now);
+
+/*
  * message.bounced or message.complained for the tenant's scheduled message
  * msg_id, written at once inside the caller's transaction (the bounce and
  * complaint intake calls this with its own status change): the campaign,

@@ -409,3 +409,46 @@ out:
     free(arr_s);
     return err;
 }
+
+mc_err
+db_suppress(struct db *d, const struct suppress_req *s, struct event_batch *ev)
+{
+    char id[MC_UUID_LEN + 1];
+    char *email = NULL;
+    mc_err err;
+
+    crypto_uuid(id);
+    struct db_param p[] = {P_TEXT(id),          P_TEXT(s->tenant_id),  P_TEXT(s->email),
+                           P_TEXT(s->email_lc), P_TEXT(s->source),     P_TEXT(s->campaign_id),
+                           P_TEXT(s->reason),   P_TIME(s->now),        P_TEXT(s->cause),
+                           P_TEXT(s->message_id), P_TIME(s->expires)};
+    err = db_one_text(d,
+                      "INSERT INTO unsubscribes (id, tenant_id, email, email_lc, source, "
+                      "campaign_id, reason, unsubscribed_at, cause, message_id, expires_at) "
+                      "SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 WHERE true"
+                      UNSUB_ON_CONFLICT " RETURNING email",
+                      p, NPARAMS(p), &email);
+    if (err == MC_ERR_NOT_FOUND)
+        return MC_ERR_OK; /* listed already, for at least as long */
+    if (err == MC_ERR_OK) {
+        struct event_ref ref = {s->campaign_id, NULL, NULL, email};
+        db_events_add(ev, s->tenant_id, "suppression.created", &ref,
+                      json_pack("{s:s, s:s, s:o}", "source", s->source, "cause", s->cause,
+                                "reason",
+                                s->reason && *s->reason ? json_string(s->reason) : json_null()));
+    }
+    free(email);
+    return err;
+}
+
+mc_err
+db_recipients_mark(struct db *d, const char *tenant_id, const char *email_lc, const char *status,
+                   int64_t now)
+{
+    struct db_param p[] = {P_TEXT(tenant_id), P_TEXT(email_lc), P_TIME(now), P_TEXT(status)};
+
+    return db_exec(d,
+                   "UPDATE recipients SET status = $4, updated_at = $3 WHERE tenant_id = $1 AND "
+                   "email_lc = $2 AND status = 'active'",
+                   p, NPARAMS(p), NULL);
+}

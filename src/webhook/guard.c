@@ -47,6 +47,7 @@ static const struct range v4_refused[] = {
 static const struct range v6_refused[] = {
     {{0}, 96},                  /* ::/96 unspecified, loopback, IPv4-compatible (embedded: below) */
     {{0x01, 0x00}, 64},         /* discard */
+    {{0, 0x64, 0xff, 0x9b, 0, 0x01}, 48}, /* local-use NAT64 (RFC 8215): any IPv4 behind it */
     {{0x20, 0x01, 0x00}, 23},   /* IETF protocol assignments, Teredo */
     {{0x20, 0x01, 0x0d, 0xb8}, 32}, /* documentation */
     {{0xfc}, 7},                /* unique local */
@@ -86,15 +87,16 @@ allowed_by_cidr(const struct webhook_guard *g, int family, const unsigned char *
     return false;
 }
 
-/* The IPv4 address an IPv6 one embeds (mapped, compatible, NAT64, 6to4), or false. */
+/* The IPv4 address an IPv6 one embeds (mapped, SIIT, compatible, NAT64, 6to4), or false. */
 static bool
 embedded_v4(const unsigned char *a, unsigned char v4[4])
 {
     static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    static const unsigned char siit[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0};
     static const unsigned char zero[12] = {0};
     static const unsigned char nat64[12] = {0, 0x64, 0xff, 0x9b};
 
-    if (memcmp(a, mapped, 12) == 0 || memcmp(a, nat64, 12) == 0 ||
+    if (memcmp(a, mapped, 12) == 0 || memcmp(a, siit, 12) == 0 || memcmp(a, nat64, 12) == 0 ||
         (memcmp(a, zero, 12) == 0 && (a[12] | a[13] | a[14] | a[15]) != 0 &&
          !(a[12] == 0 && a[13] == 0 && a[14] == 0))) {
         memcpy(v4, a + 12, 4);
@@ -212,7 +214,7 @@ bool
 webhook_url_check(const struct webhook_guard *g, const char *url, bool resolve, const char **why)
 {
     CURLU *u = curl_url();
-    char *scheme = NULL, *host = NULL, *user = NULL, *pass = NULL;
+    char *scheme = NULL, *host = NULL, *user = NULL, *pass = NULL, *port = NULL;
     bool ok = false;
 
     *why = "the URL is not a valid absolute http(s) URL";
@@ -235,6 +237,10 @@ webhook_url_check(const struct webhook_guard *g, const char *url, bool resolve, 
         *why = "the URL must not contain a user name or password";
         goto out;
     }
+    if (curl_url_get(u, CURLUPART_PORT, &port, 0) == CURLUE_OK && strcmp(port, "0") == 0) {
+        *why = "the URL's port must be between 1 and 65535";
+        goto out;
+    }
     if (resolve) {
         size_t n = strlen(host);
         if (host[0] == '[' && n > 2) { /* an IPv6 literal */
@@ -250,6 +256,7 @@ out:
     curl_free(host);
     curl_free(user);
     curl_free(pass);
+    curl_free(port);
     curl_url_cleanup(u);
     return ok;
 }

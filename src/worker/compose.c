@@ -49,8 +49,12 @@ compile(const struct config *cfg, const struct campaign *c, const char *field, c
     return t;
 }
 
-/* The tenant's key for the From domain, opened, into x; a missing key is fine. */
-static bool
+/*
+ * The tenant's key for the From domain, opened, into x; a missing key is
+ * fine.  MC_ERR_INVALID when the key cannot be opened; a store error as is
+ * (the database is away: the caller tries again later).
+ */
+static mc_err
 load_dkim(struct store *st, const unsigned char kek[32], const char *tenant_id,
           struct compose_campaign *x)
 {
@@ -59,20 +63,22 @@ load_dkim(struct store *st, const unsigned char kek[32], const char *tenant_id,
     mc_err err;
 
     if (at == NULL)
-        return true;
+        return MC_ERR_OK;
     err = store_dkim_for_domain(st, tenant_id, at + 1, &k);
     if (err == MC_ERR_NOT_FOUND)
-        return true;
-    if (err == MC_ERR_OK && dkim_open(kek, k.private_key_enc, &x->dkim_pem) == MC_ERR_OK) {
-        x->dkim_domain = xstrdup(k.domain);
-        x->dkim_selector = xstrdup(k.selector);
-    } else {
-        log_error("event=dkim error=\"cannot open the key of %s (another server secret?)\"",
-                  at + 1);
-        err = MC_ERR_INVALID;
+        return MC_ERR_OK;
+    if (err == MC_ERR_OK) {
+        if (dkim_open(kek, k.private_key_enc, &x->dkim_pem) == MC_ERR_OK) {
+            x->dkim_domain = xstrdup(k.domain);
+            x->dkim_selector = xstrdup(k.selector);
+        } else {
+            log_error("event=dkim error=\"cannot open the key of %s (another server secret?)\"",
+                      at + 1);
+            err = MC_ERR_INVALID;
+        }
     }
     dkim_key_cleanup(&k);
-    return err == MC_ERR_OK;
+    return err;
 }
 
 mc_err
@@ -82,6 +88,7 @@ compose_campaign_from(struct store *st, const struct config *cfg, const unsigned
 {
     struct compose_campaign *x = xcalloc(1, sizeof(*x));
     bool ok = true;
+    mc_err err = MC_ERR_OK;
 
     if (why != NULL)
         memset(why, 0, sizeof(*why));
@@ -95,21 +102,24 @@ compose_campaign_from(struct store *st, const struct config *cfg, const unsigned
     x->html = compile(cfg, c, "html_body", c->html_body, TPL_HTML, &ok, why);
     x->text = compile(cfg, c, "text_body", c->text_body, TPL_TEXT, &ok, why);
     if (ok && kek != NULL)
-        ok = load_dkim(st, kek, c->tenant_id, x);
-    if (ok && kek != NULL) {
-        /* Sending: the tenant's own bounce domain, when it has one. */
+        err = load_dkim(st, kek, c->tenant_id, x);
+    if (ok && err == MC_ERR_OK && kek != NULL) {
+        /* Sending: the tenant's own bounce domain, when it has one; unread, no
+         * message goes (it would leave with another envelope sender). */
         struct bounce_policy pol = BOUNCE_POLICY_DEFAULTS;
-        if (store_bounce_policy_get(st, c->tenant_id, &pol) == MC_ERR_OK) {
+        err = store_bounce_policy_get(st, c->tenant_id, &pol);
+        if (err == MC_ERR_OK) {
             x->bounce_domain = pol.bounce_domain;
             pol.bounce_domain = NULL;
-        } else {
-            log_warn("event=bounce_policy_unread tenant=%s campaign=%s", c->tenant_id, c->id);
         }
         bounce_policy_cleanup(&pol);
     }
-    if (!ok || x->subject == NULL || (x->html == NULL && x->text == NULL)) {
+    if (err == MC_ERR_OK &&
+        (!ok || x->subject == NULL || (x->html == NULL && x->text == NULL)))
+        err = MC_ERR_INVALID;
+    if (err != MC_ERR_OK) {
         compose_campaign_free(x);
-        return MC_ERR_INVALID;
+        return err;
     }
     *out = x;
     return MC_ERR_OK;

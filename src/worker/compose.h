@@ -50,7 +50,9 @@ struct compose_error {
  * key for its From domain when kek is not NULL and there is one (a preview
  * passes NULL: it signs nothing).  MC_ERR_INVALID when a template does not
  * compile (*why, when not NULL, names the field, line and column) or the
- * key cannot be opened (logged; why->field NULL).
+ * key cannot be opened (logged; why->field NULL); a store error (MC_ERR_DB,
+ * MC_ERR_BUSY, ...) as it came when the key or the bounce policy could not
+ * be read: nothing is wrong with the campaign, try again later.
  */
 mc_err compose_campaign_from(struct store *st, const struct config *cfg,
                              const unsigned char *kek, const struct campaign *c,

@@ -60,31 +60,35 @@
  * The campaign's compiled sending data, from the cache or loaded.  A
  * campaign's content cannot change once it has left the draft state, so an
  * entry never goes stale; the least recently used one is evicted.
+ * compose_campaign_load's errors as they come (a store error is transient).
  */
-static struct compose_campaign *
-camp_get(struct delivery *d, const char *tenant_id, const char *id)
+static mc_err
+camp_get(struct delivery *d, const char *tenant_id, const char *id, struct compose_campaign **out)
 {
     struct compose_campaign *c = NULL;
     int victim = 0;
+    mc_err err;
 
     for (int i = 0; i < d->ncache; i++) {
         if (strcmp(d->cache[i].c->id, id) == 0) {
             d->cache[i].used = time_mono_us();
-            return d->cache[i].c;
+            *out = d->cache[i].c;
+            return MC_ERR_OK;
         }
         if (d->cache[i].used < d->cache[victim].used)
             victim = i;
     }
-    if (compose_campaign_load(d->st, d->cfg, d->secrets.dkim_kek, tenant_id, id, &c, NULL) !=
-        MC_ERR_OK)
-        return NULL;
+    err = compose_campaign_load(d->st, d->cfg, d->secrets.dkim_kek, tenant_id, id, &c, NULL);
+    if (err != MC_ERR_OK)
+        return err;
     if (d->ncache == CACHE_MAX)
         compose_campaign_free(d->cache[victim].c);
     else
         victim = d->ncache++;
     d->cache[victim].c = c;
     d->cache[victim].used = time_mono_us();
-    return c;
+    *out = c;
+    return MC_ERR_OK;
 }
 
 static void
@@ -144,7 +148,8 @@ job_done(struct smtp_job *job, void *arg)
 static bool
 build(struct delivery *d, struct dmsg *m, const struct delivery_msg *dm)
 {
-    struct compose_campaign *c = camp_get(d, dm->tenant_id, dm->campaign_id);
+    struct compose_campaign *c = NULL;
+    mc_err err = camp_get(d, dm->tenant_id, dm->campaign_id, &c);
     struct compose_recipient r = {
         .recipient_id = dm->recipient_id[0] ? dm->recipient_id : NULL,
         .email = dm->to_address,
@@ -155,9 +160,15 @@ build(struct delivery *d, struct dmsg *m, const struct delivery_msg *dm)
     };
     const char *why = NULL;
 
-    if (c == NULL) {
+    if (err == MC_ERR_INVALID || err == MC_ERR_NOT_FOUND) {
         delivery_result_add(d, m, OUT_FAILED, 0, 0, "the campaign's templates cannot be used",
                             NULL);
+        return false;
+    }
+    if (err != MC_ERR_OK) {
+        /* The database, not the campaign: back unsent, the attempt not spent. */
+        delivery_result_add(d, m, OUT_RELEASE, time_now_us() + 2 * 1000000LL, 0,
+                            "the campaign could not be read from the database", NULL);
         return false;
     }
     if (compose_job(c, d->cfg, d->signer, d->secrets.token_keys[0], &r, m->id, &m->job,

@@ -22,6 +22,7 @@ import os
 import secrets
 import subprocess
 import tempfile
+import time
 
 import pytest
 
@@ -32,6 +33,45 @@ from smtpsink import Sink
 def pytest_configure(config):
     if not os.access(BIN, os.X_OK):
         raise pytest.UsageError(f"mailcast binary not found at {BIN}; build it with `make mailcast`")
+    config.addinivalue_line(
+        "markers", "slow(seconds): takes about that long (8 s or more); the slow run first, "
+        "longest first, so that pytest-xdist's workers do not end the run waiting on one")
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Slow tests first, longest first, the rest in their order: with xdist's
+    load scheduling a minute-long test handed out last is the whole suite's tail."""
+    def seconds(item):
+        mark = item.get_closest_marker("slow")
+        return mark.args[0] if mark and mark.args else (8 if mark else 0)
+
+    items.sort(key=lambda item: -seconds(item))
+
+
+def pytest_runtest_setup(item):
+    item.mc_started = time.monotonic()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed test's report carries the log tails of the servers it used:
+    those still running, and those started during it (a flaky timing failure
+    is diagnosed from one run's logs, or not at all)."""
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.when == "teardown":
+        # junitxml writes a test's captured output from its teardown report.
+        rep.sections.extend(getattr(item, "mc_logs", []))
+    if rep.when != "call" or not rep.failed:
+        return
+    since = getattr(item, "mc_started", 0)
+    item.mc_logs = []
+    for srv in Server.started:
+        running = srv.proc is not None and srv.proc.poll() is None
+        if running or srv.started_at >= since:
+            item.mc_logs.append((f"Captured stderr mailcast {srv.name} ({srv.workdir})",
+                                 srv.log_tail(80)))
+    rep.sections.extend(item.mc_logs)
 
 
 @pytest.fixture(scope="session")

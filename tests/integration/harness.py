@@ -176,6 +176,10 @@ class Server:
     use (or generate) the key stored in the database.
     """
 
+    # Every server started in this pytest process, newest last: a failing
+    # test's report carries the logs of those it used (conftest.py).
+    started = []
+
     def __init__(self, workdir, database, operator_key=OPERATOR_KEY, args=(), name="server"):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -208,6 +212,10 @@ class Server:
                     env=child_env(self.operator_key), cwd=self.workdir,
                 )
             self.returncode = None
+            self.started_at = time.monotonic()
+            if self not in Server.started:
+                Server.started.append(self)
+                del Server.started[:-50]
             self.session = requests.Session()
             try:
                 self._wait_healthy(timeout)

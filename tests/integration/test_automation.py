@@ -70,6 +70,7 @@ def campaign(t, dom, n, tag):
     return c
 
 
+@pytest.mark.slow(13)
 def test_two_unusual_rate_replies_suspend_the_site_and_it_comes_back(factory, sink):
     gdom, odom = unique_domain("gsite"), unique_domain("other")
     sink.script("@" + gdom, UNUSUAL, UNUSUAL, then=None)

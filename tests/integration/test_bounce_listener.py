@@ -65,13 +65,18 @@ def test_ehlo_and_refused_recipients(lmc, sink):
     assert int(s.esmtp_features["size"]) == MAX_MESSAGE
     assert s.mail("") == (250, b"2.1.0 Ok")
     bad = verp[:9] + ("a" if verp[9] != "a" else "b") + verp[10:]
-    for rcpt in ("postmaster@" + BOUNCE_DOMAIN, "someone@example.org", bad,
+    for rcpt in ("postmaster@other.example", "someone@example.org", bad,
                  verp.split("@")[0] + "@other-domain.example", "mcb-short@" + BOUNCE_DOMAIN):
         code, msg = s.rcpt(rcpt)
         assert (code, msg[:5]) == (550, b"5.1.1"), (rcpt, code, msg)
     assert s.docmd("DATA")[0] == 554  # no valid recipient
     assert s.rcpt(verp.upper())[0] == 250  # MTAs may change the case
     assert s.rcpt(FBL)[0] == 250
+    # RFC 5321 §4.5.1: postmaster is taken (its mail is a report like any other).
+    assert s.rcpt("postmaster")[0] == 250
+    assert s.rcpt("Postmaster@" + BOUNCE_DOMAIN)[0] == 250
+    # No DSN extension is advertised, so its parameters are refused (§4.1.1.11).
+    assert s.rcpt(verp, ["NOTIFY=NEVER"])[0] == 555
     s.rset()
     assert s.rcpt(verp)[0] == 503  # MAIL first
     assert s.mail("x@example.org", ["SIZE=%d" % (MAX_MESSAGE + 1)])[0] == 552
@@ -181,6 +186,48 @@ def test_garbage_long_lines_and_errors_end_the_session_not_the_server(lmc):
     s.quit()
 
 
+def test_only_crlf_dot_crlf_ends_the_data(lmc, sink):
+    """A bare LF is no line end in DATA (RFC 5321 §2.3.8): "<LF>.<LF>" and
+    "<CR><LF>.<LF>" do not end the message, so nothing can be smuggled after
+    them as a second transaction."""
+    t = Tenant(lmc)
+    _, _, sent = sent_campaign(lmc, sink, t, 1)
+    (a,) = sent
+    verp = sent[a][1]
+    c, f = raw_session(lmc)
+    c.sendall(b"EHLO tester.example\r\n")
+    while not f.readline().startswith(b"250 "):
+        pass
+    c.sendall(f"MAIL FROM:<>\r\nRCPT TO:<{verp}>\r\nDATA\r\n".encode())
+    assert [f.readline()[:3] for _ in range(3)] == [b"250", b"250", b"354"]
+    c.sendall(b"From: probe@example.org\r\nSubject: x\r\n\r\nhello\nx\n.\n"
+              b"MAIL FROM:<>\r\nRCPT TO:<smuggled@" + BOUNCE_DOMAIN.encode() +
+              b">\r\nDATA\r\nstill data\r\n.\n\r\n.\r\n")
+    # One message: everything up to CRLF.CRLF; one reply.
+    assert f.readline().startswith(b"250 2.0.0")
+    c.sendall(b"NOOP\r\n")
+    assert f.readline().startswith(b"250 2.0.0 Ok")  # the next reply is NOOP's: no extra ones
+    c.close()
+
+
+def test_the_rest_of_a_long_command_line_gets_no_second_reply(lmc):
+    c, f = raw_session(lmc)
+    c.sendall(b"NOOP " + b"x" * 5000)  # no line end yet: answered once it is too long
+    assert f.readline().startswith(b"500 5.5.2")
+    c.sendall(b"QUIT\r\nNOOP\r\n")  # the same line's tail, then a command
+    assert f.readline().startswith(b"250 2.0.0 Ok")  # NOOP, not a 221 for the tail's QUIT
+    c.sendall(b"MAIL FROM:<j\xc3\xb6rg@example.org>\r\n")  # EHLO first
+    assert f.readline()[:3] == b"503"
+    c.sendall(b"EHLO x\r\n")
+    while not f.readline().startswith(b"250 "):
+        pass
+    c.sendall(b"MAIL FROM:<j\xc3\xb6rg@example.org>\r\n")  # UTF-8 without SMTPUTF8
+    assert f.readline().startswith(b"553 5.6.7")
+    c.sendall(b"MAIL FROM:<> RET=HDRS\r\n")
+    assert f.readline().startswith(b"555 5.5.4")
+    c.close()
+
+
 def test_idle_clients_time_out_and_the_connection_limit_holds(lmc):
     c, f = raw_session(lmc)
     # --bounce-command-timeout 2: an idle client is told and dropped.
@@ -275,3 +322,24 @@ def test_kill_9_between_data_and_250_loses_nothing_accepted(request, store, sink
     s.quit()
     assert unsub_cause(t, a) == "hard_bounce"
     assert t.server.get(f"{t.base}/bounces", headers=t.h).json()["total"] == 1
+
+
+def test_shutdown_tells_open_sessions_421(request, store, sink, tmp_path):
+    """SIGTERM: every open session hears 421 (RFC 5321 §3.8) before the
+    connection closes, and the server exits cleanly."""
+    url, drop = create_database(request, store, tmp_path / "db")
+    request.addfinalizer(drop)
+    port = free_port()
+    srv = Server(tmp_path / "srv", url, OPERATOR_KEY, delivery_args(
+        sink.url, "--bounce-domain", BOUNCE_DOMAIN, "--bounce-listen", f"127.0.0.1:{port}"))
+    srv.bounce_port = port
+    srv.start()
+    request.addfinalizer(srv.kill)
+    c, f = raw_session(srv)
+    c.sendall(b"EHLO tester.example\r\nMAIL FROM:<>\r\n")
+    while not f.readline().startswith(b"250 2.1.0"):
+        pass
+    assert srv.stop() == 0
+    assert f.readline().startswith(b"421 4.3.2"), "no 421 before the close"
+    assert f.readline() == b""
+    c.close()

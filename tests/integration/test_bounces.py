@@ -45,6 +45,12 @@ def events(t, **params):
     return r.json()
 
 
+def suppression_events(t, email):
+    """The suppression.created events of an address: one per change of the list."""
+    return [e["data"] for e in events(t, type="suppression.created")["data"]
+            if e["data"]["email"].lower() == email.lower()]
+
+
 def unsub(t, email):
     r = t.server.get(f"{t.base}/unsubscribes", headers=t.h, params={"q": email})
     assert r.status_code == 200, r.text
@@ -89,9 +95,14 @@ def test_pipe_hard_bounce_suppresses_and_second_campaign_skips(mc, sink):
     ev = [e for e in events(t, type="message.bounced")["data"] if e["data"]["email"] == gone]
     assert len(ev) == 1 and ev[0]["data"]["message_id"] == row["id"], ev
     assert (ev[0]["data"]["bounce_type"], ev[0]["data"]["suppressed"]) == ("hard", True), ev
+    # A suppression reported later is announced like one at send time.
+    sup = suppression_events(t, gone)
+    assert [(x["source"], x["cause"], x["campaign_id"]) for x in sup] == [
+        ("bounce", "hard_bounce", c["id"])], sup
     # The same report again (an MTA retrying) changes nothing more.
     assert pipe(mc.database, msg)[0] == 0
     assert t.stats(c["id"])["bounced_hard"] == 1
+    assert len(suppression_events(t, gone)) == 1
     # A second campaign to the same list skips the address.
     c2 = t.create(recipient_list_id=lst["id"], from_address=f"news@{mail_domain('from')}")
     t.do(c2["id"], "send")
@@ -134,6 +145,7 @@ def test_complaint_by_header_reference_and_block(mc, sink):
     report = arf(headers_of(sent[a][2]))
     assert pipe(mc.database, report, "--recipient", "fbl@mailcast.example.test")[0] == 0
     assert unsub(t, a)["cause"] == "complaint"
+    assert [x["cause"] for x in suppression_events(t, a)] == ["complaint"]
     ev = events(t, type="message.complained")["data"]
     assert [e["data"]["message_id"] for e in ev] == [sent[a][0]["id"]], ev
     assert recipient_status(mc, sent[a][0]["recipient_id"]) == "complained"
@@ -141,9 +153,25 @@ def test_complaint_by_header_reference_and_block(mc, sink):
     block = dsn(sent[b][1], b, status="5.7.1",
                 diag="554 5.7.1 Service unavailable; client host blocked using zen.spamhaus.org")
     assert pipe(mc.database, block, "--recipient", sent[b][1])[0] == 0
-    assert unsub(t, b) is None
+    assert unsub(t, b) is None and suppression_events(t, b) == []
     st = t.stats(c["id"])
     assert (st["complained"], st["blocked"], st["bounced_hard"]) == (1, 1, 0)
+
+
+def test_a_delay_warning_is_recorded_and_counts_for_nothing(mc, sink):
+    """Action: delayed (RFC 3464 §2.3.3) says the MTA is still trying: the
+    message may yet arrive, so it is no soft bounce (a strict-peer review saw
+    Postfix's delay warnings counted towards suppression)."""
+    t = Tenant(mc)
+    c, _, sent = sent_campaign(mc, sink, t, 1)
+    (a,) = sent
+    warn = dsn(sent[a][1], a, status="4.4.1", action="delayed",
+               diag="connect to mx.example.net[192.0.2.1]:25: Connection timed out")
+    assert pipe(mc.database, warn)[0] == 0
+    recs = bounces(t, email=a)["data"]
+    assert [(b["class"], b["outcome"]) for b in recs] == [("soft", "recorded")], recs
+    assert t.stats(c["id"])["bounced_soft"] == 0
+    assert all(e["data"]["email"] != a for e in events(t, type="message.bounced")["data"])
 
 
 def test_soft_bounces_suppress_after_the_limit_for_a_while(mc, sink):
@@ -164,6 +192,7 @@ def test_soft_bounces_suppress_after_the_limit_for_a_while(mc, sink):
     assert pipe(mc.database, dsn(verp2, a, status="5.2.2", diag="552 5.2.2 Mailbox full"))[0] == 0
     u = unsub(t, a)
     assert u["cause"] == "soft_bounce" and u["expires_at"] is not None, u
+    assert [x["cause"] for x in suppression_events(t, a)] == ["soft_bounce"]
 
 
 def test_pipe_reports_a_database_failure_as_tempfail(tmp_path):

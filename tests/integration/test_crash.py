@@ -314,6 +314,7 @@ def kill_cycles(api, cid, sink, procs, args, kills, per_kill):
     return report
 
 
+@pytest.mark.slow(25)
 def test_kill9_three_times_loses_nothing_and_bounds_duplicates(server_factory, procs):
     """2,000 recipients; a worker (--delivery-inflight 20, 4 connections, a
     relay taking 30 ms per message) is killed with SIGKILL after each 300
@@ -351,6 +352,7 @@ def test_kill9_three_times_loses_nothing_and_bounds_duplicates(server_factory, p
     assert survivor.lines("event=lease_expired"), survivor.log()[-2000:]
 
 
+@pytest.mark.slow(12)
 def test_kill9_duplicates_at_most_delivery_inflight_per_kill(server_factory, procs):
     """--delivery-inflight is documented as "messages a worker holds claimed
     at once (bounds duplicates after a crash)"; standards 2.3.9: with
@@ -380,6 +382,7 @@ def test_kill9_duplicates_at_most_delivery_inflight_per_kill(server_factory, pro
 # ---- four workers, one PostgreSQL database ----
 
 
+@pytest.mark.slow(28)
 def test_four_workers_on_postgres_deliver_each_message_exactly_once(pg_admin, tmp_path, procs):
     """20,000 messages, four `mailcast worker` processes sharing one
     PostgreSQL database (SKIP LOCKED claims): nothing lost, nothing twice
@@ -431,6 +434,7 @@ def test_four_workers_on_postgres_deliver_each_message_exactly_once(pg_admin, tm
 # ---- a slow relay, no crash ----
 
 
+@pytest.mark.slow(27)
 def test_slow_relay_leases_do_not_expire_while_messages_wait_in_the_worker(server_factory,
                                                                            procs):
     """No crash at all: one worker, a relay that takes 0.5 s to accept each
@@ -476,6 +480,7 @@ def test_slow_relay_leases_do_not_expire_while_messages_wait_in_the_worker(serve
 # ---- SIGTERM ----
 
 
+@pytest.mark.slow(15)
 def test_sigterm_drains_in_flight_messages(server_factory, procs):
     """SIGTERM mid-campaign with time enough to drain: the worker stops
     claiming, finishes what it holds, records it and exits 0; nothing is
@@ -514,6 +519,7 @@ def test_sigterm_drains_in_flight_messages(server_factory, procs):
     got.check_message_ids(api.database, cid)
 
 
+@pytest.mark.slow(14)
 def test_sigterm_past_the_shutdown_timeout_hands_messages_back(server_factory, procs):
     """SIGTERM with more held than the shutdown timeout lets it finish: the
     worker exits 0 in time; what it never handed to the relay goes back to
@@ -589,6 +595,7 @@ def _frozen_outside_a_transaction(database):
     return rows[0][0] == 0
 
 
+@pytest.mark.slow(13)
 def test_lease_fence_late_results_of_a_frozen_worker_change_nothing(server_factory, procs):
     """Worker A claims 5 messages and is frozen (SIGSTOP) with one of them
     awaiting the relay's reply.  Its leases expire; worker B takes the

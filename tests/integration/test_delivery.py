@@ -842,6 +842,7 @@ def test_fairness_a_throttled_tenant_does_not_hold_back_another(mc, sink):
     a.do(ca["id"], "cancel")
 
 
+@pytest.mark.slow(63)
 def test_tenant_rate_limit_sliding_window_both_stores(request, sink, tmp_path):
     """per_minute 60: no 60-second window of the sink's receive times holds
     more than 60 messages, and the first minute gets at least 57.  Both

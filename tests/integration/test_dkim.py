@@ -625,6 +625,7 @@ def _healthy(base):
 # ---- signatures ----
 
 
+@pytest.mark.slow(10)
 def test_campaign_messages_verify(server_factory, tmp_path):
     srv = dkim_server(server_factory, tmp_path)
     t = Tenant(srv)

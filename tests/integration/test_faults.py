@@ -21,10 +21,11 @@ import urllib.parse
 
 import pytest
 
-from campaignhelp import Tenant, emails
+from campaignhelp import Tenant, emails, wait_until
 from deliveryhelp import delivery_args, messages, unique_domain, wait_terminal
 from faultrelay import FaultRelay
-from harness import REPO, OPERATOR_KEY, PgAdmin, Server, free_port, pg_database_url
+from harness import (REPO, OPERATOR_KEY, PgAdmin, Server, db_execute, free_port,
+                     pg_database_url)
 from smtpsink import Sink, slow
 
 INFLIGHT = 16
@@ -68,6 +69,31 @@ def wait_log_count(srv, pattern, n, timeout):
 def relay_args(port, *extra):
     return delivery_args(f"smtp://127.0.0.1:{port}", "--smtp-connect-timeout", "1",
                          "--delivery-inflight", str(INFLIGHT), *extra)
+
+
+def test_a_database_error_while_loading_the_campaign_spends_no_attempt(server_factory):
+    """The worker reads a new campaign (its templates, DKIM key, bounce
+    policy) when its first message is claimed; a database error there is the
+    database's, not the campaign's: the messages go back unsent, no attempt
+    spent, and are sent once it reads again (a chaos review found them failed
+    for good).  The error here: a table the load reads is renamed away."""
+    port = free_port()
+    srv = server_factory(args=relay_args(port))
+    t = Tenant(srv)
+    dom = unique_domain("loaderr")
+    db_execute(srv.database, "ALTER TABLE bounce_policies RENAME TO bounce_policies_away")
+    with Sink(port=port) as sink:
+        c = campaign(t, 5, dom)
+        def handed_back():
+            rows = messages(srv, c["id"]).values()
+            return len(rows) == 5 and all("could not be read" in (r["last_error"] or "")
+                                          for r in rows)
+
+        wait_until(handed_back, 30, what="the messages handed back")
+        rows = messages(srv, c["id"])
+        assert all(r["status"] == "pending" and r["attempts"] == 0 for r in rows.values()), rows
+        db_execute(srv.database, "ALTER TABLE bounce_policies_away RENAME TO bounce_policies")
+        assert_all_once(srv, t, c, dom, 5, sink, bound=0)
 
 
 @pytest.mark.parametrize("mode", ["refuse", "hang", "421"])
@@ -129,6 +155,7 @@ class OwnCluster:
         subprocess.run(["bash", self.script, "stop", self.dir], capture_output=True, timeout=120)
 
 
+@pytest.mark.slow(13)
 def test_postgres_restart_mid_campaign(tmp_path):
     cluster = OwnCluster()
     srv = None

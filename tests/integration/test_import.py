@@ -590,6 +590,7 @@ def test_json_import_size_limit(server_factory):
 # ---- scale ----
 
 
+@pytest.mark.slow(9)
 def test_streamed_50000_row_csv(server):
     t = Tenant(server)
     lst = t.make_list()

@@ -110,6 +110,7 @@ def spec_path(path):
             yield method, template
 
 
+@pytest.mark.slow(12)
 def test_every_operation_through_prism(server, prism):
     p = prism.call
     op = bearer(OPERATOR_KEY)

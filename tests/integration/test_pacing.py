@@ -47,6 +47,7 @@ def times_of(sink, dom, n, timeout):
     return sorted(m.time for m in sink.messages_for_domain(dom))
 
 
+@pytest.mark.slow(68)
 def test_600_a_minute_is_one_every_100ms_and_never_over_the_minute(pair, sink):
     """660 messages at 600/min from two workers: 1-second windows hold at
     most 10 + burst (+2 for timer jitter), no 60-second window over 600, and
@@ -72,6 +73,7 @@ def test_600_a_minute_is_one_every_100ms_and_never_over_the_minute(pair, sink):
     assert rate >= 8.0  # 10 a second with room for a loaded machine; bench/ measures it
 
 
+@pytest.mark.slow(10)
 def test_per_second_paces_alone(pair, sink):
     t = Tenant(pair[1])
     t.set_rate_limits(per_second=4, per_minute=100000, **BIG)
@@ -86,6 +88,7 @@ def test_per_second_paces_alone(pair, sink):
     assert times[-1] - times[0] >= (40 - BURST - 1) / 4 * 0.9
 
 
+@pytest.mark.slow(9)
 def test_campaign_limit_is_paced_too(pair, sink):
     t = Tenant(pair[0])
     t.set_rate_limits(enabled=False)

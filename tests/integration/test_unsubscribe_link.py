@@ -303,6 +303,7 @@ def test_post_one_click_unsubscribes(server):
     assert t.get(c["id"])["sent_count"] == done["sent_count"] == 3
 
 
+@pytest.mark.slow(9)
 def test_forged_and_tampered_tokens_are_404(server, store):
     """10,000 tokens that do not verify: every one of the 63 other characters
     at every position of a real token, cut short, extended, non-canonical

@@ -375,6 +375,7 @@ def start_worker(database, workdir, args):
                             cwd=workdir)
 
 
+@pytest.mark.slow(18)
 def test_worker_killed_mid_flight_loses_no_event(request, store, tmp_path, receiver):
     url, drop = create_database(request, store, tmp_path)
     api = Server(tmp_path / "api", url, OPERATOR_KEY, ["--deliver", "0", *HTTP_ARGS])

@@ -51,9 +51,17 @@ test_paths_and_parameters(void **state)
     assert_int_equal(c.size, 2048);
     assert_true(c.body_8bit && c.smtputf8);
     assert_int_equal(P("mail from: <a@b.example>", &c), SMTPD_OK);
-    assert_int_equal(P("RCPT TO:<@r1.example,@r2.example:u@d.example> NOTIFY=NEVER", &c),
-                     SMTPD_OK);
+    assert_int_equal(P("RCPT TO:<@r1.example,@r2.example:u@d.example>", &c), SMTPD_OK);
     assert_string_equal(c.path, "u@d.example"); /* source route dropped */
+    assert_false(c.path_utf8);
+    /* Parameters of extensions not advertised (no DSN): 555. */
+    assert_int_equal(P("RCPT TO:<u@d.example> NOTIFY=NEVER", &c), SMTPD_PARAM);
+    assert_int_equal(P("MAIL FROM:<> RET=HDRS", &c), SMTPD_PARAM);
+    assert_int_equal(P("MAIL FROM:<> BODY=BINARYMIME", &c), SMTPD_PARAM);
+    assert_int_equal(P("MAIL FROM:<> FOO=bar", &c), SMTPD_PARAM);
+    assert_int_equal(P("MAIL FROM:<> body=7bit", &c), SMTPD_OK);
+    assert_int_equal(P("MAIL FROM:<j\xc3\xb6rg@b.example> SMTPUTF8", &c), SMTPD_OK);
+    assert_true(c.path_utf8 && c.smtputf8);
     assert_int_equal(P("RCPT TO:<>", &c), SMTPD_SYNTAX);
     assert_int_equal(P("MAIL FROM:a@b", &c), SMTPD_SYNTAX);
     assert_int_equal(P("MAIL TO:<a@b>", &c), SMTPD_SYNTAX);

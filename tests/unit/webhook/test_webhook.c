@@ -68,9 +68,11 @@ test_guard_ranges(void **state)
         "240.0.0.1", "255.255.255.255", "192.0.2.1", "198.18.0.1", "::", "::1",
         "::ffff:127.0.0.1", "::ffff:10.0.0.1", "::127.0.0.1", "64:ff9b::7f00:1", "fe80::1",
         "fc00::1", "fd12:3456::1", "ff02::1", "2001:db8::1", "2002:7f00:0001::1",
+        "64:ff9b:1::7f00:1", "64:ff9b:1:2::8.8.8.8", "::ffff:0:127.0.0.1", "::ffff:0:10.0.0.1",
     };
     static const char *const ok[] = {"93.184.216.34", "8.8.8.8", "172.32.0.1", "100.128.0.1",
-                                     "2606:4700::1111", "::ffff:8.8.8.8", "1.1.1.1"};
+                                     "2606:4700::1111", "::ffff:8.8.8.8", "1.1.1.1",
+                                     "::ffff:0:8.8.8.8"};
     struct config cfg = {0};
     struct webhook_guard g;
 
@@ -113,6 +115,8 @@ test_guard_urls(void **state)
     assert_false(webhook_url_check(&g, "https://user@hooks.example.com/", false, &why));
     assert_false(webhook_url_check(&g, "hooks.example.com/x", false, &why));
     assert_false(webhook_url_check(&g, "https://", false, &why));
+    assert_false(webhook_url_check(&g, "https://hooks.example.com:0/x", false, &why));
+    assert_true(webhook_url_check(&g, "https://hooks.example.com:8443/x", false, &why));
     /* Resolved: loopback names and literals refused without the allow list. */
     assert_false(webhook_url_check(&g, "https://localhost/x", true, &why));
     assert_false(webhook_url_check(&g, "https://127.0.0.1/x", true, &why));
