@@ -8,14 +8,17 @@
  *
  * DESIGN
  * The log is an outbox.  A store function that changes state adds its
- * events to an event_batch and db_events_write() inserts them, in the same
- * transaction, in one multi-row INSERT from a JSON array (SQLite json_each,
- * PostgreSQL jsonb_to_recordset), followed by one INSERT ... SELECT that
- * queues a webhook delivery per (event, enabled endpoint of its tenant
- * subscribed to its type).  So an event, and each delivery of it, exists
- * exactly when its change committed: a crash can neither lose nor invent
- * one, and the delivery worker's group commit stays one statement per
- * flush for its events as for its 'sent' outcomes.
+ * events to an event_batch (columns and the data text, no jansson object
+ * kept) and db_events_write() inserts them in the same transaction, with an
+ * INSERT ... SELECT that queues a webhook delivery per (event, enabled
+ * endpoint of its tenant subscribed to its type).  SQLite: a cached INSERT
+ * bound per row, the fan-out per row only for a tenant found to have an
+ * enabled endpoint (one look-up per tenant of the batch, inside the
+ * transaction, so an endpoint created concurrently is either seen or
+ * committed after the batch).  PostgreSQL: one statement per batch, the
+ * columns as arrays through unnest and the fan-out in the same statement.
+ * So an event, and each delivery of it, exists exactly when its change
+ * committed: a crash can neither lose nor invent one.
  *
  * Ids are UUID version 7 made here (crypto_uuid7): time-ordered, so the
  * primary key is the list's cursor and the retention sweep's bound.  Ids
