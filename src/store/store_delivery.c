@@ -142,6 +142,7 @@ sent_sqlite(struct db *d, const char *owner, int64_t now, const struct delivery_
             int n, struct outcome_row **done, int *ndone)
 {
     mc_err err = MC_ERR_OK;
+    int cap = 0;
 
     for (int i = 0; i < n && err == MC_ERR_OK; i++) {
         const struct delivery_result *x = &res[i];
@@ -155,8 +156,20 @@ sent_sqlite(struct db *d, const char *owner, int64_t now, const struct delivery_
                                x->reply_code ? P_INT(x->reply_code) : P_NULL,
                                P_TEXT(db_utf8_or_null(x->queue_id)),
                                P_TEXT(db_utf8_or_null(x->message_id))};
-        err = db_fetch_all(d, sql_sent_one_sqlite, p, NPARAMS(p), outcome_row, sizeof(**done),
-                           (void **)done, ndone);
+        struct outcome_row o = {0};
+        err = db_fetch_one(d, sql_sent_one_sqlite, p, NPARAMS(p), outcome_row, &o);
+        if (err == MC_ERR_NOT_FOUND) { /* fenced out: the caller logs it */
+            err = MC_ERR_OK;
+            continue;
+        }
+        if (err != MC_ERR_OK)
+            break;
+        /* Grown here: db_fetch_all, called per row, would reallocate on every call. */
+        if (*ndone == cap) {
+            cap = cap ? cap * 2 : 64;
+            *done = xrealloc(*done, (size_t)cap * sizeof(**done));
+        }
+        (*done)[(*ndone)++] = o;
     }
     return err;
 }
