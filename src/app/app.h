@@ -13,6 +13,7 @@
 #ifndef MC_APP_H
 #define MC_APP_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 
 #include <jansson.h>
@@ -44,6 +45,7 @@ struct app {
     struct engine *engine;     /* borrowed: woken when a campaign is scheduled */
     struct delivery *delivery; /* borrowed: this process's worker, or NULL */
     struct bounce_stats bounce_stats; /* reports taken in by this process, by class */
+    atomic_int test_sends;     /* test sends holding an HTTP thread now */
 };
 
 /*

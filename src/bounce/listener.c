@@ -75,6 +75,7 @@ struct sess {
     bool over;       /* the message passed bounce_max_message */
     bool bol;        /* DATA: at the start of a line */
     bool skip;       /* the rest of a command line too long was answered: drop it */
+    unsigned char addr[16]; /* the peer's address (IPv4 in the first 4), for the per-address cap */
     struct sess *next;
 };
 
@@ -498,10 +499,13 @@ accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa, i
     struct timeval whole = {.tv_sec = l->cfg->bounce_session_timeout};
 
     (void)lev;
-    (void)sa;
     (void)salen;
     s = xcalloc(1, sizeof(*s));
     s->l = l;
+    if (sa->sa_family == AF_INET)
+        memcpy(s->addr, &((struct sockaddr_in *)sa)->sin_addr, 4);
+    else if (sa->sa_family == AF_INET6)
+        memcpy(s->addr, &((struct sockaddr_in6 *)sa)->sin6_addr, 16);
     s->bev = bufferevent_socket_new(l->base, fd, BEV_OPT_CLOSE_ON_FREE);
     s->deadline = evtimer_new(l->base, sess_deadline, s);
     buf_init(&s->data, 0);
@@ -516,6 +520,14 @@ accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa, i
     evtimer_add(s->deadline, &whole);
     if (l->nsess > l->cfg->bounce_max_connections) {
         reply(s, "421 4.7.0 Too many connections, try again later");
+        sess_close(s);
+        return;
+    }
+    int same = 0;
+    for (struct sess *o = l->sessions; o; o = o->next)
+        same += o->state != S_CLOSING && memcmp(o->addr, s->addr, sizeof(s->addr)) == 0;
+    if (same > l->cfg->bounce_max_connections_per_ip) {
+        reply(s, "421 4.7.0 Too many connections from your address, try again later");
         sess_close(s);
         return;
     }

@@ -11,6 +11,7 @@
 
 #include "cli.h"
 #include "core/log.h"
+#include "webhook/webhook.h"
 
 struct command {
     const char *words; /* "tenant create" */
@@ -140,7 +141,12 @@ main(int argc, char **argv)
         if (n == 0)
             continue;
         buf_init(&errors, 0);
-        if (config_load(&c.cfg, config_path, ov, nov, &errors) != MC_ERR_OK) {
+        bool bad = config_load(&c.cfg, config_path, ov, nov, &errors) != MC_ERR_OK;
+        if (!bad) {
+            webhook_config_check(&c.cfg, &errors); /* by the parsers serve uses */
+            bad = errors.len > 0;
+        }
+        if (bad) {
             fprintf(stderr, "mailcast: invalid configuration:\n%s", errors.data);
             buf_cleanup(&errors);
             config_cleanup(&c.cfg);

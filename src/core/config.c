@@ -113,6 +113,8 @@ static const struct opt opts[] = {
      "nameserver IP[:port] that resolves the relay's name", "the system's (/etc/resolv.conf)"},
     {"test_send_timeout", INT(test_send_timeout), "20", 1, 3600, false,
      "seconds a test send waits for the relay at most (it holds an HTTP thread)", NULL},
+    {"test_send_concurrency", INT(test_send_concurrency), "2", 1, 64, false,
+     "test sends in progress at once (never more than half the HTTP threads)", NULL},
     {"lease_expiry_max", INT(lease_expiry_max), "10", 1, 1000, false,
      "lease expiries (worker crashes mid-send) before a message fails as poison", NULL},
     /* Bounces and complaints */
@@ -134,6 +136,8 @@ static const struct opt opts[] = {
      "PEM private key of bounce_tls_cert", "none"},
     {"bounce_max_connections", INT(bounce_max_connections), "100", 1, 100000, false,
      "concurrent SMTP sessions the listener serves (421 beyond)", NULL},
+    {"bounce_max_connections_per_ip", INT(bounce_max_connections_per_ip), "10", 1, 100000,
+     false, "listener sessions at once from one address", NULL},
     {"bounce_command_timeout", INT(bounce_command_timeout), "300", 1, 3600, false,
      "seconds the listener waits for a command or a piece of DATA", NULL},
     {"bounce_session_timeout", INT(bounce_session_timeout), "1800", 1, 86400, false,
@@ -368,7 +372,9 @@ validate_envelope(struct config *cfg, struct buf *errors)
         size_t inner = literal ? n - 2 : n;
 
         if (n == 0 || n > 253 || strspn(cfg->helo_name + literal, allowed) != inner ||
-            (!literal && (cfg->helo_name[0] == '.' || cfg->helo_name[0] == '-')))
+            (!literal && (cfg->helo_name[0] == '.' || cfg->helo_name[0] == '-' ||
+                          strstr(cfg->helo_name, "..") != NULL ||
+                          cfg->helo_name[n - 1] == '.')))
             buf_printf(errors, "helo_name: must be a host name (letters, digits, dots, hyphens; "
                                "at most 253) or an address literal like [192.0.2.1]\n");
     }
@@ -441,23 +447,6 @@ validate(struct config *cfg, struct layered *l, struct buf *errors)
                    (long long)cfg->test_send_timeout, (long long)cfg->http_timeout);
     if (cfg->retry_cap < cfg->retry_base)
         buf_printf(errors, "retry_cap must be at least retry_base\n");
-    /* The webhook lists' syntax (src/webhook/ parses them at start). */
-    {
-        const char *w = cfg->webhook_retry_schedule;
-        int steps = 1;
-        bool ok = w != NULL && *w != '\0' && strspn(w, "0123456789,") == strlen(w) &&
-                  w[0] != ',' && w[strlen(w) - 1] != ',' && strstr(w, ",,") == NULL;
-        for (const char *p = w; ok && *p; p++)
-            steps += *p == ',';
-        if (!ok || steps > 32)
-            buf_printf(errors, "webhook_retry_schedule: must be 1 to 32 comma-separated numbers "
-                               "of seconds\n");
-    }
-    if (cfg->webhook_allow_cidr != NULL &&
-        strspn(cfg->webhook_allow_cidr, "0123456789abcdefABCDEF.:/, ") !=
-            strlen(cfg->webhook_allow_cidr))
-        buf_printf(errors, "webhook_allow_cidr: must be comma-separated CIDRs "
-                           "(127.0.0.1/32, 10.0.0.0/8, ::1/128)\n");
     if (log_level_parse(cfg->log_level) < 0)
         buf_printf(errors, "log_level: \"%s\" is not debug, info, warn or error\n",
                    cfg->log_level);
@@ -535,6 +524,11 @@ config_warnings(const struct config *cfg, struct buf *out)
                    "relay: one-click unsubscribe (RFC 8058 3.1) needs an HTTPS link, and "
                    "receivers ignore List-Unsubscribe-Post without it\n",
                    cfg->public_url);
+    /* RFC 5321 4.1.1.1: EHLO takes a fully qualified name (or an address literal). */
+    if (cfg->helo_name != NULL && cfg->helo_name[0] != '[' && strchr(cfg->helo_name, '.') == NULL)
+        buf_printf(out, "warning: helo_name \"%s\" is not a fully qualified domain name; "
+                        "relays may refuse or score an EHLO without one\n",
+                   cfg->helo_name);
 }
 
 void

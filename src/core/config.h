@@ -69,6 +69,7 @@ struct config {
     int64_t smtp_idle_timeout;    /* seconds before an idle relay connection says QUIT */
     char *smtp_dns_server;        /* NULL: the system's resolvers */
     int64_t test_send_timeout;    /* seconds a test send waits for the relay at most */
+    int64_t test_send_concurrency; /* test sends in progress at once, at most */
     int64_t lease_expiry_max;     /* lease expiries before a message fails as poison */
     /* Bounces and complaints */
     char *bounce_domain;          /* VERP domain; NULL: return_path as before */
@@ -79,6 +80,7 @@ struct config {
     char *bounce_feedback_address; /* a feedback-loop address the listener accepts, or NULL */
     char *bounce_tls_cert, *bounce_tls_key; /* PEM files: STARTTLS offered, or NULL */
     int64_t bounce_max_connections; /* listener sessions at once */
+    int64_t bounce_max_connections_per_ip; /* ... from one address */
     int64_t bounce_command_timeout; /* seconds for a command or a piece of DATA */
     int64_t bounce_session_timeout; /* seconds one session may last */
     /* The web console */

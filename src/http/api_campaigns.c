@@ -813,12 +813,24 @@ api_campaign_test(struct req *r)
     char norm[TEST_MAX_TO][EMAIL_MAX + 1], lc[EMAIL_MAX + 1];
     size_t i, n;
     char *attrs = NULL;
+    /* A test send holds this thread until the relay answers: never more at
+     * once than test_send_concurrency, nor half the threads, so slow relays
+     * cannot take every thread (and /healthz) with them. */
+    int cap = (int)r->app->cfg->test_send_concurrency, half = (int)r->app->cfg->http_threads / 2;
     mc_err err;
 
+    if (cap > half)
+        cap = half > 0 ? half : 1;
+    if (atomic_fetch_add(&r->app->test_sends, 1) >= cap) {
+        atomic_fetch_sub(&r->app->test_sends, 1);
+        reply_error(r, MC_ERR_TOO_MANY, "%d test sends are in progress (test_send_concurrency); "
+                    "try again when one has finished", cap);
+        return;
+    }
     memset(jobs, 0, sizeof(jobs));
     if (!json_is_array(to) || json_array_size(to) == 0 || json_array_size(to) > TEST_MAX_TO) {
         reply_invalid(r, "to", "to must be an array of 1 to %d addresses", TEST_MAX_TO);
-        return;
+        goto out;
     }
     n = json_array_size(to);
     json_array_foreach(to, i, e)
@@ -826,12 +838,12 @@ api_campaign_test(struct req *r)
         if (!json_is_string(e) || !email_normalize(json_string_value(e), norm[i], lc, &why)) {
             reply_invalid(r, "to", "to[%zu] is not a valid address%s%s", i, why ? ": " : "",
                           why ? why : "");
-            return;
+            goto out;
         }
     }
     if (!field_string(r, r->json, "name", F_NULLABLE | F_ONELINE, 255, &name, NULL) ||
         !field_json(r, r->json, "attributes", F_NULLABLE, false, &attrs, NULL))
-        return;
+        goto out;
     err = compose_campaign_load(r->app->st, r->app->cfg, r->app->secrets.dkim_kek, TENANT(r),
                                 CAMPAIGN(r), &cc, NULL);
     if (err != MC_ERR_OK) {
@@ -872,6 +884,7 @@ out:
     free(attrs);
     dkim_signer_free(signer);
     compose_campaign_free(cc);
+    atomic_fetch_sub(&r->app->test_sends, 1);
 }
 
 /*

@@ -64,6 +64,13 @@ api_event_list(struct req *r)
         reply_invalid(r, "after", "after must be an event id");
         return;
     }
+    /* Ids compare as stored, lowercase (SQLite compares text exactly). */
+    char after_lc[MC_UUID_LEN + 1] = "", cid_lc[MC_UUID_LEN + 1] = "";
+    if (after != NULL && *after) {
+        memcpy(after_lc, after, sizeof(after_lc));
+        crypto_uuid_lower(after_lc);
+        after = after_lc;
+    }
     if (type != NULL && *type && !event_type_valid(type)) {
         reply_invalid(r, "type", "type must be an event type, such as message.sent");
         return;
@@ -71,6 +78,11 @@ api_event_list(struct req *r)
     if (cid != NULL && *cid && !crypto_uuid_valid(cid)) {
         reply_invalid(r, "campaign_id", "campaign_id must be a campaign id");
         return;
+    }
+    if (cid != NULL && *cid) {
+        memcpy(cid_lc, cid, sizeof(cid_lc));
+        crypto_uuid_lower(cid_lc);
+        cid = cid_lc;
     }
     if (order != NULL && strcmp(order, "asc") != 0 && strcmp(order, "desc") != 0) {
         reply_invalid(r, "order", "order must be asc (oldest first) or desc (newest first)");

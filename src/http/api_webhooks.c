@@ -267,6 +267,9 @@ api_webhook_test(struct req *r)
 
     if (err == MC_ERR_STATE)
         reply_error(r, err, "the webhook is disabled; enable it first");
+    else if (err == MC_ERR_LIMIT)
+        reply_error(r, err, "%d tests still wait for this endpoint; see its deliveries",
+                    WEBHOOK_TESTS_WAITING_MAX);
     else if (err != MC_ERR_OK)
         reply_store_error(r, err, "webhook");
     else

@@ -90,6 +90,7 @@ struct req {
     bool answered;
     /* Set by the server. */
     char *raw_path;                 /* owned: the path as sent, still escaped, no query */
+    bool query_nul;                 /* the query string holds an encoded NUL (%00) */
     bool begun;                     /* the headers were seen */
     bool close;                     /* answered from the headers: close after the answer */
     int64_t body_expected;          /* the declared Content-Length, 0 when chunked */

@@ -203,6 +203,10 @@ begin(struct req *r)
         reply_error(r, MC_ERR_BAD_REQUEST, "the path holds an encoded NUL (%%00)");
         return;
     }
+    if (r->query_nul) {
+        reply_error(r, MC_ERR_BAD_REQUEST, "the query string holds an encoded NUL (%%00)");
+        return;
+    }
 
     /* "/api/v1/tenants/" is "/api/v1/tenants". */
     path = xstrdup(r->raw_path);
@@ -409,6 +413,8 @@ uri_log_cb(void *cls, const char *uri, struct MHD_Connection *conn)
     r->app = srv->app;
     r->conn = conn;
     r->raw_path = xstrndup(uri, strcspn(uri, "?"));
+    /* A decoded query value ends at a NUL: "status=sent%00x" would read as "sent". */
+    r->query_nul = strstr(uri + strlen(r->raw_path), "%00") != NULL;
     r->route_index = -1;
     r->start_us = time_mono_us();
     return r;

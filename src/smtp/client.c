@@ -86,6 +86,7 @@ struct conn {
     struct smtp_reply reply;
     struct smtp_ext ext;
     bool tls_on;
+    bool helo;       /* EHLO was refused: HELO went instead (RFC 5321 §3.2), no extensions */
     bool ready_once; /* reached READY: failures after that do not trip the breaker */
     bool closing;    /* the relay said 421: no new job goes on this connection */
     bool probe;      /* opened by the breaker to see whether the relay is back */
@@ -387,10 +388,12 @@ start_job(struct conn *c, struct smtp_job *job)
     char size[32] = "";
     if (c->ext.size > 0)
         snprintf(size, sizeof(size), " SIZE=%zu", job->data.len);
-    snprintf(line, sizeof(line), "MAIL FROM:<%s>%s%s%s%s%s\r\n", job->mail_from, size,
+    /* The body is 7-bit (quoted-printable, base64) unless its headers carry UTF-8
+     * under SMTPUTF8; a bounce needs only the headers, where the reference is. */
+    snprintf(line, sizeof(line), "MAIL FROM:<%s>%s%s%s%s%s%s\r\n", job->mail_from, size,
              job->utf8 && c->ext.smtputf8 ? " SMTPUTF8" : "",
-             c->ext.eightbitmime ? " BODY=8BITMIME" : "", envid ? " ENVID=" : "",
-             envid ? job->envid : "");
+             job->utf8 && c->ext.eightbitmime ? " BODY=8BITMIME" : "",
+             c->ext.dsn ? " RET=HDRS" : "", envid ? " ENVID=" : "", envid ? job->envid : "");
     push(c, E_MAIL, job, xstrdup(line));
     snprintf(line, sizeof(line), "RCPT TO:<%s>\r\n", job->rcpt_to);
     push(c, E_RCPT, job, xstrdup(line));
@@ -704,6 +707,21 @@ after_ehlo(struct conn *c)
 
 /* ---- replies ---- */
 
+/*
+ * The relay refused the session (greeting or EHLO/HELO): QUIT, as the
+ * server waits for it (RFC 5321 §3.1), then the failure.  Written to the
+ * socket at once, best effort: nothing else is in flight at this point, and
+ * on TLS the session's bytes are not ours to write around.
+ */
+static void
+conn_refused(struct conn *c, const char *why)
+{
+    if (c->bev && !c->tls_on && c->pool->p.tls != SMTP_TLS_IMPLICIT &&
+        evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+        (void)send(bufferevent_getfd(c->bev), "QUIT\r\n", 6, MSG_NOSIGNAL | MSG_DONTWAIT);
+    conn_fail(c, why);
+}
+
 /* The greeting (no command asked for it).  Returns false when c is gone. */
 static bool
 on_greeting(struct conn *c)
@@ -712,8 +730,9 @@ on_greeting(struct conn *c)
 
     if (r->code != 220) {
         char why[300];
-        snprintf(why, sizeof(why), "greeting %d %.200s", r->code, r->text.data ? r->text.data : "");
-        conn_fail(c, why);
+        snprintf(why, sizeof(why), "greeting %d%s%s %.200s", r->code, r->enhanced[0] ? " " : "",
+                 r->enhanced, r->text.data ? r->text.data : "");
+        conn_refused(c, why);
         return false;
     }
     send_ehlo(c);
@@ -754,11 +773,20 @@ on_setup_reply(struct conn *c, const struct expect *e)
 
     switch (c->state) {
     case C_EHLO:
+        if (smtp_reply_class(r) != 2 && !c->helo && r->code >= 500 && r->code <= 504) {
+            /* An old server that does not know EHLO: HELO, without extensions. */
+            c->helo = true;
+            send_cmd(c, E_RSET, xasprintf("HELO %s\r\n", c->pool->p.helo_name));
+            return true;
+        }
         if (smtp_reply_class(r) != 2) {
-            conn_fail(c, "the relay refused EHLO");
+            conn_refused(c, c->helo ? "the relay refused EHLO and HELO" : "the relay refused EHLO");
             return false;
         }
-        smtp_ehlo_parse(r, &c->ext);
+        if (c->helo)
+            memset(&c->ext, 0, sizeof(c->ext));
+        else
+            smtp_ehlo_parse(r, &c->ext);
         return after_ehlo(c);
     case C_STARTTLS:
         if (r->code != 220) {
@@ -1128,6 +1156,12 @@ dispatch(struct smtp_pool *pool)
         if (best->ext.size > 0 && (int64_t)job->data.len > best->ext.size) {
             finish(pool, job, SMTP_PERMFAIL, 552, "5.3.4",
                    "the message is larger than the relay's SIZE limit");
+            continue;
+        }
+        /* An address in UTF-8 needs SMTPUTF8 (RFC 6531 §3.2): without it, no send. */
+        if (job->utf8 && !best->ext.smtputf8) {
+            finish(pool, job, SMTP_PERMFAIL, 553, "5.6.7",
+                   "the address is not ASCII and the relay does not offer SMTPUTF8");
             continue;
         }
         /* Waited so long that its claim could expire mid-send: hand it back unsent. */

@@ -210,9 +210,11 @@ dkim_signer_new(void)
         free(s);
         return NULL;
     }
-    /* From is signed once more than it occurs (RFC 6376 8.15): a second From added on
-     * the way breaks the signature instead of being shown to the reader. */
-    static const char *const over[] = {"from", NULL};
+    /* Every signed header is signed once more than it occurs (RFC 6376 8.15): a
+     * second From, Subject, List-Unsubscribe or reference added on the way breaks
+     * the signature instead of being shown to the reader or to a bounce parser
+     * (one absent, such as Reply-To, is signed as absent). */
+    static const char *const *const over = hdrs;
     /* The length is that of the pointer, not of the array: with sizeof(hdrs) the call
      * fails (DKIM_STAT_INVALID) and the library's default list is signed instead. */
     if (dkim_options(s->lib, DKIM_OP_SETOPT, DKIM_OPTS_SIGNHDRS, (void *)hdrs, sizeof(char **)) !=

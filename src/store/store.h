@@ -977,7 +977,12 @@ mc_err store_webhook_delete(struct store *st, const char *tenant_id, const char 
 /* secret becomes the signing secret; the old one also signs until grace_until (0: not at all). */
 mc_err store_webhook_rotate(struct store *st, const char *tenant_id, const char *id,
                             const char *secret, int64_t grace_until, struct webhook *out);
-/* Records a webhook.test event queued for this endpoint only; STATE when disabled. */
+/* Tests waiting for one endpoint at most; one more is MC_ERR_LIMIT. */
+#define WEBHOOK_TESTS_WAITING_MAX 5
+/*
+ * Records a webhook.test event queued for this endpoint only; STATE when
+ * disabled, LIMIT while WEBHOOK_TESTS_WAITING_MAX tests still wait for it.
+ */
 mc_err store_webhook_test(struct store *st, const char *tenant_id, const char *id,
                           char event_id[MC_UUID_LEN + 1]);
 

@@ -295,6 +295,18 @@ store_webhook_test(struct store *st, const char *tenant_id, const char *id,
     if (err == MC_ERR_OK && !w.enabled)
         err = MC_ERR_STATE;
     if (err == MC_ERR_OK) {
+        /* Tests still waiting for the endpoint are enough: no flood through it. */
+        struct db_param pt[] = {P_TEXT(id)};
+        int64_t waiting = 0;
+        err = db_one_int(&d,
+                         "SELECT COUNT(*) FROM webhook_deliveries q JOIN events e ON e.id = "
+                         "q.event_id WHERE q.endpoint_id = $1 AND q.status IN ('pending', "
+                         "'sending') AND e.type = 'webhook.test'",
+                         pt, NPARAMS(pt), &waiting);
+        if (err == MC_ERR_OK && waiting >= WEBHOOK_TESTS_WAITING_MAX)
+            err = MC_ERR_LIMIT;
+    }
+    if (err == MC_ERR_OK) {
         db_events_add(&eb, tenant_id, "webhook.test", NULL,
                       json_pack("{s:s, s:s}", "webhook_id", id, "message",
                                 "a test event from mailcast"));
@@ -443,11 +455,14 @@ store_webhook_replay(struct store *st, const char *tenant_id, const char *webhoo
     err = wh_get(&d, tenant_id, webhook_id, &w);
     if (err == MC_ERR_OK && !w.enabled)
         err = MC_ERR_STATE;
-    /* Events of the range the endpoint subscribes to; too many is refused whole. */
+    /* Events of the range the endpoint subscribes to, less those already waiting
+     * for it (replaying twice queues nothing twice); too many is refused whole. */
 #define REPLAY_FROM                                                                           \
     " FROM events e WHERE e.tenant_id = $1 AND e.created_at >= $3 AND e.created_at < $4 AND " \
     "e.type <> 'webhook.test' AND EXISTS (SELECT 1 FROM webhook_endpoints w WHERE w.id = $2 " \
-    "AND (w.event_types = '*' OR w.event_types LIKE '%,' || e.type || ',%'))"
+    "AND (w.event_types = '*' OR w.event_types LIKE '%,' || e.type || ',%')) AND NOT EXISTS " \
+    "(SELECT 1 FROM webhook_deliveries q WHERE q.endpoint_id = $2 AND q.event_id = e.id AND "  \
+    "q.status IN ('pending', 'sending'))"
     if (err == MC_ERR_OK)
         err = db_one_int(&d, "SELECT COUNT(*)" REPLAY_FROM, p, 4, &count);
     if (err == MC_ERR_OK && count > max)

@@ -49,7 +49,6 @@
 #include "core/timeutil.h"
 #include "webhook.h"
 
-#define MAX_SCHEDULE 32
 #define RESPONSE_CAP (64 * 1024)
 #define RECOVER_EVERY_US (5 * 1000000LL)
 #define RETRY_AFTER_CAP_S 86400
@@ -70,7 +69,7 @@ struct webhook_sender {
     struct store *st;         /* borrowed */
     const struct config *cfg; /* borrowed */
     struct webhook_guard guard;
-    int64_t schedule[MAX_SCHEDULE];
+    int64_t schedule[WEBHOOK_SCHEDULE_MAX];
     int nschedule;
     char owner[96];
     CURLM *multi;             /* owned */
@@ -107,6 +106,21 @@ webhook_schedule_parse(const char *s, int64_t *out, int max)
             return -1;
     }
     return n > 0 ? n : -1;
+}
+
+void
+webhook_config_check(const struct config *cfg, struct buf *errors)
+{
+    int64_t steps[WEBHOOK_SCHEDULE_MAX];
+    struct webhook_guard g;
+
+    if (webhook_schedule_parse(cfg->webhook_retry_schedule, steps, WEBHOOK_SCHEDULE_MAX) < 0)
+        buf_printf(errors, "webhook_retry_schedule: must be 1 to %d comma-separated numbers of "
+                           "seconds, each at most 2592000 (30 days)\n",
+                   WEBHOOK_SCHEDULE_MAX);
+    if (webhook_guard_init(&g, cfg) != MC_ERR_OK)
+        buf_printf(errors, "webhook_allow_cidr: must be at most 16 comma-separated CIDRs "
+                           "(127.0.0.1/32, 10.0.0.0/8, ::1/128)\n");
 }
 
 static bool
@@ -480,11 +494,11 @@ webhook_sender_start(struct store *st, const struct config *cfg)
     s->cfg = cfg;
     if (webhook_guard_init(&s->guard, cfg) != MC_ERR_OK)
         goto fail;
-    s->nschedule = webhook_schedule_parse(cfg->webhook_retry_schedule, s->schedule, MAX_SCHEDULE);
+    s->nschedule = webhook_schedule_parse(cfg->webhook_retry_schedule, s->schedule, WEBHOOK_SCHEDULE_MAX);
     if (s->nschedule < 0) {
         log_error("event=config error=\"webhook_retry_schedule: comma-separated seconds, at most "
                   "%d\"",
-                  MAX_SCHEDULE);
+                  WEBHOOK_SCHEDULE_MAX);
         goto fail;
     }
     gethostname(host, sizeof(host) - 1);

@@ -81,10 +81,20 @@ struct webhook_sender *webhook_sender_start(struct store *st, const struct confi
  */
 void webhook_sender_stop(struct webhook_sender *s, int timeout_s);
 
+/* Steps of webhook_retry_schedule at most. */
+#define WEBHOOK_SCHEDULE_MAX 32
+
 /*
- * Parses the retry schedule ("5,300,...", seconds) into out (at most max);
- * returns how many, or -1 when malformed.
+ * Parses the retry schedule ("5,300,...", seconds, each at most 30 days)
+ * into out (at most max); returns how many, or -1 when malformed.
  */
 int webhook_schedule_parse(const char *s, int64_t *out, int max);
+
+/*
+ * The webhook settings checked by the parsers that use them (the retry
+ * schedule, the allowed CIDRs), one line each appended to errors: so
+ * `mailcast config check` and every command refuse what serve would.
+ */
+void webhook_config_check(const struct config *cfg, struct buf *errors);
 
 #endif

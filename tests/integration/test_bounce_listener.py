@@ -343,3 +343,28 @@ def test_shutdown_tells_open_sessions_421(request, store, sink, tmp_path):
     assert f.readline().startswith(b"421 4.3.2"), "no 421 before the close"
     assert f.readline() == b""
     c.close()
+
+
+def test_one_address_cannot_take_every_session(request, store, sink, tmp_path):
+    """Past bounce_max_connections_per_ip sessions from one address, another
+    from it is refused with 421, while another address is served (an
+    attacker review held all 100 sessions from one address)."""
+    url, drop = create_database(request, store, tmp_path / "db")
+    request.addfinalizer(drop)
+    port = free_port()
+    srv = Server(tmp_path / "srv", url, OPERATOR_KEY, delivery_args(
+        sink.url, "--bounce-domain", BOUNCE_DOMAIN, "--bounce-listen", f"127.0.0.1:{port}",
+        "--bounce-max-connections-per-ip", "2"))
+    srv.bounce_port = port
+    srv.start()
+    request.addfinalizer(srv.stop)
+    held = [raw_session(srv) for _ in range(2)]
+    extra = socket.create_connection(("127.0.0.1", port), timeout=10)
+    assert extra.makefile("rb").readline().startswith(b"421 4.7.0 Too many connections from")
+    extra.close()
+    other = socket.create_connection(("127.0.0.1", port), timeout=10,
+                                     source_address=("127.0.0.2", 0))
+    assert other.makefile("rb").readline().startswith(b"220 ")
+    other.close()
+    for c, _ in held:
+        c.close()

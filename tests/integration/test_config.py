@@ -171,6 +171,12 @@ def test_config_check_hides_database_passwords(url):
     (["--helo-name", "mx.example.com\r\nQUIT"], {}, "helo_name"),
     (["--helo-name", "mx.example.com QUIT"], {}, "helo_name"),
     (["--helo-name", "a" * 254], {}, "helo_name"),
+    (["--helo-name", "a..b.example"], {}, "helo_name"),
+    (["--helo-name", "mx.example."], {}, "helo_name"),
+    (["--webhook-retry-schedule", "5,2592001"], {}, "webhook_retry_schedule"),
+    (["--webhook-retry-schedule", "5,,10"], {}, "webhook_retry_schedule"),
+    (["--webhook-allow-cidr", "10.0.0.0/33"], {}, "webhook_allow_cidr"),
+    (["--webhook-allow-cidr", ",".join(["127.0.0.1/32"] * 17)], {}, "webhook_allow_cidr"),
     (["--http-max-connections-per-ip", "0"], {}, "http_max_connections_per_ip"),
     (["--http-header-timeout", "0"], {}, "http_header_timeout"),
     (["--http-body-min-rate", "0"], {}, "http_body_min_rate"),
@@ -198,6 +204,19 @@ def test_invalid_option(args, env, option):
     assert "invalid configuration" in res.stderr
     assert re.search(rf"^{option}:", res.stderr, re.M), res.stderr
     assert "configuration OK" not in res.stdout
+
+
+def test_webhook_settings_at_their_limits_are_accepted():
+    res = check("--webhook-retry-schedule", ",".join(["2592000"] * 32),
+                "--webhook-allow-cidr", ",".join(["127.0.0.1/32"] * 16))
+    assert res.returncode == 0, res.stderr
+    assert "configuration OK" in res.stdout
+
+
+def test_a_helo_name_without_a_dot_is_warned_about():
+    res = check("--helo-name", "foo")
+    assert res.returncode == 0, res.stderr
+    assert "helo_name \"foo\" is not a fully qualified domain name" in res.stderr
 
 
 def test_envelope_names_at_their_limits():

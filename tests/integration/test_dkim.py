@@ -649,8 +649,11 @@ def test_campaign_messages_verify(server_factory, tmp_path):
         assert "l" not in sig, "the body hash covers the whole body"
         h = [x.lower() for x in sig["h"].split(":")]
         assert set(SIGNED + ["reply-to"]) <= set(h), h
-        # From is oversigned (RFC 6376 8.15): listed once more than it occurs.
+        # Every signed header is oversigned (RFC 6376 8.15): listed once more than it occurs.
         assert h.count("from") == 2, h
+        for name in ("subject", "to", "list-unsubscribe", "list-unsubscribe-post", "date",
+                     "message-id"):
+            assert h.count(name) == 2, (name, h)
         if not verifies(raw, dns):
             failures.append(to)
     assert failures == [], f"{len(failures)}/{len(msgs)} messages do not verify: {failures}"
@@ -674,10 +677,13 @@ def test_campaign_messages_verify(server_factory, tmp_path):
             assert not verifies(alter_header(raw, name), dns), f"{name} of {to} is not covered"
         for where in (0.1, 0.5, 0.95):
             assert not verifies(alter_body(raw, where), dns), f"a body byte of {to}"
-        # A second From added on the way (a spoofed sender shown to the reader) breaks it.
+        # A second From, Subject or List-Unsubscribe added on the way (shown to the
+        # reader, or clicked) breaks it.
         lines, body = split(raw)
-        forged = b"\r\n".join(lines[:1] + [b"From: CEO <ceo@evil.example>"] + lines[1:])
-        assert not verifies(forged + b"\r\n\r\n" + body, dns), f"a second From on {to}"
+        for extra in (b"From: CEO <ceo@evil.example>", b"Subject: Urgent: verify your account",
+                      b"List-Unsubscribe: <https://evil.example/u>"):
+            forged = b"\r\n".join(lines[:1] + [extra] + lines[1:])
+            assert not verifies(forged + b"\r\n\r\n" + body, dns), (extra, to)
         # The signature itself, and the key published for the selector, matter.
         assert not verifies(alter_header(raw, "dkim-signature"), dns)
         assert not verifies(raw, Dns(dict(key, dns_record=other["dns_record"])))

@@ -71,6 +71,11 @@ def test_campaign_outcomes_and_transitions_are_logged(ev):
 
     sent = all_events(t, campaign_id=cid, type="message.sent")
     assert len(sent) == 11
+    # Ids in the query are ids whatever their case (SQLite compares text exactly).
+    assert len(all_events(t, campaign_id=cid.upper(), type="message.sent")) == 11
+    first = events(t, campaign_id=cid, order="asc", limit=1)["data"][0]["id"]
+    after_upper = events(t, campaign_id=cid, order="asc", after=first.upper())["data"]
+    assert after_upper and first not in [e["id"] for e in after_upper]
     db_sent = {r[0]: r[1] for r in db_query(
         ev.database, "SELECT id, to_address FROM scheduled_messages WHERE campaign_id = %s "
         "AND status = 'sent'", (cid,))}

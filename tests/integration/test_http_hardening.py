@@ -276,7 +276,8 @@ def test_escaped_slash_does_not_split_a_segment(server):
 def test_encoded_nul_is_refused(server):
     t = Tenant(server)
     token = working_link_token(server.database, t.id, t.id, t.id)
-    for path in [f"/u/{token}%00junk", "/healthz%00", f"/api/v1/tenants/{t.id}%00"]:
+    for path in [f"/u/{token}%00junk", "/healthz%00", f"/api/v1/tenants/{t.id}%00",
+                 f"/api/v1/tenants/{t.id}/events?type=message.sent%00x"]:
         data = exchange(server, f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
                         .encode())
         assert data is not None and responses(data) == [400], (path, data)

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from campaignhelp import Tenant, emails
+from campaignhelp import Tenant, emails, wait_until
 from deliveryhelp import FAST, delivery_args, unique_domain, wait_terminal
 from harness import free_port
 from slowdns import SlowDns
@@ -95,6 +95,32 @@ def test_test_send_wait_is_bounded_by_test_send_timeout(solo_factory):
         assert res["status"] == "failed", res
         assert "test_send_timeout" in res["reply"], res
         assert 1.5 < took < 5, took
+
+
+def test_test_sends_cannot_take_every_http_thread(solo_factory):
+    """A test send holds an HTTP thread while the relay thinks: past
+    test_send_concurrency the next is refused at once (429), and /healthz
+    stays quick (an attacker review stalled it for 17 s with four)."""
+    import concurrent.futures
+    with Sink() as sink:
+        sink.script("@slow-cap.example", slow(4))
+        srv = solo_factory(delivery_args(sink.url, "--test-send-concurrency", "1",
+                                         "--http-threads", "4", "--test-send-timeout", "10"))
+        t = Tenant(srv)
+        c = campaign(t, 1, unique_domain("cap"))
+        with concurrent.futures.ThreadPoolExecutor(2) as ex:
+            first = ex.submit(t.action, c["id"], "test", {"to": ["a@slow-cap.example"]})
+            wait_until(lambda: sink.sessions_open > 0, 10, what="the first test send connected")
+            t0 = time.monotonic()
+            second = t.action(c["id"], "test", {"to": ["b@slow-cap.example"]})
+            assert second.status_code == 429, second.text
+            assert second.json()["error"]["code"] == "too_many_requests"
+            assert srv.get("/healthz").status_code == 200
+            assert time.monotonic() - t0 < 2
+            assert first.result().status_code == 200
+        # Once it finished, a test send goes again.
+        r = t.action(c["id"], "test", {"to": ["c@fast-cap.example"]})
+        assert r.status_code == 200, r.text
 
 
 def test_test_send_timeout_must_stay_below_http_timeout(tmp_path):
@@ -340,3 +366,134 @@ def test_new_limits_at_their_boundaries(option, low, high):
             assert f"{name} = {value}" in res.stdout
         else:
             assert name in res.stderr
+
+
+# ---- a relay refusing the session, an old one, one without SMTPUTF8 ----
+
+
+class RawRelay:
+    """A minimal SMTP server on loopback that plays a fixed part: greeting,
+    then replies by the command's verb (ehlo: the EHLO reply, or None for
+    "not understood").  Records every session's command lines."""
+
+    def __init__(self, greeting="220 raw.example ESMTP", ehlo="250 raw.example"):
+        import socket
+        import threading
+        self.greeting, self.ehlo = greeting, ehlo
+        self.sessions = []
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.url = f"smtp://127.0.0.1:{self.port}?starttls=off"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        import threading
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._session, args=(conn,), daemon=True).start()
+
+    def _session(self, conn):
+        lines = []
+        self.sessions.append(lines)
+        f = conn.makefile("rb")
+        try:
+            conn.sendall(self.greeting.encode() + b"\r\n")
+            while True:
+                line = f.readline()
+                if not line:
+                    return
+                cmd = line.rstrip(b"\r\n").decode("utf-8", "replace")
+                lines.append(cmd)
+                verb = cmd.split(" ")[0].upper()
+                if verb == "QUIT":
+                    conn.sendall(b"221 bye\r\n")
+                    return
+                if verb == "EHLO":
+                    conn.sendall((self.ehlo or "502 5.5.1 what").encode() + b"\r\n")
+                elif verb == "DATA":
+                    conn.sendall(b"354 go\r\n")
+                    while f.readline() not in (b".\r\n", b""):
+                        pass
+                    conn.sendall(b"250 2.0.0 queued\r\n")
+                else:
+                    conn.sendall(b"250 ok\r\n")
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def close(self):
+        self.sock.close()
+
+
+def test_a_refusing_greeting_gets_quit(solo_factory):
+    """554 at the greeting: the server waits for QUIT (RFC 5321 §3.1), and
+    the messages wait for a relay that takes them."""
+    relay = RawRelay(greeting="554 5.3.2 no service here")
+    try:
+        srv = solo_factory(delivery_args(relay.url))
+        t = Tenant(srv)
+        c = campaign(t, 2, unique_domain("g554"))
+        t.do(c["id"], "send")
+        wait_until(lambda: any(s == ["QUIT"] for s in relay.sessions), 15,
+                   what="a QUIT after the refusing greeting")
+        assert srv.wait_for_log(r"greeting 554 5\.3\.2 no service here", 5), srv.log_tail()
+        assert t.stats(c["id"])["failed"] == 0
+    finally:
+        relay.close()
+
+
+def test_helo_when_ehlo_is_not_understood_and_no_smtputf8_without_it(solo_factory):
+    """502 to EHLO: HELO, and no extension is used (no SIZE, BODY or
+    SMTPUTF8 on MAIL); a recipient whose address is not ASCII cannot go
+    through such a relay (RFC 6531 §3.2): it fails with 553 5.6.7 before its
+    RCPT, and the others are sent."""
+    relay = RawRelay(ehlo=None)
+    try:
+        srv = solo_factory(delivery_args(relay.url))
+        t = Tenant(srv)
+        dom = unique_domain("helo")
+        lst = t.make_list(2, domain=dom)
+        t.add(lst["id"], f"jörg@{dom}")
+        c = t.create(recipient_list_id=lst["id"], from_address="news@from.example.org")
+        t.do(c["id"], "send")
+        done = wait_terminal(t, c["id"], timeout=30)
+        st = t.stats(c["id"])
+        assert (done["status"], st["sent"], st["failed"]) == ("completed", 2, 1), (done, st)
+        cmds = [x for s in relay.sessions for x in s]
+        assert any(x.startswith("HELO ") for x in cmds), cmds
+        mails = [x for x in cmds if x.startswith("MAIL FROM:")]
+        assert len(mails) == 2 and all(x.endswith(">") for x in mails), mails  # no parameters
+        assert not any("jörg" in x or "j\ufffd" in x for x in cmds), cmds
+        rows = t.server.get(f"{t.base}/campaigns/{c['id']}/messages", headers=t.h,
+                            params={"status": "failed"}).json()["data"]
+        assert len(rows) == 1 and "5.6.7" in (rows[0].get("last_error") or "") + str(rows[0]), rows
+    finally:
+        relay.close()
+
+
+def test_mail_parameters_say_what_the_message_is(solo_factory):
+    """BODY=8BITMIME and SMTPUTF8 only for a message whose headers carry UTF-8
+    (every body is 7-bit: quoted-printable or base64); an ASCII one declares
+    neither (a strict-peer review saw BODY=8BITMIME on every message)."""
+    with Sink() as sink:
+        srv = solo_factory(delivery_args(sink.url))
+        t = Tenant(srv)
+        dom = unique_domain("params")
+        lst = t.make_list(1, domain=dom)
+        t.add(lst["id"], f"jörg@{dom}")
+        c = t.create(recipient_list_id=lst["id"], from_address="news@from.example.org")
+        t.do(c["id"], "send")
+        assert wait_terminal(t, c["id"], timeout=30)["status"] == "completed"
+        got = {m.rcpt_tos[0]: [o.upper() for o in m.mail_options]
+               for m in sink.messages_for_domain(dom)}
+        assert len(got) == 2, got
+        for rcpt, opts in got.items():
+            utf8 = not rcpt.isascii()
+            assert ("SMTPUTF8" in opts) == utf8 and ("BODY=8BITMIME" in opts) == utf8, (rcpt, opts)
+            assert all(o.startswith(("SIZE=", "SMTPUTF8", "BODY=", "RET=", "ENVID=")) for o in opts)

@@ -343,6 +343,9 @@ def test_retry_one_and_replay_a_range(wh, receiver):
     assert r.status_code == 202, r.text
     wait_until(lambda: len(rc.ok_hits()) == 4, 15, what="the retry received")
     assert rc.ok_hits()[3].id == d[0]["event_id"]
+    # Its result recorded (a replay leaves out what still waits for the endpoint).
+    wait_until(lambda: all(y["status"] == "succeeded" for y in deliveries(t, w["id"])), 15,
+               what="the retry recorded")
     r = wh.post(f"{hooks(t)}/{w['id']}/replay", json={"from": iso(t0)}, headers=t.h)
     assert r.status_code == 202 and r.json()["queued"] == 3, r.text
     wait_until(lambda: len(rc.ok_hits()) == 7, 15, what="the replay received")
@@ -353,6 +356,25 @@ def test_retry_one_and_replay_a_range(wh, receiver):
                           json={"from": iso(utcnow()), "to": iso(t0)}, headers=t.h), "to")
     error_of(wh.post(f"{hooks(t)}/{w['id']}/deliveries/00000000-0000-4000-8000-000000000000/"
                      "retry", headers=t.h), 404, "not_found")
+
+
+def test_replays_and_tests_cannot_pile_up(wh, receiver):
+    """What still waits for an endpoint is not queued again: a replay of the
+    same range queues nothing new, and past five waiting tests another is
+    refused (an attacker review queued 620 deliveries with 20 replays)."""
+    t = Tenant(wh)
+    rc = receiver(status=503, retry_after=3600)  # everything stays pending
+    w = add_hook(t, rc, events=["suppression.created"])
+    t0 = utcnow()
+    for i in range(3):
+        t.suppress(f"p{i}@example.com")
+    wait_until(lambda: len(deliveries(t, w["id"])) == 3, 15, what="three queued")
+    r = wh.post(f"{hooks(t)}/{w['id']}/replay", json={"from": iso(t0)}, headers=t.h)
+    assert r.status_code == 202 and r.json()["queued"] == 0, r.text
+    for _ in range(5):
+        assert wh.post(f"{hooks(t)}/{w['id']}/test", headers=t.h).status_code == 202
+    error_of(wh.post(f"{hooks(t)}/{w['id']}/test", headers=t.h), 409, "limit_exceeded")
+    assert len(deliveries(t, w["id"])) == 3 + 5
 
 
 def test_slow_receiver_does_not_slow_mail(wh, receiver):

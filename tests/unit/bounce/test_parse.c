@@ -247,6 +247,28 @@ test_hostile(void **state)
         bounce_report_cleanup(&r);
         buf_cleanup(&b);
     }
+    /* Shapes that cost GMime seconds (an attacker review: 160,000 nested
+     * multiparts, 650,000 header lines) are not given to GMime: kind other. */
+    {
+        struct buf b;
+        buf_init(&b, 0);
+        buf_puts(&b, "From: MAILER-DAEMON@x.example\r\nMIME-Version: 1.0\r\n");
+        for (int i = 0; i < 20000; i++)
+            buf_printf(&b, "Content-Type: multipart/mixed; boundary=\"b%d\"\r\n\r\n--b%d\r\n",
+                       i, i);
+        bounce_parse(b.data, b.len, &r);
+        assert_int_equal(r.kind, BOUNCE_KIND_OTHER);
+        assert_int_equal(r.nrcpts, 0);
+        bounce_report_cleanup(&r);
+        buf_reset(&b);
+        for (int i = 0; i < 6000; i++)
+            buf_printf(&b, "X-H%d: v\r\n", i);
+        buf_puts(&b, "\r\nbody\r\n");
+        bounce_parse(b.data, b.len, &r);
+        assert_int_equal(r.kind, BOUNCE_KIND_OTHER);
+        bounce_report_cleanup(&r);
+        buf_cleanup(&b);
+    }
     bounce_report_cleanup(NULL);
 }
 
