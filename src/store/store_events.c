@@ -8,14 +8,17 @@
  *
  * DESIGN
  * The log is an outbox.  A store function that changes state adds its
- * events to an event_batch and db_events_write() inserts them, in the same
- * transaction, in one multi-row INSERT from a JSON array (SQLite json_each,
- * PostgreSQL jsonb_to_recordset), followed by one INSERT ... SELECT that
- * queues a webhook delivery per (event, enabled endpoint of its tenant
- * subscribed to its type).  So an event, and each delivery of it, exists
- * exactly when its change committed: a crash can neither lose nor invent
- * one, and the delivery worker's group commit stays one statement per
- * flush for its events as for its 'sent' outcomes.
+ * events to an event_batch (columns and the data text, no jansson object
+ * kept) and db_events_write() inserts them in the same transaction, with an
+ * INSERT ... SELECT that queues a webhook delivery per (event, enabled
+ * endpoint of its tenant subscribed to its type).  SQLite: a cached INSERT
+ * bound per row, the fan-out per row only for a tenant found to have an
+ * enabled endpoint (one look-up per tenant of the batch, inside the
+ * transaction, so an endpoint created concurrently is either seen or
+ * committed after the batch).  PostgreSQL: one statement per batch, the
+ * columns as arrays through unnest and the fan-out in the same statement.
+ * So an event, and each delivery of it, exists exactly when its change
+ * committed: a crash can neither lose nor invent one.
  *
  * Ids are UUID version 7 made here (crypto_uuid7): time-ordered, so the
  * primary key is the list's cursor and the retention sweep's bound.  Ids
@@ -25,6 +28,7 @@
  * complete feed.
  */
 #include <ctype.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,102 +60,299 @@ event_type_valid(const char *s)
 void
 db_events_init(struct event_batch *b)
 {
-    b->rows = json_array();
-    b->n = 0;
+    memset(b, 0, sizeof(*b));
 }
 
 void
 db_events_cleanup(struct event_batch *b)
 {
-    json_decref(b->rows);
-    b->rows = NULL;
-    b->n = 0;
+    for (int i = 0; i < b->n; i++) {
+        free(b->rows[i].email_lc);
+        free(b->rows[i].data);
+    }
+    free(b->rows);
+    memset(b, 0, sizeof(*b));
 }
 
-static json_t *
-id_or_null(const char *s)
+/* True when s (NUL-terminated) is printable ASCII: most ids, addresses and replies. */
+static bool
+plain_ascii(const char *s)
 {
-    return s && *s ? json_string(s) : json_null();
+    const unsigned char *p = (const unsigned char *)s;
+
+    while (*p >= 0x20 && *p < 0x7f)
+        p++;
+    return *p == '\0';
+}
+
+const char *
+db_utf8_or_null(const char *s)
+{
+    json_t *v;
+
+    if (s == NULL || *s == '\0')
+        return NULL;
+    if (plain_ascii(s))
+        return s;
+    v = json_string(s);
+    json_decref(v);
+    return v ? s : NULL;
+}
+
+void
+db_json_string_put(struct buf *b, const char *s)
+{
+    const unsigned char *p;
+    json_t *v;
+    char *t;
+
+    if (s == NULL) {
+        buf_puts(b, "null");
+        return;
+    }
+    /* Printable ASCII: quoted here. */
+    if (plain_ascii(s)) {
+        buf_putc(b, '"');
+        for (p = (const unsigned char *)s; *p; p++) {
+            if (*p == '"' || *p == '\\')
+                buf_putc(b, '\\');
+            buf_putc(b, (char)*p);
+        }
+        buf_putc(b, '"');
+        return;
+    }
+    /* Anything else as jansson writes it (null when it is not UTF-8). */
+    v = json_string(s);
+    t = v ? json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
+    buf_puts(b, t ? t : "null");
+    free(t);
+    json_decref(v);
+}
+
+static void
+id_put(char out[MC_UUID_LEN + 1], const char *s)
+{
+    snprintf(out, MC_UUID_LEN + 1, "%s", s ? s : "");
+}
+
+void
+db_events_add_text(struct event_batch *b, const char *tenant_id, const char *type,
+                   const struct event_ref *ref, const char *fields)
+{
+    static const struct event_ref none = {0};
+    /* The ids an integration acts on come first in data, whatever the type. */
+    static const struct {
+        const char *key;
+        size_t off;
+    } ids[] = {
+        {"\"campaign_id\":", offsetof(struct event_ref, campaign_id)},
+        {"\"message_id\":", offsetof(struct event_ref, message_id)},
+        {"\"recipient_id\":", offsetof(struct event_ref, recipient_id)},
+        {"\"email\":", offsetof(struct event_ref, email)},
+    };
+    struct event_row *e;
+    struct buf d;
+    bool first = true;
+
+    if (ref == NULL)
+        ref = &none;
+    if (b->n == b->cap) {
+        b->cap = b->cap ? b->cap * 2 : 64;
+        b->rows = xrealloc(b->rows, (size_t)b->cap * sizeof(*b->rows));
+    }
+    e = &b->rows[b->n++];
+    memset(e, 0, sizeof(*e));
+    crypto_uuid7(e->id);
+    id_put(e->tenant_id, tenant_id);
+    snprintf(e->type, sizeof(e->type), "%s", type);
+    id_put(e->campaign_id, ref->campaign_id);
+    id_put(e->message_id, ref->message_id);
+    id_put(e->recipient_id, ref->recipient_id);
+    buf_init(&d, 0);
+    buf_putc(&d, '{');
+    for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+        const char *v = *(const char *const *)((const char *)ref + ids[i].off);
+        if (v == NULL || *v == '\0')
+            continue;
+        if (!first)
+            buf_putc(&d, ',');
+        first = false;
+        buf_puts(&d, ids[i].key);
+        db_json_string_put(&d, v);
+    }
+    if (fields && *fields) {
+        if (!first)
+            buf_putc(&d, ',');
+        buf_puts(&d, fields);
+    }
+    buf_putc(&d, '}');
+    e->data = buf_steal(&d);
+    if (ref->email && *ref->email) {
+        e->email_lc = xstrdup(ref->email);
+        for (char *p = e->email_lc; *p; p++)
+            *p = (char)tolower((unsigned char)*p);
+    }
 }
 
 void
 db_events_add(struct event_batch *b, const char *tenant_id, const char *type,
               const struct event_ref *ref, void *data)
 {
-    static const struct event_ref none = {0};
-    json_t *d = data ? data : json_object();
-    char id[MC_UUID_LEN + 1];
-    char *lc = NULL;
+    char *s = data ? json_dumps((json_t *)data, JSON_COMPACT) : NULL;
+    size_t n = s ? strlen(s) : 0;
 
-    if (ref == NULL)
-        ref = &none;
-    crypto_uuid7(id);
-    /* The ids an integration acts on come first in data, whatever the type. */
-    if (ref->campaign_id && *ref->campaign_id)
-        json_object_set_new(d, "campaign_id", json_string(ref->campaign_id));
-    if (ref->message_id && *ref->message_id)
-        json_object_set_new(d, "message_id", json_string(ref->message_id));
-    if (ref->recipient_id && *ref->recipient_id)
-        json_object_set_new(d, "recipient_id", json_string(ref->recipient_id));
-    if (ref->email && *ref->email) {
-        json_object_set_new(d, "email", json_string(ref->email));
-        lc = xstrdup(ref->email);
-        for (char *p = lc; *p; p++)
-            *p = (char)tolower((unsigned char)*p);
+    /* Its members without the braces: "{...}" -> "...". */
+    if (n >= 2) {
+        s[n - 1] = '\0';
+        db_events_add_text(b, tenant_id, type, ref, s + 1);
+    } else {
+        db_events_add_text(b, tenant_id, type, ref, NULL);
     }
-    json_array_append_new(b->rows,
-                          json_pack("{s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:o}", "id", id, "t",
-                                    tenant_id, "type", type, "c", id_or_null(ref->campaign_id),
-                                    "m", id_or_null(ref->message_id), "r",
-                                    id_or_null(ref->recipient_id), "e", id_or_null(lc), "d", d));
-    free(lc);
-    b->n++;
+    free(s);
+    json_decref((json_t *)data);
 }
 
+/*
+ * SQLite: one cached INSERT bound per row (no JSON to build and take apart),
+ * and the fan-out, per row too, only for a tenant that has an enabled
+ * endpoint: looked up once per tenant of the batch, in the transaction.
+ */
 static const char sql_ins_sqlite[] =
     "INSERT INTO events (id, tenant_id, type, campaign_id, message_id, recipient_id, email_lc, "
-    "data, created_at) SELECT value ->> '$.id', value ->> '$.t', value ->> '$.type', "
-    "value ->> '$.c', value ->> '$.m', value ->> '$.r', value ->> '$.e', value -> '$.d', $2 "
-    "FROM json_each($1)";
-static const char sql_ins_pg[] =
-    "INSERT INTO events (id, tenant_id, type, campaign_id, message_id, recipient_id, email_lc, "
-    "data, created_at) SELECT x.id, x.t, x.type, x.c, x.m, x.r, x.e, x.d, $2 "
-    "FROM jsonb_to_recordset($1::jsonb) AS x(id uuid, t uuid, type text, c uuid, m uuid, "
-    "r uuid, e text, d jsonb)";
+    "data, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+static const char sql_has_endpoint_sqlite[] =
+    "SELECT COUNT(*) FROM webhook_endpoints WHERE tenant_id = $1 AND enabled";
 /* webhook.test goes only to the endpoint tested (store_webhook_test). */
-#define FANOUT_TAIL                                                                           \
-    " JOIN webhook_endpoints w ON w.tenant_id = x.t AND w.enabled AND x.type <> 'webhook.test' " \
-    "AND (w.event_types = '*' OR w.event_types LIKE '%,' || x.type || ',%')"
+#define FANOUT_WHERE(T, TYPE)                                                                 \
+    " w.tenant_id = " T " AND w.enabled AND " TYPE " <> 'webhook.test' AND (w.event_types = "  \
+    "'*' OR w.event_types LIKE '%,' || " TYPE " || ',%')"
 static const char sql_fanout_sqlite[] =
     "INSERT INTO webhook_deliveries (id, tenant_id, endpoint_id, event_id, status, attempts, "
-    "next_attempt_at, created_at, updated_at) SELECT mc_uuid7(), w.tenant_id, w.id, x.id, "
-    "'pending', 0, $2, $2, $2 FROM (SELECT value ->> '$.id' AS id, value ->> '$.t' AS t, "
-    "value ->> '$.type' AS type FROM json_each($1)) AS x" FANOUT_TAIL;
-static const char sql_fanout_pg[] =
+    "next_attempt_at, created_at, updated_at) SELECT mc_uuid7(), w.tenant_id, w.id, $1, "
+    "'pending', 0, $4, $4, $4 FROM webhook_endpoints w WHERE" FANOUT_WHERE("$2", "$3");
+/*
+ * PostgreSQL: one statement per batch, the columns as arrays (cheaper to
+ * take apart than a JSON document), and the fan-out from the same rows in
+ * the same statement.
+ */
+static const char sql_ins_pg[] =
+    "WITH x AS (SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], "
+    "$5::uuid[], $6::uuid[], $7::text[], $8::text[]) AS x(id, t, type, c, m, r, e, d)), "
+    "ins AS (INSERT INTO events (id, tenant_id, type, campaign_id, message_id, recipient_id, "
+    "email_lc, data, created_at) SELECT id, t, type, c, m, r, e, d::jsonb, $9 FROM x) "
     "INSERT INTO webhook_deliveries (id, tenant_id, endpoint_id, event_id, status, attempts, "
     "next_attempt_at, created_at, updated_at) SELECT mc_uuid7(), w.tenant_id, w.id, x.id, "
-    "'pending', 0, $2, $2, $2 FROM jsonb_to_recordset($1::jsonb) AS x(id uuid, t uuid, "
-    "type text)" FANOUT_TAIL;
+    "'pending', 0, $9, $9, $9 FROM x JOIN webhook_endpoints w ON" FANOUT_WHERE("x.t", "x.type");
+
+static const char *
+or_null(const char *s)
+{
+    return s && *s ? s : NULL;
+}
+
+static mc_err
+write_sqlite(struct db *d, struct event_batch *b, int64_t now)
+{
+    /* The batch's tenants, and whether each has an enabled endpoint. */
+    const char *tenants[8];
+    bool hooked[8];
+    int nt = 0;
+    mc_err err = MC_ERR_OK;
+
+    for (int i = 0; i < b->n && err == MC_ERR_OK; i++) {
+        const struct event_row *e = &b->rows[i];
+        struct db_param p[] = {P_TEXT(e->id),
+                               P_TEXT(e->tenant_id),
+                               P_TEXT(e->type),
+                               P_TEXT(or_null(e->campaign_id)),
+                               P_TEXT(or_null(e->message_id)),
+                               P_TEXT(or_null(e->recipient_id)),
+                               P_TEXT(e->email_lc),
+                               P_TEXT(e->data),
+                               P_TIME(now)};
+        bool hook = true;
+        int k;
+
+        err = db_exec(d, sql_ins_sqlite, p, NPARAMS(p), NULL);
+        for (k = 0; k < nt && strcmp(tenants[k], e->tenant_id) != 0; k++)
+            ;
+        if (err == MC_ERR_OK && k < nt) {
+            hook = hooked[k];
+        } else if (err == MC_ERR_OK) {
+            int64_t count = 0;
+            err = db_one_int(d, sql_has_endpoint_sqlite, &p[1], 1, &count);
+            hook = count > 0;
+            if (nt < (int)(sizeof(tenants) / sizeof(tenants[0]))) {
+                tenants[nt] = e->tenant_id;
+                hooked[nt++] = hook;
+            }
+        }
+        if (err == MC_ERR_OK && hook) {
+            struct db_param pf[] = {p[0], p[1], p[2], P_TIME(now)};
+            err = db_exec(d, sql_fanout_sqlite, pf, NPARAMS(pf), NULL);
+        }
+    }
+    return err;
+}
+
+void
+db_pg_array_put(struct buf *a, const char *s)
+{
+    buf_putc(a, a->len > 0 ? ',' : '{');
+    if (s == NULL) {
+        buf_puts(a, "NULL");
+        return;
+    }
+    buf_putc(a, '"');
+    for (const char *p = s; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            buf_putc(a, '\\');
+        buf_putc(a, *p);
+    }
+    buf_putc(a, '"');
+}
+
+static mc_err
+write_pg(struct db *d, struct event_batch *b, int64_t now)
+{
+    struct buf a[8];
+    mc_err err;
+
+    for (int k = 0; k < 8; k++)
+        buf_init(&a[k], 0);
+    for (int i = 0; i < b->n; i++) {
+        const struct event_row *e = &b->rows[i];
+        const char *v[8] = {e->id,
+                            e->tenant_id,
+                            e->type,
+                            or_null(e->campaign_id),
+                            or_null(e->message_id),
+                            or_null(e->recipient_id),
+                            e->email_lc,
+                            e->data};
+        for (int k = 0; k < 8; k++)
+            db_pg_array_put(&a[k], v[k]);
+    }
+    for (int k = 0; k < 8; k++)
+        buf_putc(&a[k], '}');
+    struct db_param p[] = {P_TEXT(a[0].data), P_TEXT(a[1].data), P_TEXT(a[2].data),
+                           P_TEXT(a[3].data), P_TEXT(a[4].data), P_TEXT(a[5].data),
+                           P_TEXT(a[6].data), P_TEXT(a[7].data), P_TIME(now)};
+    err = db_exec(d, sql_ins_pg, p, NPARAMS(p), NULL);
+    for (int k = 0; k < 8; k++)
+        buf_cleanup(&a[k]);
+    return err;
+}
 
 mc_err
 db_events_write(struct db *d, struct event_batch *b, int64_t now)
 {
-    bool pg = d->ops->dialect == DB_PG;
-    char *s;
     mc_err err;
 
     if (b->n == 0)
         return MC_ERR_OK;
-    s = json_dumps(b->rows, JSON_COMPACT);
-    if (s == NULL)
-        abort();
-    struct db_param p[] = {P_TEXT(s), P_TIME(now)};
-    err = db_exec(d, pg ? sql_ins_pg : sql_ins_sqlite, p, NPARAMS(p), NULL);
-    if (err == MC_ERR_OK)
-        err = db_exec(d, pg ? sql_fanout_pg : sql_fanout_sqlite, p, NPARAMS(p), NULL);
-    free(s);
-    json_array_clear(b->rows);
-    b->n = 0;
+    err = d->ops->dialect == DB_PG ? write_pg(d, b, now) : write_sqlite(d, b, now);
+    db_events_cleanup(b);
     return err;
 }
 

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "core/err.h"
+#include "core/util.h"
 #include "store.h"
 
 enum db_dialect { DB_SQLITE, DB_PG };
@@ -192,9 +193,21 @@ bool store_id_ok(const char *id);
  * multi-row INSERT (and one INSERT that queues them for every enabled
  * webhook endpoint of their tenant subscribed to their type).
  */
+/* One event waiting in a batch: its columns, data as JSON text. */
+struct event_row {
+    char id[MC_UUID_LEN + 1];
+    char tenant_id[MC_UUID_LEN + 1];
+    char type[32];
+    char campaign_id[MC_UUID_LEN + 1]; /* "" for none */
+    char message_id[MC_UUID_LEN + 1];
+    char recipient_id[MC_UUID_LEN + 1];
+    char *email_lc; /* owned, NULL for none */
+    char *data;     /* owned: a JSON object */
+};
+
 struct event_batch {
-    void *rows; /* owned: a json_t array */
-    int n;
+    struct event_row *rows; /* owned */
+    int n, cap;
 };
 
 /* Ids and address of what an event talks about; NULL or "" when none (all borrowed). */
@@ -213,6 +226,23 @@ void db_events_init(struct event_batch *b);
  */
 void db_events_add(struct event_batch *b, const char *tenant_id, const char *type,
                    const struct event_ref *ref, void *data);
+/*
+ * The same with data given as JSON text: fields (borrowed, NULL or "" for
+ * none) is the members after the ids, without braces ("\"attempt\":1,...").
+ * The delivery group commit uses it to build no jansson object per message.
+ */
+void db_events_add_text(struct event_batch *b, const char *tenant_id, const char *type,
+                        const struct event_ref *ref, const char *fields);
+/* s when it is non-empty UTF-8 (what jansson takes), else NULL. */
+const char *db_utf8_or_null(const char *s);
+/*
+ * Appends s (NULL: NULL) as the next element of a PostgreSQL array literal
+ * being built in a (empty: the opening brace comes first); the caller
+ * closes it with '}'.
+ */
+void db_pg_array_put(struct buf *a, const char *s);
+/* Appends s to b as a JSON string (jansson's escaping), or null when s is NULL or not UTF-8. */
+void db_json_string_put(struct buf *b, const char *s);
 /* Writes and empties the batch (nothing when empty); inside the caller's transaction. */
 mc_err db_events_write(struct db *d, struct event_batch *b, int64_t now);
 void db_events_cleanup(struct event_batch *b);

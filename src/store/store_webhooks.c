@@ -310,8 +310,7 @@ store_webhook_test(struct store *st, const char *tenant_id, const char *id,
         db_events_add(&eb, tenant_id, "webhook.test", NULL,
                       json_pack("{s:s, s:s}", "webhook_id", id, "message",
                                 "a test event from mailcast"));
-        json_t *row = json_array_get((json_t *)eb.rows, 0);
-        snprintf(event_id, MC_UUID_LEN + 1, "%s", json_string_value(json_object_get(row, "id")));
+        snprintf(event_id, MC_UUID_LEN + 1, "%s", eb.rows[0].id);
         err = db_events_write(&d, &eb, now);
     }
     if (err == MC_ERR_OK) {

@@ -69,6 +69,21 @@ test_hmac_sha256_known_vector(void **state)
     assert_string_equal(hex, "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
 }
 
+/* RFC 4231 test case 6: a key longer than the block is hashed first. */
+static void
+test_hmac_sha256_long_key(void **state)
+{
+    const char *data = "Test Using Larger Than Block-Size Key - Hash Key First";
+    unsigned char key[131], md[32];
+    char hex[65];
+
+    (void)state;
+    memset(key, 0xaa, sizeof(key));
+    crypto_hmac_sha256(key, sizeof(key), data, strlen(data), md);
+    crypto_hex(md, sizeof(md), hex);
+    assert_string_equal(hex, "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
+}
+
 static void
 test_uuid_valid(void **state)
 {
@@ -112,6 +127,7 @@ main(void)
         cmocka_unit_test(test_uuid_shape_and_uniqueness),
         cmocka_unit_test(test_uuid7_time_ordered),
         cmocka_unit_test(test_hmac_sha256_known_vector),
+        cmocka_unit_test(test_hmac_sha256_long_key),
         cmocka_unit_test(test_uuid_valid),
         cmocka_unit_test(test_sha256_known_vector),
         cmocka_unit_test(test_equal),
