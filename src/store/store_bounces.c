@@ -357,11 +357,31 @@ is_duplicate(struct db *d, const struct target *t, const char *cls, bool *dup)
     return err;
 }
 
+/*
+ * What a report may keep of its raw text.  Reports that change nothing must
+ * not fill the disk (an attacker review wrote 4 MB a second through one
+ * session): a duplicate keeps none (the first has it), an unreferenced one
+ * (anyone can write to postmaster) keeps BOUNCE_RAW_UNMATCHED_MAX bytes.
+ */
+#define BOUNCE_RAW_UNMATCHED_MAX (16 * 1024)
+
 static mc_err
 insert_record(struct db *d, const struct bounce_report_in *in, const char *tenant_id,
               const struct msg_row *m, const struct bounce_item *it, const char *email,
               const char *email_lc, enum bounce_outcome outcome, char id[MC_UUID_LEN + 1])
 {
+    const char *raw = outcome == BOUNCE_OUT_DUPLICATE ? NULL : in->raw;
+    bool truncated = raw != NULL && in->raw_truncated;
+    char *cut = NULL;
+    mc_err err;
+
+    if (raw && outcome == BOUNCE_OUT_UNREFERENCED && strlen(raw) > BOUNCE_RAW_UNMATCHED_MAX) {
+        size_t n = BOUNCE_RAW_UNMATCHED_MAX;
+        while (n > 0 && ((unsigned char)raw[n] & 0xC0) == 0x80)
+            n--; /* not inside a UTF-8 sequence */
+        raw = cut = xstrndup(raw, n);
+        truncated = true;
+    }
     crypto_uuid7(id);
     struct db_param p[] = {P_TEXT(id),
                            P_TEXT(tenant_id),
@@ -380,16 +400,18 @@ insert_record(struct db *d, const struct bounce_report_in *in, const char *tenan
                            P_TEXT(in->feedback_type),
                            P_TEXT(in->source),
                            P_TEXT(bounce_outcome_str(outcome)),
-                           P_TEXT(in->raw),
-                           P_BOOL(in->raw_truncated),
+                           P_TEXT(raw),
+                           P_BOOL(truncated),
                            P_TIME(in->now)};
-    return db_exec(d,
-                   "INSERT INTO bounces (id, tenant_id, message_id, campaign_id, recipient_id, "
-                   "email, email_lc, kind, class, status, action, diagnostic, reporting_mta, "
-                   "remote_mta, feedback_type, source, outcome, raw, raw_truncated, received_at) "
-                   "VALUES ($1, $2, $3, (SELECT c.id FROM campaigns c WHERE c.id = $4), $5, $6, "
-                   "$7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
-                   p, NPARAMS(p), NULL);
+    err = db_exec(d,
+                  "INSERT INTO bounces (id, tenant_id, message_id, campaign_id, recipient_id, "
+                  "email, email_lc, kind, class, status, action, diagnostic, reporting_mta, "
+                  "remote_mta, feedback_type, source, outcome, raw, raw_truncated, received_at) "
+                  "VALUES ($1, $2, $3, (SELECT c.id FROM campaigns c WHERE c.id = $4), $5, $6, "
+                  "$7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
+                  p, NPARAMS(p), NULL);
+    free(cut);
+    return err;
 }
 
 /* Whether a report can be recorded at all (checked before any transaction). */

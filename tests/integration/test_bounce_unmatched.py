@@ -115,3 +115,29 @@ def test_unmatched_reports_are_pruned_with_the_retention(mc):
     wait_until(lambda: mc.get(f"{PATH}/{old['id']}", headers=mc.op).status_code == 404, 30,
                what="the old unmatched report pruned")
     assert all(x["email"] != "old@example.org" for x in unmatched(mc, limit=1000)["data"])
+
+
+def test_reports_that_change_nothing_cannot_fill_the_disk(mc, sink):
+    """An unreferenced report (anyone may write to postmaster) keeps 16 KB of
+    its raw text, and a repeated report about the same message keeps none
+    (the first has it): an attacker review stored 4 MB a second of them."""
+    t = Tenant(mc)
+    _, _, sent = sent_campaign(mc, sink, t, 1)
+    (a,) = sent
+    verp = sent[a][1]
+    since = now_rfc3339()
+    filler = ("x" * 900 + "\r\n") * 100  # 90 KB of body
+    big = dsn("postmaster@x.example", "big@example.org") + filler.encode()
+    assert pipe(mc.database, big, "--recipient", "postmaster@x.example")[0] == 0
+    rec = unmatched(mc, since=since)["data"][0]
+    full = mc.get(f"{PATH}/{rec['id']}", headers=mc.op).json()
+    assert full["raw_truncated"] is True and 0 < len(full["raw"]) <= 16 * 1024, len(full["raw"])
+    # The same hard bounce twice: the second is a duplicate, without its raw text.
+    report = dsn(verp, a) + filler.encode()
+    for _ in range(2):
+        assert pipe(mc.database, report, "--recipient", verp)[0] == 0
+    mine = t.server.get(f"{t.base}/bounces", headers=t.h).json()["data"]
+    raws = {x["outcome"]: t.server.get(f"{t.base}/bounces/{x['id']}", headers=t.h).json()["raw"]
+            for x in mine}
+    assert set(raws) == {"suppressed", "duplicate"}, raws
+    assert raws["duplicate"] is None and len(raws["suppressed"]) > 90000
