@@ -129,6 +129,10 @@ store_shaping_put(struct store *st, const struct shaping *sh)
         err = db_exec(&d, "DELETE FROM shaping_rules", NULL, 0, NULL);
     if (err == MC_ERR_OK)
         err = db_exec(&d, "DELETE FROM shaping_automation", NULL, 0, NULL);
+    /* Hits are counted per rule position: a new document's rules count afresh
+     * (a reordered one would otherwise inherit another rule's hits). */
+    if (err == MC_ERR_OK)
+        err = db_exec(&d, "DELETE FROM shaping_hits", NULL, 0, NULL);
     for (int i = 0; i < sh->nautos && err == MC_ERR_OK; i++) {
         const struct shaping_auto *a = &sh->autos[i];
         struct db_param p[] = {P_INT(i),

@@ -244,3 +244,30 @@ def test_a_suspended_site_slows_no_other_site_or_tenant(factory, sink):
         rate = (len(times) - 1) / (times[-1] - times[0])
         print(tag, "rate", round(rate, 2))
         assert rate >= 0.95 * 5, (tag, rate)
+
+
+def test_a_new_document_counts_its_rules_afresh(factory, sink):
+    """Hits count per rule position: after a PUT (which may reorder the
+    rules) a rule does not inherit hits seen under the previous document (a
+    Reader review found them kept)."""
+    gdom = unique_domain("afresh")
+    sink.script("@" + gdom, UNUSUAL, then=None)
+    srv = factory(sink.url)
+    put_rules(srv, gdom, [{**SUSPEND, "duration_s": 60}])
+    t = Tenant(srv)
+    t.set_rate_limits(enabled=False)
+
+    def hits():
+        return db_query(srv.database, "SELECT COUNT(*) FROM shaping_hits")[0][0]
+
+    c = campaign(t, gdom, 1, "a")
+    wait_until(lambda: hits() == 1, 20, what="the first hit")
+    wait_until(lambda: t.get(c["id"])["status"] == "completed", 30, what="the first campaign")
+    doc = srv.get("/api/v1/shaping", headers=srv.op).json()
+    assert srv.put("/api/v1/shaping", json=doc, headers=srv.op).status_code == 200
+    assert hits() == 0
+    sink.script("@" + gdom, UNUSUAL, then=None)
+    c = campaign(t, gdom, 1, "b")
+    wait_until(lambda: hits() == 1, 20, what="the second hit")
+    assert state(srv) == [], "the rule fired on a hit seen under the previous document"
+    wait_until(lambda: t.get(c["id"])["status"] == "completed", 30, what="the second campaign")
