@@ -39,13 +39,35 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(session, config, items):
-    """Slow tests first, longest first, the rest in their order: with xdist's
-    load scheduling a minute-long test handed out last is the whole suite's tail."""
+    """Slow tests first, spread over the xdist workers, the rest in their order.
+
+    pytest-xdist's load scheduling hands each worker one run of consecutive
+    items to start with (a quarter of its share), then more as it finishes.
+    So the slow tests are dealt out longest first to the worker with the least
+    slow work so far (LPT), each at the head of that worker's first run: no
+    worker starts with all of them, and none ends the run alone on one."""
     def seconds(item):
         mark = item.get_closest_marker("slow")
         return mark.args[0] if mark and mark.args else (8 if mark else 0)
 
-    items.sort(key=lambda item: -seconds(item))
+    slow = sorted((it for it in items if seconds(it)), key=lambda it: -seconds(it))
+    rest = [it for it in items if not seconds(it)]
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers <= 1:
+        items[:] = slow + rest
+        return
+    chunk = max(len(items) // workers // 4, 2)  # xdist's first run per worker
+    runs, load = [[] for _ in range(workers)], [0] * workers
+    for it in slow:
+        w = min(range(workers), key=lambda i: load[i])
+        runs[w].append(it)
+        load[w] += seconds(it)
+    ordered, i = [], 0
+    for run in runs:
+        fill = max(chunk - len(run), 0)
+        ordered += run + rest[i:i + fill]
+        i += fill
+    items[:] = ordered + rest[i:]
 
 
 def pytest_runtest_setup(item):
