@@ -381,7 +381,8 @@ claim_ctx_load(struct claim *k)
     return db_fetch_one(&k->d,
                         "SELECT c.status, t.status, c.rate_limit_per_minute, "
                         "c.rate_limit_per_hour, l.per_minute, l.per_hour, l.per_day, "
-                        "l.enabled, l.per_second, t.egress_pool FROM campaigns c JOIN tenants t ON t.id = c.tenant_id "
+                        "l.enabled, l.per_second, t.egress_pool FROM campaigns c "
+                        "JOIN tenants t ON t.id = c.tenant_id "
                         "LEFT JOIN tenant_rate_limits l ON l.tenant_id = t.id "
                         "WHERE c.tenant_id = $1 AND c.id = $2",
                         p, NPARAMS(p), ctx_row, &k->ctx);

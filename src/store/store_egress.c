@@ -40,7 +40,8 @@ egress_pool_cleanup(struct egress_pool *p)
     memset(p, 0, sizeof(*p));
 }
 
-#define EGRESS_COLS "name, relay, ehlo_name, source_address, max_connections, created_at, updated_at"
+#define EGRESS_COLS                                                                           \
+    "name, relay, ehlo_name, source_address, max_connections, created_at, updated_at"
 
 static void
 egress_row(struct db *d, struct db_res *r, void *out)

@@ -89,7 +89,8 @@ store_tenant_create(struct store *st, struct tenant *t)
     if ((err = db_get(st, &d)) != MC_ERR_OK)
         return err;
     err = db_exec(&d,
-                  "INSERT INTO tenants (" TENANT_COLS ") VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8)",
+                  "INSERT INTO tenants (" TENANT_COLS ") "
+                  "VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8)",
                   p, NPARAMS(p), NULL);
     db_put(&d);
     if (err == MC_ERR_OK) {
@@ -182,7 +183,8 @@ store_tenant_update(struct store *st, const char *id, const struct tenant_patch 
     err = db_exec(&d,
                   "UPDATE tenants SET name = COALESCE($2, name), plan = COALESCE($3, plan), "
                   "status = COALESCE($4, status), settings = COALESCE($5, settings), "
-                  "egress_pool = COALESCE($7, egress_pool), updated_at = $6 WHERE id = $1 AND status <> 'deleted'",
+                  "egress_pool = COALESCE($7, egress_pool), updated_at = $6 "
+                  "WHERE id = $1 AND status <> 'deleted'",
                   p, NPARAMS(p), &changes);
     if (err == MC_ERR_OK && changes == 0)
         err = MC_ERR_NOT_FOUND;

@@ -494,7 +494,8 @@ webhook_sender_start(struct store *st, const struct config *cfg)
     s->cfg = cfg;
     if (webhook_guard_init(&s->guard, cfg) != MC_ERR_OK)
         goto fail;
-    s->nschedule = webhook_schedule_parse(cfg->webhook_retry_schedule, s->schedule, WEBHOOK_SCHEDULE_MAX);
+    s->nschedule =
+        webhook_schedule_parse(cfg->webhook_retry_schedule, s->schedule, WEBHOOK_SCHEDULE_MAX);
     if (s->nschedule < 0) {
         log_error("event=config error=\"webhook_retry_schedule: comma-separated seconds, at most "
                   "%d\"",
