@@ -16,7 +16,6 @@
 #include "core/timeutil.h"
 #include "http.h"
 
-#define TENANT(r) req_param((r), "tenant_id")
 
 static json_t *
 bounce_json(const struct bounce_rec *b, bool with_raw)

@@ -20,7 +20,6 @@
 #include "worker/sendnow.h"
 #include "http.h"
 
-#define TENANT(r) req_param((r), "tenant_id")
 #define CAMPAIGN(r) req_param((r), "campaign_id")
 #define RATE_MAX 1000000000
 #define MAX_TAGS 50

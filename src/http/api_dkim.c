@@ -14,7 +14,6 @@
 #include "http.h"
 #include "smtp/dkim.h"
 
-#define TENANT(r) req_param((r), "tenant_id")
 #define DKIM_BITS 2048
 
 static json_t *

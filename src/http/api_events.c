@@ -11,7 +11,6 @@
 #include "core/email.h"
 #include "http.h"
 
-#define TENANT(r) req_param((r), "tenant_id")
 
 static const char *const message_statuses[] = {"pending", "sending", "sent",      "delivered",
                                                "bounced", "failed",  "cancelled", "suppressed"};

@@ -17,7 +17,6 @@
 #define EXPORT_PAGE 1000
 #define EXPORT_MAX_COLUMNS 1000
 
-#define TENANT(r) req_param((r), "tenant_id")
 #define LIST(r) req_param((r), "list_id")
 
 json_t *

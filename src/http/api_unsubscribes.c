@@ -11,7 +11,6 @@
 #include "core/log.h"
 #include "http.h"
 
-#define TENANT(r) req_param((r), "tenant_id")
 
 json_t *
 unsubscribe_json(const struct unsubscribe *u)

@@ -17,7 +17,6 @@
 #include "http.h"
 #include "webhook/webhook.h"
 
-#define TENANT(r) req_param((r), "tenant_id")
 #define WEBHOOK(r) req_param((r), "webhook_id")
 #define MAX_TYPES 32
 

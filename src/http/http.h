@@ -164,6 +164,8 @@ void store_error_text(mc_err e, const char *what, char *out, size_t n);
 
 /* The path capture named in the pattern, e.g. "tenant_id"; NULL if absent. */
 const char *req_param(const struct req *r, const char *name);
+/* The tenant of a /api/v1/tenants/{tenant_id}/... route (checked by auth.c). */
+#define TENANT(r) req_param((r), "tenant_id")
 /* A query-string argument, or NULL. */
 const char *req_query(const struct req *r, const char *name);
 /* A request header, or NULL. */
