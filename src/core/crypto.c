@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -262,4 +263,16 @@ crypto_uuid_text(const unsigned char b[16], char out[MC_UUID_LEN + 1])
     out[23] = '-';
     memcpy(out + 24, h + 20, 12);
     out[36] = '\0';
+}
+
+void
+crypto_owner_name(const char *prefix, char *out, size_t n)
+{
+    char host[64] = "host", hex[9];
+    unsigned char rnd[4];
+
+    gethostname(host, sizeof(host) - 1);
+    crypto_random(rnd, sizeof(rnd));
+    crypto_hex(rnd, sizeof(rnd), hex);
+    snprintf(out, n, "%s%.60s:%d:%s", prefix, host, (int)getpid(), hex);
 }

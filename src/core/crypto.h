@@ -32,7 +32,12 @@ void crypto_hmac_sha256(const void *key, size_t keylen, const void *data, size_t
                         unsigned char out[32]);
 /* Lowercase hex of p[0..n) into out, which needs 2n+1 bytes. */
 void crypto_hex(const void *p, size_t n, char *out);
-/* Constant-time equality of two buffers of the same length n. */
+/*
+ * A lease owner's name for this process: prefix, the host name, the pid and
+ * 8 random hex digits ("vm:1234:0a1b2c3d"), so a restarted process (same
+ * pid reused) never takes over its predecessor's leases.
+ */
+void crypto_owner_name(const char *prefix, char *out, size_t n);
 /*
  * Wipes secret bytes with OPENSSL_cleanse, which the compiler may not drop
  * as a dead store (a memset before free may be).  crypto_wipe_str wipes a
@@ -40,6 +45,7 @@ void crypto_hex(const void *p, size_t n, char *out);
  */
 void crypto_wipe(void *p, size_t n);
 void crypto_wipe_str(char *s);
+/* Constant-time equality of two buffers of the same length n. */
 bool crypto_equal(const void *a, const void *b, size_t n);
 
 #endif

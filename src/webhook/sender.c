@@ -487,8 +487,6 @@ struct webhook_sender *
 webhook_sender_start(struct store *st, const struct config *cfg)
 {
     struct webhook_sender *s = xcalloc(1, sizeof(*s));
-    char host[64] = "host", rnd[9];
-    unsigned char r[4];
 
     s->st = st;
     s->cfg = cfg;
@@ -502,10 +500,7 @@ webhook_sender_start(struct store *st, const struct config *cfg)
                   WEBHOOK_SCHEDULE_MAX);
         goto fail;
     }
-    gethostname(host, sizeof(host) - 1);
-    crypto_random(r, sizeof(r));
-    crypto_hex(r, sizeof(r), rnd);
-    snprintf(s->owner, sizeof(s->owner), "wh-%s-%d-%s", host, (int)getpid(), rnd);
+    crypto_owner_name("wh-", s->owner, sizeof(s->owner));
     curl_global_init(CURL_GLOBAL_DEFAULT);
     s->multi = curl_multi_init();
     curl_multi_setopt(s->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)cfg->webhook_concurrency);

@@ -517,9 +517,6 @@ delivery_start(struct store *st, const struct config *cfg, const struct secrets 
     struct delivery *d = xcalloc(1, sizeof(*d));
     struct timeval tick = {cfg->delivery_poll_ms / 1000, (cfg->delivery_poll_ms % 1000) * 1000};
     struct timeval flush = {0, FLUSH_MS * 1000};
-    char host[64] = "host";
-    unsigned char rnd[4];
-    char hex[9];
 
     evthread_use_pthreads();
     pthread_mutex_init(&d->mu, NULL);
@@ -531,10 +528,7 @@ delivery_start(struct store *st, const struct config *cfg, const struct secrets 
     d->signer = dkim_signer_new();
     if (d->signer == NULL)
         goto fail;
-    gethostname(host, sizeof(host) - 1);
-    crypto_random(rnd, sizeof(rnd));
-    crypto_hex(rnd, sizeof(rnd), hex);
-    snprintf(d->owner, sizeof(d->owner), "%.60s:%d:%s", host, (int)getpid(), hex);
+    crypto_owner_name("", d->owner, sizeof(d->owner));
     d->base = event_base_new();
     if (d->base == NULL)
         goto fail;
