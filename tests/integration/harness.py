@@ -12,6 +12,7 @@ import secrets
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.parse
 from pathlib import Path
@@ -396,3 +397,38 @@ def invalid_field(resp, field):
     err = error_of(resp, 422, "validation_error")
     assert err.get("field") == field, err
     return err
+
+
+class OwnCluster:
+    """A PostgreSQL cluster of the test's own (tests/pgcluster.sh), restartable:
+    for a test that takes the database server away or fills its disk, which
+    the session's shared cluster must not see (a full tablespace there made
+    other tests' CREATE DATABASE fail its checkpoint)."""
+
+    def __init__(self):
+        self.dir = os.path.join(tempfile.gettempdir(), "mcpgf-" + secrets.token_hex(4))
+        self.script = str(REPO / "tests" / "pgcluster.sh")
+        res = subprocess.run(["bash", self.script, "start", self.dir], capture_output=True,
+                             text=True, timeout=120)
+        assert res.returncode == 0, res.stderr
+        self.url = res.stdout.strip().splitlines()[-1]
+        q = urllib.parse.parse_qs(urllib.parse.urlparse(self.url).query)
+        self.port = q["port"][0]
+        self.bindir = sorted(os.listdir("/usr/lib/postgresql"))[-1]
+
+    def _pg_ctl(self, *args):
+        cmd = [f"/usr/lib/postgresql/{self.bindir}/bin/pg_ctl", "-D", f"{self.dir}/data", *args]
+        if os.getuid() == 0:
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        subprocess.run(cmd, check=True, capture_output=True, timeout=120)
+
+    def stop(self):
+        self._pg_ctl("-m", "fast", "-w", "stop")
+
+    def start(self):
+        self._pg_ctl("-l", f"{self.dir}/server.log", "-w", "-t", "60", "-o",
+                     f"-p {self.port} -k {self.dir} -c listen_addresses='' -c fsync=off "
+                     "-c max_connections=200", "start")
+
+    def destroy(self):
+        subprocess.run(["bash", self.script, "stop", self.dir], capture_output=True, timeout=120)

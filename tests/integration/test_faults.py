@@ -14,17 +14,14 @@ import collections
 import os
 import re
 import subprocess
-import tempfile
-import secrets
 import time
-import urllib.parse
 
 import pytest
 
 from campaignhelp import Tenant, emails, wait_until
 from deliveryhelp import delivery_args, messages, unique_domain, wait_terminal
 from faultrelay import FaultRelay
-from harness import (REPO, OPERATOR_KEY, PgAdmin, Server, db_execute, free_port,
+from harness import (REPO, OPERATOR_KEY, OwnCluster, PgAdmin, Server, db_execute, free_port,
                      pg_database_url)
 from smtpsink import Sink, slow
 
@@ -121,38 +118,6 @@ def test_relay_fault_then_healthy(server_factory, mode):
 
 
 # ---- PostgreSQL restarted mid-campaign ----
-
-
-class OwnCluster:
-    """A PostgreSQL cluster of the test's own (tests/pgcluster.sh), restartable."""
-
-    def __init__(self):
-        self.dir = os.path.join(tempfile.gettempdir(), "mcpgf-" + secrets.token_hex(4))
-        self.script = str(REPO / "tests" / "pgcluster.sh")
-        res = subprocess.run(["bash", self.script, "start", self.dir], capture_output=True,
-                             text=True, timeout=120)
-        assert res.returncode == 0, res.stderr
-        self.url = res.stdout.strip().splitlines()[-1]
-        q = urllib.parse.parse_qs(urllib.parse.urlparse(self.url).query)
-        self.port = q["port"][0]
-        self.bindir = sorted(os.listdir("/usr/lib/postgresql"))[-1]
-
-    def _pg_ctl(self, *args):
-        cmd = [f"/usr/lib/postgresql/{self.bindir}/bin/pg_ctl", "-D", f"{self.dir}/data", *args]
-        if os.getuid() == 0:
-            cmd = ["runuser", "-u", "postgres", "--", *cmd]
-        subprocess.run(cmd, check=True, capture_output=True, timeout=120)
-
-    def stop(self):
-        self._pg_ctl("-m", "fast", "-w", "stop")
-
-    def start(self):
-        self._pg_ctl("-l", f"{self.dir}/server.log", "-w", "-t", "60", "-o",
-                     f"-p {self.port} -k {self.dir} -c listen_addresses='' -c fsync=off "
-                     "-c max_connections=200", "start")
-
-    def destroy(self):
-        subprocess.run(["bash", self.script, "stop", self.dir], capture_output=True, timeout=120)
 
 
 @pytest.mark.slow(13)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from campaignhelp import CSV, Tenant
-from harness import OPERATOR_KEY, PgAdmin, Server, error_of, pg_database_url
+from harness import OPERATOR_KEY, OwnCluster, PgAdmin, Server, error_of, pg_database_url
 
 MIB = 1024 * 1024
 
@@ -52,8 +52,12 @@ def full_db(request, store, small_disk):
         yield f"sqlite:{path}", small_disk, check
         return
     # PostgreSQL: the database's tablespace on the small disk (WAL stays on
-    # the cluster's own disk, as a real deployment with a full data volume).
-    admin = request.getfixturevalue("pg_admin")
+    # the cluster's own disk, as a real deployment with a full data volume),
+    # in a cluster of the test's own: a full tablespace fails the cluster's
+    # checkpoints, and with them other tests' CREATE and DROP DATABASE.
+    cluster = OwnCluster()
+    request.addfinalizer(cluster.destroy)
+    admin = PgAdmin(cluster.url)
     space = small_disk / "pg"
     space.mkdir()
     pg = pwd.getpwnam("postgres")
