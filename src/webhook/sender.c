@@ -98,7 +98,7 @@ webhook_schedule_parse(const char *s, int64_t *out, int max)
             return -1;
         memcpy(buf, s, len);
         buf[len] = '\0';
-        if (!parse_int64(buf, 0, 30 * 86400, &v))
+        if (!parse_int64(buf, 0, WEBHOOK_SCHEDULE_STEP_MAX_S, &v))
             return -1;
         out[n++] = v;
         s += len;
@@ -116,11 +116,12 @@ webhook_config_check(const struct config *cfg, struct buf *errors)
 
     if (webhook_schedule_parse(cfg->webhook_retry_schedule, steps, WEBHOOK_SCHEDULE_MAX) < 0)
         buf_printf(errors, "webhook_retry_schedule: must be 1 to %d comma-separated numbers of "
-                           "seconds, each at most 2592000 (30 days)\n",
-                   WEBHOOK_SCHEDULE_MAX);
+                           "seconds, each at most %d (30 days)\n",
+                   WEBHOOK_SCHEDULE_MAX, WEBHOOK_SCHEDULE_STEP_MAX_S);
     if (webhook_guard_init(&g, cfg) != MC_ERR_OK)
-        buf_printf(errors, "webhook_allow_cidr: must be at most 16 comma-separated CIDRs "
-                           "(127.0.0.1/32, 10.0.0.0/8, ::1/128)\n");
+        buf_printf(errors, "webhook_allow_cidr: must be at most %d comma-separated CIDRs "
+                           "(127.0.0.1/32, 10.0.0.0/8, ::1/128)\n",
+                   WEBHOOK_MAX_CIDRS);
 }
 
 static bool

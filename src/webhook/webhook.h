@@ -81,8 +81,9 @@ struct webhook_sender *webhook_sender_start(struct store *st, const struct confi
  */
 void webhook_sender_stop(struct webhook_sender *s, int timeout_s);
 
-/* Steps of webhook_retry_schedule at most. */
+/* Steps of webhook_retry_schedule at most, and the longest step (30 days). */
 #define WEBHOOK_SCHEDULE_MAX 32
+#define WEBHOOK_SCHEDULE_STEP_MAX_S (30 * 86400)
 
 /*
  * Parses the retry schedule ("5,300,...", seconds, each at most 30 days)
