@@ -31,7 +31,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (n > 0 && data[i + n - 1] == '\r')
             n--;
         p = smtpd_cmd_parse((const char *)data + i, n, &c);
-        CHECK(p == SMTPD_OK || p == SMTPD_SYNTAX || p == SMTPD_TOO_LONG);
+        CHECK(p == SMTPD_OK || p == SMTPD_SYNTAX || p == SMTPD_TOO_LONG || p == SMTPD_PARAM);
+        /* Only MAIL and RCPT carry parameters to refuse (555). */
+        CHECK(p != SMTPD_PARAM || c.verb == SMTPD_MAIL || c.verb == SMTPD_RCPT);
         CHECK(p != SMTPD_TOO_LONG || n > SMTPD_LINE_MAX);
         CHECK(strlen(c.arg) <= SMTPD_LINE_MAX);
         CHECK(strlen(c.path) <= SMTPD_PATH_MAX);
