@@ -12,8 +12,15 @@
  *                    "match": {"code": 421, "enhanced": "4.7.28", "regex": "unusual rate"},
  *                    "trigger": {"count": 2, "period_s": 3600},   (or "immediate")
  *                    "action": {"type": "set_rate", "per_minute": 10},
- *                                (or {"type": "suspend_site"}, {"type": "suspend_tenant"})
+ *                                (or {"type": "suspend_site"}, {"type": "suspend_tenant"},
+ *                                 {"type": "set_connections", "max_connections": 1},
+ *                                 {"type": "scale_rate", "factor": 0.5})
  *                    "duration_s": 1800}]}
+ *
+ *   A trigger may also be a deferral ratio (no match then: it counts every
+ *   reply at the site): {"deferral_ratio": 0.3, "min_attempts": 50,
+ *   "period_s": 600} fires when more than 30 % of at least 50 attempts at
+ *   a site within 10 minutes were deferred.
  */
 #include <regex.h>
 #include <stdio.h>
@@ -180,15 +187,118 @@ parse_match(json_t *m, struct shaping_auto *x, const char *f, char *field, size_
     return MC_ERR_OK;
 }
 
+/*
+ * A fraction in (0, 1) given as a JSON number, in parts per million (1 to
+ * 999999); false when v is not one.
+ */
+static bool
+fraction_ppm(json_t *v, int64_t *out)
+{
+    double f;
+    int64_t ppm;
+
+    if (!json_is_number(v))
+        return false;
+    f = json_number_value(v);
+    if (!(f > 0 && f < 1))
+        return false;
+    ppm = (int64_t)(f * 1e6 + 0.5);
+    if (ppm < 1 || ppm > 999999)
+        return false;
+    *out = ppm;
+    return true;
+}
+
+/* A JSON value that is absent, null or an object whose code, enhanced and regex are null. */
+static bool
+match_empty(json_t *m)
+{
+    static const char *const keys[] = {"code", "enhanced", "regex"};
+
+    if (m == NULL || json_is_null(m))
+        return true;
+    if (!json_is_object(m))
+        return false;
+    for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++) {
+        json_t *v = json_object_get(m, keys[k]);
+        if (v != NULL && !json_is_null(v))
+            return false;
+    }
+    return true;
+}
+
+/*
+ * The trigger: "immediate", {count, period_s}, or {deferral_ratio,
+ * min_attempts, period_s} (the share of the relay's replies to attempts at
+ * the site that were deferrals).
+ */
+static bool
+parse_trigger(json_t *trig, struct shaping_auto *x)
+{
+    x->trigger_count = 1;
+    x->trigger_period_s = 0;
+    if (json_is_string(trig) && strcmp(json_string_value(trig), "immediate") == 0)
+        return true;
+    if (!json_is_object(trig) || !json_is_integer(json_object_get(trig, "period_s")))
+        return false;
+    if (json_object_get(trig, "deferral_ratio") != NULL)
+        return json_object_get(trig, "count") == NULL &&
+               fraction_ppm(json_object_get(trig, "deferral_ratio"), &x->ratio_ppm) &&
+               json_is_integer(json_object_get(trig, "min_attempts")) &&
+               int_in(trig, "min_attempts", 1, 100000, &x->min_attempts) &&
+               int_in(trig, "period_s", 1, SHAPING_RATIO_PERIOD_MAX, &x->trigger_period_s);
+    return json_is_integer(json_object_get(trig, "count")) &&
+           int_in(trig, "count", 1, 100000, &x->trigger_count) &&
+           int_in(trig, "period_s", 1, 86400, &x->trigger_period_s);
+}
+
+/* The action and what it needs (f: the rule's field name, for errors). */
+static mc_err
+parse_action(json_t *act, struct shaping_auto *x, const char *f, char *field, size_t flen,
+             char *why, size_t wlen)
+{
+    static const char *const actions[] = {"set_rate", "suspend_site", "suspend_tenant",
+                                          "set_connections", "scale_rate"};
+    const char *type = json_string_value(json_object_get(act, "type"));
+    char ff[96];
+
+    snprintf(ff, sizeof(ff), "%s.action", f);
+    for (size_t k = 0; type && k < sizeof(actions) / sizeof(actions[0]); k++)
+        if (strcmp(type, actions[k]) == 0)
+            snprintf(x->action, sizeof(x->action), "%s", actions[k]);
+    if (!json_is_object(act) || x->action[0] == '\0')
+        return bad(field, flen, why, wlen, ff,
+                   "action must be {type: set_rate | suspend_site | suspend_tenant | "
+                   "set_connections | scale_rate}");
+    if (!int_in(act, "per_second", 1, INT32_MAX, &x->per_second) ||
+        !int_in(act, "per_minute", 1, INT32_MAX, &x->per_minute))
+        return bad(field, flen, why, wlen, ff,
+                   "per_second and per_minute must be null or integers from 1 to 2147483647");
+    if (strcmp(x->action, "set_rate") == 0 && x->per_second == 0 && x->per_minute == 0)
+        return bad(field, flen, why, wlen, ff, "set_rate needs per_second or per_minute");
+    if (strcmp(x->action, "set_connections") == 0) {
+        snprintf(ff, sizeof(ff), "%s.action.max_connections", f);
+        if (!json_is_integer(json_object_get(act, "max_connections")) ||
+            !int_in(act, "max_connections", 1, INT32_MAX, &x->max_connections))
+            return bad(field, flen, why, wlen, ff,
+                       "set_connections needs max_connections, an integer from 1 to 2147483647");
+    }
+    if (strcmp(x->action, "scale_rate") == 0) {
+        snprintf(ff, sizeof(ff), "%s.action.factor", f);
+        if (!fraction_ppm(json_object_get(act, "factor"), &x->factor_ppm))
+            return bad(field, flen, why, wlen, ff,
+                       "scale_rate needs factor, a number from 0.000001 to 0.999999");
+    }
+    return MC_ERR_OK;
+}
+
 static mc_err
 parse_auto(json_t *o, int i, struct shaping_auto *x, char *field, size_t flen, char *why,
            size_t wlen)
 {
-    static const char *const actions[] = {"set_rate", "suspend_site", "suspend_tenant"};
-    json_t *trig = json_object_get(o, "trigger"), *act = json_object_get(o, "action");
+    json_t *trig = json_object_get(o, "trigger"), *m = json_object_get(o, "match");
     const char *eg = json_string_value(json_object_get(o, "egress"));
     const char *site = json_string_value(json_object_get(o, "site"));
-    const char *type = json_string_value(json_object_get(act, "type"));
     char f[48], ff[96];
     mc_err err;
 
@@ -204,34 +314,30 @@ parse_auto(json_t *o, int i, struct shaping_auto *x, char *field, size_t flen, c
                    "site must be \"*\" or a name of 1-63 of a-z 0-9 . _ -");
     snprintf(x->egress, sizeof(x->egress), "%s", eg);
     snprintf(x->site, sizeof(x->site), "%s", site);
-    if ((err = parse_match(json_object_get(o, "match"), x, f, field, flen, why, wlen)) !=
+    snprintf(ff, sizeof(ff), "%s.trigger", f);
+    if (!parse_trigger(trig, x))
+        return bad(field, flen, why, wlen, ff,
+                   "trigger must be \"immediate\", {count: 1-100000, period_s: 1-86400} or "
+                   "{deferral_ratio: 0.000001-0.999999, min_attempts: 1-100000, "
+                   "period_s: 1-3600}");
+    if (x->ratio_ppm > 0) {
+        /* A ratio counts every attempt and deferral at the site: no reply to match. */
+        snprintf(ff, sizeof(ff), "%s.match", f);
+        if (!match_empty(m))
+            return bad(field, flen, why, wlen, ff,
+                       "a deferral_ratio trigger counts every deferral at the site: match must "
+                       "be absent or empty");
+    } else if ((err = parse_match(m, x, f, field, flen, why, wlen)) != MC_ERR_OK)
+        return err;
+    if ((err = parse_action(json_object_get(o, "action"), x, f, field, flen, why, wlen)) !=
         MC_ERR_OK)
         return err;
-    snprintf(ff, sizeof(ff), "%s.trigger", f);
-    x->trigger_count = 1;
-    x->trigger_period_s = 0;
-    if (json_is_string(trig) && strcmp(json_string_value(trig), "immediate") == 0)
-        ;
-    else if (!json_is_object(trig) ||
-             !json_is_integer(json_object_get(trig, "count")) ||
-             !json_is_integer(json_object_get(trig, "period_s")) ||
-             !int_in(trig, "count", 1, 100000, &x->trigger_count) ||
-             !int_in(trig, "period_s", 1, 86400, &x->trigger_period_s))
+    if (x->ratio_ppm > 0 && strcmp(x->action, "suspend_tenant") == 0) {
+        snprintf(ff, sizeof(ff), "%s.action", f);
         return bad(field, flen, why, wlen, ff,
-                   "trigger must be \"immediate\" or {count: 1-100000, period_s: 1-86400}");
-    snprintf(ff, sizeof(ff), "%s.action", f);
-    for (size_t k = 0; type && k < sizeof(actions) / sizeof(actions[0]); k++)
-        if (strcmp(type, actions[k]) == 0)
-            snprintf(x->action, sizeof(x->action), "%s", actions[k]);
-    if (!json_is_object(act) || x->action[0] == '\0')
-        return bad(field, flen, why, wlen, ff,
-                   "action must be {type: set_rate | suspend_site | suspend_tenant}");
-    if (!int_in(act, "per_second", 1, INT32_MAX, &x->per_second) ||
-        !int_in(act, "per_minute", 1, INT32_MAX, &x->per_minute))
-        return bad(field, flen, why, wlen, ff,
-                   "per_second and per_minute must be null or integers from 1 to 2147483647");
-    if (strcmp(x->action, "set_rate") == 0 && x->per_second == 0 && x->per_minute == 0)
-        return bad(field, flen, why, wlen, ff, "set_rate needs per_second or per_minute");
+                   "suspend_tenant needs a reply that names its tenant: not with a "
+                   "deferral_ratio trigger");
+    }
     snprintf(ff, sizeof(ff), "%s.duration_s", f);
     if (!json_is_integer(json_object_get(o, "duration_s")) ||
         !int_in(o, "duration_s", 1, DURATION_MAX, &x->duration_s))
@@ -332,15 +438,24 @@ app_shaping_json(const struct shaping *sh)
     json_t *autos = json_array();
     for (int i = 0; i < sh->nautos; i++) {
         const struct shaping_auto *a = &sh->autos[i];
-        json_t *trig = a->trigger_period_s == 0 && a->trigger_count == 1
-                           ? json_string("immediate")
-                           : json_pack("{s:I, s:I}", "count", (json_int_t)a->trigger_count,
-                                       "period_s", (json_int_t)a->trigger_period_s);
+        json_t *trig;
+        if (a->ratio_ppm > 0)
+            trig = json_pack("{s:f, s:I, s:I}", "deferral_ratio", (double)a->ratio_ppm / 1e6,
+                             "min_attempts", (json_int_t)a->min_attempts, "period_s",
+                             (json_int_t)a->trigger_period_s);
+        else if (a->trigger_period_s == 0 && a->trigger_count == 1)
+            trig = json_string("immediate");
+        else
+            trig = json_pack("{s:I, s:I}", "count", (json_int_t)a->trigger_count, "period_s",
+                             (json_int_t)a->trigger_period_s);
         json_t *act = json_pack("{s:s}", "type", a->action);
         if (strcmp(a->action, "set_rate") == 0) {
             json_object_set_new(act, "per_second", int_or_null(a->per_second));
             json_object_set_new(act, "per_minute", int_or_null(a->per_minute));
-        }
+        } else if (strcmp(a->action, "set_connections") == 0)
+            json_object_set_new(act, "max_connections", json_integer(a->max_connections));
+        else if (strcmp(a->action, "scale_rate") == 0)
+            json_object_set_new(act, "factor", json_real((double)a->factor_ppm / 1e6));
         json_array_append_new(
             autos, json_pack("{s:s, s:s, s:{s:o, s:o, s:o}, s:o, s:o, s:I}", "egress", a->egress,
                              "site", a->site, "match", "code", int_or_null(a->match_code),

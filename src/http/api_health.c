@@ -80,7 +80,8 @@ api_metrics_text(struct app *app)
                            "mailcast_shaping_in_force{egress=\"%s\",site=\"%s\",action=\"%s\"} "
                            "1\n",
                            s[i].egress, s[i].site, s[i].action);
-                if (strcmp(s[i].action, "set_rate") == 0) {
+                if (strcmp(s[i].action, "set_rate") == 0 ||
+                    strcmp(s[i].action, "scale_rate") == 0) {
                     double ps = s[i].per_second ? (double)s[i].per_second : 1e18;
                     double pm = s[i].per_minute ? (double)s[i].per_minute / 60 : 1e18;
                     buf_printf(&out,

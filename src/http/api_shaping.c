@@ -62,12 +62,16 @@ state_json(const struct shaping_state *s)
                           s->action, "rule", s->position, "last_reply", s->last_reply, "since",
                           json_time(s->since), "until", json_time(s->until));
 
-    if (strcmp(s->action, "set_rate") == 0) {
+    if (strcmp(s->action, "set_rate") == 0 || strcmp(s->action, "scale_rate") == 0) {
         json_object_set_new(o, "per_second",
                             s->per_second ? json_integer(s->per_second) : json_null());
         json_object_set_new(o, "per_minute",
                             s->per_minute ? json_integer(s->per_minute) : json_null());
-    }
+    } else if (strcmp(s->action, "set_connections") == 0)
+        json_object_set_new(o, "max_connections", json_integer(s->max_connections));
+    /* What a deferral-ratio trigger fired on; null for a reply's trigger. */
+    json_object_set_new(o, "attempts", s->attempts ? json_integer(s->attempts) : json_null());
+    json_object_set_new(o, "deferrals", s->attempts ? json_integer(s->deferrals) : json_null());
     return o;
 }
 

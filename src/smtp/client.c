@@ -89,7 +89,7 @@ struct conn {
     bool tls_on;
     bool helo;       /* EHLO was refused: HELO went instead (RFC 5321 §3.2), no extensions */
     bool ready_once; /* reached READY: failures after that do not trip the breaker */
-    bool closing;    /* the relay said 421: no new job goes on this connection */
+    bool closing;    /* the relay said 421, or the pool shrank: no new job goes on it */
     bool probe;      /* opened by the breaker to see whether the relay is back */
     struct evdns_getaddrinfo_request *dns_req; /* the relay's name being resolved */
     bool opening;    /* inside conn_open: a resolution that completes at once is stashed */
@@ -652,7 +652,7 @@ ready(struct conn *c)
             pool->outage_repeats = 0;
         }
     }
-    if (pool->quitting) {
+    if (pool->quitting || c->closing) {
         quit(c);
         return;
     }
@@ -1284,6 +1284,32 @@ smtp_pool_submit(struct smtp_pool *pool, struct smtp_job *job)
         pool->head = job;
     pool->tail = job;
     pool->queued++;
+    dispatch(pool);
+}
+
+void
+smtp_pool_set_max_connections(struct smtp_pool *pool, int n)
+{
+    int keep = 0;
+
+    if (n < 1)
+        n = 1;
+    if (n == pool->p.max_connections)
+        return;
+    pool->p.max_connections = n;
+    /* Ready connections first, then those still opening; the rest close. */
+    for (int pass = 0; pass < 2; pass++)
+        for (struct conn *c = pool->conns; c; c = c->next) {
+            if (c->closing || c->state == C_QUIT || (c->state == C_READY) != (pass == 0))
+                continue;
+            if (keep < n) {
+                keep++;
+                continue;
+            }
+            c->closing = true;
+            if (c->state == C_READY && c->njobs == 0)
+                quit(c);
+        }
     dispatch(pool);
 }
 

@@ -89,6 +89,14 @@ struct smtp_pool *smtp_pool_new(struct event_base *base, const struct smtp_param
                                 smtp_done_fn done, void *arg);
 /* Queues job (the caller keeps ownership until done is called for it). */
 void smtp_pool_submit(struct smtp_pool *pool, struct smtp_job *job);
+/*
+ * Changes the pool's connection limit (at least 1).  Lowered, the
+ * connections above it take no new job: idle ones say QUIT at once, busy
+ * ones after their last reply, ones still opening when they are ready;
+ * until they are gone no new connection opens.  Raised, dispatch opens
+ * more as jobs wait.
+ */
+void smtp_pool_set_max_connections(struct smtp_pool *pool, int n);
 /* Jobs queued or in flight. */
 int smtp_pool_busy(const struct smtp_pool *pool);
 /* Ends every job still waiting for a connection with SMTP_NOT_SENT (a stop). */

@@ -232,10 +232,16 @@ struct shaping_auto {
     char match_regex[SHAPING_REGEX_MAX + 1]; /* POSIX ERE, case-insensitive; "": any */
     int64_t trigger_count;           /* 1 with period 0: at once */
     int64_t trigger_period_s;
-    char action[16];                 /* set_rate, suspend_site, suspend_tenant */
+    /* A deferral-ratio trigger (0: a count trigger): more than ratio_ppm per
+     * million of at least min_attempts attempts at a site in the period deferred. */
+    int64_t ratio_ppm, min_attempts;
+    char action[16]; /* set_rate, suspend_site, suspend_tenant, set_connections, scale_rate */
     int64_t per_second, per_minute;  /* set_rate's rate */
+    int64_t max_connections;         /* set_connections' cap, per process */
+    int64_t factor_ppm;              /* scale_rate's factor, per million */
     int64_t duration_s;
 };
+#define SHAPING_RATIO_PERIOD_MAX 3600 /* a deferral ratio's longest period (s) */
 
 struct shaping {
     struct site_domain *domains; /* owned */
@@ -256,6 +262,17 @@ struct shaping_obs {
     char text[256];
 };
 
+/*
+ * The relay's replies to attempts at one (egress, site) since the last
+ * group commit: how many, and how many were deferrals (4xx).  Replies
+ * mailcast makes up itself are in neither.
+ */
+struct shaping_tally {
+    char egress[SHAPING_NAME_MAX + 1];
+    char site[SHAPING_NAME_MAX + 1];
+    int64_t attempts, deferrals;
+};
+
 /* An adjustment or suspension in force (GET /api/v1/shaping/state). */
 struct shaping_state {
     char id[MC_UUID_LEN + 1];
@@ -263,7 +280,9 @@ struct shaping_state {
     char site[SHAPING_NAME_MAX + 1];
     char tenant_id[MC_UUID_LEN + 1]; /* "": every tenant */
     char action[16];
-    int64_t per_second, per_minute;
+    int64_t per_second, per_minute; /* set_rate's, or the rate scale_rate left */
+    int64_t max_connections;        /* set_connections' cap */
+    int64_t attempts, deferrals;    /* what a deferral-ratio trigger fired on (0: none) */
     int position; /* the automation rule's index */
     char last_reply[320];
     int64_t since, until;
@@ -279,15 +298,18 @@ mc_err store_shaping_get(struct store *st, struct shaping *out);
 mc_err store_shaping_put(struct store *st, const struct shaping *sh);
 void shaping_cleanup(struct shaping *sh);
 /*
- * Matches the relay's replies against egress's automation rules
+ * Matches the relay's refusals (obs) against egress's automation rules
  * (store_automation.c): each match is counted, and a rule whose trigger is
  * reached puts its action in force until now + its duration (extending one
- * already in force).  *fired: how many actions were put in force.  An
- * observation's egress, when set, is the one it went through; egress is
- * for those without one.
+ * already in force).  The tallies (every attempt's reply per site) are
+ * added up for the sites a deferral-ratio or scale_rate rule covers, and
+ * the ratio rules of those sites are checked.  *fired: how many actions
+ * were put in force.  An observation's egress, when set, is the one it
+ * went through; egress is for those without one.
  */
 mc_err store_shaping_observe(struct store *st, const char *egress,
-                             const struct shaping_obs *obs, int n, int64_t now, int *fired);
+                             const struct shaping_obs *obs, int n,
+                             const struct shaping_tally *tl, int ntl, int64_t now, int *fired);
 /* What is in force at now, soonest to end first (*out owned by the caller, free()). */
 mc_err store_shaping_state_list(struct store *st, int64_t now, struct shaping_state **out,
                                 int *n);

@@ -577,7 +577,8 @@ in_force_row(struct db *d, struct db_res *r, void *out)
 
     snprintf(x->site, sizeof(x->site), "%s", site ? site : "");
     snprintf(x->tenant, sizeof(x->tenant), "%s", tenant ? tenant : "");
-    x->suspend = action && strcmp(action, "set_rate") != 0;
+    /* set_connections is the delivery worker's: neither a hold nor a rate here. */
+    x->suspend = action && strncmp(action, "suspend_", 8) == 0;
     x->interval = pace_interval(d->ops->col_int(r, 3), d->ops->col_int(r, 4));
     x->until = d->ops->col_int(r, 5);
     snprintf(x->egress, sizeof(x->egress), "%s",

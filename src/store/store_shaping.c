@@ -69,11 +69,16 @@ auto_row(struct db *d, struct db_res *r, void *out)
     x->per_second = d->ops->col_int(r, 8);
     x->per_minute = d->ops->col_int(r, 9);
     x->duration_s = d->ops->col_int(r, 10);
+    x->ratio_ppm = d->ops->col_int(r, 11);
+    x->min_attempts = d->ops->col_int(r, 12);
+    x->max_connections = d->ops->col_int(r, 13);
+    x->factor_ppm = d->ops->col_int(r, 14);
 }
 
 #define AUTO_COLS                                                                                \
     "egress, site, match_code, match_enhanced, match_regex, trigger_count, trigger_period_s, "    \
-    "action, per_second, per_minute, duration_s"
+    "action, per_second, per_minute, duration_s, deferral_ratio_ppm, min_attempts, "             \
+    "max_connections, factor_ppm"
 
 mc_err
 shaping_autos_read(struct db *d, struct shaping_auto **out, int *n)
@@ -133,6 +138,9 @@ store_shaping_put(struct store *st, const struct shaping *sh)
      * (a reordered one would otherwise inherit another rule's hits). */
     if (err == MC_ERR_OK)
         err = db_exec(&d, "DELETE FROM shaping_hits", NULL, 0, NULL);
+    /* Deferral ratios too: a rule's last firing is one of the hits. */
+    if (err == MC_ERR_OK)
+        err = db_exec(&d, "DELETE FROM shaping_attempts", NULL, 0, NULL);
     for (int i = 0; i < sh->nautos && err == MC_ERR_OK; i++) {
         const struct shaping_auto *a = &sh->autos[i];
         struct db_param p[] = {P_INT(i),
@@ -146,10 +154,14 @@ store_shaping_put(struct store *st, const struct shaping *sh)
                                P_TEXT(a->action),
                                opt_int(a->per_second),
                                opt_int(a->per_minute),
-                               P_INT(a->duration_s)};
+                               P_INT(a->duration_s),
+                               opt_int(a->ratio_ppm),
+                               opt_int(a->min_attempts),
+                               opt_int(a->max_connections),
+                               opt_int(a->factor_ppm)};
         err = db_exec(&d,
                       "INSERT INTO shaping_automation (position, " AUTO_COLS ") VALUES ($1, $2, "
-                      "$3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                      "$3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
                       p, NPARAMS(p), NULL);
     }
     for (int i = 0; i < sh->ndomains && err == MC_ERR_OK; i++) {

@@ -346,6 +346,8 @@ take_answers(struct delivery *d, int *got)
         shaping_cleanup(&sh);
     }
     *got = delivery_answers_take(d, &v);
+    if (delivery_caps_take(d))
+        delivery_sites_caps(d);
     for (int i = 0; i < v.n; i++) {
         int64_t wait = v.items[i].not_before ? v.items[i].not_before - time_now_us() : 0;
         if (delivery_stopping(d))
@@ -432,6 +434,8 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
         d->recover_asked = now;
         delivery_recover_ask(d);
     }
+    if (d->ncaps > 0) /* a cap that ran out ends here, claims or not */
+        delivery_sites_caps(d);
     delivery_sites_reap(d);
     delivery_egress_reap(d);
     fill(d);
@@ -648,6 +652,9 @@ delivery_stop(struct delivery *d, int timeout_s)
     free(d->rec);
     free(d->obs);
     free(d->obs_rec);
+    free(d->tally);
+    free(d->tally_h);
+    free(d->tally_rec);
     delivery_sites_free(d); /* the rules; the pools went at the stop */
     shaping_cleanup(&d->rules_next);
     for (int i = 0; i < d->neg_next; i++)

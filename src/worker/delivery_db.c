@@ -109,10 +109,40 @@ claim_round(struct delivery *d, int max, struct delivery_vec *out)
     }
 }
 
+/*
+ * The set_connections caps in force (into out, at most MAX_SITE_CAPS);
+ * false when they cannot be read (the loop keeps those it has).
+ */
+static bool
+caps_read(struct delivery *d, struct site_cap *out, int *n)
+{
+    struct shaping_state *s = NULL;
+    int ns = 0;
+
+    *n = 0;
+    if (store_shaping_state_list(d->st, time_now_us(), &s, &ns) != MC_ERR_OK) {
+        free(s);
+        return false;
+    }
+    for (int i = 0; i < ns && *n < MAX_SITE_CAPS; i++) {
+        if (strcmp(s[i].action, "set_connections") != 0 || s[i].max_connections <= 0)
+            continue;
+        struct site_cap *c = &out[(*n)++];
+        snprintf(c->egress, sizeof(c->egress), "%s", s[i].egress);
+        snprintf(c->site, sizeof(c->site), "%s", s[i].site);
+        c->max_connections = s[i].max_connections;
+        c->until = s[i].until;
+    }
+    free(s);
+    return true;
+}
+
 static void *
 db_run(void *arg)
 {
     struct delivery *d = arg;
+    struct site_cap caps_buf[MAX_SITE_CAPS]; /* a claim's caps, before the hand-over */
+    int ncaps = 0;
 
     pthread_mutex_lock(&d->dbmu);
     for (;;) {
@@ -132,11 +162,13 @@ db_run(void *arg)
             int fired = 0;
             mc_err err = store_delivery_record(d->st, d->owner, time_now_us(), d->rec, d->nrec,
                                                &applied);
-            /* The relay's refusals feed the automation rules, recorded or not. */
-            if (store_shaping_observe(d->st, "default", d->obs_rec, d->nobs_rec,
-                                      time_now_us(), &fired) != MC_ERR_OK)
-                log_warn("event=shaping_observe_failed n=%d", d->nobs_rec);
+            /* The relay's replies feed the automation rules, recorded or not. */
+            if (store_shaping_observe(d->st, "default", d->obs_rec, d->nobs_rec, d->tally_rec,
+                                      d->ntally_rec, time_now_us(), &fired) != MC_ERR_OK)
+                log_warn("event=shaping_observe_failed n=%d sites=%d", d->nobs_rec,
+                         d->ntally_rec);
             d->nobs_rec = 0;
+            d->ntally_rec = 0;
             pthread_mutex_lock(&d->dbmu);
             d->rec_err = err;
             d->rec_done = true;
@@ -152,7 +184,14 @@ db_run(void *arg)
             d->pacing.seed++;
             pthread_mutex_unlock(&d->dbmu);
             claim_round(d, max, &v);
+            /* Read with what is claimed, so the loop applies a cap before sending. */
+            bool caps = v.n > 0 && caps_read(d, caps_buf, &ncaps);
             pthread_mutex_lock(&d->dbmu);
+            if (caps) {
+                memcpy(d->caps_next, caps_buf, (size_t)ncaps * sizeof(*caps_buf));
+                d->ncaps_next = ncaps;
+                d->caps_ready = true;
+            }
             d->claimed = v;
             d->claim_done = true;
         } else
@@ -210,6 +249,14 @@ delivery_results_flush(struct delivery *d)
         d->nobs_rec = d->nobs;
         d->nobs = 0;
     }
+    if (d->captally_rec < d->ntally) {
+        d->captally_rec = d->ntally;
+        d->tally_rec = xrealloc(d->tally_rec, (size_t)d->captally_rec * sizeof(*d->tally_rec));
+    }
+    if (d->ntally > 0)
+        memcpy(d->tally_rec, d->tally, (size_t)d->ntally * sizeof(*d->tally));
+    d->ntally_rec = d->ntally;
+    d->ntally = 0;
     d->nrec = d->nresults;
     d->nresults = 0;
     d->rec_busy = d->rec_req = true;
@@ -286,6 +333,22 @@ delivery_answers_take(struct delivery *d, struct delivery_vec *claimed)
     if (rec)
         record_done(d, rec_err);
     return claim ? claimed->n : -1;
+}
+
+bool
+delivery_caps_take(struct delivery *d)
+{
+    bool got;
+
+    pthread_mutex_lock(&d->dbmu);
+    got = d->caps_ready;
+    if (got) {
+        memcpy(d->caps, d->caps_next, (size_t)d->ncaps_next * sizeof(*d->caps));
+        d->ncaps = d->ncaps_next;
+        d->caps_ready = false;
+    }
+    pthread_mutex_unlock(&d->dbmu);
+    return got;
 }
 
 bool

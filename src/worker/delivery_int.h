@@ -77,9 +77,20 @@ struct held {
 struct site_pool {
     char egress[SHAPING_NAME_MAX + 1];
     char site[SHAPING_NAME_MAX + 1];
-    int64_t max_connections, max_per_connection; /* the rule's, 0: the relay's */
-    struct smtp_pool *pool;                      /* owned */
+    /* The rule's, 0: the relay's (both 0: made for a set_connections cap alone). */
+    int64_t max_connections, max_per_connection;
+    int conns;              /* its connection limit now: egress, rule and cap, the least */
+    struct smtp_pool *pool; /* owned */
     bool retired; /* its rule changed: takes nothing new, freed once empty */
+};
+
+/* A set_connections cap automation has in force (issue 15), per process. */
+#define MAX_SITE_CAPS 64
+struct site_cap {
+    char egress[SHAPING_NAME_MAX + 1];
+    char site[SHAPING_NAME_MAX + 1];
+    int64_t max_connections;
+    int64_t until; /* wall clock, microseconds */
 };
 
 /* An egress other than 'default' and its pool (delivery_egress.c). */
@@ -136,6 +147,13 @@ struct delivery {
     int nresults, capresults;
     struct shaping_obs *obs; /* owned: the relay's refusals since the last flush */
     int nobs, capobs;
+    /* owned: the relay's replies per (egress, site) since the last flush, and
+     * a hash of each (egress, site) for the lookup (delivery_outcome.c) */
+    struct shaping_tally *tally;
+    uint32_t *tally_h;
+    int ntally, captally;
+    struct site_cap caps[MAX_SITE_CAPS]; /* the caps in force, as the last claim read them */
+    int ncaps;
     struct camp cache[CACHE_MAX];
     int ncache;
     bool refill; /* fill again when the claim in progress comes back */
@@ -158,6 +176,11 @@ struct delivery {
     int nrec, caprec;
     struct shaping_obs *obs_rec; /* owned: the refusals handed over with rec */
     int nobs_rec, capobs_rec;
+    struct shaping_tally *tally_rec; /* owned: the tallies handed over with rec */
+    int ntally_rec, captally_rec;
+    struct site_cap caps_next[MAX_SITE_CAPS]; /* read after a claim, for the loop to take */
+    int ncaps_next;
+    bool caps_ready;
     bool rec_req, rec_busy, rec_done;
     mc_err rec_err;
     bool recover_req;       /* return expired leases (no answer) */
@@ -227,6 +250,8 @@ void delivery_db_quiesce(struct delivery *d);
 
 /* Takes the shaping rules the last sweep read (into *out, owned); false when none are new. */
 bool delivery_rules_take(struct delivery *d, struct shaping *out);
+/* Takes the set_connections caps the last claim read into d->caps; false when none are new. */
+bool delivery_caps_take(struct delivery *d);
 
 /* ---- delivery_sites.c (loop thread) ---- */
 
@@ -242,6 +267,12 @@ struct smtp_pool *delivery_sites_pool(struct delivery *d, const char *egress, co
 int delivery_sites_busy(const struct delivery *d);
 /* Frees retired pools that are empty. */
 void delivery_sites_reap(struct delivery *d);
+/*
+ * Applies d->caps (dropping expired ones) to the site pools: each takes
+ * the least of its egress's, its rule's and its cap's connection limit; a
+ * pool made for a cap alone retires once the cap is gone.
+ */
+void delivery_sites_caps(struct delivery *d);
 /* Ends the jobs still waiting in the site pools (a stop). */
 void delivery_sites_drain(struct delivery *d);
 /* Frees every site pool (their jobs end through done) and the rules. */

@@ -92,6 +92,47 @@ observe(struct delivery *d, const struct dmsg *m)
     snprintf(o->text, sizeof(o->text), "%s", job->text);
 }
 
+/*
+ * Counts the relay's reply to an attempt at m's (egress, site) for the
+ * deferral ratios: one tally per (egress, site) and flush, found by a hash
+ * of the two names, so the store gets a row per site, not per message.
+ * Only replies of the relay to a transaction count: a connection never
+ * made, a timeout or mailcast's own refusal is no attempt the receiver saw.
+ */
+static void
+tally(struct delivery *d, const struct dmsg *m)
+{
+    const struct smtp_job *job = &m->job;
+    struct shaping_tally *t = NULL;
+    uint32_t h = 2166136261u; /* FNV-1a over "egress/site" */
+
+    if (!job->from_relay || job->result == SMTP_NOT_SENT || m->site[0] == '\0')
+        return;
+    for (const char *p = m->egress; *p; p++)
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    h = (h ^ '/') * 16777619u;
+    for (const char *p = m->site; *p; p++)
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    for (int i = d->ntally - 1; i >= 0 && t == NULL; i--)
+        if (d->tally_h[i] == h && strcmp(d->tally[i].site, m->site) == 0 &&
+            strcmp(d->tally[i].egress, m->egress) == 0)
+            t = &d->tally[i];
+    if (t == NULL) {
+        if (d->ntally == d->captally) {
+            d->captally = d->captally ? d->captally * 2 : 16;
+            d->tally = xrealloc(d->tally, (size_t)d->captally * sizeof(*d->tally));
+            d->tally_h = xrealloc(d->tally_h, (size_t)d->captally * sizeof(*d->tally_h));
+        }
+        d->tally_h[d->ntally] = h;
+        t = &d->tally[d->ntally++];
+        memset(t, 0, sizeof(*t));
+        snprintf(t->egress, sizeof(t->egress), "%s", m->egress);
+        snprintf(t->site, sizeof(t->site), "%s", m->site);
+    }
+    t->attempts++;
+    t->deferrals += job->result == SMTP_TEMPFAIL;
+}
+
 void
 delivery_result_of_job(struct delivery *d, const struct dmsg *m)
 {
@@ -100,6 +141,7 @@ delivery_result_of_job(struct delivery *d, const struct dmsg *m)
     char err[320];
 
     observe(d, m);
+    tally(d, m);
     snprintf(err, sizeof(err), "%d%s%s %s", job->code, job->enhanced[0] ? " " : "", job->enhanced,
              job->text);
     switch (job->result) {

@@ -18,6 +18,7 @@
 #include "core/crypto.h"
 #include "core/util.h"
 #include "store/store.h"
+#include "store/store_int.h"
 
 struct fixture {
     struct store *st;
@@ -131,6 +132,20 @@ make_tenant(struct store *st, const char *slug, struct tenant *t)
     t->slug = xstrdup(slug);
     t->status = TENANT_ACTIVE;
     assert_int_equal(store_tenant_create(st, t), MC_ERR_OK);
+}
+
+/* The one integer sql returns with $1 = id (a test's count or field). */
+static inline int64_t
+one_int(struct store *st, const char *sql, const char *id)
+{
+    struct db_param p[] = {P_TEXT(id)};
+    int64_t v = -1;
+    struct db d;
+
+    assert_int_equal(db_get(st, &d), MC_ERR_OK);
+    assert_int_equal(db_one_int(&d, sql, p, 1, &v), MC_ERR_OK);
+    db_put(&d);
+    return v;
 }
 
 #endif

@@ -278,19 +278,6 @@ exec_sql(struct store *st, const char *sql, const struct db_param *p, int np)
     db_put(&d);
 }
 
-static int64_t
-one_int(struct store *st, const char *sql, const char *id)
-{
-    struct db_param p[] = {P_TEXT(id)};
-    int64_t v = -1;
-    struct db d;
-
-    assert_int_equal(db_get(st, &d), MC_ERR_OK);
-    assert_int_equal(db_one_int(&d, sql, p, 1, &v), MC_ERR_OK);
-    db_put(&d);
-    return v;
-}
-
 static void
 make_list(struct store *st, const char *tenant_id, char id[MC_UUID_LEN + 1])
 {
