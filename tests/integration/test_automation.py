@@ -2,18 +2,21 @@
 document match the relay's replies (code, enhanced status, regex), fire
 after N matches in a period, and put an action in force for a while: a
 site suspended (its held messages wait and keep their attempts) or a rate
-set, visible at GET /api/v1/shaping/state, lifted by the operator or
-expiring by itself.  Replies mailcast makes up itself never fire a rule.
+set, halved (scale_rate, also on a deferral ratio) or a site's connections
+capped (set_connections), visible at GET /api/v1/shaping/state, lifted by
+the operator or expiring by itself.  Replies mailcast makes up itself
+never fire a rule and are never counted as attempts.
 Every test runs on both stores.
 """
 
+import datetime
 import re
 import time
 
 import pytest
 
 from campaignhelp import Tenant, db_query, wait_until
-from deliveryhelp import delivery_args, unique_domain
+from deliveryhelp import delivery_args, messages, unique_domain
 from harness import OPERATOR_KEY, Server, create_database, error_of, free_port, invalid_field
 from smtpsink import Reply
 
@@ -162,13 +165,19 @@ def test_set_rate_slows_the_site(factory, sink):
     assert all(b - a > 1.5 for a, b in zip(times, times[1:])), times
 
 
-def test_replies_mailcast_makes_up_never_fire(factory):
+@pytest.mark.parametrize("rule", [
+    {"egress": "default", "site": "*", "match": {}, "trigger": "immediate",
+     "action": {"type": "suspend_site"}, "duration_s": 600},
+    {"egress": "default", "site": "*",
+     "trigger": {"deferral_ratio": 0.000001, "min_attempts": 1, "period_s": 60},
+     "action": {"type": "set_connections", "max_connections": 1}, "duration_s": 600},
+], ids=["reply", "deferral_ratio"])
+def test_replies_mailcast_makes_up_never_fire(factory, rule):
+    """A relay that is down answers nothing: what mailcast concludes itself
+    fires no rule, and no attempt is counted for a deferral ratio."""
     dead = f"smtp://127.0.0.1:{free_port()}?starttls=off"
     srv = factory(dead)
-    put_rules(srv, "dead.example.net", [{"egress": "default", "site": "*", "match": {},
-                                         "trigger": "immediate",
-                                         "action": {"type": "suspend_site"},
-                                         "duration_s": 600}])
+    put_rules(srv, "dead.example.net", [rule])
     t = Tenant(srv)
     t.set_rate_limits(enabled=False)
     c = campaign(t, "dead.example.net", 3, "d")
@@ -176,6 +185,7 @@ def test_replies_mailcast_makes_up_never_fire(factory):
                                 "campaign_id = %s AND last_error IS NOT NULL", (c["id"],))[0][0]
                == 3, 30, what="the relay to be found down")
     assert state(srv) == []
+    assert db_query(srv.database, "SELECT COUNT(*) FROM shaping_attempts")[0][0] == 0
 
 
 @pytest.mark.parametrize("rule,field", [
@@ -271,3 +281,216 @@ def test_a_new_document_counts_its_rules_afresh(factory, sink):
     wait_until(lambda: hits() == 1, 20, what="the second hit")
     assert state(srv) == [], "the rule fired on a hit seen under the previous document"
     wait_until(lambda: t.get(c["id"])["status"] == "completed", 30, what="the second campaign")
+
+
+# ---- set_connections, the deferral ratio and scale_rate (issue 15, item 4) ----
+
+DEFER = Reply("rcpt", "451 4.7.1 Too many messages, slow down")
+
+
+def epoch(ts):
+    """A time of the API (RFC 3339, UTC) as time.time() counts."""
+    return datetime.datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+
+
+def spans_by_peer(sink, dom, after=0.0):
+    """(first, last) message time of each connection (peer) that carried dom's mail."""
+    by_peer = {}
+    for m in sink.messages_for_domain(dom):
+        if m.time > after:
+            by_peer.setdefault(m.peer, []).append(m.time)
+    return sorted((min(v), max(v)) for v in by_peer.values())
+
+
+def overlapping(spans):
+    return any(a1 > b0 for (a0, a1), (b0, b1) in zip(spans, spans[1:]))
+
+
+@pytest.mark.slow(12)
+def test_set_connections_caps_the_site_until_it_expires(factory, sink):
+    """A deferral puts a cap of one connection in force for a site without a
+    rule of its own: while it holds, the site's mail never travels on two
+    connections at once (other workers' connections aside: one process
+    here); once it expires, several connections carry the site again."""
+    dom = unique_domain("capsite")
+    sink.script("@" + dom, DEFER, then=None)
+    srv = factory(sink.url, "--smtp-connections", "4")
+    doc = srv.get("/api/v1/shaping", headers=srv.op).json()
+    doc["domains"][dom] = "capsite"
+    doc["automation"] = [{"egress": "default", "site": "capsite",
+                          "match": {"code": 451, "enhanced": None, "regex": "slow down"},
+                          "trigger": "immediate",
+                          "action": {"type": "set_connections", "max_connections": 1},
+                          "duration_s": 8}]
+    r = srv.put("/api/v1/shaping", json=doc, headers=srv.op)
+    assert r.status_code == 200, r.text
+    assert r.json()["automation"][0]["action"] == {"type": "set_connections",
+                                                   "max_connections": 1}
+    t = Tenant(srv)
+    t.set_rate_limits(enabled=False)
+    first = campaign(t, dom, 1, "first")
+    s = wait_until(lambda: state(srv), 20, what="the cap")[0]
+    assert (s["action"], s["max_connections"], s["site"], s["attempts"]) == (
+        "set_connections", 1, "capsite", None)
+    assert s["last_reply"].startswith("451 4.7.1") and "slow down" in s["last_reply"]
+    assert "per_minute" not in s
+    start = time.time()
+    capped = campaign(t, dom, 40, "capped")
+    wait_until(lambda: t.get(capped["id"])["status"] == "completed", 30, what="the campaign")
+    assert state(srv), "the cap expired before the campaign was sent"
+    spans = spans_by_peer(sink, dom, after=start)
+    assert sum(1 for m in sink.messages_for_domain(dom) if m.time > start) >= 40
+    assert not overlapping(spans), ("two connections carried the site at once", spans)
+    # A cap holds no message back: each went at its first attempt.
+    assert {r["attempts"] for r in messages(srv, capped["id"]).values()} == {1}
+    # Expired: the site's mail spreads over the worker's connections again.
+    wait_until(lambda: not state(srv), 20, what="the cap to expire")
+    after = time.time()
+    free = campaign(t, dom, 40, "free")
+    wait_until(lambda: t.get(free["id"])["status"] == "completed", 30, what="the campaign")
+    assert overlapping(spans_by_peer(sink, dom, after=after))
+    assert t.get(first["id"])["status"] == "completed"
+
+
+@pytest.mark.slow(16)
+def test_a_deferral_ratio_halves_the_rate_until_it_expires(factory, sink):
+    """More than 30 % of at least 20 attempts deferred within 30 s halve the
+    site's rate (its rule's 20 a second: 600 a minute) for 5 s: the site goes
+    at about 10 a second meanwhile, another site keeps its 20 a second, and
+    afterwards the site is back at 20 a second.  Only deferred messages
+    spend more than one attempt."""
+    rdom, odom = unique_domain("rsite"), unique_domain("osite")
+    sink.script("@" + rdom, *([DEFER] * 10), then=None)
+    srv = factory(sink.url)
+    doc = srv.get("/api/v1/shaping", headers=srv.op).json()
+    doc["domains"][rdom] = "rsite"
+    doc["domains"][odom] = "osite"
+    doc["rules"] += [{"egress": "default", "site": "rsite", "per_second": 20},
+                     {"egress": "default", "site": "osite", "per_second": 20}]
+    rule = {"egress": "default", "site": "rsite",
+            "match": {"code": None, "enhanced": None, "regex": None},
+            "trigger": {"deferral_ratio": 0.3, "min_attempts": 20, "period_s": 30},
+            "action": {"type": "scale_rate", "factor": 0.5}, "duration_s": 5}
+    doc["automation"] = [rule]
+    r = srv.put("/api/v1/shaping", json=doc, headers=srv.op)
+    assert r.status_code == 200, r.text
+    assert r.json()["automation"] == [rule]
+    t = Tenant(srv)
+    t.set_rate_limits(enabled=False)
+    rc = campaign(t, rdom, 160, "r")
+    s = wait_until(lambda: state(srv), 20, what="the rate to be halved")[0]
+    assert (s["action"], s["site"], s["per_minute"], s["per_second"]) == (
+        "scale_rate", "rsite", 600, None)
+    assert s["attempts"] >= 20 and s["deferrals"] * 10 > 3 * s["attempts"], s
+    assert 'mailcast_shaping_rate_per_second{egress="default",site="rsite"} 10' in srv.get(
+        "/metrics", headers=srv.op).text
+    oc = campaign(t, odom, 60, "o")
+    since, until = epoch(s["since"]), epoch(s["until"])
+    # Messages claimed before the firing (a horizon's worth) go at the old pace.
+    lo, hi = since + 1.0, until - 0.2
+    # (wait_for holds the sink's lock: the predicate reads its records directly)
+    assert sink.wait_for(lambda k: any(m.time > hi and m.rcpt_tos[0].endswith(rdom)
+                                       for m in k.messages), 20)
+    during = [m.time for m in sink.messages_for_domain(rdom) if lo <= m.time <= hi]
+    rate = (len(during) - 1) / (max(during) - min(during))
+    print("halved rate", round(rate, 2), len(during))
+    assert 7 <= rate <= 11, (rate, during)
+    # The other site kept its own rate meanwhile.
+    assert sink.wait_count(60, 20, lambda m: m.rcpt_tos[0].endswith(odom)) == 60
+    other = sorted(m.time for m in sink.messages_for_domain(odom))
+    orate = (len(other) - 1) / (other[-1] - other[0])
+    print("other rate", round(orate, 2))
+    assert orate >= 0.95 * 20, orate
+    # Expired by itself: back at 20 a second.
+    wait_until(lambda: not state(srv), 20, what="the halved rate to expire")
+    wait_until(lambda: t.get(rc["id"])["status"] == "completed", 30, what="the campaign")
+    back = sorted(m.time for m in sink.messages_for_domain(rdom) if m.time > until + 0.5)
+    assert len(back) >= 20, back
+    brate = (len(back) - 1) / (back[-1] - back[0])
+    print("rate after", round(brate, 2), len(back))
+    assert brate >= 0.9 * 20, brate
+    # Only the ten deferred messages spent a second attempt.
+    attempts = sorted(r["attempts"] for r in messages(srv, rc["id"]).values())
+    assert attempts == [1] * 150 + [2] * 10, attempts
+    assert t.get(oc["id"])["status"] == "completed"
+
+
+RATIO = {"egress": "default", "site": "gsite",
+         "trigger": {"deferral_ratio": 0.3, "min_attempts": 50, "period_s": 600},
+         "action": {"type": "scale_rate", "factor": 0.5}, "duration_s": 60}
+
+
+@pytest.mark.parametrize("rule,field", [
+    ({**RATIO, "trigger": {"deferral_ratio": 0, "min_attempts": 50, "period_s": 600}},
+     "automation[0].trigger"),
+    ({**RATIO, "trigger": {"deferral_ratio": 1, "min_attempts": 50, "period_s": 600}},
+     "automation[0].trigger"),
+    ({**RATIO, "trigger": {"deferral_ratio": 0.0000004, "min_attempts": 50, "period_s": 600}},
+     "automation[0].trigger"),
+    ({**RATIO, "trigger": {"deferral_ratio": "0.3", "min_attempts": 50, "period_s": 600}},
+     "automation[0].trigger"),
+    ({**RATIO, "trigger": {"deferral_ratio": 0.3, "min_attempts": 0, "period_s": 600}},
+     "automation[0].trigger"),
+    ({**RATIO, "trigger": {"deferral_ratio": 0.3, "min_attempts": 100001, "period_s": 600}},
+     "automation[0].trigger"),
+    ({**RATIO, "trigger": {"deferral_ratio": 0.3, "min_attempts": 50, "period_s": 3601}},
+     "automation[0].trigger"),
+    ({**RATIO, "trigger": {"deferral_ratio": 0.3, "min_attempts": 50}},
+     "automation[0].trigger"),
+    ({**RATIO, "trigger": {"deferral_ratio": 0.3, "period_s": 600}}, "automation[0].trigger"),
+    ({**RATIO, "trigger": {"deferral_ratio": 0.3, "count": 2, "min_attempts": 50,
+                           "period_s": 600}}, "automation[0].trigger"),
+    ({**RATIO, "match": {"code": 421}}, "automation[0].match"),
+    ({**RATIO, "match": "421"}, "automation[0].match"),
+    ({**RATIO, "action": {"type": "suspend_tenant"}}, "automation[0].action"),
+    ({**RATIO, "action": {"type": "scale_rate"}}, "automation[0].action.factor"),
+    ({**RATIO, "action": {"type": "scale_rate", "factor": 0}}, "automation[0].action.factor"),
+    ({**RATIO, "action": {"type": "scale_rate", "factor": 1}}, "automation[0].action.factor"),
+    ({**RATIO, "action": {"type": "scale_rate", "factor": 1.5}}, "automation[0].action.factor"),
+    ({**RATIO, "action": {"type": "scale_rate", "factor": -0.5}},
+     "automation[0].action.factor"),
+    ({**RATIO, "action": {"type": "scale_rate", "factor": "0.5"}},
+     "automation[0].action.factor"),
+    ({**RATIO, "action": {"type": "set_connections"}}, "automation[0].action.max_connections"),
+    ({**RATIO, "action": {"type": "set_connections", "max_connections": 0}},
+     "automation[0].action.max_connections"),
+    ({**RATIO, "action": {"type": "set_connections", "max_connections": 2147483648}},
+     "automation[0].action.max_connections"),
+    ({**RATIO, "action": {"type": "set_connections", "max_connections": 1.5}},
+     "automation[0].action.max_connections"),
+], ids=repr)
+def test_invalid_ratio_and_new_actions_change_nothing(factory, sink, rule, field):
+    srv = factory(sink.url)
+    before = srv.get("/api/v1/shaping", headers=srv.op).json()
+    invalid_field(srv.put("/api/v1/shaping", json={**before, "automation": [rule]},
+                          headers=srv.op), field)
+    assert srv.get("/api/v1/shaping", headers=srv.op).json() == before
+
+
+def test_ratio_and_new_actions_round_trip_at_their_limits(factory, sink):
+    srv = factory(sink.url)
+    doc = srv.get("/api/v1/shaping", headers=srv.op).json()
+    empty = {"code": None, "enhanced": None, "regex": None}
+    rules = [
+        {"egress": "default", "site": "*", "match": empty,
+         "trigger": {"deferral_ratio": 0.000001, "min_attempts": 1, "period_s": 1},
+         "action": {"type": "scale_rate", "factor": 0.000001}, "duration_s": 1},
+        {"egress": "default", "site": "google", "match": empty,
+         "trigger": {"deferral_ratio": 0.999999, "min_attempts": 100000, "period_s": 3600},
+         "action": {"type": "set_connections", "max_connections": 2147483647},
+         "duration_s": 604800},
+        {"egress": "default", "site": "yahoo", "match": {"code": 421, "enhanced": None,
+                                                         "regex": None},
+         "trigger": "immediate",
+         "action": {"type": "scale_rate", "factor": 0.999999}, "duration_s": 60},
+        {"egress": "default", "site": "yahoo", "match": empty, "trigger": "immediate",
+         "action": {"type": "set_connections", "max_connections": 1}, "duration_s": 60},
+    ]
+    r = srv.put("/api/v1/shaping", json={**doc, "automation": rules}, headers=srv.op)
+    assert r.status_code == 200, r.text
+    assert r.json()["automation"] == rules
+    # A ratio rule may leave match out.
+    short = {k: v for k, v in rules[0].items() if k != "match"}
+    r = srv.put("/api/v1/shaping", json={**doc, "automation": [short]}, headers=srv.op)
+    assert r.status_code == 200, r.text
+    assert r.json()["automation"] == [rules[0]]
