@@ -300,6 +300,19 @@ def test_every_operation_through_prism(server, prism):
     sh = p("GET", "/api/v1/shaping", 200, headers=op).json()
     p("GET", "/api/v1/shaping", 403, headers=h)
     p("PUT", "/api/v1/shaping", 200, headers=op, json=sh)
+    # Automation: every trigger form and action (issue 15, item 4).
+    autos = [{"egress": "default", "site": "google",
+              "match": {"code": 421, "enhanced": "4.7.28", "regex": "unusual rate"},
+              "trigger": {"count": 2, "period_s": 3600},
+              "action": {"type": "set_rate", "per_minute": 10}, "duration_s": 1800},
+             {"egress": "default", "site": "yahoo",
+              "trigger": {"deferral_ratio": 0.3, "min_attempts": 50, "period_s": 600},
+              "action": {"type": "scale_rate", "factor": 0.5}, "duration_s": 600},
+             {"egress": "default", "site": "microsoft", "match": {"code": 421},
+              "trigger": "immediate",
+              "action": {"type": "set_connections", "max_connections": 2}, "duration_s": 600}]
+    p("PUT", "/api/v1/shaping", 200, headers=op, json={**sh, "automation": autos})
+    p("PUT", "/api/v1/shaping", 200, headers=op, json=sh)
     p("PUT", "/api/v1/shaping", 422, valid=False, headers=op, json={"domains": {}, "rules": 5})
     p("GET", "/api/v1/shaping/state", 200, headers=op)
     p("DELETE", f"/api/v1/shaping/state/{NIL}", 404, headers=op)
