@@ -356,7 +356,7 @@ def test_set_connections_caps_the_site_until_it_expires(factory, sink):
 def test_a_deferral_ratio_halves_the_rate_until_it_expires(factory, sink):
     """More than 30 % of at least 20 attempts deferred within 30 s halve the
     site's rate (its rule's 20 a second: 600 a minute) for 5 s: the site goes
-    at about 10 a second meanwhile, another site keeps its 20 a second, and
+    at about 10 a second meanwhile, another site keeps its own 10 a second, and
     afterwards the site is back at 20 a second.  Only deferred messages
     spend more than one attempt."""
     rdom, odom = unique_domain("rsite"), unique_domain("osite")
@@ -366,7 +366,7 @@ def test_a_deferral_ratio_halves_the_rate_until_it_expires(factory, sink):
     doc["domains"][rdom] = "rsite"
     doc["domains"][odom] = "osite"
     doc["rules"] += [{"egress": "default", "site": "rsite", "per_second": 20},
-                     {"egress": "default", "site": "osite", "per_second": 20}]
+                     {"egress": "default", "site": "osite", "per_second": 10}]
     rule = {"egress": "default", "site": "rsite",
             "match": {"code": None, "enhanced": None, "regex": None},
             "trigger": {"deferral_ratio": 0.3, "min_attempts": 20, "period_s": 30},
@@ -384,7 +384,7 @@ def test_a_deferral_ratio_halves_the_rate_until_it_expires(factory, sink):
     assert s["attempts"] >= 20 and s["deferrals"] * 10 > 3 * s["attempts"], s
     assert 'mailcast_shaping_rate_per_second{egress="default",site="rsite"} 10' in srv.get(
         "/metrics", headers=srv.op).text
-    oc = campaign(t, odom, 60, "o")
+    oc = campaign(t, odom, 40, "o")
     since, until = epoch(s["since"]), epoch(s["until"])
     # Messages claimed before the firing (a horizon's worth) go at the old pace.
     lo, hi = since + 1.0, until - 0.2
@@ -396,11 +396,11 @@ def test_a_deferral_ratio_halves_the_rate_until_it_expires(factory, sink):
     print("halved rate", round(rate, 2), len(during))
     assert 7 <= rate <= 11, (rate, during)
     # The other site kept its own rate meanwhile.
-    assert sink.wait_count(60, 20, lambda m: m.rcpt_tos[0].endswith(odom)) == 60
+    assert sink.wait_count(40, 20, lambda m: m.rcpt_tos[0].endswith(odom)) == 40
     other = sorted(m.time for m in sink.messages_for_domain(odom))
     orate = (len(other) - 1) / (other[-1] - other[0])
     print("other rate", round(orate, 2))
-    assert orate >= 0.95 * 20, orate
+    assert orate >= 0.95 * 10, orate
     # Expired by itself: back at 20 a second.
     wait_until(lambda: not state(srv), 20, what="the halved rate to expire")
     wait_until(lambda: t.get(rc["id"])["status"] == "completed", 30, what="the campaign")
