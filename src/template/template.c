@@ -444,6 +444,15 @@ lookup(const struct tpl *t, const struct op *o, const struct tpl_data *d, struct
     }
 }
 
+/* True when c does not go out as it is in ctx (HTML's five specials, a subject's line breaks). */
+static bool
+replaced(enum tpl_ctx ctx, char c)
+{
+    if (ctx == TPL_SUBJECT)
+        return c == '\r' || c == '\n';
+    return c == '&' || c == '<' || c == '>' || c == '"' || c == '\'';
+}
+
 static void
 put_value(const struct tpl *t, const struct op *o, const char *s, size_t n, struct buf *out)
 {
@@ -451,19 +460,22 @@ put_value(const struct tpl *t, const struct op *o, const char *s, size_t n, stru
         buf_append(out, s, n);
         return;
     }
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (t->ctx == TPL_SUBJECT) {
-            buf_putc(out, c == '\r' || c == '\n' ? ' ' : c);
-            continue;
-        }
-        switch (c) {
+    /* Runs of characters that stay as they are go in one append. */
+    for (size_t i = 0; i < n;) {
+        size_t run = 0;
+        while (i + run < n && !replaced(t->ctx, s[i + run]))
+            run++;
+        buf_append(out, s + i, run);
+        if ((i += run) == n)
+            break;
+        switch (s[i++]) {
+        case '\r':
+        case '\n': buf_putc(out, ' '); break;
         case '&': buf_append(out, "&amp;", 5); break;
         case '<': buf_append(out, "&lt;", 4); break;
         case '>': buf_append(out, "&gt;", 4); break;
         case '"': buf_append(out, "&quot;", 6); break;
         case '\'': buf_append(out, "&#39;", 5); break;
-        default: buf_putc(out, c);
         }
     }
 }
