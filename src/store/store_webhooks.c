@@ -802,6 +802,47 @@ out:
 }
 
 mc_err
+store_webhook_release(struct store *st, const char *owner, int64_t now,
+                      const struct webhook_job *jobs, int njobs, int *n)
+{
+    int64_t total = 0;
+    struct db d;
+    mc_err err;
+
+    if (n)
+        *n = 0;
+    if (njobs == 0)
+        return MC_ERR_OK;
+    if ((err = db_get(st, &d)) != MC_ERR_OK)
+        return err;
+    /* Rare (a stop, a job kept too long): one statement each, in one transaction. */
+    if ((err = db_begin(&d, true)) != MC_ERR_OK)
+        goto out;
+    for (int i = 0; i < njobs && err == MC_ERR_OK; i++) {
+        struct db_param p[] = {P_TEXT(jobs[i].id), P_TEXT(owner), P_INT(jobs[i].attempts),
+                               P_TIME(now)};
+        int64_t changes = 0;
+        err = db_exec(&d,
+                      "UPDATE webhook_deliveries SET status = 'pending', lease_owner = NULL, "
+                      "lease_expires_at = NULL, attempts = attempts - 1, next_attempt_at = $4, "
+                      "last_attempt_at = CASE WHEN attempts = 1 THEN NULL ELSE last_attempt_at "
+                      "END, updated_at = $4 WHERE id = $1 AND lease_owner = $2 AND attempts = $3 "
+                      "AND status = 'sending'",
+                      p, NPARAMS(p), &changes);
+        total += changes;
+    }
+    if (err == MC_ERR_OK)
+        err = db_commit(&d);
+    else
+        db_rollback(&d);
+    if (err == MC_ERR_OK && n)
+        *n = (int)total;
+out:
+    db_put(&d);
+    return err;
+}
+
+mc_err
 store_webhook_recover(struct store *st, int64_t now, int *n)
 {
     struct db_param p[] = {P_TIME(now)};
