@@ -418,8 +418,8 @@ record_check(const struct bounce_report_in *in)
 
 /*
  * A batch being recorded.  Its reports are resolved first (their messages
- * looked up, on PostgreSQL in one statement), then the tenants they name
- * locked (one statement, in id order), then every item that only a
+ * looked up and, on PostgreSQL, the tenants they name locked in id order,
+ * all in one statement), then every item that only a
  * duplicate check stands between it and the policy is checked and, when it
  * is a duplicate, written as such, all in one statement (dup_prewrite):
  * the common case of an MTA sending a report again costs no statement of
@@ -514,15 +514,31 @@ msg_hit_row(struct db *d, struct db_res *r, void *out)
 }
 
 /*
- * Every report's message: PostgreSQL in one statement over an array of ids,
- * SQLite one probe each (no round trip to save there).  found is left to
- * batch_resolve.
+ * PostgreSQL: the batch's messages and, in the same statement, the tenants
+ * they belong to and the tenants the reports name, locked (db_lock_tenant's
+ * lock) in id order, so two batches cannot wait on each other.  That is the
+ * set batch_resolve settles on (a message of another tenant than its report
+ * names fails the batch, which then locked one tenant too many for
+ * nothing).  Always one row, with NULLs when no message was found.
+ */
+static const char sql_lookup_lock_pg[] =
+    "WITH l AS (SELECT t.id FROM tenants t WHERE t.id IN (SELECT x.tenant_id FROM "
+    "scheduled_messages x WHERE x.id = ANY($1::uuid[])) OR t.id = ANY($2::uuid[]) "
+    "ORDER BY t.id FOR NO KEY UPDATE), k AS (SELECT count(*) AS n FROM l) "
+    "SELECT m.id, m.tenant_id, m.campaign_id, m.recipient_id, m.to_address FROM k "
+    "LEFT JOIN scheduled_messages m ON m.id = ANY($1::uuid[])";
+
+/*
+ * Every report's message (found is left to batch_resolve), and on
+ * PostgreSQL the batch's tenants locked, all in one statement
+ * (sql_lookup_lock_pg); SQLite one probe each (no round trip to save there;
+ * BEGIN IMMEDIATE already serialises every writer).
  */
 static mc_err
 batch_lookup(struct db *d, struct batch *b)
 {
     struct msg_hit *hits = NULL;
-    struct buf a;
+    struct buf a, t;
     int nhits = 0;
     mc_err err = MC_ERR_OK;
 
@@ -543,16 +559,19 @@ batch_lookup(struct db *d, struct batch *b)
         return err;
     }
     buf_init(&a, 0);
-    for (int r = 0; r < b->n; r++)
+    buf_init(&t, 0);
+    for (int r = 0; r < b->n; r++) {
         if (b->ins[r]->message_id && store_id_ok(b->ins[r]->message_id))
             db_pg_array_put(&a, b->ins[r]->message_id);
-    if (a.len > 0) {
-        buf_putc(&a, '}');
-        struct db_param p[] = {P_TEXT(a.data)};
-        err = db_fetch_all(d,
-                           "SELECT id, tenant_id, campaign_id, recipient_id, to_address FROM "
-                           "scheduled_messages WHERE id = ANY($1::uuid[])",
-                           p, NPARAMS(p), msg_hit_row, sizeof(*hits), (void **)&hits, &nhits);
+        if (b->ins[r]->tenant_id)
+            db_pg_array_put(&t, b->ins[r]->tenant_id);
+    }
+    if (a.len > 0 || t.len > 0) {
+        buf_puts(&a, a.len > 0 ? "}" : "{}");
+        buf_puts(&t, t.len > 0 ? "}" : "{}");
+        struct db_param p[] = {P_TEXT(a.data), P_TEXT(t.data)};
+        err = db_fetch_all(d, sql_lookup_lock_pg, p, NPARAMS(p), msg_hit_row, sizeof(*hits),
+                           (void **)&hits, &nhits);
     }
     for (int r = 0; r < b->n && err == MC_ERR_OK; r++) {
         const char *id = b->ins[r]->message_id;
@@ -568,6 +587,7 @@ batch_lookup(struct db *d, struct batch *b)
         free(hits[k].m.to_address);
     free(hits);
     buf_cleanup(&a);
+    buf_cleanup(&t);
     return err;
 }
 
@@ -595,49 +615,6 @@ batch_resolve(struct db *d, struct batch *b)
         }
         rep->tenant_id = rep->found ? rep->m.tenant_id : in->tenant_id;
     }
-    return err;
-}
-
-static int
-uuid_cmp(const void *a, const void *b)
-{
-    return strcasecmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-/*
- * The batch's tenants locked (db_lock_tenant), on PostgreSQL in one
- * statement and in id order, so two batches cannot wait on each other.
- */
-static mc_err
-batch_lock(struct db *d, struct batch *b)
-{
-    const char **ids = NULL; /* owned array, borrowed strings */
-    struct buf a;
-    int n = 0;
-    mc_err err = MC_ERR_OK;
-
-    if (d->ops->dialect != DB_PG)
-        return MC_ERR_OK; /* BEGIN IMMEDIATE already serialises every writer */
-    ids = xcalloc((size_t)b->n, sizeof(*ids));
-    for (int r = 0; r < b->n; r++)
-        if (b->reps[r].tenant_id)
-            ids[n++] = b->reps[r].tenant_id;
-    qsort(ids, (size_t)n, sizeof(*ids), uuid_cmp);
-    buf_init(&a, 0);
-    for (int k = 0; k < n; k++)
-        if (k == 0 || strcasecmp(ids[k], ids[k - 1]) != 0)
-            db_pg_array_put(&a, ids[k]);
-    if (a.len > 0) {
-        buf_putc(&a, '}');
-        struct db_param p[] = {P_TEXT(a.data)};
-        /* NO KEY UPDATE: see db_lock_tenant. */
-        err = db_exec(d,
-                      "SELECT 1 FROM tenants WHERE id = ANY($1::uuid[]) ORDER BY id "
-                      "FOR NO KEY UPDATE",
-                      p, NPARAMS(p), NULL);
-    }
-    buf_cleanup(&a);
-    free(ids);
     return err;
 }
 
@@ -689,7 +666,7 @@ batch_mark_dup(struct batch *b, const char *id)
 /*
  * Every item that a duplicate check comes to (PATH_POLICY, with a message),
  * checked against what is in the database now, and written when it is a
- * duplicate.  Runs after batch_lock: no other transaction can add a record
+ * duplicate.  Runs after batch_lookup's lock: no other transaction can add a record
  * about these messages until this one ends.
  */
 static mc_err
@@ -878,8 +855,6 @@ store_bounce_record_batch(struct store *st, const struct bounce_report_in *const
     if ((err = db_begin(&d, true)) != MC_ERR_OK)
         goto out;
     err = batch_resolve(&d, &b);
-    if (err == MC_ERR_OK)
-        err = batch_lock(&d, &b);
     if (err == MC_ERR_OK)
         err = dup_prewrite(&d, &b);
     for (int r = 0; r < n && err == MC_ERR_OK; r++)
