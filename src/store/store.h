@@ -23,6 +23,7 @@
 #include <stdint.h>
 
 #include "core/crypto.h"
+#include "core/email.h"
 #include "core/err.h"
 
 struct store;
@@ -873,6 +874,11 @@ enum delivery_outcome {
 
 struct delivery_result {
     char id[MC_UUID_LEN + 1];
+    /* From the claim: what the message's events name, so a 'sent' update need not return it. */
+    char tenant_id[MC_UUID_LEN + 1];
+    char campaign_id[MC_UUID_LEN + 1];
+    char recipient_id[MC_UUID_LEN + 1]; /* "" when none */
+    char to_address[EMAIL_MAX + 1];
     int attempts; /* from the claim: results are fenced on owner and attempt */
     enum delivery_outcome outcome;
     int64_t next_attempt_at; /* OUT_RETRY, OUT_RELEASE */

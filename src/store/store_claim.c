@@ -849,8 +849,17 @@ claim_take(struct claim *k, int64_t lease_us)
         return MC_ERR_INTERNAL;
     struct db_param p[] = {P_TEXT(k->owner), P_TIME(k->now + lease_us), P_TEXT(ids_s),
                            P_TIME(k->now)};
-    err = db_fetch_all(&k->d, k->is_pg ? sql_take_pg : sql_take_sqlite, p, NPARAMS(p), msg_row,
-                       sizeof(*k->v.items), (void **)&k->v.items, &k->v.n);
+    /* SQLite: the claim counts what it took itself (db_counts_by_caller), not row by row. */
+    if ((err = db_counts_by_caller(&k->d, true)) == MC_ERR_OK) {
+        mc_err off;
+        err = db_fetch_all(&k->d, k->is_pg ? sql_take_pg : sql_take_sqlite, p, NPARAMS(p),
+                           msg_row, sizeof(*k->v.items), (void **)&k->v.items, &k->v.n);
+        off = db_counts_by_caller(&k->d, false);
+        if (err == MC_ERR_OK)
+            err = off;
+    }
+    if (err == MC_ERR_OK)
+        err = db_counts_move(&k->d, k->w->campaign_id, "pending", "sending", k->v.n);
     free(ids_s);
     for (int i = 0; i < k->v.n && err == MC_ERR_OK; i++)
         for (int j = 0; j < k->npk; j++)

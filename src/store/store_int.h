@@ -152,6 +152,19 @@ char *db_col_dup(struct db *d, struct db_res *r, int col);
 void db_col_uuid(struct db *d, struct db_res *r, int col, char out[MC_UUID_LEN + 1]);
 
 /*
+ * SQLite's count trigger costs about 10 us a status change; the delivery hot
+ * path (a claim's take, a flush's 'sent' updates) turns it off around its
+ * statement inside its own transaction (on true, then false: a row in
+ * counts_by_caller, migration 19) and moves the counts itself: n of
+ * campaign_id's messages from status from to status to (pending to
+ * sending, sending to sent).  Both do nothing on PostgreSQL, whose trigger
+ * is statement-level.
+ */
+mc_err db_counts_by_caller(struct db *d, bool on);
+mc_err db_counts_move(struct db *d, const char *campaign_id, const char *from, const char *to,
+                      int64_t n);
+
+/*
  * Inside a transaction: serialises, on PostgreSQL, the writers of one
  * tenant's recipients and suppression list, so that "is it suppressed?"
  * and the write that follows cannot interleave with a suppression being

@@ -190,14 +190,24 @@ build(struct delivery *d, struct dmsg *m, const struct delivery_msg *dm)
     return true;
 }
 
+/* What the outcome's events name: the message, its tenant, campaign, recipient, address. */
+static void
+dmsg_names(struct dmsg *m, const struct delivery_msg *dm)
+{
+    memcpy(m->id, dm->id, sizeof(m->id));
+    memcpy(m->tenant_id, dm->tenant_id, sizeof(m->tenant_id));
+    memcpy(m->campaign_id, dm->campaign_id, sizeof(m->campaign_id));
+    memcpy(m->recipient_id, dm->recipient_id, sizeof(m->recipient_id));
+    snprintf(m->to_address, sizeof(m->to_address), "%s", dm->to_address);
+}
+
 static void
 send_one(struct delivery *d, const struct delivery_msg *dm)
 {
     struct dmsg *m = xcalloc(1, sizeof(*m));
 
     m->d = d;
-    memcpy(m->id, dm->id, sizeof(m->id));
-    memcpy(m->tenant_id, dm->tenant_id, sizeof(m->tenant_id));
+    dmsg_names(m, dm);
     memcpy(m->site, dm->site, sizeof(m->site));
     snprintf(m->egress, sizeof(m->egress), "%s", dm->egress[0] ? dm->egress : "default");
     m->attempts = dm->attempts;
@@ -244,8 +254,7 @@ release_unsent(struct delivery *d, const struct delivery_msg *dm)
 {
     struct dmsg m = {0};
 
-    memcpy(m.id, dm->id, sizeof(m.id));
-    memcpy(m.tenant_id, dm->tenant_id, sizeof(m.tenant_id));
+    dmsg_names(&m, dm);
     m.attempts = dm->attempts;
     d->inflight++;
     delivery_result_add(d, &m, OUT_RELEASE, time_now_us(), 0, "the worker is stopping", NULL);

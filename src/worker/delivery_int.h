@@ -57,6 +57,9 @@ struct dmsg {
     struct delivery *d;
     char id[MC_UUID_LEN + 1];
     char tenant_id[MC_UUID_LEN + 1];
+    char campaign_id[MC_UUID_LEN + 1];
+    char recipient_id[MC_UUID_LEN + 1];
+    char to_address[EMAIL_MAX + 1];
     char site[SHAPING_NAME_MAX + 1];
     char egress[SHAPING_NAME_MAX + 1]; /* the egress the claim gave it */
     int64_t started; /* monotonic, when handed to the relay */

@@ -53,6 +53,10 @@ delivery_result_add(struct delivery *d, const struct dmsg *m, enum delivery_outc
     delivery_metrics_observe(d, m->tenant_id, out, m->started);
     memset(r, 0, sizeof(*r));
     memcpy(r->id, m->id, sizeof(r->id));
+    memcpy(r->tenant_id, m->tenant_id, sizeof(r->tenant_id));
+    memcpy(r->campaign_id, m->campaign_id, sizeof(r->campaign_id));
+    memcpy(r->recipient_id, m->recipient_id, sizeof(r->recipient_id));
+    memcpy(r->to_address, m->to_address, sizeof(r->to_address));
     r->attempts = m->attempts;
     r->outcome = out;
     r->next_attempt_at = next;

@@ -1941,6 +1941,127 @@ test_bounce_stays_in_its_tenant(void **state)
     tenant_cleanup(&b);
 }
 
+/* The campaign's counts are what its rows say, status by status (SQLite counts the hot path itself). */
+static void
+assert_counts_true(struct store *st, const char *campaign_id)
+{
+    static const char *const sql[][2] = {
+        {"SELECT pending_count FROM campaigns WHERE id = $1",
+         "SELECT COUNT(*) FROM scheduled_messages WHERE campaign_id = $1 AND status = 'pending'"},
+        {"SELECT sending_count FROM campaigns WHERE id = $1",
+         "SELECT COUNT(*) FROM scheduled_messages WHERE campaign_id = $1 AND status = 'sending'"},
+        {"SELECT sent_count FROM campaigns WHERE id = $1",
+         "SELECT COUNT(*) FROM scheduled_messages WHERE campaign_id = $1 AND status = 'sent'"},
+    };
+
+    for (size_t i = 0; i < sizeof(sql) / sizeof(sql[0]); i++)
+        assert_int_equal(one_int(st, sql[i][0], campaign_id), one_int(st, sql[i][1], campaign_id));
+}
+
+/*
+ * A claim and a flush of 'sent' outcomes over two campaigns: each
+ * campaign's counts move by what took effect (a fenced-out result moves
+ * nothing), every sent message has its event naming its address, and
+ * other statements are counted by the trigger again afterwards.
+ */
+static void
+test_counts_follow_claims_and_sends(void **state)
+{
+    struct store *st = st_of(state);
+    struct tenant a;
+    struct recipient_list l;
+    struct recipient x[3];
+    struct campaign c[2];
+    struct delivery_vec v[2] = {{0}};
+    struct delivery_result res[4];
+    int64_t inserted, now = time_now_us();
+    int applied = 0, nres = 0;
+    char email[64];
+
+    memset(x, 0, sizeof(x));
+    make_tenant(st, "counts", &a);
+    new_list(st, a.id, "L", &l);
+    for (int i = 0; i < 3; i++) {
+        snprintf(email, sizeof(email), "reader%d@example.com", i);
+        assert_int_equal(new_recipient(st, a.id, l.id, email, &x[i]), MC_ERR_OK);
+    }
+    for (int k = 0; k < 2; k++) {
+        struct campaign_ref ref;
+        struct delivery_work w;
+        bool done = false;
+        const struct claim_pacing pc = {.burst = 100, .horizon_us = 1000000};
+
+        new_campaign(st, a.id, l.id, &c[k]);
+        memcpy(ref.id, c[k].id, sizeof(ref.id));
+        memcpy(ref.tenant_id, a.id, sizeof(ref.tenant_id));
+        memcpy(w.campaign_id, c[k].id, sizeof(w.campaign_id));
+        memcpy(w.tenant_id, a.id, sizeof(w.tenant_id));
+        assert_int_equal(store_campaign_transition(st, a.id, c[k].id, CEV_SEND, now, NULL, NULL),
+                         MC_ERR_OK);
+        while (!done)
+            assert_int_equal(store_engine_materialize(st, &ref, 100, 5, now, &inserted, &done),
+                             MC_ERR_OK);
+        assert_counts_true(st, c[k].id);
+        assert_int_equal(store_delivery_claim(st, &w, "w1", now, 60 * 1000000LL, 10, &pc, &v[k]),
+                         MC_ERR_OK);
+        assert_int_equal(v[k].n, 3);
+        assert_int_equal(one_int(st, "SELECT sending_count FROM campaigns WHERE id = $1",
+                                 c[k].id), 3);
+        assert_counts_true(st, c[k].id);
+    }
+    /* Campaign 0: one sent, one fenced out (a stale attempt), one to retry; campaign 1: one sent. */
+    const struct {
+        int k, i, attempts_off;
+        enum delivery_outcome out;
+    } plan[] = {{0, 0, 0, OUT_SENT}, {0, 1, 1, OUT_SENT}, {1, 0, 0, OUT_SENT},
+                {0, 2, 0, OUT_RETRY}};
+    for (size_t j = 0; j < sizeof(plan) / sizeof(plan[0]); j++) {
+        const struct delivery_msg *m = &v[plan[j].k].items[plan[j].i];
+        struct delivery_result *r = &res[nres++];
+        memset(r, 0, sizeof(*r));
+        memcpy(r->id, m->id, sizeof(r->id));
+        memcpy(r->tenant_id, m->tenant_id, sizeof(r->tenant_id));
+        memcpy(r->campaign_id, m->campaign_id, sizeof(r->campaign_id));
+        memcpy(r->recipient_id, m->recipient_id, sizeof(r->recipient_id));
+        snprintf(r->to_address, sizeof(r->to_address), "%s", m->to_address);
+        r->attempts = m->attempts + plan[j].attempts_off;
+        r->outcome = plan[j].out;
+        r->reply_code = plan[j].out == OUT_SENT ? 250 : 451;
+        r->next_attempt_at = now + 60 * 1000000LL;
+    }
+    assert_int_equal(store_delivery_record(st, "w1", now, res, nres, &applied), MC_ERR_OK);
+    assert_int_equal(applied, 3);
+    for (int k = 0; k < 2; k++)
+        assert_counts_true(st, c[k].id);
+    assert_int_equal(one_int(st, "SELECT sent_count FROM campaigns WHERE id = $1", c[0].id), 1);
+    assert_int_equal(one_int(st, "SELECT sending_count FROM campaigns WHERE id = $1", c[0].id), 1);
+    assert_int_equal(one_int(st, "SELECT pending_count FROM campaigns WHERE id = $1", c[0].id), 1);
+    assert_int_equal(one_int(st, "SELECT sent_count FROM campaigns WHERE id = $1", c[1].id), 1);
+    assert_int_equal(one_int(st, "SELECT COUNT(*) FROM events WHERE type = 'message.sent' AND "
+                                 "tenant_id = $1 AND email_lc LIKE 'reader%@example.com' AND "
+                                 "recipient_id IS NOT NULL",
+                             a.id),
+                     2);
+    /* The trigger counts other statements again: nothing was left turned off. */
+    exec_sql(st, "UPDATE scheduled_messages SET status = 'cancelled' WHERE status = 'pending'",
+             NULL, 0);
+    for (int k = 0; k < 2; k++)
+        assert_counts_true(st, c[k].id);
+    assert_int_equal(one_int(st, "SELECT COUNT(*) FROM campaigns WHERE tenant_id = $1 AND "
+                                 "cancelled_count = 1",
+                             a.id),
+                     1);
+
+    for (int k = 0; k < 2; k++) {
+        delivery_vec_cleanup(&v[k]);
+        campaign_cleanup(&c[k]);
+    }
+    for (int i = 0; i < 3; i++)
+        recipient_cleanup(&x[i]);
+    recipient_list_cleanup(&l);
+    tenant_cleanup(&a);
+}
+
 /*
  * The event outbox: db_event_message (what bounce and complaint intake
  * call inside their own transaction) writes the event and queues it for
@@ -2117,6 +2238,7 @@ main(void)
         cmocka_unit_test(test_bounces_two_tenants),
         cmocka_unit_test(test_bounce_batch_all_or_nothing),
         cmocka_unit_test(test_bounce_batch_duplicates),
+        cmocka_unit_test(test_counts_follow_claims_and_sends),
         cmocka_unit_test(test_campaign_timeline),
         cmocka_unit_test(test_events_outbox_and_webhook_claims),
         cmocka_unit_test(test_schema_newer_is_refused),
