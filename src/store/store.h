@@ -1153,7 +1153,7 @@ struct webhook_result {
 /*
  * Claims up to max due deliveries of enabled endpoints for owner, with a
  * lease until now + lease_us, at most per_endpoint minus busy_json's count
- * ({"endpoint id": in flight}) for each endpoint.
+ * ({"endpoint id": deliveries the caller holds already}) for each endpoint.
  */
 mc_err store_webhook_claim(struct store *st, const char *owner, int64_t now, int64_t lease_us,
                            int max, int per_endpoint, const char *busy_json,

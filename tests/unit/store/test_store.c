@@ -2202,6 +2202,46 @@ test_events_outbox_and_webhook_claims(void **state)
     assert_int_equal(n, 1);
     assert_int_equal(one_int(st, "SELECT COUNT(*) FROM webhook_deliveries WHERE endpoint_id = $1 "
                                  "AND status = 'pending' AND attempts = 1", all.id), 1);
+    /* Released unsent (the sender's queue on stop): pending at once, the claim not
+     * counted; fenced on owner and attempt like a result. */
+    assert_int_equal(store_webhook_claim(st, "o3", now + 2000000, 1000000, 10, 1, "{}", &jobs),
+                     MC_ERR_OK);
+    assert_int_equal(jobs.n, 1);
+    assert_int_equal(jobs.items[0].attempts, 2);
+    assert_int_equal(store_webhook_release(st, "o2", now, jobs.items, 1, &n), MC_ERR_OK);
+    assert_int_equal(n, 0);
+    jobs.items[0].attempts = 1;
+    assert_int_equal(store_webhook_release(st, "o3", now, jobs.items, 1, &n), MC_ERR_OK);
+    assert_int_equal(n, 0);
+    jobs.items[0].attempts = 2;
+    assert_int_equal(store_webhook_release(st, "o3", now, jobs.items, 1, &n), MC_ERR_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(one_int(st, "SELECT COUNT(*) FROM webhook_deliveries WHERE endpoint_id = $1 "
+                                 "AND status = 'pending' AND attempts = 1 AND lease_owner IS NULL",
+                             all.id), 1);
+    webhook_job_vec_cleanup(&jobs);
+    /* A failure recorded: pending again at its next attempt, the error kept, no status code. */
+    assert_int_equal(store_webhook_claim(st, "o4", now + 2000000, 1000000, 10, 1, "{}", &jobs),
+                     MC_ERR_OK);
+    assert_int_equal(jobs.n, 1);
+    struct webhook_result fail = {.kind = WH_RESULT_FAIL, .attempts = 2, .latency_ms = 7,
+                                  .error = "connect", .next_attempt_at = now + 60000000};
+    memcpy(fail.id, jobs.items[0].id, sizeof(fail.id));
+    memcpy(fail.endpoint_id, all.id, sizeof(fail.endpoint_id));
+    webhook_job_vec_cleanup(&jobs);
+    assert_int_equal(store_webhook_record(st, "o4", now, &fail, 1, 1000000000), MC_ERR_OK);
+    assert_int_equal(one_int(st, "SELECT COUNT(*) FROM webhook_deliveries WHERE endpoint_id = $1 "
+                                 "AND status = 'pending' AND attempts = 2 AND last_error = 'connect' "
+                                 "AND last_status_code IS NULL AND last_latency_ms = 7",
+                             all.id), 1);
+    struct db_param pn[] = {P_TEXT(all.id), P_TIME(now + 60000000)};
+    assert_int_equal(db_get(st, &d), MC_ERR_OK);
+    int64_t due = 0;
+    assert_int_equal(db_one_int(&d, "SELECT COUNT(*) FROM webhook_deliveries WHERE endpoint_id = "
+                                    "$1 AND next_attempt_at = $2", pn, NPARAMS(pn), &due),
+                     MC_ERR_OK);
+    db_put(&d);
+    assert_int_equal(due, 1);
 
     webhook_cleanup(&all);
     webhook_cleanup(&sent_only);
