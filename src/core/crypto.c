@@ -143,13 +143,6 @@ crypto_uuid(char out[MC_UUID_LEN + 1])
 }
 
 /*
- * Version 7 (RFC 9562 5.7): 48 bits of Unix milliseconds, then 12 bits that
- * count up within a millisecond on this thread (method 3 of section 6.2,
- * seeded at random each new millisecond), then 62 random bits.  Ids made in
- * a row sort in the order they were made, so bulk inserts append to the
- * primary-key index instead of landing on a random page of it.
- */
-/*
  * Random bytes for version 7 ids, drawn from the generator 1 KiB at a time:
  * a draw costs about 3 us whatever its size, and every delivered message
  * makes an id for its event.  Ids need uniqueness, not secrecy; the pool is
@@ -172,6 +165,13 @@ uuid_random(unsigned char *b, size_t n)
     left -= n;
 }
 
+/*
+ * Version 7 (RFC 9562 5.7): 48 bits of Unix milliseconds, then 12 bits that
+ * count up within a millisecond on this thread (method 3 of section 6.2,
+ * seeded at random each new millisecond), then 62 random bits.  Ids made in
+ * a row sort in the order they were made, so bulk inserts append to the
+ * primary-key index instead of landing on a random page of it.
+ */
 void
 crypto_uuid7(char out[MC_UUID_LEN + 1])
 {

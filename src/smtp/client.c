@@ -80,7 +80,10 @@ struct expect {
     bool secret;  /* carries credentials: wiped before it is freed */
 };
 
-/* A connection keeps its body buffer for the next message up to this size. */
+/*
+ * A connection keeps its body buffer for the next message up to this size:
+ * at most 2 MB with the default 8 connections.
+ */
 #define BODY_KEEP_MAX (256 * 1024)
 
 struct conn {
@@ -409,7 +412,7 @@ start_job(struct conn *c, struct smtp_job *job)
 static void
 write_body(struct conn *c, struct smtp_job *job)
 {
-    /* The connection's buffer, grown once: a message's body costs no allocation. */
+    /* The connection's buffer, grown once, not for every message (bufferevent_write copies it). */
     buf_reset(&c->body);
     smtp_dot_stuff(job->data.data ? job->data.data : "", job->data.len, &c->body);
     bufferevent_write(c->bev, c->body.data, c->body.len);

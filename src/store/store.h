@@ -874,7 +874,11 @@ enum delivery_outcome {
 
 struct delivery_result {
     char id[MC_UUID_LEN + 1];
-    /* From the claim: what the message's events name, so a 'sent' update need not return it. */
+    /*
+     * From the claim, and only from it: what the message's events name (a
+     * 'sent' update on SQLite returns nothing) and whose counts it moves;
+     * the update is fenced on the campaign and tenant too.
+     */
     char tenant_id[MC_UUID_LEN + 1];
     char campaign_id[MC_UUID_LEN + 1];
     char recipient_id[MC_UUID_LEN + 1]; /* "" when none */

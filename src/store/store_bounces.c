@@ -622,7 +622,11 @@ batch_resolve(struct db *d, struct batch *b)
  * The duplicate check and the duplicate's record in one statement: a row
  * goes in as 'duplicate' only when a record of the same class about the same
  * message and address that is not itself a duplicate is there already
- * (idx_bounces_dedup, migration 0018).  $1..$16 and $17 as in insert_record.
+ * (idx_bounces_dedup, migration 0018).  $1..$16 are insert_record's $1..$16
+ * and $17 its received_at ($20 there); the rules that make a record's values
+ * (an empty status as NULL, the campaign only if it still exists, no raw
+ * text for a duplicate) are insert_record's too: a change to one is a
+ * change to both.
  */
 #define DUP_WHERE                                                                                 \
     " WHERE EXISTS (SELECT 1 FROM bounces b WHERE b.message_id = u.message_id AND "               \

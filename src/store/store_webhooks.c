@@ -841,7 +841,11 @@ store_webhook_release(struct store *st, const char *owner, int64_t now,
         return MC_ERR_OK;
     if ((err = db_get(st, &d)) != MC_ERR_OK)
         return err;
-    /* Rare (a stop, a job kept too long): one statement each, in one transaction. */
+    /*
+     * Rare (a stop, a job kept too long): one statement each, in one
+     * transaction.  The claim wrote last_attempt_at for an attempt never
+     * made: it goes back to NULL, as a released message's does.
+     */
     if ((err = db_begin(&d, true)) != MC_ERR_OK)
         goto out;
     for (int i = 0; i < njobs && err == MC_ERR_OK; i++) {
@@ -851,8 +855,8 @@ store_webhook_release(struct store *st, const char *owner, int64_t now,
         err = db_exec(&d,
                       "UPDATE webhook_deliveries SET status = 'pending', lease_owner = NULL, "
                       "lease_expires_at = NULL, attempts = attempts - 1, next_attempt_at = $4, "
-                      "last_attempt_at = CASE WHEN attempts = 1 THEN NULL ELSE last_attempt_at "
-                      "END, updated_at = $4 WHERE id = $1 AND lease_owner = $2 AND attempts = $3 "
+                      "last_attempt_at = NULL, updated_at = $4 WHERE id = $1 "
+                      "AND lease_owner = $2 AND attempts = $3 "
                       "AND status = 'sending'",
                       p, NPARAMS(p), &changes);
         total += changes;

@@ -444,13 +444,25 @@ lookup(const struct tpl *t, const struct op *o, const struct tpl_data *d, struct
     }
 }
 
-/* True when c does not go out as it is in ctx (HTML's five specials, a subject's line breaks). */
-static bool
-replaced(enum tpl_ctx ctx, char c)
+/* What a value's characters become in HTML and in a subject (every other one goes as it is). */
+static const struct {
+    enum tpl_ctx ctx;
+    char c;
+    const char *as;
+} replacements[] = {
+    {TPL_HTML, '&', "&amp;"},     {TPL_HTML, '<', "&lt;"},    {TPL_HTML, '>', "&gt;"},
+    {TPL_HTML, '"', "&quot;"},    {TPL_HTML, '\'', "&#39;"},  {TPL_SUBJECT, '\r', " "},
+    {TPL_SUBJECT, '\n', " "},
+};
+
+/* c's replacement in ctx, or NULL when it goes as it is. */
+static const char *
+replacement(enum tpl_ctx ctx, char c)
 {
-    if (ctx == TPL_SUBJECT)
-        return c == '\r' || c == '\n';
-    return c == '&' || c == '<' || c == '>' || c == '"' || c == '\'';
+    for (size_t i = 0; i < sizeof(replacements) / sizeof(replacements[0]); i++)
+        if (replacements[i].ctx == ctx && replacements[i].c == c)
+            return replacements[i].as;
+    return NULL;
 }
 
 static void
@@ -462,20 +474,15 @@ put_value(const struct tpl *t, const struct op *o, const char *s, size_t n, stru
     }
     /* Runs of characters that stay as they are go in one append. */
     for (size_t i = 0; i < n;) {
+        const char *as = NULL;
         size_t run = 0;
-        while (i + run < n && !replaced(t->ctx, s[i + run]))
+        while (i + run < n && (as = replacement(t->ctx, s[i + run])) == NULL)
             run++;
         buf_append(out, s + i, run);
-        if ((i += run) == n)
-            break;
-        switch (s[i++]) {
-        case '\r':
-        case '\n': buf_putc(out, ' '); break;
-        case '&': buf_append(out, "&amp;", 5); break;
-        case '<': buf_append(out, "&lt;", 4); break;
-        case '>': buf_append(out, "&gt;", 4); break;
-        case '"': buf_append(out, "&quot;", 6); break;
-        case '\'': buf_append(out, "&#39;", 5); break;
+        i += run;
+        if (as != NULL) {
+            buf_puts(out, as);
+            i++;
         }
     }
 }

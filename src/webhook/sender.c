@@ -461,10 +461,13 @@ release(struct webhook_sender *s, struct webhook_job *jobs, int n)
     if (n == 0)
         return;
     err = store_webhook_release(s->st, s->owner, time_now_us(), jobs, n, &back);
-    if (err != MC_ERR_OK && store_reachable(s->st))
-        log_warn("event=webhook_release_failed n=%d error=\"%s\"", n, mc_err_str(err));
-    else
+    if (err != MC_ERR_OK) {
+        /* A database outage is logged once, by the store (db_unreachable). */
+        if (store_reachable(s->st))
+            log_warn("event=webhook_release_failed n=%d error=\"%s\"", n, mc_err_str(err));
+    } else {
         log_info("event=webhook_released n=%d", back);
+    }
     /* On failure their leases expire and they are tried again: at least once. */
     for (int i = 0; i < n; i++)
         webhook_job_cleanup(&jobs[i]);
@@ -473,7 +476,8 @@ release(struct webhook_sender *s, struct webhook_job *jobs, int n)
 /*
  * Starts every queued job its endpoint's cap (and the total) has room for,
  * oldest first; gives back, unsent, any that waited longer than a request
- * timeout (see DESIGN: it would not end inside its lease for sure).
+ * timeout and 2 s since its claim began (see DESIGN: it would not end inside
+ * its lease for sure).
  */
 static void
 pump(struct webhook_sender *s)
@@ -523,7 +527,7 @@ claim(struct webhook_sender *s, int64_t *next_claim_us)
     /* Never more held than can be in flight in all: a queued job waits only for its endpoint. */
     int room = (int)s->cfg->webhook_concurrency - s->nlive - s->nqueue;
     struct webhook_job_vec v = {0};
-    int64_t mono;
+    int64_t mono, claimed;
     char *busy;
     mc_err err;
 
@@ -531,6 +535,8 @@ claim(struct webhook_sender *s, int64_t *next_claim_us)
         return;
     busy = busy_json(s);
     s->freed = 0;
+    /* The queue's clock starts with the lease's, before the claim (which may wait for a lock). */
+    claimed = time_mono_us();
     err = store_webhook_claim(s->st, s->owner, time_now_us(),
                               (2 * s->cfg->webhook_timeout + 5) * 1000000LL, room,
                               2 * (int)s->cfg->webhook_endpoint_concurrency, busy, &v);
@@ -542,7 +548,7 @@ claim(struct webhook_sender *s, int64_t *next_claim_us)
     if (v.n > 0)
         s->queue = xrealloc(s->queue, (size_t)(s->nqueue + v.n) * sizeof(*s->queue));
     for (int i = 0; i < v.n; i++) {
-        s->queue[s->nqueue++] = (struct queued){v.items[i], mono};
+        s->queue[s->nqueue++] = (struct queued){v.items[i], claimed};
         memset(&v.items[i], 0, sizeof(v.items[i])); /* moved */
     }
     pump(s);

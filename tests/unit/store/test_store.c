@@ -2042,6 +2042,59 @@ test_counts_follow_claims_and_sends(void **state)
                                  "recipient_id IS NOT NULL",
                              a.id),
                      2);
+    /* A flush whose second 'sent' update fails changes nothing, and leaves the trigger on. */
+    {
+        struct db d;
+        assert_int_equal(db_get(st, &d), MC_ERR_OK);
+        bool pg = d.ops->dialect == DB_PG;
+        db_put(&d);
+        if (pg) {
+            exec_sql(st,
+                     "CREATE FUNCTION test_boom() RETURNS trigger LANGUAGE plpgsql AS "
+                     "'BEGIN IF NEW.status = ''sent'' AND (SELECT count(*) FROM "
+                     "scheduled_messages WHERE status = ''sent'') >= 3 THEN RAISE EXCEPTION "
+                     "''boom''; END IF; RETURN NEW; END'",
+                     NULL, 0);
+            exec_sql(st,
+                     "CREATE TRIGGER test_boom BEFORE UPDATE ON scheduled_messages FOR EACH ROW "
+                     "EXECUTE FUNCTION test_boom()",
+                     NULL, 0);
+        } else {
+            exec_sql(st,
+                     "CREATE TRIGGER test_boom BEFORE UPDATE OF status ON scheduled_messages "
+                     "WHEN NEW.status = 'sent' AND (SELECT COUNT(*) FROM scheduled_messages "
+                     "WHERE status = 'sent') >= 3 BEGIN SELECT RAISE(ABORT, 'boom'); END",
+                     NULL, 0);
+        }
+        nres = 0;
+        for (int i = 1; i < 3; i++) {
+            const struct delivery_msg *m = &v[1].items[i];
+            struct delivery_result *r = &res[nres++];
+            memset(r, 0, sizeof(*r));
+            memcpy(r->id, m->id, sizeof(r->id));
+            memcpy(r->tenant_id, m->tenant_id, sizeof(r->tenant_id));
+            memcpy(r->campaign_id, m->campaign_id, sizeof(r->campaign_id));
+            memcpy(r->recipient_id, m->recipient_id, sizeof(r->recipient_id));
+            snprintf(r->to_address, sizeof(r->to_address), "%s", m->to_address);
+            r->attempts = m->attempts;
+            r->outcome = OUT_SENT;
+            r->reply_code = 250;
+        }
+        assert_int_not_equal(store_delivery_record(st, "w1", now, res, nres, &applied),
+                             MC_ERR_OK);
+        if (pg) {
+            exec_sql(st, "DROP TRIGGER test_boom ON scheduled_messages", NULL, 0);
+            exec_sql(st, "DROP FUNCTION test_boom()", NULL, 0);
+        } else {
+            exec_sql(st, "DROP TRIGGER test_boom", NULL, 0);
+            assert_int_equal(one_int(st, "SELECT COUNT(*) FROM counts_by_caller WHERE $1 = $1",
+                                     "x"), 0);
+        }
+        assert_int_equal(one_int(st, "SELECT sent_count FROM campaigns WHERE id = $1", c[1].id),
+                         1);
+        for (int k = 0; k < 2; k++)
+            assert_counts_true(st, c[k].id);
+    }
     /* The trigger counts other statements again: nothing was left turned off. */
     exec_sql(st, "UPDATE scheduled_messages SET status = 'cancelled' WHERE status = 'pending'",
              NULL, 0);
