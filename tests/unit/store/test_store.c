@@ -1958,6 +1958,21 @@ assert_counts_true(struct store *st, const char *campaign_id)
         assert_int_equal(one_int(st, sql[i][0], campaign_id), one_int(st, sql[i][1], campaign_id));
 }
 
+/* A claimed message's outcome, named as the worker names it (from the claim). */
+static void
+result_of(const struct delivery_msg *m, enum delivery_outcome out, struct delivery_result *r)
+{
+    memset(r, 0, sizeof(*r));
+    memcpy(r->id, m->id, sizeof(r->id));
+    memcpy(r->tenant_id, m->tenant_id, sizeof(r->tenant_id));
+    memcpy(r->campaign_id, m->campaign_id, sizeof(r->campaign_id));
+    memcpy(r->recipient_id, m->recipient_id, sizeof(r->recipient_id));
+    snprintf(r->to_address, sizeof(r->to_address), "%s", m->to_address);
+    r->attempts = m->attempts;
+    r->outcome = out;
+    r->reply_code = out == OUT_SENT ? 250 : 451;
+}
+
 /*
  * A claim and a flush of 'sent' outcomes over two campaigns: each
  * campaign's counts move by what took effect (a fenced-out result moves
@@ -2016,17 +2031,9 @@ test_counts_follow_claims_and_sends(void **state)
     } plan[] = {{0, 0, 0, OUT_SENT}, {0, 1, 1, OUT_SENT}, {1, 0, 0, OUT_SENT},
                 {0, 2, 0, OUT_RETRY}};
     for (size_t j = 0; j < sizeof(plan) / sizeof(plan[0]); j++) {
-        const struct delivery_msg *m = &v[plan[j].k].items[plan[j].i];
         struct delivery_result *r = &res[nres++];
-        memset(r, 0, sizeof(*r));
-        memcpy(r->id, m->id, sizeof(r->id));
-        memcpy(r->tenant_id, m->tenant_id, sizeof(r->tenant_id));
-        memcpy(r->campaign_id, m->campaign_id, sizeof(r->campaign_id));
-        memcpy(r->recipient_id, m->recipient_id, sizeof(r->recipient_id));
-        snprintf(r->to_address, sizeof(r->to_address), "%s", m->to_address);
-        r->attempts = m->attempts + plan[j].attempts_off;
-        r->outcome = plan[j].out;
-        r->reply_code = plan[j].out == OUT_SENT ? 250 : 451;
+        result_of(&v[plan[j].k].items[plan[j].i], plan[j].out, r);
+        r->attempts += plan[j].attempts_off;
         r->next_attempt_at = now + 60 * 1000000LL;
     }
     assert_int_equal(store_delivery_record(st, "w1", now, res, nres, &applied), MC_ERR_OK);
@@ -2068,17 +2075,7 @@ test_counts_follow_claims_and_sends(void **state)
         }
         nres = 0;
         for (int i = 1; i < 3; i++) {
-            const struct delivery_msg *m = &v[1].items[i];
-            struct delivery_result *r = &res[nres++];
-            memset(r, 0, sizeof(*r));
-            memcpy(r->id, m->id, sizeof(r->id));
-            memcpy(r->tenant_id, m->tenant_id, sizeof(r->tenant_id));
-            memcpy(r->campaign_id, m->campaign_id, sizeof(r->campaign_id));
-            memcpy(r->recipient_id, m->recipient_id, sizeof(r->recipient_id));
-            snprintf(r->to_address, sizeof(r->to_address), "%s", m->to_address);
-            r->attempts = m->attempts;
-            r->outcome = OUT_SENT;
-            r->reply_code = 250;
+            result_of(&v[1].items[i], OUT_SENT, &res[nres++]);
         }
         assert_int_not_equal(store_delivery_record(st, "w1", now, res, nres, &applied),
                              MC_ERR_OK);
