@@ -520,31 +520,38 @@ webhook_job_vec_cleanup(struct webhook_job_vec *v)
     "e.data, e.created_at, CASE WHEN w.previous_expires_at > $1 THEN w.previous_secret END"
 
 /*
+ * The claim takes, from every enabled endpoint, its oldest due deliveries
+ * up to the room its cap leaves ($6 less what this sender holds of it,
+ * $5), then the oldest $3 of those: one endpoint's backlog, however deep
+ * and old, cannot keep another endpoint's deliveries out of the claim (a
+ * plain "oldest $3 due" could hold nothing but a saturated endpoint's).
+ * One index probe an enabled endpoint (idx_webhook_deliveries_endpoint_due,
+ * migration 0020); endpoints are few (webhook_max_endpoints a tenant).
  * PostgreSQL claims and reads what sending needs in one statement (SQLite
  * cannot return columns of an UPDATE's FROM tables: a SELECT follows).
  */
 static const char sql_claim_pg[] =
-    "WITH cand AS (SELECT x.id, x.endpoint_id, x.next_attempt_at FROM webhook_deliveries x "
-    "JOIN webhook_endpoints w ON w.id = x.endpoint_id AND w.enabled "
-    "WHERE x.status = 'pending' AND x.next_attempt_at <= $1 ORDER BY x.next_attempt_at "
-    "LIMIT $3 FOR UPDATE OF x SKIP LOCKED), "
-    "ranked AS (SELECT id, endpoint_id, row_number() OVER (PARTITION BY endpoint_id ORDER BY "
-    "next_attempt_at, id) AS rn FROM cand), "
-    "busy AS (SELECT key::uuid AS endpoint_id, value::int AS n FROM jsonb_each_text($5::jsonb)) "
+    "WITH busy AS (SELECT key::uuid AS endpoint_id, value::int AS n FROM "
+    "jsonb_each_text($5::jsonb)), "
+    "cand AS (SELECT x.id, x.next_attempt_at FROM webhook_endpoints w LEFT JOIN busy b "
+    "ON b.endpoint_id = w.id CROSS JOIN LATERAL (SELECT y.id, y.next_attempt_at FROM "
+    "webhook_deliveries y WHERE y.endpoint_id = w.id AND y.status = 'pending' AND "
+    "y.next_attempt_at <= $1 ORDER BY y.next_attempt_at LIMIT GREATEST($6 - COALESCE(b.n, 0), 0) "
+    "FOR UPDATE OF y SKIP LOCKED) x WHERE w.enabled ORDER BY x.next_attempt_at LIMIT $3) "
     "UPDATE webhook_deliveries d SET status = 'sending', lease_owner = $2, "
     "lease_expires_at = $4, attempts = d.attempts + 1, last_attempt_at = $1, updated_at = $1 "
-    "FROM webhook_endpoints w, events e WHERE d.id = ANY(ARRAY(SELECT r.id FROM ranked r "
-    "LEFT JOIN busy b ON b.endpoint_id = r.endpoint_id WHERE r.rn <= $6 - COALESCE(b.n, 0))) "
+    "FROM webhook_endpoints w, events e WHERE d.id = ANY(ARRAY(SELECT id FROM cand)) "
     "AND w.id = d.endpoint_id AND e.id = d.event_id RETURNING " JOB_COLS;
 static const char sql_claim_sqlite[] =
     "UPDATE webhook_deliveries SET status = 'sending', lease_owner = $2, lease_expires_at = $4, "
     "attempts = attempts + 1, last_attempt_at = $1, updated_at = $1 WHERE id IN ("
-    "SELECT id FROM (SELECT id, endpoint_id, row_number() OVER (PARTITION BY endpoint_id "
-    "ORDER BY next_attempt_at, id) AS rn FROM (SELECT x.id, x.endpoint_id, x.next_attempt_at "
-    "FROM webhook_deliveries x JOIN webhook_endpoints w ON w.id = x.endpoint_id AND w.enabled "
-    "WHERE x.status = 'pending' AND x.next_attempt_at <= $1 ORDER BY x.next_attempt_at "
-    "LIMIT $3)) AS r WHERE r.rn <= $6 - COALESCE((SELECT b.value FROM json_each($5) b WHERE "
-    "b.key = r.endpoint_id), 0)) RETURNING id";
+    "SELECT id FROM (SELECT y.id, y.endpoint_id, y.next_attempt_at, row_number() OVER "
+    "(PARTITION BY y.endpoint_id ORDER BY y.next_attempt_at, y.id) AS rn FROM webhook_endpoints w "
+    "JOIN webhook_deliveries y ON y.id IN (SELECT z.id FROM webhook_deliveries z WHERE "
+    "z.endpoint_id = w.id AND z.status = 'pending' AND z.next_attempt_at <= $1 ORDER BY "
+    "z.next_attempt_at LIMIT $6) WHERE w.enabled) AS r WHERE r.rn <= $6 - COALESCE((SELECT "
+    "b.value FROM json_each($5) b WHERE b.key = r.endpoint_id), 0) ORDER BY r.next_attempt_at "
+    "LIMIT $3) RETURNING id";
 
 /*
  * PostgreSQL re-plans a prepared statement on every execution while it

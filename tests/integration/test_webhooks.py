@@ -455,6 +455,41 @@ def test_worker_killed_mid_flight_loses_no_event(request, store, tmp_path, recei
         drop()
 
 
+def test_one_endpoints_backlog_does_not_hold_back_another(request, store, tmp_path,
+                                                           receiver):
+    """Tenant A's slow endpoint has a backlog older and deeper than the
+    sender's whole concurrency; tenant B's test event, made after it, is
+    claimed and answered at once, while most of A's backlog still waits (a
+    claim of the oldest due deliveries overall held nothing but A's)."""
+    url, drop = create_database(request, store, tmp_path)
+    api = Server(tmp_path / "api", url, OPERATOR_KEY, ["--deliver", "0", *HTTP_ARGS])
+    sender = Server(tmp_path / "sender", url, OPERATOR_KEY,
+                    ["--relay", f"dir:{tmp_path / 'out'}", *FAST, *HTTP_ARGS,
+                     "--webhook-concurrency", "8", "--webhook-endpoint-concurrency", "2",
+                     "--webhook-timeout", "5"])
+    n = 40
+    try:
+        api.start()
+        a, b = Tenant(api), Tenant(api)
+        slow_rc, fast_rc = receiver(delay=1.0), receiver()
+        add_hook(a, slow_rc, events=["message.sent"])
+        wb = add_hook(b, fast_rc, events=["message.sent"])
+        cid = run_campaign(a, n)
+        sender.start()
+        a.wait_status(cid, "completed", timeout=30)
+        wait_until(lambda: slow_rc.all_hits(), 10, what="A's endpoint busy")
+        r = api.post(f"{hooks(b)}/{wb['id']}/test", headers=b.h)
+        assert r.status_code in (200, 201, 202), r.text
+        wait_until(lambda: fast_rc.ok_hits(), 10, what="B's test event")
+        # Two at a time, a second each: most of A's 40 still wait.
+        assert len(slow_rc.all_hits()) < n // 2, len(slow_rc.all_hits())
+        assert slow_rc.max_busy <= 2
+    finally:
+        sender.stop()
+        api.stop()
+        drop()
+
+
 @pytest.mark.slow(10)
 def test_claims_beyond_the_endpoint_cap_keep_the_cap_and_go_back_on_stop(request, store,
                                                                           tmp_path, receiver):
