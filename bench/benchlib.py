@@ -127,6 +127,22 @@ def make_csv(path, n, seed=1):
     return path
 
 
+def db_one(database, sql):
+    """The first row of sql's answer (a tuple) on a mailcast database URL (sqlite: or postgres)."""
+    if database.startswith("sqlite:"):
+        import sqlite3
+        with sqlite3.connect(database[7:], timeout=30) as c:
+            return c.execute(sql).fetchone()
+    import psycopg2
+    c = psycopg2.connect(database)
+    try:
+        cur = c.cursor()
+        cur.execute(sql)
+        return cur.fetchone()
+    finally:
+        c.close()
+
+
 # ---- PostgreSQL ----
 
 

@@ -6,7 +6,7 @@
 -- the caller's own transaction: never committed, never seen by another
 -- connection), the trigger stands aside and the caller adds what its
 -- statement changed to the campaign's counts in one UPDATE
--- (db_counts_by_caller in store.c).  Every other statement is counted by
+-- (db_count_trigger_pause in store.c).  Every other statement is counted by
 -- the trigger as before.  PostgreSQL's count trigger is statement-level
 -- already (version 4): its twin changes nothing.
 CREATE TABLE counts_by_caller (

@@ -143,6 +143,29 @@ crypto_uuid(char out[MC_UUID_LEN + 1])
 }
 
 /*
+ * Random bytes for version 7 ids, drawn from the generator 1 KiB at a time:
+ * a draw costs about 3 us whatever its size, and every delivered message
+ * makes an id for its event.  Ids need uniqueness, not secrecy; the pool is
+ * per thread and refilled in a forked child, so no two processes share it.
+ */
+static void
+uuid_random(unsigned char *b, size_t n)
+{
+    static _Thread_local unsigned char pool[1024];
+    static _Thread_local size_t left;
+    static _Thread_local pid_t owner;
+    pid_t pid = getpid();
+
+    if (left < n || owner != pid) {
+        crypto_random(pool, sizeof(pool));
+        left = sizeof(pool);
+        owner = pid;
+    }
+    memcpy(b, pool + sizeof(pool) - left, n);
+    left -= n;
+}
+
+/*
  * Version 7 (RFC 9562 5.7): 48 bits of Unix milliseconds, then 12 bits that
  * count up within a millisecond on this thread (method 3 of section 6.2,
  * seeded at random each new millisecond), then 62 random bits.  Ids made in
@@ -160,7 +183,7 @@ crypto_uuid7(char out[MC_UUID_LEN + 1])
 
     clock_gettime(CLOCK_REALTIME, &ts);
     ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-    crypto_random(b, sizeof(b));
+    uuid_random(b, sizeof(b));
     if (ms > last_ms) {
         last_ms = ms;
         seq = ((unsigned)b[6] << 8 | b[7]) & 0x3ff;  /* leave room to count */

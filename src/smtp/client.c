@@ -80,6 +80,12 @@ struct expect {
     bool secret;  /* carries credentials: wiped before it is freed */
 };
 
+/*
+ * A connection keeps its body buffer for the next message up to this size:
+ * at most 2 MB with the default 8 connections.
+ */
+#define BODY_KEEP_MAX (256 * 1024)
+
 struct conn {
     struct smtp_pool *pool;
     struct bufferevent *bev;
@@ -100,6 +106,7 @@ struct conn {
     int qlen;
     struct smtp_job *jobs[2]; /* jobs on this connection, oldest first */
     int njobs;
+    struct buf body; /* the dot-stuffed body being written, kept to be reused */
     struct conn *next;
 };
 
@@ -405,12 +412,12 @@ start_job(struct conn *c, struct smtp_job *job)
 static void
 write_body(struct conn *c, struct smtp_job *job)
 {
-    struct buf out;
-
-    buf_init(&out, 0);
-    smtp_dot_stuff(job->data.data ? job->data.data : "", job->data.len, &out);
-    bufferevent_write(c->bev, out.data, out.len);
-    buf_cleanup(&out);
+    /* The connection's buffer, grown once, not for every message (bufferevent_write copies it). */
+    buf_reset(&c->body);
+    smtp_dot_stuff(job->data.data ? job->data.data : "", job->data.len, &c->body);
+    bufferevent_write(c->bev, c->body.data, c->body.len);
+    if (c->body.cap > BODY_KEEP_MAX) /* a rare large message's buffer is not kept */
+        buf_cleanup(&c->body);
     push(c, E_BODY, job, NULL);
 }
 
@@ -443,6 +450,7 @@ conn_free(struct conn *c)
     if (c->bev)
         bufferevent_free(c->bev);
     smtp_reply_cleanup(&c->reply);
+    buf_cleanup(&c->body);
     free(c);
     if (pool->quitting && pool->nconns == 0 && pool->closed) {
         void (*fn)(void *) = pool->closed;
@@ -1118,6 +1126,7 @@ conn_open(struct smtp_pool *pool, bool probe)
     struct evdns_getaddrinfo_request *req;
     char port[8];
 
+    buf_init(&c->body, 0);
     c->pool = pool;
     c->probe = probe;
     smtp_reply_init(&c->reply, 4096);

@@ -398,41 +398,41 @@ db_lock_tenant(struct db *d, const char *tenant_id)
 }
 
 /*
- * The moves a caller may count itself, each with its statement: string
- * constants, since SQLite's statement cache is keyed by the text's address.
+ * The moves a caller may count itself (enum count_move), each with its
+ * statement: string constants, since SQLite's statement cache is keyed by
+ * the text's address.
  */
-static const struct {
-    const char *from, *to, *sql;
-} count_moves[] = {
-    {"pending", "sending",
-     "UPDATE campaigns SET pending_count = pending_count - $2, "
-     "sending_count = sending_count + $2 WHERE id = $1"},
-    {"sending", "sent",
-     "UPDATE campaigns SET sending_count = sending_count - $2, "
-     "sent_count = sent_count + $2 WHERE id = $1"},
+static const char *const count_move_sql[] = {
+    [COUNT_PENDING_TO_SENDING] = "UPDATE campaigns SET pending_count = pending_count - $2, "
+                                 "sending_count = sending_count + $2 WHERE id = $1",
+    [COUNT_SENDING_TO_SENT] = "UPDATE campaigns SET sending_count = sending_count - $2, "
+                              "sent_count = sent_count + $2 WHERE id = $1",
 };
 
 mc_err
-db_counts_by_caller(struct db *d, bool on)
+db_count_trigger_pause(struct db *d)
 {
     if (d->ops->dialect == DB_PG)
         return MC_ERR_OK;
-    return db_exec(d, on ? "INSERT INTO counts_by_caller (flag) VALUES (1)"
-                         : "DELETE FROM counts_by_caller", NULL, 0, NULL);
+    return db_exec(d, "INSERT INTO counts_by_caller (flag) VALUES (1)", NULL, 0, NULL);
 }
 
 mc_err
-db_counts_move(struct db *d, const char *campaign_id, const char *from, const char *to,
-               int64_t n)
+db_count_trigger_resume(struct db *d)
+{
+    if (d->ops->dialect == DB_PG)
+        return MC_ERR_OK;
+    return db_exec(d, "DELETE FROM counts_by_caller", NULL, 0, NULL);
+}
+
+mc_err
+db_counts_move(struct db *d, const char *campaign_id, enum count_move m, int64_t n)
 {
     struct db_param p[] = {P_TEXT(campaign_id), P_INT(n)};
 
     if (d->ops->dialect == DB_PG || n == 0)
         return MC_ERR_OK;
-    for (size_t i = 0; i < sizeof(count_moves) / sizeof(count_moves[0]); i++)
-        if (strcmp(count_moves[i].from, from) == 0 && strcmp(count_moves[i].to, to) == 0)
-            return db_exec(d, count_moves[i].sql, p, NPARAMS(p), NULL);
-    return MC_ERR_INTERNAL; /* a move nobody wrote a statement for: a frontend bug */
+    return db_exec(d, count_move_sql[m], p, NPARAMS(p), NULL);
 }
 
 bool

@@ -896,7 +896,11 @@ enum delivery_outcome {
 
 struct delivery_result {
     char id[MC_UUID_LEN + 1];
-    /* From the claim: what the message's events name, so a 'sent' update need not return it. */
+    /*
+     * From the claim, and only from it: what the message's events name (a
+     * 'sent' update on SQLite returns nothing) and whose counts it moves;
+     * the update is fenced on the campaign and tenant too.
+     */
     char tenant_id[MC_UUID_LEN + 1];
     char campaign_id[MC_UUID_LEN + 1];
     char recipient_id[MC_UUID_LEN + 1]; /* "" when none */
@@ -1175,7 +1179,7 @@ struct webhook_result {
 /*
  * Claims up to max due deliveries of enabled endpoints for owner, with a
  * lease until now + lease_us, at most per_endpoint minus busy_json's count
- * ({"endpoint id": in flight}) for each endpoint.
+ * ({"endpoint id": deliveries the caller holds already}) for each endpoint.
  */
 mc_err store_webhook_claim(struct store *st, const char *owner, int64_t now, int64_t lease_us,
                            int max, int per_endpoint, const char *busy_json,
@@ -1188,6 +1192,14 @@ mc_err store_webhook_claim(struct store *st, const char *owner, int64_t now, int
  */
 mc_err store_webhook_record(struct store *st, const char *owner, int64_t now,
                             const struct webhook_result *res, int n, int64_t disable_after_us);
+/*
+ * Gives back claimed deliveries that were never sent (the sender's local
+ * queue on stop, or one that waited too long in it): pending again at once,
+ * the claim's attempt not counted, fenced on (id, owner, attempt) like a
+ * result.  *n (may be NULL) of them were given back.
+ */
+mc_err store_webhook_release(struct store *st, const char *owner, int64_t now,
+                             const struct webhook_job *jobs, int njobs, int *n);
 /* Expired leases become pending again (their attempt counted); *n of them. */
 mc_err store_webhook_recover(struct store *st, int64_t now, int *n);
 void webhook_job_cleanup(struct webhook_job *j);

@@ -338,25 +338,6 @@ apply(struct db *d, const struct target *t, const char *cls, const char *kind,
     return err;
 }
 
-/* A record of the same class about the same message and address already there? */
-static mc_err
-is_duplicate(struct db *d, const struct target *t, const char *cls, bool *dup)
-{
-    struct db_param p[] = {P_TEXT(t->message_id), P_TEXT(cls), P_TEXT(t->email_lc)};
-    int64_t n = 0;
-    mc_err err;
-
-    *dup = false;
-    if (t->message_id == NULL)
-        return MC_ERR_OK;
-    err = db_one_int(d,
-                     "SELECT COUNT(*) FROM (SELECT 1 FROM bounces WHERE message_id = $1 AND "
-                     "class = $2 AND email_lc = $3 AND outcome <> 'duplicate' LIMIT 1) x",
-                     p, NPARAMS(p), &n);
-    *dup = n > 0;
-    return err;
-}
-
 /*
  * What a report may keep of its raw text.  Reports that change nothing must
  * not fill the disk (an attacker review wrote 4 MB a second through one
@@ -365,10 +346,17 @@ is_duplicate(struct db *d, const struct target *t, const char *cls, bool *dup)
  */
 #define BOUNCE_RAW_UNMATCHED_MAX (16 * 1024)
 
+/* The columns of a bounces row, in the order every INSERT below gives them. */
+#define BOUNCE_INSERT_COLS                                                                        \
+    "INSERT INTO bounces (id, tenant_id, message_id, campaign_id, recipient_id, email, "          \
+    "email_lc, kind, class, status, action, diagnostic, reporting_mta, remote_mta, "              \
+    "feedback_type, source, outcome, raw, raw_truncated, received_at) "
+
+/* Inserts one record; id was chosen by the caller (so a batch's ids keep its order). */
 static mc_err
 insert_record(struct db *d, const struct bounce_report_in *in, const char *tenant_id,
               const struct msg_row *m, const struct bounce_item *it, const char *email,
-              const char *email_lc, enum bounce_outcome outcome, char id[MC_UUID_LEN + 1])
+              const char *email_lc, enum bounce_outcome outcome, const char *id)
 {
     const char *raw = outcome == BOUNCE_OUT_DUPLICATE ? NULL : in->raw;
     bool truncated = raw != NULL && in->raw_truncated;
@@ -382,7 +370,6 @@ insert_record(struct db *d, const struct bounce_report_in *in, const char *tenan
         raw = cut = xstrndup(raw, n);
         truncated = true;
     }
-    crypto_uuid7(id);
     struct db_param p[] = {P_TEXT(id),
                            P_TEXT(tenant_id),
                            P_TEXT(m && m->tenant_id[0] ? in->message_id : NULL),
@@ -404,9 +391,7 @@ insert_record(struct db *d, const struct bounce_report_in *in, const char *tenan
                            P_BOOL(truncated),
                            P_TIME(in->now)};
     err = db_exec(d,
-                  "INSERT INTO bounces (id, tenant_id, message_id, campaign_id, recipient_id, "
-                  "email, email_lc, kind, class, status, action, diagnostic, reporting_mta, "
-                  "remote_mta, feedback_type, source, outcome, raw, raw_truncated, received_at) "
+                  BOUNCE_INSERT_COLS
                   "VALUES ($1, $2, $3, (SELECT c.id FROM campaigns c WHERE c.id = $4), $5, $6, "
                   "$7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
                   p, NPARAMS(p), NULL);
@@ -428,104 +413,417 @@ record_check(const struct bounce_report_in *in)
     return MC_ERR_OK;
 }
 
+#define ITEMS_MAX ((int)(sizeof(((struct bounce_applied *)0)->items) /                           \
+                         sizeof(((struct bounce_applied *)0)->items[0])))
+
 /*
- * The tenant a batch last locked and its policy: the next report of the
- * same tenant in the transaction needs neither again (two round trips a
- * report fewer on PostgreSQL; the lock is held until the commit).
+ * A batch being recorded.  Its reports are resolved first (their messages
+ * looked up and, on PostgreSQL, the tenants they name locked in id order,
+ * all in one statement), then every item that only a
+ * duplicate check stands between it and the policy is checked and, when it
+ * is a duplicate, written as such, all in one statement (dup_prewrite):
+ * the common case of an MTA sending a report again costs no statement of
+ * its own.  What is left goes item by item as before.  A duplicate of an
+ * item recorded earlier in the same batch is found in `seen`, since the
+ * one statement ran before that item was written.
  */
-struct batch_tenant {
-    char tenant_id[MC_UUID_LEN + 1]; /* "" when none yet */
+struct batch_rep {
+    struct msg_row m;      /* the message's row; m.to_address owned */
+    bool found;            /* the message exists and is the report's tenant's */
+    const char *tenant_id; /* borrowed: m.tenant_id or the report's; NULL when none */
+};
+
+/* A record of the batch that later items of the same message are duplicates of. */
+struct batch_key {
+    const char *message_id; /* borrowed from the report */
+    const char *cls;        /* borrowed from the item */
+    char *email_lc;         /* owned */
+};
+
+struct batch {
+    const struct bounce_report_in *const *ins; /* borrowed */
+    int n;
+    struct bounce_applied *outs;     /* borrowed: ids chosen up front, outcomes as decided */
+    struct batch_rep *reps;          /* owned, n of them */
+    unsigned char *pre_dup;          /* owned, n * ITEMS_MAX: written as a duplicate already */
+    struct batch_key *seen;          /* owned */
+    int nseen, capseen;
+    char pol_tenant[MC_UUID_LEN + 1]; /* whose policy pol is; "" when none yet */
     struct bounce_policy pol;        /* owned */
 };
 
-/* Records one report inside the caller's transaction; *out written whatever happens. */
-static mc_err
-record_one(struct db *d, struct batch_tenant *bt, const struct bounce_report_in *in,
-           struct bounce_applied *out)
+/* What an item is before the policy: the one place that decides it (both passes use it). */
+enum item_path {
+    PATH_UNREFERENCED, /* no tenant */
+    PATH_STRANGER,     /* names someone other than the message's recipient */
+    PATH_RECORDED,     /* no address, or a delay warning: recorded only */
+    PATH_POLICY,       /* a duplicate check (with a message), then the policy */
+};
+
+static const struct bounce_item item_none = {NULL, "undetermined", NULL, NULL, NULL, NULL};
+
+static const struct bounce_item *
+item_of(const struct bounce_report_in *in, int i)
 {
-    static const struct bounce_item none = {NULL, "undetermined", NULL, NULL, NULL, NULL};
-    struct bounce_policy pol = BOUNCE_POLICY_DEFAULTS;
+    return in->n > 0 ? &in->items[i] : &item_none;
+}
+
+/* The address an item is about: its own, or the message's recipient's; NULL when none. */
+static const char *
+item_email(const struct batch_rep *b, const struct bounce_item *it)
+{
+    return it->email ? it->email : (b->found ? b->m.to_address : NULL);
+}
+
+static enum item_path
+item_path(const struct batch_rep *b, const struct bounce_item *it)
+{
+    if (b->tenant_id == NULL)
+        return PATH_UNREFERENCED;
+    if (b->found && it->email && !str_ieq(it->email, b->m.to_address))
+        return PATH_STRANGER; /* a forged or misdirected report suppresses nobody */
+    if (item_email(b, it) == NULL)
+        return PATH_RECORDED;
+    if (it->action && strncasecmp(it->action, "delayed", 7) == 0)
+        return PATH_RECORDED; /* a delay warning: the message may still arrive */
+    return PATH_POLICY;
+}
+
+static void
+uuid_row(struct db *d, struct db_res *r, void *out)
+{
+    db_col_uuid(d, r, 0, out);
+}
+
+/* A message row with its id, as the batched lookup returns it. */
+struct msg_hit {
+    char id[MC_UUID_LEN + 1];
     struct msg_row m;
-    const char *tenant_id = NULL;
-    bool found = false;
-    int n = in->n > 0 ? in->n : 1;
+};
+
+static void
+msg_hit_row(struct db *d, struct db_res *r, void *out)
+{
+    struct msg_hit *h = out;
+
+    db_col_uuid(d, r, 0, h->id);
+    db_col_uuid(d, r, 1, h->m.tenant_id);
+    db_col_uuid(d, r, 2, h->m.campaign_id);
+    db_col_uuid(d, r, 3, h->m.recipient_id);
+    h->m.to_address = db_col_dup(d, r, 4);
+}
+
+/*
+ * PostgreSQL: the batch's messages and, in the same statement, the tenants
+ * they belong to and the tenants the reports name, locked (db_lock_tenant's
+ * lock) in id order, so two batches cannot wait on each other.  That is the
+ * set batch_resolve settles on (a message of another tenant than its report
+ * names fails the batch, which then locked one tenant too many for
+ * nothing).  Always one row, with NULLs when no message was found.
+ */
+static const char sql_lookup_lock_pg[] =
+    "WITH l AS (SELECT t.id FROM tenants t WHERE t.id IN (SELECT x.tenant_id FROM "
+    "scheduled_messages x WHERE x.id = ANY($1::uuid[])) OR t.id = ANY($2::uuid[]) "
+    "ORDER BY t.id FOR NO KEY UPDATE), k AS (SELECT count(*) AS n FROM l) "
+    "SELECT m.id, m.tenant_id, m.campaign_id, m.recipient_id, m.to_address FROM k "
+    "LEFT JOIN scheduled_messages m ON m.id = ANY($1::uuid[])";
+
+/*
+ * Every report's message (found is left to batch_resolve), and on
+ * PostgreSQL the batch's tenants locked, all in one statement
+ * (sql_lookup_lock_pg); SQLite one probe each (no round trip to save there;
+ * BEGIN IMMEDIATE already serialises every writer).
+ */
+static mc_err
+batch_lookup(struct db *d, struct batch *b)
+{
+    struct msg_hit *hits = NULL;
+    struct buf a, t;
+    int nhits = 0;
     mc_err err = MC_ERR_OK;
 
-    memset(out, 0, sizeof(*out));
-    memset(&m, 0, sizeof(m));
-    if (in->message_id && store_id_ok(in->message_id)) {
-        struct db_param p[] = {P_TEXT(in->message_id)};
-        err = db_fetch_one(d,
-                           "SELECT tenant_id, campaign_id, recipient_id, to_address FROM "
-                           "scheduled_messages WHERE id = $1",
-                           p, NPARAMS(p), msg_row, &m);
-        found = err == MC_ERR_OK;
-        if (err == MC_ERR_NOT_FOUND)
-            err = MC_ERR_OK;
-        /* Another tenant's message is no message of this tenant's. */
-        if (found && in->tenant_id && strcmp(m.tenant_id, in->tenant_id) != 0) {
-            found = false;
-            free(m.to_address);
-            memset(&m, 0, sizeof(m));
+    if (d->ops->dialect != DB_PG) {
+        for (int r = 0; r < b->n && err == MC_ERR_OK; r++) {
+            const char *id = b->ins[r]->message_id;
+            if (!id || !store_id_ok(id))
+                continue;
+            struct db_param p[] = {P_TEXT(id)};
+            err = db_fetch_one(d,
+                               "SELECT tenant_id, campaign_id, recipient_id, to_address FROM "
+                               "scheduled_messages WHERE id = $1",
+                               p, NPARAMS(p), msg_row, &b->reps[r].m);
+            b->reps[r].found = err == MC_ERR_OK;
+            if (err == MC_ERR_NOT_FOUND)
+                err = MC_ERR_OK;
         }
-        if (err == MC_ERR_OK && !found && in->tenant_id)
-            err = MC_ERR_NOT_FOUND;
+        return err;
     }
-    if (err == MC_ERR_OK && !found && in->tenant_id) {
-        struct db_param p[] = {P_TEXT(in->tenant_id)};
-        int64_t one = 0;
-        err = db_one_int(d, "SELECT 1 FROM tenants WHERE id = $1", p, NPARAMS(p), &one);
+    buf_init(&a, 0);
+    buf_init(&t, 0);
+    for (int r = 0; r < b->n; r++) {
+        if (b->ins[r]->message_id && store_id_ok(b->ins[r]->message_id))
+            db_pg_array_put(&a, b->ins[r]->message_id);
+        if (b->ins[r]->tenant_id)
+            db_pg_array_put(&t, b->ins[r]->tenant_id);
     }
-    tenant_id = found ? m.tenant_id : in->tenant_id;
-    if (err == MC_ERR_OK && tenant_id && strcmp(bt->tenant_id, tenant_id) != 0) {
-        bt->tenant_id[0] = '\0';
-        bounce_policy_cleanup(&bt->pol);
-        err = db_lock_tenant(d, tenant_id);
-        if (err == MC_ERR_OK)
-            err = policy_get(d, tenant_id, &bt->pol);
-        if (err == MC_ERR_OK)
-            memcpy(bt->tenant_id, tenant_id, MC_UUID_LEN + 1);
+    if (a.len > 0 || t.len > 0) {
+        buf_puts(&a, a.len > 0 ? "}" : "{}");
+        buf_puts(&t, t.len > 0 ? "}" : "{}");
+        struct db_param p[] = {P_TEXT(a.data), P_TEXT(t.data)};
+        err = db_fetch_all(d, sql_lookup_lock_pg, p, NPARAMS(p), msg_hit_row, sizeof(*hits),
+                           (void **)&hits, &nhits);
     }
-    if (tenant_id)
-        pol = bt->pol; /* borrowed: soft_count and apply read its numbers only */
-    for (int i = 0; i < n && err == MC_ERR_OK; i++) {
-        const struct bounce_item *it = in->n > 0 ? &in->items[i] : &none;
-        const char *email = it->email ? it->email : (found ? m.to_address : NULL);
+    for (int r = 0; r < b->n && err == MC_ERR_OK; r++) {
+        const char *id = b->ins[r]->message_id;
+        for (int k = 0; id && k < nhits && !b->reps[r].found; k++) {
+            if (strcasecmp(hits[k].id, id) != 0)
+                continue;
+            b->reps[r].m = hits[k].m;
+            b->reps[r].m.to_address = xstrdup(hits[k].m.to_address);
+            b->reps[r].found = true;
+        }
+    }
+    for (int k = 0; k < nhits; k++)
+        free(hits[k].m.to_address);
+    free(hits);
+    buf_cleanup(&a);
+    buf_cleanup(&t);
+    return err;
+}
+
+/* Each report's tenant, from its message or its caller; NOT_FOUND as store_bounce_record says. */
+static mc_err
+batch_resolve(struct db *d, struct batch *b)
+{
+    mc_err err = batch_lookup(d, b);
+
+    for (int r = 0; r < b->n && err == MC_ERR_OK; r++) {
+        const struct bounce_report_in *in = b->ins[r];
+        struct batch_rep *rep = &b->reps[r];
+        /* Another tenant's message is no message of this tenant's. */
+        if (rep->found && in->tenant_id && strcmp(rep->m.tenant_id, in->tenant_id) != 0) {
+            rep->found = false;
+            free(rep->m.to_address);
+            memset(&rep->m, 0, sizeof(rep->m));
+        }
+        if (!rep->found && in->tenant_id) {
+            if (in->message_id && store_id_ok(in->message_id))
+                return MC_ERR_NOT_FOUND;
+            struct db_param p[] = {P_TEXT(in->tenant_id)};
+            int64_t one = 0;
+            err = db_one_int(d, "SELECT 1 FROM tenants WHERE id = $1", p, NPARAMS(p), &one);
+        }
+        rep->tenant_id = rep->found ? rep->m.tenant_id : in->tenant_id;
+    }
+    return err;
+}
+
+/*
+ * The duplicate check and the duplicate's record in one statement: a row
+ * goes in as 'duplicate' only when a record of the same class about the same
+ * message and address that is not itself a duplicate is there already
+ * (idx_bounces_dedup, migration 0018).  $1..$16 are insert_record's $1..$16
+ * and $17 its received_at ($20 there); the rules that make a record's values
+ * (an empty status as NULL, the campaign only if it still exists, no raw
+ * text for a duplicate) are insert_record's too: a change to one is a
+ * change to both.
+ */
+#define DUP_WHERE                                                                                 \
+    " WHERE EXISTS (SELECT 1 FROM bounces b WHERE b.message_id = u.message_id AND "               \
+    "b.class = u.class AND b.email_lc = u.email_lc AND b.outcome <> 'duplicate')"
+static const char sql_dup_sqlite[] =
+    BOUNCE_INSERT_COLS
+    "SELECT u.id, u.tenant_id, u.message_id, (SELECT c.id FROM campaigns c WHERE "
+    "c.id = u.campaign_id), u.recipient_id, u.email, u.email_lc, u.kind, u.class, u.status, "
+    "u.action, u.diagnostic, u.reporting_mta, u.remote_mta, u.feedback_type, u.source, "
+    "'duplicate', NULL, 0, u.received_at FROM (SELECT $1 AS id, $2 AS tenant_id, "
+    "$3 AS message_id, $4 AS campaign_id, $5 AS recipient_id, $6 AS email, $7 AS email_lc, "
+    "$8 AS kind, $9 AS class, $10 AS status, $11 AS action, $12 AS diagnostic, "
+    "$13 AS reporting_mta, $14 AS remote_mta, $15 AS feedback_type, $16 AS source, "
+    "$17 AS received_at) AS u" DUP_WHERE " RETURNING id";
+static const char sql_dup_pg[] =
+    BOUNCE_INSERT_COLS
+    "SELECT u.id, u.tenant_id, u.message_id, (SELECT c.id FROM campaigns c WHERE "
+    "c.id = u.campaign_id), u.recipient_id, u.email, u.email_lc, u.kind, u.class, u.status, "
+    "u.action, u.diagnostic, u.reporting_mta, u.remote_mta, u.feedback_type, u.source, "
+    "'duplicate', NULL, false, u.received_at FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], "
+    "$4::uuid[], $5::uuid[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], "
+    "$11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::text[], "
+    "$17::timestamptz[]) AS u(id, tenant_id, message_id, campaign_id, recipient_id, email, "
+    "email_lc, kind, class, status, action, diagnostic, reporting_mta, remote_mta, "
+    "feedback_type, source, received_at)" DUP_WHERE " RETURNING id";
+
+#define DUP_NCOLS 17
+
+/* Marks the item whose record id is id as written already (a duplicate). */
+static void
+batch_mark_dup(struct batch *b, const char *id)
+{
+    for (int r = 0; r < b->n; r++)
+        for (int i = 0; i < b->outs[r].n; i++)
+            if (strcasecmp(b->outs[r].items[i].id, id) == 0) {
+                b->pre_dup[r * ITEMS_MAX + i] = 1;
+                return;
+            }
+}
+
+/*
+ * Every item that a duplicate check comes to (PATH_POLICY, with a message),
+ * checked against what is in the database now, and written when it is a
+ * duplicate.  Runs after batch_lookup's lock: no other transaction can add a record
+ * about these messages until this one ends.
+ */
+static mc_err
+dup_prewrite(struct db *d, struct batch *b)
+{
+    bool pg = d->ops->dialect == DB_PG;
+    struct buf a[DUP_NCOLS];
+    char(*ids)[MC_UUID_LEN + 1] = NULL;
+    int nids = 0;
+    mc_err err = MC_ERR_OK;
+
+    for (int k = 0; k < DUP_NCOLS; k++)
+        buf_init(&a[k], 0);
+    for (int r = 0; r < b->n && err == MC_ERR_OK; r++) {
+        const struct bounce_report_in *in = b->ins[r];
+        const struct batch_rep *rep = &b->reps[r];
+        if (!rep->found)
+            continue;
+        for (int i = 0; i < b->outs[r].n && err == MC_ERR_OK; i++) {
+            const struct bounce_item *it = item_of(in, i);
+            if (item_path(rep, it) != PATH_POLICY)
+                continue;
+            char *lc = lower_dup(item_email(rep, it)), ts[40];
+            time_format_rfc3339(in->now, ts, sizeof(ts));
+            const char *v[DUP_NCOLS] = {
+                b->outs[r].items[i].id, rep->tenant_id, in->message_id,
+                rep->m.campaign_id[0] ? rep->m.campaign_id : NULL,
+                rep->m.recipient_id[0] ? rep->m.recipient_id : NULL, item_email(rep, it), lc,
+                in->kind, it->class, it->status && *it->status ? it->status : NULL, it->action,
+                it->diagnostic, in->reporting_mta, it->remote_mta, in->feedback_type, in->source,
+                ts};
+            if (pg) {
+                for (int k = 0; k < DUP_NCOLS; k++)
+                    db_pg_array_put(&a[k], v[k]);
+            } else {
+                struct db_param p[DUP_NCOLS];
+                for (int k = 0; k < DUP_NCOLS - 1; k++)
+                    p[k] = P_TEXT(v[k]);
+                p[DUP_NCOLS - 1] = P_TIME(in->now);
+                err = db_fetch_all(d, sql_dup_sqlite, p, DUP_NCOLS, uuid_row, sizeof(*ids),
+                                   (void **)&ids, &nids);
+            }
+            free(lc);
+        }
+    }
+    if (err == MC_ERR_OK && pg && a[0].len > 0) {
+        struct db_param p[DUP_NCOLS];
+        for (int k = 0; k < DUP_NCOLS; k++) {
+            buf_putc(&a[k], '}');
+            p[k] = P_TEXT(a[k].data);
+        }
+        err = db_fetch_all(d, sql_dup_pg, p, DUP_NCOLS, uuid_row, sizeof(*ids), (void **)&ids,
+                           &nids);
+    }
+    for (int k = 0; k < nids && err == MC_ERR_OK; k++)
+        batch_mark_dup(b, ids[k]);
+    for (int k = 0; k < DUP_NCOLS; k++)
+        buf_cleanup(&a[k]);
+    free(ids);
+    return err;
+}
+
+/* True when an item of this batch already recorded (not as a duplicate) has this key. */
+static bool
+batch_seen(const struct batch *b, const char *message_id, const char *cls, const char *email_lc)
+{
+    for (int k = 0; k < b->nseen; k++)
+        if (strcasecmp(b->seen[k].message_id, message_id) == 0 &&
+            strcmp(b->seen[k].cls, cls) == 0 && strcmp(b->seen[k].email_lc, email_lc) == 0)
+            return true;
+    return false;
+}
+
+static void
+batch_see(struct batch *b, const char *message_id, const char *cls, const char *email_lc)
+{
+    if (b->nseen == b->capseen) {
+        b->capseen = b->capseen ? 2 * b->capseen : 16;
+        b->seen = xrealloc(b->seen, (size_t)b->capseen * sizeof(*b->seen));
+    }
+    b->seen[b->nseen++] = (struct batch_key){message_id, cls, xstrdup(email_lc)};
+}
+
+/* The tenant's policy, read once while the batch stays with the same tenant. */
+static mc_err
+batch_policy(struct db *d, struct batch *b, const char *tenant_id)
+{
+    mc_err err;
+
+    if (strcmp(b->pol_tenant, tenant_id) == 0)
+        return MC_ERR_OK;
+    b->pol_tenant[0] = '\0';
+    bounce_policy_cleanup(&b->pol);
+    err = policy_get(d, tenant_id, &b->pol);
+    if (err == MC_ERR_OK)
+        memcpy(b->pol_tenant, tenant_id, MC_UUID_LEN + 1);
+    return err;
+}
+
+/* Records report r's items that dup_prewrite did not, inside the caller's transaction. */
+static mc_err
+record_one(struct db *d, struct batch *b, int r)
+{
+    const struct bounce_report_in *in = b->ins[r];
+    const struct batch_rep *rep = &b->reps[r];
+    struct bounce_applied *out = &b->outs[r];
+    const char *tenant_id = rep->tenant_id;
+    mc_err err = MC_ERR_OK;
+
+    for (int i = 0; i < out->n && err == MC_ERR_OK; i++) {
+        const struct bounce_item *it = item_of(in, i);
+        const char *email = item_email(rep, it);
         char *lc = email ? lower_dup(email) : NULL;
         enum bounce_outcome oc = BOUNCE_OUT_RECORDED;
-        bool dup = false;
-        struct target t = {tenant_id, found && m.campaign_id[0] ? m.campaign_id : NULL,
-                           found ? in->message_id : NULL, email, lc, it->diagnostic, in->now};
+        struct target t = {tenant_id, rep->found && rep->m.campaign_id[0] ? rep->m.campaign_id
+                                                                         : NULL,
+                           rep->found ? in->message_id : NULL, email, lc, it->diagnostic,
+                           in->now};
 
-        if (tenant_id == NULL)
+        switch (item_path(rep, it)) {
+        case PATH_UNREFERENCED:
             oc = BOUNCE_OUT_UNREFERENCED;
-        else if (found && it->email && !str_ieq(it->email, m.to_address))
-            oc = BOUNCE_OUT_STRANGER; /* a forged or misdirected report suppresses nobody */
-        else if (email == NULL)
-            oc = BOUNCE_OUT_RECORDED;
-        else if (it->action && strncasecmp(it->action, "delayed", 7) == 0)
-            oc = BOUNCE_OUT_RECORDED; /* a delay warning: the message may still arrive */
-        else if ((err = is_duplicate(d, &t, it->class, &dup)) == MC_ERR_OK && dup)
-            oc = BOUNCE_OUT_DUPLICATE;
-        else if (err == MC_ERR_OK)
-            err = apply(d, &t, it->class, in->kind, &pol, &oc);
-        if (err == MC_ERR_OK)
-            err = insert_record(d, in, tenant_id, found ? &m : NULL, it, email, lc, oc,
-                                out->items[i].id);
+            break;
+        case PATH_STRANGER:
+            oc = BOUNCE_OUT_STRANGER;
+            break;
+        case PATH_RECORDED:
+            break;
+        case PATH_POLICY:
+            if (b->pre_dup[r * ITEMS_MAX + i] ||
+                (t.message_id && batch_seen(b, t.message_id, it->class, lc)))
+                oc = BOUNCE_OUT_DUPLICATE;
+            else if ((err = batch_policy(d, b, tenant_id)) == MC_ERR_OK)
+                err = apply(d, &t, it->class, in->kind, &b->pol, &oc);
+            break;
+        }
+        if (err == MC_ERR_OK && !b->pre_dup[r * ITEMS_MAX + i])
+            err = insert_record(d, in, tenant_id, rep->found ? &rep->m : NULL, it, email, lc,
+                                oc, out->items[i].id);
+        if (err == MC_ERR_OK && oc != BOUNCE_OUT_DUPLICATE && t.message_id && lc)
+            batch_see(b, t.message_id, it->class, lc);
         out->items[i].outcome = oc;
         free(lc);
     }
     if (err == MC_ERR_OK) {
-        out->n = n;
         if (tenant_id)
             memcpy(out->tenant_id, tenant_id, MC_UUID_LEN + 1);
-        if (found) {
-            memcpy(out->campaign_id, m.campaign_id, MC_UUID_LEN + 1);
+        if (rep->found) {
+            memcpy(out->campaign_id, rep->m.campaign_id, MC_UUID_LEN + 1);
             memcpy(out->message_id, in->message_id, MC_UUID_LEN);
             out->message_id[MC_UUID_LEN] = '\0';
         }
     }
-    free(m.to_address);
     return err;
 }
 
@@ -540,7 +838,7 @@ mc_err
 store_bounce_record_batch(struct store *st, const struct bounce_report_in *const *ins, int n,
                           struct bounce_applied *outs)
 {
-    struct batch_tenant bt = {.pol = BOUNCE_POLICY_DEFAULTS};
+    struct batch b = {.ins = ins, .n = n, .outs = outs, .pol = BOUNCE_POLICY_DEFAULTS};
     struct db d;
     mc_err err;
 
@@ -549,19 +847,38 @@ store_bounce_record_batch(struct store *st, const struct bounce_report_in *const
             return err;
     if ((err = db_get(st, &d)) != MC_ERR_OK)
         return err;
+    b.reps = xcalloc((size_t)(n > 0 ? n : 1), sizeof(*b.reps));
+    b.pre_dup = xcalloc((size_t)(n > 0 ? n : 1) * ITEMS_MAX, 1);
+    /* Every record's id up front, in the batch's order (time-ordered ids sort the list). */
+    for (int r = 0; r < n; r++) {
+        memset(&outs[r], 0, sizeof(outs[r]));
+        outs[r].n = ins[r]->n > 0 ? ins[r]->n : 1;
+        for (int i = 0; i < outs[r].n; i++)
+            crypto_uuid7(outs[r].items[i].id);
+    }
     if ((err = db_begin(&d, true)) != MC_ERR_OK)
         goto out;
-    for (int i = 0; i < n && err == MC_ERR_OK; i++)
-        err = record_one(&d, &bt, ins[i], &outs[i]);
+    err = batch_resolve(&d, &b);
+    if (err == MC_ERR_OK)
+        err = dup_prewrite(&d, &b);
+    for (int r = 0; r < n && err == MC_ERR_OK; r++)
+        err = record_one(&d, &b, r);
     if (err == MC_ERR_OK)
         err = db_commit(&d);
     else
         db_rollback(&d);
-    if (err != MC_ERR_OK)
-        for (int i = 0; i < n; i++)
-            memset(&outs[i], 0, sizeof(outs[i]));
 out:
-    bounce_policy_cleanup(&bt.pol);
+    if (err != MC_ERR_OK)
+        for (int r = 0; r < n; r++)
+            memset(&outs[r], 0, sizeof(outs[r]));
+    for (int r = 0; r < n; r++)
+        free(b.reps[r].m.to_address);
+    for (int k = 0; k < b.nseen; k++)
+        free(b.seen[k].email_lc);
+    free(b.seen);
+    free(b.reps);
+    free(b.pre_dup);
+    bounce_policy_cleanup(&b.pol);
     db_put(&d);
     return err;
 }

@@ -258,7 +258,7 @@ static const char sql_pick[] =
 static const char sql_pick_pg[] =
     "SELECT id, site FROM scheduled_messages WHERE campaign_id = $1 AND status = 'pending' "
     "AND next_attempt_at <= $2 ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED";
-/* The picked rows ($3: their ids) leased. */
+/* The picked rows ($3: their ids) leased; only 'pending' ones, which the claim's count move relies on. */
 static const char sql_take_pg[] =
     "UPDATE scheduled_messages m SET status = 'sending', lease_owner = $1, "
     "lease_expires_at = $2, attempts = m.attempts + 1, last_attempt_at = $4, updated_at = $4 "
@@ -850,17 +850,17 @@ claim_take(struct claim *k, int64_t lease_us)
         return MC_ERR_INTERNAL;
     struct db_param p[] = {P_TEXT(k->owner), P_TIME(k->now + lease_us), P_TEXT(ids_s),
                            P_TIME(k->now)};
-    /* SQLite: the claim counts what it took itself (db_counts_by_caller), not row by row. */
-    if ((err = db_counts_by_caller(&k->d, true)) == MC_ERR_OK) {
-        mc_err off;
+    /* SQLite: the claim counts what it took itself (store_int.h), not row by row. */
+    if ((err = db_count_trigger_pause(&k->d)) == MC_ERR_OK) {
+        mc_err resumed;
         err = db_fetch_all(&k->d, k->is_pg ? sql_take_pg : sql_take_sqlite, p, NPARAMS(p),
                            msg_row, sizeof(*k->v.items), (void **)&k->v.items, &k->v.n);
-        off = db_counts_by_caller(&k->d, false);
+        resumed = db_count_trigger_resume(&k->d);
         if (err == MC_ERR_OK)
-            err = off;
+            err = resumed;
     }
     if (err == MC_ERR_OK)
-        err = db_counts_move(&k->d, k->w->campaign_id, "pending", "sending", k->v.n);
+        err = db_counts_move(&k->d, k->w->campaign_id, COUNT_PENDING_TO_SENDING, k->v.n);
     free(ids_s);
     for (int i = 0; i < k->v.n && err == MC_ERR_OK; i++)
         for (int j = 0; j < k->npk; j++)

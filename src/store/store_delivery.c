@@ -74,7 +74,9 @@ static const char sql_release[] =
  * RETURNING (its temporary table cost a third of the statement) and without
  * the count trigger (counted per campaign by the caller instead: another
  * third); what the row's event names comes from the result, which the claim
- * filled.  PostgreSQL: one statement per flush over arrays, RETURNING which
+ * filled, and the fence checks its campaign and tenant too, so a result
+ * naming others changes nothing (it is fenced out).  Only 'sending' rows
+ * change: the count move relies on it.  PostgreSQL: one statement per flush over arrays, RETURNING which
  * rows took effect, so its count trigger runs once per flush, not once per
  * message (a statement per message cost about a millisecond each).
  */
@@ -82,7 +84,7 @@ static const char sql_sent_one_sqlite[] =
     "UPDATE scheduled_messages SET status = 'sent', sent_at = $1, lease_owner = NULL, "
     "lease_expires_at = NULL, last_reply_code = $5, last_error = NULL, relay_queue_id = $6, "
     "message_id = $7, updated_at = $1 WHERE id = $3 AND lease_owner = $2 AND attempts = $4 "
-    "AND status = 'sending'";
+    "AND status = 'sending' AND campaign_id = $8 AND tenant_id = $9";
 static const char sql_sent_many_pg[] =
     "UPDATE scheduled_messages m SET status = 'sent', sent_at = $1, lease_owner = NULL, "
     "lease_expires_at = NULL, last_reply_code = x.code, last_error = NULL, "
@@ -149,11 +151,11 @@ static mc_err
 sent_sqlite(struct db *d, const char *owner, int64_t now, const struct delivery_result *res,
             int n, struct outcome_row **done, int *ndone)
 {
-    struct sent_count *counts = NULL;
+    struct sent_count *counts = NULL; /* owned */
     mc_err err, err2;
     int cap = 0, ncounts = 0;
 
-    if ((err = db_counts_by_caller(d, true)) != MC_ERR_OK)
+    if ((err = db_count_trigger_pause(d)) != MC_ERR_OK)
         return err;
     for (int i = 0; i < n && err == MC_ERR_OK; i++) {
         const struct delivery_result *x = &res[i];
@@ -168,9 +170,12 @@ sent_sqlite(struct db *d, const char *owner, int64_t now, const struct delivery_
                                P_INT(x->attempts),
                                x->reply_code ? P_INT(x->reply_code) : P_NULL,
                                P_TEXT(db_utf8_or_null(x->queue_id)),
-                               P_TEXT(db_utf8_or_null(x->message_id))};
+                               P_TEXT(db_utf8_or_null(x->message_id)),
+                               P_TEXT(x->campaign_id),
+                               P_TEXT(x->tenant_id)};
         err = db_exec(d, sql_sent_one_sqlite, p, NPARAMS(p), &changes);
-        if (err != MC_ERR_OK || changes == 0) /* fenced out: the caller logs it */
+        /* An error ends the loop (its condition); no change: fenced out, the caller logs it. */
+        if (err != MC_ERR_OK || changes == 0)
             continue;
         if (*ndone == cap) {
             cap = cap ? cap * 2 : 64;
@@ -193,11 +198,11 @@ sent_sqlite(struct db *d, const char *owner, int64_t now, const struct delivery_
         counts[c].n++;
     }
     /* Back on before anything else runs in this transaction, whatever happened. */
-    err2 = db_counts_by_caller(d, false);
+    err2 = db_count_trigger_resume(d);
     if (err == MC_ERR_OK)
         err = err2;
     for (int c = 0; c < ncounts && err == MC_ERR_OK; c++)
-        err = db_counts_move(d, counts[c].campaign_id, "sending", "sent", counts[c].n);
+        err = db_counts_move(d, counts[c].campaign_id, COUNT_SENDING_TO_SENT, counts[c].n);
     free(counts);
     return err;
 }

@@ -153,22 +153,27 @@ void db_col_uuid(struct db *d, struct db_res *r, int col, char out[MC_UUID_LEN +
 
 /*
  * SQLite's count trigger costs about 10 us a status change; the delivery hot
- * path (a claim's take, a flush's 'sent' updates) turns it off around its
- * statement inside its own transaction (on true, then false: a row in
- * counts_by_caller, migration 19) and moves the counts itself: n of
- * campaign_id's messages from status from to status to (pending to
- * sending, sending to sent).  Both do nothing on PostgreSQL, whose trigger
- * is statement-level.
+ * path (a claim's take, a flush's 'sent' updates) pauses it around its
+ * statement inside its own transaction (a row in counts_by_caller, migration
+ * 19: never committed, since resume runs before anything else and an error
+ * rolls the transaction back) and moves the counts itself: n of
+ * campaign_id's messages, exact because those statements change only rows
+ * in the move's first status.  All three do nothing on PostgreSQL, whose
+ * trigger is statement-level.  A migration that recreates the trigger must
+ * keep its NOT EXISTS (SELECT 1 FROM counts_by_caller) condition.
  */
-mc_err db_counts_by_caller(struct db *d, bool on);
-mc_err db_counts_move(struct db *d, const char *campaign_id, const char *from, const char *to,
-                      int64_t n);
+enum count_move { COUNT_PENDING_TO_SENDING, COUNT_SENDING_TO_SENT };
+mc_err db_count_trigger_pause(struct db *d);
+mc_err db_count_trigger_resume(struct db *d);
+mc_err db_counts_move(struct db *d, const char *campaign_id, enum count_move m, int64_t n);
 
 /*
  * Inside a transaction: serialises, on PostgreSQL, the writers of one
  * tenant's recipients and suppression list, so that "is it suppressed?"
  * and the write that follows cannot interleave with a suppression being
- * added (SQLite's BEGIN IMMEDIATE already serialises every writer).
+ * added (SQLite's BEGIN IMMEDIATE already serialises every writer).  Bounce
+ * intake takes the same lock for a whole batch's tenants at once, in its
+ * lookup statement (store_bounces.c, sql_lookup_lock_pg).
  */
 mc_err db_lock_tenant(struct db *d, const char *tenant_id);
 

@@ -520,31 +520,38 @@ webhook_job_vec_cleanup(struct webhook_job_vec *v)
     "e.data, e.created_at, CASE WHEN w.previous_expires_at > $1 THEN w.previous_secret END"
 
 /*
+ * The claim takes, from every enabled endpoint, its oldest due deliveries
+ * up to the room its cap leaves ($6 less what this sender holds of it,
+ * $5), then the oldest $3 of those: one endpoint's backlog, however deep
+ * and old, cannot keep another endpoint's deliveries out of the claim (a
+ * plain "oldest $3 due" could hold nothing but a saturated endpoint's).
+ * One index probe an enabled endpoint (idx_webhook_deliveries_endpoint_due,
+ * migration 0020); endpoints are few (webhook_max_endpoints a tenant).
  * PostgreSQL claims and reads what sending needs in one statement (SQLite
  * cannot return columns of an UPDATE's FROM tables: a SELECT follows).
  */
 static const char sql_claim_pg[] =
-    "WITH cand AS (SELECT x.id, x.endpoint_id, x.next_attempt_at FROM webhook_deliveries x "
-    "JOIN webhook_endpoints w ON w.id = x.endpoint_id AND w.enabled "
-    "WHERE x.status = 'pending' AND x.next_attempt_at <= $1 ORDER BY x.next_attempt_at "
-    "LIMIT $3 FOR UPDATE OF x SKIP LOCKED), "
-    "ranked AS (SELECT id, endpoint_id, row_number() OVER (PARTITION BY endpoint_id ORDER BY "
-    "next_attempt_at, id) AS rn FROM cand), "
-    "busy AS (SELECT key::uuid AS endpoint_id, value::int AS n FROM jsonb_each_text($5::jsonb)) "
+    "WITH busy AS (SELECT key::uuid AS endpoint_id, value::int AS n FROM "
+    "jsonb_each_text($5::jsonb)), "
+    "cand AS (SELECT x.id, x.next_attempt_at FROM webhook_endpoints w LEFT JOIN busy b "
+    "ON b.endpoint_id = w.id CROSS JOIN LATERAL (SELECT y.id, y.next_attempt_at FROM "
+    "webhook_deliveries y WHERE y.endpoint_id = w.id AND y.status = 'pending' AND "
+    "y.next_attempt_at <= $1 ORDER BY y.next_attempt_at LIMIT GREATEST($6 - COALESCE(b.n, 0), 0) "
+    "FOR UPDATE OF y SKIP LOCKED) x WHERE w.enabled ORDER BY x.next_attempt_at LIMIT $3) "
     "UPDATE webhook_deliveries d SET status = 'sending', lease_owner = $2, "
     "lease_expires_at = $4, attempts = d.attempts + 1, last_attempt_at = $1, updated_at = $1 "
-    "FROM webhook_endpoints w, events e WHERE d.id = ANY(ARRAY(SELECT r.id FROM ranked r "
-    "LEFT JOIN busy b ON b.endpoint_id = r.endpoint_id WHERE r.rn <= $6 - COALESCE(b.n, 0))) "
+    "FROM webhook_endpoints w, events e WHERE d.id = ANY(ARRAY(SELECT id FROM cand)) "
     "AND w.id = d.endpoint_id AND e.id = d.event_id RETURNING " JOB_COLS;
 static const char sql_claim_sqlite[] =
     "UPDATE webhook_deliveries SET status = 'sending', lease_owner = $2, lease_expires_at = $4, "
     "attempts = attempts + 1, last_attempt_at = $1, updated_at = $1 WHERE id IN ("
-    "SELECT id FROM (SELECT id, endpoint_id, row_number() OVER (PARTITION BY endpoint_id "
-    "ORDER BY next_attempt_at, id) AS rn FROM (SELECT x.id, x.endpoint_id, x.next_attempt_at "
-    "FROM webhook_deliveries x JOIN webhook_endpoints w ON w.id = x.endpoint_id AND w.enabled "
-    "WHERE x.status = 'pending' AND x.next_attempt_at <= $1 ORDER BY x.next_attempt_at "
-    "LIMIT $3)) AS r WHERE r.rn <= $6 - COALESCE((SELECT b.value FROM json_each($5) b WHERE "
-    "b.key = r.endpoint_id), 0)) RETURNING id";
+    "SELECT id FROM (SELECT y.id, y.endpoint_id, y.next_attempt_at, row_number() OVER "
+    "(PARTITION BY y.endpoint_id ORDER BY y.next_attempt_at, y.id) AS rn FROM webhook_endpoints w "
+    "JOIN webhook_deliveries y ON y.id IN (SELECT z.id FROM webhook_deliveries z WHERE "
+    "z.endpoint_id = w.id AND z.status = 'pending' AND z.next_attempt_at <= $1 ORDER BY "
+    "z.next_attempt_at LIMIT $6) WHERE w.enabled) AS r WHERE r.rn <= $6 - COALESCE((SELECT "
+    "b.value FROM json_each($5) b WHERE b.key = r.endpoint_id), 0) ORDER BY r.next_attempt_at "
+    "LIMIT $3) RETURNING id";
 
 /*
  * PostgreSQL re-plans a prepared statement on every execution while it
@@ -697,17 +704,23 @@ endpoint_update(struct db *d, const struct endpoint_news *e, int64_t now, int64_
 
 /*
  * A flush's results in one statement (as the delivery worker records its
- * 'sent' outcomes): joined on the primary key from a JSON array, fenced on
- * owner, attempt and 'sending'; RETURNING says which took effect.
+ * 'sent' outcomes): joined on the primary key, fenced on owner, attempt and
+ * 'sending'; RETURNING says which took effect.  PostgreSQL takes columns as
+ * arrays and names the ids with = ANY as well: the generic plan (see
+ * generic_plans) of a join with a function's rows otherwise scanned the
+ * whole table per flush (its estimate of "this owner's 'sending' rows" is
+ * one row), a cost that grew with every delivery kept.
  */
 static const char sql_record_pg[] =
     "UPDATE webhook_deliveries d SET status = x.status, lease_owner = NULL, "
     "lease_expires_at = NULL, last_status_code = x.code, last_latency_ms = x.ms, "
     "last_error = x.err, next_attempt_at = COALESCE(x.next, $2), updated_at = $2, "
     "completed_at = CASE WHEN x.status = 'pending' THEN d.completed_at ELSE $2 END "
-    "FROM jsonb_to_recordset($3::jsonb) AS x(id uuid, attempts int, status text, code int, "
-    "ms int, err text, next timestamptz) WHERE d.id = x.id AND d.lease_owner = $1 "
+    "FROM unnest($3::uuid[], $4::int[], $5::text[], $6::int[], $7::int[], $8::text[], "
+    "$9::timestamptz[]) AS x(id, attempts, status, code, ms, err, next) "
+    "WHERE d.id = ANY($3::uuid[]) AND d.id = x.id AND d.lease_owner = $1 "
     "AND d.attempts = x.attempts AND d.status = 'sending' RETURNING d.id";
+#define RECORD_NCOLS 7
 static const char sql_record_sqlite[] =
     "UPDATE webhook_deliveries SET status = x.status, lease_owner = NULL, "
     "lease_expires_at = NULL, last_status_code = x.code, last_latency_ms = x.ms, "
@@ -726,7 +739,8 @@ store_webhook_record(struct store *st, const char *owner, int64_t now,
 {
     char(*done)[MC_UUID_LEN + 1] = NULL;
     struct endpoint_news *news = NULL;
-    json_t *arr = json_array();
+    struct buf a[RECORD_NCOLS]; /* PostgreSQL's columns */
+    json_t *arr = json_array(); /* SQLite's rows */
     int nnews = 0, ndone = 0;
     char *arr_s = NULL;
     bool pg;
@@ -742,31 +756,48 @@ store_webhook_record(struct store *st, const char *owner, int64_t now,
         return err;
     }
     pg = d.ops->dialect == DB_PG;
+    for (int k = 0; k < RECORD_NCOLS; k++)
+        buf_init(&a[k], 0);
     for (int i = 0; i < n; i++) {
         const struct webhook_result *x = &res[i];
         bool ok = x->kind == WH_RESULT_OK;
-        json_t *next = json_null();
-        if (!ok && x->next_attempt_at) {
-            char t[40];
+        const char *status = ok ? "succeeded" : x->next_attempt_at ? "pending" : "failed";
+        char t[40] = "", att[24], code[24], ms[24];
+        if (!ok && x->next_attempt_at)
             time_format_rfc3339(x->next_attempt_at, t, sizeof(t));
-            next = pg ? json_string(t) : json_integer(x->next_attempt_at);
+        if (pg) {
+            snprintf(att, sizeof(att), "%d", x->attempts);
+            snprintf(code, sizeof(code), "%d", x->status_code);
+            snprintf(ms, sizeof(ms), "%d", x->latency_ms);
+            const char *v[RECORD_NCOLS] = {x->id, att, status, x->status_code ? code : NULL, ms,
+                                           x->error[0] ? x->error : NULL, t[0] ? t : NULL};
+            for (int k = 0; k < RECORD_NCOLS; k++)
+                db_pg_array_put(&a[k], v[k]);
+            continue;
         }
         json_array_append_new(
             arr, json_pack("{s:s, s:i, s:s, s:o, s:i, s:o, s:o}", "id", x->id, "attempts",
-                           x->attempts, "status",
-                           ok ? "succeeded" : x->next_attempt_at ? "pending" : "failed", "code",
+                           x->attempts, "status", status, "code",
                            x->status_code ? json_integer(x->status_code) : json_null(), "ms",
                            x->latency_ms, "err", x->error[0] ? json_string(x->error) : json_null(),
-                           "next", next));
+                           "next", t[0] ? json_integer(x->next_attempt_at) : json_null()));
     }
-    arr_s = json_dumps(arr, JSON_COMPACT);
-    struct db_param p[] = {P_TEXT(owner), P_TIME(now), P_TEXT(arr_s)};
+    struct db_param p[3 + RECORD_NCOLS - 1] = {P_TEXT(owner), P_TIME(now)};
+    if (pg) {
+        for (int k = 0; k < RECORD_NCOLS; k++) {
+            buf_putc(&a[k], '}');
+            p[2 + k] = P_TEXT(a[k].data);
+        }
+    } else {
+        arr_s = json_dumps(arr, JSON_COMPACT);
+        p[2] = P_TEXT(arr_s);
+    }
     if ((err = db_begin(&d, true)) != MC_ERR_OK)
         goto out;
     err = generic_plans(&d);
     if (err == MC_ERR_OK)
-        err = db_fetch_all(&d, pg ? sql_record_pg : sql_record_sqlite, p, NPARAMS(p), uuid_row,
-                       sizeof(*done), (void **)&done, &ndone);
+        err = db_fetch_all(&d, pg ? sql_record_pg : sql_record_sqlite, p, pg ? 2 + RECORD_NCOLS : 3,
+                           uuid_row, sizeof(*done), (void **)&done, &ndone);
     news = xcalloc((size_t)n, sizeof(*news));
     for (int i = 0; i < n && err == MC_ERR_OK; i++) {
         const struct webhook_result *x = &res[i];
@@ -793,10 +824,57 @@ store_webhook_record(struct store *st, const char *owner, int64_t now,
     else
         db_rollback(&d);
 out:
+    for (int k = 0; k < RECORD_NCOLS; k++)
+        buf_cleanup(&a[k]);
     free(news);
     free(done);
     free(arr_s);
     json_decref(arr);
+    db_put(&d);
+    return err;
+}
+
+mc_err
+store_webhook_release(struct store *st, const char *owner, int64_t now,
+                      const struct webhook_job *jobs, int njobs, int *n)
+{
+    int64_t total = 0;
+    struct db d;
+    mc_err err;
+
+    if (n)
+        *n = 0;
+    if (njobs == 0)
+        return MC_ERR_OK;
+    if ((err = db_get(st, &d)) != MC_ERR_OK)
+        return err;
+    /*
+     * Rare (a stop, a job kept too long): one statement each, in one
+     * transaction.  The claim wrote last_attempt_at for an attempt never
+     * made: it goes back to NULL, as a released message's does.
+     */
+    if ((err = db_begin(&d, true)) != MC_ERR_OK)
+        goto out;
+    for (int i = 0; i < njobs && err == MC_ERR_OK; i++) {
+        struct db_param p[] = {P_TEXT(jobs[i].id), P_TEXT(owner), P_INT(jobs[i].attempts),
+                               P_TIME(now)};
+        int64_t changes = 0;
+        err = db_exec(&d,
+                      "UPDATE webhook_deliveries SET status = 'pending', lease_owner = NULL, "
+                      "lease_expires_at = NULL, attempts = attempts - 1, next_attempt_at = $4, "
+                      "last_attempt_at = NULL, updated_at = $4 WHERE id = $1 "
+                      "AND lease_owner = $2 AND attempts = $3 "
+                      "AND status = 'sending'",
+                      p, NPARAMS(p), &changes);
+        total += changes;
+    }
+    if (err == MC_ERR_OK)
+        err = db_commit(&d);
+    else
+        db_rollback(&d);
+    if (err == MC_ERR_OK && n)
+        *n = (int)total;
+out:
     db_put(&d);
     return err;
 }

@@ -444,6 +444,27 @@ lookup(const struct tpl *t, const struct op *o, const struct tpl_data *d, struct
     }
 }
 
+/* What a value's characters become in HTML and in a subject (every other one goes as it is). */
+static const struct {
+    enum tpl_ctx ctx;
+    char c;
+    const char *as;
+} replacements[] = {
+    {TPL_HTML, '&', "&amp;"},     {TPL_HTML, '<', "&lt;"},    {TPL_HTML, '>', "&gt;"},
+    {TPL_HTML, '"', "&quot;"},    {TPL_HTML, '\'', "&#39;"},  {TPL_SUBJECT, '\r', " "},
+    {TPL_SUBJECT, '\n', " "},
+};
+
+/* c's replacement in ctx, or NULL when it goes as it is. */
+static const char *
+replacement(enum tpl_ctx ctx, char c)
+{
+    for (size_t i = 0; i < sizeof(replacements) / sizeof(replacements[0]); i++)
+        if (replacements[i].ctx == ctx && replacements[i].c == c)
+            return replacements[i].as;
+    return NULL;
+}
+
 static void
 put_value(const struct tpl *t, const struct op *o, const char *s, size_t n, struct buf *out)
 {
@@ -451,19 +472,17 @@ put_value(const struct tpl *t, const struct op *o, const char *s, size_t n, stru
         buf_append(out, s, n);
         return;
     }
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (t->ctx == TPL_SUBJECT) {
-            buf_putc(out, c == '\r' || c == '\n' ? ' ' : c);
-            continue;
-        }
-        switch (c) {
-        case '&': buf_append(out, "&amp;", 5); break;
-        case '<': buf_append(out, "&lt;", 4); break;
-        case '>': buf_append(out, "&gt;", 4); break;
-        case '"': buf_append(out, "&quot;", 6); break;
-        case '\'': buf_append(out, "&#39;", 5); break;
-        default: buf_putc(out, c);
+    /* Runs of characters that stay as they are go in one append. */
+    for (size_t i = 0; i < n;) {
+        const char *as = NULL;
+        size_t run = 0;
+        while (i + run < n && (as = replacement(t->ctx, s[i + run])) == NULL)
+            run++;
+        buf_append(out, s + i, run);
+        i += run;
+        if (as != NULL) {
+            buf_puts(out, as);
+            i++;
         }
     }
 }

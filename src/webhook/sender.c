@@ -6,13 +6,28 @@
  *
  * DESIGN
  * One thread, one CURLM: requests run concurrently (webhook_concurrency in
- * flight, webhook_endpoint_concurrency to one endpoint, both enforced by
- * the claim), and the multi handle's connection cache reuses connections
- * to an endpoint.  A round: recover expired leases now and then; claim when
- * there is room (at once after a full claim, else every webhook_poll_ms);
- * drive the transfers; record every finished one in one transaction (each
- * result fenced on owner and attempt); wait in curl_multi_poll, which
- * webhook_sender_stop() interrupts.
+ * flight, webhook_endpoint_concurrency to one endpoint), and the multi
+ * handle's connection cache reuses connections to an endpoint.  A round:
+ * recover expired leases now and then; claim when there is room (at once
+ * after a full claim, else every webhook_poll_ms, or when a batch's worth
+ * finished); drive the transfers; record every finished one in one
+ * transaction (each result fenced on owner and attempt); wait in
+ * curl_multi_poll, which webhook_sender_stop() interrupts.
+ *
+ * Claims are bigger than one endpoint's cap: the sender holds up to twice
+ * the cap per endpoint (and at most webhook_concurrency in all), starting
+ * what the cap allows and keeping the rest in a local queue (FIFO) that
+ * starts each one as soon as a request to its endpoint ends.  So a claim
+ * and a record take a whole cap's worth (a transaction per 16 webhooks by
+ * default, not per 8) while never more than the cap is in flight to an
+ * endpoint.  The leases still cover it: since at most a cap's worth waits
+ * per endpoint and the total held never exceeds webhook_concurrency (a
+ * queued job never waits for a slot in all), a queued job starts once the
+ * cap of requests ahead of it ended, within one request timeout of its
+ * claim; its own request takes another at most, inside the lease of twice
+ * the timeout and 5 s.  One that waited longer anyway (a clock jump, a
+ * stalled thread) is not sent but given back (store_webhook_release), as
+ * is the whole queue on stop.
  *
  * Each request: POST with the Standard Webhooks headers (webhook-id is the
  * event's id, the same on every attempt; webhook-timestamp is the
@@ -65,6 +80,12 @@ struct inflight {
     bool blocked;             /* the open-socket guard refused an address */
 };
 
+/* A claimed delivery waiting for a slot to its endpoint. */
+struct queued {
+    struct webhook_job job; /* owned */
+    int64_t claimed_us;     /* monotonic */
+};
+
 struct webhook_sender {
     struct store *st;         /* borrowed */
     const struct config *cfg; /* borrowed */
@@ -75,6 +96,8 @@ struct webhook_sender {
     CURLM *multi;             /* owned */
     struct inflight **live;   /* owned, nlive of them */
     int nlive;
+    struct queued *queue;     /* owned, nqueue of them, oldest first */
+    int nqueue;
     struct webhook_result *done; /* results not yet recorded */
     int ndone;
     int64_t first_done_us;    /* monotonic: when the oldest of them finished */
@@ -349,7 +372,7 @@ finish(struct webhook_sender *s, struct inflight *f, CURLcode rc)
 }
 
 /*
- * Claims and records go in batches of half what can be in flight (to one
+ * Claims and records go in batches of what can be in flight (to one
  * endpoint, or in all, whichever is less), so a busy sender takes the
  * database's write lock a few times a second, not once per request.
  */
@@ -358,7 +381,7 @@ batch_size(const struct webhook_sender *s)
 {
     int64_t c = s->cfg->webhook_concurrency, e = s->cfg->webhook_endpoint_concurrency;
 
-    return (int)((c < e ? c : e) + 1) / 2;
+    return (int)(c < e ? c : e);
 }
 
 /* Records what finished: in batches, at most RECORD_EVERY_US after the oldest result. */
@@ -399,15 +422,16 @@ drain(struct webhook_sender *s)
     }
 }
 
-/* {"endpoint id": requests in flight} for the claim's per-endpoint cap. */
+/* {"endpoint id": deliveries held (in flight or queued)} for the claim's per-endpoint cap. */
 static char *
 busy_json(struct webhook_sender *s)
 {
     json_t *o = json_object();
     char *out;
 
-    for (int i = 0; i < s->nlive; i++) {
-        const char *e = s->live[i]->job.endpoint_id;
+    for (int i = 0; i < s->nlive + s->nqueue; i++) {
+        const char *e = i < s->nlive ? s->live[i]->job.endpoint_id
+                                     : s->queue[i - s->nlive].job.endpoint_id;
         json_t *v = json_object_get(o, e);
         json_object_set_new(o, e, json_integer(v ? json_integer_value(v) + 1 : 1));
     }
@@ -416,11 +440,94 @@ busy_json(struct webhook_sender *s)
     return out;
 }
 
+/* Requests in flight to one endpoint. */
+static int
+live_to(const struct webhook_sender *s, const char *endpoint_id)
+{
+    int n = 0;
+
+    for (int i = 0; i < s->nlive; i++)
+        n += strcmp(s->live[i]->job.endpoint_id, endpoint_id) == 0;
+    return n;
+}
+
+/* Gives queued jobs back to the database (the first n of the ones in jobs); frees them. */
+static void
+release(struct webhook_sender *s, struct webhook_job *jobs, int n)
+{
+    int back = 0;
+    mc_err err;
+
+    if (n == 0)
+        return;
+    err = store_webhook_release(s->st, s->owner, time_now_us(), jobs, n, &back);
+    if (err != MC_ERR_OK) {
+        /* A database outage is logged once, by the store (db_unreachable). */
+        if (store_reachable(s->st))
+            log_warn("event=webhook_release_failed n=%d error=\"%s\"", n, mc_err_str(err));
+    } else {
+        log_info("event=webhook_released n=%d", back);
+    }
+    /* On failure their leases expire and they are tried again: at least once. */
+    for (int i = 0; i < n; i++)
+        webhook_job_cleanup(&jobs[i]);
+}
+
+/*
+ * Starts every queued job its endpoint's cap (and the total) has room for,
+ * oldest first; gives back, unsent, any that waited longer than a request
+ * timeout and 2 s since its claim began (see DESIGN: it would not end inside
+ * its lease for sure).
+ */
+static void
+pump(struct webhook_sender *s)
+{
+    int64_t mono = time_mono_us(), late = (s->cfg->webhook_timeout + 2) * 1000000LL;
+    struct webhook_job *stale = NULL; /* owned */
+    int kept = 0, nstale = 0;
+
+    for (int i = 0; i < s->nqueue; i++) {
+        struct queued *q = &s->queue[i];
+        if (mono - q->claimed_us > late) {
+            stale = xrealloc(stale, (size_t)(nstale + 1) * sizeof(*stale));
+            stale[nstale++] = q->job;
+        } else if (s->nlive < s->cfg->webhook_concurrency &&
+                   live_to(s, q->job.endpoint_id) < s->cfg->webhook_endpoint_concurrency) {
+            start(s, &q->job); /* takes the job */
+        } else {
+            s->queue[kept++] = *q;
+        }
+    }
+    s->nqueue = kept;
+    if (nstale > 0)
+        log_warn("event=webhook_queue_stale n=%d (given back unsent)", nstale);
+    release(s, stale, nstale);
+    free(stale);
+}
+
+/* Gives the whole queue back: on stop, what waits goes to another worker at once. */
+static void
+release_queue(struct webhook_sender *s)
+{
+    struct webhook_job *jobs; /* owned */
+
+    if (s->nqueue == 0)
+        return;
+    jobs = xcalloc((size_t)s->nqueue, sizeof(*jobs));
+    for (int i = 0; i < s->nqueue; i++)
+        jobs[i] = s->queue[i].job;
+    release(s, jobs, s->nqueue);
+    s->nqueue = 0;
+    free(jobs);
+}
+
 static void
 claim(struct webhook_sender *s, int64_t *next_claim_us)
 {
-    int room = (int)s->cfg->webhook_concurrency - s->nlive;
+    /* Never more held than can be in flight in all: a queued job waits only for its endpoint. */
+    int room = (int)s->cfg->webhook_concurrency - s->nlive - s->nqueue;
     struct webhook_job_vec v = {0};
+    int64_t mono, claimed;
     char *busy;
     mc_err err;
 
@@ -428,17 +535,25 @@ claim(struct webhook_sender *s, int64_t *next_claim_us)
         return;
     busy = busy_json(s);
     s->freed = 0;
+    /* The queue's clock starts with the lease's, before the claim (which may wait for a lock). */
+    claimed = time_mono_us();
     err = store_webhook_claim(s->st, s->owner, time_now_us(),
                               (2 * s->cfg->webhook_timeout + 5) * 1000000LL, room,
-                              (int)s->cfg->webhook_endpoint_concurrency, busy, &v);
+                              2 * (int)s->cfg->webhook_endpoint_concurrency, busy, &v);
     free(busy);
     /* A database outage is logged once, by the store (db_unreachable). */
     if (err != MC_ERR_OK && store_reachable(s->st))
         log_warn("event=webhook_claim_failed error=\"%s\"", mc_err_str(err));
-    for (int i = 0; i < v.n; i++)
-        start(s, &v.items[i]);
+    mono = time_mono_us();
+    if (v.n > 0)
+        s->queue = xrealloc(s->queue, (size_t)(s->nqueue + v.n) * sizeof(*s->queue));
+    for (int i = 0; i < v.n; i++) {
+        s->queue[s->nqueue++] = (struct queued){v.items[i], claimed};
+        memset(&v.items[i], 0, sizeof(v.items[i])); /* moved */
+    }
+    pump(s);
     /* A full claim: more may be due at once; else wait for the poll. */
-    *next_claim_us = time_mono_us() + (v.n == room ? 0 : s->cfg->webhook_poll_ms * 1000LL);
+    *next_claim_us = mono + (v.n == room ? 0 : s->cfg->webhook_poll_ms * 1000LL);
     webhook_job_vec_cleanup(&v);
 }
 
@@ -461,6 +576,10 @@ run(void *arg)
             next_recover = mono + RECOVER_EVERY_US;
         }
         drain(s);
+        if (stop)
+            release_queue(s); /* no new requests on stop */
+        else
+            pump(s);
         /* Results first, so a claim sees the slots they freed. */
         record(s, false);
         if (!stop && (mono >= next_claim || s->freed >= batch_size(s)))
@@ -475,6 +594,7 @@ run(void *arg)
         curl_multi_poll(s->multi, NULL, 0, (int)wait_ms, NULL);
     }
     drain(s);
+    release_queue(s);
     record(s, true);
     if (s->nlive > 0)
         log_warn("event=webhook_stop abandoned=%d (their leases expire and they are retried)",
@@ -533,6 +653,7 @@ webhook_sender_stop(struct webhook_sender *s, int timeout_s)
     curl_multi_cleanup(s->multi);
     pthread_mutex_destroy(&s->mu);
     free(s->live);
+    free(s->queue);
     free(s->done);
     free(s);
 }

@@ -85,10 +85,55 @@ def pg_database_url(server_url, dbname):
 
 
 class PgAdmin:
-    """Creates and drops databases on the test PostgreSQL server."""
+    """Creates and drops databases on the test PostgreSQL server.
+
+    A test's database is a copy of a template that the binary under test
+    migrated once for this cluster and this set of migrations (its name is
+    their digest): an empty database migrated from scratch cost PostgreSQL
+    about 0.3 CPU seconds, a file copy of the template about 0.05, and the
+    suite makes hundreds.  The binary's migration of a fresh database is
+    still exercised, by the template itself and by the store unit tests."""
 
     def __init__(self, server_url):
         self.server_url = server_url
+        self._template = None
+
+    def template(self):
+        """The template's name, made (under an advisory lock, so concurrent
+        xdist workers make it once) when this cluster lacks it."""
+        import hashlib
+
+        import psycopg2
+
+        if self._template:
+            return self._template
+        digest = hashlib.sha256()
+        for f in sorted((REPO / "migrations" / "pg").glob("*.sql")):
+            digest.update(f.name.encode() + b"\0" + f.read_bytes())
+        name = "mc_template_" + digest.hexdigest()[:16]
+        conn = psycopg2.connect(self.server_url)
+        try:
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute("SELECT pg_advisory_lock(8058)")
+                cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+                if cur.fetchone() is None:
+                    # Built under another name and renamed once migrated: a
+                    # failed migration leaves no template behind.
+                    building = "mc_building_" + secrets.token_hex(6)
+                    cur.execute(f"CREATE DATABASE {building}")
+                    res = subprocess.run(
+                        [BIN, "migrate", "--database", pg_database_url(self.server_url, building)],
+                        capture_output=True, text=True, timeout=120)
+                    if res.returncode != 0:
+                        cur.execute(f"DROP DATABASE {building} WITH (FORCE)")
+                        raise AssertionError(f"migrating the template: {res.stderr}")
+                    cur.execute(f"ALTER DATABASE {building} RENAME TO {name}")
+                cur.execute("SELECT pg_advisory_unlock(8058)")
+        finally:
+            conn.close()
+        self._template = name
+        return name
 
     def _exec(self, sql):
         import psycopg2
@@ -103,7 +148,7 @@ class PgAdmin:
 
     def create(self):
         name = "mc_" + secrets.token_hex(6)
-        self._exec(f"CREATE DATABASE {name}")
+        self._exec(f"CREATE DATABASE {name} TEMPLATE {self.template()} STRATEGY = FILE_COPY")
         return pg_database_url(self.server_url, name)
 
     def drop(self, url):

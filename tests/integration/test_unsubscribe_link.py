@@ -303,15 +303,17 @@ def test_post_one_click_unsubscribes(server):
     assert t.get(c["id"])["sent_count"] == done["sent_count"] == 3
 
 
-@pytest.mark.slow(9)
 def test_forged_and_tampered_tokens_are_404(server, store):
-    """10,000 tokens that do not verify: every one of the 63 other characters
-    at every position of a real token, cut short, extended, non-canonical
-    endings and random base64url strings of the right length.  Each POSTs the
-    one-click field (the request that would change something) and answers the
-    404 page; nothing changes.  On PostgreSQL a tenth of them (every kind
-    still present) keeps the module fast: the token is checked before the
-    database is touched, so the store makes no difference to this path."""
+    """2,000 tokens that do not verify: every one of the 63 other characters
+    at the first two and last two positions of a real token (where base64url's
+    padding bits and the version byte sit), four others at every other
+    position, the token cut short at every length, extended by every
+    character, non-canonical endings and random base64url strings of the
+    right length.  Each POSTs the one-click field (the request that would
+    change something) and answers the 404 page; nothing changes.  On
+    PostgreSQL a tenth of them (every kind still present) keeps the module
+    fast: the token is checked before the database is touched, so the store
+    makes no difference to this path."""
     t = Tenant(server)
     lst, rcpts, c = small_campaign(t, [("ida@example.org", "Ida", {}),
                                        ("jo@example.org", "Jo", {})])
@@ -324,18 +326,19 @@ def test_forged_and_tampered_tokens_are_404(server, store):
 
     rng = random.Random(8058)
     bad = []
+    edges = {0, 1, len(real) - 2, len(real) - 1}
     for i in range(len(real)):
-        for ch in B64URL:
-            if ch != real[i]:
-                bad.append(real[:i] + ch + real[i + 1:])
+        others = [ch for ch in B64URL if ch != real[i]]
+        for ch in (others if i in edges else rng.sample(others, 4)):
+            bad.append(real[:i] + ch + real[i + 1:])
     for n in range(1, len(real)):
         bad.append(real[:n])
     for ch in B64URL:
         bad.append(real + ch)
     bad += [real + real, real + "A" * 3, "A" + real, real[1:] + "A"]
-    while len(bad) < 10000:
+    while len(bad) < 2000:
         bad.append("".join(rng.choice(B64URL) for _ in range(87)))
-    assert len(set(bad)) == len(bad) == 10000 and real not in bad
+    assert len(set(bad)) == len(bad) == 2000 and real not in bad
     if store != "sqlite":
         rng.shuffle(bad)
         bad = bad[:1000]

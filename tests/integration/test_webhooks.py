@@ -10,6 +10,7 @@ http (--webhook-allow-http, --webhook-allow-cidr 127.0.0.1/32), with a
 retry schedule of 1 s steps.
 """
 
+import collections
 import os
 import signal
 import subprocess
@@ -450,5 +451,94 @@ def test_worker_killed_mid_flight_loses_no_event(request, store, tmp_path, recei
                     p.wait(timeout=20)
                 except subprocess.TimeoutExpired:
                     p.kill()
+        api.stop()
+        drop()
+
+
+def test_one_endpoints_backlog_does_not_hold_back_another(request, store, tmp_path,
+                                                           receiver):
+    """Tenant A's slow endpoint has a backlog older and deeper than the
+    sender's whole concurrency; tenant B's test event, made after it, is
+    claimed and answered at once, while most of A's backlog still waits (a
+    claim of the oldest due deliveries overall held nothing but A's)."""
+    url, drop = create_database(request, store, tmp_path)
+    api = Server(tmp_path / "api", url, OPERATOR_KEY, ["--deliver", "0", *HTTP_ARGS])
+    sender = Server(tmp_path / "sender", url, OPERATOR_KEY,
+                    ["--relay", f"dir:{tmp_path / 'out'}", *FAST, *HTTP_ARGS,
+                     "--webhook-concurrency", "8", "--webhook-endpoint-concurrency", "2",
+                     "--webhook-timeout", "5"])
+    n = 40
+    try:
+        api.start()
+        a, b = Tenant(api), Tenant(api)
+        slow_rc, fast_rc = receiver(delay=1.0), receiver()
+        add_hook(a, slow_rc, events=["message.sent"])
+        wb = add_hook(b, fast_rc, events=["message.sent"])
+        cid = run_campaign(a, n)
+        sender.start()
+        a.wait_status(cid, "completed", timeout=30)
+        wait_until(lambda: slow_rc.all_hits(), 10, what="A's endpoint busy")
+        r = api.post(f"{hooks(b)}/{wb['id']}/test", headers=b.h)
+        assert r.status_code in (200, 201, 202), r.text
+        wait_until(lambda: fast_rc.ok_hits(), 10, what="B's test event")
+        # Two at a time, a second each: most of A's 40 still wait.
+        assert len(slow_rc.all_hits()) < n // 2, len(slow_rc.all_hits())
+        assert slow_rc.max_busy <= 2
+    finally:
+        sender.stop()
+        api.stop()
+        drop()
+
+
+@pytest.mark.slow(10)
+def test_claims_beyond_the_endpoint_cap_keep_the_cap_and_go_back_on_stop(request, store,
+                                                                          tmp_path, receiver):
+    """The sender claims up to twice an endpoint's cap and queues what the cap
+    does not let start: never more than the cap in flight to the endpoint; on
+    stop the queued deliveries go back to pending at once, their claim not
+    counted as an attempt; a new sender then delivers everything."""
+    url, drop = create_database(request, store, tmp_path)
+    api = Server(tmp_path / "api", url, OPERATOR_KEY, ["--deliver", "0", *HTTP_ARGS])
+    args = ["--relay", f"dir:{tmp_path / 'out'}", *FAST, *HTTP_ARGS,
+            "--webhook-endpoint-concurrency", "2", "--webhook-poll-ms", "50"]
+    sender = Server(tmp_path / "sender", url, OPERATOR_KEY, args)
+    n = 60
+    try:
+        api.start()
+        sender.start()
+        t = Tenant(api)
+        rc = receiver(delay=0.1)
+        w = add_hook(t, rc, events=["message.sent"])
+        cid = run_campaign(t, n)
+        t.wait_status(cid, "completed", timeout=30)
+
+        def held():
+            return db_query(url, "SELECT COUNT(*) FROM webhook_deliveries WHERE endpoint_id = %s "
+                            "AND status = 'sending'", (w["id"],))[0][0]
+        # More claimed (leased) than the cap lets run ...
+        wait_until(lambda: held() > 2, 20, interval=0.01, what="a claim beyond the cap")
+        wait_until(lambda: len(rc.ok_hits()) >= 10, 20, what="some webhooks answered")
+        sender.stop()
+        # ... yet never more than the cap in flight to the endpoint.
+        assert rc.max_busy == 2, rc.max_busy
+        # On stop nothing is left leased, and no delivery counts an attempt it never made.
+        assert held() == 0
+        rows = db_query(url, "SELECT event_id, attempts, status FROM webhook_deliveries "
+                        "WHERE endpoint_id = %s", (w["id"],))
+        hits = collections.Counter(h.id for h in rc.all_hits())
+        assert len(rows) == n
+        assert all(a == hits[str(e)] for e, a, _ in rows), [
+            (str(e), a, hits[str(e)]) for e, a, _ in rows if a != hits[str(e)]]
+        assert any(s == "pending" for _, _, s in rows)
+        # A new sender delivers the rest.
+        sender = Server(tmp_path / "sender2", url, OPERATOR_KEY, args)
+        sender.start()
+        wait_until(lambda: not db_query(url, "SELECT 1 FROM webhook_deliveries WHERE "
+                                        "endpoint_id = %s AND status <> 'succeeded'",
+                                        (w["id"],)), 60, what="every delivery succeeded")
+        assert {h.id for h in rc.ok_hits()} == {str(e) for e, _, _ in rows}
+        assert rc.max_busy == 2, rc.max_busy
+    finally:
+        sender.stop()
         api.stop()
         drop()

@@ -13,7 +13,8 @@ fail_first=N answers 500 to the first N attempts of each webhook-id;
 status=410 (or any) answers that always; delay=seconds sleeps first;
 retry_after=value adds a Retry-After header to non-2xx answers.  Every
 request is kept as a Hit (id, timestamp, signature, JSON body, whether the
-signature verified, the status answered, the arrival time).
+signature verified, the status answered, the arrival time).  max_busy is
+the most requests it held at once (received, not yet answered).
 """
 
 import base64
@@ -73,6 +74,8 @@ class Receiver:
         self.hits = []
         self.lock = threading.Lock()
         self.attempts = collections.Counter()
+        self.busy = 0          # requests being handled, not yet answered
+        self.max_busy = 0
         receiver = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -104,6 +107,9 @@ class Receiver:
         return f"http://127.0.0.1:{self.port}/hook"
 
     def _handle(self, h, raw):
+        with self.lock:
+            self.busy += 1
+            self.max_busy = max(self.max_busy, self.busy)
         if self.delay:
             time.sleep(self.delay)
         headers = {k.lower(): v for k, v in h.headers.items()}
@@ -124,6 +130,8 @@ class Receiver:
                   verify(secrets_, headers, raw), status, time.time())
         with self.lock:
             self.hits.append(hit)
+            # Counted out before the answer: the sender can start the next request only after it.
+            self.busy -= 1
         h.send_response(status)
         if status >= 300 and self.retry_after is not None:
             h.send_header("Retry-After", str(self.retry_after))

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "mctest.h"
 
@@ -53,6 +55,35 @@ test_uuid7_time_ordered(void **state)
         assert_true(strcmp(prev, cur) < 0);
         memcpy(prev, cur, sizeof(cur));
     }
+}
+
+/* A forked child draws fresh random bits for its ids: the per-thread pool
+ * it inherited would otherwise give it the parent's next ones. */
+static void
+test_uuid7_fork_draws_afresh(void **state)
+{
+    char parent[MC_UUID_LEN + 1], child[MC_UUID_LEN + 1] = "";
+    int fds[2], status;
+    pid_t pid;
+
+    (void)state;
+    crypto_uuid7(parent); /* the pool is filled */
+    assert_int_equal(pipe(fds), 0);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        crypto_uuid7(child);
+        _exit(write(fds[1], child, MC_UUID_LEN) == MC_UUID_LEN ? 0 : 1);
+    }
+    close(fds[1]);
+    assert_int_equal(read(fds[0], child, MC_UUID_LEN), MC_UUID_LEN);
+    close(fds[0]);
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    crypto_uuid7(parent);
+    /* The last 12 hex digits are random bits only. */
+    assert_true(crypto_uuid_valid(child));
+    assert_string_not_equal(parent + 24, child + 24);
 }
 
 /* RFC 4231, test case 2. */
@@ -126,6 +157,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_uuid_shape_and_uniqueness),
         cmocka_unit_test(test_uuid7_time_ordered),
+        cmocka_unit_test(test_uuid7_fork_draws_afresh),
         cmocka_unit_test(test_hmac_sha256_known_vector),
         cmocka_unit_test(test_hmac_sha256_long_key),
         cmocka_unit_test(test_uuid_valid),

@@ -1437,6 +1437,151 @@ test_bounce_batch_all_or_nothing(void **state)
 }
 
 /*
+ * Duplicates in one group commit (issue 10's PostgreSQL work checks them for
+ * a whole batch in one statement): a repeat of a record already stored, of
+ * one written earlier in the same batch (another report or the same
+ * report's next item, the address in another case), are duplicates;
+ * another class, a stranger, a delay warning and another tenant's message
+ * are not; a duplicate keeps no raw text; the records list in batch order.
+ */
+static void
+test_bounce_batch_duplicates(void **state)
+{
+    struct store *st = st_of(state);
+    struct tenant a, b;
+    struct recipient_list la, lb;
+    struct recipient p = {0}, q = {0}, y = {0};
+    struct campaign ca, cb;
+    char mp[MC_UUID_LEN + 1], mq[MC_UUID_LEN + 1], mb[MC_UUID_LEN + 1];
+    int64_t now = time_now_us();
+    struct bounce_applied one, outs[8];
+    struct bounce_item soft = {NULL, "soft", "4.2.2", "failed", "452 full", NULL};
+    struct bounce_item hard_q = {"dq@example.com", "hard", "5.1.1", "failed", "550", NULL};
+    struct bounce_item hard_qc = {"DQ@Example.COM", "hard", "5.1.1", "failed", "550", NULL};
+    struct bounce_item block_q = {"dq@example.com", "block", "5.7.1", "failed", "550", NULL};
+    struct bounce_item stranger = {"other@example.org", "hard", "5.1.1", "failed", "550", NULL};
+    struct bounce_item delayed = {NULL, "soft", "4.4.1", "delayed", "no answer", NULL};
+    struct bounce_item two_hard[2] = {{NULL, "hard", "5.1.1", "failed", "550", NULL},
+                                      {NULL, "hard", "5.1.1", "failed", "550", NULL}};
+    struct bounce_report_in base = {.kind = "dsn", .source = "smtp", .raw = "raw", .n = 1,
+                                    .now = now};
+    struct bounce_report_in r[8];
+    const struct bounce_report_in *ins[8];
+
+    make_tenant(st, "dup-a", &a);
+    make_tenant(st, "dup-b", &b);
+    new_list(st, a.id, "A", &la);
+    new_list(st, b.id, "B", &lb);
+    new_campaign(st, a.id, la.id, &ca);
+    new_campaign(st, b.id, lb.id, &cb);
+    assert_int_equal(new_recipient(st, a.id, la.id, "dp@example.com", &p), MC_ERR_OK);
+    assert_int_equal(new_recipient(st, a.id, la.id, "dq@example.com", &q), MC_ERR_OK);
+    assert_int_equal(new_recipient(st, b.id, lb.id, "dq@example.com", &y), MC_ERR_OK);
+    sent_message(st, a.id, ca.id, &p, now - 1000, mp);
+    sent_message(st, a.id, ca.id, &q, now - 1000, mq);
+    sent_message(st, b.id, cb.id, &y, now - 1000, mb);
+
+    /* A soft bounce of mp stored before the batch. */
+    r[0] = base;
+    r[0].message_id = mp;
+    r[0].items = &soft;
+    ins[0] = &r[0];
+    assert_int_equal(store_bounce_record_batch(st, ins, 1, &one), MC_ERR_OK);
+    assert_int_equal(one.items[0].outcome, BOUNCE_OUT_COUNTED);
+
+    for (int i = 0; i < 8; i++) {
+        r[i] = base;
+        ins[i] = &r[i];
+    }
+    r[0].message_id = mp; /* the stored one again: a duplicate */
+    r[0].items = &soft;
+    r[1].message_id = mq; /* new: applied */
+    r[1].items = &hard_q;
+    r[2].message_id = mq; /* the one just above, the address in another case */
+    r[2].items = &hard_qc;
+    r[3].message_id = mq; /* another class: not a duplicate */
+    r[3].items = &block_q;
+    r[4].message_id = mq; /* a stranger: recorded as such, never a duplicate */
+    r[4].items = &stranger;
+    r[5].message_id = mp; /* a delay warning: recorded only */
+    r[5].items = &delayed;
+    r[6].message_id = mb; /* another tenant's message to the same address: applied */
+    r[6].items = &hard_q;
+    r[7].message_id = mp; /* two items of one report: the second a duplicate of the first */
+    r[7].items = two_hard;
+    r[7].n = 2;
+    assert_int_equal(store_bounce_record_batch(st, ins, 8, outs), MC_ERR_OK);
+    assert_int_equal(outs[0].items[0].outcome, BOUNCE_OUT_DUPLICATE);
+    assert_int_equal(outs[1].items[0].outcome, BOUNCE_OUT_SUPPRESSED);
+    assert_int_equal(outs[2].items[0].outcome, BOUNCE_OUT_DUPLICATE);
+    assert_int_equal(outs[3].items[0].outcome, BOUNCE_OUT_COUNTED);
+    assert_int_equal(outs[4].items[0].outcome, BOUNCE_OUT_STRANGER);
+    assert_int_equal(outs[5].items[0].outcome, BOUNCE_OUT_RECORDED);
+    assert_int_equal(outs[6].items[0].outcome, BOUNCE_OUT_SUPPRESSED);
+    assert_int_equal(outs[7].n, 2);
+    assert_int_equal(outs[7].items[0].outcome, BOUNCE_OUT_SUPPRESSED);
+    assert_int_equal(outs[7].items[1].outcome, BOUNCE_OUT_DUPLICATE);
+    assert_string_equal(outs[0].tenant_id, a.id);
+    assert_string_equal(outs[0].message_id, mp);
+    assert_string_equal(outs[6].tenant_id, b.id);
+    assert_string_equal(outs[6].campaign_id, cb.id);
+
+    /* What was written: one row per item, duplicates without raw text, counted once. */
+    assert_int_equal(one_int(st, "SELECT COUNT(*) FROM bounces WHERE tenant_id = $1", a.id), 9);
+    assert_int_equal(one_int(st, "SELECT COUNT(*) FROM bounces WHERE tenant_id = $1 AND "
+                                 "outcome = 'duplicate' AND raw IS NULL", a.id), 3);
+    assert_int_equal(one_int(st, "SELECT COUNT(*) FROM bounces WHERE tenant_id = $1 AND "
+                                 "raw IS NOT NULL", a.id), 6);
+    assert_int_equal(one_int(st, "SELECT COUNT(*) FROM bounces WHERE message_id = $1 AND "
+                                 "outcome = 'duplicate' AND campaign_id IS NOT NULL AND "
+                                 "recipient_id IS NOT NULL AND email_lc = 'dp@example.com'", mp),
+                     2);
+    struct campaign c = {0};
+    assert_int_equal(store_campaign_get(st, a.id, ca.id, &c), MC_ERR_OK);
+    assert_int_equal(c.counts.bounced_hard, 2); /* mq and mp, once each */
+    assert_int_equal(c.counts.blocked, 1);
+    assert_int_equal(c.counts.bounced_soft, 1); /* the first soft only */
+    campaign_cleanup(&c);
+    assert_int_equal(suppressed_for(st, a.id, "dq@example.com", NULL), CAUSE_HARD_BOUNCE);
+    assert_int_equal(suppressed_for(st, b.id, "dq@example.com", NULL), CAUSE_HARD_BOUNCE);
+    assert_int_equal(suppressed_for(st, a.id, "dp@example.com", NULL), CAUSE_HARD_BOUNCE);
+    assert_int_equal((int)suppressed_for(st, a.id, "other@example.org", NULL), -1);
+
+    /* Newest first: the batch's items in reverse order, then the one before it. */
+    struct bounce_rec_vec v = {0};
+    struct bounce_filter f = {0};
+    struct page pg = {100, 0};
+    const char *want[9];
+    int k = 0;
+    want[k++] = outs[7].items[1].id;
+    want[k++] = outs[7].items[0].id;
+    for (int i = 5; i >= 0; i--)
+        if (i != 6)
+            want[k++] = outs[i].items[0].id;
+    want[k++] = one.items[0].id;
+    assert_int_equal(store_bounce_list(st, a.id, &f, &pg, &v), MC_ERR_OK);
+    assert_int_equal(v.total, k);
+    for (int i = 0; i < k; i++)
+        assert_string_equal(v.items[i].id, want[i]);
+    bounce_rec_vec_cleanup(&v);
+    /* B sees its own one record only. */
+    assert_int_equal(store_bounce_list(st, b.id, &f, &pg, &v), MC_ERR_OK);
+    assert_int_equal(v.total, 1);
+    assert_string_equal(v.items[0].id, outs[6].items[0].id);
+    bounce_rec_vec_cleanup(&v);
+
+    recipient_cleanup(&p);
+    recipient_cleanup(&q);
+    recipient_cleanup(&y);
+    campaign_cleanup(&ca);
+    campaign_cleanup(&cb);
+    recipient_list_cleanup(&la);
+    recipient_list_cleanup(&lb);
+    tenant_cleanup(&a);
+    tenant_cleanup(&b);
+}
+
+/*
  * The intake's transaction: the referenced message decides everything; a
  * stranger, a duplicate, an unreferenced report change nothing; hard and
  * complaint suppress at once, soft after the policy's limit and for a
@@ -1800,6 +1945,21 @@ assert_counts_true(struct store *st, const char *campaign_id)
         assert_int_equal(one_int(st, sql[i][0], campaign_id), one_int(st, sql[i][1], campaign_id));
 }
 
+/* A claimed message's outcome, named as the worker names it (from the claim). */
+static void
+result_of(const struct delivery_msg *m, enum delivery_outcome out, struct delivery_result *r)
+{
+    memset(r, 0, sizeof(*r));
+    memcpy(r->id, m->id, sizeof(r->id));
+    memcpy(r->tenant_id, m->tenant_id, sizeof(r->tenant_id));
+    memcpy(r->campaign_id, m->campaign_id, sizeof(r->campaign_id));
+    memcpy(r->recipient_id, m->recipient_id, sizeof(r->recipient_id));
+    snprintf(r->to_address, sizeof(r->to_address), "%s", m->to_address);
+    r->attempts = m->attempts;
+    r->outcome = out;
+    r->reply_code = out == OUT_SENT ? 250 : 451;
+}
+
 /*
  * A claim and a flush of 'sent' outcomes over two campaigns: each
  * campaign's counts move by what took effect (a fenced-out result moves
@@ -1858,17 +2018,9 @@ test_counts_follow_claims_and_sends(void **state)
     } plan[] = {{0, 0, 0, OUT_SENT}, {0, 1, 1, OUT_SENT}, {1, 0, 0, OUT_SENT},
                 {0, 2, 0, OUT_RETRY}};
     for (size_t j = 0; j < sizeof(plan) / sizeof(plan[0]); j++) {
-        const struct delivery_msg *m = &v[plan[j].k].items[plan[j].i];
         struct delivery_result *r = &res[nres++];
-        memset(r, 0, sizeof(*r));
-        memcpy(r->id, m->id, sizeof(r->id));
-        memcpy(r->tenant_id, m->tenant_id, sizeof(r->tenant_id));
-        memcpy(r->campaign_id, m->campaign_id, sizeof(r->campaign_id));
-        memcpy(r->recipient_id, m->recipient_id, sizeof(r->recipient_id));
-        snprintf(r->to_address, sizeof(r->to_address), "%s", m->to_address);
-        r->attempts = m->attempts + plan[j].attempts_off;
-        r->outcome = plan[j].out;
-        r->reply_code = plan[j].out == OUT_SENT ? 250 : 451;
+        result_of(&v[plan[j].k].items[plan[j].i], plan[j].out, r);
+        r->attempts += plan[j].attempts_off;
         r->next_attempt_at = now + 60 * 1000000LL;
     }
     assert_int_equal(store_delivery_record(st, "w1", now, res, nres, &applied), MC_ERR_OK);
@@ -1884,6 +2036,49 @@ test_counts_follow_claims_and_sends(void **state)
                                  "recipient_id IS NOT NULL",
                              a.id),
                      2);
+    /* A flush whose second 'sent' update fails changes nothing, and leaves the trigger on. */
+    {
+        struct db d;
+        assert_int_equal(db_get(st, &d), MC_ERR_OK);
+        bool pg = d.ops->dialect == DB_PG;
+        db_put(&d);
+        if (pg) {
+            exec_sql(st,
+                     "CREATE FUNCTION test_boom() RETURNS trigger LANGUAGE plpgsql AS "
+                     "'BEGIN IF NEW.status = ''sent'' AND (SELECT count(*) FROM "
+                     "scheduled_messages WHERE status = ''sent'') >= 3 THEN RAISE EXCEPTION "
+                     "''boom''; END IF; RETURN NEW; END'",
+                     NULL, 0);
+            exec_sql(st,
+                     "CREATE TRIGGER test_boom BEFORE UPDATE ON scheduled_messages FOR EACH ROW "
+                     "EXECUTE FUNCTION test_boom()",
+                     NULL, 0);
+        } else {
+            exec_sql(st,
+                     "CREATE TRIGGER test_boom BEFORE UPDATE OF status ON scheduled_messages "
+                     "WHEN NEW.status = 'sent' AND (SELECT COUNT(*) FROM scheduled_messages "
+                     "WHERE status = 'sent') >= 3 BEGIN SELECT RAISE(ABORT, 'boom'); END",
+                     NULL, 0);
+        }
+        nres = 0;
+        for (int i = 1; i < 3; i++) {
+            result_of(&v[1].items[i], OUT_SENT, &res[nres++]);
+        }
+        assert_int_not_equal(store_delivery_record(st, "w1", now, res, nres, &applied),
+                             MC_ERR_OK);
+        if (pg) {
+            exec_sql(st, "DROP TRIGGER test_boom ON scheduled_messages", NULL, 0);
+            exec_sql(st, "DROP FUNCTION test_boom()", NULL, 0);
+        } else {
+            exec_sql(st, "DROP TRIGGER test_boom", NULL, 0);
+            assert_int_equal(one_int(st, "SELECT COUNT(*) FROM counts_by_caller WHERE $1 = $1",
+                                     "x"), 0);
+        }
+        assert_int_equal(one_int(st, "SELECT sent_count FROM campaigns WHERE id = $1", c[1].id),
+                         1);
+        for (int k = 0; k < 2; k++)
+            assert_counts_true(st, c[k].id);
+    }
     /* The trigger counts other statements again: nothing was left turned off. */
     exec_sql(st, "UPDATE scheduled_messages SET status = 'cancelled' WHERE status = 'pending'",
              NULL, 0);
@@ -2044,6 +2239,46 @@ test_events_outbox_and_webhook_claims(void **state)
     assert_int_equal(n, 1);
     assert_int_equal(one_int(st, "SELECT COUNT(*) FROM webhook_deliveries WHERE endpoint_id = $1 "
                                  "AND status = 'pending' AND attempts = 1", all.id), 1);
+    /* Released unsent (the sender's queue on stop): pending at once, the claim not
+     * counted; fenced on owner and attempt like a result. */
+    assert_int_equal(store_webhook_claim(st, "o3", now + 2000000, 1000000, 10, 1, "{}", &jobs),
+                     MC_ERR_OK);
+    assert_int_equal(jobs.n, 1);
+    assert_int_equal(jobs.items[0].attempts, 2);
+    assert_int_equal(store_webhook_release(st, "o2", now, jobs.items, 1, &n), MC_ERR_OK);
+    assert_int_equal(n, 0);
+    jobs.items[0].attempts = 1;
+    assert_int_equal(store_webhook_release(st, "o3", now, jobs.items, 1, &n), MC_ERR_OK);
+    assert_int_equal(n, 0);
+    jobs.items[0].attempts = 2;
+    assert_int_equal(store_webhook_release(st, "o3", now, jobs.items, 1, &n), MC_ERR_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(one_int(st, "SELECT COUNT(*) FROM webhook_deliveries WHERE endpoint_id = $1 "
+                                 "AND status = 'pending' AND attempts = 1 AND lease_owner IS NULL",
+                             all.id), 1);
+    webhook_job_vec_cleanup(&jobs);
+    /* A failure recorded: pending again at its next attempt, the error kept, no status code. */
+    assert_int_equal(store_webhook_claim(st, "o4", now + 2000000, 1000000, 10, 1, "{}", &jobs),
+                     MC_ERR_OK);
+    assert_int_equal(jobs.n, 1);
+    struct webhook_result fail = {.kind = WH_RESULT_FAIL, .attempts = 2, .latency_ms = 7,
+                                  .error = "connect", .next_attempt_at = now + 60000000};
+    memcpy(fail.id, jobs.items[0].id, sizeof(fail.id));
+    memcpy(fail.endpoint_id, all.id, sizeof(fail.endpoint_id));
+    webhook_job_vec_cleanup(&jobs);
+    assert_int_equal(store_webhook_record(st, "o4", now, &fail, 1, 1000000000), MC_ERR_OK);
+    assert_int_equal(one_int(st, "SELECT COUNT(*) FROM webhook_deliveries WHERE endpoint_id = $1 "
+                                 "AND status = 'pending' AND attempts = 2 AND last_error = 'connect' "
+                                 "AND last_status_code IS NULL AND last_latency_ms = 7",
+                             all.id), 1);
+    struct db_param pn[] = {P_TEXT(all.id), P_TIME(now + 60000000)};
+    assert_int_equal(db_get(st, &d), MC_ERR_OK);
+    int64_t due = 0;
+    assert_int_equal(db_one_int(&d, "SELECT COUNT(*) FROM webhook_deliveries WHERE endpoint_id = "
+                                    "$1 AND next_attempt_at = $2", pn, NPARAMS(pn), &due),
+                     MC_ERR_OK);
+    db_put(&d);
+    assert_int_equal(due, 1);
 
     webhook_cleanup(&all);
     webhook_cleanup(&sent_only);
@@ -2079,6 +2314,7 @@ main(void)
         cmocka_unit_test(test_lease_expiry_poison_bound),
         cmocka_unit_test(test_bounces_two_tenants),
         cmocka_unit_test(test_bounce_batch_all_or_nothing),
+        cmocka_unit_test(test_bounce_batch_duplicates),
         cmocka_unit_test(test_counts_follow_claims_and_sends),
         cmocka_unit_test(test_campaign_timeline),
         cmocka_unit_test(test_events_outbox_and_webhook_claims),
