@@ -188,7 +188,7 @@ static const struct opt opts[] = {
     {"webhook_concurrency", INT(webhook_concurrency), "64", 1, 1024, false,
      "webhook requests a worker has in flight at most", NULL},
     {"webhook_endpoint_concurrency", INT(webhook_endpoint_concurrency), "16", 1, 256, false,
-     "webhook requests in flight to one endpoint at most", NULL},
+     "webhook requests a process has in flight to one endpoint at most (per process)", NULL},
     {"webhook_connect_timeout", INT(webhook_connect_timeout), "5", 1, 60, false,
      "seconds to connect to a webhook endpoint", NULL},
     {"webhook_timeout", INT(webhook_timeout), "15", 1, 300, false,

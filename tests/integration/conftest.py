@@ -129,13 +129,15 @@ def store(request):
 
 @pytest.fixture
 def new_database(request, store, tmp_path):
-    """Factory: new_database() returns the URL of a fresh database of the store."""
+    """Factory: new_database() returns the URL of a fresh database of the
+    store (on PostgreSQL a copy of the migrated template; empty=True: one
+    with no tables at all)."""
     drops = []
 
-    def make():
+    def make(empty=False):
         directory = tmp_path / f"db{len(drops)}"
         directory.mkdir()
-        url, drop = create_database(request, store, directory)
+        url, drop = create_database(request, store, directory, empty)
         drops.append(drop)
         return url
 

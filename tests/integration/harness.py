@@ -146,9 +146,12 @@ class PgAdmin:
         finally:
             conn.close()
 
-    def create(self):
+    def create(self, empty=False):
         name = "mc_" + secrets.token_hex(6)
-        self._exec(f"CREATE DATABASE {name} TEMPLATE {self.template()} STRATEGY = FILE_COPY")
+        if empty:
+            self._exec(f"CREATE DATABASE {name}")
+        else:
+            self._exec(f"CREATE DATABASE {name} TEMPLATE {self.template()} STRATEGY = FILE_COPY")
         return pg_database_url(self.server_url, name)
 
     def drop(self, url):
@@ -157,13 +160,14 @@ class PgAdmin:
         self._exec(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
-def create_database(request, store, directory):
+def create_database(request, store, directory, empty=False):
     """A fresh database URL of store ("sqlite" or "postgres") and the function
-    that drops it.  request is a pytest fixture request (for pg_admin)."""
+    that drops it.  request is a pytest fixture request (for pg_admin).  A
+    PostgreSQL one is a copy of the migrated template unless empty."""
     if store == "sqlite":
         return f"sqlite:{Path(directory) / 'mailcast.db'}", lambda: None
     admin = request.getfixturevalue("pg_admin")
-    url = admin.create()
+    url = admin.create(empty)
     return url, lambda: admin.drop(url)
 
 

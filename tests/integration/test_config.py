@@ -272,7 +272,7 @@ def test_config_file_errors_are_all_reported(tmp_path):
 
 
 def test_serve_reports_every_problem_at_once(store, new_database, tmp_path):
-    db = new_database()
+    db = new_database(empty=True)
     res = run_cli("serve", "--listen", "nonsense", "--http-threads", "0", database=db,
                   env=child_env(OPERATOR_KEY), cwd=tmp_path, timeout=15)
     assert res.returncode != 0

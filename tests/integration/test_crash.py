@@ -402,7 +402,7 @@ def test_four_workers_on_postgres_deliver_each_message_exactly_once(pg_admin, tm
                 "--smtp-data-timeout", "60", "--smtp-command-timeout", "20"]
         t0 = time.monotonic()
         workers = [procs.worker(url, sink.relay, args, name=f"pgworker{i}") for i in range(4)]
-        assert_complete(tenant, cid, n, timeout=90, sink=sink, workers=workers)
+        assert_complete(tenant, cid, n, timeout=240, sink=sink, workers=workers)
         elapsed = time.monotonic() - t0
         got = Delivered(sink, addresses)
         print(f"\n4 workers, {n} messages: {elapsed:.1f}s ({n / elapsed:.0f}/s), "
