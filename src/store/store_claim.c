@@ -258,7 +258,7 @@ static const char sql_pick[] =
 static const char sql_pick_pg[] =
     "SELECT id, site FROM scheduled_messages WHERE campaign_id = $1 AND status = 'pending' "
     "AND next_attempt_at <= $2 ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED";
-/* The picked rows ($3: their ids) leased; only 'pending' ones, which the claim's count move relies on. */
+/* The picked rows ($3: their ids) leased: only 'pending' ones (the count move relies on it). */
 static const char sql_take_pg[] =
     "UPDATE scheduled_messages m SET status = 'sending', lease_owner = $1, "
     "lease_expires_at = $2, attempts = m.attempts + 1, last_attempt_at = $4, updated_at = $4 "

@@ -76,9 +76,10 @@ static const char sql_release[] =
  * third); what the row's event names comes from the result, which the claim
  * filled, and the fence checks its campaign and tenant too, so a result
  * naming others changes nothing (it is fenced out).  Only 'sending' rows
- * change: the count move relies on it.  PostgreSQL: one statement per flush over arrays, RETURNING which
- * rows took effect, so its count trigger runs once per flush, not once per
- * message (a statement per message cost about a millisecond each).
+ * change: the count move relies on it.  PostgreSQL: one statement per flush
+ * over arrays, RETURNING which rows took effect, so its count trigger runs
+ * once per flush, not once per message (a statement per message cost about
+ * a millisecond each).
  */
 static const char sql_sent_one_sqlite[] =
     "UPDATE scheduled_messages SET status = 'sent', sent_at = $1, lease_owner = NULL, "
