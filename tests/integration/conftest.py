@@ -30,6 +30,31 @@ from harness import BIN, OPERATOR_KEY, REPO, PgAdmin, Server, create_database, m
 from smtpsink import Sink
 
 
+# MAILCAST_TEST_CPU=FILE: each test's CPU seconds (the test process and the
+# children it reaped: servers, browsers, CLI runs; not PostgreSQL's) appended
+# to FILE as JSON lines, for finding what the suite spends its two cores on.
+_CPU_LOG = os.environ.get("MAILCAST_TEST_CPU")
+
+
+def _cpu_seconds():
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    if not _CPU_LOG:
+        yield
+        return
+    import json
+
+    before = _cpu_seconds()
+    yield
+    with open(_CPU_LOG, "a", encoding="utf-8") as f:
+        f.write(json.dumps({"test": item.nodeid, "cpu_s": round(_cpu_seconds() - before, 3)})
+                + "\n")
+
+
 def pytest_configure(config):
     if not os.access(BIN, os.X_OK):
         raise pytest.UsageError(f"mailcast binary not found at {BIN}; build it with `make mailcast`")
