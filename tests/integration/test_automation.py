@@ -494,3 +494,33 @@ def test_ratio_and_new_actions_round_trip_at_their_limits(factory, sink):
     r = srv.put("/api/v1/shaping", json={**doc, "automation": [short]}, headers=srv.op)
     assert r.status_code == 200, r.text
     assert r.json()["automation"] == [rules[0]]
+
+
+def test_metrics_name_each_site_once_when_several_states_share_it(factory, sink):
+    """Two tenants suspended on one site are one series counting 2, not two
+    series with the same labels (a scrape that repeats a label set is
+    refused); no series of /metrics repeats."""
+    doms = [unique_domain("shared-a"), unique_domain("shared-b")]
+    for d in doms:
+        sink.script("@" + d, UNUSUAL, then=None)
+    srv = factory(sink.url)
+    doc = srv.get("/api/v1/shaping", headers=srv.op).json()
+    for d in doms:
+        doc["domains"][d] = "gsite"
+    doc["rules"].append({"egress": "default", "site": "gsite", "per_second": 5})
+    doc["automation"] = [{"egress": "default", "site": "gsite",
+                          "match": {"code": 421, "enhanced": "4.7.28", "regex": None},
+                          "trigger": "immediate", "action": {"type": "suspend_tenant"},
+                          "duration_s": 60}]
+    r = srv.put("/api/v1/shaping", json=doc, headers=srv.op)
+    assert r.status_code == 200, r.text
+    for i, d in enumerate(doms):
+        t = Tenant(srv)
+        t.set_rate_limits(enabled=False)
+        campaign(t, d, 2, f"s{i}")
+    wait_until(lambda: len(state(srv)) == 2, 20, what="both tenants suspended on the site")
+    metrics = srv.get("/metrics", headers=srv.op).text
+    series = [ln.rsplit(" ", 1)[0] for ln in metrics.splitlines() if ln and ln[0] != "#"]
+    assert len(series) == len(set(series)), [s for s in series if series.count(s) > 1]
+    assert ('mailcast_shaping_in_force{egress="default",site="gsite",action="suspend_tenant"} 2'
+            in metrics.splitlines()), metrics
