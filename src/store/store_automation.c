@@ -25,7 +25,8 @@
  * scale_rate scales the rate in force at the site at that moment: its
  * shaping rule's rate tightened by any rate automation has in force (so a
  * second firing halves again), or, when the site has neither, the rate its
- * attempts arrived at over the trigger's period (at least a minute).
+ * attempts arrived at: their count over the seconds from the first of them
+ * in the trigger's period (at least a minute) to now.
  */
 #include <regex.h>
 #include <stdio.h>
@@ -158,11 +159,21 @@ scaled_rate(struct db *d, const struct shaping_auto *a, const char *egress, cons
     free(rules);
     free(states);
     if (err == MC_ERR_OK && iv == 0) {
+        /* The rate its attempts arrived at, over the seconds they span in the window. */
         int64_t w = a->trigger_period_s > 60 ? a->trigger_period_s : 60;
+        int64_t from = now / 1000000 - w + 1, first = from;
+        struct db_param pf[] = {P_TEXT(egress), P_TEXT(site), P_INT(from)};
         struct two_ints seen;
-        err = attempts_since(d, egress, site, now / 1000000 - w + 1, &seen);
+        err = attempts_since(d, egress, site, from, &seen);
         if (err == MC_ERR_OK && seen.a > 0)
-            iv = w * 1000000 / seen.a;
+            err = db_one_int(d,
+                             "SELECT COALESCE(MIN(second), $3) FROM shaping_attempts WHERE "
+                             "egress = $1 AND site = $2 AND second >= $3",
+                             pf, NPARAMS(pf), &first);
+        if (err == MC_ERR_OK && seen.a > 0) {
+            int64_t span = now / 1000000 - first + 1;
+            iv = (span > 0 ? span : 1) * 1000000 / seen.a;
+        }
     }
     if (err != MC_ERR_OK || iv <= 0)
         return err;

@@ -172,12 +172,16 @@ test_scale_without_a_rule_uses_the_measured_rate(void **state)
     int64_t t0 = time_now_us();
     struct shaping_state s;
 
-    /* No rate for any site: what arrived over the last minute is the rate (120). */
+    /*
+     * No rate for any site: the rate is what arrived, over the seconds it
+     * took, not over the whole minute: 120 in 2 s is 3,600 a minute (the
+     * minute would have said 120), halved to 1,800.
+     */
     put_autos(st, &a, 1, 0);
     assert_int_equal(observe(st, "norule", 119, 0, t0), 0);
     assert_int_equal(observe(st, "norule", 1, 1, t0 + S(1)), 1);
     assert_true(state_of(st, "norule", "scale_rate", t0 + S(1), &s));
-    assert_int_equal(s.per_minute, 60);
+    assert_int_equal(s.per_minute, 1800);
     /* A reply's trigger: no counts shown. */
     assert_int_equal(s.attempts, 0);
     assert_string_equal(s.last_reply, "451 4.7.1 try again later");
