@@ -10,7 +10,8 @@
  * answer.  This thread answers by setting *_done and waking the loop (the
  * dbdone event); the loop takes the answers with delivery_answers_take().
  * While a record is in progress the loop keeps collecting outcomes in its
- * own buffer; the two buffers are swapped, never copied, on each hand-off.
+ * own buffer; the two buffers are swapped, never copied, on each hand-off
+ * (the automation tallies, one per site, are copied).
  * A failed record is merged back in front of the newer outcomes and tried
  * again with the next flush.
  */

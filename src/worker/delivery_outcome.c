@@ -98,8 +98,9 @@ observe(struct delivery *d, const struct dmsg *m)
 
 /*
  * Counts the relay's reply to an attempt at m's (egress, site) for the
- * deferral ratios: one tally per (egress, site) and flush, found by a hash
- * of the two names, so the store gets a row per site, not per message.
+ * deferral ratios: one tally per (egress, site) and flush, found by a
+ * linear search that compares a hash of the two names first (a flush sees
+ * few sites), so the store gets a row per site, not per message.
  * Only replies of the relay to a transaction count: a connection never
  * made, a timeout or mailcast's own refusal is no attempt the receiver saw.
  */
