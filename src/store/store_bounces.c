@@ -858,7 +858,9 @@ store_bounce_record_batch(struct store *st, const struct bounce_report_in *const
     }
     if ((err = db_begin(&d, true)) != MC_ERR_OK)
         goto out;
-    err = batch_resolve(&d, &b);
+    /* Batches are mostly 1-8 reports: planning each statement cost more than running it. */
+    if ((err = db_plans_generic(&d)) == MC_ERR_OK)
+        err = batch_resolve(&d, &b);
     if (err == MC_ERR_OK)
         err = dup_prewrite(&d, &b);
     for (int r = 0; r < n && err == MC_ERR_OK; r++)

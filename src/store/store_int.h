@@ -104,6 +104,17 @@ mc_err db_query(struct db *d, const char *sql, const struct db_param *p, int np,
 mc_err db_begin(struct db *d, bool immediate);
 mc_err db_commit(struct db *d);
 void db_rollback(struct db *d);
+/*
+ * For the rest of the transaction, PostgreSQL runs prepared statements
+ * on their generic plans (plan_cache_mode; SQLite: nothing to do).  It
+ * re-plans a prepared statement on every execution while it judges a
+ * custom plan cheaper, which it does for small batches over arrays (the
+ * generic plan's estimate is 10 rows); for the webhook claim and record
+ * and the bounce batch that planning cost more than running them.  Only
+ * for statements whose generic plans probe indexes whatever the
+ * parameters.
+ */
+mc_err db_plans_generic(struct db *d);
 
 /*
  * Runs a query that returns at most one row and copies its first column as
