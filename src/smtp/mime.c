@@ -432,8 +432,15 @@ qp_encode(const char *s, size_t n, bool end_soft, struct buf *out)
         /* "From " opening an encoded line would be mangled to ">From " by mbox
          * tools on the way: its F goes encoded (RFC 2045 6.8 advises it). */
         bool from = len == 0 && c == 'F' && n - i >= 5 && memcmp(s + i, "From ", 5) == 0;
-        if (!from &&
-            ((c >= 33 && c <= 126 && c != '=') || ((c == ' ' || c == '\t') && !eol))) {
+        bool literal =
+            !from && ((c >= 33 && c <= 126 && c != '=') || ((c == ' ' || c == '\t') && !eol));
+        /* The common case, a literal byte with room on the line, straight in
+         * (the general path below copied each byte through a memcpy call). */
+        if (literal && len + 1 <= QP_LINE - 1) {
+            line[len++] = (char)c;
+            continue;
+        }
+        if (literal) {
             unit[0] = (char)c;
             ulen = 1;
         } else {

@@ -833,6 +833,13 @@ claim_pace_save(struct claim *k)
     return err;
 }
 
+/* Orders pointers to picks by id (ids are lowercase: strcmp is exact). */
+static int
+pick_cmp(const void *a, const void *b)
+{
+    return strcmp((*(const struct pick *const *)a)->id, (*(const struct pick *const *)b)->id);
+}
+
 /* Leases the picked rows pacing let go (k->v), each with its slot. */
 static mc_err
 claim_take(struct claim *k, int64_t lease_us)
@@ -866,14 +873,25 @@ claim_take(struct claim *k, int64_t lease_us)
     if (err == MC_ERR_OK)
         err = db_counts_move(&k->d, k->w->campaign_id, COUNT_PENDING_TO_SENDING, k->v.n);
     free(ids_s);
-    for (int i = 0; i < k->v.n && err == MC_ERR_OK; i++)
-        for (int j = 0; j < k->npk; j++)
-            if (k->pk[j].take && strcmp(k->pk[j].id, k->v.items[i].id) == 0) {
-                k->v.items[i].not_before = k->pk[j].slot;
-                snprintf(k->v.items[i].egress, sizeof(k->v.items[i].egress), "%s",
-                         k->pk[j].egress);
-                break;
-            }
+    /* Each taken row's slot and egress from its pick, found by binary search
+     * (a scan per row was a measurable share of a claim's CPU). */
+    const struct pick **by_id = xcalloc((size_t)(k->npk > 0 ? k->npk : 1), sizeof(*by_id));
+    int nby = 0;
+    for (int j = 0; j < k->npk; j++)
+        if (k->pk[j].take)
+            by_id[nby++] = &k->pk[j];
+    qsort(by_id, (size_t)nby, sizeof(*by_id), pick_cmp);
+    for (int i = 0; i < k->v.n && err == MC_ERR_OK; i++) {
+        struct pick key, *kp = &key;
+        const struct pick **hit;
+        snprintf(key.id, sizeof(key.id), "%s", k->v.items[i].id);
+        hit = bsearch(&kp, by_id, (size_t)nby, sizeof(*by_id), pick_cmp);
+        if (hit == NULL)
+            continue;
+        k->v.items[i].not_before = (*hit)->slot;
+        snprintf(k->v.items[i].egress, sizeof(k->v.items[i].egress), "%s", (*hit)->egress);
+    }
+    free(by_id);
     return err;
 }
 
@@ -894,7 +912,13 @@ claim_ids_json(const struct claim *k, bool recipients)
     return s;
 }
 
-/* The recipients' data for rendering (k->rd), and whether each may be mailed. */
+static int
+rcpt_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct rcpt_data *)a)->id, ((const struct rcpt_data *)b)->id);
+}
+
+/* The recipients' data for rendering (k->rd, sorted by id), and whether each may be mailed. */
 static mc_err
 claim_recipients(struct claim *k)
 {
@@ -906,17 +930,30 @@ claim_recipients(struct claim *k)
                                             (void **)&k->rd, &k->nrd);
 
     free(ids);
+    if (err == MC_ERR_OK)
+        qsort(k->rd, (size_t)k->nrd, sizeof(*k->rd), rcpt_cmp);
     return err;
+}
+
+/* The taken row m's recipient data, or NULL (deleted). */
+static struct rcpt_data *
+claim_rcpt(const struct claim *k, const struct delivery_msg *m)
+{
+    struct rcpt_data key;
+
+    if (m->recipient_id[0] == '\0')
+        return NULL;
+    snprintf(key.id, sizeof(key.id), "%s", m->recipient_id);
+    return bsearch(&key, k->rd, (size_t)k->nrd, sizeof(*k->rd), rcpt_cmp);
 }
 
 /* True when the taken row m has a recipient claim_recipients found mailable. */
 static bool
 claim_mailable(const struct claim *k, const struct delivery_msg *m)
 {
-    for (int r = 0; m->recipient_id[0] && r < k->nrd; r++)
-        if (strcmp(k->rd[r].id, m->recipient_id) == 0)
-            return k->rd[r].mailable;
-    return false; /* deleted */
+    const struct rcpt_data *x = claim_rcpt(k, m);
+
+    return x != NULL && x->mailable;
 }
 
 /* The taken rows whose recipient may no longer be mailed become 'suppressed' (k->gone). */
@@ -995,16 +1032,13 @@ claim_assemble(struct claim *k)
         }
         memcpy(m->tenant_id, k->w->tenant_id, sizeof(m->tenant_id));
         memcpy(m->campaign_id, k->w->campaign_id, sizeof(m->campaign_id));
-        for (int r = 0; r < k->nrd; r++) {
-            struct rcpt_data *x = &k->rd[r];
-            if (strcmp(x->id, m->recipient_id) == 0) {
-                m->name = x->name;
-                m->first_name = x->first_name;
-                m->last_name = x->last_name;
-                m->attributes = x->attributes;
-                x->name = x->first_name = x->last_name = x->attributes = NULL;
-                break;
-            }
+        struct rcpt_data *x = claim_rcpt(k, m);
+        if (x != NULL) {
+            m->name = x->name;
+            m->first_name = x->first_name;
+            m->last_name = x->last_name;
+            m->attributes = x->attributes;
+            x->name = x->first_name = x->last_name = x->attributes = NULL;
         }
         v->items[keep++] = *m;
     }
