@@ -589,11 +589,49 @@ out:
     return err;
 }
 
+/* True when every CR of msg[0..len) opens a CRLF and every LF closes one. */
+static bool
+crlf_clean(const char *msg, size_t len)
+{
+    const char *p, *end = msg + len;
+
+    for (p = msg; (p = memchr(p, '\n', (size_t)(end - p))) != NULL; p++)
+        if (p == msg || p[-1] != '\r')
+            return false;
+    for (p = msg; (p = memchr(p, '\r', (size_t)(end - p))) != NULL; p++)
+        if (p + 1 == end || p[1] != '\n')
+            return false;
+    return true;
+}
+
 void
 smtp_dot_stuff(const char *msg, size_t len, struct buf *out)
 {
     size_t i = 0, run;
     bool bol = true; /* at the beginning of a line */
+
+    /* What mime_build makes (CRLF only): copied in runs between the lines
+     * that open with a dot, found by memchr (the byte loop below was 2 % of
+     * the delivering process). */
+    if (crlf_clean(msg, len)) {
+        const char *p, *end = msg + len;
+        size_t from = 0;
+        if (len > 0 && msg[0] == '.')
+            buf_putc(out, '.');
+        for (p = msg; (p = memchr(p, '\n', (size_t)(end - p))) != NULL;) {
+            p++;
+            if (p < end && *p == '.') {
+                buf_append(out, msg + from, (size_t)(p - msg) - from);
+                buf_putc(out, '.');
+                from = (size_t)(p - msg);
+            }
+        }
+        buf_append(out, msg + from, len - from);
+        if (len > 0 && msg[len - 1] != '\n')
+            buf_append(out, "\r\n", 2);
+        buf_append(out, ".\r\n", 3);
+        return;
+    }
 
     while (i < len) {
         if (msg[i] == '\r' || msg[i] == '\n') {
