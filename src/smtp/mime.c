@@ -435,9 +435,15 @@ qp_encode(const char *s, size_t n, bool end_soft, struct buf *out)
         bool literal =
             !from && ((c >= 33 && c <= 126 && c != '=') || ((c == ' ' || c == '\t') && !eol));
         /* The common case, a literal byte with room on the line, straight in
-         * (the general path below copied each byte through a memcpy call). */
+         * with the run of printable bytes after it (no '=', no space: those
+         * need the look at what follows), as far as the line has room. */
         if (literal && len + 1 <= QP_LINE - 1) {
-            line[len++] = (char)c;
+            size_t j = i + 1, room = QP_LINE - 1 - len;
+            while (j < n && j - i < room && s[j] >= 33 && s[j] <= 126 && s[j] != '=')
+                j++;
+            memcpy(line + len, s + i, j - i);
+            len += j - i;
+            i = j - 1;
             continue;
         }
         if (literal) {
