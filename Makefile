@@ -174,7 +174,7 @@ test: deps-test
 	@$(MAKE) -j$(NPROC) --no-print-directory $(BUILD)/mailcast unit fuzz-build
 	@bash tests/run.sh $(BUILD)
 
-# make TSAN=1 test-tsan: the delivery, crash, fault and SMTP client tests
+# make TSAN=1 test-tsan: the delivery, crash, fault, SMTP client and bounce listener tests
 # under ThreadSanitizer (build-tsan/); any report fails (tests/tsan.sh).
 test-tsan: deps-test
 	@$(MAKE) -j$(NPROC) --no-print-directory TSAN=1 build-tsan/mailcast

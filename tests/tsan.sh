@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
-# ThreadSanitizer run (make TSAN=1 test-tsan): the delivery, crash, fault and
-# SMTP client integration tests against build-tsan/mailcast, on both stores.
+# ThreadSanitizer run (make TSAN=1 test-tsan): the delivery, crash, fault,
+# SMTP client and bounce listener integration tests against
+# build-tsan/mailcast, on both stores.
 # Every process writes its reports to $build/tsan/; any report fails the run.
 # tests/tsan.supp lists what is suppressed and why.
 #
-#   tests/tsan.sh BUILD_DIR [TEST_FILE...]   (default: the four files below)
+#   tests/tsan.sh BUILD_DIR [TEST_FILE...]   (default: the five files below)
 set -u
 cd "$(dirname "$0")/.."
 build=${1:-build-tsan}
 shift || true
 tests=("$@")
 [ ${#tests[@]} -gt 0 ] || tests=(tests/integration/test_delivery.py tests/integration/test_crash.py
-    tests/integration/test_faults.py tests/integration/test_smtp_client.py)
+    tests/integration/test_faults.py tests/integration/test_smtp_client.py
+    tests/integration/test_bounce_listener.py)
 top=$(pwd)
 pgdir=$(mktemp -d /tmp/mailcast-pg.XXXXXX)
 rmdir "$pgdir"

@@ -6,7 +6,7 @@
  * the loop, not parsed yet), parsed (waiting for a commit) and done (jobs
  * committed or failed, waiting for the loop).  The parser thread takes
  * every queued job and parses it (so the loop, which may be the delivery
- * worker's, does only I/O); the committer thread takes every parsed job at
+ * worker's, does only I/O); the database thread takes every parsed job at
  * once and records all their reports in one transaction, so the commit
  * (and on SQLite its fsync) is paid once per batch, not once per message.
  * The two overlap: while one batch is in the database, the next messages
@@ -147,7 +147,7 @@ parse_run(void *arg)
     return NULL;
 }
 
-/* The committer thread: parsed -> done, a batch a transaction. */
+/* The database thread: parsed -> done, a batch a transaction. */
 static void *
 run(void *arg)
 {

@@ -17,8 +17,8 @@ struct bounce_job {
     void *owner;                /* borrowed: who waits (the listener's session) */
     int n;
     struct bounce_prepared *ps; /* owned: n prepared reports, never moved */
-    /* The message as received, not parsed yet (the committer prepares ps
-     * from it, one per envelope recipient, then frees it); NULL when ps
+    /* The message as received, not parsed yet (the parser thread prepares
+     * ps from it, one per envelope recipient, then frees it); NULL when ps
      * were prepared by the caller. */
     char *data;      /* owned */
     size_t len;

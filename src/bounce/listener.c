@@ -10,9 +10,9 @@
  * MAIL -> RCPT -> DATA), changed only by enter_state(), which logs old ->
  * new at debug level.  Commands are read a line at a time (smtpd_cmd.c), so
  * pipelined commands are answered in order.  At the end of data the
- * message goes as it is to the committer's database thread (committer.c),
- * which parses every message waiting and records them in one transaction
- * (group commit); meanwhile the session reads nothing more (s->job is set),
+ * message goes as it is to the committer (committer.c), whose parser
+ * thread parses it and whose database thread records every message parsed
+ * and waiting in one transaction (group commit); meanwhile the session reads nothing more (s->job is set),
  * and the loop serves the other sessions.  The 250 is written only when the
  * job comes back committed, 451 4.3.0 when the commit failed, so a crash
  * between DATA and 250 loses nothing the sender was told was accepted (it
@@ -270,8 +270,8 @@ starttls(struct sess *s)
 }
 
 /*
- * Parses the message once per recipient and hands it to the committer; the
- * session reads nothing more until job_done answers.
+ * Hands the message, with its recipients, to the committer (which parses it
+ * once per recipient); the session reads nothing more until job_done answers.
  */
 static void
 data_done(struct sess *s)

@@ -20,10 +20,11 @@ struct bounce_listener;
  * Binds cfg->bounce_listen and starts serving: on base (borrowed: the
  * delivery worker's, whose loop runs on another thread) when given, else
  * on a thread and base of its own (a process that does not deliver).  A
- * database thread of its own (committer.h) parses and commits.  x
- * (borrowed, with everything it points to) must outlive the listener, and
- * base's loop must run until bounce_listener_stop returns.  NULL (logged)
- * when the address cannot be bound or the TLS certificate cannot be loaded.
+ * parser thread and a database thread of its own (committer.h) parse and
+ * commit.  x (borrowed, with everything it points to) must outlive the
+ * listener, and base's loop must run until bounce_listener_stop returns.
+ * NULL (logged) when the address cannot be bound or the TLS certificate
+ * cannot be loaded.
  */
 struct bounce_listener *bounce_listener_start(const struct config *cfg,
                                               const struct bounce_intake_ctx *x,

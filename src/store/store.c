@@ -240,7 +240,7 @@ db_plans_generic(struct db *d)
         return MC_ERR_OK;
     return db_exec(d,
                    "SELECT set_config('plan_cache_mode', 'force_generic_plan', true), "
-                   "set_config('enable_seqscan', 'off', true)",
+                   "set_config('enable_seqscan', 'off', true), set_config('jit', 'off', true)",
                    NULL, 0, NULL);
 }
 

@@ -296,31 +296,35 @@ static const char sql_pace_read_sqlite[] =
     "(SELECT value FROM json_each($1))";
 
 /*
+ * Whether recipient r may be mailed: active, and its address not on the
+ * tenant's suppression list.  The one condition: claim_recipients reads it
+ * with the data it renders, and the suppression below checks it again.
+ */
+#define MAILABLE(r)                                                                               \
+    "(" r ".status = 'active' AND NOT EXISTS (SELECT 1 FROM suppressions u WHERE "                \
+    "u.tenant_id = " r ".tenant_id AND u.email_lc = " r ".email_lc))"
+
+/*
  * The taken rows whose recipient may no longer be mailed (inactive,
  * suppressed, or deleted) become 'suppressed'.  Found by id alone ($3: the
  * ids claim_recipients found unmailable, almost always none, so the
  * statement rarely runs), and the update checks again.
  */
+#define SUPPRESS_SET                                                                              \
+    "UPDATE scheduled_messages SET status = 'suppressed', lease_owner = NULL, "                   \
+    "lease_expires_at = NULL, last_attempt_at = NULL, attempts = attempts - 1, updated_at = $1 "
+#define SUPPRESS_WHERE                                                                            \
+    " AND lease_owner = $2 AND status = 'sending' AND NOT EXISTS (SELECT 1 FROM recipients r "    \
+    "WHERE r.id = scheduled_messages.recipient_id AND " MAILABLE("r") ")" OUTCOME_COLS
 static const char sql_suppress_sqlite[] =
-    "UPDATE scheduled_messages SET status = 'suppressed', lease_owner = NULL, "
-    "lease_expires_at = NULL, last_attempt_at = NULL, attempts = attempts - 1, updated_at = $1 "
-    "WHERE id IN (SELECT value FROM json_each($3)) AND lease_owner = $2 AND status = 'sending' "
-    "AND NOT EXISTS (SELECT 1 FROM recipients r WHERE r.id = scheduled_messages.recipient_id "
-    "AND r.status = 'active' AND NOT EXISTS (SELECT 1 FROM suppressions u WHERE "
-    "u.tenant_id = r.tenant_id AND u.email_lc = r.email_lc))" OUTCOME_COLS;
+    SUPPRESS_SET "WHERE id IN (SELECT value FROM json_each($3))" SUPPRESS_WHERE;
 static const char sql_suppress_pg[] =
-    "UPDATE scheduled_messages SET status = 'suppressed', lease_owner = NULL, "
-    "lease_expires_at = NULL, last_attempt_at = NULL, attempts = attempts - 1, updated_at = $1 "
-    "WHERE id = ANY(ARRAY(SELECT jsonb_array_elements_text($3::jsonb)::uuid)) "
-    "AND lease_owner = $2 AND status = 'sending' AND NOT EXISTS (SELECT 1 FROM recipients r "
-    "WHERE r.id = scheduled_messages.recipient_id AND r.status = 'active' AND NOT EXISTS "
-    "(SELECT 1 FROM suppressions u WHERE u.tenant_id = r.tenant_id AND "
-    "u.email_lc = r.email_lc))" OUTCOME_COLS;
+    SUPPRESS_SET "WHERE id = ANY(ARRAY(SELECT jsonb_array_elements_text($3::jsonb)::uuid))"
+    SUPPRESS_WHERE;
 
 #define RCPT_COLS                                                                                 \
-    "SELECT r.id, r.name, r.first_name, r.last_name, r.attributes, r.status = 'active' AND "     \
-    "NOT EXISTS (SELECT 1 FROM suppressions u WHERE u.tenant_id = r.tenant_id AND "              \
-    "u.email_lc = r.email_lc) FROM recipients r "
+    "SELECT r.id, r.name, r.first_name, r.last_name, r.attributes, " MAILABLE("r")               \
+    " FROM recipients r "
 static const char sql_rcpts_sqlite[] =
     RCPT_COLS "WHERE r.id IN (SELECT value FROM json_each($1))";
 static const char sql_rcpts_pg[] =

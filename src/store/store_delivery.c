@@ -84,7 +84,10 @@ static const char sql_release[] =
  * campaign started count no 'sending' rows of this owner, so the planner
  * expected one row and joined by a nested loop that re-read the results
  * for every row (38 ms for a flush of 240, a sequential scan of the table
- * beneath it), and nothing but enable_nestloop tells it otherwise.
+ * beneath it), and nothing but enable_nestloop tells it otherwise.  The
+ * setting is the statement's alone: set back before the next one, and the
+ * count trigger it fires plans with its own (migration 0023), since a
+ * trigger's plan is kept for the connection.
  */
 static const char sql_sent_one_sqlite[] =
     "UPDATE scheduled_messages SET status = 'sent', sent_at = $1, lease_owner = NULL, "
@@ -248,7 +251,7 @@ sent_pg(struct db *d, const char *owner, int64_t now, const struct delivery_resu
             err = db_fetch_all(d, sql_sent_many_pg, p, NPARAMS(p), outcome_row, sizeof(**done),
                                (void **)done, ndone);
         if (err == MC_ERR_OK)
-            err = db_exec(d, "RESET enable_nestloop", NULL, 0, NULL);
+            err = db_exec(d, "SET LOCAL enable_nestloop TO DEFAULT", NULL, 0, NULL);
     }
     for (k = 0; k < 5; k++)
         buf_cleanup(&a[k]);
