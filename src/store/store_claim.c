@@ -330,6 +330,7 @@ struct pick {
     int scope;       /* its site's paced scope, or -1 */
     int64_t hold;    /* suspended (automation) until then, 0: not */
     int64_t slot;    /* when it may leave (0: at once) */
+    int64_t pace;    /* the longest interval of the scopes it was paced by */
     bool take;       /* claimed now; otherwise it stays pending (deferred when slot != 0) */
 };
 
@@ -792,10 +793,15 @@ claim_pace_assign(struct claim *k)
             s->defer_at += s->p.interval_us;
             continue;
         }
-        for (int s = 0; s < k->nfixed; s++)
+        for (int s = 0; s < k->nfixed; s++) {
             pace_take(&k->sc[s].p, t);
-        if (x->scope >= 0)
+            x->pace = k->sc[s].p.interval_us > x->pace ? k->sc[s].p.interval_us : x->pace;
+        }
+        if (x->scope >= 0) {
             pace_take(&k->sc[x->scope].p, t);
+            x->pace = k->sc[x->scope].p.interval_us > x->pace ? k->sc[x->scope].p.interval_us
+                                                              : x->pace;
+        }
         x->take = true;
         x->slot = k->nsc > 0 ? t : 0;
     }
@@ -866,6 +872,7 @@ claim_take(struct claim *k, int64_t lease_us)
         for (int j = 0; j < k->npk; j++)
             if (k->pk[j].take && strcmp(k->pk[j].id, k->v.items[i].id) == 0) {
                 k->v.items[i].not_before = k->pk[j].slot;
+                k->v.items[i].pace_us = k->pk[j].slot ? k->pk[j].pace : 0;
                 snprintf(k->v.items[i].egress, sizeof(k->v.items[i].egress), "%s",
                          k->pk[j].egress);
                 break;

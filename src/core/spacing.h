@@ -1,0 +1,59 @@
+/*
+ * spacing.h - late paced messages keep their spacing: the hand-off side of
+ * pacing (pace.h gives each message its slot; this decides when a message
+ * whose slot has already passed may leave).  Pure arithmetic on a small
+ * table of scopes; no clock, no I/O, no locking (one thread owns a table).
+ *
+ * A process that falls behind (a loop starved of CPU, a slow database)
+ * finds several messages whose slots are past; sent at once they would
+ * leave together.  Instead each late scope (a key such as the tenant or the
+ * site) remembers its last message's slot and the moment it actually left,
+ * and the next one leaves no sooner than that moment plus the gap between
+ * the two slots: the schedule shifts rather than bursts.  The gap is kept
+ * whole up to the message's pace interval T (a burst's or an older slot's
+ * gap, none, counts as T) and 90 % of it beyond (gaps of
+ * a few T are other processes' shares of a shared scope), never more than
+ * 4 T (a longer gap is idle time the store's schedule already counted), so
+ * a shifted scope catches up at most a tenth faster than its slots and is
+ * forgotten once it has.  A scope that is on time has no entry and costs
+ * nothing: slots that conform go at their slot, bursts included.
+ */
+#ifndef MC_SPACING_H
+#define MC_SPACING_H
+
+#include <stdint.h>
+
+#define SPACING_KEY_MAX 128
+/* Lateness under this is timer jitter, not a shift (microseconds). */
+#define SPACING_TOLERANCE_US 1000
+
+struct spacing_scope {
+    char key[SPACING_KEY_MAX];
+    int64_t slot;     /* the slot of its last message */
+    int64_t left;     /* when that message left (> slot + tolerance: late) */
+    int64_t interval; /* that message's pace interval */
+};
+
+struct spacing {
+    struct spacing_scope *s; /* owned */
+    int n, cap;
+};
+
+/*
+ * The earliest moment a message with this slot and pace interval (0:
+ * unknown) may leave, given its scopes' keys: slot itself unless one of
+ * them is late.  The caller sends it when that is <= now + tolerance, and
+ * otherwise waits until then and asks again.
+ */
+int64_t spacing_slot_due(const struct spacing *sp, const char *const *keys, int nkeys,
+                         int64_t slot, int64_t interval);
+/*
+ * Records that the message left at now (its keys, slot and interval as
+ * given to spacing_slot_due); forgets the scopes no longer late.
+ */
+void spacing_slot_taken(struct spacing *sp, const char *const *keys, int nkeys, int64_t slot,
+                        int64_t interval, int64_t now);
+/* Frees the table; the struct may be reused (zeroed). */
+void spacing_cleanup(struct spacing *sp);
+
+#endif
