@@ -256,7 +256,7 @@ def csv_file(tmp_path):
     return path
 
 
-@pytest.mark.slow(45)
+@pytest.mark.slow(64)
 def test_console_tenant_and_operator(server, browser, tmp_path, store):
     b = browser
     b.base = server.base
