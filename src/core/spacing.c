@@ -28,7 +28,7 @@ kept(int64_t gap, int64_t interval)
 
     if (interval <= 0)
         return 0;
-    if (gap <= 0) /* a burst, or an older slot: late, they still keep T */
+    if (gap < 0) /* an older slot, after a newer one: it still keeps T */
         return interval;
     if (gap <= interval)
         return gap;
@@ -37,30 +37,27 @@ kept(int64_t gap, int64_t interval)
 }
 
 int64_t
-spacing_slot_due(const struct spacing *sp, const char *const *keys, int nkeys, int64_t slot,
-                 int64_t interval)
+spacing_slot_due(const struct spacing *sp, const struct spacing_key *keys, int nkeys,
+                 int64_t slot)
 {
     int64_t due = slot;
 
     for (int i = 0; i < nkeys; i++) {
-        const struct spacing_scope *s = find(sp, keys[i]);
+        const struct spacing_scope *s = find(sp, keys[i].key);
         if (s == NULL)
             continue;
-        /* The scope's own interval bounds the gap too: it was set by the
-         * message before, which may belong to a slower campaign. */
-        int64_t iv = interval > s->interval ? interval : s->interval;
-        int64_t t = s->left + kept(slot - s->slot, iv);
+        int64_t t = s->left + kept(slot - s->slot, keys[i].interval);
         due = t > due ? t : due;
     }
     return due;
 }
 
 void
-spacing_slot_taken(struct spacing *sp, const char *const *keys, int nkeys, int64_t slot,
-                   int64_t interval, int64_t now)
+spacing_slot_taken(struct spacing *sp, const struct spacing_key *keys, int nkeys, int64_t slot,
+                   int64_t now)
 {
     for (int i = 0; i < nkeys; i++) {
-        struct spacing_scope *s = (struct spacing_scope *)find(sp, keys[i]);
+        struct spacing_scope *s = (struct spacing_scope *)find(sp, keys[i].key);
         if (s == NULL) {
             if (now <= slot + SPACING_TOLERANCE_US)
                 continue; /* on time, and was: nothing to remember */
@@ -69,7 +66,7 @@ spacing_slot_taken(struct spacing *sp, const char *const *keys, int nkeys, int64
                 sp->s = xrealloc(sp->s, (size_t)sp->cap * sizeof(*sp->s));
             }
             s = &sp->s[sp->n++];
-            snprintf(s->key, sizeof(s->key), "%s", keys[i]);
+            snprintf(s->key, sizeof(s->key), "%s", keys[i].key);
         } else if (slot < s->slot) {
             /* An older slot left after a newer one: the newer one still paces. */
             s->left = now > s->left ? now : s->left;
@@ -77,7 +74,7 @@ spacing_slot_taken(struct spacing *sp, const char *const *keys, int nkeys, int64
         }
         s->slot = slot;
         s->left = now;
-        s->interval = interval;
+        s->interval = keys[i].interval;
     }
     /* A scope back on time, or whose shift has run out (no gap keeps more
      * than 4 T), binds nothing any more. */

@@ -9,13 +9,15 @@
  * leave together.  Instead each late scope (a key such as the tenant or the
  * site) remembers its last message's slot and the moment it actually left,
  * and the next one leaves no sooner than that moment plus the gap between
- * the two slots: the schedule shifts rather than bursts.  The gap is kept
- * whole up to the message's pace interval T (a burst's or an older slot's
- * gap, none, counts as T) and 90 % of it beyond (gaps of
+ * the two slots: the schedule shifts rather than bursts.  Only the scopes
+ * that paced a message count for it (one site's lateness does not slow
+ * another site of the same tenant).  The gap is kept
+ * whole up to the message's pace interval T (the same slot, a burst the
+ * store allowed, keeps none; an older slot keeps T) and 90 % beyond (gaps of
  * a few T are other processes' shares of a shared scope), never more than
  * 4 T (a longer gap is idle time the store's schedule already counted), so
- * a shifted scope catches up at most a tenth faster than its slots and is
- * forgotten once it has.  A scope that is on time has no entry and costs
+ * a shifted scope catches up with gaps no shorter than 90 % of its slots'
+ * and is forgotten once it has.  A scope that is on time has no entry and costs
  * nothing: slots that conform go at their slot, bursts included.
  */
 #ifndef MC_SPACING_H
@@ -31,7 +33,13 @@ struct spacing_scope {
     char key[SPACING_KEY_MAX];
     int64_t slot;     /* the slot of its last message */
     int64_t left;     /* when that message left (> slot + tolerance: late) */
-    int64_t interval; /* that message's pace interval */
+    int64_t interval; /* the scope's pace interval */
+};
+
+/* One scope a message was paced by: its key and interval (> 0). */
+struct spacing_key {
+    const char *key; /* borrowed */
+    int64_t interval;
 };
 
 struct spacing {
@@ -40,19 +48,19 @@ struct spacing {
 };
 
 /*
- * The earliest moment a message with this slot and pace interval (0:
- * unknown) may leave, given its scopes' keys: slot itself unless one of
- * them is late.  The caller sends it when that is <= now + tolerance, and
- * otherwise waits until then and asks again.
+ * The earliest moment a message with this slot may leave, given the scopes
+ * that paced it: slot itself unless one of them is late.  The caller sends
+ * it when that is <= now + tolerance, and otherwise waits until then and
+ * asks again.
  */
-int64_t spacing_slot_due(const struct spacing *sp, const char *const *keys, int nkeys,
-                         int64_t slot, int64_t interval);
+int64_t spacing_slot_due(const struct spacing *sp, const struct spacing_key *keys, int nkeys,
+                         int64_t slot);
 /*
- * Records that the message left at now (its keys, slot and interval as
- * given to spacing_slot_due); forgets the scopes no longer late.
+ * Records that the message left at now (its scopes and slot as given to
+ * spacing_slot_due); forgets the scopes no longer late.
  */
-void spacing_slot_taken(struct spacing *sp, const char *const *keys, int nkeys, int64_t slot,
-                        int64_t interval, int64_t now);
+void spacing_slot_taken(struct spacing *sp, const struct spacing_key *keys, int nkeys,
+                        int64_t slot, int64_t now);
 /* Frees the table; the struct may be reused (zeroed). */
 void spacing_cleanup(struct spacing *sp);
 

@@ -330,7 +330,6 @@ struct pick {
     int scope;       /* its site's paced scope, or -1 */
     int64_t hold;    /* suspended (automation) until then, 0: not */
     int64_t slot;    /* when it may leave (0: at once) */
-    int64_t pace;    /* the longest interval of the scopes it was paced by */
     bool take;       /* claimed now; otherwise it stays pending (deferred when slot != 0) */
 };
 
@@ -793,15 +792,10 @@ claim_pace_assign(struct claim *k)
             s->defer_at += s->p.interval_us;
             continue;
         }
-        for (int s = 0; s < k->nfixed; s++) {
+        for (int s = 0; s < k->nfixed; s++)
             pace_take(&k->sc[s].p, t);
-            x->pace = k->sc[s].p.interval_us > x->pace ? k->sc[s].p.interval_us : x->pace;
-        }
-        if (x->scope >= 0) {
+        if (x->scope >= 0)
             pace_take(&k->sc[x->scope].p, t);
-            x->pace = k->sc[x->scope].p.interval_us > x->pace ? k->sc[x->scope].p.interval_us
-                                                              : x->pace;
-        }
         x->take = true;
         x->slot = k->nsc > 0 ? t : 0;
     }
@@ -833,6 +827,22 @@ claim_pace_save(struct claim *k)
     }
     json_decref(defer);
     return err;
+}
+
+/* The intervals of the scopes that paced x, for the worker's spacing of late messages. */
+static void
+claim_paced_by(const struct claim *k, const struct pick *x, struct delivery_msg *m)
+{
+    if (x->slot == 0)
+        return;
+    for (int s = 0; s < k->nfixed; s++) {
+        if (strcmp(k->sc[s].id, k->w->tenant_id) == 0)
+            m->pace_tenant_us = k->sc[s].p.interval_us;
+        else if (strcmp(k->sc[s].id, k->w->campaign_id) == 0)
+            m->pace_campaign_us = k->sc[s].p.interval_us;
+    }
+    if (x->scope >= 0)
+        m->pace_site_us = k->sc[x->scope].p.interval_us;
 }
 
 /* Leases the picked rows pacing let go (k->v), each with its slot. */
@@ -872,7 +882,7 @@ claim_take(struct claim *k, int64_t lease_us)
         for (int j = 0; j < k->npk; j++)
             if (k->pk[j].take && strcmp(k->pk[j].id, k->v.items[i].id) == 0) {
                 k->v.items[i].not_before = k->pk[j].slot;
-                k->v.items[i].pace_us = k->pk[j].slot ? k->pk[j].pace : 0;
+                claim_paced_by(k, &k->pk[j], &k->v.items[i]);
                 snprintf(k->v.items[i].egress, sizeof(k->v.items[i].egress), "%s",
                          k->pk[j].egress);
                 break;

@@ -28,7 +28,7 @@
  * flight, and a stop hands them back unsent.  A message whose slot has
  * passed (the loop or the database fell behind) does not leave with the
  * others that are late: it keeps its slot's distance from the previous one
- * of its tenant and site (core/spacing.h), so the schedule shifts instead.
+ * of each scope that paced it (core/spacing.h), so the schedule shifts.
  * Unpaced messages (no slot) never wait.
  *
  * Outcomes gather in memory and are recorded in one transaction every
@@ -288,23 +288,43 @@ held_unlink(struct delivery *d, struct held *h)
 }
 
 /*
+ * The scopes that paced dm (its tenant, its campaign, its site on its
+ * egress: store.h's pace_*_us); site: room for the site's key.
+ */
+static int
+paced_by(const struct delivery_msg *dm, char site[SPACING_KEY_MAX],
+         struct spacing_key keys[3])
+{
+    int n = 0;
+
+    if (dm->pace_tenant_us > 0)
+        keys[n++] = (struct spacing_key){dm->tenant_id, dm->pace_tenant_us};
+    if (dm->pace_campaign_us > 0)
+        keys[n++] = (struct spacing_key){dm->campaign_id, dm->pace_campaign_us};
+    if (dm->pace_site_us > 0) {
+        snprintf(site, SPACING_KEY_MAX, "%s\n%s", dm->site, dm->egress);
+        keys[n++] = (struct spacing_key){site, dm->pace_site_us};
+    }
+    return n;
+}
+
+/*
  * How long dm must still wait (microseconds, <= SPACING_TOLERANCE_US: go
- * now): until its slot, or later when a scope of its is running late, so
- * that late messages keep their spacing instead of leaving together
- * (core/spacing.h).  Its scopes here: its tenant (whose pace and its
- * campaign's it was given) and its site on its egress (shared by tenants).
+ * now): until its slot, or later when a scope that paced it is running
+ * late, so that late messages keep their spacing instead of leaving
+ * together (core/spacing.h).
  */
 static int64_t
 paced_wait(struct delivery *d, const struct delivery_msg *dm, int64_t now)
 {
     char site[SPACING_KEY_MAX];
-    const char *keys[2] = {dm->tenant_id, site};
+    struct spacing_key keys[3];
+    int n;
 
     if (dm->not_before == 0)
         return 0; /* unpaced: never waits */
-    snprintf(site, sizeof(site), "%s\n%s", dm->site, dm->egress);
-    return spacing_slot_due(&d->spacing, keys, dm->site[0] ? 2 : 1, dm->not_before,
-                            dm->pace_us) - now;
+    n = paced_by(dm, site, keys);
+    return spacing_slot_due(&d->spacing, keys, n, dm->not_before) - now;
 }
 
 /* Sends dm now, recording when a paced one left (see paced_wait). */
@@ -312,13 +332,10 @@ static void
 send_paced(struct delivery *d, const struct delivery_msg *dm, int64_t now)
 {
     char site[SPACING_KEY_MAX];
-    const char *keys[2] = {dm->tenant_id, site};
+    struct spacing_key keys[3];
 
-    if (dm->not_before != 0) {
-        snprintf(site, sizeof(site), "%s\n%s", dm->site, dm->egress);
-        spacing_slot_taken(&d->spacing, keys, dm->site[0] ? 2 : 1, dm->not_before, dm->pace_us,
-                           now);
-    }
+    if (dm->not_before != 0)
+        spacing_slot_taken(&d->spacing, keys, paced_by(dm, site, keys), dm->not_before, now);
     send_one(d, dm);
 }
 
