@@ -5,6 +5,10 @@
 #                                  prints the server URL (postgresql:///postgres?host=DIR&port=P)
 #   tests/pgcluster.sh stop DIR    stop it and remove DIR
 #
+# For a look inside after a benchmark: PGCLUSTER_OPTS adds server options at
+# start (e.g. "-c shared_preload_libraries=pg_stat_statements"), and
+# PGCLUSTER_KEEP=1 makes stop leave the cluster running.
+#
 # PostgreSQL refuses to run as root, so as root the cluster runs as the
 # "postgres" user (created by Debian's package).
 set -eu
@@ -31,11 +35,12 @@ start)
     # A port number only names the socket file; nothing listens on TCP.
     port=$(( 20000 + $$ % 20000 ))
     as_pg "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-        -o "-p $port -k $dir -c listen_addresses='' -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=400" \
+        -o "-p $port -k $dir -c listen_addresses='' -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=400 ${PGCLUSTER_OPTS:-}" \
         start >/dev/null || { cat "$dir/server.log" >&2; exit 1; }
     echo "postgresql:///postgres?host=$dir&port=$port&user=postgres"
     ;;
 stop)
+    [ -n "${PGCLUSTER_KEEP:-}" ] && { echo "pgcluster: kept $dir" >&2; exit 0; }
     if [ -d "$dir/data" ]; then
         as_pg "$bindir/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null 2>&1 || true
     fi

@@ -2,6 +2,8 @@
  * classify.c - combines the rows of classify.def into one class (see
  * classify.h).  It does not read messages.
  */
+#include <ctype.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -147,29 +149,42 @@ status_rule(const char *code, bool *specific)
     return best;
 }
 
-/* Case-insensitive substring search, bounded by the haystack's NUL. */
-static bool
-contains_ci(const char *hay, const char *needle)
-{
-    size_t n = strlen(needle);
-
-    for (const char *h = hay; *h; h++)
-        if (strncasecmp(h, needle, n) == 0)
-            return true;
-    return false;
-}
-
-/* The first PHRASE row (and MAILBOX row, when mailbox) that text contains, or -1. */
+/*
+ * The first PHRASE row (and MAILBOX row, when mailbox) that text contains,
+ * or -1; case is ignored.  The text is lowered once and each row found by
+ * memmem: a case-blind comparison at every position for every row was a
+ * quarter of the bounce listener's time.
+ */
 static int
 phrase_rule(const char *text, bool mailbox)
 {
+    size_t n;
+    char *low; /* owned */
+    int found = -1;
+
     if (text == NULL || *text == '\0')
         return -1;
-    for (size_t i = 0; i < NRULES; i++)
-        if ((rules[i].kind == PHRASE || (mailbox && rules[i].kind == MAILBOX)) &&
-            contains_ci(text, rules[i].pattern))
-            return (int)i;
-    return -1;
+    n = strlen(text);
+    low = xmalloc(n + 1);
+    for (size_t i = 0; i < n; i++)
+        low[i] = (char)tolower((unsigned char)text[i]);
+    for (size_t i = 0; i < NRULES && found < 0; i++) {
+        char pat[128];
+        size_t m = strlen(rules[i].pattern);
+        if (rules[i].kind != PHRASE && !(mailbox && rules[i].kind == MAILBOX))
+            continue;
+        if (m >= sizeof(pat)) { /* no row is this long; correct all the same */
+            if (str_contains_ci(text, n, rules[i].pattern))
+                found = (int)i;
+            continue;
+        }
+        for (size_t j = 0; j < m; j++)
+            pat[j] = (char)tolower((unsigned char)rules[i].pattern[j]);
+        if (memmem(low, n, pat, m) != NULL)
+            found = (int)i;
+    }
+    free(low);
+    return found;
 }
 
 enum bounce_class

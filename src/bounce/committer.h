@@ -1,9 +1,9 @@
 /*
- * committer.h - the bounce intake's database thread: takes prepared
- * reports from an event loop, records all that wait in one transaction
- * (group commit), and hands each job back to the loop with its result.
- * It parses only what it is handed raw (bounce_intake_prepare, before the
- * transaction) and does not speak SMTP.
+ * committer.h - the bounce intake's parser and database threads: take
+ * messages (or prepared reports) from an event loop, parse what is raw
+ * (bounce_intake_prepare, on the parser thread), record all that wait in
+ * one transaction (group commit), and hand each job back to the loop with
+ * its result.  It does not speak SMTP.
  */
 #ifndef MC_BOUNCE_COMMITTER_H
 #define MC_BOUNCE_COMMITTER_H
@@ -39,7 +39,7 @@ struct bounce_job *bounce_job_new(void *owner, int n);
 void bounce_job_free(struct bounce_job *job);
 
 /*
- * Starts the database thread; done(job, arg) runs on base's loop (base
+ * Starts the parser and database threads; done(job, arg) runs on base's loop (base
  * must have been made after evthread_use_pthreads()).  NULL when the
  * thread cannot start.  x is borrowed and must outlive the committer.
  */
@@ -51,7 +51,7 @@ struct bounce_committer *bounce_committer_start(struct event_base *base,
 void bounce_committer_submit(struct bounce_committer *c, struct bounce_job *job);
 
 /*
- * Stops the thread after the batch in progress (call it once base's loop
+ * Stops the threads after the work in progress (call it once base's loop
  * has stopped) and frees every job it still holds, answered or not: their
  * senders saw no 250, so they send again.  NULL is a no-op.
  */

@@ -77,21 +77,10 @@ gmime_start(void)
 }
 
 static bool
-contains_ci(const char *hay, size_t n, const char *needle)
-{
-    size_t m = strlen(needle);
-
-    for (size_t i = 0; i + m <= n; i++)
-        if (strncasecmp(hay + i, needle, m) == 0)
-            return true;
-    return false;
-}
-
-static bool
 rule_match(enum rule_kind kind, const char *s, size_t n)
 {
     for (size_t i = 0; s && i < NRULES; i++)
-        if (rules[i].kind == kind && contains_ci(s, n, rules[i].pattern))
+        if (rules[i].kind == kind && str_contains_ci(s, n, rules[i].pattern))
             return true;
     return false;
 }
@@ -661,9 +650,9 @@ read_dsn(struct walk *w, const char *s, size_t n)
         if ((v = block_get(&b, "Final-Recipient")) == NULL || !strchr(v, '@'))
             v = block_get(&b, "Original-Recipient");
         if (v == NULL || (email = first_address(v)) == NULL ||
-            (action && (contains_ci(action, strlen(action), "delivered") ||
-                        contains_ci(action, strlen(action), "relayed") ||
-                        contains_ci(action, strlen(action), "expanded")))) {
+            (action && (str_contains_ci(action, strlen(action), "delivered") ||
+                        str_contains_ci(action, strlen(action), "relayed") ||
+                        str_contains_ci(action, strlen(action), "expanded")))) {
             free(email);
             block_cleanup(&b);
             continue;
@@ -671,7 +660,7 @@ read_dsn(struct walk *w, const char *s, size_t n)
         if ((x = rcpt_add(r, email)) != NULL) {
             const char *st = block_get(&b, "Status");
             const char *dc = block_get(&b, "Diagnostic-Code");
-            bool delayed = action && contains_ci(action, strlen(action), "delayed");
+            bool delayed = action && str_contains_ci(action, strlen(action), "delayed");
             rcpt_fields(x, st, action, dc);
             if (x->diagnostic == NULL)
                 x->diagnostic = text_about(&w->text, x->email);
@@ -800,9 +789,9 @@ classify_text(struct bounce_rcpt *x, const char *context)
     if (x->cls == BOUNCE_UNDETERMINED && context) {
         size_t n = strlen(context);
         x->cls = bounce_classify(NULL, 0, context,
-                                 contains_ci(context, n, "temporar") ||
-                                     contains_ci(context, n, "will retry") ||
-                                     contains_ci(context, n, "delayed"));
+                                 str_contains_ci(context, n, "temporar") ||
+                                     str_contains_ci(context, n, "will retry") ||
+                                     str_contains_ci(context, n, "delayed"));
     }
 }
 
@@ -816,7 +805,7 @@ text_recipient(const char *s, size_t a, size_t e, const char *from)
     size_t b = a > 12 ? a - 12 : 0;
 
     /* "MAIL FROM:<sender>" in a transcript names the sender, not a recipient. */
-    if (contains_ci(s + b, a - b, "from:"))
+    if (str_contains_ci(s + b, a - b, "from:"))
         return false;
     if (same_address(s + a, e - a, from) ||
         (e - a > strlen(BOUNCE_REF_PREFIX) &&

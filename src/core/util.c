@@ -203,6 +203,22 @@ str_ieq(const char *a, const char *b)
 }
 
 bool
+str_contains_ci(const char *hay, size_t n, const char *needle)
+{
+    size_t m = strlen(needle);
+    char lo, up;
+
+    if (m == 0)
+        return true;
+    lo = (char)tolower((unsigned char)needle[0]);
+    up = (char)toupper((unsigned char)needle[0]);
+    for (size_t i = 0; m <= n && i <= n - m; i++)
+        if ((hay[i] == lo || hay[i] == up) && strncasecmp(hay + i + 1, needle + 1, m - 1) == 0)
+            return true;
+    return false;
+}
+
+bool
 str_prefix(const char *s, const char *prefix)
 {
     return strncmp(s, prefix, strlen(prefix)) == 0;

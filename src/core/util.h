@@ -61,6 +61,13 @@ bool parse_int64(const char *s, int64_t min, int64_t max, int64_t *out);
 
 /* Case-insensitive ASCII equality. */
 bool str_ieq(const char *a, const char *b);
+/*
+ * True when needle occurs in hay[0..n), ASCII case ignored.  Compares only
+ * where the first byte matches: the bounce parser runs a table of phrases
+ * over every report's text, and a comparison at every position was a
+ * quarter of the listener's time.
+ */
+bool str_contains_ci(const char *hay, size_t n, const char *needle);
 /* True when s starts with prefix. */
 bool str_prefix(const char *s, const char *prefix);
 /* True when s is valid UTF-8 of length n, without NUL or C0 controls other than tab. */

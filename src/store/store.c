@@ -234,6 +234,17 @@ db_begin(struct db *d, bool immediate)
 }
 
 mc_err
+db_plans_generic(struct db *d)
+{
+    if (d->ops->dialect != DB_PG)
+        return MC_ERR_OK;
+    return db_exec(d,
+                   "SELECT set_config('plan_cache_mode', 'force_generic_plan', true), "
+                   "set_config('enable_seqscan', 'off', true)",
+                   NULL, 0, NULL);
+}
+
+mc_err
 db_commit(struct db *d)
 {
     return d->ops->commit(d->conn);

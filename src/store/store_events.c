@@ -503,16 +503,21 @@ store_event_prune(struct store *st, int64_t before, int batch, int *n)
     if ((err = db_get(st, &d)) != MC_ERR_OK)
         return err;
     /*
-     * One small batch of each, in primary-key order: short transactions
-     * however old the log.  Deliveries first (their ids are time-ordered
-     * too, and never older than their event), then the events; then any
-     * pending delivery whose event is gone (a replay of an event that just
-     * expired), which could never be sent.
+     * One small batch of each, in primary-key order: a short transaction
+     * however old the log, by the primary key whatever the statistics say
+     * (db_plans_generic: a plan made while the log was small scanned all of
+     * it).  Deliveries first (their ids are time-ordered too, and never
+     * older than their event), then the events; then any pending delivery
+     * whose event is gone (a replay of an event that just expired), which
+     * could never be sent.
      */
-    err = db_exec(&d,
-                  "DELETE FROM webhook_deliveries WHERE id IN (SELECT id FROM webhook_deliveries "
-                  "WHERE id < $1 ORDER BY id LIMIT $2)",
-                  p, NPARAMS(p), NULL);
+    if ((err = db_begin(&d, true)) == MC_ERR_OK)
+        err = db_plans_generic(&d);
+    if (err == MC_ERR_OK)
+        err = db_exec(&d,
+                      "DELETE FROM webhook_deliveries WHERE id IN (SELECT id FROM "
+                      "webhook_deliveries WHERE id < $1 ORDER BY id LIMIT $2)",
+                      p, NPARAMS(p), NULL);
     if (err == MC_ERR_OK)
         err = db_exec(&d,
                       "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE id < $1 "
@@ -524,7 +529,9 @@ store_event_prune(struct store *st, int64_t before, int batch, int *n)
                       "webhook_deliveries x WHERE x.status = 'pending' AND NOT EXISTS (SELECT 1 "
                       "FROM events e WHERE e.id = x.event_id) AND $1 = $1 LIMIT $2)",
                       p, NPARAMS(p), NULL);
-    db_put(&d);
+    if (err == MC_ERR_OK)
+        err = db_commit(&d);
+    db_put(&d); /* rolls back what did not commit */
     if (err == MC_ERR_OK)
         *n = (int)changes;
     return err;

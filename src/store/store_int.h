@@ -104,6 +104,24 @@ mc_err db_query(struct db *d, const char *sql, const struct db_param *p, int np,
 mc_err db_begin(struct db *d, bool immediate);
 mc_err db_commit(struct db *d);
 void db_rollback(struct db *d);
+/*
+ * For the rest of the transaction, PostgreSQL runs prepared statements
+ * on their generic plans, and plans no sequential scan where an index can
+ * serve (SQLite: nothing to do).  PostgreSQL re-plans a prepared statement
+ * on every execution while it judges a custom plan cheaper, which it does
+ * for small batches over arrays (the generic plan's estimate is 10 rows);
+ * for the webhook claim and record and the bounce batch that planning cost
+ * more than running them.  A generic plan, though, is kept until the
+ * table's statistics change: made while a table was new and nearly empty,
+ * it read the whole table by sequential scan on every call, more each call
+ * as the table grew, until autovacuum analysed it (measured: the webhook
+ * claim at 13 ms a call, the bounce duplicates' INSERT growing round by
+ * round).  Without sequential scans the plan probes indexes whatever the
+ * statistics say.  Only for statements meant to go by index; a semi-join
+ * that would hash a whole table is kept a correlated probe by the
+ * statement itself (see store_bounces.c's DUP_WHERE).
+ */
+mc_err db_plans_generic(struct db *d);
 
 /*
  * Runs a query that returns at most one row and copies its first column as

@@ -553,21 +553,6 @@ static const char sql_claim_sqlite[] =
     "b.value FROM json_each($5) b WHERE b.key = r.endpoint_id), 0) ORDER BY r.next_attempt_at "
     "LIMIT $3) RETURNING id";
 
-/*
- * PostgreSQL re-plans a prepared statement on every execution while it
- * judges a custom plan cheaper; for the claim and the record (a CTE with a
- * window, joins on a JSON array) that planning cost about 1 ms a call, more
- * than running them.  Their generic plans probe the primary key and the due
- * index whatever the parameters, so this transaction keeps to them.
- */
-static mc_err
-generic_plans(struct db *d)
-{
-    if (d->ops->dialect != DB_PG)
-        return MC_ERR_OK;
-    return db_exec(d, "SET LOCAL plan_cache_mode = force_generic_plan", NULL, 0, NULL);
-}
-
 static void
 uuid_row(struct db *d, struct db_res *r, void *out)
 {
@@ -620,7 +605,7 @@ store_webhook_claim(struct store *st, const char *owner, int64_t now, int64_t le
         return err;
     if ((err = db_begin(&d, true)) != MC_ERR_OK)
         goto out;
-    err = generic_plans(&d);
+    err = db_plans_generic(&d);
     if (err == MC_ERR_OK && d.ops->dialect == DB_PG)
         err = db_fetch_all(&d, sql_claim_pg, p, NPARAMS(p), job_row, sizeof(*v.items),
                            (void **)&v.items, &v.n);
@@ -707,7 +692,7 @@ endpoint_update(struct db *d, const struct endpoint_news *e, int64_t now, int64_
  * 'sent' outcomes): joined on the primary key, fenced on owner, attempt and
  * 'sending'; RETURNING says which took effect.  PostgreSQL takes columns as
  * arrays and names the ids with = ANY as well: the generic plan (see
- * generic_plans) of a join with a function's rows otherwise scanned the
+ * db_plans_generic) of a join with a function's rows otherwise scanned the
  * whole table per flush (its estimate of "this owner's 'sending' rows" is
  * one row), a cost that grew with every delivery kept.
  */
@@ -794,7 +779,7 @@ store_webhook_record(struct store *st, const char *owner, int64_t now,
     }
     if ((err = db_begin(&d, true)) != MC_ERR_OK)
         goto out;
-    err = generic_plans(&d);
+    err = db_plans_generic(&d);
     if (err == MC_ERR_OK)
         err = db_fetch_all(&d, pg ? sql_record_pg : sql_record_sqlite, p, pg ? 2 + RECORD_NCOLS : 3,
                            uuid_row, sizeof(*done), (void **)&done, &ndone);

@@ -158,6 +158,25 @@ test_log_escape(void **state)
     assert_string_equal(log_escape("\n\n\n", tiny, sizeof(tiny)), "\\x0a...");
 }
 
+/* Case-blind substring search: edges, both cases of the first byte, bounds. */
+static void
+test_str_contains_ci(void **state)
+{
+    const char *h = "550 5.1.1 User Unknown";
+
+    (void)state;
+    assert_true(str_contains_ci(h, strlen(h), "user unknown"));
+    assert_true(str_contains_ci(h, strlen(h), "USER UNKNOWN"));
+    assert_true(str_contains_ci(h, strlen(h), "unknown"));   /* at the very end */
+    assert_true(str_contains_ci(h, strlen(h), "550"));       /* at the start, a digit */
+    assert_true(str_contains_ci(h, strlen(h), ""));
+    assert_false(str_contains_ci(h, strlen(h), "unknowns")); /* runs past the end */
+    assert_false(str_contains_ci(h, 10, "user"));            /* past n, though in the string */
+    assert_false(str_contains_ci("", 0, "a"));
+    assert_false(str_contains_ci("ab", 2, "abc"));
+    assert_true(str_contains_ci("aAb", 3, "ab"));            /* a failed first try, then a match */
+}
+
 int
 main(void)
 {
@@ -170,6 +189,7 @@ main(void)
         cmocka_unit_test(test_err_table),
         cmocka_unit_test(test_json_alloc_through_xmalloc),
         cmocka_unit_test(test_log_escape),
+        cmocka_unit_test(test_str_contains_ci),
     };
     return cmocka_run_group_tests_name("core/util", tests, NULL, NULL);
 }

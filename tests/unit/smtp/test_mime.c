@@ -966,6 +966,12 @@ test_dot_stuff(void **state)
     check_stuff("ends\r\n", "ends\r\n.\r\n");
     check_stuff("", ".\r\n");
     check_stuff("mid.dle\r\n", "mid.dle\r\n.\r\n");
+    /* CRLF-only input takes the run-copying path: the same bytes. */
+    check_stuff("\r\n.x", "\r\n..x\r\n.\r\n");
+    check_stuff("a\r\n.", "a\r\n..\r\n.\r\n");
+    check_stuff("..\r\n", "...\r\n.\r\n");
+    check_stuff("a\r\nb\r\n.c\r\nd", "a\r\nb\r\n..c\r\nd\r\n.\r\n");
+    check_stuff("a\r\r\n.b", "a\r\n\r\n..b\r\n.\r\n"); /* a bare CR first: the byte path */
     /* Bare LF and CR are written as CRLF, so "\n.\n" cannot end the data (smuggling). */
     check_stuff("x\n.\ny", "x\r\n..\r\ny\r\n.\r\n");
     check_stuff("x\r.\rmail from:<a@b>\r\n", "x\r\n..\r\nmail from:<a@b>\r\n.\r\n");
