@@ -33,7 +33,7 @@ kept(int64_t gap, int64_t interval)
     if (gap <= interval)
         return gap;
     k = k > interval ? k : interval;
-    return k < 4 * interval ? k : 4 * interval;
+    return k < 2 * interval ? k : 2 * interval;
 }
 
 int64_t
@@ -77,10 +77,10 @@ spacing_slot_taken(struct spacing *sp, const struct spacing_key *keys, int nkeys
         s->interval = keys[i].interval;
     }
     /* A scope back on time, or whose shift has run out (no gap keeps more
-     * than 4 T), binds nothing any more. */
+     * than 2 T), binds nothing any more. */
     for (int i = 0; i < sp->n;) {
         const struct spacing_scope *s = &sp->s[i];
-        if (s->left <= s->slot + SPACING_TOLERANCE_US || now > s->left + 4 * s->interval)
+        if (s->left <= s->slot + SPACING_TOLERANCE_US || now > s->left + 2 * s->interval)
             sp->s[i] = sp->s[--sp->n];
         else
             i++;

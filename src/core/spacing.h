@@ -14,10 +14,11 @@
  * another site of the same tenant).  The gap is kept
  * whole up to the message's pace interval T (the same slot, a burst the
  * store allowed, keeps none; an older slot keeps T) and 90 % beyond (gaps of
- * a few T are other processes' shares of a shared scope), never more than
- * 4 T (a longer gap is idle time the store's schedule already counted), so
+ * two T are another process's share of a shared scope), never more than
+ * 2 T (a longer gap is idle time, or a retry's wait, the store's schedule
+ * already counted: a late first attempt must not delay its retry), so
  * a shifted scope catches up with gaps no shorter than 90 % of its slots'
- * and is forgotten once it has.  A scope that is on time has no entry and costs
+ * (2 T for longer ones) and is forgotten once it has.  A scope that is on time has no entry and costs
  * nothing: slots that conform go at their slot, bursts included.
  */
 #ifndef MC_SPACING_H
