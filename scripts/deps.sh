@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what mailcast needs to build, run and test, from Debian's packages
-# (and, pinned, @redocly/cli and @stoplight/prism-cli from npm into ./.tools,
-# git-ignored; the web console's own modules are installed by make into
-# console/node_modules).  Idempotent: when
+# (and, pinned, @redocly/cli and @stoplight/prism-cli from npm, installed
+# once per user and linked from ./.tools, git-ignored; the web console's own
+# modules are installed by make into console/node_modules).  Idempotent: when
 # everything is present it prints nothing and returns in well under a second.
 #
 #   scripts/deps.sh          build and run dependencies
@@ -49,18 +49,30 @@ if [ -n "$missing" ]; then
     $sudo apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
 
-# npm_tool BIN PACKAGE@VERSION: installs PACKAGE into .tools unless BIN is there.
+# npm_tool BIN PACKAGE@VERSION: links .tools/node_modules/.bin/BIN to PACKAGE
+# installed once per user and version in $MAILCAST_TOOLS_CACHE (default
+# ~/.cache/mailcast-tools), so a fresh clone or worktree does not spend most
+# of a minute reinstalling the same pinned tools.  An install goes to a
+# temporary directory renamed into place: clones installing at once do not
+# see half a tool.
 npm_tool() {
     top=$(cd "$(dirname "$0")/.." && pwd)
     [ -x "$top/.tools/node_modules/.bin/$1" ] && return 0
-    command -v npm >/dev/null || {
-        echo "deps: npm not found (Debian's nodejs ships it as package npm)" >&2
-        exit 1
-    }
-    echo "deps: installing $2 into .tools" >&2
-    mkdir -p "$top/.tools"
-    (cd "$top/.tools" && [ -f package.json ] || echo '{"private":true}' >package.json)
-    (cd "$top/.tools" && npm install --no-audit --no-fund --silent "$2" >/dev/null)
+    cache="${MAILCAST_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mailcast-tools}/$2"
+    if [ ! -x "$cache/node_modules/.bin/$1" ]; then
+        command -v npm >/dev/null || {
+            echo "deps: npm not found (Debian's nodejs ships it as package npm)" >&2
+            exit 1
+        }
+        echo "deps: installing $2 into $cache" >&2
+        mkdir -p "$(dirname "$cache")"
+        tmp=$(mktemp -d "$cache.XXXXXX")
+        echo '{"private":true}' >"$tmp/package.json"
+        (cd "$tmp" && npm install --no-audit --no-fund --silent "$2" >/dev/null)
+        mv -T "$tmp" "$cache" 2>/dev/null || rm -rf "$tmp" # another clone was first
+    fi
+    mkdir -p "$top/.tools/node_modules/.bin"
+    ln -sfn "$cache/node_modules/.bin/$1" "$top/.tools/node_modules/.bin/$1"
 }
 
 if [ $want_test = 1 ]; then

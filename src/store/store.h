@@ -870,6 +870,8 @@ struct delivery_msg {
     char site[64];                 /* the destination site ("" for messages older than sites) */
     char egress[SHAPING_NAME_MAX + 1]; /* the egress the claim chose from the tenant's pool */
     int64_t not_before;            /* its paced slot (Unix microseconds), 0: at once */
+    /* the intervals of the scopes that paced it (0: not paced by that one) */
+    int64_t pace_tenant_us, pace_campaign_us, pace_site_us;
 };
 
 /* How claims pace (issue 15): see store_claim.c. */

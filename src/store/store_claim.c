@@ -837,6 +837,22 @@ claim_pace_save(struct claim *k)
     return err;
 }
 
+/* The intervals of the scopes that paced x, for the worker's spacing of late messages. */
+static void
+claim_paced_by(const struct claim *k, const struct pick *x, struct delivery_msg *m)
+{
+    if (x->slot == 0)
+        return;
+    for (int s = 0; s < k->nfixed; s++) {
+        if (strcmp(k->sc[s].id, k->w->tenant_id) == 0)
+            m->pace_tenant_us = k->sc[s].p.interval_us;
+        else if (strcmp(k->sc[s].id, k->w->campaign_id) == 0)
+            m->pace_campaign_us = k->sc[s].p.interval_us;
+    }
+    if (x->scope >= 0)
+        m->pace_site_us = k->sc[x->scope].p.interval_us;
+}
+
 /* Orders pointers to picks by id (ids are lowercase: strcmp is exact). */
 static int
 pick_cmp(const void *a, const void *b)
@@ -893,6 +909,7 @@ claim_take(struct claim *k, int64_t lease_us)
         if (hit == NULL)
             continue;
         k->v.items[i].not_before = (*hit)->slot;
+        claim_paced_by(k, *hit, &k->v.items[i]);
         snprintf(k->v.items[i].egress, sizeof(k->v.items[i].egress), "%s", (*hit)->egress);
     }
     free(by_id);

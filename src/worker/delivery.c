@@ -25,7 +25,11 @@
  * paced limits (tenant, campaign, site: see store_claim.c) allow it to leave
  * at, at most pacing_horizon_ms ahead, and the loop holds it on a timer
  * until then.  Held messages count against the claim's room like those in
- * flight, and a stop hands them back unsent.
+ * flight, and a stop hands them back unsent.  A message whose slot has
+ * passed (the loop or the database fell behind) does not leave with the
+ * others that are late: it keeps its slot's distance from the previous one
+ * of each scope that paced it (core/spacing.h), so the schedule shifts.
+ * Unpaced messages (no slot) never wait.
  *
  * Outcomes gather in memory and are recorded in one transaction every
  * 100 ms or 200 outcomes (group commit), each fenced on lease owner and
@@ -283,30 +287,97 @@ held_unlink(struct delivery *d, struct held *h)
     event_free(h->ev);
 }
 
-/* A held message's slot has come. */
+/*
+ * The scopes that paced dm (its tenant, its campaign, its site on its
+ * egress: store.h's pace_*_us); site: room for the site's key.
+ */
+static int
+paced_by(const struct delivery_msg *dm, char site[SPACING_KEY_MAX],
+         struct spacing_key keys[3])
+{
+    int n = 0;
+
+    if (dm->pace_tenant_us > 0)
+        keys[n++] = (struct spacing_key){dm->tenant_id, dm->pace_tenant_us};
+    if (dm->pace_campaign_us > 0)
+        keys[n++] = (struct spacing_key){dm->campaign_id, dm->pace_campaign_us};
+    if (dm->pace_site_us > 0) {
+        snprintf(site, SPACING_KEY_MAX, "%s\n%s", dm->site, dm->egress);
+        keys[n++] = (struct spacing_key){site, dm->pace_site_us};
+    }
+    return n;
+}
+
+/*
+ * How long dm must still wait (microseconds, <= SPACING_TOLERANCE_US: go
+ * now): until its slot, or later when a scope that paced it is running
+ * late, so that late messages keep their spacing instead of leaving
+ * together (core/spacing.h).
+ */
+static int64_t
+paced_wait(struct delivery *d, const struct delivery_msg *dm, int64_t now)
+{
+    char site[SPACING_KEY_MAX];
+    struct spacing_key keys[3];
+    int n;
+
+    if (dm->not_before == 0)
+        return 0; /* unpaced: never waits */
+    n = paced_by(dm, site, keys);
+    return spacing_slot_due(&d->spacing, keys, n, dm->not_before) - now;
+}
+
+/* Sends dm now, recording when a paced one left (see paced_wait). */
+static void
+send_paced(struct delivery *d, const struct delivery_msg *dm, int64_t now)
+{
+    char site[SPACING_KEY_MAX];
+    struct spacing_key keys[3];
+
+    if (dm->not_before != 0)
+        spacing_slot_taken(&d->spacing, keys, paced_by(dm, site, keys), dm->not_before, now);
+    send_one(d, dm);
+}
+
+static struct timeval
+tv_of(int64_t us)
+{
+    struct timeval tv = {(time_t)(us / 1000000), (suseconds_t)(us % 1000000)};
+    return tv;
+}
+
+/* A held message's slot has come (or the moment a late scope lets it go). */
 static void
 held_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct held *h = arg;
     struct delivery *d = h->d;
+    int64_t now = time_now_us(), wait = 0;
 
     (void)fd;
     (void)what;
+    /* Timers that came due together (a starved loop) are spaced here: the
+     * first leaves, the others wait their turn. */
+    if (!delivery_stopping(d) && (wait = paced_wait(d, &h->dm, now)) > SPACING_TOLERANCE_US) {
+        struct timeval tv = tv_of(wait);
+        evtimer_add(h->ev, &tv);
+        return;
+    }
     held_unlink(d, h);
     if (delivery_stopping(d))
         release_unsent(d, &h->dm);
     else
-        send_one(d, &h->dm);
+        send_paced(d, &h->dm, now);
     msg_strings_free(&h->dm);
     free(h);
 }
 
-/* Holds dm (its strings moved in) until its slot, wall-clock microseconds. */
+/* Holds dm (its strings moved in) for wait_us microseconds. */
 static void
 hold(struct delivery *d, struct delivery_msg *dm, int64_t wait_us)
 {
     struct held *h = xcalloc(1, sizeof(*h));
-    struct timeval tv = {(time_t)(wait_us / 1000000), (suseconds_t)(wait_us % 1000000)};
+    struct timeval tv = tv_of(wait_us);
 
     h->d = d;
     h->dm = *dm;
@@ -358,13 +429,13 @@ take_answers(struct delivery *d, int *got)
     if (delivery_caps_take(d))
         delivery_sites_caps(d);
     for (int i = 0; i < v.n; i++) {
-        int64_t wait = v.items[i].not_before ? v.items[i].not_before - time_now_us() : 0;
+        int64_t now = time_now_us(), wait = paced_wait(d, &v.items[i], now);
         if (delivery_stopping(d))
             release_unsent(d, &v.items[i]);
-        else if (wait > 1000)
+        else if (wait > SPACING_TOLERANCE_US)
             hold(d, &v.items[i], wait);
         else
-            send_one(d, &v.items[i]);
+            send_paced(d, &v.items[i], now);
     }
     delivery_vec_cleanup(&v);
 }
@@ -670,6 +741,7 @@ delivery_stop(struct delivery *d, int timeout_s)
         egress_cleanup(&d->eg_next[i]);
     free(d->eg_next);
     delivery_vec_cleanup(&d->claimed);
+    spacing_cleanup(&d->spacing);
     event_base_free(d->base);
     dkim_signer_free(d->signer);
     pthread_mutex_destroy(&d->mu);

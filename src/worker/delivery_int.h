@@ -24,6 +24,7 @@
 
 #include "app/app.h"
 #include "compose.h"
+#include "core/spacing.h"
 #include "delivery.h"
 #include "smtp/client.h"
 
@@ -146,6 +147,7 @@ struct delivery {
     int inflight;
     struct held *held; /* owned list: claimed, waiting for their slots (not in inflight) */
     int nheld;
+    struct spacing spacing; /* owned: the paced scopes running late (core/spacing.h) */
     struct delivery_result *results; /* owned, pending record */
     int nresults, capresults;
     struct shaping_obs *obs; /* owned: the relay's refusals since the last flush */

@@ -306,7 +306,7 @@ def overlapping(spans):
     return any(a1 > b0 for (a0, a1), (b0, b1) in zip(spans, spans[1:]))
 
 
-@pytest.mark.slow(12)
+@pytest.mark.slow(9)
 def test_set_connections_caps_the_site_until_it_expires(factory, sink):
     """A deferral puts a cap of one connection in force for a site without a
     rule of its own: while it holds, the site's mail never travels on two
@@ -352,7 +352,7 @@ def test_set_connections_caps_the_site_until_it_expires(factory, sink):
     assert t.get(first["id"])["status"] == "completed"
 
 
-@pytest.mark.slow(16)
+@pytest.mark.slow(11)
 def test_a_deferral_ratio_halves_the_rate_until_it_expires(factory, sink):
     """More than 30 % of at least 20 attempts deferred within 30 s halve the
     site's rate (its rule's 20 a second: 600 a minute) for 5 s: the site goes

@@ -81,7 +81,7 @@ def test_explain_survives_garbage():
         assert json.loads(res.stdout)["kind"] in ("not_bounce", "dsn", "other")
 
 
-@pytest.mark.slow(12)
+@pytest.mark.slow(9)
 def test_corpus_agreement_with_sisimai():
     """The README's measure: >= 95 % of Sisimai's recipients found, >= 90 % of
     decisions agreeing, <= 2 % of its soft/other records suppressing.  The

@@ -82,7 +82,7 @@ def chrome(tmp_path):
         tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
         pytest.fail(f"cannot start headless Chromium through {CHROMEDRIVER}: {e}\n{tail}",
                     pytrace=False)
-    driver.set_page_load_timeout(20)
+    driver.set_page_load_timeout(60)  # a loaded machine's Chromium is slow
     try:
         yield driver
     finally:

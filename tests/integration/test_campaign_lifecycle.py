@@ -513,7 +513,7 @@ def test_materialise_in_small_batches(server_factory, batch):
     assert "event=materialized" in srv.stderr()
 
 
-@pytest.mark.slow(10)
+@pytest.mark.slow(12)
 def test_materialise_100000_recipients(server_factory):
     srv = server_factory(args=NO_DELIVERY)
     t = Tenant(srv)

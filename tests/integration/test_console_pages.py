@@ -81,7 +81,7 @@ def outbox_message(server, email):
     return wait_until(find, 10, what=f"the message to {email}")
 
 
-@pytest.mark.slow(45)
+@pytest.mark.slow(75)
 def test_console_bounces_events_webhooks(server, browser, receiver, tmp_path, store):
     from selenium.webdriver.common.keys import Keys   # (selenium is imported once it is known there)
     from selenium.webdriver.support.ui import Select

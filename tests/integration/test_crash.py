@@ -314,7 +314,7 @@ def kill_cycles(api, cid, sink, procs, args, kills, per_kill):
     return report
 
 
-@pytest.mark.slow(25)
+@pytest.mark.slow(23)
 def test_kill9_three_times_loses_nothing_and_bounds_duplicates(server_factory, procs):
     """2,000 recipients; a worker (--delivery-inflight 20, 4 connections, a
     relay taking 30 ms per message) is killed with SIGKILL after each 300
@@ -352,7 +352,7 @@ def test_kill9_three_times_loses_nothing_and_bounds_duplicates(server_factory, p
     assert survivor.lines("event=lease_expired"), survivor.log()[-2000:]
 
 
-@pytest.mark.slow(12)
+@pytest.mark.slow(17)
 def test_kill9_duplicates_at_most_delivery_inflight_per_kill(server_factory, procs):
     """--delivery-inflight is documented as "messages a worker holds claimed
     at once (bounds duplicates after a crash)"; standards 2.3.9: with
@@ -382,7 +382,7 @@ def test_kill9_duplicates_at_most_delivery_inflight_per_kill(server_factory, pro
 # ---- four workers, one PostgreSQL database ----
 
 
-@pytest.mark.slow(28)
+@pytest.mark.slow(73)
 def test_four_workers_on_postgres_deliver_each_message_exactly_once(pg_admin, tmp_path, procs):
     """20,000 messages, four `mailcast worker` processes sharing one
     PostgreSQL database (SKIP LOCKED claims): nothing lost, nothing twice
@@ -434,7 +434,7 @@ def test_four_workers_on_postgres_deliver_each_message_exactly_once(pg_admin, tm
 # ---- a slow relay, no crash ----
 
 
-@pytest.mark.slow(27)
+@pytest.mark.slow(28)
 def test_slow_relay_leases_do_not_expire_while_messages_wait_in_the_worker(server_factory,
                                                                            procs):
     """No crash at all: one worker, a relay that takes 0.5 s to accept each

@@ -425,6 +425,7 @@ def backoff_ok(gaps, base=1.0, cap=8.0):
         assert 0.8 * d - 0.05 <= g <= 1.2 * d + 0.6, (n, g, d, gaps)
 
 
+@pytest.mark.slow(9)
 def test_scripted_campaign_completes_with_counts(scripted):
     c = scripted.final
     assert c["status"] == "completed", c

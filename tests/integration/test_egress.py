@@ -260,6 +260,7 @@ def test_each_tenant_leaves_only_through_its_pool(mc, sinks):
     assert len(b.messages_to(f"probe@{d2}")) == 1 and a.messages_to(f"probe@{d2}") == []
 
 
+@pytest.mark.slow(10)
 def test_a_dead_egress_fails_over_and_comes_back(mc, sinks):
     """Pool {default, dead}: the dead member's share goes to default, nothing
     fails and no attempt is lost to it; once a relay answers on its address,
@@ -292,6 +293,7 @@ def test_a_dead_egress_fails_over_and_comes_back(mc, sinks):
         late.stop()
 
 
+@pytest.mark.slow(11)
 def test_connection_limit_per_egress_and_site(mc, sinks):
     """A rule for (b, slowsite) of one connection: sink b never sees two
     sessions at once, while the same site through default may use several."""
@@ -317,6 +319,7 @@ def test_connection_limit_per_egress_and_site(mc, sinks):
 # ---- several workers ----
 
 
+@pytest.mark.slow(11)
 def test_four_workers_hold_the_site_and_tenant_rates_together(request, store, sinks, tmp_path):
     """A server and four `mailcast worker` processes on one database: a
     tenant at 8 a second whose mail partly goes to a site at 3 a second.

@@ -120,7 +120,7 @@ def test_relay_fault_then_healthy(server_factory, mode):
 # ---- PostgreSQL restarted mid-campaign ----
 
 
-@pytest.mark.slow(13)
+@pytest.mark.slow(15)
 def test_postgres_restart_mid_campaign(tmp_path):
     cluster = OwnCluster()
     srv = None

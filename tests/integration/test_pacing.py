@@ -8,6 +8,9 @@ sink's count); the asserts are properties of the receive times with
 tolerances for a loaded machine, never durations of the test itself.
 """
 
+import signal
+import time
+
 import pytest
 
 from campaignhelp import Tenant
@@ -47,7 +50,7 @@ def times_of(sink, dom, n, timeout):
     return sorted(m.time for m in sink.messages_for_domain(dom))
 
 
-@pytest.mark.slow(68)
+@pytest.mark.slow(69)
 def test_600_a_minute_is_one_every_100ms_and_never_over_the_minute(pair, sink):
     """660 messages at 600/min from two workers: 1-second windows hold at
     most 10 + burst (+2 for timer jitter), no 60-second window over 600, and
@@ -99,3 +102,38 @@ def test_campaign_limit_is_paced_too(pair, sink):
     times = times_of(sink, dom, 20, 60)
     assert max_in_window(times, 1.0) <= 2 + BURST + 2
     assert times[-1] - times[0] >= (20 - BURST - 1) * 0.5 * 0.9
+
+
+@pytest.mark.slow(9)
+def test_a_stalled_worker_shifts_its_schedule_rather_than_bursting(request, store, sink,
+                                                                   tmp_path):
+    """A worker frozen (SIGSTOP) while it holds paced messages finds their
+    slots past when it wakes: they must leave one interval apart, as the
+    rest do, not together (core/spacing.h).  The stop stands for a loop
+    starved of CPU; its length is the stimulus, not a wait for a state."""
+    url, drop = create_database(request, store, tmp_path)
+    srv = Server(tmp_path / "w", url, OPERATOR_KEY,
+                 delivery_args(sink.url, "--pacing-burst", "1"), name="w")
+    try:
+        srv.start()
+        t = Tenant(srv)
+        t.set_rate_limits(per_second=10, per_minute=100000, **BIG)
+        dom = unique_domain("stall")
+        c = campaign(t, 50, dom)
+        t.do(c["id"], "send")
+        # A second's worth of slots (the pacing horizon) is held in the worker by now.
+        assert sink.wait_count(8, 30, lambda m: m.rcpt_tos[0].endswith(dom)) >= 8
+        srv.send_signal(signal.SIGSTOP)
+        try:
+            time.sleep(2.5)
+        finally:
+            srv.send_signal(signal.SIGCONT)
+        times = times_of(sink, dom, 50, 60)
+    finally:
+        srv.stop()
+        drop()
+    stall = max(b - a for a, b in zip(times, times[1:]))
+    assert stall >= 2.0, stall  # the stop happened while messages were due
+    # Before the fix the held ones left together when it woke: 10 at once.
+    assert max_in_window(times, 0.5) <= 5 + 1 + 2, sorted(times)
+    assert max_in_window(times, 1.0) <= 10 + 1 + 2, sorted(times)

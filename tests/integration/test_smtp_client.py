@@ -275,7 +275,7 @@ def test_a_hanging_dns_answer_does_not_stall_the_loop(solo_factory):
 # ---- 17: the relay outage logged once, recovery seen by a probe ----
 
 
-@pytest.mark.slow(20)
+@pytest.mark.slow(19)
 def test_relay_outage_logged_once_and_recovery_found_by_a_probe(solo_factory):
     """The relay is down for 17 s: the breaker's back-off has grown to 16 s
     by then, but a probe every 5 s at most finds the recovered relay, so the
