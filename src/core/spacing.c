@@ -20,6 +20,19 @@ find(const struct spacing *sp, const char *key)
     return NULL;
 }
 
+/*
+ * The lateness that is not yet a shift: timer jitter, or under one pace
+ * interval (a message at most one slot late adds at most one to any window,
+ * which the windows' allowance covers; counting each millisecond of jitter
+ * as a shift made a scope at 100 a second drift behind, message by message,
+ * to 84 % of its rate).
+ */
+static int64_t
+late_after(int64_t interval)
+{
+    return interval > SPACING_TOLERANCE_US ? interval : SPACING_TOLERANCE_US;
+}
+
 /* How much of the slots' gap a late scope keeps (see spacing.h). */
 static int64_t
 kept(int64_t gap, int64_t interval)
@@ -59,7 +72,7 @@ spacing_slot_taken(struct spacing *sp, const struct spacing_key *keys, int nkeys
     for (int i = 0; i < nkeys; i++) {
         struct spacing_scope *s = (struct spacing_scope *)find(sp, keys[i].key);
         if (s == NULL) {
-            if (now <= slot + SPACING_TOLERANCE_US)
+            if (now <= slot + late_after(keys[i].interval))
                 continue; /* on time, and was: nothing to remember */
             if (sp->n == sp->cap) {
                 sp->cap = sp->cap ? 2 * sp->cap : 8;
@@ -80,7 +93,7 @@ spacing_slot_taken(struct spacing *sp, const struct spacing_key *keys, int nkeys
      * than 2 T), binds nothing any more. */
     for (int i = 0; i < sp->n;) {
         const struct spacing_scope *s = &sp->s[i];
-        if (s->left <= s->slot + SPACING_TOLERANCE_US || now > s->left + 2 * s->interval)
+        if (s->left <= s->slot + late_after(s->interval) || now > s->left + 2 * s->interval)
             sp->s[i] = sp->s[--sp->n];
         else
             i++;

@@ -18,8 +18,13 @@
  * 2 T (a longer gap is idle time, or a retry's wait, the store's schedule
  * already counted: a late first attempt must not delay its retry), so
  * a shifted scope catches up with gaps no shorter than 90 % of its slots'
- * (2 T for longer ones) and is forgotten once it has.  A scope that is on time has no entry and costs
- * nothing: slots that conform go at their slot, bursts included.
+ * (2 T for longer ones) and is forgotten once it has.  Late means more than
+ * T (or SPACING_TOLERANCE_US, if more) after the slot: a message at most
+ * one slot late adds at most one to any window, and counting each
+ * millisecond of timer jitter as a shift made a scope at 100 a second drift
+ * behind to 84 % of its rate (bench/delivery's paced case).  A scope that
+ * is on time has no entry and costs nothing: slots that conform go at their
+ * slot, bursts included.
  */
 #ifndef MC_SPACING_H
 #define MC_SPACING_H
@@ -33,7 +38,7 @@
 struct spacing_scope {
     char key[SPACING_KEY_MAX];
     int64_t slot;     /* the slot of its last message */
-    int64_t left;     /* when that message left (> slot + tolerance: late) */
+    int64_t left;     /* when that message left (late: over T, or the tolerance, after slot) */
     int64_t interval; /* the scope's pace interval */
 };
 
