@@ -53,12 +53,7 @@ def times_of(sink, dom, n, timeout):
 @pytest.mark.slow(69)
 def test_600_a_minute_is_one_every_100ms_and_never_over_the_minute(pair, sink):
     """660 messages at 600/min from two workers: 1-second windows hold at
-    most 10 + burst (+2 for timer jitter, +3 for the sink's timestamps under
-    the full suite's load: its thread shares a Python process with the test,
-    and fresh-clone runs of make test measured 16 and 18 where this test
-    alone measures 12; bench/delivery's paced case measures the spacing on a
-    quiet machine), 5-second windows at most 50 + burst + 2, no 60-second
-    window over 600, and
+    most 10 + burst (+2 for timer jitter), no 60-second window over 600, and
     the pace is close to the rate.  The minute's window stays a cap, counted
     over 60 s plus a margin (store_claim.c), so once a minute the sender
     waits about 2 s (up to 3 allowed) for the window to free: that is the one pause
@@ -75,8 +70,7 @@ def test_600_a_minute_is_one_every_100ms_and_never_over_the_minute(pair, sink):
     rate = (len(times) - 1) / (times[-1] - times[0])
     print("max per second", per_s, "max per minute", per_min, "largest gaps", gaps,
           "rate", round(rate, 2))
-    assert per_s <= 10 + BURST + 2 + 3
-    assert max_in_window(times, 5.0) <= 50 + BURST + 2
+    assert per_s <= 10 + BURST + 2
     assert per_min <= 600
     assert gaps[-1] < 3.0 and gaps[-2] < 1.0  # the cap's pause measured 1.6-2.3 s
     assert rate >= 8.0  # 10 a second with room for a loaded machine; bench/ measures it
