@@ -116,8 +116,9 @@ struct smtp_pool {
     smtp_done_fn done;
     void *arg;
     SSL_CTX *ssl;
-    struct smtp_job *head, *tail; /* queued jobs */
-    int queued;
+    struct smtp_job *head, *tail; /* queued jobs, paced ones first */
+    struct smtp_job *paced_tail;  /* the last paced one queued, NULL: none */
+    int queued, queued_paced;
     struct conn *conns;
     int nconns;
     int64_t backoff_until; /* monotonic us */
@@ -479,16 +480,55 @@ retry_cb(evutil_socket_t fd, short what, void *arg)
         dispatch(pool);
 }
 
+/* The first queued job, taken off the queue (NULL: none). */
+static struct smtp_job *
+queue_pop(struct smtp_pool *pool)
+{
+    struct smtp_job *job = pool->head;
+
+    if (job == NULL)
+        return NULL;
+    pool->head = job->next;
+    if (pool->head == NULL)
+        pool->tail = NULL;
+    if (pool->paced_tail == job)
+        pool->paced_tail = NULL;
+    pool->queued--;
+    pool->queued_paced -= job->paced;
+    job->next = NULL;
+    return job;
+}
+
+/* Queues job: a paced one after the paced ones queued, ahead of the rest (its slot is now). */
+static void
+queue_push(struct smtp_pool *pool, struct smtp_job *job)
+{
+    struct smtp_job *after = job->paced ? pool->paced_tail : pool->tail;
+
+    if (after == NULL) { /* at the head */
+        job->next = pool->head;
+        pool->head = job;
+        if (pool->tail == NULL)
+            pool->tail = job;
+    } else {
+        job->next = after->next;
+        after->next = job;
+        if (pool->tail == after)
+            pool->tail = job;
+    }
+    if (job->paced)
+        pool->paced_tail = job;
+    pool->queued++;
+    pool->queued_paced += job->paced;
+}
+
 static void
 hand_back_queued(struct smtp_pool *pool, const char *why)
 {
-    while (pool->head) {
-        struct smtp_job *job = pool->head;
-        pool->head = job->next;
-        pool->queued--;
+    struct smtp_job *job;
+
+    while ((job = queue_pop(pool)) != NULL)
         finish(pool, job, SMTP_NOT_SENT, 0, NULL, why);
-    }
-    pool->tail = NULL;
 }
 
 /*
@@ -1199,12 +1239,7 @@ dispatch(struct smtp_pool *pool)
                 conn_open(pool, false);
             return;
         }
-        struct smtp_job *job = pool->head;
-        pool->head = job->next;
-        if (pool->head == NULL)
-            pool->tail = NULL;
-        pool->queued--;
-        job->next = NULL;
+        struct smtp_job *job = queue_pop(pool);
         /* Larger than the relay takes (SIZE, RFC 1870): it would be refused after DATA. */
         if (best->ext.size > 0 && (int64_t)job->data.len > best->ext.size) {
             finish(pool, job, SMTP_PERMFAIL, 552, "5.3.4",
@@ -1287,12 +1322,7 @@ smtp_pool_submit(struct smtp_pool *pool, struct smtp_job *job)
                pool->quitting ? "mailcast is stopping" : "the relay is being backed off");
         return;
     }
-    if (pool->tail)
-        pool->tail->next = job;
-    else
-        pool->head = job;
-    pool->tail = job;
-    pool->queued++;
+    queue_push(pool, job);
     dispatch(pool);
 }
 
@@ -1332,17 +1362,19 @@ smtp_pool_busy(const struct smtp_pool *pool)
     return n;
 }
 
+int
+smtp_pool_waiting_paced(const struct smtp_pool *pool)
+{
+    return pool->queued_paced;
+}
+
 void
 smtp_pool_drain(struct smtp_pool *pool)
 {
-    while (pool && pool->head) {
-        struct smtp_job *job = pool->head;
-        pool->head = job->next;
-        if (pool->head == NULL)
-            pool->tail = NULL;
-        pool->queued--;
+    struct smtp_job *job;
+
+    while (pool && (job = queue_pop(pool)) != NULL)
         finish(pool, job, SMTP_NOT_SENT, 0, NULL, "mailcast is stopping; handed back unsent");
-    }
 }
 
 void
@@ -1388,11 +1420,8 @@ smtp_pool_free(struct smtp_pool *pool)
 {
     if (pool == NULL)
         return;
-    while (pool->head) {
-        struct smtp_job *job = pool->head;
-        pool->head = job->next;
+    for (struct smtp_job *job; (job = queue_pop(pool)) != NULL;)
         finish(pool, job, SMTP_NOT_SENT, 0, NULL, "mailcast is stopping");
-    }
     while (pool->conns) {
         struct conn *c = pool->conns;
         c->ready_once = true; /* a stop is no reason to trip the breaker */

@@ -67,6 +67,7 @@ struct smtp_job {
     char *envid;       /* DSN ENVID when the relay offers DSN; may be NULL */
     bool utf8;         /* needs SMTPUTF8 */
     int64_t deadline;  /* monotonic us: not started after this (NOT_SENT); 0 none */
+    bool paced;        /* its moment is now: queued ahead of the jobs that are not */
     struct buf data;   /* the message, CRLF lines, not dot-stuffed */
     void *cookie;
     /* Set by the pool before done. */
@@ -99,6 +100,8 @@ void smtp_pool_submit(struct smtp_pool *pool, struct smtp_job *job);
 void smtp_pool_set_max_connections(struct smtp_pool *pool, int n);
 /* Jobs queued or in flight. */
 int smtp_pool_busy(const struct smtp_pool *pool);
+/* Paced jobs queued and not yet on a connection. */
+int smtp_pool_waiting_paced(const struct smtp_pool *pool);
 /* Ends every job still waiting for a connection with SMTP_NOT_SENT (a stop). */
 void smtp_pool_drain(struct smtp_pool *pool);
 /*

@@ -837,7 +837,7 @@ claim_pace_save(struct claim *k)
     return err;
 }
 
-/* The intervals of the scopes that paced x, for the worker's spacing of late messages. */
+/* The intervals of the scopes that paced x: how late the worker may still send it. */
 static void
 claim_paced_by(const struct claim *k, const struct pick *x, struct delivery_msg *m)
 {

@@ -25,10 +25,10 @@
  * paced limits (tenant, campaign, site: see store_claim.c) allow it to leave
  * at, at most pacing_horizon_ms ahead, and the loop holds it on a timer
  * until then.  Held messages count against the claim's room like those in
- * flight, and a stop hands them back unsent.  A message whose slot has
- * passed (the loop or the database fell behind) does not leave with the
- * others that are late: it keeps its slot's distance from the previous one
- * of each scope that paced it (core/spacing.h), so the schedule shifts.
+ * flight, and a stop hands them back unsent.  At its slot a paced message
+ * leaves onto the wire, or parks while its pool has a paced job waiting
+ * for a connection; one that missed its slot (the loop, the database or the
+ * relay fell behind) goes back to pending for a new slot (turn_of).
  * Unpaced messages (no slot) never wait.
  *
  * Outcomes gather in memory and are recorded in one transaction every
@@ -155,6 +155,9 @@ delivery_job_done(struct smtp_job *job, void *arg)
     if (d->pool && !delivery_stopping(d) && 2 * pools_busy(d) < queue_depth(d) * conns_total(d) &&
         !event_pending(d->kick, EV_TIMEOUT, NULL))
         event_active(d->kick, EV_TIMEOUT, 0);
+    /* A connection may have room for a parked message now. */
+    if (d->nparked > 0 && !event_pending(d->unpark, EV_TIMEOUT, NULL))
+        event_active(d->unpark, EV_TIMEOUT, 0);
 }
 
 /* ---- rendering and hand-off ---- */
@@ -228,6 +231,7 @@ send_one(struct delivery *d, const struct delivery_msg *dm)
      */
     m->job.deadline = m->started + d->cfg->lease_seconds * 1000000LL -
                       (d->cfg->smtp_data_timeout + 2 * d->cfg->smtp_command_timeout) * 1000000LL;
+    m->job.paced = dm->not_before != 0;
     if (d->pool || strcmp(m->egress, "default") != 0) {
         struct smtp_pool *pool = delivery_sites_pool(d, m->egress, dm->site, delivery_job_done);
         if (pool != NULL) {
@@ -254,14 +258,14 @@ send_one(struct delivery *d, const struct delivery_msg *dm)
 
 /* Ends a claimed message that will not be sent: back to pending, no attempt used. */
 static void
-release_unsent(struct delivery *d, const struct delivery_msg *dm)
+release_unsent(struct delivery *d, const struct delivery_msg *dm, const char *why)
 {
     struct dmsg m = {0};
 
     dmsg_names(&m, dm);
     m.attempts = dm->attempts;
     d->inflight++;
-    delivery_result_add(d, &m, OUT_RELEASE, time_now_us(), 0, "the worker is stopping", NULL);
+    delivery_result_add(d, &m, OUT_RELEASE, time_now_us(), 0, why, NULL);
 }
 
 static void
@@ -284,59 +288,90 @@ held_unlink(struct delivery *d, struct held *h)
     if (h->next)
         h->next->prev = h->prev;
     d->nheld--;
+    if (h->parked)
+        d->nparked--;
     event_free(h->ev);
 }
 
 /*
- * The scopes that paced dm (its tenant, its campaign, its site on its
- * egress: store.h's pace_*_us); site: room for the site's key.
+ * How late a paced message may leave, in microseconds: its strictest
+ * scope's interval, and at least PACE_LATE_MIN_US.  Later than that it goes
+ * back for a new slot (see turn_of).
  */
-static int
-paced_by(const struct delivery_msg *dm, char site[SPACING_KEY_MAX],
-         struct spacing_key keys[3])
-{
-    int n = 0;
+#define PACE_LATE_MIN_US 25000
+/* A slot this close (microseconds) has come: a timer would fire no sooner. */
+#define PACE_SLACK_US 1000
 
-    if (dm->pace_tenant_us > 0)
-        keys[n++] = (struct spacing_key){dm->tenant_id, dm->pace_tenant_us};
-    if (dm->pace_campaign_us > 0)
-        keys[n++] = (struct spacing_key){dm->campaign_id, dm->pace_campaign_us};
-    if (dm->pace_site_us > 0) {
-        snprintf(site, SPACING_KEY_MAX, "%s\n%s", dm->site, dm->egress);
-        keys[n++] = (struct spacing_key){site, dm->pace_site_us};
-    }
-    return n;
+static int64_t
+late_limit(const struct delivery_msg *dm)
+{
+    const int64_t iv[3] = {dm->pace_tenant_us, dm->pace_campaign_us, dm->pace_site_us};
+    int64_t t = 0;
+
+    for (int i = 0; i < 3; i++)
+        if (iv[i] > 0 && (t == 0 || iv[i] < t))
+            t = iv[i];
+    return t > PACE_LATE_MIN_US ? t : PACE_LATE_MIN_US;
 }
 
 /*
- * How long dm must still wait (microseconds, <= SPACING_TOLERANCE_US: go
- * now): until its slot, or later when a scope that paced it is running
- * late, so that late messages keep their spacing instead of leaving
- * together (core/spacing.h).
+ * Whether dm's pool already has a paced job waiting for a connection (a
+ * relay slow to answer, a connection still opening).  A paced message
+ * leaves onto the wire, never into a queue: queued, it would leave when the
+ * relay caught up, together with the others queued behind it, a burst no
+ * pace allows.  The pool queues paced jobs ahead of unpaced ones (those
+ * queue for throughput), so a pool busy with unlimited mail does not hold
+ * paced mail back.
  */
-static int64_t
-paced_wait(struct delivery *d, const struct delivery_msg *dm, int64_t now)
+static bool
+pool_has_paced_waiting(struct delivery *d, const struct delivery_msg *dm)
 {
-    char site[SPACING_KEY_MAX];
-    struct spacing_key keys[3];
-    int n;
+    const char *eg = dm->egress[0] ? dm->egress : "default";
+    struct smtp_pool *pool;
 
-    if (dm->not_before == 0)
-        return 0; /* unpaced: never waits */
-    n = paced_by(dm, site, keys);
-    return spacing_slot_due(&d->spacing, keys, n, dm->not_before) - now;
+    if (d->pool == NULL && strcmp(eg, "default") == 0)
+        return false; /* the dir: outbox: written at once */
+    pool = delivery_sites_pool(d, eg, dm->site, delivery_job_done);
+    return pool != NULL && smtp_pool_waiting_paced(pool) > 0;
 }
 
-/* Sends dm now, recording when a paced one left (see paced_wait). */
-static void
-send_paced(struct delivery *d, const struct delivery_msg *dm, int64_t now)
-{
-    char site[SPACING_KEY_MAX];
-    struct spacing_key keys[3];
+enum turn {
+    TURN_GO,   /* leaves now */
+    TURN_WAIT, /* its slot is still ahead: *us until it */
+    TURN_PARK, /* its slot has come, its pool has no room: until a job ends, at most *us */
+    TURN_LATE  /* missed its slot: back to pending for a new one */
+};
 
-    if (dm->not_before != 0)
-        spacing_slot_taken(&d->spacing, keys, paced_by(dm, site, keys), dm->not_before, now);
-    send_one(d, dm);
+/*
+ * What a claimed message does now.  Unpaced messages always go.  A paced
+ * one waits for its slot, then leaves if it is on time and its pool can
+ * start it.  One that missed its slot by more than late_limit (the loop or
+ * the database fell behind, or the relay was slow to answer while it was
+ * parked) goes back to pending, its attempt unspent, for a new slot from
+ * the claim: the slots are shared by every worker of its scopes, so a late
+ * message sent late would take another's slot, and two workers late
+ * together would send at twice the rate.  Lateness up to late_limit is
+ * timer jitter: one message in any window at most.
+ */
+static enum turn
+turn_of(struct delivery *d, const struct delivery_msg *dm, int64_t now, int64_t *us)
+{
+    int64_t late;
+
+    if (dm->not_before == 0)
+        return TURN_GO;
+    late = now - dm->not_before;
+    if (late < -PACE_SLACK_US) {
+        *us = -late;
+        return TURN_WAIT;
+    }
+    if (late > late_limit(dm))
+        return TURN_LATE;
+    if (pool_has_paced_waiting(d, dm)) {
+        *us = late_limit(dm) - late + 1;
+        return TURN_PARK;
+    }
+    return TURN_GO;
 }
 
 static struct timeval
@@ -346,38 +381,51 @@ tv_of(int64_t us)
     return tv;
 }
 
-/* A held message's slot has come (or the moment a late scope lets it go). */
+static void
+park(struct delivery *d, struct held *h, bool parked, int64_t us)
+{
+    struct timeval tv = tv_of(us);
+
+    if (parked != h->parked)
+        d->nparked += parked ? 1 : -1;
+    h->parked = parked;
+    evtimer_add(h->ev, &tv);
+}
+
+/*
+ * A held message's slot has come, or a parked one is looked at again (a
+ * job ended, or it has waited as long as it may).
+ */
 static void
 held_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct held *h = arg;
     struct delivery *d = h->d;
-    int64_t now = time_now_us(), wait = 0;
+    int64_t us = 0;
+    enum turn turn = delivery_stopping(d) ? TURN_LATE : turn_of(d, &h->dm, time_now_us(), &us);
 
     (void)fd;
     (void)what;
-    /* Timers that came due together (a starved loop) are spaced here: the
-     * first leaves, the others wait their turn. */
-    if (!delivery_stopping(d) && (wait = paced_wait(d, &h->dm, now)) > SPACING_TOLERANCE_US) {
-        struct timeval tv = tv_of(wait);
-        evtimer_add(h->ev, &tv);
+    if (turn == TURN_WAIT || turn == TURN_PARK) {
+        park(d, h, turn == TURN_PARK, us);
         return;
     }
     held_unlink(d, h);
     if (delivery_stopping(d))
-        release_unsent(d, &h->dm);
+        release_unsent(d, &h->dm, "the worker is stopping");
+    else if (turn == TURN_LATE)
+        release_unsent(d, &h->dm, "missed its paced slot; back for a new one");
     else
-        send_paced(d, &h->dm, now);
+        send_one(d, &h->dm);
     msg_strings_free(&h->dm);
     free(h);
 }
 
-/* Holds dm (its strings moved in) for wait_us microseconds. */
+/* Holds dm (its strings moved in): for us microseconds, parked or not. */
 static void
-hold(struct delivery *d, struct delivery_msg *dm, int64_t wait_us)
+hold(struct delivery *d, struct delivery_msg *dm, bool parked, int64_t us)
 {
     struct held *h = xcalloc(1, sizeof(*h));
-    struct timeval tv = tv_of(wait_us);
 
     h->d = d;
     h->dm = *dm;
@@ -388,7 +436,35 @@ hold(struct delivery *d, struct delivery_msg *dm, int64_t wait_us)
         d->held->prev = h;
     d->held = h;
     d->nheld++;
-    evtimer_add(h->ev, &tv);
+    park(d, h, parked, us);
+}
+
+static int
+held_slot_cmp(const void *a, const void *b)
+{
+    const struct held *x = *(struct held *const *)a, *y = *(struct held *const *)b;
+
+    return (x->dm.not_before > y->dm.not_before) - (x->dm.not_before < y->dm.not_before);
+}
+
+/* A job ended: the parked messages are looked at again, earliest slot first. */
+static void
+unpark_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct delivery *d = arg;
+    struct held **p;
+    int n = 0;
+
+    if (d->nparked == 0)
+        return;
+    p = xcalloc((size_t)d->nparked, sizeof(*p));
+    for (struct held *h = d->held; h != NULL && n < d->nparked; h = h->next)
+        if (h->parked)
+            p[n++] = h;
+    qsort(p, (size_t)n, sizeof(*p), held_slot_cmp);
+    for (int i = 0; i < n; i++)
+        held_cb(fd, what, p[i]); /* parks it again, sends or releases it */
+    free(p);
 }
 
 /* Hands every held message back unsent (the worker is stopping). */
@@ -398,7 +474,7 @@ held_release_all(struct delivery *d)
     while (d->held) {
         struct held *h = d->held;
         held_unlink(d, h);
-        release_unsent(d, &h->dm);
+        release_unsent(d, &h->dm, "the worker is stopping");
         msg_strings_free(&h->dm);
         free(h);
     }
@@ -429,13 +505,19 @@ take_answers(struct delivery *d, int *got)
     if (delivery_caps_take(d))
         delivery_sites_caps(d);
     for (int i = 0; i < v.n; i++) {
-        int64_t now = time_now_us(), wait = paced_wait(d, &v.items[i], now);
+        int64_t us = 0;
+        enum turn turn = TURN_GO;
+
+        if (!delivery_stopping(d))
+            turn = turn_of(d, &v.items[i], time_now_us(), &us);
         if (delivery_stopping(d))
-            release_unsent(d, &v.items[i]);
-        else if (wait > SPACING_TOLERANCE_US)
-            hold(d, &v.items[i], wait);
+            release_unsent(d, &v.items[i], "the worker is stopping");
+        else if (turn == TURN_WAIT || turn == TURN_PARK)
+            hold(d, &v.items[i], turn == TURN_PARK, us);
+        else if (turn == TURN_LATE)
+            release_unsent(d, &v.items[i], "missed its paced slot; back for a new one");
         else
-            send_paced(d, &v.items[i], now);
+            send_one(d, &v.items[i]);
     }
     delivery_vec_cleanup(&v);
 }
@@ -652,7 +734,8 @@ delivery_start(struct store *st, const struct config *cfg, const struct secrets 
     d->stop_ev = evtimer_new(d->base, stop_cb, d);
     d->kick = event_new(d->base, -1, 0, tick_cb, d);
     d->dbdone = event_new(d->base, -1, 0, dbdone_cb, d);
-    if (!d->tick || !d->flush || !d->stop_ev || !d->kick || !d->dbdone)
+    d->unpark = event_new(d->base, -1, 0, unpark_cb, d);
+    if (!d->tick || !d->flush || !d->stop_ev || !d->kick || !d->dbdone || !d->unpark)
         goto fail;
     evtimer_add(d->tick, &tick);
     evtimer_add(d->flush, &flush);
@@ -680,6 +763,8 @@ fail:
         event_free(d->kick);
     if (d->dbdone)
         event_free(d->dbdone);
+    if (d->unpark)
+        event_free(d->unpark);
     if (d->base)
         event_base_free(d->base);
     dkim_signer_free(d->signer);
@@ -726,6 +811,7 @@ delivery_stop(struct delivery *d, int timeout_s)
     event_free(d->stop_ev);
     event_free(d->kick);
     event_free(d->dbdone);
+    event_free(d->unpark);
     for (int i = 0; i < d->ncache; i++)
         compose_campaign_free(d->cache[i].c);
     free(d->results);
@@ -741,7 +827,6 @@ delivery_stop(struct delivery *d, int timeout_s)
         egress_cleanup(&d->eg_next[i]);
     free(d->eg_next);
     delivery_vec_cleanup(&d->claimed);
-    spacing_cleanup(&d->spacing);
     event_base_free(d->base);
     dkim_signer_free(d->signer);
     pthread_mutex_destroy(&d->mu);

@@ -24,7 +24,6 @@
 
 #include "app/app.h"
 #include "compose.h"
-#include "core/spacing.h"
 #include "delivery.h"
 #include "smtp/client.h"
 
@@ -68,12 +67,17 @@ struct dmsg {
     char message_id[128];
 };
 
-/* A claimed message waiting in the loop for its paced slot (delivery.c). */
+/*
+ * A claimed message waiting in the loop for its paced slot, or parked: its
+ * slot has come but its pool has a paced job waiting for a connection
+ * already (delivery.c: paced messages leave onto the wire, not into a queue).
+ */
 struct held {
     struct delivery *d;
-    struct event *ev;       /* owned: fires at the slot */
+    struct event *ev;       /* owned: fires at the slot, or when a parked one is too late */
     struct delivery_msg dm; /* owned, strings included */
     struct held *prev, *next;
+    bool parked;
 };
 
 /* A pool carrying one site's mail with its rule's connection limits (delivery_sites.c). */
@@ -147,7 +151,8 @@ struct delivery {
     int inflight;
     struct held *held; /* owned list: claimed, waiting for their slots (not in inflight) */
     int nheld;
-    struct spacing spacing; /* owned: the paced scopes running late (core/spacing.h) */
+    int nparked;          /* of them, parked: waiting for their pool's queue to empty */
+    struct event *unpark; /* looks at the parked ones again (a job ended) */
     struct delivery_result *results; /* owned, pending record */
     int nresults, capresults;
     struct shaping_obs *obs; /* owned: the relay's refusals since the last flush */

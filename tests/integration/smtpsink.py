@@ -7,6 +7,15 @@ records what it sees:
 - every attempt per recipient (Attempt: the time its RCPT TO arrived, the
   reply it got and, when the DATA phase was reached, the raw bytes sent).
 
+Times: `time` is when this process handled the command (time.time()), late
+when the test process is short of CPU; `sent` is when the kernel received
+the bytes that carried the transaction's MAIL command (SO_TIMESTAMPNS),
+i.e. when the client started it, which no stall of this process moves (a
+client without pipelining sends RCPT only after MAIL's reply, so RCPT's
+arrival would move with the sink).  Rate assertions (pacing) use `sent`:
+under a loaded test suite the sink's thread can stall for a second and then
+handle a second's messages at once.
+
 Replies are scripted per recipient (an exact address) or per domain
 ("@domain"): script(key, *actions, then=ACCEPT) answers the key's first
 attempts with actions, one each, then always `then`.  An action is a Reply:
@@ -33,7 +42,8 @@ a second egress.  Sessions are counted: sessions_total, sessions_open (and
 sessions_open_max, the most open at once), and closed_sessions
 (one bool per closed connection that said EHLO: whether it said QUIT first);
 sni_names lists the server name each TLS handshake carried (None: no SNI).
-wait_for(predicate) waits on any of these.
+wait_for(predicate) waits on any of these.  freeze(seconds) stops the sink
+answering for that long.
 
 make_cert(directory, name) writes a self-signed certificate (CA:TRUE, SAN
 DNS:localhost and IP:127.0.0.1) with the openssl command line tool.
@@ -44,6 +54,7 @@ import dataclasses
 import logging
 import socket
 import ssl
+import struct
 import subprocess
 import threading
 import time
@@ -98,6 +109,7 @@ class Attempt:
     mail_from: str
     time: float                     # time.time() when RCPT TO arrived
     reply: Reply
+    sent: float = 0.0               # kernel receive time of its MAIL command's bytes
     data: Optional[bytes] = None    # the message, when the DATA phase was reached
     done_time: Optional[float] = None
     tls: bool = False
@@ -114,6 +126,7 @@ class Message:
     mail_options: List[str]
     rcpt_options: List[str]
     peer: tuple
+    sent: float = 0.0               # kernel receive time of its MAIL command's bytes
 
 
 def free_port():
@@ -144,11 +157,21 @@ class _Handler:
     def __init__(self, sink):
         self.sink = sink
 
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        # aiosmtpd's own behaviour, plus when the command's bytes arrived.
+        stamp = getattr(server, "_mc_stamp", None)
+        envelope._mc_sent = stamp.last if stamp is not None and stamp.last else time.time()
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         sink = self.sink
         reply = sink._next_reply(address)
+        now = time.time()
         att = Attempt(rcpt=address.lower(), mail_from=envelope.mail_from or "",
-                      time=time.time(), reply=reply, tls=session.ssl is not None)
+                      time=now, reply=reply, tls=session.ssl is not None,
+                      sent=getattr(envelope, "_mc_sent", now))
         with sink._lock:
             sink.attempts.append(att)
         if reply.phase == "rcpt":
@@ -191,7 +214,8 @@ class _Handler:
             msg = Message(mail_from=envelope.mail_from or "", rcpt_tos=list(envelope.rcpt_tos),
                           data=data, time=now, tls=session.ssl is not None,
                           auth_user=_auth_user(session), mail_options=list(envelope.mail_options),
-                          rcpt_options=list(envelope.rcpt_options), peer=session.peer)
+                          rcpt_options=list(envelope.rcpt_options), peer=session.peer,
+                          sent=atts[0].sent if atts else now)
             with sink._lock:
                 sink.messages.append(msg)
                 sink._cond.notify_all()
@@ -218,6 +242,31 @@ class _Handler:
         return responses
 
 
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux; Python 3.11 lacks the name
+
+
+class _StampedSocket:
+    """The transport's socket, read with recvmsg() to keep the kernel's
+    receive time of the latest bytes (SO_TIMESTAMPNS); everything else is the
+    socket's own."""
+
+    def __init__(self, sock):
+        self._mc_sock = sock
+        self.last = 0.0
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+
+    def recv(self, n, flags=0):
+        data, anc, _, _ = self._mc_sock.recvmsg(n, socket.CMSG_SPACE(16), flags)
+        for level, kind, raw in anc:
+            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(raw) >= 16:
+                sec, nsec = struct.unpack("qq", raw[:16])
+                self.last = sec + nsec / 1e9
+        return data
+
+    def __getattr__(self, name):
+        return getattr(self._mc_sock, name)
+
+
 def _close(server):
     if server.transport is not None:
         server.transport.close()
@@ -242,6 +291,8 @@ class _Controller(Controller):
 
         def connection_made(transport):
             first = smtp.transport is None  # STARTTLS calls it again for the same session
+            if first and isinstance(getattr(transport, "_sock", None), socket.socket):
+                smtp._mc_stamp = transport._sock = _StampedSocket(transport._sock)
             made(transport)
             if first:
                 with sink._cond:
@@ -329,6 +380,12 @@ class Sink:
 
     def __exit__(self, *exc):
         self.stop()
+
+    def freeze(self, seconds):
+        """Stops answering anyone for seconds (the sink's loop sleeps), as a
+        relay whose disk or CPU stalls: the kernel still accepts connections
+        and bytes meanwhile."""
+        self._controller.loop.call_soon_threadsafe(time.sleep, seconds)
 
     @property
     def url(self):
