@@ -160,7 +160,7 @@ def test_set_rate_slows_the_site(factory, sink):
     start = time.time()
     n0 = len(sink.messages_for_domain(gdom))
     assert sink.wait_count(n0 + 3, 20, lambda m: m.rcpt_tos[0].endswith(gdom)) == n0 + 3
-    times = sorted(m.time for m in sink.messages_for_domain(gdom) if m.time > start + 1.5)
+    times = sorted(m.sent for m in sink.messages_for_domain(gdom) if m.sent > start + 1.5)
     # 30 a minute is one every 2 s: after the horizon's worth, no two within 1.5 s.
     assert all(b - a > 1.5 for a, b in zip(times, times[1:])), times
 
@@ -248,7 +248,7 @@ def test_a_suspended_site_slows_no_other_site_or_tenant(factory, sink):
     assert sink.wait_count(60, 60, lambda m: m.rcpt_tos[0].endswith(odom)) == 60
     assert state(srv), "the suspension ended before the other mail was sent"
     for tag in ("ao", "bo"):
-        times = sorted(m.time for m in sink.messages_for_domain(odom)
+        times = sorted(m.sent for m in sink.messages_for_domain(odom)
                        if m.rcpt_tos[0].startswith(tag))
         # The pace from the first to the last: the burst (1) then one each 200 ms.
         # One interval of the span is timer and scheduling jitter of the two
@@ -396,20 +396,20 @@ def test_a_deferral_ratio_halves_the_rate_until_it_expires(factory, sink):
     # (wait_for holds the sink's lock: the predicate reads its records directly)
     assert sink.wait_for(lambda k: any(m.time > hi and m.rcpt_tos[0].endswith(rdom)
                                        for m in k.messages), 20)
-    during = [m.time for m in sink.messages_for_domain(rdom) if lo <= m.time <= hi]
+    during = [m.sent for m in sink.messages_for_domain(rdom) if lo <= m.sent <= hi]
     rate = (len(during) - 1) / (max(during) - min(during))
     print("halved rate", round(rate, 2), len(during))
     assert 7 <= rate <= 11, (rate, during)
     # The other site kept its own rate meanwhile.
     assert sink.wait_count(40, 20, lambda m: m.rcpt_tos[0].endswith(odom)) == 40
-    other = sorted(m.time for m in sink.messages_for_domain(odom))
+    other = sorted(m.sent for m in sink.messages_for_domain(odom))
     orate = (len(other) - 1) / (other[-1] - other[0])
     print("other rate", round(orate, 2))
     assert orate >= 0.95 * 10, orate
     # Expired by itself: back at 20 a second.
     wait_until(lambda: not state(srv), 20, what="the halved rate to expire")
     wait_until(lambda: t.get(rc["id"])["status"] == "completed", 30, what="the campaign")
-    back = sorted(m.time for m in sink.messages_for_domain(rdom) if m.time > until + 0.5)
+    back = sorted(m.sent for m in sink.messages_for_domain(rdom) if m.sent > until + 0.5)
     assert len(back) >= 20, back
     brate = (len(back) - 1) / (back[-1] - back[0])
     print("rate after", round(brate, 2), len(back))
