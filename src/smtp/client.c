@@ -1259,6 +1259,8 @@ dispatch(struct smtp_pool *pool)
             continue;
         }
         start_job(best, job);
+        if (job->started)
+            job->started(job);
     }
 }
 

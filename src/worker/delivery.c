@@ -208,6 +208,16 @@ dmsg_names(struct dmsg *m, const struct delivery_msg *dm)
     snprintf(m->to_address, sizeof(m->to_address), "%s", dm->to_address);
 }
 
+/* A paced job went onto a connection: a message parked behind it may go now. */
+static void
+paced_started(struct smtp_job *job)
+{
+    struct delivery *d = ((struct dmsg *)job)->d;
+
+    if (d->nparked > 0 && !event_pending(d->unpark, EV_TIMEOUT, NULL))
+        event_active(d->unpark, EV_TIMEOUT, 0);
+}
+
 static void
 send_one(struct delivery *d, const struct delivery_msg *dm)
 {
@@ -232,6 +242,8 @@ send_one(struct delivery *d, const struct delivery_msg *dm)
     m->job.deadline = m->started + d->cfg->lease_seconds * 1000000LL -
                       (d->cfg->smtp_data_timeout + 2 * d->cfg->smtp_command_timeout) * 1000000LL;
     m->job.paced = dm->not_before != 0;
+    if (m->job.paced)
+        m->job.started = paced_started;
     if (d->pool || strcmp(m->egress, "default") != 0) {
         struct smtp_pool *pool = delivery_sites_pool(d, m->egress, dm->site, delivery_job_done);
         if (pool != NULL) {
@@ -294,9 +306,11 @@ held_unlink(struct delivery *d, struct held *h)
 }
 
 /*
- * How late a paced message may leave, in microseconds: its strictest
- * scope's interval, and at least PACE_LATE_MIN_US.  Later than that it goes
- * back for a new slot (see turn_of).
+ * How late a paced message may leave, in microseconds: the shortest
+ * interval of the scopes that paced it, and at least PACE_LATE_MIN_US (a
+ * scope faster than 40 a second may thus see up to 25 ms of its messages
+ * more in a window, per worker).  Later than that it goes back for a new
+ * slot (see turn_of).
  */
 #define PACE_LATE_MIN_US 25000
 /* A slot this close (microseconds) has come: a timer would fire no sooner. */
@@ -317,11 +331,13 @@ late_limit(const struct delivery_msg *dm)
 /*
  * Whether dm's pool already has a paced job waiting for a connection (a
  * relay slow to answer, a connection still opening).  A paced message
- * leaves onto the wire, never into a queue: queued, it would leave when the
- * relay caught up, together with the others queued behind it, a burst no
- * pace allows.  The pool queues paced jobs ahead of unpaced ones (those
- * queue for throughput), so a pool busy with unlimited mail does not hold
- * paced mail back.
+ * leaves onto the wire, or it is the one paced job its pool queues: queued
+ * behind another, it would leave when the relay caught up, together with
+ * the others queued, a burst no pace allows.  So the next ones park until
+ * the waiting job starts or a job ends (paced_started, delivery_job_done).
+ * The pool queues paced jobs ahead of unpaced ones (those queue for
+ * throughput), so a pool busy with unlimited mail does not hold paced mail
+ * back.
  */
 static bool
 pool_has_paced_waiting(struct delivery *d, const struct delivery_msg *dm)
@@ -338,9 +354,30 @@ pool_has_paced_waiting(struct delivery *d, const struct delivery_msg *dm)
 enum turn {
     TURN_GO,   /* leaves now */
     TURN_WAIT, /* its slot is still ahead: *us until it */
-    TURN_PARK, /* its slot has come, its pool has no room: until a job ends, at most *us */
+    TURN_PARK, /* its slot has come, its pool has no room: until a job starts or ends,
+                  at most *us */
     TURN_LATE  /* missed its slot: back to pending for a new one */
 };
+
+/* Whether this process sent dm back for a new slot lately (the ring of reslot). */
+static bool
+reslotted(const struct delivery *d, const struct delivery_msg *dm)
+{
+    for (int i = 0; i < RESLOT_RING; i++)
+        if (strcmp(d->reslot[i], dm->id) == 0)
+            return true;
+    return false;
+}
+
+/* Sends dm back to pending, attempt unspent, for a new slot (see turn_of). */
+static void
+reslot(struct delivery *d, const struct delivery_msg *dm)
+{
+    snprintf(d->reslot[d->reslot_next], sizeof(d->reslot[0]), "%s", dm->id);
+    d->reslot_next = (d->reslot_next + 1) % RESLOT_RING;
+    delivery_metrics_reslot(d);
+    release_unsent(d, dm, "missed its paced slot; back for a new one");
+}
 
 /*
  * What a claimed message does now.  Unpaced messages always go.  A paced
@@ -350,8 +387,13 @@ enum turn {
  * parked) goes back to pending, its attempt unspent, for a new slot from
  * the claim: the slots are shared by every worker of its scopes, so a late
  * message sent late would take another's slot, and two workers late
- * together would send at twice the rate.  Lateness up to late_limit is
- * timer jitter: one message in any window at most.
+ * together would send at twice the rate.  The missed slot stays spent, and
+ * the windows (minute, hour, day) count the message's claims, so it counts
+ * twice there: a stall costs its scope, it never lets more through.  The
+ * second time this process finds the same message late it goes anyway, so
+ * a loop that is always late (starved, or busy with other mail) still
+ * sends.  Lateness up to late_limit is timer jitter: at T or more apart,
+ * one message more in any window at most, per worker.
  */
 static enum turn
 turn_of(struct delivery *d, const struct delivery_msg *dm, int64_t now, int64_t *us)
@@ -365,7 +407,7 @@ turn_of(struct delivery *d, const struct delivery_msg *dm, int64_t now, int64_t 
         *us = -late;
         return TURN_WAIT;
     }
-    if (late > late_limit(dm))
+    if (late > late_limit(dm) && !reslotted(d, dm))
         return TURN_LATE;
     if (pool_has_paced_waiting(d, dm)) {
         *us = late_limit(dm) - late + 1;
@@ -414,7 +456,7 @@ held_cb(evutil_socket_t fd, short what, void *arg)
     if (delivery_stopping(d))
         release_unsent(d, &h->dm, "the worker is stopping");
     else if (turn == TURN_LATE)
-        release_unsent(d, &h->dm, "missed its paced slot; back for a new one");
+        reslot(d, &h->dm);
     else
         send_one(d, &h->dm);
     msg_strings_free(&h->dm);
@@ -515,7 +557,7 @@ take_answers(struct delivery *d, int *got)
         else if (turn == TURN_WAIT || turn == TURN_PARK)
             hold(d, &v.items[i], turn == TURN_PARK, us);
         else if (turn == TURN_LATE)
-            release_unsent(d, &v.items[i], "missed its paced slot; back for a new one");
+            reslot(d, &v.items[i]);
         else
             send_one(d, &v.items[i]);
     }

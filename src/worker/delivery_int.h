@@ -72,6 +72,8 @@ struct dmsg {
  * slot has come but its pool has a paced job waiting for a connection
  * already (delivery.c: paced messages leave onto the wire, not into a queue).
  */
+#define RESLOT_RING 256
+
 struct held {
     struct delivery *d;
     struct event *ev;       /* owned: fires at the slot, or when a parked one is too late */
@@ -123,6 +125,7 @@ struct dmetrics {
     uint64_t lat_bucket[NLATENCY], lat_n;
     double lat_sum;
     uint64_t lease_expiries;
+    uint64_t reslots; /* paced messages that missed their slots, back for new ones */
     char sites[METRIC_SITES][SHAPING_NAME_MAX + 1]; /* sites with deferrals, in order seen */
     uint64_t site_deferrals[METRIC_SITES];
     int nsites;
@@ -151,8 +154,12 @@ struct delivery {
     int inflight;
     struct held *held; /* owned list: claimed, waiting for their slots (not in inflight) */
     int nheld;
-    int nparked;          /* of them, parked: waiting for their pool's queue to empty */
-    struct event *unpark; /* looks at the parked ones again (a job ended) */
+    int nparked;          /* of them, parked: their pool has a paced job waiting */
+    struct event *unpark; /* looks at the parked ones again (a paced job started, a job ended) */
+    /* ids of the messages this process sent back for a new slot (a ring): the
+     * second time one is late it goes (delivery.c, turn_of) */
+    char reslot[RESLOT_RING][MC_UUID_LEN + 1];
+    int reslot_next;
     struct delivery_result *results; /* owned, pending record */
     int nresults, capresults;
     struct shaping_obs *obs; /* owned: the relay's refusals since the last flush */
@@ -321,6 +328,8 @@ bool delivery_egress_take(struct delivery *d, struct egress **out, int *n);
 void delivery_metrics_observe(struct delivery *d, const char *tenant_id,
                               enum delivery_outcome out, int64_t started);
 void delivery_metrics_lease_expiries(struct delivery *d, int n);
+/* Counts one paced message sent back for a new slot. */
+void delivery_metrics_reslot(struct delivery *d);
 /* Counts one deferral (a 4xx reply of the relay) for site. */
 void delivery_metrics_deferral(struct delivery *d, const char *site);
 

@@ -54,6 +54,14 @@ delivery_metrics_lease_expiries(struct delivery *d, int n)
 }
 
 void
+delivery_metrics_reslot(struct delivery *d)
+{
+    pthread_mutex_lock(&d->mu);
+    d->m.reslots++;
+    pthread_mutex_unlock(&d->mu);
+}
+
+void
 delivery_metrics_deferral(struct delivery *d, const char *site)
 {
     int s = 0;
@@ -103,6 +111,11 @@ delivery_metrics(struct delivery *d, struct buf *out)
                "pending.\n# TYPE mailcast_lease_expiries_total counter\n"
                "mailcast_lease_expiries_total %llu\n",
                (unsigned long long)d->m.lease_expiries);
+    buf_printf(out,
+               "# HELP mailcast_paced_reslots_total Paced messages that missed their slots "
+               "and went back for new ones.\n# TYPE mailcast_paced_reslots_total counter\n"
+               "mailcast_paced_reslots_total %llu\n",
+               (unsigned long long)d->m.reslots);
     buf_puts(out, "# HELP mailcast_site_deferrals_total The relay's 4xx replies by destination "
                   "site (this process).\n# TYPE mailcast_site_deferrals_total counter\n");
     for (int s = 0; s < d->m.nsites; s++)

@@ -246,22 +246,33 @@ SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux; Python 3.11 lac
 
 
 class _StampedSocket:
-    """The transport's socket, read with recvmsg() to keep the kernel's
-    receive time of the latest bytes (SO_TIMESTAMPNS); everything else is the
-    socket's own."""
+    """The transport's socket, read with recvmsg() (recvmsg_into() once TLS
+    reads into buffers) to keep the kernel's receive time of the latest bytes
+    (SO_TIMESTAMPNS); everything else is the socket's own."""
 
     def __init__(self, sock):
         self._mc_sock = sock
         self.last = 0.0
         sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
 
-    def recv(self, n, flags=0):
-        data, anc, _, _ = self._mc_sock.recvmsg(n, socket.CMSG_SPACE(16), flags)
+    def _stamp(self, anc):
         for level, kind, raw in anc:
             if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(raw) >= 16:
                 sec, nsec = struct.unpack("qq", raw[:16])
                 self.last = sec + nsec / 1e9
+
+    def recv(self, n, flags=0):
+        data, anc, _, _ = self._mc_sock.recvmsg(n, socket.CMSG_SPACE(16), flags)
+        self._stamp(anc)
         return data
+
+    def recv_into(self, buf, nbytes=0, flags=0):
+        # After STARTTLS asyncio's SSL protocol is a buffered one: it reads here.
+        view = memoryview(buf)
+        n, anc, _, _ = self._mc_sock.recvmsg_into([view[:nbytes] if nbytes else view],
+                                                  socket.CMSG_SPACE(16), flags)
+        self._stamp(anc)
+        return n
 
     def __getattr__(self, name):
         return getattr(self._mc_sock, name)

@@ -394,7 +394,7 @@ def test_a_deferral_ratio_halves_the_rate_until_it_expires(factory, sink):
     # Messages claimed before the firing (a horizon's worth) go at the old pace.
     lo, hi = since + 1.0, until - 0.2
     # (wait_for holds the sink's lock: the predicate reads its records directly)
-    assert sink.wait_for(lambda k: any(m.time > hi and m.rcpt_tos[0].endswith(rdom)
+    assert sink.wait_for(lambda k: any(m.sent > hi and m.rcpt_tos[0].endswith(rdom)
                                        for m in k.messages), 20)
     during = [m.sent for m in sink.messages_for_domain(rdom) if lo <= m.sent <= hi]
     rate = (len(during) - 1) / (max(during) - min(during))

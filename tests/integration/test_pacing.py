@@ -8,13 +8,14 @@ sink's count); the asserts are properties of the receive times with
 tolerances for a loaded machine, never durations of the test itself.
 """
 
+import re
 import signal
 import time
 
 import pytest
 
 from campaignhelp import Tenant
-from deliveryhelp import delivery_args, max_in_window, unique_domain
+from deliveryhelp import delivery_args, max_in_window, messages, unique_domain
 from harness import OPERATOR_KEY, Server, create_database
 
 BURST = 3
@@ -42,6 +43,12 @@ def pair(request, store, sink, tmp_path):
 def campaign(t, n, dom):
     lst = t.make_list(n, domain=dom)
     return t.create(recipient_list_id=lst["id"])
+
+
+def reslots(srv):
+    """Paced messages this server sent back for new slots (/metrics)."""
+    text = srv.get("/metrics", headers=srv.op).text
+    return int(re.search(r"^mailcast_paced_reslots_total (\d+)$", text, re.M).group(1))
 
 
 def times_of(sink, dom, n, timeout):
@@ -107,12 +114,12 @@ def test_campaign_limit_is_paced_too(pair, sink):
 
 
 @pytest.mark.slow(9)
-def test_a_stalled_worker_shifts_its_schedule_rather_than_bursting(request, store, sink,
-                                                                   tmp_path):
+def test_a_stalled_worker_gets_new_slots_rather_than_bursting(request, store, sink, tmp_path):
     """A worker frozen (SIGSTOP) while it holds paced messages finds their
-    slots past when it wakes: they must leave one interval apart, as the
-    rest do, not together (core/spacing.h).  The stop stands for a loop
-    starved of CPU; its length is the stimulus, not a wait for a state."""
+    slots past when it wakes: they must not leave together, but go back for
+    new slots (delivery.c, turn_of), attempts unspent, and leave at the pace.
+    The stop stands for a loop starved of CPU; its length is the stimulus,
+    not a wait for a state."""
     url, drop = create_database(request, store, tmp_path)
     srv = Server(tmp_path / "w", url, OPERATOR_KEY,
                  delivery_args(sink.url, "--pacing-burst", "1"), name="w")
@@ -131,6 +138,8 @@ def test_a_stalled_worker_shifts_its_schedule_rather_than_bursting(request, stor
         finally:
             srv.send_signal(signal.SIGCONT)
         times = times_of(sink, dom, 50, 60)
+        assert reslots(srv) >= 1
+        assert {m["attempts"] for m in messages(srv, c["id"]).values()} == {1}
     finally:
         srv.stop()
         drop()
@@ -159,6 +168,7 @@ def test_a_relay_that_stalls_gets_no_burst_when_it_recovers(pair, sink):
     assert sink.wait_count(10, 30, lambda m: m.rcpt_tos[0].endswith(dom)) >= 10
     sink.freeze(1.5)
     times = times_of(sink, dom, 60, 60)
+    assert {m["attempts"] for m in messages(pair[1], c["id"]).values()} == {1}
     stall = max(b - a for a, b in zip(times, times[1:]))
     assert stall >= 1.0, stall  # the relay's stall held back what was due
     # Before the fix 20 and more left in the second after it.
