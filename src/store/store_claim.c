@@ -951,7 +951,7 @@ claim_recipients(struct claim *k)
                                             (void **)&k->rd, &k->nrd);
 
     free(ids);
-    if (err == MC_ERR_OK)
+    if (err == MC_ERR_OK && k->nrd > 1) /* (qsort and bsearch take no NULL, even for 0) */
         qsort(k->rd, (size_t)k->nrd, sizeof(*k->rd), rcpt_cmp);
     return err;
 }
@@ -965,7 +965,7 @@ claim_rcpt(const struct claim *k, const struct delivery_msg *m)
     if (m->recipient_id[0] == '\0')
         return NULL;
     snprintf(key.id, sizeof(key.id), "%s", m->recipient_id);
-    return bsearch(&key, k->rd, (size_t)k->nrd, sizeof(*k->rd), rcpt_cmp);
+    return k->nrd > 0 ? bsearch(&key, k->rd, (size_t)k->nrd, sizeof(*k->rd), rcpt_cmp) : NULL;
 }
 
 /* True when the taken row m has a recipient claim_recipients found mailable. */
