@@ -911,7 +911,8 @@ struct delivery_result {
     enum delivery_outcome outcome;
     int64_t next_attempt_at; /* OUT_RETRY, OUT_RELEASE */
     int reply_code;
-    char error[256];    /* the relay's reply or the local reason, "" when none */
+    char error[256];    /* the relay's reply or the local reason, "" when none (OUT_RELEASE: the
+                           message keeps its last error) */
     char queue_id[64];  /* the relay's queue id, "" when unknown */
     char message_id[128];
 };

@@ -66,7 +66,7 @@ static const char sql_release[] =
     "WHEN (SELECT c.status FROM campaigns c WHERE c.id = scheduled_messages.campaign_id) "
     "= 'cancelled' THEN 'cancelled' ELSE 'pending' END, attempts = attempts - 1, "
     "next_attempt_at = $6, last_attempt_at = NULL, lease_owner = NULL, lease_expires_at = NULL, "
-    "last_error = $5, updated_at = $4" FENCE;
+    "last_error = COALESCE($5, last_error), updated_at = $4" FENCE;
 
 /*
  * The 'sent' outcomes of a flush (the common case by far), fenced like the

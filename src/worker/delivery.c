@@ -376,7 +376,7 @@ reslot(struct delivery *d, const struct delivery_msg *dm)
     snprintf(d->reslot[d->reslot_next], sizeof(d->reslot[0]), "%s", dm->id);
     d->reslot_next = (d->reslot_next + 1) % RESLOT_RING;
     delivery_metrics_reslot(d);
-    release_unsent(d, dm, "missed its paced slot; back for a new one");
+    release_unsent(d, dm, ""); /* its last error stays: a retry keeps the relay's reply */
 }
 
 /*

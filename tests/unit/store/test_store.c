@@ -1961,6 +1961,74 @@ result_of(const struct delivery_msg *m, enum delivery_outcome out, struct delive
 }
 
 /*
+ * A message handed back unsent (OUT_RELEASE) keeps its attempts and, when
+ * the worker gives no reason (a paced message sent back for a new slot),
+ * its last error: a retry keeps the relay's reply.
+ */
+static void
+test_release_keeps_attempts_and_last_error(void **state)
+{
+    struct store *st = st_of(state);
+    struct tenant a;
+    struct recipient_list l;
+    struct recipient x = {0};
+    struct campaign c;
+    struct campaign_ref ref;
+    struct delivery_work w;
+    struct delivery_vec v = {0}, v2 = {0};
+    struct delivery_result r;
+    int64_t inserted, now = time_now_us();
+    bool done = false;
+    int applied = 0;
+    const struct claim_pacing pc = {.burst = 100, .horizon_us = 1000000};
+
+    make_tenant(st, "release", &a);
+    new_list(st, a.id, "L", &l);
+    assert_int_equal(new_recipient(st, a.id, l.id, "kept@example.com", &x), MC_ERR_OK);
+    new_campaign(st, a.id, l.id, &c);
+    memcpy(ref.id, c.id, sizeof(ref.id));
+    memcpy(ref.tenant_id, a.id, sizeof(ref.tenant_id));
+    memcpy(w.campaign_id, c.id, sizeof(w.campaign_id));
+    memcpy(w.tenant_id, a.id, sizeof(w.tenant_id));
+    assert_int_equal(store_campaign_transition(st, a.id, c.id, CEV_SEND, now, NULL, NULL),
+                     MC_ERR_OK);
+    while (!done)
+        assert_int_equal(store_engine_materialize(st, &ref, 100, 5, now, &inserted, &done),
+                         MC_ERR_OK);
+    assert_int_equal(store_delivery_claim(st, &w, "w1", now, 60 * 1000000LL, 10, &pc, &v),
+                     MC_ERR_OK);
+    assert_int_equal(v.n, 1);
+    result_of(&v.items[0], OUT_RETRY, &r);
+    snprintf(r.error, sizeof(r.error), "451 4.3.0 try again later");
+    r.next_attempt_at = now;
+    assert_int_equal(store_delivery_record(st, "w1", now, &r, 1, &applied), MC_ERR_OK);
+    assert_int_equal(applied, 1);
+
+    now += 1000000;
+    assert_int_equal(store_delivery_claim(st, &w, "w1", now, 60 * 1000000LL, 10, &pc, &v2),
+                     MC_ERR_OK);
+    assert_int_equal(v2.n, 1);
+    assert_int_equal(v2.items[0].attempts, 2);
+    result_of(&v2.items[0], OUT_RELEASE, &r);
+    r.next_attempt_at = now;
+    applied = 0;
+    assert_int_equal(store_delivery_record(st, "w1", now, &r, 1, &applied), MC_ERR_OK);
+    assert_int_equal(applied, 1);
+    assert_int_equal(one_int(st, "SELECT COUNT(*) FROM scheduled_messages WHERE id = $1 AND "
+                                 "status = 'pending' AND attempts = 1 AND "
+                                 "last_error = '451 4.3.0 try again later'",
+                             v2.items[0].id),
+                     1);
+
+    delivery_vec_cleanup(&v);
+    delivery_vec_cleanup(&v2);
+    campaign_cleanup(&c);
+    recipient_cleanup(&x);
+    recipient_list_cleanup(&l);
+    tenant_cleanup(&a);
+}
+
+/*
  * A claim and a flush of 'sent' outcomes over two campaigns: each
  * campaign's counts move by what took effect (a fenced-out result moves
  * nothing), every sent message has its event naming its address, and
@@ -2316,6 +2384,7 @@ main(void)
         cmocka_unit_test(test_bounce_batch_all_or_nothing),
         cmocka_unit_test(test_bounce_batch_duplicates),
         cmocka_unit_test(test_counts_follow_claims_and_sends),
+        cmocka_unit_test(test_release_keeps_attempts_and_last_error),
         cmocka_unit_test(test_campaign_timeline),
         cmocka_unit_test(test_events_outbox_and_webhook_claims),
         cmocka_unit_test(test_schema_newer_is_refused),
