@@ -116,8 +116,7 @@ struct smtp_pool {
     smtp_done_fn done;
     void *arg;
     SSL_CTX *ssl;
-    struct smtp_job *head, *tail; /* queued jobs, paced ones first */
-    struct smtp_job *paced_tail;  /* the last paced one queued, NULL: none */
+    struct smtp_job *head, *tail; /* queued jobs */
     int queued, queued_paced;
     struct conn *conns;
     int nconns;
@@ -491,33 +490,21 @@ queue_pop(struct smtp_pool *pool)
     pool->head = job->next;
     if (pool->head == NULL)
         pool->tail = NULL;
-    if (pool->paced_tail == job)
-        pool->paced_tail = NULL;
     pool->queued--;
     pool->queued_paced -= job->paced;
     job->next = NULL;
     return job;
 }
 
-/* Queues job: a paced one after the paced ones queued, ahead of the rest (its slot is now). */
 static void
 queue_push(struct smtp_pool *pool, struct smtp_job *job)
 {
-    struct smtp_job *after = job->paced ? pool->paced_tail : pool->tail;
-
-    if (after == NULL) { /* at the head */
-        job->next = pool->head;
+    job->next = NULL;
+    if (pool->tail)
+        pool->tail->next = job;
+    else
         pool->head = job;
-        if (pool->tail == NULL)
-            pool->tail = job;
-    } else {
-        job->next = after->next;
-        after->next = job;
-        if (pool->tail == after)
-            pool->tail = job;
-    }
-    if (job->paced)
-        pool->paced_tail = job;
+    pool->tail = job;
     pool->queued++;
     pool->queued_paced += job->paced;
 }

@@ -67,7 +67,7 @@ struct smtp_job {
     char *envid;       /* DSN ENVID when the relay offers DSN; may be NULL */
     bool utf8;         /* needs SMTPUTF8 */
     int64_t deadline;  /* monotonic us: not started after this (NOT_SENT); 0 none */
-    bool paced;        /* its moment is now: queued ahead of the jobs that are not */
+    bool paced;        /* counted apart while queued (smtp_pool_waiting_paced) */
     void (*started)(struct smtp_job *job); /* NULL, or called when it goes onto a connection
                                               (it must not submit) */
     struct buf data;   /* the message, CRLF lines, not dot-stuffed */
@@ -90,10 +90,7 @@ typedef void (*smtp_done_fn)(struct smtp_job *job, void *arg);
 /* A pool on base (the caller runs the loop); p is copied. */
 struct smtp_pool *smtp_pool_new(struct event_base *base, const struct smtp_params *p,
                                 smtp_done_fn done, void *arg);
-/*
- * Queues job (the caller keeps ownership until done is called for it):
- * paced jobs after the paced ones queued, ahead of the others.
- */
+/* Queues job (the caller keeps ownership until done is called for it). */
 void smtp_pool_submit(struct smtp_pool *pool, struct smtp_job *job);
 /*
  * Changes the pool's connection limit (at least 1).  Lowered, the

@@ -173,3 +173,40 @@ def test_a_relay_that_stalls_gets_no_burst_when_it_recovers(pair, sink):
     assert stall >= 1.0, stall  # the relay's stall held back what was due
     # Before the fix 20 and more left in the second after it.
     assert max_in_window(times, 1.0) <= 10 + BURST + 2, sorted(times)
+
+
+@pytest.mark.slow(12)
+def test_paced_mail_keeps_its_pace_beside_a_flood_of_unlimited_mail(request, store, sink,
+                                                                   tmp_path):
+    """One tenant floods the relay with unlimited mail (the SMTP pool's queue
+    never empties) while another is paced at 50 a second: a paced job waits
+    behind the queued unpaced ones, and the paced messages behind it park
+    (delivery.c, turn_of), yet they keep their pace: the queue is short
+    (fill), so they do not miss their slots and go back for new ones."""
+    url, drop = create_database(request, store, tmp_path)
+    srv = Server(tmp_path / "w", url, OPERATOR_KEY,
+                 delivery_args(sink.url, "--pacing-burst", "1", "--smtp-connections", "2"),
+                 name="w")
+    try:
+        srv.start()
+        flood, paced = Tenant(srv), Tenant(srv)
+        flood.set_rate_limits(enabled=False)
+        paced.set_rate_limits(per_second=50, per_minute=100000, **BIG)
+        fdom, pdom = unique_domain("flood"), unique_domain("beside")
+        fc = campaign(flood, 3000, fdom)
+        pc = campaign(paced, 150, pdom)
+        flood.do(fc["id"], "send")
+        assert sink.wait_count(200, 60, lambda m: m.rcpt_tos[0].endswith(fdom)) >= 200
+        paced.do(pc["id"], "send")
+        times = times_of(sink, pdom, 150, 60)
+        flooded = len(sink.messages_for_domain(fdom))
+        assert {m["attempts"] for m in messages(srv, pc["id"]).values()} == {1}
+        left = reslots(srv)
+    finally:
+        srv.stop()
+        drop()
+    assert flooded < 3000, "the flood ended before the paced mail did: nothing was tested"
+    rate = (len(times) - 1) / (times[-1] - times[0])
+    print("paced rate beside the flood", round(rate, 2), "re-slotted", left)
+    assert max_in_window(times, 1.0) <= 50 + 1 + 2, sorted(times)
+    assert rate >= 40.0, (rate, left)
