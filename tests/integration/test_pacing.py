@@ -150,7 +150,6 @@ def test_a_stalled_worker_gets_new_slots_rather_than_bursting(request, store, si
     assert max_in_window(times, 1.0) <= 10 + 1 + 2, sorted(times)
 
 
-@pytest.mark.slow(10)
 def test_a_relay_that_stalls_gets_no_burst_when_it_recovers(pair, sink):
     """The relay stops answering for 1.5 s while two workers pace one
     tenant at 10 a second.  The messages whose slots pass meanwhile must not
@@ -175,7 +174,6 @@ def test_a_relay_that_stalls_gets_no_burst_when_it_recovers(pair, sink):
     assert max_in_window(times, 1.0) <= 10 + BURST + 2, sorted(times)
 
 
-@pytest.mark.slow(12)
 def test_paced_mail_keeps_its_pace_beside_a_flood_of_unlimited_mail(request, store, sink,
                                                                    tmp_path):
     """One tenant floods the relay with unlimited mail (the SMTP pool's queue
