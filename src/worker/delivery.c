@@ -392,7 +392,7 @@ reslot(struct delivery *d, const struct delivery_msg *dm)
  * twice there: a stall costs its scope, it never lets more through.  The
  * second time this process finds the same message late it goes anyway, so
  * a loop that is always late (starved, or busy with other mail) still
- * sends.  Lateness up to late_limit is timer jitter: at T or more apart,
+ * sends; those forced through leave one late_limit apart (forced_next).  Lateness up to late_limit is timer jitter: at T or more apart,
  * one message more in any window at most, per worker.
  */
 static enum turn
@@ -407,12 +407,21 @@ turn_of(struct delivery *d, const struct delivery_msg *dm, int64_t now, int64_t 
         *us = -late;
         return TURN_WAIT;
     }
-    if (late > late_limit(dm) && !reslotted(d, dm))
+    bool forced = late > late_limit(dm);
+    if (forced && !reslotted(d, dm))
         return TURN_LATE;
-    if (pool_has_paced_waiting(d, dm)) {
+    /* Late again: it goes, but the ones forced through leave one interval
+     * apart, not together when a stopped loop wakes. */
+    if (forced && now < d->forced_next - PACE_SLACK_US) {
+        *us = d->forced_next - now;
+        return TURN_WAIT;
+    }
+    if (!forced && pool_has_paced_waiting(d, dm)) {
         *us = late_limit(dm) - late + 1;
         return TURN_PARK;
     }
+    if (forced)
+        d->forced_next = now + late_limit(dm);
     return TURN_GO;
 }
 

@@ -160,6 +160,7 @@ struct delivery {
      * second time one is late it goes (delivery.c, turn_of) */
     char reslot[RESLOT_RING][MC_UUID_LEN + 1];
     int reslot_next;
+    int64_t forced_next; /* Unix us: the next message late twice may leave no sooner */
     struct delivery_result *results; /* owned, pending record */
     int nresults, capresults;
     struct shaping_obs *obs; /* owned: the relay's refusals since the last flush */

@@ -150,6 +150,42 @@ def test_a_stalled_worker_gets_new_slots_rather_than_bursting(request, store, si
     assert max_in_window(times, 1.0) <= 10 + 1 + 2, sorted(times)
 
 
+def test_messages_late_twice_go_anyway_but_spaced(request, store, sink, tmp_path):
+    """Frozen twice, 0.3 s apart: the first stop's late messages go back for
+    new slots and, being all that is left, are claimed again at once; the
+    second stop makes them late again, and a message late twice goes anyway
+    (a loop always late must still send) but one interval after the last
+    one forced through, not all together (delivery.c, forced_next)."""
+    url, drop = create_database(request, store, tmp_path)
+    srv = Server(tmp_path / "w", url, OPERATOR_KEY,
+                 delivery_args(sink.url, "--pacing-burst", "1"), name="w")
+    try:
+        srv.start()
+        t = Tenant(srv)
+        t.set_rate_limits(per_second=10, per_minute=100000, **BIG)
+        dom = unique_domain("twice")
+        c = campaign(t, 18, dom)
+        t.do(c["id"], "send")
+        # The other ten (the pacing horizon's second) are held by now.
+        assert sink.wait_count(8, 30, lambda m: m.rcpt_tos[0].endswith(dom)) >= 8
+        for pause in (0.3, 0):  # the stops' lengths and the gap are the stimulus
+            srv.send_signal(signal.SIGSTOP)
+            try:
+                time.sleep(2.5)
+            finally:
+                srv.send_signal(signal.SIGCONT)
+            time.sleep(pause)
+        times = times_of(sink, dom, 18, 60)
+        assert reslots(srv) >= 5
+        assert {m["attempts"] for m in messages(srv, c["id"]).values()} == {1}
+    finally:
+        srv.stop()
+        drop()
+    # Two slots in 0.2 s at 10 a second, the burst and jitter: 4 at most.
+    # Before the spacing the forced ones left within milliseconds of each other.
+    assert max_in_window(times, 0.2) <= 4, sorted(times)
+
+
 def test_a_relay_that_stalls_gets_no_burst_when_it_recovers(pair, sink):
     """The relay stops answering for 1.5 s while two workers pace one
     tenant at 10 a second.  The messages whose slots pass meanwhile must not
