@@ -1245,9 +1245,9 @@ dispatch(struct smtp_pool *pool)
                    "waited too long for a connection; handed back before sending");
             continue;
         }
-        start_job(best, job);
-        if (job->started)
+        if (job->started) /* before the job can end */
             job->started(job);
+        start_job(best, job);
     }
 }
 

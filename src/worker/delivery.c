@@ -337,7 +337,7 @@ late_limit(const struct delivery_msg *dm)
  * the waiting job starts or a job ends (paced_started, delivery_job_done).
  * Unpaced jobs queue for throughput; the queue is short (fill: about
  * 100 ms of sending), so a paced job behind them waits little
- * (test_pacing.py: 50 a second beside a flood of unlimited mail).
+ * (test_pacing.py: 20 a second beside a flood of unlimited mail).
  */
 static bool
 pool_has_paced_waiting(struct delivery *d, const struct delivery_msg *dm)
@@ -392,13 +392,15 @@ reslot(struct delivery *d, const struct delivery_msg *dm)
  * twice there: a stall costs its scope, it never lets more through.  The
  * second time this process finds the same message late it goes anyway, so
  * a loop that is always late (starved, or busy with other mail) still
- * sends; those forced through leave one late_limit apart (forced_next).  Lateness up to late_limit is timer jitter: at T or more apart,
- * one message more in any window at most, per worker.
+ * sends; those forced through leave one late_limit apart (forced_next).
+ * Lateness up to late_limit is timer jitter: at T or more apart, one
+ * message more in any window at most, per worker.
  */
 static enum turn
 turn_of(struct delivery *d, const struct delivery_msg *dm, int64_t now, int64_t *us)
 {
     int64_t late;
+    bool forced;
 
     if (dm->not_before == 0)
         return TURN_GO;
@@ -407,7 +409,7 @@ turn_of(struct delivery *d, const struct delivery_msg *dm, int64_t now, int64_t 
         *us = -late;
         return TURN_WAIT;
     }
-    bool forced = late > late_limit(dm);
+    forced = late > late_limit(dm);
     if (forced && !reslotted(d, dm))
         return TURN_LATE;
     /* Late again: it goes, but the ones forced through leave one interval
@@ -498,7 +500,8 @@ held_slot_cmp(const void *a, const void *b)
     return (x->dm.not_before > y->dm.not_before) - (x->dm.not_before < y->dm.not_before);
 }
 
-/* A job ended: the parked messages are looked at again, earliest slot first. */
+/* A paced job started or a job ended: the parked messages are looked at
+ * again, earliest slot first. */
 static void
 unpark_cb(evutil_socket_t fd, short what, void *arg)
 {
