@@ -8,6 +8,7 @@ sink's count); the asserts are properties of the receive times with
 tolerances for a loaded machine, never durations of the test itself.
 """
 
+import contextlib
 import re
 import signal
 import time
@@ -43,6 +44,30 @@ def pair(request, store, sink, tmp_path):
 def campaign(t, n, dom):
     lst = t.make_list(n, domain=dom)
     return t.create(recipient_list_id=lst["id"])
+
+
+@contextlib.contextmanager
+def one_worker(request, store, sink, tmp_path, *extra):
+    """One serving process (burst 1) on a fresh database of its own."""
+    url, drop = create_database(request, store, tmp_path)
+    srv = Server(tmp_path / "w", url, OPERATOR_KEY,
+                 delivery_args(sink.url, "--pacing-burst", "1", *extra), name="w")
+    try:
+        srv.start()
+        yield srv
+    finally:
+        srv.stop()
+        drop()
+
+
+def freeze(srv, seconds):
+    """Stops srv for seconds (SIGSTOP): a loop starved of CPU.  The length is
+    the stimulus, not a wait for a state."""
+    srv.send_signal(signal.SIGSTOP)
+    try:
+        time.sleep(seconds)
+    finally:
+        srv.send_signal(signal.SIGCONT)
 
 
 def reslots(srv):
@@ -120,11 +145,7 @@ def test_a_stalled_worker_gets_new_slots_rather_than_bursting(request, store, si
     new slots (delivery.c, turn_of), attempts unspent, and leave at the pace.
     The stop stands for a loop starved of CPU; its length is the stimulus,
     not a wait for a state."""
-    url, drop = create_database(request, store, tmp_path)
-    srv = Server(tmp_path / "w", url, OPERATOR_KEY,
-                 delivery_args(sink.url, "--pacing-burst", "1"), name="w")
-    try:
-        srv.start()
+    with one_worker(request, store, sink, tmp_path) as srv:
         t = Tenant(srv)
         t.set_rate_limits(per_second=10, per_minute=100000, **BIG)
         dom = unique_domain("stall")
@@ -132,17 +153,10 @@ def test_a_stalled_worker_gets_new_slots_rather_than_bursting(request, store, si
         t.do(c["id"], "send")
         # A second's worth of slots (the pacing horizon) is held in the worker by now.
         assert sink.wait_count(8, 30, lambda m: m.rcpt_tos[0].endswith(dom)) >= 8
-        srv.send_signal(signal.SIGSTOP)
-        try:
-            time.sleep(2.5)
-        finally:
-            srv.send_signal(signal.SIGCONT)
+        freeze(srv, 2.5)
         times = times_of(sink, dom, 50, 60)
         assert reslots(srv) >= 1
         assert {m["attempts"] for m in messages(srv, c["id"]).values()} == {1}
-    finally:
-        srv.stop()
-        drop()
     stall = max(b - a for a, b in zip(times, times[1:]))
     assert stall >= 2.0, stall  # the stop happened while messages were due
     # Before the fix the held ones left together when it woke: 10 at once.
@@ -156,11 +170,7 @@ def test_messages_late_twice_go_anyway_but_spaced(request, store, sink, tmp_path
     second stop makes them late again, and a message late twice goes anyway
     (a loop always late must still send) but one interval after the last
     one forced through, not all together (delivery.c, forced_next)."""
-    url, drop = create_database(request, store, tmp_path)
-    srv = Server(tmp_path / "w", url, OPERATOR_KEY,
-                 delivery_args(sink.url, "--pacing-burst", "1"), name="w")
-    try:
-        srv.start()
+    with one_worker(request, store, sink, tmp_path) as srv:
         t = Tenant(srv)
         t.set_rate_limits(per_second=10, per_minute=100000, **BIG)
         dom = unique_domain("twice")
@@ -168,19 +178,12 @@ def test_messages_late_twice_go_anyway_but_spaced(request, store, sink, tmp_path
         t.do(c["id"], "send")
         # The other ten (the pacing horizon's second) are held by now.
         assert sink.wait_count(8, 30, lambda m: m.rcpt_tos[0].endswith(dom)) >= 8
-        for pause in (0.3, 0):  # the stops' lengths and the gap are the stimulus
-            srv.send_signal(signal.SIGSTOP)
-            try:
-                time.sleep(2.5)
-            finally:
-                srv.send_signal(signal.SIGCONT)
-            time.sleep(pause)
+        freeze(srv, 2.5)
+        time.sleep(0.3)  # the gap between the stops is the stimulus too
+        freeze(srv, 2.5)
         times = times_of(sink, dom, 18, 60)
         assert reslots(srv) >= 5
         assert {m["attempts"] for m in messages(srv, c["id"]).values()} == {1}
-    finally:
-        srv.stop()
-        drop()
     # Two slots in 0.2 s at 10 a second, the burst and jitter: 4 at most.
     # Before the spacing the forced ones left within milliseconds of each other.
     assert max_in_window(times, 0.2) <= 4, sorted(times)
@@ -217,12 +220,7 @@ def test_paced_mail_keeps_its_pace_beside_a_flood_of_unlimited_mail(request, sto
     behind the queued unpaced ones, and the paced messages behind it park
     (delivery.c, turn_of), yet they keep their pace: the queue is short
     (fill), so they do not miss their slots and go back for new ones."""
-    url, drop = create_database(request, store, tmp_path)
-    srv = Server(tmp_path / "w", url, OPERATOR_KEY,
-                 delivery_args(sink.url, "--pacing-burst", "1", "--smtp-connections", "2"),
-                 name="w")
-    try:
-        srv.start()
+    with one_worker(request, store, sink, tmp_path, "--smtp-connections", "2") as srv:
         flood, paced = Tenant(srv), Tenant(srv)
         flood.set_rate_limits(enabled=False)
         paced.set_rate_limits(per_second=20, per_minute=100000, **BIG)
@@ -236,9 +234,6 @@ def test_paced_mail_keeps_its_pace_beside_a_flood_of_unlimited_mail(request, sto
         flooded = len(sink.messages_for_domain(fdom))
         assert {m["attempts"] for m in messages(srv, pc["id"]).values()} == {1}
         left = reslots(srv)
-    finally:
-        srv.stop()
-        drop()
     assert flooded < 3000, "the flood ended before the paced mail did: nothing was tested"
     rate = (len(times) - 1) / (times[-1] - times[0])
     print("paced rate beside the flood", round(rate, 2), "re-slotted", left)

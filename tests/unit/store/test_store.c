@@ -1859,6 +1859,27 @@ test_schema_newer_is_refused(void **state)
     assert_int_equal(store_migrate(st, NULL), MC_ERR_SCHEMA_NEWER);
 }
 
+
+/* Sends campaign_id of tenant_id and makes all its messages; *w names it for claims. */
+static void
+send_campaign(struct store *st, const char *tenant_id, const char *campaign_id, int64_t now,
+              struct delivery_work *w)
+{
+    struct campaign_ref ref;
+    int64_t inserted;
+    bool done = false;
+
+    memcpy(ref.id, campaign_id, sizeof(ref.id));
+    memcpy(ref.tenant_id, tenant_id, sizeof(ref.tenant_id));
+    memcpy(w->campaign_id, campaign_id, sizeof(w->campaign_id));
+    memcpy(w->tenant_id, tenant_id, sizeof(w->tenant_id));
+    assert_int_equal(store_campaign_transition(st, tenant_id, campaign_id, CEV_SEND, now, NULL,
+                                               NULL),
+                     MC_ERR_OK);
+    while (!done)
+        assert_int_equal(store_engine_materialize(st, &ref, 100, 5, now, &inserted, &done),
+                         MC_ERR_OK);
+}
 /*
  * Issue 12 finding 21: a hard bounce marks the message's recipient bounced
  * and suppresses its address, filtering on the message's tenant too.  A
@@ -1873,12 +1894,10 @@ test_bounce_stays_in_its_tenant(void **state)
     struct recipient_list la, lb;
     struct recipient xa = {0}, xb = {0};
     struct campaign c;
-    struct campaign_ref ref;
     struct delivery_work w;
     struct delivery_vec v = {0};
     struct delivery_result res = {0};
-    int64_t inserted, now = time_now_us();
-    bool done = false;
+    int64_t now = time_now_us();
     int applied = 0;
 
     make_tenant(st, "bounce-a", &a);
@@ -1888,15 +1907,7 @@ test_bounce_stays_in_its_tenant(void **state)
     assert_int_equal(new_recipient(st, a.id, la.id, "same@example.com", &xa), MC_ERR_OK);
     assert_int_equal(new_recipient(st, b.id, lb.id, "other@example.com", &xb), MC_ERR_OK);
     new_campaign(st, a.id, la.id, &c);
-    memcpy(ref.id, c.id, sizeof(ref.id));
-    memcpy(ref.tenant_id, a.id, sizeof(ref.tenant_id));
-    memcpy(w.campaign_id, c.id, sizeof(w.campaign_id));
-    memcpy(w.tenant_id, a.id, sizeof(w.tenant_id));
-    assert_int_equal(store_campaign_transition(st, a.id, c.id, CEV_SEND, now, NULL, NULL),
-                     MC_ERR_OK);
-    while (!done)
-        assert_int_equal(store_engine_materialize(st, &ref, 100, 5, now, &inserted, &done),
-                         MC_ERR_OK);
+    send_campaign(st, a.id, c.id, now, &w);
     const struct claim_pacing pc = {.burst = 100, .horizon_us = 1000000};
     assert_int_equal(store_delivery_claim(st, &w, "w1", now, 60 * 1000000LL, 10, &pc, &v),
                      MC_ERR_OK);
@@ -1973,12 +1984,10 @@ test_release_keeps_attempts_and_last_error(void **state)
     struct recipient_list l;
     struct recipient x = {0};
     struct campaign c;
-    struct campaign_ref ref;
     struct delivery_work w;
     struct delivery_vec v = {0}, v2 = {0};
     struct delivery_result r;
-    int64_t inserted, now = time_now_us();
-    bool done = false;
+    int64_t now = time_now_us();
     int applied = 0;
     const struct claim_pacing pc = {.burst = 100, .horizon_us = 1000000};
 
@@ -1986,15 +1995,7 @@ test_release_keeps_attempts_and_last_error(void **state)
     new_list(st, a.id, "L", &l);
     assert_int_equal(new_recipient(st, a.id, l.id, "kept@example.com", &x), MC_ERR_OK);
     new_campaign(st, a.id, l.id, &c);
-    memcpy(ref.id, c.id, sizeof(ref.id));
-    memcpy(ref.tenant_id, a.id, sizeof(ref.tenant_id));
-    memcpy(w.campaign_id, c.id, sizeof(w.campaign_id));
-    memcpy(w.tenant_id, a.id, sizeof(w.tenant_id));
-    assert_int_equal(store_campaign_transition(st, a.id, c.id, CEV_SEND, now, NULL, NULL),
-                     MC_ERR_OK);
-    while (!done)
-        assert_int_equal(store_engine_materialize(st, &ref, 100, 5, now, &inserted, &done),
-                         MC_ERR_OK);
+    send_campaign(st, a.id, c.id, now, &w);
     assert_int_equal(store_delivery_claim(st, &w, "w1", now, 60 * 1000000LL, 10, &pc, &v),
                      MC_ERR_OK);
     assert_int_equal(v.n, 1);
@@ -2044,7 +2045,7 @@ test_counts_follow_claims_and_sends(void **state)
     struct campaign c[2];
     struct delivery_vec v[2] = {{0}};
     struct delivery_result res[4];
-    int64_t inserted, now = time_now_us();
+    int64_t now = time_now_us();
     int applied = 0, nres = 0;
     char email[64];
 
@@ -2056,21 +2057,11 @@ test_counts_follow_claims_and_sends(void **state)
         assert_int_equal(new_recipient(st, a.id, l.id, email, &x[i]), MC_ERR_OK);
     }
     for (int k = 0; k < 2; k++) {
-        struct campaign_ref ref;
         struct delivery_work w;
-        bool done = false;
         const struct claim_pacing pc = {.burst = 100, .horizon_us = 1000000};
 
         new_campaign(st, a.id, l.id, &c[k]);
-        memcpy(ref.id, c[k].id, sizeof(ref.id));
-        memcpy(ref.tenant_id, a.id, sizeof(ref.tenant_id));
-        memcpy(w.campaign_id, c[k].id, sizeof(w.campaign_id));
-        memcpy(w.tenant_id, a.id, sizeof(w.tenant_id));
-        assert_int_equal(store_campaign_transition(st, a.id, c[k].id, CEV_SEND, now, NULL, NULL),
-                         MC_ERR_OK);
-        while (!done)
-            assert_int_equal(store_engine_materialize(st, &ref, 100, 5, now, &inserted, &done),
-                             MC_ERR_OK);
+        send_campaign(st, a.id, c[k].id, now, &w);
         assert_counts_true(st, c[k].id);
         assert_int_equal(store_delivery_claim(st, &w, "w1", now, 60 * 1000000LL, 10, &pc, &v[k]),
                          MC_ERR_OK);
