@@ -478,6 +478,11 @@ out:
     return err;
 }
 
+/* A state's columns, in state_row's order. */
+#define STATE_COLUMNS                                                                    \
+    "id, egress, site, tenant_key, action, per_second, per_minute, position, last_reply, " \
+    "since_at, until_at, max_connections, attempts, deferrals"
+
 static void
 state_row(struct db *d, struct db_res *r, void *out)
 {
@@ -514,9 +519,7 @@ store_shaping_state_list(struct store *st, int64_t now, struct shaping_state **o
     if ((err = db_get(st, &d)) != MC_ERR_OK)
         return err;
     err = db_fetch_all(&d,
-                       "SELECT id, egress, site, tenant_key, action, per_second, per_minute, "
-                       "position, last_reply, since_at, until_at, max_connections, attempts, "
-                       "deferrals FROM shaping_state "
+                       "SELECT " STATE_COLUMNS " FROM shaping_state "
                        "WHERE until_at > $1 ORDER BY until_at, id",
                        p, NPARAMS(p), state_row, sizeof(**out), (void **)out, n);
     db_put(&d);
@@ -527,31 +530,30 @@ store_shaping_state_list(struct store *st, int64_t now, struct shaping_state **o
  * Messages a suspension held wait with their next attempt at its end (the
  * claim's slot); lifting it brings those of its site (and tenant) back at
  * once, not an hour later.  A second either side covers the conversion of
- * the slot to a timestamp.
+ * the slot to a timestamp.  On PostgreSQL the lift first waits for the
+ * claims in flight (PG_LOCK_SHAPING_HOLD), so a claim that read the
+ * suspension before the lift has deferred its messages by the time they
+ * are brought back, and none after it reads it.
  */
 static const char sql_unhold_sqlite[] =
-    "UPDATE scheduled_messages SET next_attempt_at = $2 WHERE status = 'pending' AND EXISTS "
-    "(SELECT 1 FROM shaping_state s WHERE s.id = $1 AND "
-    "s.action IN ('suspend_site', 'suspend_tenant') AND s.until_at > $2 AND "
-    "scheduled_messages.site = s.site AND (s.tenant_key IN ('', '*') OR "
-    "s.tenant_key = scheduled_messages.tenant_id) AND scheduled_messages.next_attempt_at "
-    "BETWEEN s.until_at - 1000000 AND s.until_at + 1000000)";
+    "UPDATE scheduled_messages SET next_attempt_at = $1 WHERE status = 'pending' AND "
+    "site = $2 AND ($3 IN ('', '*') OR tenant_id = $3) AND "
+    "next_attempt_at BETWEEN $4 - 1000000 AND $4 + 1000000";
 static const char sql_unhold_pg[] =
-    "UPDATE scheduled_messages m SET next_attempt_at = to_timestamp($2 / 1000000.0) "
-    "FROM shaping_state s WHERE s.id = $1 AND s.action IN ('suspend_site', 'suspend_tenant') "
-    "AND s.until_at > $2 AND "
-    "m.status = 'pending' AND m.site = s.site AND (s.tenant_key IN ('', '*') OR "
-    "s.tenant_key = m.tenant_id::text) AND m.next_attempt_at BETWEEN "
-    "to_timestamp((s.until_at - 1000000) / 1000000.0) AND "
-    "to_timestamp((s.until_at + 1000000) / 1000000.0)";
+    "UPDATE scheduled_messages SET next_attempt_at = to_timestamp($1::bigint / 1000000.0) "
+    "WHERE status = 'pending' AND site = $2 AND ($3 IN ('', '*') OR tenant_id::text = $3) "
+    "AND next_attempt_at BETWEEN to_timestamp(($4::bigint - 1000000) / 1000000.0) AND "
+    "to_timestamp(($4::bigint + 1000000) / 1000000.0)";
 
 mc_err
 store_shaping_state_lift(struct store *st, const char *id)
 {
-    struct db_param p[] = {P_TEXT(id), P_INT(time_now_us())};
-    int64_t changes = 0;
+    int64_t now = time_now_us();
+    struct db_param p[] = {P_TEXT(id), P_INT(now)};
+    struct db_param pl[] = {P_INT(PG_LOCK_SHAPING_HOLD)};
+    struct shaping_state x = {0};
     struct db d;
-    mc_err err;
+    mc_err err = MC_ERR_OK;
 
     if (!store_id_ok(id))
         return MC_ERR_NOT_FOUND;
@@ -559,13 +561,19 @@ store_shaping_state_lift(struct store *st, const char *id)
         return err;
     if ((err = db_begin(&d, true)) != MC_ERR_OK)
         goto out;
-    err = db_exec(&d, d.ops->dialect == DB_PG ? sql_unhold_pg : sql_unhold_sqlite, p,
-                  NPARAMS(p), NULL);
+    if (d.ops->dialect == DB_PG)
+        err = db_exec(&d, "SELECT pg_advisory_xact_lock($1)", pl, 1, NULL);
     if (err == MC_ERR_OK)
-        err = db_exec(&d, "DELETE FROM shaping_state WHERE id = $1 AND until_at > $2", p,
-                      NPARAMS(p), &changes);
-    if (err == MC_ERR_OK && changes == 0)
-        err = MC_ERR_NOT_FOUND;
+        err = db_fetch_one(&d,
+                           "DELETE FROM shaping_state WHERE id = $1 AND until_at > $2 RETURNING "
+                           STATE_COLUMNS,
+                           p, NPARAMS(p), state_row, &x);
+    if (err == MC_ERR_OK && strncmp(x.action, "suspend_", 8) == 0) {
+        struct db_param pu[] = {P_INT(now), P_TEXT(x.site), P_TEXT(x.tenant_id),
+                                P_INT(x.until)};
+        err = db_exec(&d, d.ops->dialect == DB_PG ? sql_unhold_pg : sql_unhold_sqlite, pu,
+                      NPARAMS(pu), NULL);
+    }
     if (err == MC_ERR_OK)
         err = db_commit(&d);
     else

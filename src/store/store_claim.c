@@ -372,16 +372,23 @@ struct claim {
     int64_t eg_total; /* their weights' sum */
 };
 
-/* Locks the tenant's row, stamps the claim and reads the campaign's and tenant's state. */
+/* Takes the locks (PG_LOCK_SHAPING_HOLD shared, the tenant's row), stamps the claim
+ * and reads the campaign's and tenant's state. */
 static mc_err
 claim_ctx_load(struct claim *k)
 {
     struct db_param p[] = {P_TEXT(k->w->tenant_id), P_TEXT(k->w->campaign_id)};
-    mc_err err = db_lock_tenant(&k->d, k->w->tenant_id);
-    /* A claim that waited for the lock is stamped when it holds it, so
-     * the windows it counts and adds to end at the same moment. */
-    int64_t real = time_now_us();
+    struct db_param ph[] = {P_INT(PG_LOCK_SHAPING_HOLD)};
+    mc_err err = MC_ERR_OK;
+    int64_t real;
 
+    if (k->is_pg)
+        err = db_exec(&k->d, "SELECT pg_advisory_xact_lock_shared($1)", ph, 1, NULL);
+    if (err == MC_ERR_OK)
+        err = db_lock_tenant(&k->d, k->w->tenant_id);
+    /* A claim that waited for the locks is stamped when it holds them, so
+     * the windows it counts and adds to end at the same moment. */
+    real = time_now_us();
     if (real > k->now)
         k->now = real;
     if (err != MC_ERR_OK)

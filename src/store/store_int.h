@@ -226,6 +226,16 @@ mc_err shaping_autos_read(struct db *d, struct shaping_auto **out, int *n);
 /* store_automation.c: deletes expired states and hits no trigger counts any more. */
 mc_err shaping_state_prune(struct db *d, int64_t now);
 
+/*
+ * PostgreSQL: the advisory lock between a claim, which reads the
+ * suspensions in force and defers the messages they hold to their ends,
+ * and the lift of one, which brings those back: claims hold it shared from
+ * their first statement to their commit, a lift exclusively, so no claim
+ * defers a message for a suspension already lifted (SQLite serialises
+ * writers anyway).
+ */
+#define PG_LOCK_SHAPING_HOLD 7461636174LL
+
 /* True when id is a well-formed UUID (the frontend's guard before any SQL). */
 bool store_id_ok(const char *id);
 

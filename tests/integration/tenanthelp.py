@@ -67,14 +67,16 @@ def future(seconds=3600):
 
 
 def wait_until(predicate, timeout, interval=0.05, what="condition"):
-    """Polls predicate() until it returns something truthy; returns that value."""
+    """Polls predicate() until it returns something truthy; returns that value.
+    what names the condition in the error (a callable: called then, to show state)."""
     deadline = time.monotonic() + timeout
     while True:
         v = predicate()
         if v:
             return v
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            raise AssertionError(f"timed out after {timeout}s waiting for "
+                                 f"{what() if callable(what) else what}")
         time.sleep(interval)
 
 

@@ -11,6 +11,7 @@ Every test runs on both stores.
 
 import datetime
 import re
+import threading
 import time
 
 import pytest
@@ -122,15 +123,26 @@ def test_two_unusual_rate_replies_suspend_the_site_and_it_comes_back(factory, si
     assert t.get(o["id"])["status"] == "completed"
 
 
-def test_the_operator_lifts_a_suspension(factory, sink):
-    gdom = unique_domain("glift")
+def suspended(factory, sink, tag, n):
+    """A server whose site is suspended for an hour by two unusual-rate
+    replies to a campaign of n: (server, tenant, domain, campaign, state)."""
+    gdom = unique_domain(tag)
     sink.script("@" + gdom, UNUSUAL, UNUSUAL, then=None)
     srv = factory(sink.url)
     put_rules(srv, gdom, [{**SUSPEND, "duration_s": 3600}])
     t = Tenant(srv)
     t.set_rate_limits(enabled=False)
-    c = campaign(t, gdom, 4, "g")
-    s = wait_until(lambda: state(srv), 20, what="the suspension")[0]
+    c = campaign(t, gdom, n, "g")
+    return srv, t, gdom, c, wait_until(lambda: state(srv), 20, what="the suspension")[0]
+
+
+def held(srv, campaign_id):
+    return db_query(srv.database, "SELECT to_address, status, attempts, next_attempt_at FROM "
+                    "scheduled_messages WHERE campaign_id = %s", (campaign_id,))
+
+
+def test_the_operator_lifts_a_suspension(factory, sink):
+    srv, t, _, c, s = suspended(factory, sink, "glift", 4)
     error_of(srv.delete(f"/api/v1/shaping/state/{s['id']}", headers=t.h), 403, "forbidden")
     error_of(srv.get("/api/v1/shaping/state", headers=t.h), 403, "forbidden")
     r = srv.delete(f"/api/v1/shaping/state/{s['id']}", headers=srv.op)
@@ -138,7 +150,48 @@ def test_the_operator_lifts_a_suspension(factory, sink):
     assert state(srv) == []
     error_of(srv.delete(f"/api/v1/shaping/state/{s['id']}", headers=srv.op), 404, "not_found")
     error_of(srv.delete("/api/v1/shaping/state/not-a-uuid", headers=srv.op), 404, "not_found")
-    wait_until(lambda: t.get(c["id"])["status"] == "completed", 30, what="the campaign")
+    wait_until(lambda: t.get(c["id"])["status"] == "completed", 30,
+               what=lambda: f"the campaign: {held(srv, c['id'])}")
+
+
+@pytest.mark.parametrize("store", ["postgres"], indirect=True)
+def test_a_lift_waits_for_the_claim_that_read_the_suspension(factory, sink):
+    """PostgreSQL only (on SQLite a claim and a lift are writers, one after
+    the other): a claim that read the suspension, stalled here on the site's
+    pace row, must not defer its messages to the suspension's end after the
+    operator lifted it.  The lift waits for the claim, then brings them back."""
+    import psycopg2
+
+    srv, t, gdom, first, s = suspended(factory, sink, "grace", 2)
+    lock = psycopg2.connect(srv.database)
+    try:
+        with lock.cursor() as cur:
+            cur.execute("SELECT scope_id FROM rate_pace WHERE scope_id LIKE 'site:%%gsite' "
+                        "FOR UPDATE")
+            assert cur.fetchall() == [("site:default/gsite",)]
+
+        def waiting(event):
+            return db_query(srv.database, "SELECT COUNT(*) FROM pg_stat_activity WHERE "
+                            "wait_event_type = 'Lock' AND wait_event = %s", (event,))[0][0]
+        # A claim of the second campaign reads the suspension, then waits for the row.
+        second = campaign(t, gdom, 3, "b")
+        wait_until(lambda: waiting("tuple") + waiting("transactionid") > 0, 20,
+                   what="a claim waiting for the site's pace row")
+        done = {}
+        lifter = threading.Thread(target=lambda: done.setdefault(
+            "r", srv.delete(f"/api/v1/shaping/state/{s['id']}", headers=srv.op)))
+        lifter.start()
+        wait_until(lambda: "r" in done or waiting("advisory") > 0, 20,
+                   what="the lift to return or wait for the claim")
+    finally:
+        lock.rollback()
+        lock.close()
+    lifter.join(30)
+    assert done["r"].status_code == 204, done["r"].text
+    assert state(srv) == []
+    for c in (first, second):
+        wait_until(lambda: t.get(c["id"])["status"] == "completed", 20,
+                   what=lambda: f"the campaign: {held(srv, c['id'])}")
 
 
 def test_set_rate_slows_the_site(factory, sink):
