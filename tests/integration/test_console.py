@@ -1,5 +1,8 @@
 """The web console in a real browser (Debian's Chromium through chromedriver
-and selenium, as test_browser.py drives it), on both stores.
+and selenium, as test_browser.py drives it), on SQLite; test_console_pages.py
+drives its other pages on PostgreSQL.  A page is a client of the API, whose
+own tests run on both stores; a browser is the suite's costliest process
+(about a fifth of its CPU when each browser test ran on both).
 
 A tenant signs in (by keyboard), creates a list, imports a CSV through the
 page and reads the report, searches, renames and exports it, writes a
@@ -259,6 +262,7 @@ def csv_file(tmp_path):
 
 
 @pytest.mark.slow(64)
+@pytest.mark.parametrize("store", ["sqlite"], indirect=True)
 def test_console_tenant_and_operator(server, browser, tmp_path, store):
     b = browser
     b.base = server.base

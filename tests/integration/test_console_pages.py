@@ -1,6 +1,7 @@
 """The console's pages for bounces, events and webhooks, and a campaign's
 messages (issue 13, after issues 10 and 11 landed), in Debian's Chromium
-(the Browser of test_console.py), on both stores.
+(the Browser of test_console.py), on PostgreSQL (test_console.py's pages
+run on SQLite: see there).
 
 A campaign is sent (into a dir: outbox); one of its messages is reported
 hard-bounced through the API, another soft-bounced by a real DSN taken in by
@@ -82,6 +83,7 @@ def outbox_message(server, email):
 
 
 @pytest.mark.slow(75)
+@pytest.mark.parametrize("store", ["postgres"], indirect=True)
 def test_console_bounces_events_webhooks(server, browser, receiver, tmp_path, store):
     from selenium.webdriver.common.keys import Keys   # (selenium is imported once it is known there)
     from selenium.webdriver.support.ui import Select
