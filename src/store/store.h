@@ -922,6 +922,15 @@ void delivery_vec_cleanup(struct delivery_vec *v);
 /* Up to max (tenant, campaign) pairs with sending work, in a stable order. */
 mc_err store_delivery_work(struct store *st, int max, struct delivery_work *out, int *n);
 /*
+ * Of the n campaigns in w (campaign_id only), those no longer sending:
+ * paused, cancelled, ended, deleted, or their tenant no longer active
+ * (*out owned, campaign_id only): a worker holding paced messages of one
+ * for their slots hands them back instead of sending them.  A campaign
+ * that no longer exists is named too.
+ */
+mc_err store_delivery_stopped(struct store *st, const struct delivery_work *w, int n,
+                              struct delivery_work **out, int *nout);
+/*
  * Claims up to max due messages of one campaign for owner, with a lease
  * until now + lease_us, in one short transaction that first takes the
  * tenant's claim lock (so every worker sharing the database counts the same

@@ -134,6 +134,61 @@ store_delivery_work(struct store *st, int max, struct delivery_work *out, int *n
     return err;
 }
 
+static void
+campaign_id_row(struct db *d, struct db_res *r, void *out)
+{
+    db_col_uuid(d, r, 0, ((struct delivery_work *)out)->campaign_id);
+}
+
+mc_err
+store_delivery_stopped(struct store *st, const struct delivery_work *w, int n,
+                       struct delivery_work **out, int *nout)
+{
+    struct delivery_work *going = NULL;
+    json_t *ids = json_array();
+    int ngoing = 0;
+    char *ids_s;
+    struct db d;
+    mc_err err;
+
+    *out = NULL;
+    *nout = 0;
+    for (int i = 0; i < n; i++)
+        json_array_append_new(ids, json_string(w[i].campaign_id));
+    ids_s = json_dumps(ids, JSON_COMPACT);
+    json_decref(ids);
+    if (ids_s == NULL)
+        return MC_ERR_INTERNAL;
+    struct db_param p[] = {P_TEXT(ids_s)};
+    if ((err = db_get(st, &d)) == MC_ERR_OK) {
+        err = db_fetch_all(&d,
+                           d.ops->dialect == DB_PG
+                               ? "SELECT c.id FROM campaigns c JOIN tenants t ON t.id = c.tenant_id "
+                                 "WHERE c.id IN (SELECT value::uuid FROM "
+                                 "jsonb_array_elements_text($1::jsonb)) "
+                                 "AND c.status = 'sending' AND t.status = 'active'"
+                               : "SELECT c.id FROM campaigns c JOIN tenants t ON t.id = c.tenant_id "
+                                 "WHERE c.id IN (SELECT value FROM json_each($1)) "
+                                 "AND c.status = 'sending' AND t.status = 'active'",
+                           p, NPARAMS(p), campaign_id_row, sizeof(*going), (void **)&going,
+                           &ngoing);
+        db_put(&d);
+    }
+    free(ids_s);
+    /* The rest are stopped: not sending, or gone. */
+    for (int i = 0; i < n && err == MC_ERR_OK; i++) {
+        bool on = false;
+        for (int j = 0; j < ngoing && !on; j++)
+            on = strcmp(going[j].campaign_id, w[i].campaign_id) == 0;
+        if (!on) {
+            *out = xrealloc(*out, (size_t)(*nout + 1) * sizeof(**out));
+            (*out)[(*nout)++] = w[i];
+        }
+    }
+    free(going);
+    return err;
+}
+
 /* What the claim needs to know about the campaign, its tenant and their limits. */
 struct claim_ctx {
     bool sending;

@@ -534,6 +534,53 @@ held_release_all(struct delivery *d)
     }
 }
 
+/*
+ * Asks whether the campaigns of held messages still send (at most
+ * MAX_HELD_CAMPAIGNS of them a tick): a pause or cancel reaches paced
+ * messages claimed for later slots within a poll, not only the next claim.
+ */
+static void
+held_check_ask(struct delivery *d)
+{
+    struct delivery_work w[MAX_HELD_CAMPAIGNS];
+    int n = 0;
+
+    if (d->nheld == 0 || d->stopped_busy || delivery_stopping(d))
+        return;
+    for (struct held *h = d->held; h != NULL && n < MAX_HELD_CAMPAIGNS; h = h->next) {
+        bool seen = false;
+        for (int i = 0; i < n && !seen; i++)
+            seen = strcmp(w[i].campaign_id, h->dm.campaign_id) == 0;
+        if (!seen)
+            snprintf(w[n++].campaign_id, sizeof(w[0].campaign_id), "%s", h->dm.campaign_id);
+    }
+    delivery_stopped_ask(d, w, n);
+}
+
+/* Hands back, unsent and their attempts unspent, the held messages of stopped campaigns. */
+static void
+held_check_take(struct delivery *d)
+{
+    struct delivery_work *w = NULL;
+    int n = 0;
+
+    if (!delivery_stopped_take(d, &w, &n))
+        return;
+    for (struct held *h = d->held, *next; h != NULL && n > 0; h = next) {
+        bool stopped = false;
+        next = h->next;
+        for (int i = 0; i < n && !stopped; i++)
+            stopped = strcmp(w[i].campaign_id, h->dm.campaign_id) == 0;
+        if (!stopped)
+            continue;
+        held_unlink(d, h);
+        release_unsent(d, &h->dm, ""); /* its last error stays */
+        msg_strings_free(&h->dm);
+        free(h);
+    }
+    free(w);
+}
+
 /* The loop takes the database thread's answers: claimed messages are sent
  * (or, while stopping, handed back); *got: how many were claimed, -1 none. */
 static void
@@ -555,6 +602,7 @@ take_answers(struct delivery *d, int *got)
         delivery_sites_set(d, &sh);
         shaping_cleanup(&sh);
     }
+    held_check_take(d);
     *got = delivery_answers_take(d, &v);
     if (delivery_caps_take(d))
         delivery_sites_caps(d);
@@ -652,6 +700,7 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
     }
     if (d->ncaps > 0) /* a cap that ran out ends here, claims or not */
         delivery_sites_caps(d);
+    held_check_ask(d);
     delivery_sites_reap(d);
     delivery_egress_reap(d);
     fill(d);
@@ -880,6 +929,7 @@ delivery_stop(struct delivery *d, int timeout_s)
     for (int i = 0; i < d->neg_next; i++)
         egress_cleanup(&d->eg_next[i]);
     free(d->eg_next);
+    free(d->stopped);
     delivery_vec_cleanup(&d->claimed);
     event_base_free(d->base);
     dkim_signer_free(d->signer);

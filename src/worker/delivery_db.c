@@ -147,8 +147,30 @@ db_run(void *arg)
 
     pthread_mutex_lock(&d->dbmu);
     for (;;) {
-        while (!d->dbquit && d->claim_req == 0 && !d->rec_req && !d->recover_req)
+        while (!d->dbquit && d->claim_req == 0 && !d->rec_req && !d->recover_req &&
+               !d->stopped_req)
             pthread_cond_wait(&d->dbcv, &d->dbmu);
+        if (d->stopped_req) {
+            struct delivery_work ask[MAX_HELD_CAMPAIGNS], *out = NULL;
+            int n = d->nstopped_ask, nout = 0;
+            d->stopped_req = false;
+            memcpy(ask, d->stopped_ask, (size_t)n * sizeof(*ask));
+            pthread_mutex_unlock(&d->dbmu);
+            /* Unanswered (the database failed): the held messages go on. */
+            if (store_delivery_stopped(d->st, ask, n, &out, &nout) != MC_ERR_OK) {
+                free(out);
+                out = NULL;
+                nout = 0;
+            }
+            pthread_mutex_lock(&d->dbmu);
+            free(d->stopped);
+            d->stopped = out;
+            d->nstopped = nout;
+            d->stopped_done = true;
+            pthread_cond_broadcast(&d->dbcv);
+            event_active(d->dbdone, EV_TIMEOUT, 0);
+            continue;
+        }
         if (d->recover_req) {
             d->recover_req = false;
             pthread_mutex_unlock(&d->dbmu);
@@ -275,6 +297,38 @@ delivery_claim_ask(struct delivery *d, int max)
     d->nup_req = d->nup_loop;
     pthread_cond_broadcast(&d->dbcv);
     pthread_mutex_unlock(&d->dbmu);
+}
+
+void
+delivery_stopped_ask(struct delivery *d, const struct delivery_work *w, int n)
+{
+    pthread_mutex_lock(&d->dbmu);
+    d->stopped_busy = true;
+    d->stopped_req = true;
+    memcpy(d->stopped_ask, w, (size_t)n * sizeof(*w));
+    d->nstopped_ask = n;
+    pthread_cond_broadcast(&d->dbcv);
+    pthread_mutex_unlock(&d->dbmu);
+}
+
+bool
+delivery_stopped_take(struct delivery *d, struct delivery_work **out, int *n)
+{
+    bool done;
+
+    pthread_mutex_lock(&d->dbmu);
+    done = d->stopped_done;
+    *out = d->stopped;
+    *n = d->nstopped;
+    if (done) {
+        d->stopped = NULL;
+        d->nstopped = 0;
+        d->stopped_done = d->stopped_busy = false;
+    }
+    pthread_mutex_unlock(&d->dbmu);
+    if (!done)
+        *out = NULL, *n = 0;
+    return done;
 }
 
 void

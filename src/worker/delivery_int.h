@@ -105,6 +105,8 @@ struct site_cap {
 
 /* An egress other than 'default' and its pool (delivery_egress.c). */
 #define MAX_EGRESSES 64
+/* The most campaigns of held messages one check asks about (more: the next tick's). */
+#define MAX_HELD_CAMPAIGNS 64
 struct egress_out {
     char name[SHAPING_NAME_MAX + 1];
     struct smtp_params p;
@@ -202,6 +204,13 @@ struct delivery {
     bool rec_req, rec_busy, rec_done;
     mc_err rec_err;
     bool recover_req;       /* return expired leases (no answer) */
+    /* Which campaigns of held messages stopped sending (paused, cancelled):
+     * asked with their ids (a copy), answered with those stopped (owned). */
+    bool stopped_req, stopped_busy, stopped_done;
+    struct delivery_work stopped_ask[MAX_HELD_CAMPAIGNS];
+    int nstopped_ask;
+    struct delivery_work *stopped;
+    int nstopped;
     struct shaping rules_next; /* read with the sweep, for the loop to take */
     bool rules_ready;
     struct egress *eg_next; /* owned: the egresses read with the sweep, for the loop */
@@ -257,6 +266,10 @@ void delivery_results_flush(struct delivery *d);
 void delivery_claim_ask(struct delivery *d, int max);
 /* Asks for the sweep of expired leases (no answer). */
 void delivery_recover_ask(struct delivery *d);
+/* Asks which of the n campaigns (of held messages) stopped sending (stopped_busy until taken). */
+void delivery_stopped_ask(struct delivery *d, const struct delivery_work *w, int n);
+/* Takes the answer: true when there is one, *out (owned) the campaigns stopped. */
+bool delivery_stopped_take(struct delivery *d, struct delivery_work **out, int *n);
 /*
  * Takes what the database thread has finished: a record's result (applied
  * here) and a claim, moved into *claimed.  Returns how many were claimed,

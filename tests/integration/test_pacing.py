@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from campaignhelp import Tenant
+from campaignhelp import Tenant, wait_until
 from deliveryhelp import delivery_args, max_in_window, messages, unique_domain
 from harness import OPERATOR_KEY, Server, create_database
 
@@ -242,3 +242,41 @@ def test_paced_mail_keeps_its_pace_beside_a_flood_of_unlimited_mail(request, sto
     # (38.9 for 50 a second beside the full suite), waiting behind the flood
     # would cost far more.
     assert rate >= 0.7 * 20, (rate, left)
+
+
+@pytest.mark.parametrize("action", ["pause", "cancel"])
+def test_pause_and_cancel_hold_back_messages_already_claimed_for_their_slots(
+        request, store, sink, tmp_path, action):
+    """A paced worker holds about a second of messages claimed for their
+    slots (the pacing horizon).  Paused or cancelled, the campaign's held
+    messages go back unsent, attempts unspent, within a poll (delivery.c,
+    held_check_ask), not at their slots: before, the horizon's ten went
+    after the pause at 10 a second.  Resumed, every message arrives once."""
+    with one_worker(request, store, sink, tmp_path) as srv:
+        t = Tenant(srv)
+        t.set_rate_limits(per_second=10, per_minute=100000, **BIG)
+        dom = unique_domain(action)
+        c = campaign(t, 40, dom)
+        t.do(c["id"], "send")
+        assert sink.wait_count(5, 30, lambda m: m.rcpt_tos[0].endswith(dom)) >= 5
+        t.do(c["id"], action)
+        at_stop = len(sink.messages_for_domain(dom))
+        # Settled: nothing of the campaign is claimed any more.
+        wait_until(lambda: all(m["status"] != "sending"
+                               for m in messages(srv, c["id"]).values()), 20,
+                   what="no message of the campaign claimed")
+        after = len(sink.messages_for_domain(dom))
+        rows = messages(srv, c["id"]).values()
+        sent = sum(1 for m in rows if m["status"] == "sent")
+        assert sent == after, (sent, after)
+        # One slot's message may have been on its way when the check ran.
+        assert after - at_stop <= 2, (at_stop, after)
+        assert {m["attempts"] for m in rows if m["status"] != "sent"} == {0}
+        if action == "cancel":
+            assert {m["status"] for m in rows} == {"sent", "cancelled"}
+            return
+        t.do(c["id"], "resume")
+        got = sink.wait_count(40, 60, lambda m: m.rcpt_tos[0].endswith(dom))
+        assert got == 40
+        assert sorted(m.rcpt_tos[0] for m in sink.messages_for_domain(dom)) == sorted(
+            m for m in messages(srv, c["id"]))

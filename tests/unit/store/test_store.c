@@ -1939,6 +1939,63 @@ test_bounce_stays_in_its_tenant(void **state)
     tenant_cleanup(&b);
 }
 
+/*
+ * A worker holding paced messages asks which of their campaigns stopped
+ * sending: a paused one, one that no longer exists, one whose tenant was
+ * suspended; not one still sending.
+ */
+static void
+test_stopped_names_campaigns_no_longer_sending(void **state)
+{
+    struct store *st = st_of(state);
+    struct tenant a, b;
+    struct recipient_list la, lb;
+    struct recipient x = {0}, y = {0};
+    struct campaign going, paused, other;
+    struct delivery_work w[4], *out = NULL;
+    int64_t now = time_now_us();
+    int n = 0;
+
+    make_tenant(st, "stopped-a", &a);
+    make_tenant(st, "stopped-b", &b);
+    new_list(st, a.id, "L", &la);
+    new_list(st, b.id, "L", &lb);
+    assert_int_equal(new_recipient(st, a.id, la.id, "one@example.com", &x), MC_ERR_OK);
+    assert_int_equal(new_recipient(st, b.id, lb.id, "two@example.com", &y), MC_ERR_OK);
+    new_campaign(st, a.id, la.id, &going);
+    new_campaign(st, a.id, la.id, &paused);
+    new_campaign(st, b.id, lb.id, &other);
+    send_campaign(st, a.id, going.id, now, &w[0]);
+    send_campaign(st, a.id, paused.id, now, &w[1]);
+    send_campaign(st, b.id, other.id, now, &w[2]);
+    assert_int_equal(store_campaign_transition(st, a.id, paused.id, CEV_PAUSE, now, NULL, NULL),
+                     MC_ERR_OK);
+    struct db_param pb[] = {P_TEXT(b.id)};
+    exec_sql(st, "UPDATE tenants SET status = 'suspended' WHERE id = $1", pb, 1);
+    snprintf(w[3].campaign_id, sizeof(w[3].campaign_id), "%s",
+             "00000000-0000-4000-8000-000000000000");
+
+    assert_int_equal(store_delivery_stopped(st, w, 4, &out, &n), MC_ERR_OK);
+    assert_int_equal(n, 3);
+    assert_string_equal(out[0].campaign_id, paused.id);
+    assert_string_equal(out[1].campaign_id, other.id);
+    assert_string_equal(out[2].campaign_id, w[3].campaign_id);
+    free(out);
+    assert_int_equal(store_delivery_stopped(st, w, 1, &out, &n), MC_ERR_OK);
+    assert_int_equal(n, 0);
+    free(out);
+
+    campaign_cleanup(&going);
+    campaign_cleanup(&paused);
+    campaign_cleanup(&other);
+    recipient_cleanup(&x);
+    recipient_cleanup(&y);
+    recipient_list_cleanup(&la);
+    recipient_list_cleanup(&lb);
+    tenant_cleanup(&a);
+    tenant_cleanup(&b);
+}
+
 /* The campaign's counts are what its rows say, status by status (SQLite counts the hot path itself). */
 static void
 assert_counts_true(struct store *st, const char *campaign_id)
@@ -2376,6 +2433,7 @@ main(void)
         cmocka_unit_test(test_bounce_batch_duplicates),
         cmocka_unit_test(test_counts_follow_claims_and_sends),
         cmocka_unit_test(test_release_keeps_attempts_and_last_error),
+        cmocka_unit_test(test_stopped_names_campaigns_no_longer_sending),
         cmocka_unit_test(test_campaign_timeline),
         cmocka_unit_test(test_events_outbox_and_webhook_claims),
         cmocka_unit_test(test_schema_newer_is_refused),
