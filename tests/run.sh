@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: cmocka unit tests (store tests on SQLite and on a
 # throwaway PostgreSQL), the Python integration tests on both stores (in
-# parallel, MAILCAST_TEST_JOBS pytest-xdist workers, 4 by default), and the
+# parallel, MAILCAST_TEST_JOBS pytest-xdist workers, 6 by default), and the
 # OpenAPI lint.  Ends with one line "N passed, N failed"; exits non-zero
 # when anything failed or nothing ran.
 #
@@ -24,6 +24,10 @@ if [ -d /dev/shm ] && [ -w /dev/shm ] &&
     [ "$(df -Pk /dev/shm 2>/dev/null | awk 'NR == 2 {print $4}')" -gt 4194304 ] 2>/dev/null; then
     scratch_root=/dev/shm
 fi
+# A failed run's scratch is kept for its logs; those of runs two hours old
+# go now (no run lasts that long), so they do not pile up in memory.
+find "$scratch_root" -maxdepth 1 -name 'mailcast-test.*' -type d -mmin +120 \
+    -exec rm -rf {} + 2>/dev/null
 scratch=$(mktemp -d "$scratch_root/mailcast-test.XXXXXX")
 chmod 755 "$scratch"
 export TMPDIR="$scratch"
@@ -81,16 +85,15 @@ done
 echo "== integration tests"
 xml="$build/pytest.xml"
 rm -f "$xml"
-# pytest-xdist: the tests mostly wait (on engines, workers, relays), so more
-# workers than cores pays, up to a point: the suite needs about 450 CPU
-# seconds (its servers and browsers included) plus PostgreSQL's, so two
-# cores cannot run it in much under 4 minutes however many workers wait.
-# More than 4 does not pay: on a quiet two-core machine 8 workers took
-# 8:23 against 4's 8:24, the cores 96-100 % busy throughout the
-# integration tests (docs/design/tests.md has the runs).  Each
+# pytest-xdist: the tests mostly wait (on engines, workers, relays, a
+# paced minute), so more workers than cores pays while the cores have room.
+# With the scratch space on tmpfs and one store per browser test the suite
+# needs about 600 CPU seconds (its servers, browsers, PostgreSQL and the
+# kernel's share); on a quiet two-core machine 4 workers took 6:57 with the
+# cores 70 % busy, 6 workers 5:35 at 87 % (docs/design/tests.md).  Each
 # worker has its own temp dirs, SQLite files, PostgreSQL databases (random
 # names on the one cluster) and free ports.
-/usr/bin/python3 -m pytest tests/integration -q -p no:cacheprovider -n "${MAILCAST_TEST_JOBS:-4}" --durations=10 \
+/usr/bin/python3 -m pytest tests/integration -q -p no:cacheprovider -n "${MAILCAST_TEST_JOBS:-6}" --durations=10 \
     -o junit_logging=system-err --junitxml="$xml" 2>&1 | tail -n 40
 if [ -f "$xml" ]; then
     read -r p f < <(/usr/bin/python3 - "$xml" <<'PY'

@@ -476,6 +476,7 @@ store_migrate(struct store *st, int *applied_out)
     const struct migration *m;
     int n, applied = 0;
     int64_t cur = 0;
+    struct db_param pl[] = {P_INT(PG_LOCK_MIGRATE)};
     struct db d;
     mc_err err;
 
@@ -487,8 +488,7 @@ store_migrate(struct store *st, int *applied_out)
     if (err != MC_ERR_OK)
         goto out;
     if (st->ops->dialect == DB_PG &&
-        (err = db_exec(&d, "SELECT pg_advisory_xact_lock(7461636173)", NULL, 0, NULL)) !=
-            MC_ERR_OK)
+        (err = db_exec(&d, "SELECT pg_advisory_xact_lock($1)", pl, 1, NULL)) != MC_ERR_OK)
         goto rollback;
     if ((err = db_exec(&d, create_versions, NULL, 0, NULL)) != MC_ERR_OK)
         goto rollback;

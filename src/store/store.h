@@ -922,11 +922,10 @@ void delivery_vec_cleanup(struct delivery_vec *v);
 /* Up to max (tenant, campaign) pairs with sending work, in a stable order. */
 mc_err store_delivery_work(struct store *st, int max, struct delivery_work *out, int *n);
 /*
- * Of the n campaigns in w (campaign_id only), those no longer sending:
- * paused, cancelled, ended, deleted, or their tenant no longer active
- * (*out owned, campaign_id only): a worker holding paced messages of one
- * for their slots hands them back instead of sending them.  A campaign
- * that no longer exists is named too.
+ * Of the n (tenant, campaign) pairs in w, those whose messages may no
+ * longer be sent (*out owned): the campaign paused, cancelled, ended or
+ * gone, or its tenant no longer active.  A worker holding paced messages of
+ * one for their slots hands them back instead of sending them.
  */
 mc_err store_delivery_stopped(struct store *st, const struct delivery_work *w, int n,
                               struct delivery_work **out, int *nout);

@@ -8,9 +8,10 @@
  * thing (store_delivery_claim reads as their list):
  *
  *   claim_ctx_load     lock the tenant's row (PostgreSQL: db_lock_tenant,
- *                      FOR NO KEY UPDATE; SQLite: BEGIN IMMEDIATE serialises
- *                      every writer anyway) and read the campaign's and the
- *                      tenant's state and limits
+ *                      FOR NO KEY UPDATE, then PG_LOCK_SHAPING_HOLD shared,
+ *                      which a suspension's lift takes exclusively; SQLite:
+ *                      BEGIN IMMEDIATE serialises every writer anyway) and
+ *                      read the campaign's and the tenant's state and limits
  *   claim_egresses     the tenant's pool's members this worker can send
  *                      through now (none: nothing is claimed)
  *   claim_allowance    what the minute, hour and day windows leave
@@ -24,7 +25,8 @@
  * Because the tenant's row is locked first, two workers never count a
  * tenant's windows at the same time: the sliding-window counts and the
  * claim that follows them are atomic across every process sharing the
- * database.  Other tenants are not blocked: their claims lock other rows.
+ * database.  Other tenants are not blocked: their claims lock other rows
+ * (all wait, briefly, while an operator's lift of a suspension runs).
  *
  * Windows are counted in rate_usage: every claim adds the messages it hands
  * out to its tenant's (and its limited campaign's) current 1-second,
@@ -102,6 +104,12 @@ delivery_vec_cleanup(struct delivery_vec *v)
     memset(v, 0, sizeof(*v));
 }
 
+/*
+ * A campaign whose messages may be claimed and sent (c: campaigns, t: its
+ * tenant); ctx_row's test of the claim is the same in C.
+ */
+#define STILL_SENDING "c.status = 'sending' AND t.status = 'active'"
+
 static void
 work_row(struct db *d, struct db_res *r, void *out)
 {
@@ -124,8 +132,8 @@ store_delivery_work(struct store *st, int max, struct delivery_work *out, int *n
         return err;
     err = db_fetch_all(&d,
                        "SELECT c.tenant_id, c.id FROM campaigns c JOIN tenants t "
-                       "ON t.id = c.tenant_id WHERE c.status = 'sending' AND c.pending_count > 0 "
-                       "AND t.status = 'active' ORDER BY c.tenant_id, c.id LIMIT $1",
+                       "ON t.id = c.tenant_id WHERE " STILL_SENDING " AND c.pending_count > 0 "
+                       "ORDER BY c.tenant_id, c.id LIMIT $1",
                        p, NPARAMS(p), work_row, sizeof(*items), (void **)&items, n);
     db_put(&d);
     if (err == MC_ERR_OK && *n > 0)
@@ -134,19 +142,11 @@ store_delivery_work(struct store *st, int max, struct delivery_work *out, int *n
     return err;
 }
 
-static void
-campaign_id_row(struct db *d, struct db_res *r, void *out)
-{
-    db_col_uuid(d, r, 0, ((struct delivery_work *)out)->campaign_id);
-}
-
 mc_err
 store_delivery_stopped(struct store *st, const struct delivery_work *w, int n,
                        struct delivery_work **out, int *nout)
 {
-    struct delivery_work *going = NULL;
     json_t *ids = json_array();
-    int ngoing = 0;
     char *ids_s;
     struct db d;
     mc_err err;
@@ -154,7 +154,8 @@ store_delivery_stopped(struct store *st, const struct delivery_work *w, int n,
     *out = NULL;
     *nout = 0;
     for (int i = 0; i < n; i++)
-        json_array_append_new(ids, json_string(w[i].campaign_id));
+        json_array_append_new(ids, json_pack("{s:s, s:s}", "t", w[i].tenant_id, "c",
+                                             w[i].campaign_id));
     ids_s = json_dumps(ids, JSON_COMPACT);
     json_decref(ids);
     if (ids_s == NULL)
@@ -163,29 +164,18 @@ store_delivery_stopped(struct store *st, const struct delivery_work *w, int n,
     if ((err = db_get(st, &d)) == MC_ERR_OK) {
         err = db_fetch_all(&d,
                            d.ops->dialect == DB_PG
-                               ? "SELECT c.id FROM campaigns c JOIN tenants t ON t.id = c.tenant_id "
-                                 "WHERE c.id IN (SELECT value::uuid FROM "
-                                 "jsonb_array_elements_text($1::jsonb)) "
-                                 "AND c.status = 'sending' AND t.status = 'active'"
-                               : "SELECT c.id FROM campaigns c JOIN tenants t ON t.id = c.tenant_id "
-                                 "WHERE c.id IN (SELECT value FROM json_each($1)) "
-                                 "AND c.status = 'sending' AND t.status = 'active'",
-                           p, NPARAMS(p), campaign_id_row, sizeof(*going), (void **)&going,
-                           &ngoing);
+                               ? "SELECT x.t, x.c FROM jsonb_to_recordset($1::jsonb) AS "
+                                 "x(t uuid, c uuid) WHERE NOT EXISTS (SELECT 1 FROM campaigns c "
+                                 "JOIN tenants t ON t.id = c.tenant_id WHERE c.id = x.c AND "
+                                 "c.tenant_id = x.t AND " STILL_SENDING ")"
+                               : "SELECT x.value ->> '$.t', x.value ->> '$.c' FROM json_each($1) "
+                                 "AS x WHERE NOT EXISTS (SELECT 1 FROM campaigns c JOIN tenants "
+                                 "t ON t.id = c.tenant_id WHERE c.id = x.value ->> '$.c' AND "
+                                 "c.tenant_id = x.value ->> '$.t' AND " STILL_SENDING ")",
+                           p, NPARAMS(p), work_row, sizeof(**out), (void **)out, nout);
         db_put(&d);
     }
     free(ids_s);
-    /* The rest are stopped: not sending, or gone. */
-    for (int i = 0; i < n && err == MC_ERR_OK; i++) {
-        bool on = false;
-        for (int j = 0; j < ngoing && !on; j++)
-            on = strcmp(going[j].campaign_id, w[i].campaign_id) == 0;
-        if (!on) {
-            *out = xrealloc(*out, (size_t)(*nout + 1) * sizeof(**out));
-            (*out)[(*nout)++] = w[i];
-        }
-    }
-    free(going);
     return err;
 }
 
@@ -204,6 +194,7 @@ ctx_row(struct db *d, struct db_res *r, void *out)
     struct claim_ctx *c = out;
     const char *cs = d->ops->col_text(r, 0), *ts = d->ops->col_text(r, 1);
 
+    /* STILL_SENDING, in C */
     c->sending = cs && ts && strcmp(cs, "sending") == 0 && strcmp(ts, "active") == 0;
     c->c_minute = d->ops->col_int(r, 2);
     c->c_hour = d->ops->col_int(r, 3);
@@ -427,20 +418,22 @@ struct claim {
     int64_t eg_total; /* their weights' sum */
 };
 
-/* Takes the locks (PG_LOCK_SHAPING_HOLD shared, the tenant's row), stamps the claim
- * and reads the campaign's and tenant's state. */
+/* Takes the locks (the tenant's row, then PG_LOCK_SHAPING_HOLD shared), stamps the
+ * claim and reads the campaign's and tenant's state. */
 static mc_err
 claim_ctx_load(struct claim *k)
 {
     struct db_param p[] = {P_TEXT(k->w->tenant_id), P_TEXT(k->w->campaign_id)};
     struct db_param ph[] = {P_INT(PG_LOCK_SHAPING_HOLD)};
-    mc_err err = MC_ERR_OK;
+    mc_err err;
     int64_t real;
 
-    if (k->is_pg)
+    /* The tenant's row first: a claim queued behind a lift then holds only
+     * its own tenant's row, never the shared lock other tenants' claims need
+     * while it waits for a long transaction on that row (an import). */
+    err = db_lock_tenant(&k->d, k->w->tenant_id);
+    if (err == MC_ERR_OK && k->is_pg)
         err = db_exec(&k->d, "SELECT pg_advisory_xact_lock_shared($1)", ph, 1, NULL);
-    if (err == MC_ERR_OK)
-        err = db_lock_tenant(&k->d, k->w->tenant_id);
     /* A claim that waited for the locks is stamped when it holds them, so
      * the windows it counts and adds to end at the same moment. */
     real = time_now_us();

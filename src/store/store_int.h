@@ -235,6 +235,8 @@ mc_err shaping_state_prune(struct db *d, int64_t now);
  * writers anyway).
  */
 #define PG_LOCK_SHAPING_HOLD 7461636174LL
+/* PostgreSQL: the advisory lock migrations run under (store_migrate). */
+#define PG_LOCK_MIGRATE 7461636173LL
 
 /* True when id is a well-formed UUID (the frontend's guard before any SQL). */
 bool store_id_ok(const char *id);

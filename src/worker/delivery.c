@@ -6,9 +6,10 @@
  * Two threads.  The loop thread runs a libevent loop that owns the SMTP
  * pool, composes the claimed messages and collects their outcomes; the
  * database thread does the claims and the group commits, so neither stalls
- * the SMTP connections.  They meet in two request slots under dbmu (one
- * claim and one record at a time); the database thread answers by waking
- * the loop (the dbdone event).  Nothing else is shared but the stop request
+ * the SMTP connections.  They meet in request slots under dbmu (one claim,
+ * one record and one check of held messages' campaigns at a time:
+ * delivery_db.c); the database thread answers by waking the loop (the
+ * dbdone event).  Nothing else is shared but the stop request
  * and the metrics.
  *
  * A tick (every delivery_poll_ms, or at once when a connection's queue runs
@@ -25,7 +26,9 @@
  * paced limits (tenant, campaign, site: see store_claim.c) allow it to leave
  * at, at most pacing_horizon_ms ahead, and the loop holds it on a timer
  * until then.  Held messages count against the claim's room like those in
- * flight, and a stop hands them back unsent.  At its slot a paced message
+ * flight, and a stop hands them back unsent; so does a pause or cancel of
+ * their campaign, which each tick asks the database about while any are
+ * held (held_check_ask, held_check_take).  At its slot a paced message
  * leaves onto the wire, or parks while its pool has a paced job waiting
  * for a connection; one that missed its slot (the loop, the database or the
  * relay fell behind) goes back to pending for a new slot (turn_of).
@@ -484,6 +487,7 @@ hold(struct delivery *d, struct delivery_msg *dm, bool parked, int64_t us)
     h->dm = *dm;
     dm->to_address = dm->name = dm->first_name = dm->last_name = dm->attributes = NULL;
     h->ev = evtimer_new(d->base, held_cb, h);
+    h->since = time_mono_us();
     h->next = d->held;
     if (d->held)
         d->held->prev = h;
@@ -535,29 +539,38 @@ held_release_all(struct delivery *d)
 }
 
 /*
- * Asks whether the campaigns of held messages still send (at most
- * MAX_HELD_CAMPAIGNS of them a tick): a pause or cancel reaches paced
- * messages claimed for later slots within a poll, not only the next claim.
+ * Asks whether the campaigns of held messages still send, each once: a
+ * pause or cancel reaches paced messages claimed for later slots within a
+ * poll, not only the next claim.
  */
 static void
 held_check_ask(struct delivery *d)
 {
-    struct delivery_work w[MAX_HELD_CAMPAIGNS];
+    struct delivery_work *w;
     int n = 0;
 
     if (d->nheld == 0 || d->stopped_busy || delivery_stopping(d))
         return;
-    for (struct held *h = d->held; h != NULL && n < MAX_HELD_CAMPAIGNS; h = h->next) {
+    w = xcalloc((size_t)d->nheld, sizeof(*w));
+    for (struct held *h = d->held; h != NULL; h = h->next) {
         bool seen = false;
-        for (int i = 0; i < n && !seen; i++)
+        for (int i = n - 1; i >= 0 && !seen; i--)
             seen = strcmp(w[i].campaign_id, h->dm.campaign_id) == 0;
-        if (!seen)
-            snprintf(w[n++].campaign_id, sizeof(w[0].campaign_id), "%s", h->dm.campaign_id);
+        if (seen)
+            continue;
+        memcpy(w[n].tenant_id, h->dm.tenant_id, sizeof(w[n].tenant_id));
+        memcpy(w[n].campaign_id, h->dm.campaign_id, sizeof(w[n].campaign_id));
+        n++;
     }
+    d->stopped_asked = time_mono_us();
     delivery_stopped_ask(d, w, n);
 }
 
-/* Hands back, unsent and their attempts unspent, the held messages of stopped campaigns. */
+/*
+ * Hands back, unsent and their attempts unspent, the held messages of the
+ * campaigns found stopped; only those held when the question was asked (a
+ * message claimed after a quick resume keeps its slot).
+ */
 static void
 held_check_take(struct delivery *d)
 {
@@ -571,7 +584,7 @@ held_check_take(struct delivery *d)
         next = h->next;
         for (int i = 0; i < n && !stopped; i++)
             stopped = strcmp(w[i].campaign_id, h->dm.campaign_id) == 0;
-        if (!stopped)
+        if (!stopped || h->since > d->stopped_asked)
             continue;
         held_unlink(d, h);
         release_unsent(d, &h->dm, ""); /* its last error stays */
@@ -930,6 +943,7 @@ delivery_stop(struct delivery *d, int timeout_s)
         egress_cleanup(&d->eg_next[i]);
     free(d->eg_next);
     free(d->stopped);
+    free(d->stopped_ask);
     delivery_vec_cleanup(&d->claimed);
     event_base_free(d->base);
     dkim_signer_free(d->signer);

@@ -4,10 +4,11 @@
  * the loop thread never wait on the database.
  *
  * DESIGN
- * The loop thread and this one meet in two request slots under dbmu: one
- * claim (claim_req, answered in claimed) and one record (rec, answered in
- * rec_err) at a time, plus a request for the lease sweep that needs no
- * answer.  This thread answers by setting *_done and waking the loop (the
+ * The loop thread and this one meet in request slots under dbmu: one
+ * claim (claim_req, answered in claimed), one record (rec, answered in
+ * rec_err) and one check of the held messages' campaigns (stopped_req,
+ * answered in stopped) at a time, plus a request for the lease sweep that
+ * needs no answer.  This thread answers by setting *_done and waking the loop (the
  * dbdone event); the loop takes the answers with delivery_answers_take().
  * While a record is in progress the loop keeps collecting outcomes in its
  * own buffer; the two buffers are swapped, never copied, on each hand-off
@@ -138,6 +139,36 @@ caps_read(struct delivery *d, struct site_cap *out, int *n)
     return true;
 }
 
+/*
+ * Answers the loop's question of which campaigns of its held messages
+ * stopped sending (called and returning with dbmu held).  Unanswerable (the
+ * database failed): none, and the held messages go on.
+ */
+static void
+serve_stopped(struct delivery *d)
+{
+    struct delivery_work *ask = d->stopped_ask, *out = NULL;
+    int n = d->nstopped_ask, nout = 0;
+
+    d->stopped_req = false;
+    d->stopped_ask = NULL;
+    d->nstopped_ask = 0;
+    pthread_mutex_unlock(&d->dbmu);
+    if (store_delivery_stopped(d->st, ask, n, &out, &nout) != MC_ERR_OK) {
+        free(out);
+        out = NULL;
+        nout = 0;
+    }
+    free(ask);
+    pthread_mutex_lock(&d->dbmu);
+    free(d->stopped);
+    d->stopped = out;
+    d->nstopped = nout;
+    d->stopped_done = true;
+    pthread_cond_broadcast(&d->dbcv);
+    event_active(d->dbdone, EV_TIMEOUT, 0);
+}
+
 static void *
 db_run(void *arg)
 {
@@ -151,24 +182,7 @@ db_run(void *arg)
                !d->stopped_req)
             pthread_cond_wait(&d->dbcv, &d->dbmu);
         if (d->stopped_req) {
-            struct delivery_work ask[MAX_HELD_CAMPAIGNS], *out = NULL;
-            int n = d->nstopped_ask, nout = 0;
-            d->stopped_req = false;
-            memcpy(ask, d->stopped_ask, (size_t)n * sizeof(*ask));
-            pthread_mutex_unlock(&d->dbmu);
-            /* Unanswered (the database failed): the held messages go on. */
-            if (store_delivery_stopped(d->st, ask, n, &out, &nout) != MC_ERR_OK) {
-                free(out);
-                out = NULL;
-                nout = 0;
-            }
-            pthread_mutex_lock(&d->dbmu);
-            free(d->stopped);
-            d->stopped = out;
-            d->nstopped = nout;
-            d->stopped_done = true;
-            pthread_cond_broadcast(&d->dbcv);
-            event_active(d->dbdone, EV_TIMEOUT, 0);
+            serve_stopped(d);
             continue;
         }
         if (d->recover_req) {
@@ -300,12 +314,13 @@ delivery_claim_ask(struct delivery *d, int max)
 }
 
 void
-delivery_stopped_ask(struct delivery *d, const struct delivery_work *w, int n)
+delivery_stopped_ask(struct delivery *d, struct delivery_work *w, int n)
 {
     pthread_mutex_lock(&d->dbmu);
+    free(d->stopped_ask); /* an ask not served yet (none: stopped_busy) */
     d->stopped_busy = true;
     d->stopped_req = true;
-    memcpy(d->stopped_ask, w, (size_t)n * sizeof(*w));
+    d->stopped_ask = w;
     d->nstopped_ask = n;
     pthread_cond_broadcast(&d->dbcv);
     pthread_mutex_unlock(&d->dbmu);
@@ -316,18 +331,18 @@ delivery_stopped_take(struct delivery *d, struct delivery_work **out, int *n)
 {
     bool done;
 
+    *out = NULL;
+    *n = 0;
     pthread_mutex_lock(&d->dbmu);
     done = d->stopped_done;
-    *out = d->stopped;
-    *n = d->nstopped;
     if (done) {
+        *out = d->stopped;
+        *n = d->nstopped;
         d->stopped = NULL;
         d->nstopped = 0;
         d->stopped_done = d->stopped_busy = false;
     }
     pthread_mutex_unlock(&d->dbmu);
-    if (!done)
-        *out = NULL, *n = 0;
     return done;
 }
 
@@ -426,7 +441,8 @@ void
 delivery_db_quiesce(struct delivery *d)
 {
     pthread_mutex_lock(&d->dbmu);
-    while ((d->claim_busy && !d->claim_done) || (d->rec_busy && !d->rec_done))
+    while ((d->claim_busy && !d->claim_done) || (d->rec_busy && !d->rec_done) ||
+           (d->stopped_busy && !d->stopped_done))
         pthread_cond_wait(&d->dbcv, &d->dbmu);
     pthread_mutex_unlock(&d->dbmu);
 }

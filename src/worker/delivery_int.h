@@ -80,6 +80,8 @@ struct held {
     struct delivery_msg dm; /* owned, strings included */
     struct held *prev, *next;
     bool parked;
+    int64_t since; /* monotonic: when it was held (a stopped campaign's check asked later
+                      hands it back) */
 };
 
 /* A pool carrying one site's mail with its rule's connection limits (delivery_sites.c). */
@@ -105,8 +107,6 @@ struct site_cap {
 
 /* An egress other than 'default' and its pool (delivery_egress.c). */
 #define MAX_EGRESSES 64
-/* The most campaigns of held messages one check asks about (more: the next tick's). */
-#define MAX_HELD_CAMPAIGNS 64
 struct egress_out {
     char name[SHAPING_NAME_MAX + 1];
     struct smtp_params p;
@@ -181,7 +181,7 @@ struct delivery {
     int rate_n;      /* completions since rate_t0 */
     double rate;     /* completions per second, smoothed */
 
-    /* The database thread and its two request slots, under dbmu. */
+    /* The database thread and its request slots, under dbmu. */
     pthread_t dbthread;
     bool dbthread_started;
     pthread_mutex_t dbmu;
@@ -205,12 +205,14 @@ struct delivery {
     mc_err rec_err;
     bool recover_req;       /* return expired leases (no answer) */
     /* Which campaigns of held messages stopped sending (paused, cancelled):
-     * asked with their ids (a copy), answered with those stopped (owned). */
+     * asked with their (tenant, campaign) pairs (owned, handed over),
+     * answered with those stopped (owned). */
     bool stopped_req, stopped_busy, stopped_done;
-    struct delivery_work stopped_ask[MAX_HELD_CAMPAIGNS];
+    struct delivery_work *stopped_ask;
     int nstopped_ask;
     struct delivery_work *stopped;
     int nstopped;
+    int64_t stopped_asked; /* the loop's: monotonic, when it asked */
     struct shaping rules_next; /* read with the sweep, for the loop to take */
     bool rules_ready;
     struct egress *eg_next; /* owned: the egresses read with the sweep, for the loop */
@@ -266,8 +268,9 @@ void delivery_results_flush(struct delivery *d);
 void delivery_claim_ask(struct delivery *d, int max);
 /* Asks for the sweep of expired leases (no answer). */
 void delivery_recover_ask(struct delivery *d);
-/* Asks which of the n campaigns (of held messages) stopped sending (stopped_busy until taken). */
-void delivery_stopped_ask(struct delivery *d, const struct delivery_work *w, int n);
+/* Asks which of the n campaigns of held messages stopped sending (w handed over; stopped_busy
+ * until the answer is taken). */
+void delivery_stopped_ask(struct delivery *d, struct delivery_work *w, int n);
 /* Takes the answer: true when there is one, *out (owned) the campaigns stopped. */
 bool delivery_stopped_take(struct delivery *d, struct delivery_work **out, int *n);
 /*

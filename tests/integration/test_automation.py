@@ -187,6 +187,7 @@ def test_a_lift_waits_for_the_claim_that_read_the_suspension(factory, sink):
         lock.rollback()
         lock.close()
     lifter.join(30)
+    assert not lifter.is_alive(), "the lift did not return"
     assert done["r"].status_code == 204, done["r"].text
     assert state(srv) == []
     for c in (first, second):

@@ -1972,15 +1972,26 @@ test_stopped_names_campaigns_no_longer_sending(void **state)
                      MC_ERR_OK);
     struct db_param pb[] = {P_TEXT(b.id)};
     exec_sql(st, "UPDATE tenants SET status = 'suspended' WHERE id = $1", pb, 1);
+    memcpy(w[3].tenant_id, a.id, sizeof(w[3].tenant_id));
     snprintf(w[3].campaign_id, sizeof(w[3].campaign_id), "%s",
              "00000000-0000-4000-8000-000000000000");
 
     assert_int_equal(store_delivery_stopped(st, w, 4, &out, &n), MC_ERR_OK);
     assert_int_equal(n, 3);
-    assert_string_equal(out[0].campaign_id, paused.id);
-    assert_string_equal(out[1].campaign_id, other.id);
-    assert_string_equal(out[2].campaign_id, w[3].campaign_id);
+    for (int i = 1; i < 4; i++) { /* each stopped one named once, with its tenant */
+        int found = 0;
+        for (int j = 0; j < n; j++)
+            found += strcmp(out[j].campaign_id, w[i].campaign_id) == 0 &&
+                     strcmp(out[j].tenant_id, w[i].tenant_id) == 0;
+        assert_int_equal(found, 1);
+    }
     free(out);
+    /* A campaign named with another tenant is not that tenant's: stopped for it. */
+    memcpy(w[0].tenant_id, b.id, sizeof(w[0].tenant_id));
+    assert_int_equal(store_delivery_stopped(st, w, 1, &out, &n), MC_ERR_OK);
+    assert_int_equal(n, 1);
+    free(out);
+    memcpy(w[0].tenant_id, a.id, sizeof(w[0].tenant_id));
     assert_int_equal(store_delivery_stopped(st, w, 1, &out, &n), MC_ERR_OK);
     assert_int_equal(n, 0);
     free(out);
