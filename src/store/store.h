@@ -870,6 +870,7 @@ struct delivery_msg {
     char site[64];                 /* the destination site ("" for messages older than sites) */
     char egress[SHAPING_NAME_MAX + 1]; /* the egress the claim chose from the tenant's pool */
     int64_t not_before;            /* its paced slot (Unix microseconds), 0: at once */
+    int64_t claimed_at;            /* the claim's time, when the windows counted it */
     /* the intervals of the scopes that paced it (0: not paced by that one) */
     int64_t pace_tenant_us, pace_campaign_us, pace_site_us;
 };
@@ -910,6 +911,8 @@ struct delivery_result {
     int attempts; /* from the claim: results are fenced on owner and attempt */
     enum delivery_outcome outcome;
     int64_t next_attempt_at; /* OUT_RETRY, OUT_RELEASE */
+    int64_t claimed_at; /* from the claim: OUT_RELEASE gives the windows it counted in back
+                           (0: none) */
     int reply_code;
     char error[256];    /* the relay's reply or the local reason, "" when none (OUT_RELEASE: the
                            message keeps its last error) */

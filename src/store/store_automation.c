@@ -533,17 +533,22 @@ store_shaping_state_list(struct store *st, int64_t now, struct shaping_state **o
  * the slot to a timestamp.  On PostgreSQL the lift first waits for the
  * claims in flight (PG_LOCK_SHAPING_HOLD), so a claim that read the
  * suspension before the lift has deferred its messages by the time they
- * are brought back, and none after it reads it.
+ * are brought back, and none after it reads it.  Held messages belong to
+ * campaigns sending (or paused since): through those, each campaign's due
+ * index finds them by time, not a scan of every pending message while the
+ * claims wait.
  */
 static const char sql_unhold_sqlite[] =
-    "UPDATE scheduled_messages SET next_attempt_at = $1 WHERE status = 'pending' AND "
-    "site = $2 AND ($3 IN ('', '*') OR tenant_id = $3) AND "
-    "next_attempt_at BETWEEN $4 - 1000000 AND $4 + 1000000";
+    "UPDATE scheduled_messages SET next_attempt_at = $1 WHERE campaign_id IN "
+    "(SELECT id FROM campaigns WHERE status IN ('sending', 'paused') AND "
+    "($3 IN ('', '*') OR tenant_id = $3)) AND status = 'pending' AND "
+    "next_attempt_at BETWEEN $4 - 1000000 AND $4 + 1000000 AND site = $2";
 static const char sql_unhold_pg[] =
     "UPDATE scheduled_messages SET next_attempt_at = to_timestamp($1::bigint / 1000000.0) "
-    "WHERE status = 'pending' AND site = $2 AND ($3 IN ('', '*') OR tenant_id::text = $3) "
-    "AND next_attempt_at BETWEEN to_timestamp(($4::bigint - 1000000) / 1000000.0) AND "
-    "to_timestamp(($4::bigint + 1000000) / 1000000.0)";
+    "WHERE campaign_id IN (SELECT id FROM campaigns WHERE status IN ('sending', 'paused') AND "
+    "($3 IN ('', '*') OR tenant_id::text = $3)) AND status = 'pending' AND "
+    "next_attempt_at BETWEEN to_timestamp(($4::bigint - 1000000) / 1000000.0) AND "
+    "to_timestamp(($4::bigint + 1000000) / 1000000.0) AND site = $2";
 
 mc_err
 store_shaping_state_lift(struct store *st, const char *id)

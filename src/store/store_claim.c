@@ -261,6 +261,20 @@ window_add(struct db *d, const char *scope, int64_t now, int64_t n)
                    p, NPARAMS(p), NULL);
 }
 
+mc_err
+claim_window_return(struct db *d, const char *tenant_id, const char *campaign_id, int64_t at)
+{
+    struct db_param p[] = {P_TEXT(tenant_id), P_TEXT(campaign_id),
+                           P_INT(bucket_of(&windows[0], at)), P_INT(bucket_of(&windows[1], at)),
+                           P_INT(bucket_of(&windows[2], at))};
+
+    return db_exec(d,
+                   "UPDATE rate_usage SET n = n - 1 WHERE scope_id IN ($1, $2) AND n > 0 AND "
+                   "((width = 1 AND bucket = $3) OR (width = 60 AND bucket = $4) OR "
+                   "(width = 600 AND bucket = $5))",
+                   p, NPARAMS(p), NULL);
+}
+
 static int64_t
 room(int64_t limit, int64_t used)
 {
@@ -1108,6 +1122,7 @@ claim_assemble(struct claim *k)
         }
         memcpy(m->tenant_id, k->w->tenant_id, sizeof(m->tenant_id));
         memcpy(m->campaign_id, k->w->campaign_id, sizeof(m->campaign_id));
+        m->claimed_at = k->now;
         struct rcpt_data *x = claim_rcpt(k, m);
         if (x != NULL) {
             m->name = x->name;

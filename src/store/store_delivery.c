@@ -383,6 +383,10 @@ store_delivery_record(struct store *st, const char *owner, int64_t now,
             struct db_param pr[] = {p[0], p[1], p[2], p[3], P_TEXT(x->error[0] ? x->error : NULL),
                                     p[7]};
             err = db_exec(&d, sql_release, pr, NPARAMS(pr), &changes);
+            /* Never handed to the relay: the windows do not count it (the
+             * claim that sends it will). */
+            if (err == MC_ERR_OK && changes == 1 && x->claimed_at > 0)
+                err = claim_window_return(&d, x->tenant_id, x->campaign_id, x->claimed_at);
             break;
         }
         case OUT_BOUNCED:

@@ -223,6 +223,14 @@ mc_err claim_rate_usage_prune(struct db *d, int64_t now);
 struct shaping_auto;
 mc_err shaping_autos_read(struct db *d, struct shaping_auto **out, int *n);
 
+/*
+ * store_claim.c: gives back the one message a claim at `at` counted in the
+ * tenant's and the campaign's windows (a message handed back unsent); a
+ * bucket no window reaches any more is gone already, and nothing changes.
+ */
+mc_err claim_window_return(struct db *d, const char *tenant_id, const char *campaign_id,
+                           int64_t at);
+
 /* store_automation.c: deletes expired states and hits no trigger counts any more. */
 mc_err shaping_state_prune(struct db *d, int64_t now);
 

@@ -209,6 +209,7 @@ dmsg_names(struct dmsg *m, const struct delivery_msg *dm)
     memcpy(m->campaign_id, dm->campaign_id, sizeof(m->campaign_id));
     memcpy(m->recipient_id, dm->recipient_id, sizeof(m->recipient_id));
     snprintf(m->to_address, sizeof(m->to_address), "%s", dm->to_address);
+    m->claimed_at = dm->claimed_at;
 }
 
 /* A paced job went onto a connection: a message parked behind it may go now. */
@@ -390,9 +391,9 @@ reslot(struct delivery *d, const struct delivery_msg *dm)
  * parked) goes back to pending, its attempt unspent, for a new slot from
  * the claim: the slots are shared by every worker of its scopes, so a late
  * message sent late would take another's slot, and two workers late
- * together would send at twice the rate.  The missed slot stays spent, and
- * the windows (minute, hour, day) count the message's claims, so it counts
- * twice there: a stall costs its scope, it never lets more through.  The
+ * together would send at twice the rate.  The missed slot stays spent (a
+ * stall costs its scope, it never lets more through); the windows (minute,
+ * hour, day) give the message back when the release is recorded.  The
  * second time this process finds the same message late it goes anyway, so
  * a loop that is always late (starved, or busy with other mail) still
  * sends; those forced through leave one late_limit apart (forced_next).

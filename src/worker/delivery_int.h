@@ -63,6 +63,7 @@ struct dmsg {
     char site[SHAPING_NAME_MAX + 1];
     char egress[SHAPING_NAME_MAX + 1]; /* the egress the claim gave it */
     int64_t started; /* monotonic, when handed to the relay */
+    int64_t claimed_at; /* the claim's time (the windows counted it then) */
     int attempts;
     char message_id[128];
 };

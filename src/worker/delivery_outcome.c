@@ -60,6 +60,7 @@ delivery_result_add(struct delivery *d, const struct dmsg *m, enum delivery_outc
     r->attempts = m->attempts;
     r->outcome = out;
     r->next_attempt_at = next;
+    r->claimed_at = m->claimed_at;
     r->reply_code = code;
     snprintf(r->error, sizeof(r->error), "%s", error ? error : "");
     snprintf(r->queue_id, sizeof(r->queue_id), "%s", queue_id ? queue_id : "");

@@ -2042,7 +2042,8 @@ result_of(const struct delivery_msg *m, enum delivery_outcome out, struct delive
 /*
  * A message handed back unsent (OUT_RELEASE) keeps its attempts and, when
  * the worker gives no reason (a paced message sent back for a new slot),
- * its last error: a retry keeps the relay's reply.
+ * its last error: a retry keeps the relay's reply.  The windows its claim
+ * counted it in give it back.
  */
 static void
 test_release_keeps_attempts_and_last_error(void **state)
@@ -2078,8 +2079,13 @@ test_release_keeps_attempts_and_last_error(void **state)
                      MC_ERR_OK);
     assert_int_equal(v2.n, 1);
     assert_int_equal(v2.items[0].attempts, 2);
+    /* Each claim counted the message in the tenant's windows. */
+    static const char windows[] = "SELECT COALESCE(SUM(n), 0) FROM rate_usage WHERE "
+                                  "scope_id = $1 AND width = 60";
+    assert_int_equal(one_int(st, windows, a.id), 2);
     result_of(&v2.items[0], OUT_RELEASE, &r);
     r.next_attempt_at = now;
+    r.claimed_at = v2.items[0].claimed_at;
     applied = 0;
     assert_int_equal(store_delivery_record(st, "w1", now, &r, 1, &applied), MC_ERR_OK);
     assert_int_equal(applied, 1);
@@ -2088,6 +2094,11 @@ test_release_keeps_attempts_and_last_error(void **state)
                                  "last_error = '451 4.3.0 try again later'",
                              v2.items[0].id),
                      1);
+    /* Handed back unsent, it no longer counts in them; a second (fenced-out) record gives
+     * nothing back twice. */
+    assert_int_equal(one_int(st, windows, a.id), 1);
+    assert_int_equal(store_delivery_record(st, "w1", now, &r, 1, &applied), MC_ERR_OK);
+    assert_int_equal(one_int(st, windows, a.id), 1);
 
     delivery_vec_cleanup(&v);
     delivery_vec_cleanup(&v2);
