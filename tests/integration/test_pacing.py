@@ -17,7 +17,7 @@ import pytest
 
 from campaignhelp import Tenant, wait_until
 from deliveryhelp import delivery_args, max_in_window, messages, unique_domain
-from harness import OPERATOR_KEY, Server, create_database
+from harness import OPERATOR_KEY, Server, create_database, module_server
 
 BURST = 3
 BIG = {"per_hour": 10000000, "per_day": 100000000}
@@ -46,18 +46,23 @@ def campaign(t, n, dom):
     return t.create(recipient_list_id=lst["id"])
 
 
-@contextlib.contextmanager
-def one_worker(request, store, sink, tmp_path, *extra):
-    """One serving process (burst 1) on a fresh database of its own."""
-    url, drop = create_database(request, store, tmp_path)
-    srv = Server(tmp_path / "w", url, OPERATOR_KEY,
-                 delivery_args(sink.url, "--pacing-burst", "1", *extra), name="w")
-    try:
-        srv.start()
-        yield srv
-    finally:
-        srv.stop()
-        drop()
+def one_worker(request, store, sink, *extra):
+    """One serving process (burst 1) on a fresh database of its own (a context manager)."""
+    return contextlib.contextmanager(module_server)(
+        request, store, request.getfixturevalue("tmp_path_factory"),
+        delivery_args(sink.url, "--pacing-burst", "1", *extra), name="w")
+
+
+def sending_paced(srv, sink, n, tag, first):
+    """A tenant of srv paced at 10 a second sends a campaign of n to a domain of
+    its own; returns (tenant, campaign, domain) once `first` have arrived."""
+    t = Tenant(srv)
+    t.set_rate_limits(per_second=10, per_minute=100000, **BIG)
+    dom = unique_domain(tag)
+    c = campaign(t, n, dom)
+    t.do(c["id"], "send")
+    assert sink.wait_count(first, 30, lambda m: m.rcpt_tos[0].endswith(dom)) >= first
+    return t, c, dom
 
 
 def freeze(srv, seconds):
@@ -139,20 +144,15 @@ def test_campaign_limit_is_paced_too(pair, sink):
 
 
 @pytest.mark.slow(9)
-def test_a_stalled_worker_gets_new_slots_rather_than_bursting(request, store, sink, tmp_path):
+def test_a_stalled_worker_gets_new_slots_rather_than_bursting(request, store, sink):
     """A worker frozen (SIGSTOP) while it holds paced messages finds their
     slots past when it wakes: they must not leave together, but go back for
     new slots (delivery.c, turn_of), attempts unspent, and leave at the pace.
     The stop stands for a loop starved of CPU; its length is the stimulus,
     not a wait for a state."""
-    with one_worker(request, store, sink, tmp_path) as srv:
-        t = Tenant(srv)
-        t.set_rate_limits(per_second=10, per_minute=100000, **BIG)
-        dom = unique_domain("stall")
-        c = campaign(t, 50, dom)
-        t.do(c["id"], "send")
+    with one_worker(request, store, sink) as srv:
         # A second's worth of slots (the pacing horizon) is held in the worker by now.
-        assert sink.wait_count(8, 30, lambda m: m.rcpt_tos[0].endswith(dom)) >= 8
+        _, c, dom = sending_paced(srv, sink, 50, "stall", 8)
         freeze(srv, 2.5)
         times = times_of(sink, dom, 50, 60)
         assert reslots(srv) >= 1
@@ -164,20 +164,15 @@ def test_a_stalled_worker_gets_new_slots_rather_than_bursting(request, store, si
     assert max_in_window(times, 1.0) <= 10 + 1 + 2, sorted(times)
 
 
-def test_messages_late_twice_go_anyway_but_spaced(request, store, sink, tmp_path):
+def test_messages_late_twice_go_anyway_but_spaced(request, store, sink):
     """Frozen twice, 0.3 s apart: the first stop's late messages go back for
     new slots and, being all that is left, are claimed again at once; the
     second stop makes them late again, and a message late twice goes anyway
     (a loop always late must still send) but one interval after the last
     one forced through, not all together (delivery.c, forced_next)."""
-    with one_worker(request, store, sink, tmp_path) as srv:
-        t = Tenant(srv)
-        t.set_rate_limits(per_second=10, per_minute=100000, **BIG)
-        dom = unique_domain("twice")
-        c = campaign(t, 18, dom)
-        t.do(c["id"], "send")
+    with one_worker(request, store, sink) as srv:
         # The other ten (the pacing horizon's second) are held by now.
-        assert sink.wait_count(8, 30, lambda m: m.rcpt_tos[0].endswith(dom)) >= 8
+        _, c, dom = sending_paced(srv, sink, 18, "twice", 8)
         freeze(srv, 2.5)
         time.sleep(0.3)  # the gap between the stops is the stimulus too
         freeze(srv, 2.5)
@@ -198,12 +193,7 @@ def test_a_relay_that_stalls_gets_no_burst_when_it_recovers(pair, sink):
     turn_of).  Measured by when mailcast started each transaction (the
     kernel's receive time at the sink), so the sink's own stall moves
     nothing."""
-    t = Tenant(pair[1])
-    t.set_rate_limits(per_second=10, per_minute=100000, **BIG)
-    dom = unique_domain("stallrelay")
-    c = campaign(t, 60, dom)
-    t.do(c["id"], "send")
-    assert sink.wait_count(10, 30, lambda m: m.rcpt_tos[0].endswith(dom)) >= 10
+    _, c, dom = sending_paced(pair[1], sink, 60, "stallrelay", 10)
     sink.freeze(1.5)
     times = times_of(sink, dom, 60, 60)
     assert {m["attempts"] for m in messages(pair[1], c["id"]).values()} == {1}
@@ -213,14 +203,13 @@ def test_a_relay_that_stalls_gets_no_burst_when_it_recovers(pair, sink):
     assert max_in_window(times, 1.0) <= 10 + BURST + 2, sorted(times)
 
 
-def test_paced_mail_keeps_its_pace_beside_a_flood_of_unlimited_mail(request, store, sink,
-                                                                   tmp_path):
+def test_paced_mail_keeps_its_pace_beside_a_flood_of_unlimited_mail(request, store, sink):
     """One tenant floods the relay with unlimited mail (the SMTP pool's queue
     never empties) while another is paced at 20 a second: a paced job waits
     behind the queued unpaced ones, and the paced messages behind it park
     (delivery.c, turn_of), yet they keep their pace: the queue is short
     (fill), so they do not miss their slots and go back for new ones."""
-    with one_worker(request, store, sink, tmp_path, "--smtp-connections", "2") as srv:
+    with one_worker(request, store, sink, "--smtp-connections", "2") as srv:
         flood, paced = Tenant(srv), Tenant(srv)
         flood.set_rate_limits(enabled=False)
         paced.set_rate_limits(per_second=20, per_minute=100000, **BIG)
@@ -246,19 +235,14 @@ def test_paced_mail_keeps_its_pace_beside_a_flood_of_unlimited_mail(request, sto
 
 @pytest.mark.parametrize("action", ["pause", "cancel"])
 def test_pause_and_cancel_hold_back_messages_already_claimed_for_their_slots(
-        request, store, sink, tmp_path, action):
+        request, store, sink, action):
     """A paced worker holds about a second of messages claimed for their
     slots (the pacing horizon).  Paused or cancelled, the campaign's held
     messages go back unsent, attempts unspent, within a poll (delivery.c,
     held_check_ask), not at their slots: before, the horizon's ten went
     after the pause at 10 a second.  Resumed, every message arrives once."""
-    with one_worker(request, store, sink, tmp_path) as srv:
-        t = Tenant(srv)
-        t.set_rate_limits(per_second=10, per_minute=100000, **BIG)
-        dom = unique_domain(action)
-        c = campaign(t, 40, dom)
-        t.do(c["id"], "send")
-        assert sink.wait_count(5, 30, lambda m: m.rcpt_tos[0].endswith(dom)) >= 5
+    with one_worker(request, store, sink) as srv:
+        t, c, dom = sending_paced(srv, sink, 40, action, 5)
         t.do(c["id"], action)
         at_stop = len(sink.messages_for_domain(dom))
         # Settled: nothing of the campaign is claimed any more.
