@@ -163,7 +163,19 @@ def test_a_lift_waits_for_the_claim_that_read_the_suspension(factory, sink):
     import psycopg2
 
     srv, t, gdom, first, s = suspended(factory, sink, "grace", 2)
+    # The two deferred messages come back a second later and find the site
+    # suspended (held until its end), or one went before the suspension.
+    # Wait for that first, or their claim could be the one stalled below,
+    # holding the tenant's row while the second campaign's send waits for it.
+    wait_until(lambda: db_query(
+        srv.database, "SELECT COUNT(*) FROM scheduled_messages WHERE campaign_id = %s AND "
+        "status <> 'sent' AND NOT (status = 'pending' AND "
+        "next_attempt_at > now() + interval '30 minutes')",
+        (first["id"],))[0][0] == 0, 20, what=lambda: f"the first campaign held: {held(srv, first['id'])}")
     lock = psycopg2.connect(srv.database)
+    done = {}
+    lifter = threading.Thread(target=lambda: done.setdefault(
+        "r", srv.delete(f"/api/v1/shaping/state/{s['id']}", headers=srv.op)))
     try:
         with lock.cursor() as cur:
             cur.execute("SELECT scope_id FROM rate_pace WHERE scope_id LIKE 'site:%%gsite' "
@@ -175,18 +187,18 @@ def test_a_lift_waits_for_the_claim_that_read_the_suspension(factory, sink):
                             "wait_event_type = 'Lock' AND wait_event = %s", (event,))[0][0]
         # A claim of the second campaign reads the suspension, then waits for the row.
         second = campaign(t, gdom, 3, "b")
-        wait_until(lambda: waiting("tuple") + waiting("transactionid") > 0, 20,
-                   what="a claim waiting for the site's pace row")
-        done = {}
-        lifter = threading.Thread(target=lambda: done.setdefault(
-            "r", srv.delete(f"/api/v1/shaping/state/{s['id']}", headers=srv.op)))
+        wait_until(lambda: db_query(
+            srv.database, "SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND query LIKE '%%rate_pace%%' AND pid <> %s", (lock.get_backend_pid(),))[0][0] > 0,
+            20, what="a claim waiting for the site's pace row")
         lifter.start()
         wait_until(lambda: "r" in done or waiting("advisory") > 0, 20,
                    what="the lift to return or wait for the claim")
     finally:
         lock.rollback()
         lock.close()
-    lifter.join(30)
+    if lifter.ident is not None:
+        lifter.join(30)
     assert not lifter.is_alive(), "the lift did not return"
     assert done["r"].status_code == 204, done["r"].text
     assert state(srv) == []
