@@ -27,6 +27,7 @@
 struct metrics;
 struct engine;
 struct delivery;
+struct webhook_sender;
 
 /* The secrets every process sharing a database signs and opens with. */
 struct secrets {
@@ -44,6 +45,7 @@ struct app {
     struct metrics *metrics;   /* owned by the HTTP server, or NULL */
     struct engine *engine;     /* borrowed: woken when a campaign is scheduled */
     struct delivery *delivery; /* borrowed: this process's worker, or NULL */
+    struct webhook_sender *webhooks; /* borrowed: nudged after changes, or NULL */
     struct bounce_stats bounce_stats; /* reports taken in by this process, by class */
     atomic_int test_sends;     /* test sends holding an HTTP thread now */
 };

@@ -61,6 +61,17 @@ struct delivery;
  */
 bool cli_bounce_listener_start(struct app *app, struct bounce_intake_ctx *x,
                                struct delivery *delivery, struct bounce_listener **out);
+struct webhook_sender;
+/*
+ * Lets the process's pollers tell each other about work, so each can back
+ * off while idle: the engine wakes the delivery worker when it made
+ * messages, and outcomes the worker committed nudge the engine and the
+ * webhook sender (also set in app, for the API's changes).  delivery and
+ * webhooks may be NULL.  cli_daemon_unwire undoes it before any of them
+ * stops (safe to call twice).
+ */
+void cli_daemon_wire(struct app *app, struct delivery *delivery, struct webhook_sender *webhooks);
+void cli_daemon_unwire(struct app *app, struct delivery *delivery);
 /* Wipes the secrets and closes the store (what cli_daemon_open opened). */
 void cli_daemon_close(struct app *app);
 

@@ -86,6 +86,7 @@ cmd_serve(struct cli_ctx *c)
         fprintf(stderr, "mailcast: cannot start the webhook sender; see the log line above\n");
         goto out;
     }
+    cli_daemon_wire(&app, delivery, webhooks);
     srv = http_server_start(&app);
     if (srv == NULL) {
         fprintf(stderr, "mailcast: cannot listen on %s; see the log line above\n",
@@ -99,6 +100,7 @@ cmd_serve(struct cli_ctx *c)
     http_server_stop(srv, (int)c->cfg.shutdown_timeout);
     bounce_listener_stop(bounces);
     bounces = NULL;
+    cli_daemon_unwire(&app, delivery);
     delivery_stop(delivery, (int)c->cfg.shutdown_timeout);
     delivery = NULL;
     webhook_sender_stop(webhooks, (int)c->cfg.shutdown_timeout);
@@ -106,6 +108,7 @@ cmd_serve(struct cli_ctx *c)
     log_info("event=stopped");
     rc = 0;
 out:
+    cli_daemon_unwire(&app, delivery);
     bounce_listener_stop(bounces);
     if (rc != 0 && generated != NULL) /* its hash is stored: show it, or it is lost */
         fprintf(stderr, "mailcast: the operator key generated at this first start is %s\n",

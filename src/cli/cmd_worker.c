@@ -46,11 +46,13 @@ cmd_worker(struct cli_ctx *c)
                         "above\n");
         goto out;
     }
+    cli_daemon_wire(&app, delivery, webhooks);
     log_info("event=start version=%s role=worker backend=%s", MAILCAST_VERSION,
              store_backend(app.st));
     cli_daemon_wait(&set);
     bounce_listener_stop(bounces);
     bounces = NULL;
+    cli_daemon_unwire(&app, delivery);
     delivery_stop(delivery, (int)c->cfg.shutdown_timeout);
     delivery = NULL;
     webhook_sender_stop(webhooks, (int)c->cfg.shutdown_timeout);
@@ -58,6 +60,7 @@ cmd_worker(struct cli_ctx *c)
     log_info("event=stopped");
     rc = 0;
 out:
+    cli_daemon_unwire(&app, delivery);
     bounce_listener_stop(bounces);
     delivery_stop(delivery, 0);
     webhook_sender_stop(webhooks, 0);

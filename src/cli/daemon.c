@@ -18,7 +18,9 @@
 #include "cli.h"
 #include "core/log.h"
 #include "store/store.h"
+#include "webhook/webhook.h"
 #include "worker/delivery.h"
+#include "worker/engine.h"
 
 struct store *
 cli_open_store(const struct config *cfg)
@@ -94,6 +96,30 @@ cli_daemon_wait(sigset_t *set)
     while (sigwait(set, &sig) != 0)
         ;
     log_info("event=stopping signal=%s", sig == SIGTERM ? "TERM" : "INT");
+}
+
+static void
+after_commit(void *arg)
+{
+    struct app *app = arg;
+
+    engine_nudge(app->engine);
+    webhook_sender_nudge(app->webhooks);
+}
+
+void
+cli_daemon_wire(struct app *app, struct delivery *delivery, struct webhook_sender *webhooks)
+{
+    app->webhooks = webhooks;
+    engine_on_work(app->engine, delivery_wake, delivery);
+    delivery_on_commit(delivery, after_commit, app);
+}
+
+void
+cli_daemon_unwire(struct app *app, struct delivery *delivery)
+{
+    delivery_on_commit(delivery, NULL, NULL);
+    engine_on_work(app->engine, NULL, NULL);
 }
 
 void

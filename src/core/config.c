@@ -69,6 +69,9 @@ static const struct opt opts[] = {
      "messages the campaign engine creates per transaction", NULL},
     {"engine_poll_ms", INT(engine_poll_ms), "500", 10, 60000, false,
      "how often the campaign engine looks for due work, ms", NULL},
+    {"idle_poll_max_ms", INT(idle_poll_max_ms), "2000", 10, 60000, false,
+     "an idle poller (engine, delivery, webhooks) doubles its interval up to this, ms; "
+     "work found, or news from this process, brings it back", NULL},
     {"deliver", INT(deliver), "1", 0, 1, false, "1: serve also delivers mail; 0: API only", NULL},
     {"relay", STR(relay), "dir:./var/outbox", 0, 0, true,
      "smtp://[user:pass@]host[:port][?starttls=require|auto|off], smtps://..., or dir:PATH", NULL},

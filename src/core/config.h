@@ -38,6 +38,7 @@ struct config {
     int64_t render_max;           /* bytes one template may render to */
     int64_t materialize_batch;    /* messages created per transaction */
     int64_t engine_poll_ms;       /* how often the campaign engine looks for work */
+    int64_t idle_poll_max_ms;     /* an idle poller's longest interval (poll_backoff_ms) */
     /* Delivery */
     int64_t deliver;              /* 1: serve also delivers; 0: API only */
     char *relay;                  /* smtp://..., smtps://... or dir:PATH */

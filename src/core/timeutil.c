@@ -27,6 +27,18 @@ time_mono_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+int64_t
+poll_backoff_ms(int64_t base_ms, int64_t max_ms, int idle)
+{
+    int64_t ms = base_ms;
+
+    for (int i = 0; i < idle && ms < max_ms; i++)
+        ms *= 2;
+    if (ms > max_ms)
+        ms = max_ms;
+    return ms > base_ms ? ms : base_ms;
+}
+
 /* Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm). */
 static int64_t
 days_from_civil(int64_t y, unsigned m, unsigned d)

@@ -13,6 +13,11 @@
 int64_t time_now_us(void);
 /* Monotonic microseconds, for durations. */
 int64_t time_mono_us(void);
+/*
+ * The wait of a poller after `idle` looks in a row that found nothing:
+ * base_ms doubled each time up to max_ms, and never less than base_ms.
+ */
+int64_t poll_backoff_ms(int64_t base_ms, int64_t max_ms, int idle);
 
 /*
  * Writes "2026-11-29T11:13:53.123456Z" (microseconds omitted when zero,

@@ -10,7 +10,9 @@
  * handle's connection cache reuses connections to an endpoint.  A round:
  * recover expired leases now and then; claim when there is room (at once
  * after a full claim, else every webhook_poll_ms, or when a batch's worth
- * finished); drive the transfers; record every finished one in one
+ * finished; while claims come back empty with nothing in flight the
+ * interval doubles up to idle_poll_max_ms, and webhook_sender_nudge(), after
+ * this process committed events, brings it back to webhook_poll_ms); drive the transfers; record every finished one in one
  * transaction (each result fenced on owner and attempt); wait in
  * curl_multi_poll, which webhook_sender_stop() interrupts.
  *
@@ -102,9 +104,12 @@ struct webhook_sender {
     int ndone;
     int64_t first_done_us;    /* monotonic: when the oldest of them finished */
     int freed;                /* transfers finished since the last claim */
+    int idle;                 /* empty claims in a row with nothing in hand */
+    int64_t last_claim_us;    /* monotonic */
     pthread_t thread;
     pthread_mutex_t mu;
     bool stop;
+    bool nudged;              /* under mu: webhook_sender_nudge() was called */
     int stop_timeout_s;
 };
 
@@ -156,6 +161,31 @@ stopping(struct webhook_sender *s)
     v = s->stop;
     pthread_mutex_unlock(&s->mu);
     return v;
+}
+
+static bool
+take_nudge(struct webhook_sender *s)
+{
+    bool v;
+
+    pthread_mutex_lock(&s->mu);
+    v = s->nudged;
+    s->nudged = false;
+    pthread_mutex_unlock(&s->mu);
+    return v;
+}
+
+void
+webhook_sender_nudge(void *arg)
+{
+    struct webhook_sender *s = arg;
+
+    if (s == NULL)
+        return;
+    pthread_mutex_lock(&s->mu);
+    s->nudged = true;
+    pthread_mutex_unlock(&s->mu);
+    curl_multi_wakeup(s->multi);
 }
 
 /* The wait before attempt n + 1 after attempt n failed, jittered; 0 when none is left. */
@@ -552,8 +582,17 @@ claim(struct webhook_sender *s, int64_t *next_claim_us)
         memset(&v.items[i], 0, sizeof(v.items[i])); /* moved */
     }
     pump(s);
-    /* A full claim: more may be due at once; else wait for the poll. */
-    *next_claim_us = mono + (v.n == room ? 0 : s->cfg->webhook_poll_ms * 1000LL);
+    /* A full claim: more may be due at once; else wait for the poll,
+     * longer while there is nothing to do. */
+    if (v.n > 0 || s->nlive > 0 || s->nqueue > 0)
+        s->idle = 0;
+    else if (s->idle < 30)
+        s->idle++;
+    s->last_claim_us = mono;
+    *next_claim_us = mono + (v.n == room ? 0
+                                         : poll_backoff_ms(s->cfg->webhook_poll_ms,
+                                                           s->cfg->idle_poll_max_ms, s->idle) *
+                                               1000LL);
     webhook_job_vec_cleanup(&v);
 }
 
@@ -574,6 +613,12 @@ run(void *arg)
             int n = 0;
             store_webhook_recover(s->st, time_now_us(), &n);
             next_recover = mono + RECOVER_EVERY_US;
+        }
+        if (take_nudge(s) && s->idle > 0) {
+            int64_t at = s->last_claim_us + s->cfg->webhook_poll_ms * 1000LL;
+            s->idle = 0;
+            if (at < next_claim)
+                next_claim = at;
         }
         drain(s);
         if (stop)

@@ -80,6 +80,12 @@ struct webhook_sender *webhook_sender_start(struct store *st, const struct confi
  * them, and joins the thread.  NULL is a no-op.
  */
 void webhook_sender_stop(struct webhook_sender *s, int timeout_s);
+/*
+ * Tells a sender that has been backing off (empty claims) to claim again at
+ * webhook_poll_ms: this process committed events.  For any thread; arg:
+ * the sender or NULL.
+ */
+void webhook_sender_nudge(void *arg);
 
 /* Steps of webhook_retry_schedule at most, and the longest step (30 days). */
 #define WEBHOOK_SCHEDULE_MAX 32

@@ -13,7 +13,9 @@
  * and the metrics.
  *
  * A tick (every delivery_poll_ms, or at once when a connection's queue runs
- * low) asks for a claim of what the capacity allows, and every few seconds
+ * low or delivery_wake() says the engine made messages) asks for a claim of
+ * what the capacity allows; while claims come back empty with nothing in
+ * hand, the tick's interval doubles up to idle_poll_max_ms.  It asks and every few seconds
  * for the sweep that returns expired leases to pending (it runs even when
  * nothing can be claimed).  For a claim the database thread walks the
  * (tenant, campaign) pairs that have work, one claim each in turn, so a
@@ -687,6 +689,10 @@ dbdone_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     take_answers(d, &got);
+    if (got > 0)
+        d->idle = 0;
+    else if (got == 0 && d->inflight == 0 && d->nheld == 0 && d->idle < 30)
+        d->idle++;
     if (d->nresults >= FLUSH_MAX)
         delivery_results_flush(d);
     /* Claimed something (there may be more), committed outcomes (room freed),
@@ -705,9 +711,12 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct delivery *d = arg;
     int64_t now = time_mono_us();
+    int64_t ms = poll_backoff_ms(d->cfg->delivery_poll_ms, d->cfg->idle_poll_max_ms, d->idle);
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
 
     (void)fd;
     (void)what;
+    evtimer_add(d->tick, &tv); /* (re)armed from a kick or a wake too */
     if (!delivery_stopping(d) && now - d->recover_asked > RECOVER_EVERY_US) {
         d->recover_asked = now;
         delivery_recover_ask(d);
@@ -721,14 +730,25 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 static void
+wake_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct delivery *d = arg;
+
+    d->idle = 0;
+    tick_cb(fd, what, arg);
+}
+
+static void
 flush_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct delivery *d = arg;
+    bool busy = d->inflight > 0;
 
     (void)fd;
     (void)what;
     delivery_results_flush(d);
-    if (!delivery_stopping(d) && d->inflight < d->cfg->delivery_inflight / 2)
+    /* Room freed by committed outcomes; an idle worker claims at its tick. */
+    if (!delivery_stopping(d) && busy && d->inflight < d->cfg->delivery_inflight / 2)
         fill(d);
 }
 
@@ -846,13 +866,15 @@ delivery_start(struct store *st, const struct config *cfg, const struct secrets 
             delivery_sites_set(d, &sh);
         shaping_cleanup(&sh);
     }
-    d->tick = event_new(d->base, -1, EV_PERSIST, tick_cb, d);
+    d->tick = evtimer_new(d->base, tick_cb, d);
     d->flush = event_new(d->base, -1, EV_PERSIST, flush_cb, d);
     d->stop_ev = evtimer_new(d->base, stop_cb, d);
     d->kick = event_new(d->base, -1, 0, tick_cb, d);
+    d->wake = event_new(d->base, -1, 0, wake_cb, d);
     d->dbdone = event_new(d->base, -1, 0, dbdone_cb, d);
     d->unpark = event_new(d->base, -1, 0, unpark_cb, d);
-    if (!d->tick || !d->flush || !d->stop_ev || !d->kick || !d->dbdone || !d->unpark)
+    if (!d->tick || !d->flush || !d->stop_ev || !d->kick || !d->wake || !d->dbdone ||
+        !d->unpark)
         goto fail;
     evtimer_add(d->tick, &tick);
     evtimer_add(d->flush, &flush);
@@ -878,6 +900,8 @@ fail:
         event_free(d->stop_ev);
     if (d->kick)
         event_free(d->kick);
+    if (d->wake)
+        event_free(d->wake);
     if (d->dbdone)
         event_free(d->dbdone);
     if (d->unpark)
@@ -914,6 +938,26 @@ delivery_event_base(struct delivery *d)
 }
 
 void
+delivery_wake(void *arg)
+{
+    struct delivery *d = arg;
+
+    if (d != NULL)
+        event_active(d->wake, EV_TIMEOUT, 0);
+}
+
+void
+delivery_on_commit(struct delivery *d, void (*fn)(void *), void *arg)
+{
+    if (d == NULL)
+        return;
+    pthread_mutex_lock(&d->mu);
+    d->on_commit = fn;
+    d->on_commit_arg = arg;
+    pthread_mutex_unlock(&d->mu);
+}
+
+void
 delivery_stop(struct delivery *d, int timeout_s)
 {
     if (d == NULL)
@@ -927,6 +971,7 @@ delivery_stop(struct delivery *d, int timeout_s)
     event_free(d->flush);
     event_free(d->stop_ev);
     event_free(d->kick);
+    event_free(d->wake);
     event_free(d->dbdone);
     event_free(d->unpark);
     for (int i = 0; i < d->ncache; i++)

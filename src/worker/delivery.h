@@ -38,6 +38,17 @@ void delivery_stop(struct delivery *d, int timeout_s);
  * (evthread is on), and must all be gone before delivery_stop.
  */
 struct event_base *delivery_event_base(struct delivery *d);
+/*
+ * Asks for a claim now and puts the poll back at delivery_poll_ms (the
+ * engine made messages or started campaigns); for any thread, arg: the
+ * worker or NULL.
+ */
+void delivery_wake(void *arg);
+/*
+ * Sets fn(arg), called by the worker's database thread after it committed
+ * outcomes; NULL unsets it.
+ */
+void delivery_on_commit(struct delivery *d, void (*fn)(void *), void *arg);
 
 /* Appends the worker's metrics (Prometheus text): outcomes by tenant, SMTP latency, lease expiries. */
 void delivery_metrics(struct delivery *d, struct buf *out);

@@ -206,6 +206,14 @@ db_run(void *arg)
                          d->ntally_rec);
             d->nobs_rec = 0;
             d->ntally_rec = 0;
+            /* Others in this process may act on the outcomes now (the
+             * engine completes campaigns, the webhook sender sends events). */
+            if (err == MC_ERR_OK && applied > 0) {
+                pthread_mutex_lock(&d->mu);
+                if (d->on_commit != NULL)
+                    d->on_commit(d->on_commit_arg);
+                pthread_mutex_unlock(&d->mu);
+            }
             pthread_mutex_lock(&d->dbmu);
             d->rec_err = err;
             d->rec_done = true;

@@ -144,6 +144,8 @@ struct delivery {
     struct event_base *base;
     struct event *tick, *flush, *stop_ev;
     struct event *kick; /* a fill soon, after the callback that asks for it returns */
+    struct event *wake; /* delivery_wake: a fill now, from any thread, and the tick at its base */
+    int idle;           /* the loop's: empty claims in a row with nothing in hand */
     struct smtp_pool *pool;    /* NULL for dir: */
     bool quit_asked;           /* the stop has asked the pool's connections to QUIT */
     struct smtp_params relay;  /* the main pool's parameters, copied for site pools */
@@ -233,8 +235,10 @@ struct delivery {
     struct delivery_work work[MAX_WORK];
     int nwork, next_work;
     _Atomic int64_t stop_deadline; /* monotonic; 0 while running; set by delivery_stop */
-    pthread_mutex_t mu; /* guards m */
+    pthread_mutex_t mu; /* guards m and on_commit */
     struct dmetrics m;
+    void (*on_commit)(void *); /* called by the database thread after outcomes committed */
+    void *on_commit_arg;
 };
 
 static inline bool

@@ -20,6 +20,19 @@ struct engine;
 struct engine *engine_start(struct store *st, const struct config *cfg);
 /* Asks for a round now (after a campaign was scheduled or sent). */
 void engine_wake(struct engine *e);
+/*
+ * Tells an engine that has been backing off (rounds that found nothing)
+ * to look again at its poll interval: outcomes were recorded, so a
+ * campaign may be complete.  Cheap, for any thread; arg: the engine or NULL.
+ */
+void engine_nudge(void *arg);
+/*
+ * Sets fn(arg), called by the engine's thread after a round that started
+ * campaigns, created messages or was woken (this process's delivery
+ * worker should claim now); NULL unsets it, returning once no call is
+ * running.
+ */
+void engine_on_work(struct engine *e, void (*fn)(void *), void *arg);
 /* Finishes the current step and stops; engine_stop(NULL) is a no-op. */
 void engine_stop(struct engine *e);
 /*

@@ -16,7 +16,7 @@ HELO = "mailcast.helo.test"
 
 # Short timeouts and polls so that a test never waits on the defaults; the
 # lease must exceed smtp_data_timeout + 2 * smtp_command_timeout.
-FAST = ["--delivery-poll-ms", "50", "--engine-poll-ms", "50",
+FAST = ["--delivery-poll-ms", "50", "--engine-poll-ms", "50", "--idle-poll-max-ms", "400",
         "--retry-base", "1", "--retry-cap", "8",
         "--smtp-connect-timeout", "5", "--smtp-command-timeout", "5",
         "--smtp-data-timeout", "5", "--lease-seconds", "30",

@@ -98,7 +98,7 @@ def server(server_factory, tmp_path, monkeypatch):
     outbox = tmp_path / "outbox"
     srv = server_factory(start=False, args=[
         "--relay", f"dir:{outbox}", "--public-url", f"http://127.0.0.1:{port}",
-        "--engine-poll-ms", "50", "--delivery-poll-ms", "50"])
+        "--engine-poll-ms", "50", "--idle-poll-max-ms", "400", "--delivery-poll-ms", "50"])
     monkeypatch.setattr(harness, "free_port", lambda: port)
     srv.start()
     monkeypatch.undo()

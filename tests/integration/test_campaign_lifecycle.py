@@ -413,6 +413,29 @@ def test_completed_when_every_message_is_done(server):
     assert st["progress_percentage"] == 100
 
 
+def test_an_idle_server_backs_off_and_a_send_still_goes_out(server_factory, tmp_path):
+    """Idle, the engine's rounds space out from --engine-poll-ms (20) to
+    --idle-poll-max-ms (800): gaps of half a second appear, where the poll
+    alone makes them 20 ms.  A send then wakes the engine, whose messages
+    wake the delivery worker: the campaign goes out and completes."""
+    srv = server_factory(args=["--relay", f"dir:{tmp_path / 'outbox'}", "--engine-poll-ms", "20",
+                               "--delivery-poll-ms", "20", "--idle-poll-max-ms", "800"])
+    seen = {"n": srv.engine_rounds(), "at": time.monotonic(), "gaps": []}
+
+    def spaced():
+        n, now = srv.engine_rounds(), time.monotonic()
+        if n != seen["n"]:
+            seen["gaps"].append(now - seen["at"])
+            seen["n"], seen["at"] = n, now
+        return any(g >= 0.5 for g in seen["gaps"])
+    wait_until(spaced, 15, what=lambda: f"an idle gap between rounds: {seen['gaps'][-5:]}")
+    t = Tenant(srv)
+    _, c = t.ready(3)
+    t.do(c["id"], "send")
+    t.wait_status(c["id"], "completed")
+    assert len(list((tmp_path / "outbox").glob("*.eml"))) == 3
+
+
 def test_failed_when_every_message_failed(server):
     t = Tenant(server)
     c = t.campaign_in("failed", n=3)

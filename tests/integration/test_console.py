@@ -45,7 +45,7 @@ PROGRESS = "[role=progressbar]"
 @pytest.fixture
 def server(server_factory):
     """A delivering server (into a dir: outbox) that polls often."""
-    return server_factory(args=["--relay", "dir:outbox", "--engine-poll-ms", "50",
+    return server_factory(args=["--relay", "dir:outbox", "--engine-poll-ms", "50", "--idle-poll-max-ms", "400",
                                 "--delivery-poll-ms", "50"])
 
 

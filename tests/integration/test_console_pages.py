@@ -50,7 +50,7 @@ def receiver():
 @pytest.fixture
 def server(server_factory, tmp_path):
     outbox = tmp_path / "outbox"
-    srv = server_factory(args=["--relay", f"dir:{outbox}", "--engine-poll-ms", "50",
+    srv = server_factory(args=["--relay", f"dir:{outbox}", "--engine-poll-ms", "50", "--idle-poll-max-ms", "400",
                                "--delivery-poll-ms", "50", "--bounce-domain",
                                "bounces.example.test", *HTTP_ARGS])
     srv.outbox = outbox

@@ -42,7 +42,7 @@ from harness import BIN, OPERATOR_KEY, Server, child_env
 LEASE = 6
 FAST = ["--lease-seconds", str(LEASE), "--smtp-data-timeout", "2",
         "--smtp-command-timeout", "1", "--smtp-connect-timeout", "2",
-        "--delivery-poll-ms", "50", "--engine-poll-ms", "100",
+        "--delivery-poll-ms", "50", "--engine-poll-ms", "100", "--idle-poll-max-ms", "400",
         "--retry-base", "1", "--retry-cap", "2", "--log-level", "info"]
 
 

@@ -110,7 +110,7 @@ def dkim_server(server_factory, tmp_path, *extra, outbox="outbox"):
     box = tmp_path / outbox
     srv = server_factory(args=["--relay", f"dir:{box}", "--public-url", PUBLIC,
                                "--list-unsubscribe-mailto", MAILTO,
-                               "--engine-poll-ms", "50", "--delivery-poll-ms", "50", *extra])
+                               "--engine-poll-ms", "50", "--idle-poll-max-ms", "400", "--delivery-poll-ms", "50", *extra])
     srv.outbox = box
     return srv
 

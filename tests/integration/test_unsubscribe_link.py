@@ -46,7 +46,7 @@ def server(request, store, tmp_path_factory):
     tenant.  Fast polling keeps waits short."""
     for srv in module_server(request, store, tmp_path_factory,
                              ["--relay", "dir:./outbox", "--public-url", PUBLIC,
-                              "--engine-poll-ms", "50", "--delivery-poll-ms", "50"],
+                              "--engine-poll-ms", "50", "--idle-poll-max-ms", "400", "--delivery-poll-ms", "50"],
                              name="unsub"):
         srv.outbox = srv.workdir / "outbox"
         yield srv

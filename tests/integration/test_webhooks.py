@@ -188,7 +188,7 @@ def test_address_checked_at_every_attempt(request, store, tmp_path, receiver):
     api = Server(tmp_path / "api", url, OPERATOR_KEY, ["--deliver", "0", *HTTP_ARGS])
     sender = Server(tmp_path / "sender", url, OPERATOR_KEY,
                     ["--relay", f"dir:{tmp_path / 'out'}", *FAST, "--webhook-allow-http", "1",
-                     "--webhook-retry-schedule", "1", "--webhook-poll-ms", "50"])
+                     "--webhook-retry-schedule", "1", "--webhook-poll-ms", "50", "--idle-poll-max-ms", "400"])
     try:
         api.start()
         sender.start()
@@ -500,7 +500,7 @@ def test_claims_beyond_the_endpoint_cap_keep_the_cap_and_go_back_on_stop(request
     url, drop = create_database(request, store, tmp_path)
     api = Server(tmp_path / "api", url, OPERATOR_KEY, ["--deliver", "0", *HTTP_ARGS])
     args = ["--relay", f"dir:{tmp_path / 'out'}", *FAST, *HTTP_ARGS,
-            "--webhook-endpoint-concurrency", "2", "--webhook-poll-ms", "50"]
+            "--webhook-endpoint-concurrency", "2", "--webhook-poll-ms", "50", "--idle-poll-max-ms", "400"]
     sender = Server(tmp_path / "sender", url, OPERATOR_KEY, args)
     n = 60
     try:

@@ -28,7 +28,7 @@ import threading
 import time
 
 HTTP_ARGS = ["--webhook-allow-http", "1", "--webhook-allow-cidr", "127.0.0.1/32",
-             "--webhook-retry-schedule", "1,1,1,1", "--webhook-poll-ms", "50"]
+             "--webhook-retry-schedule", "1,1,1,1", "--webhook-poll-ms", "50", "--idle-poll-max-ms", "400"]
 
 
 def sign(secret, msg_id, timestamp, body):

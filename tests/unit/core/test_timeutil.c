@@ -102,6 +102,20 @@ test_parse_refuses_offsets_past_the_years(void **state)
     assert_string_equal(s, "0000-01-01T00:00:00Z");
 }
 
+/* An idle poller's wait doubles from its poll interval up to the cap. */
+static void
+test_poll_backoff(void **state)
+{
+    (void)state;
+    assert_int_equal(poll_backoff_ms(50, 400, 0), 50);
+    assert_int_equal(poll_backoff_ms(50, 400, 1), 100);
+    assert_int_equal(poll_backoff_ms(50, 400, 3), 400);
+    assert_int_equal(poll_backoff_ms(50, 400, 4), 400);
+    assert_int_equal(poll_backoff_ms(50, 300, 3), 300);   /* capped, not doubled past it */
+    assert_int_equal(poll_backoff_ms(500, 200, 5), 500);  /* a cap below the poll: the poll */
+    assert_int_equal(poll_backoff_ms(10, 60000, 30), 60000);
+}
+
 int
 main(void)
 {
@@ -111,6 +125,7 @@ main(void)
         cmocka_unit_test(test_parse_rejects),
         cmocka_unit_test(test_format_roundtrip),
         cmocka_unit_test(test_parse_refuses_offsets_past_the_years),
+        cmocka_unit_test(test_poll_backoff),
     };
     return cmocka_run_group_tests_name("core/timeutil", tests, NULL, NULL);
 }
