@@ -362,8 +362,8 @@ send_reply(struct MHD_Connection *conn, struct req *r)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     /* A change may have written events: this process's webhook sender, if
      * it has been backing off, looks again at its poll interval. */
-    if (r->status >= 200 && r->status < 300 && strcmp(r->method, "GET") != 0 &&
-        strcmp(r->method, "HEAD") != 0)
+    if (r->status >= 200 && r->status < 300 && r->method != NULL &&
+        strcmp(r->method, "GET") != 0 && strcmp(r->method, "HEAD") != 0)
         webhook_sender_nudge(r->app->webhooks);
     ret = MHD_queue_response(conn, (unsigned)r->status, resp);
     MHD_destroy_response(resp);
