@@ -68,7 +68,7 @@ static const struct opt opts[] = {
     {"materialize_batch", INT(materialize_batch), "10000", 1, 1000000, false,
      "messages the campaign engine creates per transaction", NULL},
     {"engine_poll_ms", INT(engine_poll_ms), "500", 10, 60000, false,
-     "how often the campaign engine looks for due work, ms", NULL},
+     "how often the campaign engine looks for due work, ms (idle: see idle_poll_max_ms)", NULL},
     {"idle_poll_max_ms", INT(idle_poll_max_ms), "2000", 10, 60000, false,
      "an idle poller (engine, delivery, webhooks) doubles its interval up to this, ms; "
      "work found, or news from this process, brings it back", NULL},
@@ -100,7 +100,7 @@ static const struct opt opts[] = {
     {"delivery_batch", INT(delivery_batch), "256", 1, 10000, false,
      "messages claimed in one claim", NULL},
     {"delivery_poll_ms", INT(delivery_poll_ms), "200", 10, 60000, false,
-     "how often an idle worker looks for due messages, ms", NULL},
+     "how often a worker looks for due messages, ms (idle: see idle_poll_max_ms)", NULL},
     {"lease_seconds", INT(lease_seconds), "900", 2, 86400, false,
      "seconds a claim is held before another worker may take the message", NULL},
     {"retry_base", INT(retry_base), "30", 1, 86400, false, "seconds before the first retry", NULL},
@@ -201,7 +201,8 @@ static const struct opt opts[] = {
     {"webhook_disable_after_hours", INT(webhook_disable_after_hours), "120", 1, 8760, false,
      "hours of failures without a success that disable a webhook endpoint", NULL},
     {"webhook_poll_ms", INT(webhook_poll_ms), "200", 10, 60000, false,
-     "how often an idle webhook sender looks for due deliveries, ms", NULL},
+     "how often the webhook sender looks for due deliveries, ms (idle: see idle_poll_max_ms)",
+     NULL},
     {"webhook_replay_max", INT(webhook_replay_max), "10000", 1, 1000000, false,
      "deliveries one webhook replay may queue", NULL},
 };

@@ -12,9 +12,12 @@
  * after a full claim, else every webhook_poll_ms, or when a batch's worth
  * finished; while claims come back empty with nothing in flight the
  * interval doubles up to idle_poll_max_ms, and webhook_sender_nudge(), after
- * this process committed events, brings it back to webhook_poll_ms); drive the transfers; record every finished one in one
- * transaction (each result fenced on owner and attempt); wait in
- * curl_multi_poll, which webhook_sender_stop() interrupts.
+ * this process committed outcomes or an API change, puts the next claim at
+ * webhook_poll_ms after the last); drive the transfers; record every
+ * finished one in one transaction (each result fenced on owner and
+ * attempt); wait in curl_multi_poll, which webhook_sender_stop() interrupts.
+ * Events written elsewhere (the bounce listener, the engine, another
+ * process) wait for the next claim, at most idle_poll_max_ms.
  *
  * Claims are bigger than one endpoint's cap: the sender holds up to twice
  * the cap per endpoint (and at most webhook_concurrency in all), starting

@@ -14,10 +14,10 @@
  *
  * A tick (every delivery_poll_ms, or at once when a connection's queue runs
  * low or delivery_wake() says the engine made messages) asks for a claim of
- * what the capacity allows; while claims come back empty with nothing in
- * hand, the tick's interval doubles up to idle_poll_max_ms.  It asks and every few seconds
- * for the sweep that returns expired leases to pending (it runs even when
- * nothing can be claimed).  For a claim the database thread walks the
+ * what the capacity allows; while claims see nothing due and nothing is in
+ * hand, the tick's interval doubles up to idle_poll_max_ms.  Every few
+ * seconds a tick also asks for the sweep that returns expired leases to
+ * pending (it runs even when nothing can be claimed).  For a claim the database thread walks the
  * (tenant, campaign) pairs that have work, one claim each in turn, so a
  * tenant held back by its rate limit costs the others one cheap claim that
  * returns nothing and never delays them.  Claimed messages are composed
@@ -689,9 +689,16 @@ dbdone_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     take_answers(d, &got);
-    if (got > 0)
+    /* Idle only when a claim saw nothing due at all: one that suppressed or
+     * deferred every row it looked at has more to look at. */
+    if (got > 0 || (got == 0 && d->found_work)) {
+        if (d->idle > 0) { /* the tick back at its base now, not after the long wait */
+            struct timeval tv = {d->cfg->delivery_poll_ms / 1000,
+                                 (d->cfg->delivery_poll_ms % 1000) * 1000};
+            evtimer_add(d->tick, &tv);
+        }
         d->idle = 0;
-    else if (got == 0 && d->inflight == 0 && d->nheld == 0 && d->idle < 30)
+    } else if (got == 0 && d->inflight == 0 && d->nheld == 0 && d->idle < 30)
         d->idle++;
     if (d->nresults >= FLUSH_MAX)
         delivery_results_flush(d);
@@ -742,12 +749,13 @@ static void
 flush_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct delivery *d = arg;
-    bool busy = d->inflight > 0;
+    bool busy = d->inflight > 0 || d->found_work;
 
     (void)fd;
     (void)what;
     delivery_results_flush(d);
-    /* Room freed by committed outcomes; an idle worker claims at its tick. */
+    /* Room freed by committed outcomes, or due messages the last claim did
+     * not take (suppressed, limited); a worker that saw none claims at its tick. */
     if (!delivery_stopping(d) && busy && d->inflight < d->cfg->delivery_inflight / 2)
         fill(d);
 }

@@ -82,7 +82,7 @@ recover(struct delivery *d)
  * claims nothing.
  */
 static void
-claim_round(struct delivery *d, int max, struct delivery_vec *out)
+claim_round(struct delivery *d, int max, struct delivery_vec *out, bool *found)
 {
     bool pass_started = false, claimed_in_pass = false;
 
@@ -95,6 +95,7 @@ claim_round(struct delivery *d, int max, struct delivery_vec *out)
                 break;
             d->next_work = 0;
             pass_started = true;
+            *found = true; /* due messages, claimed or not (suppressed, limited, deferred) */
             claimed_in_pass = false;
         }
         const struct delivery_work *w = &d->work[d->next_work++];
@@ -228,7 +229,8 @@ db_run(void *arg)
             d->pacing.nup = d->nup_req;
             d->pacing.seed++;
             pthread_mutex_unlock(&d->dbmu);
-            claim_round(d, max, &v);
+            bool found = d->next_work < d->nwork;
+            claim_round(d, max, &v, &found);
             /* Read with what is claimed, so the loop applies a cap before sending. */
             bool caps = v.n > 0 && caps_read(d, caps_buf, &ncaps);
             pthread_mutex_lock(&d->dbmu);
@@ -238,6 +240,7 @@ db_run(void *arg)
                 d->caps_ready = true;
             }
             d->claimed = v;
+            d->claim_found = found;
             d->claim_done = true;
         } else
             break; /* asked to quit, nothing left to do */
@@ -399,6 +402,7 @@ delivery_answers_take(struct delivery *d, struct delivery_vec *claimed)
     if (d->claim_done) {
         *claimed = d->claimed;
         memset(&d->claimed, 0, sizeof(d->claimed));
+        d->found_work = d->claim_found;
         d->claim_done = d->claim_busy = false;
         claim = true;
     }

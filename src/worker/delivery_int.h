@@ -145,7 +145,8 @@ struct delivery {
     struct event *tick, *flush, *stop_ev;
     struct event *kick; /* a fill soon, after the callback that asks for it returns */
     struct event *wake; /* delivery_wake: a fill now, from any thread, and the tick at its base */
-    int idle;           /* the loop's: empty claims in a row with nothing in hand */
+    int idle;           /* the loop's: claims in a row that saw nothing due, nothing in hand */
+    bool found_work;    /* the loop's: the last claim taken saw due messages */
     struct smtp_pool *pool;    /* NULL for dir: */
     bool quit_asked;           /* the stop has asked the pool's connections to QUIT */
     struct smtp_params relay;  /* the main pool's parameters, copied for site pools */
@@ -194,6 +195,7 @@ struct delivery {
     int claim_req;          /* > 0: claim up to this many, not yet started */
     bool claim_busy;        /* asked for and its answer not yet taken */
     bool claim_done;
+    bool claim_found;       /* the claim saw due messages, whether it took any or not */
     struct delivery_vec claimed;
     struct delivery_result *rec; /* owned: the outcomes being recorded */
     int nrec, caprec;

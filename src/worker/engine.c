@@ -260,10 +260,8 @@ engine_nudge(void *arg)
     if (e == NULL)
         return;
     pthread_mutex_lock(&e->mu);
-    if (e->idle > 0) {
-        e->nudged = true;
-        pthread_cond_signal(&e->cv);
-    }
+    e->nudged = true; /* (kept while busy: the next wait is the base one) */
+    pthread_cond_signal(&e->cv);
     pthread_mutex_unlock(&e->mu);
 }
 

@@ -16,7 +16,7 @@ import pytest
 
 from campaignhelp import Tenant, wait_until
 from deliveryhelp import delivery_args, mail_domain, messages, wait_terminal
-from harness import OPERATOR_KEY, Server, create_database, free_port
+from harness import OPERATOR_KEY, Server, ServerError, create_database, free_port
 from postfixhelp import Postfix
 from smtpsink import BOUNCE_550, Sink
 
@@ -44,20 +44,29 @@ def test_genuine_dsns_suppress_and_the_next_campaign_skips(way, request, store, 
     request.addfinalizer(lambda: shutil.rmtree(dbdir, ignore_errors=True))
     url, drop = create_database(request, store, dbdir)
     request.addfinalizer(drop)
-    lport = free_port()
     refusing = Sink()
     refusing.default = BOUNCE_550
     refusing.start()
     request.addfinalizer(refusing.stop)
-    pf = Postfix(GOOD, BOUNCE_DOMAIN, refusing.port,
-                 listener_port=lport if way == "listener" else None,
-                 pipe_database=url if way == "pipe" else None).start()
+    # The listener's port is free when picked, but another process may bind
+    # it before mailcast does: then both start again on another.
+    for attempt in range(3):
+        lport = free_port()
+        pf = Postfix(GOOD, BOUNCE_DOMAIN, refusing.port,
+                     listener_port=lport if way == "listener" else None,
+                     pipe_database=url if way == "pipe" else None).start()
+        args = delivery_args(pf.url, "--bounce-domain", BOUNCE_DOMAIN)
+        if way == "listener":
+            args += ["--bounce-listen", f"127.0.0.1:{lport}"]
+        srv = Server(tmp_path / f"srv{attempt}", url, OPERATOR_KEY, args)
+        try:
+            srv.start()
+            break
+        except ServerError:
+            pf.stop()
+            if attempt == 2 or "cannot bind the address" not in srv.stderr():
+                raise
     request.addfinalizer(pf.stop)
-    args = delivery_args(pf.url, "--bounce-domain", BOUNCE_DOMAIN)
-    if way == "listener":
-        args += ["--bounce-listen", f"127.0.0.1:{lport}"]
-    srv = Server(tmp_path / "srv", url, OPERATOR_KEY, args)
-    srv.start()
     request.addfinalizer(srv.stop)
     if way == "pipe" and store == "sqlite":
         # The pipe runs as the postgres user: the SQLite files must be its to write.
