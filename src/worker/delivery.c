@@ -17,8 +17,9 @@
  * what the capacity allows; while claims see nothing due and nothing is in
  * hand, the tick's interval doubles up to idle_poll_max_ms.  Every few
  * seconds a tick also asks for the sweep that returns expired leases to
- * pending (it runs even when nothing can be claimed).  For a claim the database thread walks the
- * (tenant, campaign) pairs that have work, one claim each in turn, so a
+ * pending (it runs even when nothing can be claimed).  For a claim the
+ * database thread walks the (tenant, campaign) pairs that have work, one
+ * claim each in turn, so a
  * tenant held back by its rate limit costs the others one cheap claim that
  * returns nothing and never delays them.  Claimed messages are composed
  * (compose.h) from the campaign's compiled templates, cached per campaign,

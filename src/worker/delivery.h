@@ -46,7 +46,9 @@ struct event_base *delivery_event_base(struct delivery *d);
 void delivery_wake(void *arg);
 /*
  * Sets fn(arg), called by the worker's database thread after it committed
- * outcomes; NULL unsets it.
+ * outcomes; NULL unsets it.  fn runs under the worker's metrics mutex (the
+ * lock order is worker, then engine, then libevent's): it must be quick and
+ * must not call back into the worker.
  */
 void delivery_on_commit(struct delivery *d, void (*fn)(void *), void *arg);
 

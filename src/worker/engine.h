@@ -30,7 +30,8 @@ void engine_nudge(void *arg);
  * Sets fn(arg), called by the engine's thread after a round that started
  * campaigns, created messages or was woken (this process's delivery
  * worker should claim now); NULL unsets it, returning once no call is
- * running.
+ * running.  fn runs under the engine's mutex: it must be quick and must
+ * not call back into the engine (delivery_wake only activates an event).
  */
 void engine_on_work(struct engine *e, void (*fn)(void *), void *arg);
 /* Finishes the current step and stops; engine_stop(NULL) is a no-op. */
