@@ -79,13 +79,15 @@ recover(struct delivery *d)
 /*
  * Claims up to max messages: one claim per (tenant, campaign) in turn, pass
  * after pass over the work list, until max is reached or a whole pass
- * claims nothing.
+ * claims nothing.  *found: some (tenant, campaign) had due messages, taken
+ * or not (suppressed, limited, deferred).
  */
 static void
 claim_round(struct delivery *d, int max, struct delivery_vec *out, bool *found)
 {
     bool pass_started = false, claimed_in_pass = false;
 
+    *found = false;
     while (out->n < max && !delivery_stopping(d)) {
         if (d->next_work >= d->nwork) {
             if (pass_started && !claimed_in_pass)
@@ -95,10 +97,10 @@ claim_round(struct delivery *d, int max, struct delivery_vec *out, bool *found)
                 break;
             d->next_work = 0;
             pass_started = true;
-            *found = true; /* due messages, claimed or not (suppressed, limited, deferred) */
             claimed_in_pass = false;
         }
         const struct delivery_work *w = &d->work[d->next_work++];
+        *found = true;
         struct delivery_vec v = {0};
         int n = max - out->n < d->cfg->delivery_batch ? max - out->n
                                                        : (int)d->cfg->delivery_batch;
@@ -229,7 +231,7 @@ db_run(void *arg)
             d->pacing.nup = d->nup_req;
             d->pacing.seed++;
             pthread_mutex_unlock(&d->dbmu);
-            bool found = d->next_work < d->nwork;
+            bool found;
             claim_round(d, max, &v, &found);
             /* Read with what is claimed, so the loop applies a cap before sending. */
             bool caps = v.n > 0 && caps_read(d, caps_buf, &ncaps);
