@@ -323,6 +323,16 @@ class _Controller(Controller):
         smtp.connection_made, smtp.connection_lost = connection_made, connection_lost
         return smtp
 
+    def _create_server(self):
+        # Port 0 (the default): the kernel picks a free port at the bind, in
+        # this thread before start() reads self.port; a port probed earlier
+        # may have been taken by another test's process in between.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.hostname, self.port))
+        self.port = sock.getsockname()[1]
+        return self.loop.create_server(self._factory_invoker, sock=sock, ssl=self.ssl_context)
+
     def _trigger_server(self):
         # The stock trigger speaks to the server (and, with TLS options, may fail
         # before the test even starts); a bare connect is all it needs.
@@ -334,7 +344,7 @@ class Sink:
     def __init__(self, port=None, tls=None, require_starttls=False, auth=None,
                  auth_required=None, auth_mechanisms=("PLAIN", "LOGIN"), pipelining=False,
                  host="127.0.0.1"):
-        self.port = port or free_port()
+        self._port = port or 0  # 0: the kernel's pick at start()
         self.pipelining = pipelining
         self.host = host
         self.attempts: List[Attempt] = []
@@ -371,8 +381,14 @@ class Sink:
             kw["auth_require_tls"] = False
             kw["auth_exclude_mechanism"] = [m for m in ("PLAIN", "LOGIN", "CRAM-MD5")
                                             if m not in auth_mechanisms]
-        self._controller = _Controller(_Handler(self), hostname=self.host, port=self.port, **kw)
+        self._controller = _Controller(_Handler(self), hostname=self.host, port=self._port, **kw)
         self.running = False
+
+    @property
+    def port(self):
+        """The listening port (known once started, unless given)."""
+        assert self._controller.port, "the sink's port is known once it is started"
+        return self._controller.port
 
     # -- life --
 

@@ -19,7 +19,7 @@ import pytest
 from campaignhelp import Tenant, db_query, wait_until
 from deliveryhelp import delivery_args, messages, unique_domain
 from harness import OPERATOR_KEY, Server, create_database, error_of, free_port, invalid_field
-from smtpsink import Reply
+from smtpsink import Reply, slow
 
 UNUSUAL = Reply("rcpt", "421 4.7.28 Our system has detected an unusual rate of unsolicited mail")
 
@@ -408,6 +408,10 @@ def test_set_connections_caps_the_site_until_it_expires(factory, sink):
         "set_connections", 1, "capsite", None)
     assert s["last_reply"].startswith("451 4.7.1") and "slow down" in s["last_reply"]
     assert "per_minute" not in s
+    # Each message then takes the sink 30 ms: one connection cannot carry
+    # the 40 before others would open (a fast sink would let one connection
+    # carry them all, capped or not, and neither check below would mean much).
+    sink.script("@" + dom, then=slow(0.03))
     start = time.time()
     capped = campaign(t, dom, 40, "capped")
     wait_until(lambda: t.get(capped["id"])["status"] == "completed", 30, what="the campaign")
