@@ -9,10 +9,12 @@ conftest.py turns these helpers into fixtures; tests may import them too.
 import os
 import re
 import secrets
+import select
 import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.parse
 from pathlib import Path
@@ -139,15 +141,7 @@ class PgAdmin:
         return name
 
     def _exec(self, sql):
-        import psycopg2
-
-        conn = psycopg2.connect(self.server_url)
-        try:
-            conn.autocommit = True
-            with conn.cursor() as cur:
-                cur.execute(sql)
-        finally:
-            conn.close()
+        pg_run(self.server_url, sql)
 
     def create(self, empty=False):
         name = "mc_" + secrets.token_hex(6)
@@ -160,6 +154,7 @@ class PgAdmin:
     def drop(self, url):
         name = urllib.parse.urlsplit(url).path.lstrip("/")
         assert re.fullmatch(r"mc_[0-9a-f]+", name), name
+        pg_forget(url)
         self._exec(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
@@ -192,6 +187,59 @@ def module_server(request, store, tmp_path_factory, args=(), name="server", **at
         drop()
 
 
+# PostgreSQL connections kept per thread and URL (autocommit): a new backend
+# costs the cluster about 40 ms of CPU on these machines (a fork of the
+# postmaster and its caches), and the tests query thousands of times, often
+# in wait loops.  A kept connection the server has closed meanwhile (the
+# database dropped WITH (FORCE), the cluster restarted) has input waiting
+# while idle, and is replaced before it is used.
+_pg_local = threading.local()
+
+
+def _readable(fd):
+    p = select.poll()
+    p.register(fd, select.POLLIN)
+    return bool(p.poll(0))
+
+
+def pg_conn(url):
+    """This thread's open autocommit connection to url."""
+    import psycopg2
+
+    conns = getattr(_pg_local, "conns", None)
+    if conns is None:
+        conns = _pg_local.conns = {}
+    conn = conns.get(url)
+    if conn is not None and (conn.closed or _readable(conn.fileno())):
+        conn.close()
+        conn = None
+    if conn is None:
+        conn = psycopg2.connect(url)
+        conn.autocommit = True
+        conns[url] = conn
+    return conn
+
+
+def pg_forget(url):
+    """Closes this thread's kept connection to url (before its database is dropped)."""
+    conn = getattr(_pg_local, "conns", {}).pop(url, None)
+    if conn is not None:
+        conn.close()
+
+
+def pg_run(url, sql, params=(), fetch=False):
+    """Runs one statement on this thread's kept connection to url; its rows if fetch.
+    An error closes the connection (a failed one is not kept)."""
+    conn = pg_conn(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, params)
+            return cur.fetchall() if fetch else None
+    except Exception:
+        pg_forget(url)
+        raise
+
+
 def db_execute(database, sql, params=()):
     """Runs one statement directly against a mailcast database URL."""
     if database.startswith("sqlite:"):
@@ -204,15 +252,7 @@ def db_execute(database, sql, params=()):
         finally:
             conn.close()
     else:
-        import psycopg2
-
-        conn = psycopg2.connect(database)
-        try:
-            conn.autocommit = True
-            with conn.cursor() as cur:
-                cur.execute(sql, params)
-        finally:
-            conn.close()
+        pg_run(database, sql, params)
 
 
 # ---- the server ----

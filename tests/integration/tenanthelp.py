@@ -14,7 +14,7 @@ import secrets
 import time
 import uuid
 
-from harness import bearer
+from harness import bearer, pg_run
 
 CSV = {"Content-Type": "text/csv"}
 
@@ -94,16 +94,7 @@ def db_query(database, sql, params=()):
             return conn.execute(sql.replace("%s", "?"), params).fetchall()
         finally:
             conn.close()
-    import psycopg2
-
-    conn = psycopg2.connect(database)
-    try:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(sql, params)
-            return cur.fetchall()
-    finally:
-        conn.close()
+    return pg_run(database, sql, params, fetch=True)
 
 
 def campaign_body(**overrides):
