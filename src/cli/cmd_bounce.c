@@ -6,7 +6,8 @@
  * failed, so the MTA retries.  With --explain it only parses the message
  * and prints what the parser makes of it as one JSON object: nothing is
  * written, and the database is read (for the reference keys) only when it
- * already exists.
+ * already exists.  --explain takes several files too (a directory of
+ * bounces, one process): then one object a line, in the files' order.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -94,30 +95,28 @@ explain_keys(const struct config *cfg, struct secrets *out)
     store_close(st);
 }
 
-static int
-explain(struct cli_ctx *c, const struct buf *in)
+/* Prints the JSON object for one message: indented, or on one line (flags 0). */
+static void
+explain_one(struct cli_ctx *c, const struct secrets *keys, const struct buf *in,
+            size_t flags)
 {
-    struct secrets keys;
     struct bounce_report r;
     char id[MC_UUID_LEN + 1];
     const char *rcpt = cli_opt_value(c, "--recipient");
     json_t *j;
     char *s;
-
-    explain_keys(&c->cfg, &keys);
     struct bounce_intake_ctx x = {
-        .keys = (const unsigned char(*)[BOUNCE_REF_KEY_LEN])keys.token_keys,
-        .nkeys = keys.ntoken_keys,
+        .keys = (const unsigned char(*)[BOUNCE_REF_KEY_LEN])keys->token_keys,
+        .nkeys = keys->ntoken_keys,
     };
+
     bounce_parse(in->data ? in->data : "", in->len, &r);
     j = explain_json(&r, bounce_intake_reference(&x, &r, rcpt, id) ? id : NULL);
-    s = json_dumps(j, JSON_INDENT(2));
+    s = json_dumps(j, flags);
     printf("%s\n", s ? s : "null");
     free(s);
     json_decref(j);
     bounce_report_cleanup(&r);
-    app_secrets_wipe(&keys);
-    return 0;
 }
 
 /* The pipe: exit 0 when the report was taken (or deliberately ignored), 75 to be retried. */
@@ -154,41 +153,84 @@ intake(struct cli_ctx *c, const struct buf *in)
     return 0;
 }
 
+/*
+ * Reads a message from path (stdin when NULL) into in: 0, or (said on
+ * stderr) EX_NOINPUT when the file cannot be opened, EX_TEMPFAIL when it
+ * cannot be read.
+ */
+static int
+read_message(const struct cli_ctx *c, const char *path, struct buf *in)
+{
+    FILE *fp = stdin;
+    mc_err err;
+
+    buf_init(in, 0);
+    if (path && (fp = fopen(path, "rb")) == NULL) {
+        fprintf(stderr, "mailcast: bounce: cannot open %s\n", path);
+        return EX_NOINPUT;
+    }
+    /* A message past the limit is cut there, not refused: an MTA would only retry it. */
+    err = read_all(fp, (size_t)c->cfg.bounce_max_message, in);
+    if (fp != stdin)
+        fclose(fp);
+    if (err != MC_ERR_OK && err != MC_ERR_TOO_LARGE) {
+        fprintf(stderr, "mailcast: bounce: cannot read %s: %s\n", path ? path : "the message",
+                mc_err_str(err));
+        return EX_TEMPFAIL;
+    }
+    return 0;
+}
+
+/* --explain: each file's object (stdin's without one); 1 at the first that cannot be read. */
+static int
+explain(struct cli_ctx *c, const char **files, int nfiles)
+{
+    struct secrets keys;
+    struct buf in;
+    int rc = 0;
+
+    explain_keys(&c->cfg, &keys);
+    for (int i = 0; i < (nfiles ? nfiles : 1) && rc == 0; i++) {
+        if (read_message(c, nfiles ? files[i] : NULL, &in) == 0)
+            explain_one(c, &keys, &in, nfiles > 1 ? JSON_COMPACT : JSON_INDENT(2));
+        else
+            rc = 1;
+        buf_cleanup(&in);
+    }
+    fflush(stdout);
+    app_secrets_wipe(&keys);
+    return rc;
+}
+
 int
 cmd_bounce(struct cli_ctx *c)
 {
-    const char *file = NULL;
-    struct buf in;
-    FILE *fp = stdin;
+    const char **files = xcalloc((size_t)c->argc + 1, sizeof(*files));
     bool ex = cli_opt_flag(c, "--explain");
-    int rc;
-    mc_err err;
+    int nfiles = 0, rc;
+    struct buf in;
 
     for (int i = 0; i < c->argc; i++) {
         if (strcmp(c->argv[i], "--recipient") == 0)
             i++;
         else if (strcmp(c->argv[i], "--explain") == 0)
             continue;
-        else if (c->argv[i][0] == '-') {
-            fprintf(stderr, "usage: mailcast bounce [--explain] [--recipient ADDR] [FILE]\n");
+        else if (c->argv[i][0] == '-' || (nfiles == 1 && !ex)) {
+            fprintf(stderr, "usage: mailcast bounce [--recipient ADDR] [FILE]\n"
+                            "       mailcast bounce --explain [--recipient ADDR] [FILE...]\n");
+            free(files);
             return 2;
         } else
-            file = c->argv[i];
+            files[nfiles++] = c->argv[i];
     }
-    if (file && (fp = fopen(file, "rb")) == NULL) {
-        fprintf(stderr, "mailcast: bounce: cannot open %s\n", file);
-        return ex ? 1 : EX_NOINPUT;
+    if (ex) {
+        rc = explain(c, files, nfiles);
+        free(files);
+        return rc;
     }
-    /* A message past the limit is cut there, not refused: an MTA would only retry it. */
-    err = read_all(fp, (size_t)c->cfg.bounce_max_message, &in);
-    if (fp != stdin)
-        fclose(fp);
-    if (err != MC_ERR_OK && err != MC_ERR_TOO_LARGE) {
-        fprintf(stderr, "mailcast: bounce: cannot read the message: %s\n", mc_err_str(err));
-        buf_cleanup(&in);
-        return ex ? 1 : EX_TEMPFAIL;
-    }
-    rc = ex ? explain(c, &in) : intake(c, &in);
+    if ((rc = read_message(c, nfiles ? files[0] : NULL, &in)) == 0)
+        rc = intake(c, &in);
     buf_cleanup(&in);
+    free(files);
     return rc;
 }

@@ -62,6 +62,37 @@ def test_explain_a_file_and_the_kinds(tmp_path):
                                                    "recipients": []}
 
 
+def test_explain_several_files_one_line_each_in_their_order(tmp_path):
+    """--explain FILE... prints each file's object on a line of its own, in
+    the files' order, the same object as a run on that file alone."""
+    files = []
+    for i, data in enumerate((DSN.encode(), b"From: jo@example.org\r\n\r\nHi.\r\n",
+                              b"Auto-Submitted: auto-replied\r\nFrom: a@example.org\r\n\r\nAway\r\n")):
+        f = tmp_path / f"m{i}.eml"
+        f.write_bytes(data)
+        files.append(str(f))
+    res = explain(*files, files[0])
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.decode().splitlines()
+    assert len(lines) == 4
+    alone = [json.loads(explain(f).stdout) for f in files]
+    assert [json.loads(x) for x in lines] == alone + alone[:1]
+    assert [json.loads(x)["kind"] for x in lines] == ["dsn", "not_bounce", "auto_reply", "dsn"]
+    # A file that cannot be read stops there, with the status of a single one.
+    res = explain(files[0], str(tmp_path / "nope.eml"), files[1])
+    assert res.returncode == 1 and b"cannot open" in res.stderr
+    assert len(res.stdout.decode().splitlines()) == 1
+
+
+def test_the_pipe_takes_one_message(tmp_path):
+    """Without --explain a report is one message: a second file is a usage error."""
+    f = tmp_path / "m.eml"
+    f.write_bytes(DSN.encode())
+    res = subprocess.run([BIN, "bounce", str(f), str(f)], capture_output=True,
+                         env=child_env(), timeout=30)
+    assert res.returncode == 2 and b"usage" in res.stderr, res.stderr
+
+
 def test_explain_uses_no_database(tmp_path):
     db = tmp_path / "never.db"
     res = explain(data=DSN.encode(), database=f"sqlite:{db}")
