@@ -109,26 +109,35 @@ class Browser:
         els = self.css(sel)
         return els[0].text if els else ""
 
+    # Buttons are found in the page by one script each, not by a WebDriver
+    # command per button and property: every command is a round trip through
+    # chromedriver and the browser, which cost the suite's CPU more than the
+    # pages themselves.
+    _BUTTONS = ("return [...document.querySelectorAll(arguments[0] + ' button, ' + arguments[0]"
+                " + ' a.button')].filter(b => !b.disabled)")
+
     def button(self, label, scope="main"):
-        def find():
-            for b in self.css(f"{scope} button, {scope} a.button"):
-                if b.text.strip() == label and b.is_enabled():
-                    return b
-            return None
-        return self.wait(find, f"button {label!r}")
+        find = self._BUTTONS + ".find(b => b.innerText.trim() === arguments[1]) || null"
+        return self.wait(lambda: self.d.execute_script(find, scope, label), f"button {label!r}")
 
     def buttons(self, scope="main"):
-        return [b.text.strip() for b in self.css(f"{scope} button, {scope} a.button")]
+        return self.d.execute_script(
+            "return [...document.querySelectorAll(arguments[0] + ' button, ' + arguments[0]"
+            " + ' a.button')].map(b => b.innerText.trim())", scope)
 
     def fill(self, sel, value):
         """Types value over the field's content, by keys (clear() would not
-        tell the page: it fires no input event)."""
+        tell the page: it fires no input event).  A long value (a template, an
+        HTML body) is pasted: set, with the input event a paste fires (typed
+        key by key, each key an event the page renders)."""
         from selenium.webdriver.common.keys import Keys
         el = self.one(sel)
-        el.send_keys(Keys.CONTROL, "a")
-        el.send_keys(Keys.BACKSPACE)
-        if value:
-            el.send_keys(value)
+        if len(value) > 40:
+            self.d.execute_script("arguments[0].value = arguments[1]; arguments[0]"
+                                  ".dispatchEvent(new Event('input', {bubbles: true}))", el, value)
+            return el
+        # One command: select all (Ctrl held until NULL releases it), delete, type.
+        el.send_keys(Keys.CONTROL, "a", Keys.NULL, Keys.BACKSPACE, value)
         return el
 
     def h1(self):
