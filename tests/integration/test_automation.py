@@ -18,10 +18,20 @@ import pytest
 
 from campaignhelp import Tenant, db_query, wait_until
 from deliveryhelp import delivery_args, messages, unique_domain
-from harness import OPERATOR_KEY, Server, create_database, error_of, free_port, invalid_field
+from harness import (OPERATOR_KEY, Server, create_database, error_of, free_port, invalid_field,
+                     module_server)
 from smtpsink import Reply, slow
 
 UNUSUAL = Reply("rcpt", "421 4.7.28 Our system has detected an unusual rate of unsolicited mail")
+
+
+@pytest.fixture(scope="module")
+def refusals(request, store, tmp_path_factory, sink):
+    """One server per store for the tests whose every request is refused and
+    which check that nothing changed: they can share it (a server and a
+    database a case cost the suite some 70 server starts)."""
+    yield from module_server(request, store, tmp_path_factory, name="refusals",
+                             args=delivery_args(sink.url, "--pacing-burst", "1"))
 
 
 @pytest.fixture
@@ -272,8 +282,8 @@ def test_replies_mailcast_makes_up_never_fire(factory, rule):
     ({**SUSPEND, "duration_s": 0}, "automation[0].duration_s"),
     ({**SUSPEND, "duration_s": 604801}, "automation[0].duration_s"),
 ], ids=repr)
-def test_invalid_automation_changes_nothing(factory, sink, rule, field):
-    srv = factory(sink.url)
+def test_invalid_automation_changes_nothing(refusals, rule, field):
+    srv = refusals
     before = srv.get("/api/v1/shaping", headers=srv.op).json()
     doc = {**before, "automation": [rule]}
     invalid_field(srv.put("/api/v1/shaping", json=doc, headers=srv.op), field)
@@ -541,8 +551,8 @@ RATIO = {"egress": "default", "site": "gsite",
     ({**RATIO, "action": {"type": "set_connections", "max_connections": 1.5}},
      "automation[0].action.max_connections"),
 ], ids=repr)
-def test_invalid_ratio_and_new_actions_change_nothing(factory, sink, rule, field):
-    srv = factory(sink.url)
+def test_invalid_ratio_and_new_actions_change_nothing(refusals, rule, field):
+    srv = refusals
     before = srv.get("/api/v1/shaping", headers=srv.op).json()
     invalid_field(srv.put("/api/v1/shaping", json={**before, "automation": [rule]},
                           headers=srv.op), field)

@@ -13,10 +13,15 @@ import pytest
 
 from campaignhelp import Tenant, db_query
 from deliveryhelp import FAST, delivery_args, max_in_window, unique_domain
-from harness import OPERATOR_KEY, Server, bearer, create_database, error_of, invalid_field
+from harness import (OPERATOR_KEY, Server, bearer, create_database, error_of, invalid_field,
+                     module_server)
 from smtpsink import Sink, free_port
 from tenanthelp import wait_until
 from test_crash import Worker
+
+
+LIMITS = ("--egress-max", "3", "--egress-pool-max", "3", "--egress-pool-members-max", "2",
+          "--egress-weight-max", "10")
 
 
 @pytest.fixture
@@ -40,9 +45,17 @@ def start_server(request, store, tmp_path, relay, *extra):
 @pytest.fixture
 def mc(request, store, sinks, tmp_path):
     """A server whose --relay (the default egress) is sink a."""
-    return start_server(request, store, tmp_path, sinks[0].url, "--egress-max", "3",
-                        "--egress-pool-max", "3", "--egress-pool-members-max", "2",
-                        "--egress-weight-max", "10")
+    return start_server(request, store, tmp_path, sinks[0].url, *LIMITS)
+
+
+@pytest.fixture(scope="module")
+def refusals(request, store, tmp_path_factory):
+    """One server per store for the tests whose every request is refused and
+    which check that nothing changed: they can share it (a server and a
+    database a case cost the suite some 70 server starts).  Its relay is
+    never reached: nothing is sent."""
+    yield from module_server(request, store, tmp_path_factory, name="refusals",
+                             args=delivery_args("smtp://127.0.0.2:9", *LIMITS))
 
 
 def make_egress(srv, name, relay, wait=False, **fields):
@@ -180,9 +193,9 @@ def test_crud_and_limits(mc, sinks):
     ({"name": "ok", "relay": "smtp://127.0.0.3", "max_connections": 10001}, "max_connections"),
     ({"name": "ok", "relay": 5}, "relay"),
 ])
-def test_egress_validation(mc, body, field):
-    invalid_field(mc.post("/api/v1/egresses", json=body, headers=mc.op), field)
-    assert len(mc.get("/api/v1/egresses", headers=mc.op).json()["data"]) == 1
+def test_egress_validation(refusals, body, field):
+    invalid_field(refusals.post("/api/v1/egresses", json=body, headers=refusals.op), field)
+    assert len(refusals.get("/api/v1/egresses", headers=refusals.op).json()["data"]) == 1
 
 
 @pytest.mark.parametrize("body,field", [
@@ -196,8 +209,10 @@ def test_egress_validation(mc, body, field):
     ({"name": "p", "members": [{"egress": "default", "weight": 0}]}, "members[0].weight"),
     ({"name": "p", "members": [{"egress": "default", "weight": "1"}]}, "members[0].weight"),
 ])
-def test_pool_validation(mc, body, field):
-    invalid_field(mc.post("/api/v1/egress-pools", json=body, headers=mc.op), field)
+def test_pool_validation(refusals, body, field):
+    before = refusals.get("/api/v1/egress-pools", headers=refusals.op).json()
+    invalid_field(refusals.post("/api/v1/egress-pools", json=body, headers=refusals.op), field)
+    assert refusals.get("/api/v1/egress-pools", headers=refusals.op).json() == before
 
 
 def test_tenant_pool_validation(mc):

@@ -11,9 +11,18 @@ import pytest
 from campaignhelp import Tenant, db_query
 from deliveryhelp import delivery_args, max_in_window, unique_domain
 from harness import (OPERATOR_KEY, Server, ServerError, bearer, create_database, error_of,
-                     invalid_field)
+                     invalid_field, module_server)
 
 BURST = 2
+
+
+@pytest.fixture(scope="module")
+def refusals(request, store, tmp_path_factory, sink):
+    """One server per store for the tests whose every request is refused and
+    which check that nothing changed: they can share it (a server and a
+    database a case cost the suite some 70 server starts)."""
+    yield from module_server(request, store, tmp_path_factory, name="refusals",
+                             args=delivery_args(sink.url, "--pacing-burst", str(BURST)))
 
 
 @pytest.fixture
@@ -87,10 +96,10 @@ def test_put_replaces_the_table_and_get_reads_it_back(mc):
     ({"domains": {}, "rules": [{"egress": "default", "site": "x"},
                                {"egress": "default", "site": "x"}]}, "rules[1].site"),
 ], ids=repr)
-def test_put_invalid_changes_nothing(mc, doc, field):
-    before = shaping(mc)
-    invalid_field(mc.put("/api/v1/shaping", json=doc, headers=mc.op), field)
-    assert shaping(mc) == before
+def test_put_invalid_changes_nothing(refusals, doc, field):
+    before = shaping(refusals)
+    invalid_field(refusals.put("/api/v1/shaping", json=doc, headers=refusals.op), field)
+    assert shaping(refusals) == before
 
 
 def test_boundaries_are_accepted(mc):
