@@ -34,6 +34,7 @@ export TMPDIR="$scratch"
 pgdir="$scratch/pg"
 # Kept when something failed (the servers' logs are in the tests' dirs).
 cleanup() {
+    [ -n "${lint_pid-}" ] && kill "$lint_pid" 2>/dev/null
     bash tests/pgcluster.sh stop "$pgdir"
     if [ "$failed" -eq 0 ]; then
         rm -rf "$scratch"

@@ -7,7 +7,7 @@
  * and prints what the parser makes of it as one JSON object: nothing is
  * written, and the database is read (for the reference keys) only when it
  * already exists.  --explain takes several files too (a directory of
- * bounces, one process): then one object a line, in the files' order.
+ * bounces, one process): one object a line, in the files' order.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -95,10 +95,13 @@ explain_keys(const struct config *cfg, struct secrets *out)
     store_close(st);
 }
 
-/* Prints the JSON object for one message: indented, or on one line (flags 0). */
+/*
+ * Prints the JSON object for one message on a line of its own, whatever the
+ * number of messages, so a reader of a directory's files splits at newlines
+ * (ASCII only: no U+2028 or U+0085 in a line).
+ */
 static void
-explain_one(struct cli_ctx *c, const struct secrets *keys, const struct buf *in,
-            size_t flags)
+explain_one(struct cli_ctx *c, const struct secrets *keys, const struct buf *msg)
 {
     struct bounce_report r;
     char id[MC_UUID_LEN + 1];
@@ -110,9 +113,9 @@ explain_one(struct cli_ctx *c, const struct secrets *keys, const struct buf *in,
         .nkeys = keys->ntoken_keys,
     };
 
-    bounce_parse(in->data ? in->data : "", in->len, &r);
+    bounce_parse(msg->data ? msg->data : "", msg->len, &r);
     j = explain_json(&r, bounce_intake_reference(&x, &r, rcpt, id) ? id : NULL);
-    s = json_dumps(j, flags);
+    s = json_dumps(j, JSON_COMPACT | JSON_ENSURE_ASCII);
     printf("%s\n", s ? s : "null");
     free(s);
     json_decref(j);
@@ -154,23 +157,23 @@ intake(struct cli_ctx *c, const struct buf *in)
 }
 
 /*
- * Reads a message from path (stdin when NULL) into in: 0, or (said on
- * stderr) EX_NOINPUT when the file cannot be opened, EX_TEMPFAIL when it
- * cannot be read.
+ * Reads a message from path (stdin when NULL) into msg, which the caller
+ * cleans up in any case: 0, or (said on stderr) EX_NOINPUT when the file
+ * cannot be opened, EX_TEMPFAIL when it cannot be read.
  */
 static int
-read_message(const struct cli_ctx *c, const char *path, struct buf *in)
+read_message(const struct cli_ctx *c, const char *path, struct buf *msg)
 {
     FILE *fp = stdin;
     mc_err err;
 
-    buf_init(in, 0);
+    buf_init(msg, 0);
     if (path && (fp = fopen(path, "rb")) == NULL) {
         fprintf(stderr, "mailcast: bounce: cannot open %s\n", path);
         return EX_NOINPUT;
     }
     /* A message past the limit is cut there, not refused: an MTA would only retry it. */
-    err = read_all(fp, (size_t)c->cfg.bounce_max_message, in);
+    err = read_all(fp, (size_t)c->cfg.bounce_max_message, msg);
     if (fp != stdin)
         fclose(fp);
     if (err != MC_ERR_OK && err != MC_ERR_TOO_LARGE) {
@@ -181,21 +184,38 @@ read_message(const struct cli_ctx *c, const char *path, struct buf *in)
     return 0;
 }
 
-/* --explain: each file's object (stdin's without one); 1 at the first that cannot be read. */
+/* The i-th FILE argument (i from 0), NULL past the last. */
+static const char *
+file_arg(const struct cli_ctx *c, int i)
+{
+    for (int k = 0; k < c->argc; k++) {
+        if (strcmp(c->argv[k], "--recipient") == 0)
+            k++;
+        else if (strcmp(c->argv[k], "--explain") != 0 && i-- == 0)
+            return c->argv[k];
+    }
+    return NULL;
+}
+
+/*
+ * --explain: each file's object (stdin's without one), a line each; at the
+ * first file that cannot be read, 1 (the objects before it are printed).
+ */
 static int
-explain(struct cli_ctx *c, const char **files, int nfiles)
+explain(struct cli_ctx *c)
 {
     struct secrets keys;
-    struct buf in;
+    struct buf msg;
+    const char *path = file_arg(c, 0);
     int rc = 0;
 
     explain_keys(&c->cfg, &keys);
-    for (int i = 0; i < (nfiles ? nfiles : 1) && rc == 0; i++) {
-        if (read_message(c, nfiles ? files[i] : NULL, &in) == 0)
-            explain_one(c, &keys, &in, nfiles > 1 ? JSON_COMPACT : JSON_INDENT(2));
+    for (int i = 0; rc == 0 && (i == 0 || path); path = file_arg(c, ++i)) {
+        if (read_message(c, path, &msg) == 0)
+            explain_one(c, &keys, &msg);
         else
             rc = 1;
-        buf_cleanup(&in);
+        buf_cleanup(&msg);
     }
     fflush(stdout);
     app_secrets_wipe(&keys);
@@ -205,32 +225,27 @@ explain(struct cli_ctx *c, const char **files, int nfiles)
 int
 cmd_bounce(struct cli_ctx *c)
 {
-    const char **files = xcalloc((size_t)c->argc + 1, sizeof(*files));
     bool ex = cli_opt_flag(c, "--explain");
-    int nfiles = 0, rc;
-    struct buf in;
+    struct buf msg;
+    int rc;
 
     for (int i = 0; i < c->argc; i++) {
         if (strcmp(c->argv[i], "--recipient") == 0)
             i++;
-        else if (strcmp(c->argv[i], "--explain") == 0)
-            continue;
-        else if (c->argv[i][0] == '-' || (nfiles == 1 && !ex)) {
-            fprintf(stderr, "usage: mailcast bounce [--recipient ADDR] [FILE]\n"
-                            "       mailcast bounce --explain [--recipient ADDR] [FILE...]\n");
-            free(files);
+        else if (c->argv[i][0] == '-' && strcmp(c->argv[i], "--explain") != 0) {
+            fprintf(stderr, "usage: mailcast bounce [--explain] [--recipient ADDR] [FILE%s]\n",
+                    ex ? "..." : "");
             return 2;
-        } else
-            files[nfiles++] = c->argv[i];
+        }
     }
-    if (ex) {
-        rc = explain(c, files, nfiles);
-        free(files);
-        return rc;
+    if (ex)
+        return explain(c);
+    if (file_arg(c, 1) != NULL) {
+        fprintf(stderr, "mailcast: bounce: one message at a time (--explain takes several)\n");
+        return 2;
     }
-    if ((rc = read_message(c, nfiles ? files[0] : NULL, &in)) == 0)
-        rc = intake(c, &in);
-    buf_cleanup(&in);
-    free(files);
+    if ((rc = read_message(c, file_arg(c, 0), &msg)) == 0)
+        rc = intake(c, &msg);
+    buf_cleanup(&msg);
     return rc;
 }

@@ -34,10 +34,9 @@ static const struct command commands[] = {
     {"key revoke",    cmd_key_revoke,    "TENANT_ID KEY_ID", "revoke an API key"},
     {"config check",  cmd_config_check,  "",                 "validate the configuration and print it"},
     {"secret rotate", cmd_secret_rotate, "",                 "new unsubscribe-link key; links already sent keep working"},
-    {"bounce",        cmd_bounce,        "[--recipient ADDR] [FILE]",
-                                                             "take in a bounce or complaint (stdin without FILE)"},
-    {"bounce",        cmd_bounce,        "--explain [FILE...]",
-                                                             "print what reports say (JSON; a line each for several files)"},
+    {"bounce",        cmd_bounce,        "[--explain] [--recipient ADDR] [FILE]",
+                                                             "take in a bounce or complaint (stdin without FILE); "
+                                                             "--explain FILE...: only print what each says, a JSON line each"},
 };
 /* clang-format on */
 

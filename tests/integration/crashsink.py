@@ -163,9 +163,10 @@ class PostfixSink:
     and the volume is large: the four-worker test's 20,000 messages cost
     crashsink about 14 CPU seconds of Python, half of the test's CPU.  Every
     transaction is appended to one dump file, each behind a form feed
-    (-D, -S): records() reads them back.  A message this small (one write
-    of its own when its transaction ends) cannot interleave with another;
-    a record that does not parse fails the read rather than being skipped."""
+    (-D, -S): records() reads them back.  smtp-sink is one event loop that
+    copies a finished transaction whole into the dump before its 250, so
+    records never interleave; one that does not parse fails the read
+    rather than being skipped."""
 
     SMTP_SINK = "/usr/sbin/smtp-sink"
 
@@ -189,7 +190,10 @@ class PostfixSink:
             with socket.socket() as s:
                 s.bind(("127.0.0.1", 0))
                 self.port = s.getsockname()[1]
-            argv = [self.SMTP_SINK, "-D", str(self.path), "-S", "\\f", "-h", "crashsink.test",
+            # The port was free a moment ago; the greeting, with a name of
+            # its own, says that this smtp-sink got it and not another process.
+            name = f"crashsink-{os.urandom(4).hex()}.test"
+            argv = [self.SMTP_SINK, "-D", str(self.path), "-S", "\\f", "-h", name,
                     f"127.0.0.1:{self.port}", "512"]
             if os.geteuid() == 0:
                 argv[1:1] = ["-u", "postfix"]
@@ -199,8 +203,11 @@ class PostfixSink:
             deadline = time.monotonic() + timeout
             while self.proc.poll() is None and time.monotonic() < deadline:
                 try:
-                    socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                    return self
+                    with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
+                        greeting = s.recv(512)
+                    if name.encode() in greeting:
+                        return self
+                    break  # another process's port
                 except OSError:
                     time.sleep(0.02)
             self.stop()  # the port was taken meanwhile (it exited), or it hung: again

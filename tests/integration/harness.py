@@ -221,10 +221,12 @@ def pg_conn(url):
 
 
 def pg_forget(url):
-    """Closes this thread's kept connection to url (before its database is dropped)."""
-    conn = getattr(_pg_local, "conns", {}).pop(url, None)
-    if conn is not None:
-        conn.close()
+    """Closes this thread's kept connection to url (before its database is
+    dropped), or, given a cluster's socket directory, every one to that
+    cluster (before the cluster goes)."""
+    conns = getattr(_pg_local, "conns", {})
+    for u in [u for u in conns if u == url or f"host={url}&" in u]:
+        conns.pop(u).close()
 
 
 def pg_run(url, sql, params=(), fetch=False):
@@ -235,7 +237,7 @@ def pg_run(url, sql, params=(), fetch=False):
         with conn.cursor() as cur:
             cur.execute(sql, params)
             return cur.fetchall() if fetch else None
-    except Exception:
+    except BaseException:
         pg_forget(url)
         raise
 
@@ -523,4 +525,5 @@ class OwnCluster:
                      "-c max_connections=200", "start")
 
     def destroy(self):
+        pg_forget(self.dir)
         subprocess.run(["bash", self.script, "stop", self.dir], capture_output=True, timeout=120)

@@ -327,9 +327,14 @@ class _Controller(Controller):
         # Port 0 (the default): the kernel picks a free port at the bind, in
         # this thread before start() reads self.port; a port probed earlier
         # may have been taken by another test's process in between.
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.hostname, self.port))
+        family = socket.AF_INET6 if ":" in self.hostname else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.hostname, self.port))
+        except OSError:
+            sock.close()
+            raise
         self.port = sock.getsockname()[1]
         return self.loop.create_server(self._factory_invoker, sock=sock, ssl=self.ssl_context)
 

@@ -73,7 +73,7 @@ def test_explain_several_files_one_line_each_in_their_order(tmp_path):
         files.append(str(f))
     res = explain(*files, files[0])
     assert res.returncode == 0, res.stderr
-    lines = res.stdout.decode().splitlines()
+    lines = res.stdout.decode().split("\n")[:-1]
     assert len(lines) == 4
     alone = [json.loads(explain(f).stdout) for f in files]
     assert [json.loads(x) for x in lines] == alone + alone[:1]
@@ -81,7 +81,7 @@ def test_explain_several_files_one_line_each_in_their_order(tmp_path):
     # A file that cannot be read stops there, with the status of a single one.
     res = explain(files[0], str(tmp_path / "nope.eml"), files[1])
     assert res.returncode == 1 and b"cannot open" in res.stderr
-    assert len(res.stdout.decode().splitlines()) == 1
+    assert len(res.stdout.decode().split("\n")[:-1]) == 1
 
 
 def test_the_pipe_takes_one_message(tmp_path):
@@ -90,7 +90,7 @@ def test_the_pipe_takes_one_message(tmp_path):
     f.write_bytes(DSN.encode())
     res = subprocess.run([BIN, "bounce", str(f), str(f)], capture_output=True,
                          env=child_env(), timeout=30)
-    assert res.returncode == 2 and b"usage" in res.stderr, res.stderr
+    assert res.returncode == 2 and b"one message at a time" in res.stderr, res.stderr
 
 
 def test_explain_uses_no_database(tmp_path):

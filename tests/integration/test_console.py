@@ -113,17 +113,17 @@ class Browser:
     # command per button and property: every command is a round trip through
     # chromedriver and the browser, which cost the suite's CPU more than the
     # pages themselves.
+    # Shown: laid out (WebDriver's text of a hidden element is "").
     _BUTTONS = ("return [...document.querySelectorAll(arguments[0] + ' button, ' + arguments[0]"
-                " + ' a.button')].filter(b => !b.disabled)")
+                " + ' a.button')].filter(b => b.getClientRects().length)")
 
     def button(self, label, scope="main"):
-        find = self._BUTTONS + ".find(b => b.innerText.trim() === arguments[1]) || null"
+        find = self._BUTTONS + (".find(b => !b.disabled && b.innerText.trim() === arguments[1])"
+                                " || null")
         return self.wait(lambda: self.d.execute_script(find, scope, label), f"button {label!r}")
 
     def buttons(self, scope="main"):
-        return self.d.execute_script(
-            "return [...document.querySelectorAll(arguments[0] + ' button, ' + arguments[0]"
-            " + ' a.button')].map(b => b.innerText.trim())", scope)
+        return self.d.execute_script(self._BUTTONS + ".map(b => b.innerText.trim())", scope)
 
     def fill(self, sel, value):
         """Types value over the field's content, by keys (clear() would not
@@ -133,8 +133,13 @@ class Browser:
         from selenium.webdriver.common.keys import Keys
         el = self.one(sel)
         if len(value) > 40:
-            self.d.execute_script("arguments[0].value = arguments[1]; arguments[0]"
-                                  ".dispatchEvent(new Event('input', {bubbles: true}))", el, value)
+            # As a user could: not into a hidden, disabled or read-only field.
+            self.d.execute_script(
+                "const e = arguments[0];"
+                "if (!e.getClientRects().length || e.disabled || e.readOnly)"
+                "  throw new Error('the field cannot be typed into: ' + e.id);"
+                "e.value = arguments[1]; e.dispatchEvent(new Event('input', {bubbles: true}))",
+                el, value)
             return el
         # One command: select all (Ctrl held until NULL releases it), delete, type.
         el.send_keys(Keys.CONTROL, "a", Keys.NULL, Keys.BACKSPACE, value)

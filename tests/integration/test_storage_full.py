@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from campaignhelp import CSV, Tenant
-from harness import OPERATOR_KEY, OwnCluster, PgAdmin, Server, error_of, pg_database_url
+from harness import (OPERATOR_KEY, OwnCluster, PgAdmin, Server, error_of, pg_database_url,
+                     pg_forget)
 
 MIB = 1024 * 1024
 
@@ -90,6 +91,7 @@ def full_db(request, store, small_disk):
     try:
         yield url, small_disk, check
     finally:
+        pg_forget(url)
         admin._exec(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         admin._exec(f"DROP TABLESPACE IF EXISTS {ts}")
 
