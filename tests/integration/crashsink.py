@@ -89,6 +89,17 @@ def _serve(out_path, delay):
         out.close()
 
 
+def stop_process(proc, timeout=10):
+    """SIGTERM to a sink process still running, SIGKILL after timeout seconds."""
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 class CrashSink:
     """The sink process, seen from the test."""
 
@@ -129,13 +140,7 @@ class CrashSink:
         return f"smtp://127.0.0.1:{self.port}"
 
     def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         if self.proc is not None and self.proc.stdout:
             self.proc.stdout.close()
 
@@ -218,13 +223,7 @@ class PostfixSink:
         return f"smtp://127.0.0.1:{self.port}"
 
     def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
     def close(self):
         """Stops it and removes its dump."""
